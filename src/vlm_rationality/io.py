@@ -1,0 +1,91 @@
+"""Atomic Parquet/JSON/safetensors writes and the metadata every artefact carries.
+
+A killed job must never leave a file that Snakemake (or a reader) mistakes for a finished output, so
+every writer goes through :func:`atomic_path`: write a hidden temp file beside the target, then rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META_SCHEMA = b"vlm_rationality.schema"
+META_CONFIG_HASH = b"vlm_rationality.config_hash"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename it onto `path` only if the block finishes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def config_hash(config: Any) -> str:
+    """A short stable hash of a JSON-able config (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def with_metadata(table: pa.Table, schema_name: str, cfg_hash: str, extra: dict[str, Any] | None = None) -> pa.Table:
+    meta = dict(table.schema.metadata or {})
+    meta[META_SCHEMA] = schema_name.encode()
+    meta[META_CONFIG_HASH] = cfg_hash.encode()
+    for key, value in (extra or {}).items():
+        meta[f"vlm_rationality.{key}".encode()] = json.dumps(value).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The vlm_rationality.* metadata of a Parquet file, JSON-decoded where it is JSON."""
+    raw = pq.read_schema(path).metadata or {}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not key.startswith(b"vlm_rationality."):
+            continue
+        name = key.decode().removeprefix("vlm_rationality.")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value.decode()
+    return out
+
+
+def check_schema(path: str | os.PathLike, expected: str) -> dict[str, Any]:
+    """Fail clearly when a file is not the artefact a stage expects (e.g. a stale schema version)."""
+    meta = read_metadata(path)
+    found = meta.get("schema")
+    if found != expected:
+        raise ValueError(f"{path}: schema {found!r}, expected {expected!r}; delete it and rerun the stage that writes it")
+    return meta

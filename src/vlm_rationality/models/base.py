@@ -1,0 +1,96 @@
+"""The one protocol every vision-language model adapter implements.
+
+Stages only see this interface: image/text encoders, the learned temperature, the preprocessing spec and
+the attention blocks whose probabilities the explainers read. Nothing model-specific leaks past it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from vlm_rationality.registry import Registry
+
+MODEL_ADAPTERS: Registry[type["VisionLanguageModel"]] = Registry("model adapter")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Input size and normalisation; images arrive as uint8 [B, H, W, 3] already at `image_size`."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __call__(self, images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        if images.shape[1:3] != (self.image_size, self.image_size):
+            raise ValueError(
+                f"images are {tuple(images.shape[1:3])}, the model expects {self.image_size}x{self.image_size}; "
+                "prepare the dataset at the model's input size"
+            )
+        x = images.permute(0, 3, 1, 2).to(dtype) / 255.0
+        mean = torch.tensor(self.mean, device=x.device, dtype=dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=dtype).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+class VisionLanguageModel(nn.Module, ABC):
+    """A dual-encoder VLM as the benchmark sees it."""
+
+    preprocess: Preprocess
+
+    @abstractmethod
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Preprocessed images [B, 3, S, S] -> unnormalised embeddings [B, D]."""
+
+    @abstractmethod
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Prompts -> unnormalised embeddings [T, D] (on the model's device)."""
+
+    @property
+    @abstractmethod
+    def logit_scale(self) -> torch.Tensor:
+        """The learned temperature, already exponentiated (CLIP's 100 after training)."""
+
+    @property
+    @abstractmethod
+    def grid_size(self) -> tuple[int, int]:
+        """Patch grid of the vision tower; heatmaps are stored at this resolution."""
+
+    @abstractmethod
+    def vision_blocks(self) -> list[nn.Module]:
+        """The vision transformer blocks, first to last."""
+
+    @abstractmethod
+    def capture_attention(self) -> AbstractContextManager[list[torch.Tensor]]:
+        """Within the context, each forward appends every vision block's attention probabilities
+        [B, heads, N, N] (token 0 = CLS) to the yielded list, kept in the autograd graph."""
+
+    @property
+    @abstractmethod
+    def embed_dim(self) -> int:
+        """Width of the joint image-text embedding."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @abstractmethod
+    def backbone_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights in the layout of the model's own library, so a saved file reloads through `pretrained`."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """The config that rebuilds this model (goes into checkpoint sidecars)."""
+
+
+def build_model(config: dict[str, Any]) -> VisionLanguageModel:
+    """Build a model from its config entry, e.g. {adapter: open_clip, arch: ViT-B-16, pretrained: openai}."""
+    config = dict(config)
+    adapter = config.pop("adapter", "open_clip")
+    return MODEL_ADAPTERS.get(adapter).from_config(**config)  # type: ignore[attr-defined]

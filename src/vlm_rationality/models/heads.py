@@ -1,0 +1,59 @@
+"""Image classifiers on top of a VLM: one module for every method, so the explainers see one interface.
+
+ZS and FLCP classify with the class-prompt text embeddings (scaled by the learned temperature), which makes
+the logits exactly CLIP's image-text logits; LP and FT use a trained linear head. Both read L2-normalised
+image embeddings, so a linear head can start from the prompt weights.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlm_rationality.models.base import VisionLanguageModel
+
+HeadKind = Literal["prompt", "linear"]
+
+
+class ImageClassifier(nn.Module):
+    def __init__(self, model: VisionLanguageModel, head: nn.Linear, kind: HeadKind) -> None:
+        super().__init__()
+        self.model = model
+        self.head = head
+        self.kind = kind
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Preprocessed images [B, 3, S, S] -> logits [B, C]."""
+        return self.head(F.normalize(self.model.encode_image(images), dim=-1))
+
+
+@torch.no_grad()
+def prompt_head(model: VisionLanguageModel, prompts: Sequence[str]) -> nn.Linear:
+    """Text features of the class prompts, computed once: logits = scale * <img, text>."""
+    text = F.normalize(model.encode_text(prompts).float(), dim=-1) * model.logit_scale.float()
+    head = nn.Linear(text.shape[1], text.shape[0], bias=False, device=text.device)
+    head.weight.copy_(text)
+    return head.requires_grad_(False)
+
+
+def build_classifier(
+    model: VisionLanguageModel, kind: HeadKind, prompts: Sequence[str], init_from_prompts: bool = True
+) -> ImageClassifier:
+    """`prompt`: zero-shot head from the prompts; `linear`: trainable head (optionally initialised from them)."""
+    if kind == "prompt":
+        return ImageClassifier(model, prompt_head(model, prompts), kind)
+    if kind != "linear":
+        raise KeyError(f"unknown head kind {kind!r}; use 'prompt' or 'linear'")
+    head = nn.Linear(model.embed_dim, len(prompts), device=model.device)
+    if init_from_prompts:
+        with torch.no_grad():
+            head.weight.copy_(prompt_head(model, prompts).weight)
+            head.bias.zero_()
+    return ImageClassifier(model, head, kind)

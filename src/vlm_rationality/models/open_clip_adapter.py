@@ -1,0 +1,109 @@
+"""open_clip models behind the benchmark's protocol: any ViT arch, weights from a hub tag, a local file or none."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Sequence
+
+import open_clip
+import torch
+from open_clip.model import get_model_preprocess_cfg
+from open_clip.transformer import VisionTransformer
+from torch import nn
+
+from vlm_rationality.models.attention import capture_attention
+from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLanguageModel
+
+# Tiny architectures for the synthetic benchmark and the tests, registered next to open_clip's own.
+CONFIG_DIR = Path(__file__).parent / "configs"
+open_clip.add_model_config(CONFIG_DIR)
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+def resolve_pretrained(arch: str, pretrained: str | os.PathLike | None) -> str | None:
+    """Check `pretrained` before any download or build: a known tag of `arch`, an existing file, or None."""
+    if pretrained in (None, "", "none"):
+        return None
+    pretrained = str(pretrained)
+    if pretrained.endswith(CHECKPOINT_SUFFIXES) or os.sep in pretrained:
+        if not os.path.isfile(pretrained):
+            raise FileNotFoundError(f"open_clip checkpoint {pretrained!r} (model {arch}) does not exist")
+        return pretrained
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if pretrained not in tags:
+        raise KeyError(
+            f"{pretrained!r} is neither a file nor a pretrained tag of open_clip model {arch}; "
+            f"tags: {', '.join(tags) or 'none'}"
+        )
+    return pretrained
+
+
+@MODEL_ADAPTERS.register("open_clip")
+class OpenCLIP(VisionLanguageModel):
+    def __init__(self, model: nn.Module, arch: str, pretrained: str | None) -> None:
+        super().__init__()
+        visual = getattr(model, "visual", None)
+        if not isinstance(visual, VisionTransformer):
+            raise NotImplementedError(
+                f"open_clip model {arch}: the vision tower is {type(visual).__name__}; heatmaps need open_clip's "
+                "VisionTransformer (ResNet and timm towers have no attention blocks to explain)"
+            )
+        if visual.attn_pool is not None or visual.pool_type != "tok":
+            raise NotImplementedError(
+                f"open_clip model {arch}: pooling '{visual.pool_type}' / attentional pool is not supported; "
+                "the rollout explains the CLS token"
+            )
+        self.model = model.eval()
+        self.arch = arch
+        self.pretrained = pretrained
+        self.tokenizer = open_clip.get_tokenizer(arch)
+        cfg = get_model_preprocess_cfg(model)
+        size = cfg["size"]
+        size = size if isinstance(size, int) else size[0]
+        self.preprocess = Preprocess(int(size), tuple(cfg["mean"]), tuple(cfg["std"]))
+
+    @classmethod
+    def from_config(cls, arch: str, pretrained: str | None = None, **create_kwargs: Any) -> "OpenCLIP":
+        if arch.replace("/", "-") not in open_clip.list_models():
+            raise KeyError(f"unknown open_clip arch {arch!r}; e.g. ViT-B-16, ViT-B-32, tiny-vit-64")
+        source = resolve_pretrained(arch, pretrained)
+        try:
+            model = open_clip.create_model(arch, pretrained=source, **create_kwargs)
+        except RuntimeError as err:
+            raise RuntimeError(
+                f"could not load open_clip {arch} weights {source!r}: {err}. Without network access, download the "
+                "checkpoint elsewhere and set the model's `pretrained` to the local file"
+            ) from err
+        return cls(model, arch, source)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(images)
+
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        return self.model.encode_text(self.tokenizer(list(prompts)).to(self.device))
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp()
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return tuple(self.model.visual.grid_size)  # type: ignore[return-value]
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.visual.output_dim)
+
+    def vision_blocks(self) -> list[nn.Module]:
+        return list(self.model.visual.transformer.resblocks)
+
+    def capture_attention(self) -> AbstractContextManager[list[torch.Tensor]]:
+        return capture_attention([block.attn for block in self.vision_blocks()])
+
+    def backbone_state_dict(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def describe(self) -> dict[str, Any]:
+        return {"adapter": "open_clip", "arch": self.arch, "pretrained": self.pretrained}
