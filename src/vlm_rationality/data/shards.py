@@ -149,7 +149,7 @@ def read_prepared(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
     table = pq.read_table(path)
     out: dict[str, np.ndarray | list] = {
         "sample_id": table.column("sample_id").to_pylist(),
-        "label": table.column("label").to_numpy(),
+        "label": table.column("label").to_numpy().astype(np.int32),
         "image": _column_bytes(table, "image", height * width * 3).reshape(-1, height, width, 3),
         "mask": np.unpackbits(_column_bytes(table, "mask", packed_mask_bytes(height, width)), axis=1)[
             :, : height * width

@@ -4,7 +4,8 @@ Stock open_clip blocks call `nn.MultiheadAttention(..., need_weights=False)`, wh
 never materialises the probabilities; forcing weights through a hook yields a tensor autograd cannot
 differentiate. So, inside a context manager, each attention module gets an explicit-softmax forward as an
 *instance attribute* (the class, the parameters and the state_dict are untouched) that records the
-probabilities it multiplies with the values; leaving the context deletes the attribute again.
+probabilities it multiplies with the values; leaving the context deletes the attribute again. Each supported
+attention class has its forward here; any other fails with a clear error before anything is patched.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import Attention as OpenCLIPAttention
 from torch import nn
 
 Recorder = Callable[[torch.Tensor], None]
@@ -63,35 +65,50 @@ def _explicit_mha_forward(module: nn.MultiheadAttention, record: Recorder) -> Ca
     return forward
 
 
+def _explicit_open_clip_attention_forward(module: nn.Module, record: Recorder) -> Callable:
+    """open_clip's custom `Attention` (qk-norm, scaled-cosine, head-scale variants) with a recorded softmax.
+
+    Its own non-SDPA branch multiplies 4-D tensors with `torch.bmm` and fails (open_clip 3.3.0), so the
+    probabilities are computed here from the module's own weights and sub-layers.
+    """
+
+    def forward(x, attn_mask=None):
+        if attn_mask is not None:
+            raise NotImplementedError("attention capture does not support masks in open_clip's custom Attention")
+        batch, tokens, width = x.shape
+        q, k, v = F.linear(x, module.in_proj_weight, module.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.reshape(batch, tokens, module.num_heads, -1).transpose(1, 2) for t in (q, k, v))
+        if module.logit_scale is not None:
+            scale = torch.clamp(module.logit_scale, max=module.logit_scale_max).exp()
+            scores = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-1, -2) * scale
+        else:
+            scores = (module.ln_q(q) * module.scale) @ module.ln_k(k).transpose(-1, -2)
+        probs = scores.softmax(dim=-1)
+        record(probs)
+        out = module.attn_drop(probs) @ v
+        if module.head_scale is not None:
+            out = out * module.head_scale
+        out = module.ln_inner(out.transpose(1, 2).reshape(batch, tokens, width))
+        return module.out_drop(module.out_proj(out))
+
+    return forward
+
+
 @contextmanager
-def _patched_mha(module: nn.MultiheadAttention, record: Recorder) -> Iterator[None]:
-    _check_mha(module)
-    module.forward = _explicit_mha_forward(module, record)  # instance attribute shadows the class method
+def _patched(module: nn.Module, forward: Callable) -> Iterator[None]:
+    module.forward = forward  # an instance attribute shadows the class method; weights are untouched
     try:
         yield
     finally:
         del module.forward
 
 
-@contextmanager
-def _probed_open_clip_attention(module: nn.Module, record: Recorder) -> Iterator[None]:
-    """open_clip's custom `Attention` passes its probabilities through `attn_drop`; record them there,
-    with the fused SDPA path switched off so that they exist."""
-    use_fsdpa = module.use_fsdpa
-    module.use_fsdpa = False
-    handle = module.attn_drop.register_forward_hook(lambda _m, _i, out: record(out))
-    try:
-        yield
-    finally:
-        handle.remove()
-        module.use_fsdpa = use_fsdpa
-
-
-def _probe_for(attn: nn.Module) -> Callable[[nn.Module, Recorder], object]:
+def _forward_factory(attn: nn.Module) -> Callable[[nn.Module, Recorder], Callable]:
     if isinstance(attn, nn.MultiheadAttention):
-        return _patched_mha
-    if type(attn).__name__ == "Attention" and hasattr(attn, "attn_drop") and hasattr(attn, "use_fsdpa"):
-        return _probed_open_clip_attention
+        _check_mha(attn)
+        return _explicit_mha_forward
+    if isinstance(attn, OpenCLIPAttention):
+        return _explicit_open_clip_attention_forward
     raise NotImplementedError(
         f"no attention probe for {type(attn).__module__}.{type(attn).__name__}; "
         "add one in vlm_rationality/models/attention.py"
@@ -101,9 +118,9 @@ def _probe_for(attn: nn.Module) -> Callable[[nn.Module, Recorder], object]:
 @contextmanager
 def capture_attention(attention_modules: Sequence[nn.Module]) -> Iterator[list[torch.Tensor]]:
     """Record the probabilities [B, heads, N, N] of each module, in call order, into the yielded list."""
-    probes = [_probe_for(attn) for attn in attention_modules]  # fail before patching anything
+    factories = [_forward_factory(attn) for attn in attention_modules]  # fail before patching anything
     recorded: list[torch.Tensor] = []
     with ExitStack() as stack:
-        for probe, attn in zip(probes, attention_modules):
-            stack.enter_context(probe(attn, recorded.append))
+        for factory, attn in zip(factories, attention_modules):
+            stack.enter_context(_patched(attn, factory(attn, recorded.append)))
         yield recorded

@@ -1,0 +1,98 @@
+"""Heatmap throughput: the per-sample loop (the original recipe) against the batched rollout, side by side.
+
+Prints images/s of both paths on the same device, model and images, their ratio, the largest relative
+difference between their maps, and peak memory. Random weights: the figures measure compute, not accuracy.
+
+    python benchmarks/heatmaps.py                       # CUDA: ViT-B-16 at 224; CPU: ViT-S-16 at 224
+    python benchmarks/heatmaps.py --arch ViT-B-16 --amp bf16 --batch-size 128 --images 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from vlm_rationality.explain.chefer import chefer_relevance, chefer_relevance_per_sample
+from vlm_rationality.explain.heatmaps import AMP_DTYPES
+from vlm_rationality.models import build_classifier, build_model
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+
+
+def main() -> None:
+    cuda = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="ViT-B-16" if cuda else "ViT-S-16")
+    parser.add_argument("--device", default="cuda" if cuda else "cpu")
+    parser.add_argument("--batch-size", type=int, default=128 if cuda else 32)
+    parser.add_argument("--images", type=int, default=1024 if cuda else 64, help="images for the batched path")
+    parser.add_argument("--per-sample-images", type=int, default=32 if cuda else 16)
+    parser.add_argument("--classes", type=int, default=1000 if cuda else 100)
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = build_model({"adapter": "open_clip", "arch": args.arch}).to(device).eval()
+    classifier = build_classifier(model, "prompt", [f"a photo of a class {i}" for i in range(args.classes)])
+    size = model.preprocess.image_size
+    images = torch.randn(args.images, 3, size, size, device=device)
+    labels = torch.randint(0, args.classes, (args.images,), device=device)
+    amp = AMP_DTYPES[args.amp]
+
+    def batched(n: int) -> torch.Tensor:
+        maps = [chefer_relevance(classifier, images[i:i + args.batch_size], labels[i:i + args.batch_size],
+                                 amp_dtype=amp).relevance for i in range(0, n, args.batch_size)]
+        return torch.cat(maps)
+
+    # Warm-up (kernel selection, allocator), then time each path on its own images.
+    batched(min(args.batch_size, args.images))
+    chefer_relevance_per_sample(classifier, images[:2], labels[:2])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    start = time.perf_counter()
+    batched_maps = batched(args.images)
+    _sync(device)
+    batched_s = time.perf_counter() - start
+    peak_batched = _peak_mib(device)
+
+    n_loop = min(args.per_sample_images, args.images)
+    start = time.perf_counter()
+    loop_maps = chefer_relevance_per_sample(classifier, images[:n_loop], labels[:n_loop]).relevance
+    _sync(device)
+    loop_s = time.perf_counter() - start
+
+    exact = chefer_relevance(classifier, images[:n_loop], labels[:n_loop]).relevance  # fp32 batched
+    rel_diff = float((exact - loop_maps).abs().max() / loop_maps.abs().max())
+    amp_diff = float((batched_maps[:n_loop].float() - loop_maps).abs().max() / loop_maps.abs().max())
+    batched_ips, loop_ips = args.images / batched_s, n_loop / loop_s
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device            {name}")
+    print(f"model             {args.arch} @ {size}px, {args.classes} classes, random weights, amp={args.amp}")
+    print(f"per-sample loop   {loop_ips:10.1f} img/s  ({n_loop} images)")
+    print(f"batched           {batched_ips:10.1f} img/s  ({args.images} images, batch {args.batch_size})")
+    print(f"speed-up          {batched_ips / loop_ips:10.1f}x")
+    print(f"max rel. diff     {rel_diff:10.2e}  (fp32 batched vs loop)")
+    if amp is not None:
+        print(f"max rel. diff     {amp_diff:10.2e}  ({args.amp} batched vs fp32 loop)")
+    print(f"peak memory       {peak_batched:10.0f} MiB  ({'GPU allocated' if device.type == 'cuda' else 'process RSS'})")
+
+
+if __name__ == "__main__":
+    main()

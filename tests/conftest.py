@@ -1,0 +1,38 @@
+"""Shared fixtures. Tests never touch the network: hub libraries are set offline and any IP connection fails."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+_connect = socket.socket.connect
+
+
+def _no_network(self: socket.socket, address, *args, **kwargs):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        raise RuntimeError(f"tests must not open network connections (tried {address!r})")
+    return _connect(self, address, *args, **kwargs)
+
+
+socket.socket.connect = _no_network  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from vlm_rationality.models import build_model
+
+    torch.manual_seed(0)
+    return build_model({"adapter": "open_clip", "arch": "tiny-vit-32"}).eval()
+
+
+@pytest.fixture(scope="session")
+def prompts() -> list[str]:
+    from vlm_rationality.data.synthetic import SyntheticSpec, class_prompts
+
+    return class_prompts(SyntheticSpec(image_size=32))

@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from vlm_rationality.data.synthetic import SyntheticSpec, generate
+from vlm_rationality.explain.chefer import chefer_relevance, chefer_relevance_per_sample
+from vlm_rationality.models import build_classifier
+
+
+@pytest.fixture(scope="module")
+def images(tiny_model):
+    samples = list(generate(SyntheticSpec(image_size=32), "test", 6))
+    x = torch.stack([torch.from_numpy(s.image) for s in samples])
+    return tiny_model.preprocess(x), torch.tensor([s.label for s in samples])
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("kind", ["prompt", "linear"])
+@pytest.mark.parametrize("target", ["label", "pred"])
+@pytest.mark.parametrize("start_block", [0, 1])
+def test_batched_rollout_matches_the_per_sample_oracle(tiny_model, prompts, images, kind, target, start_block):
+    torch.manual_seed(1)
+    classifier = build_classifier(tiny_model, kind, prompts, init_from_prompts=False)
+    x, labels = images
+    batched = chefer_relevance(classifier, x, labels, target, start_block)
+    oracle = chefer_relevance_per_sample(classifier, x, labels, target, start_block)
+    assert batched.relevance.shape == (6, *tiny_model.grid_size)
+    assert oracle.relevance.abs().max() > 0
+    assert _relative_error(batched.relevance, oracle.relevance) < 1e-4
+    torch.testing.assert_close(batched.logits, oracle.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batched.explained_class, oracle.explained_class)
+    expected = labels if target == "label" else oracle.logits.argmax(1)
+    torch.testing.assert_close(batched.explained_class, expected)
+
+
+def test_samples_do_not_leak_into_each_other(tiny_model, prompts, images):
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    x, labels = images
+    whole = chefer_relevance(classifier, x, labels).relevance
+    alone = chefer_relevance(classifier, x[2:3], labels[2:3]).relevance
+    assert _relative_error(whole[2:3], alone) < 1e-5
+
+
+def test_the_explained_class_changes_the_map(tiny_model, prompts, images):
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    x, labels = images
+    other = (labels + 1) % len(prompts)
+    a = chefer_relevance(classifier, x, labels).relevance
+    b = chefer_relevance(classifier, x, other).relevance
+    assert _relative_error(a, b) > 1e-3
+
+
+def test_frozen_weights_still_get_heatmaps(tiny_model, prompts, images):
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    flags = [p.requires_grad for p in tiny_model.parameters()]
+    tiny_model.requires_grad_(False)
+    try:
+        x, labels = images
+        relevance = chefer_relevance(classifier, x, labels).relevance
+    finally:
+        for p, flag in zip(tiny_model.parameters(), flags):
+            p.requires_grad_(flag)
+    assert torch.isfinite(relevance).all() and relevance.abs().sum() > 0
+    assert all(p.grad is None for p in tiny_model.parameters())
+
+
+def test_bad_settings_fail_clearly(tiny_model, prompts, images):
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    x, labels = images
+    with pytest.raises(ValueError, match="start_block 9"):
+        chefer_relevance(classifier, x, labels, start_block=9)
+    with pytest.raises(KeyError, match="heatmap target"):
+        chefer_relevance(classifier, x, labels, target="gt")
+    with pytest.raises(ValueError, match="CUDA"):
+        chefer_relevance(classifier, x, labels, amp_dtype=torch.bfloat16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", [None, torch.bfloat16])
+def test_cuda_rollout_matches_cpu(tiny_model, prompts, images, amp):
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    x, labels = images
+    cpu = chefer_relevance(classifier, x, labels).relevance
+    gpu_classifier = build_classifier(tiny_model.cuda(), "prompt", prompts)
+    try:
+        gpu = chefer_relevance(gpu_classifier, x.cuda(), labels.cuda(), amp_dtype=amp).relevance.cpu()
+    finally:
+        tiny_model.cpu()
+    assert _relative_error(gpu, cpu) < (1e-4 if amp is None else 5e-2)

@@ -1,0 +1,106 @@
+import json
+
+import open_clip
+import pytest
+import torch
+
+from vlm_rationality.models import build_classifier, build_model
+from vlm_rationality.models.checkpoint import load_state_dict, save_state_dict
+
+
+def _images(model, n=3, seed=0):
+    size = model.preprocess.image_size
+    generator = torch.Generator().manual_seed(seed)
+    return model.preprocess(torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=generator))
+
+
+def test_attention_capture_leaves_outputs_and_weights_unchanged(tiny_model):
+    x = _images(tiny_model)
+    keys_before = list(tiny_model.state_dict())
+    with torch.no_grad():
+        stock = tiny_model.encode_image(x)
+        with tiny_model.capture_attention() as attention:
+            captured = tiny_model.encode_image(x)
+        after = tiny_model.encode_image(x)
+    torch.testing.assert_close(captured, stock, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(after, stock, rtol=0, atol=0)
+    assert list(tiny_model.state_dict()) == keys_before
+    assert all("forward" not in vars(block.attn) for block in tiny_model.vision_blocks())
+    blocks = len(tiny_model.vision_blocks())
+    tokens = tiny_model.grid_size[0] * tiny_model.grid_size[1] + 1
+    assert len(attention) == blocks
+    assert attention[0].shape == (3, 4, tokens, tokens)  # tiny-vit-32: width 64, head_width 16
+    torch.testing.assert_close(attention[-1].sum(-1), torch.ones(3, 4, tokens))
+
+
+def test_captured_attention_is_differentiable(tiny_model):
+    x = _images(tiny_model, n=2).requires_grad_(True)
+    with tiny_model.capture_attention() as attention:
+        out = tiny_model.encode_image(x).sum()
+    grads = torch.autograd.grad(out, attention)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_custom_attention_blocks_are_probed(tmp_path):
+    config = json.loads(open_clip.get_model_config("tiny-vit-32").__repr__().replace("'", '"'))
+    config["vision_cfg"].update(block_type="custom", qk_norm=True)
+    (tmp_path / "tiny-custom-attn.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "tiny-custom-attn.json")
+    torch.manual_seed(0)
+    model = build_model({"arch": "tiny-custom-attn"})
+    assert type(model.vision_blocks()[0].attn).__name__ == "Attention"
+    x = _images(model)
+    with torch.no_grad():
+        stock = model.encode_image(x)
+        with model.capture_attention() as attention:
+            captured = model.encode_image(x)
+    torch.testing.assert_close(captured, stock, rtol=1e-5, atol=1e-5)
+    assert len(attention) == len(model.vision_blocks())
+    assert all("forward" not in vars(block.attn) for block in model.vision_blocks())
+
+
+def test_checkpoint_file_reloads_to_identical_outputs(tiny_model, tmp_path, prompts):
+    path = tmp_path / "base.safetensors"
+    save_state_dict(tiny_model.backbone_state_dict(), path)
+    reloaded = build_model({"arch": "tiny-vit-32", "pretrained": str(path)}).eval()
+    x = _images(tiny_model)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.encode_image(x), tiny_model.encode_image(x), rtol=0, atol=0)
+        torch.testing.assert_close(reloaded.encode_text(prompts), tiny_model.encode_text(prompts), rtol=0, atol=0)
+    assert reloaded.describe() == {"adapter": "open_clip", "arch": "tiny-vit-32", "pretrained": str(path)}
+    assert set(load_state_dict(path)) == set(tiny_model.backbone_state_dict())
+
+
+def test_prompt_head_gives_clip_image_text_logits(tiny_model, prompts):
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    x = _images(tiny_model)
+    with torch.no_grad():
+        image = torch.nn.functional.normalize(tiny_model.encode_image(x), dim=-1)
+        text = torch.nn.functional.normalize(tiny_model.encode_text(prompts), dim=-1)
+        expected = tiny_model.logit_scale * image @ text.T
+        torch.testing.assert_close(classifier(x), expected, rtol=1e-5, atol=1e-5)
+    linear = build_classifier(tiny_model, "linear", prompts, init_from_prompts=True)
+    with torch.no_grad():
+        torch.testing.assert_close(linear(x), expected, rtol=1e-5, atol=1e-5)
+    assert linear.head.weight.requires_grad and not classifier.head.weight.requires_grad
+
+
+@pytest.mark.parametrize(
+    "config, error, message",
+    [
+        ({"arch": "ViT-Q-99"}, KeyError, "unknown open_clip arch"),
+        ({"arch": "tiny-vit-32", "pretrained": "/nowhere/base.safetensors"}, FileNotFoundError, "/nowhere/base"),
+        ({"arch": "ViT-B-16", "pretrained": "not-a-tag"}, KeyError, "tags: .*openai"),
+        ({"adapter": "lavis", "arch": "albef"}, KeyError, "unknown model adapter 'lavis'"),
+        ({"arch": "RN50"}, NotImplementedError, "vision tower"),
+    ],
+)
+def test_bad_model_configs_fail_clearly(config, error, message):
+    with pytest.raises(error, match=message):
+        build_model(config)
+
+
+def test_hub_tag_without_network_names_the_fix():
+    # open_clip would download ViT-B-32/openai; offline that must fail with a pointer to local files.
+    with pytest.raises(RuntimeError, match="local file"):
+        build_model({"arch": "ViT-B-32", "pretrained": "openai"})

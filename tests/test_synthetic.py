@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from vlm_rationality.data.synthetic import OBJECT_COLOURS, SyntheticSpec, class_prompts, generate, make_sample
+
+
+def test_same_seed_same_bytes_and_other_seed_differs():
+    spec = SyntheticSpec(seed=3)
+    a = list(generate(spec, "train", 20, rho=0.5))
+    b = list(generate(spec, "train", 20, rho=0.5))
+    c = list(generate(SyntheticSpec(seed=4), "train", 20, rho=0.5))
+    assert all(x.image.tobytes() == y.image.tobytes() and (x.mask == y.mask).all() for x, y in zip(a, b))
+    assert [x.caption for x in a] == [y.caption for y in b]
+    assert any(x.image.tobytes() != z.image.tobytes() for x, z in zip(a, c))
+
+
+def test_a_sample_does_not_depend_on_its_neighbours():
+    spec = SyntheticSpec()
+    whole = list(generate(spec, "test", 10))
+    alone = make_sample(spec, "test", 7)
+    assert alone.image.tobytes() == whole[7].image.tobytes()
+
+
+def test_mask_is_exactly_the_painted_object():
+    spec = SyntheticSpec(noise=0.0, num_classes=10, num_textures=10)
+    for sample in generate(spec, "pretrain", 60):
+        colour = np.array(OBJECT_COLOURS[sample.colour], dtype=np.uint8)
+        painted = (sample.image == colour).all(axis=-1)
+        assert sample.mask.dtype == bool and sample.mask.shape == (64, 64)
+        assert 0.02 < sample.mask.mean() < 0.6
+        np.testing.assert_array_equal(painted, sample.mask)
+
+
+def test_rho_ties_the_background_to_the_class():
+    spec = SyntheticSpec()
+    tied = list(generate(spec, "train", 200, rho=1.0))
+    assert all(s.background == spec.own_texture(s.label) for s in tied)
+    free = list(generate(spec, "test", 400, rho=0.0))
+    agreement = np.mean([s.background == spec.own_texture(s.label) for s in free])
+    assert agreement < 0.25  # chance is 1/8
+    assert len({s.label for s in free}) == spec.num_classes
+
+
+def test_captions_name_shape_colour_and_background():
+    spec = SyntheticSpec()
+    sample = make_sample(spec, "pretrain", 0)
+    assert sample.caption == f"a {sample.colour} {spec.class_names[sample.label]} on {spec.texture_names[sample.background]}"
+    assert class_prompts(spec)[0] == "a photo of a circle"
+
+
+@pytest.mark.parametrize("bad", [dict(num_classes=1), dict(num_classes=11), dict(image_size=8), dict(min_scale=0.6)])
+def test_bad_specs_are_rejected(bad):
+    with pytest.raises(ValueError, match="synthetic"):
+        SyntheticSpec(**bad)
+
+
+def test_bad_rho_and_split_are_rejected():
+    with pytest.raises(ValueError, match="rho"):
+        make_sample(SyntheticSpec(), "train", 0, rho=1.5)
+    with pytest.raises(KeyError, match="split"):
+        make_sample(SyntheticSpec(), "validation", 0)
