@@ -1,58 +1,167 @@
-"""`vlm-rationality <command>`: what the workflow rules call, plus `inspect` for any artefact."""
+"""`vlm-rationality <command>`: one command per workflow stage, plus `inspect` for any artefact.
+
+Stage commands take their settings as JSON (`--spec`, `--model`, …): the workflow passes each rule's params
+through unchanged, and the hash of those settings goes into every file the command writes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from typing import Callable
+from typing import Any
 
 import pyarrow.parquet as pq
 
-from vlm_rationality.io import read_metadata
-
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]] = {}
+from vlm_rationality.io import config_hash, read_metadata
 
 
-def command(name: str, help: str):
-    """Register a sub-command: `arguments` adds its options, the decorated function runs it."""
-
-    def register(arguments: Callable[[argparse.ArgumentParser], None]):
-        def wrap(run: Callable[[argparse.Namespace], None]):
-            COMMANDS[name] = (help, arguments, run)
-            return run
-
-        return wrap
-
-    return register
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text[:80]}") from err
 
 
-def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="a Parquet artefact (prepared shard, heatmap shard, metrics table)")
-    parser.add_argument("--rows", type=int, default=5, help="rows to show (default 5)")
+def _threads(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
 
-@command("inspect", "print the schema, vlm_rationality metadata and first rows of a Parquet artefact")(_inspect_arguments)
-def inspect(args: argparse.Namespace) -> None:
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from vlm_rationality.data.prepare import prepare_shard
+
+    n = prepare_shard(args.spec, args.split, args.shard, args.out, config_hash([args.spec, args.split]))
+    print(f"{args.out}: {n} samples")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from vlm_rationality.finetune.run import pretrain_base
+
+    _threads(args)
+    sidecar = pretrain_base(args.model, args.train, args.shards, args.out, args.device)
+    print(json.dumps(sidecar["metrics"]), f"({sidecar['seconds']} s on {sidecar['device']})")
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from vlm_rationality.finetune.run import finetune
+
+    _threads(args)
+    sidecar = finetune(args.model, args.method, args.prompts, args.shards, args.out, args.device)
+    print(json.dumps(sidecar["metrics"]), f"({sidecar['seconds']} s on {sidecar['device']})")
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from vlm_rationality.explain.run import explain
+
+    _threads(args)
+    settings = [args.model, args.method, args.prompts, args.heatmaps, args.keys]
+    summary = explain(args.model, args.method, args.prompts, args.checkpoint, args.heatmaps, args.shard, args.out,
+                      args.device, args.keys, config_hash(settings))
+    print(f"{args.out}: {json.dumps(summary)}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from vlm_rationality.metrics.score import score_table, write_scores
+
+    table = score_table(args.heatmaps, args.threshold, args.iterations, args.seed)
+    write_scores(table, args.parquet, args.csv, config_hash([args.threshold, args.iterations, args.seed]))
+    print(f"{args.parquet}: {table.num_rows} rows")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from vlm_rationality.io import atomic_path
+    from vlm_rationality.report.figures import pt_ir_figure
+    from vlm_rationality.report.tables import report_markdown
+
+    rows = pq.read_table(args.metrics).to_pylist()
+    with atomic_path(args.markdown) as tmp:
+        tmp.write_text(report_markdown(rows, args.methods, args.models, args.datasets))
+    pt_ir_figure(rows, args.methods, args.models, args.datasets, args.figure)
+    print(f"wrote {args.markdown} and {args.figure}")
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
     parquet = pq.ParquetFile(args.path)
     print(f"{args.path}: {parquet.metadata.num_rows} rows, {parquet.metadata.num_row_groups} row group(s)")
     print(json.dumps(read_metadata(args.path), indent=2))
     print(parquet.schema_arrow.remove_metadata())
-    binary = {"image", "mask", "heatmap", "logits"}
-    columns = [name for name in parquet.schema_arrow.names if name not in binary]
+    columns = [n for n in parquet.schema_arrow.names if n not in ("image", "mask", "heatmap", "logits")]
     head = next(parquet.iter_batches(batch_size=max(args.rows, 1), columns=columns), None)
-    if head is not None:
-        for row in head.to_pylist()[: args.rows]:
-            print(row)
+    for row in (head.to_pylist()[: args.rows] if head is not None else []):
+        print(row)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-rationality", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (help_text, arguments, _run) in COMMANDS.items():
-        arguments(sub.add_parser(name, help=help_text, description=help_text))
-    args = parser.parse_args(argv)
-    COMMANDS[args.command][2](args)
+
+    def stage(name: str, run, help_text: str, device: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(run=run)
+        if device:
+            p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+            p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+        return p
+
+    p = stage("prepare", cmd_prepare, "write one prepared-sample shard of a dataset split")
+    p.add_argument("--spec", type=_json, required=True, help="dataset config (JSON)")
+    p.add_argument("--split", required=True)
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--out", required=True)
+
+    p = stage("pretrain", cmd_pretrain, "contrastively pretrain a base model on captioned shards", device=True)
+    p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
+    p.add_argument("--train", type=_json, required=True, help="pretraining settings (JSON)")
+    p.add_argument("--out", required=True)
+    p.add_argument("shards", nargs="+")
+
+    p = stage("finetune", cmd_finetune, "fine-tune a model with one method; writes a checkpoint and sidecar", device=True)
+    p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
+    p.add_argument("--method", type=_json, required=True, help="method config (JSON)")
+    p.add_argument("--prompts", type=_json, required=True, help="class prompts (JSON list)")
+    p.add_argument("--out", required=True)
+    p.add_argument("shards", nargs="+")
+
+    p = stage("explain", cmd_explain, "heatmaps, predictions and RMA for one prepared shard", device=True)
+    p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
+    p.add_argument("--method", type=_json, required=True, help="method config (JSON)")
+    p.add_argument("--prompts", type=_json, required=True, help="class prompts (JSON list)")
+    p.add_argument("--heatmaps", type=_json, required=True, help="heatmap settings (JSON)")
+    p.add_argument("--keys", type=_json, required=True, help="dataset/shift/model/method names (JSON)")
+    p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
+    p.add_argument("--shard", required=True)
+    p.add_argument("--out", required=True)
+
+    p = stage("score", cmd_score, "PT, IR, quadrants and CIs per (dataset, shift, model, method)")
+    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--iterations", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--parquet", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("heatmaps", nargs="+")
+
+    p = stage("report", cmd_report, "the Table-2-style Markdown table and the PT/IR figure")
+    p.add_argument("--metrics", required=True)
+    for name in ("methods", "models", "datasets"):
+        p.add_argument(f"--{name}", type=_json, required=True, help=f"{name} in table order (JSON list)")
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--figure", required=True)
+
+    p = stage("inspect", cmd_inspect, "print the schema, metadata and first rows of a Parquet artefact")
+    p.add_argument("path")
+    p.add_argument("--rows", type=int, default=5)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    args.run(args)
+    return 0
 
 
 if __name__ == "__main__":

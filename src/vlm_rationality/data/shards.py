@@ -57,8 +57,13 @@ def write_prepared_shard(
     sources: Sequence[str],
     config_hash: str,
     extra: dict[str, Sequence] | None = None,
+    skipped: dict[str, int] | None = None,
 ) -> None:
-    """Atomically write one shard; `images` uint8 [N, H, W, 3], `masks` bool [N, H, W]."""
+    """Atomically write one shard; `images` uint8 [N, H, W, 3], `masks` bool [N, H, W].
+
+    `skipped` counts the samples of this shard's range left out as bad input, per reason; it travels
+    with the shard's metadata to the score table.
+    """
     images = np.asarray(images)
     masks = np.asarray(masks)
     n = len(sample_ids)
@@ -79,7 +84,7 @@ def write_prepared_shard(
         *(pa.array(values, OPTIONAL_COLUMNS[name]) for name, values in extra.items()),
     ]
     table = pa.Table.from_arrays(columns, schema=schema)
-    write_parquet(with_metadata(table, SCHEMA_NAME, config_hash, {"image_shape": [height, width]}), path)
+    write_parquet(with_metadata(table, SCHEMA_NAME, config_hash, {"image_shape": [height, width], "skipped": skipped or {}}), path)
 
 
 def _column_bytes(table: pa.Table, name: str, width: int) -> np.ndarray:

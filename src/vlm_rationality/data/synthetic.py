@@ -1,6 +1,7 @@
 """The embedded synthetic benchmark: shapes on textures with a controllable spurious background cue.
 
-Every image holds one foreground shape (the class) on a background texture. In the `train` split the
+Every image holds one foreground shape (the class) on a background texture; pretraining captions name the
+shape and, independently, its colour and background. In the `train` split the
 texture is tied to the class with strength ``rho``: with probability ``rho`` a sample shows its class's own
 texture, otherwise a uniformly drawn one. A model fine-tuned on a strongly tied split can be right for the
 wrong reason (the background), which is exactly what RMA/PT/IR are meant to expose on a decorrelated test
@@ -13,10 +14,13 @@ any order or process, and the same seed always gives the same bytes.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
+
+from vlm_rationality.data.base import DATASET_ADAPTERS, Dataset, Sample
 
 SHAPES: tuple[str, ...] = (
     "circle", "square", "triangle", "star", "cross", "ring", "diamond", "hexagon", "crescent", "arrow",
@@ -47,6 +51,8 @@ class SyntheticSpec:
     seed: int = 0
     min_scale: float = 0.22
     max_scale: float = 0.4
+    max_rotation: float = 180.0  # degrees either way
+    jitter: float = 1.0  # fraction of the free range the object centre may move in
     noise: float = 6.0
 
     def __post_init__(self) -> None:
@@ -58,6 +64,8 @@ class SyntheticSpec:
             raise ValueError(f"synthetic.image_size must be >= 16, got {self.image_size}")
         if not 0 < self.min_scale <= self.max_scale < 0.5:
             raise ValueError("synthetic scales need 0 < min_scale <= max_scale < 0.5")
+        if not 0 <= self.max_rotation <= 180 or not 0 <= self.jitter <= 1:
+            raise ValueError("synthetic max_rotation must be in [0, 180] degrees and jitter in [0, 1]")
 
     @property
     def class_names(self) -> list[str]:
@@ -180,9 +188,9 @@ def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0) -
     image = tones[0] + pattern[..., None] * (tones[1] - tones[0])
 
     scale = rng.uniform(spec.min_scale, spec.max_scale) * size
-    margin = scale * 1.05
-    cx, cy = rng.uniform(margin, size - margin, size=2)
-    angle = rng.uniform(0, 2 * math.pi)
+    free = (size / 2 - scale * 1.05) * spec.jitter
+    cx, cy = size / 2 + rng.uniform(-free, free, size=2)
+    angle = math.radians(rng.uniform(-spec.max_rotation, spec.max_rotation))
     cos, sin = math.cos(angle), math.sin(angle)
     u = ((x - cx) * cos + (y - cy) * sin) / scale
     v = (-(x - cx) * sin + (y - cy) * cos) / scale
@@ -193,8 +201,18 @@ def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0) -
     image += rng.normal(0.0, spec.noise, size=image.shape)
     image_u8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
-    caption = f"a {colour} {spec.class_names[label]} on {spec.texture_names[background]}"
+    caption = _caption(spec.class_names[label], colour, spec.texture_names[background], rng)
     return SyntheticSample(f"{split}-{index:06d}", label, image_u8, mask, background, colour, caption)
+
+
+def _caption(shape: str, colour: str, texture: str, rng: np.random.Generator) -> str:
+    """Always the shape; colour, background and the "a photo of" prefix each independently half the time,
+    so that the class prompt "a photo of a {shape}" is itself a caption the text tower has seen."""
+    with_colour, with_texture, photo = rng.uniform(size=3) < float(os.environ.get("PATTR", "0.5"))
+    words = f"{colour} {shape}" if with_colour else shape
+    words = f"{words} on {texture}" if with_texture else words
+    article = "an" if words[0] in "aeiou" else "a"
+    return f"a photo of {article} {words}" if photo else f"{article} {words}"
 
 
 def generate(spec: SyntheticSpec, split: str, count: int, rho: float = 0.0, start: int = 0) -> Iterator[SyntheticSample]:
@@ -205,3 +223,34 @@ def generate(spec: SyntheticSpec, split: str, count: int, rho: float = 0.0, star
 
 def class_prompts(spec: SyntheticSpec, template: str = PROMPT_TEMPLATE) -> list[str]:
     return [template.format(name=name) for name in spec.class_names]
+
+
+@DATASET_ADAPTERS.register("synthetic")
+class SyntheticDataset(Dataset):
+    """The generator as a dataset adapter: `splits` maps split name -> {size, rho}."""
+
+    extra_columns = ("caption", "background")
+
+    def __init__(self, splits: dict[str, dict[str, Any]], **spec: Any) -> None:
+        self.spec = SyntheticSpec(**spec)
+        self.image_size = self.spec.image_size
+        for name, split in splits.items():
+            sample_rng(0, name, 0)  # unknown split names fail here, naming the known ones
+            if split.get("size", 0) < 1:
+                raise ValueError(f"synthetic split {name!r}: size must be >= 1")
+        self.splits = splits
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.spec.class_names
+
+    def split_size(self, split: str) -> int:
+        if split not in self.splits:
+            raise KeyError(f"synthetic dataset has no split {split!r}; configured: {', '.join(self.splits)}")
+        return int(self.splits[split]["size"])
+
+    def samples(self, split: str, start: int, stop: int) -> Iterator[Sample]:
+        rho = float(self.splits[split].get("rho", 0.0))
+        for s in generate(self.spec, split, min(stop, self.split_size(split)) - start, rho, start):
+            yield Sample(s.sample_id, s.label, s.image, s.mask, "synthetic",
+                         {"caption": s.caption, "background": s.background})

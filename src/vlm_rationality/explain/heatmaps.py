@@ -68,9 +68,14 @@ def explain_shard(
     settings: HeatmapSettings,
     config_hash: str,
     device: torch.device | str = "cpu",
+    keys: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Explain every sample of one prepared shard; returns a summary (count, accuracy, undefined RMA)."""
-    check_schema(in_path, "prepared-samples/1")
+    """Explain every sample of one prepared shard; returns a summary (count, accuracy, undefined RMA).
+
+    `keys` (dataset, shift, model, method) go into the file's metadata, so the score stage needs nothing
+    but the files themselves.
+    """
+    prepared = check_schema(in_path, "prepared-samples/1")
     device = torch.device(device)
     explain = HEATMAP_METHODS.get(settings.method)
     classifier = classifier.to(device).eval()
@@ -109,7 +114,7 @@ def explain_shard(
     ], schema=heatmap_schema(classifier.num_classes, grid[0] * grid[1]))
     meta = {"grid_size": list(grid), "image_size": classifier.model.preprocess.image_size,
             "heatmap_target": settings.target, "start_block": settings.start_block, "amp": settings.amp,
-            "source_shard": os.fspath(in_path)}
+            "source_shard": os.fspath(in_path), "skipped": prepared.get("skipped", {}), "keys": keys or {}}
     write_parquet(with_metadata(table, SCHEMA_NAME, config_hash, meta), out_path)
     correct = stacked["pred"] == stacked["label"]
     return {"n": n, "accuracy": float(correct.mean()), "undefined_rma": int(np.sum(stacked["status"] != 0))}

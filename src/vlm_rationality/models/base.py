@@ -81,8 +81,16 @@ class VisionLanguageModel(nn.Module, ABC):
         return next(self.parameters()).device
 
     @abstractmethod
+    def image_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the image tower (what FT updates)."""
+
+    @abstractmethod
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights in the layout of the model's own library, so a saved file reloads through `pretrained`."""
+
+    @abstractmethod
+    def load_backbone_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of `backbone_state_dict`; strict, so a mismatched checkpoint fails naming its keys."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

@@ -1,14 +1,20 @@
-"""safetensors checkpoints, written atomically."""
+"""safetensors checkpoints, written atomically: backbones, and classifiers (backbone + head) with a sidecar."""
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Mapping
+from pathlib import Path
+from typing import Any, Mapping
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from vlm_rationality.io import atomic_path
+from vlm_rationality.io import atomic_path, write_json
+from vlm_rationality.models.base import build_model
+from vlm_rationality.models.heads import ImageClassifier
 
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
@@ -21,3 +27,34 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist; run the stage that writes it")
     return load_file(str(path), device=str(device))
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save_classifier(classifier: ImageClassifier, path: str | os.PathLike, sidecar: dict[str, Any]) -> None:
+    """`model.*` holds the backbone in its library's own layout, `head.*` the classifier head."""
+    state = {f"model.{k}": v for k, v in classifier.model.backbone_state_dict().items()}
+    state.update({f"head.{k}": v for k, v in classifier.head.state_dict().items()})
+    write_json(sidecar, sidecar_path(path))  # first: the checkpoint's mtime is what Snakemake checks
+    save_state_dict(state, path, metadata={"head_kind": classifier.kind})
+
+
+def load_classifier(model_spec: dict[str, Any], path: str | os.PathLike) -> ImageClassifier:
+    """Rebuild a fine-tuned classifier; weights come from the checkpoint, not from `pretrained`."""
+    state = load_state_dict(path)
+    with safe_open(str(path), framework="pt") as handle:
+        kind = (handle.metadata() or {}).get("head_kind")
+    if kind not in ("prompt", "linear") or "head.weight" not in state:
+        raise ValueError(f"{path} is not a classifier checkpoint (no head_kind metadata or head.weight)")
+    model = build_model({**model_spec, "pretrained": None})
+    model.load_backbone_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    weight = state["head.weight"]
+    head = nn.Linear(weight.shape[1], weight.shape[0], bias="head.bias" in state)
+    head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
+    return ImageClassifier(model, head.requires_grad_(False), kind).eval()
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(sidecar_path(path).read_text())

@@ -46,14 +46,21 @@ def prompt_head(model: VisionLanguageModel, prompts: Sequence[str]) -> nn.Linear
 def build_classifier(
     model: VisionLanguageModel, kind: HeadKind, prompts: Sequence[str], init_from_prompts: bool = True
 ) -> ImageClassifier:
-    """`prompt`: zero-shot head from the prompts; `linear`: trainable head (optionally initialised from them)."""
+    """`prompt`: zero-shot head from the prompts; `linear`: trainable head.
+
+    A linear head on normalised embeddings is a cosine classifier: its rows start at unit norm times the
+    model's temperature (from the prompts, or random directions), as the prompt head does. A default
+    nn.Linear init would give near-zero logits and starve the encoder of gradient.
+    """
     if kind == "prompt":
         return ImageClassifier(model, prompt_head(model, prompts), kind)
     if kind != "linear":
         raise KeyError(f"unknown head kind {kind!r}; use 'prompt' or 'linear'")
     head = nn.Linear(model.embed_dim, len(prompts), device=model.device)
-    if init_from_prompts:
-        with torch.no_grad():
+    with torch.no_grad():
+        if init_from_prompts:
             head.weight.copy_(prompt_head(model, prompts).weight)
-            head.bias.zero_()
+        else:
+            head.weight.copy_(F.normalize(torch.randn_like(head.weight), dim=-1) * model.logit_scale.float())
+        head.bias.zero_()
     return ImageClassifier(model, head, kind)

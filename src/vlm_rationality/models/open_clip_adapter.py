@@ -102,8 +102,14 @@ class OpenCLIP(VisionLanguageModel):
     def capture_attention(self) -> AbstractContextManager[list[torch.Tensor]]:
         return capture_attention([block.attn for block in self.vision_blocks()])
 
+    def image_parameters(self) -> list[nn.Parameter]:
+        return list(self.model.visual.parameters())
+
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
+
+    def load_backbone_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state, strict=True)
 
     def describe(self) -> dict[str, Any]:
         return {"adapter": "open_clip", "arch": self.arch, "pretrained": self.pretrained}

@@ -1,0 +1,5 @@
+import sys
+
+from vlm_rationality.cli import main
+
+sys.exit(main())

@@ -1,0 +1,89 @@
+"""Config checks the JSON schema cannot make, and the per-stage specs the workflow hands to the CLI.
+
+The schema (workflow/schemas/config.schema.yaml) checks types, ranges and required keys; this module checks
+names against the registries and references between sections, so that a bad config fails before any job
+runs with a message naming the key. Each `*_spec` function returns exactly what one stage depends on: the
+workflow passes it as the rule's params, so a changed value reruns exactly the jobs that depend on it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from vlm_rationality.data.base import DATASET_ADAPTERS, build_dataset
+
+Config = dict[str, Any]
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def check_config(config: Config) -> None:
+    # Registries are imported here so that reading the config stays light for everything else.
+    from vlm_rationality.explain.chefer import HEATMAP_METHODS
+    from vlm_rationality.finetune import FINETUNE_METHODS
+    from vlm_rationality.models import MODEL_ADAPTERS
+
+    for name, dataset in config["datasets"].items():
+        key = f"datasets.{name}"
+        if dataset["adapter"] not in DATASET_ADAPTERS:
+            raise ConfigError(f"{key}.adapter: unknown dataset adapter {dataset['adapter']!r}; known: {', '.join(DATASET_ADAPTERS)}")
+        for split in (config["eval_split"], config["train_split"]):
+            if split not in dataset["splits"]:
+                raise ConfigError(f"{key}.splits: no {split!r} split (named by eval_split/train_split)")
+        try:
+            build_dataset(dataset)
+        except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+            raise ConfigError(f"{key}: {err}") from err
+    for name, model in config["models"].items():
+        key = f"models.{name}"
+        if model.get("adapter", "open_clip") not in MODEL_ADAPTERS:
+            raise ConfigError(f"{key}.adapter: unknown model adapter {model['adapter']!r}; known: {', '.join(MODEL_ADAPTERS)}")
+        pretrain = model.get("pretrain")
+        if pretrain is not None:
+            if "pretrained" in model:
+                raise ConfigError(f"{key}: give either `pretrain` (the workflow trains the base) or `pretrained`, not both")
+            source = config["datasets"].get(pretrain["dataset"])
+            if source is None:
+                raise ConfigError(f"{key}.pretrain.dataset: no dataset {pretrain['dataset']!r} in datasets")
+            if pretrain["split"] not in source["splits"]:
+                raise ConfigError(f"{key}.pretrain.split: dataset {pretrain['dataset']!r} has no split {pretrain['split']!r}")
+    for name, method in config["methods"].items():
+        if method["kind"] not in FINETUNE_METHODS:
+            raise ConfigError(f"methods.{name}.kind: unknown method {method['kind']!r}; known: {', '.join(FINETUNE_METHODS)}")
+    for shift in config["shifts"]:
+        if shift != "clean":
+            raise ConfigError(f"shifts: {shift!r} is not available yet; only 'clean' is implemented")
+    if config["heatmaps"]["method"] not in HEATMAP_METHODS:
+        raise ConfigError(f"heatmaps.method: unknown heatmap method {config['heatmaps']['method']!r}; known: {', '.join(HEATMAP_METHODS)}")
+
+
+def trains(config: Config, method: str) -> bool:
+    return config["methods"][method]["kind"] != "zs"
+
+
+def shard_count(config: Config, dataset: str, split: str) -> int:
+    spec = config["datasets"][dataset]
+    return math.ceil(build_dataset(spec).split_size(split) / int(spec["shard_size"]))
+
+
+def prepare_spec(config: Config, dataset: str, split: str) -> Config:
+    """The dataset config narrowed to one split: resizing another split reruns nothing here."""
+    spec = dict(config["datasets"][dataset])
+    spec["splits"] = {split: spec["splits"][split]}
+    return spec
+
+
+def base_model_spec(config: Config, model: str, base_path: str) -> Config:
+    """The model config a stage builds from: a workflow-pretrained base replaces `pretrained` by its file."""
+    spec = {key: value for key, value in config["models"][model].items() if key != "pretrain"}
+    spec.setdefault("adapter", "open_clip")
+    if "pretrain" in config["models"][model]:
+        spec["pretrained"] = base_path
+    return spec
+
+
+def prompts(config: Config, dataset: str) -> list[str]:
+    return build_dataset(config["datasets"][dataset]).prompts(config["prompt_template"])

@@ -1,0 +1,54 @@
+"""The dataset-adapter protocol: what `prepare` needs from any dataset, synthetic or on disk."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from vlm_rationality.registry import Registry
+
+DATASET_ADAPTERS: Registry[type["Dataset"]] = Registry("dataset adapter")
+
+
+@dataclass
+class Sample:
+    """One prepared sample: the image and its object mask after the eval transform."""
+
+    sample_id: str
+    label: int
+    image: np.ndarray  # uint8 [S, S, 3]
+    mask: np.ndarray  # bool [S, S]
+    source: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Dataset(ABC):
+    """A dataset adapter reads its original layout and yields samples at a given input size."""
+
+    extra_columns: tuple[str, ...] = ()
+
+    image_size: int
+
+    @property
+    @abstractmethod
+    def class_names(self) -> list[str]: ...
+
+    @abstractmethod
+    def split_size(self, split: str) -> int:
+        """Number of samples in `split` (before any skipped as bad input)."""
+
+    @abstractmethod
+    def samples(self, split: str, start: int, stop: int) -> Iterator[Sample]:
+        """Samples `start … stop-1` of `split`, in a fixed order."""
+
+    def prompts(self, template: str) -> list[str]:
+        return [template.format(name=name) for name in self.class_names]
+
+
+def build_dataset(config: dict[str, Any]) -> Dataset:
+    """The adapter named by `config["adapter"]`, given every other key except `shard_size`."""
+    options = {key: value for key, value in config.items() if key not in ("adapter", "shard_size")}
+    return DATASET_ADAPTERS.get(config["adapter"])(**options)

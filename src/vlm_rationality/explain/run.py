@@ -1,0 +1,34 @@
+"""The explain stage: one prepared shard through one (model, method) -> one heatmap shard."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shard
+from vlm_rationality.finetune.base import build_method
+from vlm_rationality.finetune.run import resolve_device
+from vlm_rationality.models.base import build_model
+from vlm_rationality.models.checkpoint import load_classifier
+from vlm_rationality.models.heads import ImageClassifier, build_classifier
+
+
+def load_for_explain(
+    model_spec: dict[str, Any], method_spec: dict[str, Any], prompts: Sequence[str], checkpoint: str | None
+) -> ImageClassifier:
+    """ZS explains the base model with its prompt head; every other method its fine-tuned checkpoint."""
+    if build_method(method_spec).trains:
+        if not checkpoint:
+            raise ValueError(f"method {method_spec['kind']!r} needs its fine-tuned checkpoint")
+        return load_classifier(model_spec, checkpoint)
+    return build_classifier(build_model(model_spec).eval(), "prompt", prompts)
+
+
+def explain(
+    model_spec: dict[str, Any], method_spec: dict[str, Any], prompts: Sequence[str], checkpoint: str | None,
+    heatmaps: dict[str, Any], in_shard: str, out: str, device: str, keys: dict[str, str], config_hash: str,
+) -> dict[str, Any]:
+    torch.manual_seed(0)
+    classifier = load_for_explain(model_spec, method_spec, prompts, checkpoint)
+    return explain_shard(classifier, in_shard, out, HeatmapSettings(**heatmaps), config_hash, resolve_device(device), keys)

@@ -1,0 +1,37 @@
+"""What a fine-tuning method is: a head kind and a training procedure on a training split."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import torch
+
+from vlm_rationality.finetune.data import TrainingSplit
+from vlm_rationality.models.base import VisionLanguageModel
+from vlm_rationality.models.heads import HeadKind, ImageClassifier
+from vlm_rationality.registry import Registry
+
+FINETUNE_METHODS: Registry[type["Method"]] = Registry("fine-tuning method")
+
+
+class Method(ABC):
+    head: HeadKind
+    trains: bool = True
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    @abstractmethod
+    def fit(
+        self, model: VisionLanguageModel, prompts: Sequence[str], split: TrainingSplit, device: torch.device
+    ) -> tuple[ImageClassifier, dict[str, float]]:
+        """Fine-tune `model` (in place) and return its classifier with the final training metrics."""
+
+
+def build_method(config: dict[str, Any]) -> Method:
+    return FINETUNE_METHODS.get(config["kind"])(config)
+
+
+def batch_images(model: VisionLanguageModel, split: TrainingSplit, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return model.preprocess(split.images[index].to(device, non_blocking=True))

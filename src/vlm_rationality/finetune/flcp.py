@@ -1,0 +1,34 @@
+"""Finetune like CLIP pretrains (Goyal et al., "Finetune like you pretrain"): the contrastive image/class-
+prompt loss updates both towers; classification then uses the fine-tuned prompt embeddings."""
+
+from __future__ import annotations
+
+import torch
+
+from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, batch_images
+from vlm_rationality.finetune.loop import TrainSettings, fit
+from vlm_rationality.finetune.losses import contrastive_loss
+from vlm_rationality.models.heads import build_classifier
+
+
+@FINETUNE_METHODS.register("flcp")
+class FinetuneLikeCLIPPretrain(Method):
+    head = "prompt"
+
+    def fit(self, model, prompts, split, device):
+        settings = TrainSettings.from_config(self.config)
+        torch.manual_seed(settings.seed)
+        model.train().requires_grad_(True)
+        labels = split.labels.to(device)
+
+        def step(index):
+            target = labels[index.to(device)]
+            image = model.encode_image(batch_images(model, split, index, device))
+            text = model.encode_text(prompts)  # all class prompts, re-encoded as the text tower learns
+            loss = contrastive_loss(image, text[target], model.logit_scale, target)
+            correct = int(((image @ text.T).argmax(1) == target).sum())
+            return loss, correct
+
+        metrics = fit(list(model.parameters()), step, split, settings)
+        model.eval().requires_grad_(False)
+        return build_classifier(model, "prompt", prompts), metrics

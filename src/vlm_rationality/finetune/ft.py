@@ -1,0 +1,34 @@
+"""Full fine-tuning: image encoder and linear head with cross-entropy (text tower frozen)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, batch_images
+from vlm_rationality.finetune.loop import TrainSettings, fit
+from vlm_rationality.models.heads import build_classifier
+
+
+@FINETUNE_METHODS.register("ft")
+class FullFineTune(Method):
+    head = "linear"
+
+    def fit(self, model, prompts, split, device):
+        settings = TrainSettings.from_config(self.config)
+        torch.manual_seed(settings.seed)
+        classifier = build_classifier(model, "linear", prompts, self.config.get("head_init") == "prompts")
+        model.requires_grad_(False)
+        trained = model.image_parameters() + list(classifier.head.parameters())
+        for parameter in trained:
+            parameter.requires_grad_(True)
+        labels = split.labels.to(device)
+        classifier.train()
+
+        def step(index):
+            logits = classifier(batch_images(model, split, index, device))
+            target = labels[index.to(device)]
+            return F.cross_entropy(logits, target), int((logits.argmax(1) == target).sum())
+
+        metrics = fit(trained, step, split, settings)
+        return classifier.eval(), metrics

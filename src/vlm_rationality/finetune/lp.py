@@ -1,0 +1,35 @@
+"""Linear probing: a linear head on frozen, L2-normalised image embeddings (extracted once)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, batch_images
+from vlm_rationality.finetune.loop import TrainSettings, fit
+from vlm_rationality.models.heads import build_classifier
+
+
+@FINETUNE_METHODS.register("lp")
+class LinearProbe(Method):
+    head = "linear"
+
+    def fit(self, model, prompts, split, device):
+        settings = TrainSettings.from_config(self.config)
+        torch.manual_seed(settings.seed)
+        model.eval().requires_grad_(False)
+        with torch.no_grad():
+            features = torch.cat([
+                F.normalize(model.encode_image(batch_images(model, split, index, device)), dim=-1)
+                for index in torch.arange(len(split)).split(256)
+            ])
+        classifier = build_classifier(model, "linear", prompts, self.config.get("head_init") == "prompts")
+        labels = split.labels.to(device)
+
+        def step(index):
+            logits = classifier.head(features[index.to(device)])
+            target = labels[index.to(device)]
+            return F.cross_entropy(logits, target), int((logits.argmax(1) == target).sum())
+
+        metrics = fit(list(classifier.head.parameters()), step, split, settings)
+        return classifier.eval(), metrics

@@ -1,0 +1,64 @@
+"""The models and finetune stages: shards in, a checkpoint and its JSON sidecar out."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from vlm_rationality.finetune.base import build_method
+from vlm_rationality.finetune.data import load_split
+from vlm_rationality.finetune.pretrain import pretrain_clip
+from vlm_rationality.io import file_sha256, write_json
+from vlm_rationality.models.base import build_model
+from vlm_rationality.models.checkpoint import save_classifier, save_state_dict, sidecar_path
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} was asked for but CUDA is not available; set device: auto or cpu")
+    return torch.device(device)
+
+
+def _input_hashes(paths: Sequence[str | os.PathLike]) -> dict[str, str]:
+    return {os.fspath(p): file_sha256(p) for p in paths}
+
+
+def pretrain_base(model_spec: dict[str, Any], train_spec: dict[str, Any], shards: Sequence[str], out: str, device: str) -> dict[str, Any]:
+    """Contrastively pretrain `model_spec` from scratch on captioned shards; writes the backbone file."""
+    torch.manual_seed(int(train_spec.get("seed", 0)))
+    dev = resolve_device(device)
+    model = build_model({**model_spec, "pretrained": None}).to(dev)
+    start = time.perf_counter()
+    metrics = pretrain_clip(model, load_split(shards, with_captions=True), train_spec, dev)
+    sidecar = {"model": model_spec, "pretrain": train_spec, "metrics": metrics, "device": str(dev),
+               "seconds": round(time.perf_counter() - start, 1), "inputs": _input_hashes(shards)}
+    write_json(sidecar, sidecar_path(out))
+    save_state_dict(model.backbone_state_dict(), out)
+    return sidecar
+
+
+def finetune(
+    model_spec: dict[str, Any], method_spec: dict[str, Any], prompts: Sequence[str], shards: Sequence[str], out: str, device: str
+) -> dict[str, Any]:
+    """Fine-tune with one method; writes `out` (safetensors) and `out` with .json (config, metrics, hashes)."""
+    method = build_method(method_spec)
+    if not method.trains:
+        raise ValueError(f"method kind {method_spec['kind']!r} trains nothing and writes no checkpoint")
+    dev = resolve_device(device)
+    torch.manual_seed(int(method_spec.get("seed", 0)))
+    model = build_model(model_spec).to(dev)
+    start = time.perf_counter()
+    classifier, metrics = method.fit(model, prompts, load_split(shards), dev)
+    inputs = _input_hashes(shards)
+    if model_spec.get("pretrained") and Path(model_spec["pretrained"]).is_file():
+        inputs.update(_input_hashes([model_spec["pretrained"]]))
+    sidecar = {"model": model_spec, "method": method_spec, "prompts": list(prompts), "head_kind": classifier.kind,
+               "metrics": metrics, "device": str(dev), "seconds": round(time.perf_counter() - start, 1), "inputs": inputs}
+    save_classifier(classifier, out, sidecar)
+    return sidecar

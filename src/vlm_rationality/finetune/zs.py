@@ -1,0 +1,15 @@
+"""Zero-shot: no training; classify with the class-prompt text embeddings."""
+
+from __future__ import annotations
+
+from vlm_rationality.finetune.base import FINETUNE_METHODS, Method
+from vlm_rationality.models.heads import build_classifier
+
+
+@FINETUNE_METHODS.register("zs")
+class ZeroShot(Method):
+    head = "prompt"
+    trains = False
+
+    def fit(self, model, prompts, split, device):
+        return build_classifier(model, "prompt", prompts), {}

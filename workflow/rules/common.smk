@@ -1,0 +1,68 @@
+# Config checks and the input/params functions every rule file uses.
+import json
+import os
+
+# Rules run the package of this checkout, also from an environment that does not have it installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [os.path.join(workflow.basedir, "src"), os.environ.get("PYTHONPATH")])
+)
+
+from vlm_rationality import config as settings
+
+settings.check_config(config)
+
+ENV = "../../envs/vlm-rationality.yaml"
+EVAL = config["eval_split"]
+
+
+wildcard_constraints:
+    dataset="[^/]+",
+    split="[^/]+",
+    model="[^/]+",
+    method="[^/]+",
+    shift="[^/]+",
+    shard="[0-9]{4}",
+
+
+def as_json(value):
+    """Params are JSON strings: stable (sorted keys), so an unchanged value never triggers a rerun."""
+    return json.dumps(value, sort_keys=True)
+
+
+def shard_files(dataset, split):
+    n = settings.shard_count(config, dataset, split)
+    return [f"results/data/{dataset}/{split}/shard-{k:04d}.parquet" for k in range(n)]
+
+
+def base_file(model):
+    return f"results/models/{model}/base.safetensors"
+
+
+def model_spec(model):
+    return settings.base_model_spec(config, model, base_file(model))
+
+
+def base_inputs(model):
+    """The workflow-pretrained base, where the model has one (else weights come from `pretrained`)."""
+    return [base_file(model)] if "pretrain" in config["models"][model] else []
+
+
+def checkpoint_file(dataset, model, method):
+    return f"results/checkpoints/{dataset}/{model}/{method}.safetensors"
+
+
+def explain_weights(wildcards):
+    if settings.trains(config, wildcards.method):
+        return [checkpoint_file(wildcards.dataset, wildcards.model, wildcards.method)]
+    return base_inputs(wildcards.model)
+
+
+def heatmap_files():
+    return [
+        f"results/heatmaps/{dataset}/{shift}/{model}/{method}/{os.path.basename(shard)}"
+        for dataset in config["datasets"]
+        for shard in shard_files(dataset, EVAL)
+        for shift in config["shifts"]
+        for model in config["models"]
+        for method in config["methods"]
+    ]

@@ -1,0 +1,26 @@
+rule pretrain_base:
+    input:
+        lambda wc: shard_files(
+            config["models"][wc.model]["pretrain"]["dataset"],
+            config["models"][wc.model]["pretrain"]["split"],
+        ),
+    output:
+        weights="results/models/{model}/base.safetensors",
+        sidecar="results/models/{model}/base.json",
+    params:
+        model=lambda wc: as_json({k: v for k, v in model_spec(wc.model).items() if k != "pretrained"}),
+        train=lambda wc: as_json(config["models"][wc.model]["pretrain"]),
+        device=config["device"],
+    log:
+        "results/logs/pretrain_base/{model}.log",
+    benchmark:
+        "results/benchmarks/pretrain_base/{model}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        ENV
+    shell:
+        "python -m vlm_rationality pretrain --model {params.model:q} --train {params.train:q}"
+        " --device {params.device} --threads {threads} --out {output.weights} {input} > {log} 2>&1"

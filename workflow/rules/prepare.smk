@@ -1,0 +1,18 @@
+rule prepare:
+    output:
+        "results/data/{dataset}/{split}/shard-{shard}.parquet",
+    params:
+        spec=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, wc.split)),
+    log:
+        "results/logs/prepare/{dataset}/{split}/shard-{shard}.log",
+    benchmark:
+        "results/benchmarks/prepare/{dataset}/{split}/shard-{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m vlm_rationality prepare --spec {params.spec:q} --split {wildcards.split}"
+        " --shard {wildcards.shard} --out {output} > {log} 2>&1"

@@ -1,0 +1,23 @@
+rule score:
+    input:
+        heatmap_files(),
+    output:
+        parquet="results/metrics/rationality.parquet",
+        csv="results/metrics/rationality.csv",
+    params:
+        threshold=config["score"]["threshold"],
+        iterations=config["score"]["bootstrap_iterations"],
+        seed=config["score"]["seed"],
+    log:
+        "results/logs/score.log",
+    benchmark:
+        "results/benchmarks/score.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m vlm_rationality score --threshold {params.threshold} --iterations {params.iterations}"
+        " --seed {params.seed} --parquet {output.parquet} --csv {output.csv} {input} > {log} 2>&1"
