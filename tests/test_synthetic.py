@@ -41,11 +41,29 @@ def test_rho_ties_the_background_to_the_class():
     assert len({s.label for s in free}) == spec.num_classes
 
 
-def test_captions_name_shape_colour_and_background():
+def test_captions_always_name_the_shape_and_vary_the_rest():
     spec = SyntheticSpec()
-    sample = make_sample(spec, "pretrain", 0)
-    assert sample.caption == f"a {sample.colour} {spec.class_names[sample.label]} on {spec.texture_names[sample.background]}"
+    samples = list(generate(spec, "pretrain", 400))
+    for s in samples:
+        assert spec.class_names[s.label] in s.caption
+        assert s.caption.startswith(("a ", "an ", "a photo of a"))
+    with_colour = np.mean([s.colour in s.caption for s in samples])
+    with_background = np.mean([spec.texture_names[s.background] in s.caption for s in samples])
+    assert 0.35 < with_colour < 0.65 and 0.35 < with_background < 0.65
+    # The zero-shot class prompt is itself a caption the text tower sees in pretraining.
+    prompts = set(class_prompts(spec))
+    assert any(s.caption in prompts for s in samples)
     assert class_prompts(spec)[0] == "a photo of a circle"
+
+
+def test_each_texture_has_its_own_hue():
+    spec = SyntheticSpec(noise=0.0)
+    means = {}
+    for s in generate(spec, "test", 200):
+        means.setdefault(s.background, []).append(s.image[~s.mask].mean(axis=0))
+    centres = np.array([np.mean(v, axis=0) for _, v in sorted(means.items())])
+    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1)[np.triu_indices(len(centres), 1)]
+    assert len(centres) == spec.num_textures and gaps.min() > 10
 
 
 @pytest.mark.parametrize("bad", [dict(num_classes=1), dict(num_classes=11), dict(image_size=8), dict(min_scale=0.6)])

@@ -14,7 +14,6 @@ any order or process, and the same seed always gives the same bytes.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -28,15 +27,26 @@ SHAPES: tuple[str, ...] = (
 TEXTURES: tuple[str, ...] = (
     "stripes", "checks", "dots", "waves", "grid", "diagonals", "noise", "zigzag", "rings", "bricks",
 )
-# Saturated object colours (named in captions) and muted background tones: an object never vanishes into
-# its background, so the mask is always visible evidence.
+# Saturated object colours, named in captions.
 OBJECT_COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30), "green": (30, 190, 50), "blue": (40, 70, 230), "yellow": (240, 220, 30),
     "purple": (150, 40, 200), "orange": (250, 140, 20), "white": (250, 250, 250), "cyan": (30, 220, 230),
 }
-BACKGROUND_TONES: np.ndarray = np.array(
-    [(70, 70, 70), (110, 100, 90), (60, 80, 100), (100, 60, 70), (80, 100, 70), (130, 130, 140)], dtype=np.float32
-)
+# Each texture has its own muted hue (a dark and a light tone): the background is recognisable at a glance,
+# which is what makes it a shortcut, while the class still needs the shape. Every tone stays below 160 in
+# each channel and every object colour reaches 190 in one, so an object never blends into its background.
+TEXTURE_TONES: np.ndarray = np.array([
+    [(50, 60, 90), (90, 100, 140)],     # stripes: blue-grey
+    [(80, 60, 40), (130, 100, 70)],     # checks: brown
+    [(50, 80, 55), (90, 130, 95)],      # dots: green-grey
+    [(80, 55, 90), (125, 95, 140)],     # waves: purple-grey
+    [(40, 85, 85), (80, 135, 130)],     # grid: teal
+    [(90, 45, 50), (140, 85, 90)],      # diagonals: maroon
+    [(85, 85, 40), (135, 135, 75)],     # noise: olive
+    [(60, 60, 60), (110, 110, 110)],    # zigzag: grey
+    [(40, 50, 100), (85, 95, 150)],     # rings: navy
+    [(100, 60, 40), (150, 100, 70)],    # bricks: rust
+], dtype=np.float32)
 SPLITS: dict[str, int] = {"pretrain": 0, "train": 1, "test": 2}
 PROMPT_TEMPLATE = "a photo of a {name}"
 
@@ -183,7 +193,7 @@ def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0) -
     background = spec.own_texture(label) if tied else int(rng.integers(spec.num_textures))
 
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    tones = BACKGROUND_TONES[rng.choice(len(BACKGROUND_TONES), size=2, replace=False)]
+    tones = TEXTURE_TONES[background] + rng.uniform(-8, 8, size=(2, 3))
     pattern = texture_pattern(spec.texture_names[background], x, y, rng.uniform(0.12, 0.2) * size, rng)
     image = tones[0] + pattern[..., None] * (tones[1] - tones[0])
 
@@ -208,7 +218,7 @@ def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0) -
 def _caption(shape: str, colour: str, texture: str, rng: np.random.Generator) -> str:
     """Always the shape; colour, background and the "a photo of" prefix each independently half the time,
     so that the class prompt "a photo of a {shape}" is itself a caption the text tower has seen."""
-    with_colour, with_texture, photo = rng.uniform(size=3) < float(os.environ.get("PATTR", "0.5"))
+    with_colour, with_texture, photo = rng.uniform(size=3) < 0.5
     words = f"{colour} {shape}" if with_colour else shape
     words = f"{words} on {texture}" if with_texture else words
     article = "an" if words[0] in "aeiou" else "a"

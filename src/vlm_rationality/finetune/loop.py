@@ -71,5 +71,5 @@ def fit(parameters: list[nn.Parameter], step: Step, split: TrainingSplit, settin
                 total_correct += correct
         if not math.isfinite(total_loss):
             raise FloatingPointError(f"training diverged in epoch {epoch} (loss {total_loss}); lower the lr")
-    return {"train_loss": total_loss / seen, "train_accuracy": total_correct / seen if counted else float("nan"),
+    return {"train_loss": total_loss / seen, "train_accuracy": total_correct / seen if counted else None,
             "epochs": settings.epochs, "steps": steps}

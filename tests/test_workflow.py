@@ -1,0 +1,132 @@
+"""The real workflow on the tiny .test config, in a temporary directory."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from vlm_rationality.io import read_metadata
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> count from the 'Job stats' table of a dry run (empty when nothing is to be done)."""
+    text = result.stdout + result.stderr
+    table = text.split("Job stats:", 1)[1].split("total", 1)[0] if "Job stats:" in text else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, TEST_CONFIG)
+    return workdir
+
+
+def test_outputs_exist_with_their_schemas(run):
+    results = run / "results"
+    metrics = pq.read_table(results / "metrics" / "rationality.parquet")
+    assert read_metadata(results / "metrics" / "rationality.parquet")["schema"] == "rationality-metrics/1"
+    rows = metrics.to_pylist()
+    assert sorted(r["method"] for r in rows) == ["flcp", "ft", "lp", "zs"]
+    for row in rows:
+        assert row["dataset"] == "tiny-synthetic" and row["shift"] == "clean" and row["model"] == "tiny-clip"
+        assert row["n"] == 48 and row["n_skipped"] == 0 and row["threshold"] == 0.5
+        assert row["n_RR"] + row["n_RW"] + row["n_WR"] + row["n_WW"] + row["n_undefined"] == 48
+        assert 0 <= row["accuracy"] <= 1
+        assert row["accuracy_ci_low"] <= row["accuracy"] <= row["accuracy_ci_high"]
+    assert (results / "metrics" / "rationality.csv").read_text().startswith("\"dataset\",\"shift\"")
+
+    prepared = sorted((results / "data" / "tiny-synthetic" / "test").glob("shard-*.parquet"))
+    assert [p.name for p in prepared] == ["shard-0000.parquet", "shard-0001.parquet"]
+    assert read_metadata(prepared[0])["schema"] == "prepared-samples/1"
+    heatmaps = sorted((results / "heatmaps").rglob("shard-*.parquet"))
+    assert len(heatmaps) == 8
+    meta = read_metadata(heatmaps[0])
+    assert meta["schema"] == "heatmaps/1" and meta["grid_size"] == [4, 4]
+    assert set(meta["keys"]) == {"dataset", "shift", "model", "method"}
+    assert pq.read_schema(heatmaps[0]).names[:5] == ["sample_id", "label", "pred", "logits", "heatmap"]
+
+    assert (results / "models" / "tiny-clip" / "base.safetensors").is_file()
+    checkpoints = sorted(p.stem for p in (results / "checkpoints" / "tiny-synthetic" / "tiny-clip").glob("*.safetensors"))
+    assert checkpoints == ["flcp", "ft", "lp"]  # zero-shot writes none
+    sidecar = yaml.safe_load((results / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "ft.json").read_text())
+    assert sidecar["method"]["kind"] == "ft" and "train_loss" in sidecar["metrics"] and sidecar["inputs"]
+
+    table = (results / "tables" / "pt_ir.md").read_text()
+    assert "Prediction trustworthiness" in table and "Inference reliability" in table
+    assert table.count("| ZS | tiny-clip |") == 3 and "**" in table
+    assert (results / "figures" / "pt_ir.png").read_bytes()[:4] == b"\x89PNG"
+    assert (results / "logs" / "score.log").is_file() and (results / "benchmarks" / "score.tsv").is_file()
+
+
+def test_a_second_run_does_nothing(run):
+    assert planned_jobs(snakemake(run, TEST_CONFIG, "--dry-run")) == {}
+
+
+def test_a_threshold_change_reruns_only_score_and_report(run):
+    config = copy.deepcopy(TEST_CONFIG)
+    config["score"]["threshold"] = 0.3
+    heatmaps = sorted((run / "results" / "heatmaps").rglob("*.parquet"))
+    before = {p: p.stat().st_mtime_ns for p in heatmaps}
+    assert planned_jobs(snakemake(run, config, "--dry-run")) == {"score": 1, "report": 1, "all": 1}
+    snakemake(run, config)
+    assert {p: p.stat().st_mtime_ns for p in heatmaps} == before
+    rows = pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
+    assert {r["threshold"] for r in rows} == {0.3}
+    snakemake(run, TEST_CONFIG)  # back to the original threshold for the other tests
+
+
+def test_same_config_and_seed_give_identical_metrics(run, tmp_path):
+    snakemake(tmp_path, TEST_CONFIG)
+    first = pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
+    second = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
+    assert first == second
+
+
+def _broken(change) -> dict:
+    config = copy.deepcopy(TEST_CONFIG)
+    change(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (_broken(lambda c: c["methods"].update(lora={"kind": "lora", "lr": 1e-3, "epochs": 1, "batch_size": 4})),
+         r"methods\.lora\.kind: unknown method 'lora'"),
+        (_broken(lambda c: c["methods"]["ft"].update(lr=-1e-4)), r"methods.*ft.*lr|-0\.0001"),
+        (_broken(lambda c: c["datasets"]["tiny-synthetic"].pop("shard_size")), r"shard_size"),
+        (_broken(lambda c: c["models"]["tiny-clip"]["pretrain"].update(dataset="imagenet")),
+         r"models\.tiny-clip\.pretrain\.dataset: no dataset 'imagenet'"),
+        (_broken(lambda c: c["datasets"]["tiny-synthetic"].update(num_classes=99)), r"datasets\.tiny-synthetic: .*num_classes"),
+    ],
+    ids=["unknown-method", "negative-lr", "missing-dataset-key", "dangling-reference", "bad-adapter-option"],
+)
+def test_an_invalid_config_fails_before_any_job(tmp_path, config, message):
+    result = snakemake(tmp_path, config, check=False)
+    assert result.returncode != 0
+    assert re.search(message, result.stdout + result.stderr), (result.stdout + result.stderr)[-3000:]
+    assert not (tmp_path / "results").exists()
