@@ -14,5 +14,5 @@ rule prepare:
     conda:
         ENV
     shell:
-        "python -m vlm_rationality prepare --spec {params.spec:q} --split {wildcards.split}"
+        CLI + " prepare --spec {params.spec:q} --split {wildcards.split}"
         " --shard {wildcards.shard} --out {output} > {log} 2>&1"
