@@ -119,17 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+")
 
+    def model_method_prompts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
+        p.add_argument("--method", type=_json, required=True, help="method config (JSON)")
+        p.add_argument("--prompts", type=_json, required=True, help="class prompts (JSON list)")
+
     p = stage("finetune", cmd_finetune, "fine-tune a model with one method; writes a checkpoint and sidecar", device=True)
-    p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
-    p.add_argument("--method", type=_json, required=True, help="method config (JSON)")
-    p.add_argument("--prompts", type=_json, required=True, help="class prompts (JSON list)")
+    model_method_prompts(p)
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+")
 
     p = stage("explain", cmd_explain, "heatmaps, predictions and RMA for one prepared shard", device=True)
-    p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
-    p.add_argument("--method", type=_json, required=True, help="method config (JSON)")
-    p.add_argument("--prompts", type=_json, required=True, help="class prompts (JSON list)")
+    model_method_prompts(p)
     p.add_argument("--heatmaps", type=_json, required=True, help="heatmap settings (JSON)")
     p.add_argument("--keys", type=_json, required=True, help="dataset/shift/model/method names (JSON)")
     p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
