@@ -27,4 +27,5 @@ rule all:
         "results/figures/pt_ir.png",
         "results/metrics/rationality.parquet",
         "results/metrics/rationality.csv",
+        prepare_reports(),
     default_target: True

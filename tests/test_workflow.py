@@ -132,3 +132,40 @@ def test_an_invalid_config_fails_before_any_job(tmp_path, config, message):
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr), (result.stdout + result.stderr)[-3000:]
     assert not (tmp_path / "results").exists()
+
+
+def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
+    from tests import fixtures
+
+    cub = fixtures.cub(tmp_path / "cub")
+    config = copy.deepcopy(TEST_CONFIG)
+    config["datasets"] = {"mini-cub": {
+        "adapter": "cub", "root": str(cub.root), "image_size": 32, "shard_size": 4,
+        "splits": {"train": {"masks": False}, "test": {}}, "shifts": ["clean", "gaussian_noise-3"],
+    }}
+    config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}  # random weights, no pretraining
+    config["methods"] = {name: TEST_CONFIG["methods"][name] for name in ("zs", "ft")}
+    snakemake(tmp_path, config)
+    rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
+    assert sorted((r["shift"], r["method"]) for r in rows) == [
+        ("clean", "ft"), ("clean", "zs"), ("gaussian_noise-3", "ft"), ("gaussian_noise-3", "zs")]
+    assert {r["n"] for r in rows} == {len(cub.boxes)} and {r["n_skipped"] for r in rows} == {sum(cub.bad.values())}
+    report = json.loads((tmp_path / "results" / "data" / "mini-cub" / "test" / "report.json").read_text())
+    assert report["skipped"] == cub.bad
+    clean = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "clean" / "tiny-clip" / "zs" / "shard-0000.parquet")
+    noisy = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "gaussian_noise-3" / "tiny-clip" / "zs" / "shard-0000.parquet")
+    assert clean.column("logits").to_pylist() != noisy.column("logits").to_pylist()
+    assert "## Shift: gaussian_noise-3" in (tmp_path / "results" / "tables" / "pt_ir.md").read_text()
+
+
+def test_the_paper_grid_dry_runs_on_fixture_roots(tmp_path):
+    from tests import fixtures
+
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    for name in config["datasets"]:
+        config["datasets"][name]["root"] = str(getattr(fixtures, name)(tmp_path / name).root)
+    result = snakemake(tmp_path, config, "--dry-run")
+    jobs = planned_jobs(result)
+    assert jobs["finetune"] == 4 * 2 * 3  # datasets x models x trained methods
+    assert jobs["explain"] > 4 * 2 * 4  # ImageNet adds 75 corruption shifts
+    assert not (tmp_path / "results").exists()

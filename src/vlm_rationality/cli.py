@@ -34,8 +34,14 @@ def _threads(args: argparse.Namespace) -> None:
 def cmd_prepare(args: argparse.Namespace) -> None:
     from vlm_rationality.data.prepare import prepare_shard
 
-    n = prepare_shard(args.spec, args.split, args.shard, args.out, config_hash([args.spec, args.split]))
-    print(f"{args.out}: {n} samples")
+    counts = prepare_shard(args.spec, args.split, args.shard, args.out, config_hash([args.spec, args.split]))
+    print(f"{args.out}: {json.dumps(counts)}")
+
+
+def cmd_prepare_report(args: argparse.Namespace) -> None:
+    from vlm_rationality.data.prepare import split_report
+
+    print(json.dumps(split_report(args.shards, args.out)))
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
@@ -112,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", required=True)
     p.add_argument("--shard", type=int, required=True)
     p.add_argument("--out", required=True)
+
+    p = stage("prepare-report", cmd_prepare_report, "sum a split's written and skipped counts into a JSON report")
+    p.add_argument("--out", required=True)
+    p.add_argument("shards", nargs="+")
 
     p = stage("pretrain", cmd_pretrain, "contrastively pretrain a base model on captioned shards", device=True)
     p.add_argument("--model", type=_json, required=True, help="model config (JSON)")

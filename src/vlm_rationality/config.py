@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from vlm_rationality.data.base import DATASET_ADAPTERS, build_dataset
+from vlm_rationality.data import DATASET_ADAPTERS, build_dataset
+from vlm_rationality.data.corruptions import parse_shift
 
 Config = dict[str, Any]
 
@@ -53,11 +54,21 @@ def check_config(config: Config) -> None:
     for name, method in config["methods"].items():
         if method["kind"] not in FINETUNE_METHODS:
             raise ConfigError(f"methods.{name}.kind: unknown method {method['kind']!r}; known: {', '.join(FINETUNE_METHODS)}")
-    for shift in config["shifts"]:
-        if shift != "clean":
-            raise ConfigError(f"shifts: {shift!r} is not available yet; only 'clean' is implemented")
+    for key, shift_list in [("shifts", config["shifts"])] + [
+        (f"datasets.{name}.shifts", d["shifts"]) for name, d in config["datasets"].items() if "shifts" in d
+    ]:
+        for shift in shift_list:
+            try:
+                parse_shift(shift)
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}") from err
     if config["heatmaps"]["method"] not in HEATMAP_METHODS:
         raise ConfigError(f"heatmaps.method: unknown heatmap method {config['heatmaps']['method']!r}; known: {', '.join(HEATMAP_METHODS)}")
+
+
+def shifts(config: Config, dataset: str) -> list[str]:
+    """A dataset's own `shifts` list, else the global one (the paper evaluates ImageNet-C on ImageNet only)."""
+    return list(config["datasets"][dataset].get("shifts", config["shifts"]))
 
 
 def trains(config: Config, method: str) -> bool:
@@ -71,7 +82,7 @@ def shard_count(config: Config, dataset: str, split: str) -> int:
 
 def prepare_spec(config: Config, dataset: str, split: str) -> Config:
     """The dataset config narrowed to one split: resizing another split reruns nothing here."""
-    spec = dict(config["datasets"][dataset])
+    spec = {key: value for key, value in config["datasets"][dataset].items() if key != "shifts"}
     spec["splits"] = {split: spec["splits"][split]}
     return spec
 

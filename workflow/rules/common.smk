@@ -61,7 +61,15 @@ def heatmap_files():
         f"results/heatmaps/{dataset}/{shift}/{model}/{method}/{os.path.basename(shard)}"
         for dataset in config["datasets"]
         for shard in shard_files(dataset, EVAL)
-        for shift in config["shifts"]
+        for shift in settings.shifts(config, dataset)
         for model in config["models"]
         for method in config["methods"]
+    ]
+
+
+def prepare_reports():
+    return [
+        f"results/data/{dataset}/{split}/report.json"
+        for dataset in config["datasets"]
+        for split in (config["train_split"], EVAL)
     ]

@@ -16,3 +16,22 @@ rule prepare:
     shell:
         CLI + " prepare --spec {params.spec:q} --split {wildcards.split}"
         " --shard {wildcards.shard} --out {output} > {log} 2>&1"
+
+
+rule prepare_report:
+    input:
+        lambda wc: shard_files(wc.dataset, wc.split),
+    output:
+        "results/data/{dataset}/{split}/report.json",
+    log:
+        "results/logs/prepare_report/{dataset}/{split}.log",
+    benchmark:
+        "results/benchmarks/prepare_report/{dataset}/{split}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        CLI + " prepare-report --out {output} {input} > {log} 2>&1"

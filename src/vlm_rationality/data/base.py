@@ -25,6 +25,14 @@ class Sample:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Skipped:
+    """A sample left out as bad input; `reason` is counted in the prepare report and the score table."""
+
+    sample_id: str
+    reason: str
+
+
 class Dataset(ABC):
     """A dataset adapter reads its original layout and yields samples at a given input size."""
 
@@ -41,14 +49,14 @@ class Dataset(ABC):
         """Number of samples in `split` (before any skipped as bad input)."""
 
     @abstractmethod
-    def samples(self, split: str, start: int, stop: int) -> Iterator[Sample]:
-        """Samples `start … stop-1` of `split`, in a fixed order."""
+    def samples(self, split: str, start: int, stop: int) -> Iterator[Sample | Skipped]:
+        """Samples `start … stop-1` of `split`, in a fixed order; bad input comes back as `Skipped`."""
 
     def prompts(self, template: str) -> list[str]:
         return [template.format(name=name) for name in self.class_names]
 
 
 def build_dataset(config: dict[str, Any]) -> Dataset:
-    """The adapter named by `config["adapter"]`, given every other key except `shard_size`."""
-    options = {key: value for key, value in config.items() if key not in ("adapter", "shard_size")}
+    """The adapter named by `config["adapter"]`, given every other key except `shard_size` and `shifts`."""
+    options = {key: value for key, value in config.items() if key not in ("adapter", "shard_size", "shifts")}
     return DATASET_ADAPTERS.get(config["adapter"])(**options)

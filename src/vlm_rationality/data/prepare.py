@@ -1,40 +1,61 @@
-"""The prepare stage: a dataset split -> fixed-size prepared shards, one job per shard.
+"""The prepare stage: a dataset split -> fixed-size prepared shards, one job per shard, and a split report.
 
-A shard covers samples [k·shard_size, (k+1)·shard_size) of the split, so shards are independent jobs that a
-killed run resumes one by one, and the shard list follows from the config alone.
+A shard covers items [k·shard_size, (k+1)·shard_size) of the split, so shards are independent jobs that a
+killed run resumes one by one, and the shard list follows from the config alone. Items that are bad input
+are skipped and counted per reason, in the shard's metadata and in the split's report.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from typing import Any
+from collections import Counter
+from typing import Any, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
-from vlm_rationality.data.base import build_dataset
-from vlm_rationality.data.shards import write_prepared_shard
-
-
-def shard_count(dataset_config: dict[str, Any], split: str) -> int:
-    return math.ceil(build_dataset(dataset_config).split_size(split) / int(dataset_config["shard_size"]))
+from vlm_rationality.data.base import Sample, build_dataset
+from vlm_rationality.data.shards import SCHEMA_NAME, write_prepared_shard
+from vlm_rationality.io import check_schema, write_json
 
 
-def prepare_shard(dataset_config: dict[str, Any], split: str, shard: int, out_path: str | os.PathLike, config_hash: str) -> int:
-    """Write shard `shard` of `split`; returns the number of samples written."""
+def prepare_shard(dataset_config: dict[str, Any], split: str, shard: int, out_path: str | os.PathLike, config_hash: str) -> dict[str, Any]:
+    """Write shard `shard` of `split`; returns {written, skipped: {reason: count}}."""
     dataset = build_dataset(dataset_config)
     size = int(dataset_config["shard_size"])
-    samples = list(dataset.samples(split, shard * size, (shard + 1) * size))
-    if not samples:
-        raise ValueError(f"{split} shard {shard} of dataset config {dataset_config.get('adapter')} is empty")
+    start = shard * size
+    stop = min(start + size, dataset.split_size(split))
+    samples: list[Sample] = []
+    skipped: Counter[str] = Counter()
+    for entry in tqdm(dataset.samples(split, start, stop), total=stop - start, desc=f"{split} shard {shard}",
+                      unit="img", mininterval=5, disable=None):
+        if isinstance(entry, Sample):
+            samples.append(entry)
+        else:
+            skipped[entry.reason] += 1
+    s = dataset.image_size
     write_prepared_shard(
         out_path,
-        sample_ids=[s.sample_id for s in samples],
-        labels=np.array([s.label for s in samples]),
-        images=np.stack([s.image for s in samples]),
-        masks=np.stack([s.mask for s in samples]),
-        sources=[s.source for s in samples],
+        sample_ids=[x.sample_id for x in samples],
+        labels=np.array([x.label for x in samples], dtype=np.int32),
+        images=np.stack([x.image for x in samples]) if samples else np.zeros((0, s, s, 3), np.uint8),
+        masks=np.stack([x.mask for x in samples]) if samples else np.zeros((0, s, s), bool),
+        sources=[x.source for x in samples],
         config_hash=config_hash,
-        extra={name: [s.extra.get(name) for s in samples] for name in dataset.extra_columns},
+        extra={name: [x.extra.get(name) for x in samples] for name in dataset.extra_columns},
+        skipped=dict(skipped),
     )
-    return len(samples)
+    return {"written": len(samples), "skipped": dict(skipped)}
+
+
+def split_report(shards: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> dict[str, Any]:
+    """Sum the shards' counts into one JSON report beside them."""
+    import pyarrow.parquet as pq
+
+    written, skipped = 0, Counter()
+    for path in shards:
+        skipped.update(check_schema(path, SCHEMA_NAME).get("skipped", {}))
+        written += pq.ParquetFile(path).metadata.num_rows
+    report = {"shards": len(shards), "written": written, "skipped": dict(skipped), "skipped_total": sum(skipped.values())}
+    write_json(report, out_path)
+    return report

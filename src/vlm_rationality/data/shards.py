@@ -66,7 +66,7 @@ def write_prepared_shard(
     """
     images = np.asarray(images)
     masks = np.asarray(masks)
-    n = len(sample_ids)
+    n = len(sample_ids)  # may be 0: every item of the shard's range was bad input
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or len(images) != n:
         raise ValueError(f"{path}: images must be uint8 [N, H, W, 3] with N={n}, got {images.dtype} {images.shape}")
     height, width = images.shape[1:3]
@@ -74,12 +74,12 @@ def write_prepared_shard(
         raise ValueError(f"{path}: masks must be [N, H, W] = {(n, height, width)}, got {masks.shape}")
     extra = extra or {}
     schema = prepared_schema(height, width, list(extra))
-    packed = np.packbits(masks.astype(bool).reshape(n, -1), axis=1)
+    packed = np.packbits(masks.astype(bool).reshape(n, height * width), axis=1)
     columns = [
         pa.array(sample_ids, pa.string()),
         pa.array(np.asarray(labels, dtype=np.int32)),
         _fixed_binary(images, height * width * 3),
-        _fixed_binary(packed, packed.shape[1]),
+        _fixed_binary(packed, packed_mask_bytes(height, width)),
         pa.array(sources, pa.string()),
         *(pa.array(values, OPTIONAL_COLUMNS[name]) for name, values in extra.items()),
     ]

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from vlm_rationality.data.corruptions import apply_shift
 from vlm_rationality.data.shards import iter_batches
 from vlm_rationality.explain.chefer import HEATMAP_METHODS, Target
 from vlm_rationality.io import check_schema, with_metadata, write_parquet
@@ -69,6 +70,7 @@ def explain_shard(
     config_hash: str,
     device: torch.device | str = "cpu",
     keys: dict[str, str] | None = None,
+    shift: str = "clean",
 ) -> dict[str, Any]:
     """Explain every sample of one prepared shard; returns a summary (count, accuracy, undefined RMA).
 
@@ -81,6 +83,8 @@ def explain_shard(
     classifier = classifier.to(device).eval()
     columns: dict[str, list] = {name: [] for name in ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained")}
     for batch in iter_batches([in_path], settings.batch_size):
+        if shift != "clean":
+            batch.images = torch.from_numpy(apply_shift(batch.images.numpy(), batch.sample_ids, shift))
         batch = batch.to(device)
         images = classifier.model.preprocess(batch.images)
         result = explain(classifier, images, batch.labels, settings.target, settings.start_block, AMP_DTYPES[settings.amp])
@@ -95,11 +99,13 @@ def explain_shard(
         columns["rma"].append(rma.astype(np.float32))
         columns["status"].append(status)
         columns["explained"].append(explained)
-    if not columns["sample_id"]:
-        raise ValueError(f"{in_path}: the shard holds no samples")
-
     grid = classifier.model.grid_size
-    stacked = {name: np.concatenate(values) for name, values in columns.items() if name != "sample_id"}
+    empty = {  # a shard whose every item was bad input still gets its (empty) heatmap shard
+        "label": np.zeros(0, np.int64), "pred": np.zeros(0, np.int64), "logits": np.zeros((0, classifier.num_classes)),
+        "heatmap": np.zeros((0, grid[0] * grid[1])), "rma": np.zeros(0), "status": np.zeros(0, np.int8),
+        "explained": np.zeros(0, np.int64),
+    }
+    stacked = {name: np.concatenate(values) if values else empty[name] for name, values in columns.items() if name != "sample_id"}
     n = len(columns["sample_id"])
     table = pa.Table.from_arrays([
         pa.array(columns["sample_id"], pa.string()),
@@ -114,7 +120,8 @@ def explain_shard(
     ], schema=heatmap_schema(classifier.num_classes, grid[0] * grid[1]))
     meta = {"grid_size": list(grid), "image_size": classifier.model.preprocess.image_size,
             "heatmap_target": settings.target, "start_block": settings.start_block, "amp": settings.amp,
-            "source_shard": os.fspath(in_path), "skipped": prepared.get("skipped", {}), "keys": keys or {}}
+            "source_shard": os.fspath(in_path), "shift": shift, "skipped": prepared.get("skipped", {}), "keys": keys or {}}
     write_parquet(with_metadata(table, SCHEMA_NAME, config_hash, meta), out_path)
     correct = stacked["pred"] == stacked["label"]
-    return {"n": n, "accuracy": float(correct.mean()), "undefined_rma": int(np.sum(stacked["status"] != 0))}
+    accuracy = float(correct.mean()) if n else float("nan")
+    return {"n": n, "accuracy": accuracy, "undefined_rma": int(np.sum(stacked["status"] != 0))}

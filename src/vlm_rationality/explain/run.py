@@ -31,4 +31,5 @@ def explain(
 ) -> dict[str, Any]:
     torch.manual_seed(0)
     classifier = load_for_explain(model_spec, method_spec, prompts, checkpoint)
-    return explain_shard(classifier, in_shard, out, HeatmapSettings(**heatmaps), config_hash, resolve_device(device), keys)
+    return explain_shard(classifier, in_shard, out, HeatmapSettings(**heatmaps), config_hash, resolve_device(device), keys,
+                         keys.get("shift", "clean"))

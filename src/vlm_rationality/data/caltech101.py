@@ -1,0 +1,70 @@
+"""Caltech-101: 101_ObjectCategories/ images, Annotations/ .mat contours, a seeded per-class split."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import scipy.io
+
+from vlm_rationality.data.base import DATASET_ADAPTERS
+from vlm_rationality.data.files import BadInput, FileDataset, Item, require, seeded_split
+from vlm_rationality.data.transform import polygon_mask
+
+# The annotation folders of four classes are named differently from their image folders.
+ANNOTATION_FOLDERS = {"Faces": "Faces_2", "Faces_easy": "Faces_3", "Motorbikes": "Motorbikes_16", "airplanes": "Airplanes_Side_2"}
+NOT_A_CLASS = "BACKGROUND_Google"
+
+
+@DATASET_ADAPTERS.register("caltech101")
+class Caltech101(FileDataset):
+    layout = "root/101_ObjectCategories/<class>/image_NNNN.jpg and root/Annotations/<class>/annotation_NNNN.mat"
+
+    def __init__(self, root: str, image_size: int, splits: dict, train_fraction: float = 0.5, seed: int = 0) -> None:
+        super().__init__(root, image_size, splits)
+        require(self.root / "101_ObjectCategories", self.layout)
+        require(self.root / "Annotations", self.layout)
+        if not 0 < train_fraction < 1:
+            raise ValueError(f"caltech101 train_fraction must be in (0, 1), got {train_fraction}")
+        unknown = set(splits) - {"train", "test"}
+        if unknown:
+            raise KeyError(f"caltech101 splits are 'train' and 'test' (a seeded split); got {', '.join(sorted(unknown))}")
+        self.train_fraction, self.seed = train_fraction, seed
+
+    @cached_property
+    def folders(self) -> list[str]:
+        images = self.root / "101_ObjectCategories"
+        return sorted(p.name for p in images.iterdir() if p.is_dir() and p.name != NOT_A_CLASS)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [folder.replace("_", " ").lower() for folder in self.folders]
+
+    def list_items(self, split: str) -> list[Item]:
+        by_class: dict[int, list[Item]] = {}
+        for label, folder in enumerate(self.folders):
+            annotations = ANNOTATION_FOLDERS.get(folder, folder)
+            for path in sorted((self.root / "101_ObjectCategories" / folder).glob("image_*.jpg")):
+                number = path.stem.split("_")[-1]
+                by_class.setdefault(label, []).append(
+                    Item(f"101_ObjectCategories/{folder}/{path.name}", label, f"Annotations/{annotations}/annotation_{number}.mat")
+                )
+        return seeded_split(by_class, self.train_fraction, self.seed, split)
+
+    def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:
+        path = self.root / item.annotation
+        if not path.is_file():
+            raise BadInput("missing_annotation", str(path))
+        try:
+            annotation = scipy.io.loadmat(path)
+            top, _bottom, left, _right = np.ravel(annotation["box_coord"]).astype(float)
+            contour = np.asarray(annotation["obj_contour"], dtype=float)
+        except (KeyError, ValueError, TypeError, OSError) as err:
+            raise BadInput("malformed_annotation", f"{path}: {err}") from err
+        if contour.ndim != 2 or contour.shape[0] != 2 or contour.shape[1] < 3:
+            raise BadInput("malformed_annotation", f"{path}: obj_contour has shape {contour.shape}")
+        # MATLAB's 1-based contour is relative to the box's top-left corner.
+        xs, ys = contour[0] + left - 1, contour[1] + top - 1
+        if xs.max() < 0 or ys.max() < 0 or xs.min() > width - 1 or ys.min() > height - 1:
+            raise BadInput("box_outside_image", f"{path}: contour outside {width}x{height}")
+        return polygon_mask(xs, ys, height, width)

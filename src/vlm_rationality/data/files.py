@@ -1,0 +1,129 @@
+"""Shared machinery of the on-disk dataset adapters: item lists, the bad-input policy, the eval transform.
+
+An adapter lists each split's items (path, label, annotation) in a fixed order and turns an item's
+annotation into an object mask at the image's original resolution. Everything that can go wrong with one
+item becomes a `Skipped` with a named reason; a missing root or wrong layout fails at config-check time,
+naming the path and the expected layout.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vlm_rationality.data.base import Dataset, Sample, Skipped
+from vlm_rationality.data.transform import eval_transform
+
+
+class BadInput(Exception):
+    """One item's image or annotation cannot be used; `reason` is the skip reason it is counted under."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Item:
+    sample_id: str  # the image's path relative to the dataset root
+    label: int
+    annotation: Any  # whatever the adapter's `object_mask` needs
+
+
+def require(path: Path, layout: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; expected layout: {layout}")
+    return path
+
+
+def seeded_split(items_by_class: dict[int, list[Item]], train_fraction: float, seed: int, split: str) -> list[Item]:
+    """A per-class train/test split that depends only on (seed, class, file list): deterministic everywhere."""
+    out: list[Item] = []
+    for label in sorted(items_by_class):
+        items = sorted(items_by_class[label], key=lambda item: item.sample_id)
+        random.Random(f"{seed}-{label}").shuffle(items)
+        cut = round(len(items) * train_fraction)
+        out += items[:cut] if split == "train" else items[cut:]
+    return sorted(out, key=lambda item: item.sample_id)
+
+
+def check_boxes(boxes: Sequence[tuple[float, float, float, float]], width: int, height: int) -> list[tuple[float, float, float, float]]:
+    """Clip boxes to the image; a box with no area inside it is bad input."""
+    kept = []
+    for xmin, ymin, xmax, ymax in boxes:
+        if xmax < xmin or ymax < ymin:
+            raise BadInput("malformed_annotation", f"box {(xmin, ymin, xmax, ymax)} has negative size")
+        if xmax < 0 or ymax < 0 or xmin > width - 1 or ymin > height - 1:
+            raise BadInput("box_outside_image", f"box {(xmin, ymin, xmax, ymax)} outside {width}x{height}")
+        kept.append((max(0.0, xmin), max(0.0, ymin), min(width - 1.0, xmax), min(height - 1.0, ymax)))
+    return kept
+
+
+class FileDataset(Dataset):
+    """A dataset read from its original layout under `root`; subclasses list items and build masks."""
+
+    layout: str = ""
+
+    def __init__(self, root: str, image_size: int, splits: dict[str, dict[str, Any]], **options: Any) -> None:
+        self.root = require(Path(root).expanduser(), self.layout)
+        self.image_size = int(image_size)
+        self.splits = splits
+        self.options = options
+        self._items: dict[str, list[Item]] = {}
+
+    @abstractmethod
+    def list_items(self, split: str) -> list[Item]:
+        """Every item of `split`, in a fixed order."""
+
+    @abstractmethod
+    def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:
+        """Bool mask [height, width] of the object; raise BadInput for a missing or malformed annotation."""
+
+    def items(self, split: str) -> list[Item]:
+        if split not in self.splits:
+            raise KeyError(f"{type(self).__name__} has no configured split {split!r}; configured: {', '.join(self.splits)}")
+        if split not in self._items:
+            self._items[split] = self.list_items(split)
+        return self._items[split]
+
+    def split_size(self, split: str) -> int:
+        return len(self.items(split))
+
+    def needs_masks(self, split: str) -> bool:
+        """Evaluation splits need an object; training splits may be used without annotations."""
+        return bool(self.splits[split].get("masks", True))
+
+    def load(self, item: Item, with_mask: bool) -> Sample:
+        path = self.root / item.sample_id
+        try:
+            with Image.open(path) as handle:
+                handle.load()
+                image = handle.copy()
+        except FileNotFoundError as err:
+            raise BadInput("missing_image", str(path)) from err
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            raise BadInput("unreadable_image", f"{path}: {err}") from err
+        if with_mask:
+            mask = self.object_mask(item, image.width, image.height)
+            if not mask.any():
+                raise BadInput("empty_mask", item.sample_id)
+        else:
+            mask = np.zeros((image.height, image.width), dtype=bool)
+        pixels, mask = eval_transform(image, mask, self.image_size)
+        if with_mask and not mask.any():
+            raise BadInput("empty_mask", f"{item.sample_id}: the object lies outside the centre crop")
+        return Sample(item.sample_id, item.label, pixels, mask, type(self).__name__)
+
+    def samples(self, split: str, start: int, stop: int) -> Iterator[Sample | Skipped]:
+        with_mask = self.needs_masks(split)
+        for item in self.items(split)[start:stop]:
+            try:
+                yield self.load(item, with_mask)
+            except BadInput as bad:
+                yield Skipped(item.sample_id, bad.reason)

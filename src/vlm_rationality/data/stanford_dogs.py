@@ -1,0 +1,51 @@
+"""Stanford Dogs: Images/, Annotation/ (VOC XML boxes), train_list.mat / test_list.mat."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import scipy.io
+
+from vlm_rationality.data.base import DATASET_ADAPTERS
+from vlm_rationality.data.files import BadInput, FileDataset, Item, check_boxes, require
+from vlm_rationality.data.imagenet import read_voc_boxes
+from vlm_rationality.data.transform import boxes_mask
+
+
+@DATASET_ADAPTERS.register("stanford_dogs")
+class StanfordDogs(FileDataset):
+    layout = "root/Images/<synset-breed>/*.jpg, root/Annotation/<synset-breed>/<image> (XML), root/{train,test}_list.mat"
+
+    def __init__(self, root: str, image_size: int, splits: dict) -> None:
+        super().__init__(root, image_size, splits)
+        require(self.root / "Images", self.layout)
+        require(self.root / "Annotation", self.layout)
+        for split in splits:
+            require(self.root / f"{split}_list.mat", self.layout)
+
+    @cached_property
+    def breeds(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "Images").iterdir() if p.is_dir())
+
+    @property
+    def class_names(self) -> list[str]:
+        return [breed.split("-", 1)[-1].replace("_", " ") for breed in self.breeds]
+
+    def list_items(self, split: str) -> list[Item]:
+        lists = scipy.io.loadmat(self.root / f"{split}_list.mat")
+        index = {breed: i for i, breed in enumerate(self.breeds)}
+        items = []
+        for entry in lists["file_list"].ravel():
+            relative = str(np.ravel(entry)[0])
+            breed = relative.split("/", 1)[0]
+            if breed not in index:
+                raise FileNotFoundError(f"{split}_list.mat names {relative}, but Images/{breed} does not exist")
+            items.append(Item(f"Images/{relative}", index[breed], relative.rsplit(".", 1)[0]))
+        return items
+
+    def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:
+        boxes = [box for _name, box in read_voc_boxes(self.root / "Annotation" / item.annotation)]
+        if not boxes:
+            raise BadInput("malformed_annotation", f"{item.annotation}: no object box")
+        return boxes_mask(check_boxes(boxes, width, height), height, width)
