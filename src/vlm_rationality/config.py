@@ -54,6 +54,8 @@ def check_config(config: Config) -> None:
     for name, method in config["methods"].items():
         if method["kind"] not in FINETUNE_METHODS:
             raise ConfigError(f"methods.{name}.kind: unknown method {method['kind']!r}; known: {', '.join(FINETUNE_METHODS)}")
+        if method.get("augment") and method["kind"] in ("zs", "lp"):
+            raise ConfigError(f"methods.{name}.augment: {method['kind']} trains no image tower (lp reads features extracted once)")
     for key, shift_list in [("shifts", config["shifts"])] + [
         (f"datasets.{name}.shifts", d["shifts"]) for name, d in config["datasets"].items() if "shifts" in d
     ]:

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
+from vlm_rationality.finetune.augment import random_resized_crop_flip
 from vlm_rationality.finetune.data import TrainingSplit
 from vlm_rationality.models.base import VisionLanguageModel
 from vlm_rationality.models.heads import HeadKind, ImageClassifier
@@ -21,6 +22,7 @@ class Method(ABC):
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
+        self.augment = bool(config.get("augment", False))  # random resized crop + flip in every step
 
     @abstractmethod
     def fit(
@@ -33,5 +35,8 @@ def build_method(config: dict[str, Any]) -> Method:
     return FINETUNE_METHODS.get(config["kind"])(config)
 
 
-def batch_images(model: VisionLanguageModel, split: TrainingSplit, index: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return model.preprocess(split.images[index].to(device, non_blocking=True))
+def batch_images(
+    model: VisionLanguageModel, split: TrainingSplit, index: torch.Tensor, device: torch.device, augment: bool = False
+) -> torch.Tensor:
+    images = model.preprocess(split.images[index].to(device, non_blocking=True))
+    return random_resized_crop_flip(images) if augment else images

@@ -23,7 +23,7 @@ class FinetuneLikeCLIPPretrain(Method):
 
         def step(index):
             target = labels[index.to(device)]
-            image = model.encode_image(batch_images(model, split, index, device))
+            image = model.encode_image(batch_images(model, split, index, device, self.augment))
             text = model.encode_text(prompts)  # all class prompts, re-encoded as the text tower learns
             loss = contrastive_loss(image, text[target], model.logit_scale, target)
             correct = int(((image @ text.T).argmax(1) == target).sum())

@@ -26,7 +26,7 @@ class FullFineTune(Method):
         classifier.train()
 
         def step(index):
-            logits = classifier(batch_images(model, split, index, device))
+            logits = classifier(batch_images(model, split, index, device, self.augment))
             target = labels[index.to(device)]
             return F.cross_entropy(logits, target), int((logits.argmax(1) == target).sum())
 

@@ -15,6 +15,8 @@ class LinearProbe(Method):
     head = "linear"
 
     def fit(self, model, prompts, split, device):
+        if self.augment:
+            raise ValueError("lp trains on features extracted once; augment: true does not apply to it")
         settings = TrainSettings.from_config(self.config)
         torch.manual_seed(settings.seed)
         model.eval().requires_grad_(False)

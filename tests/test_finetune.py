@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from vlm_rationality.data.synthetic import SyntheticSpec, generate
+from vlm_rationality.finetune import build_method
+from vlm_rationality.finetune.augment import random_resized_crop_flip
+from vlm_rationality.finetune.data import TrainingSplit
+from vlm_rationality.finetune.losses import contrastive_loss
+from vlm_rationality.models import build_model
+
+
+def test_augmentation_is_seeded_in_range_and_flips():
+    ramp = torch.linspace(-1, 1, 16).expand(64, 3, 16, 16).contiguous()  # brightness grows left to right
+    torch.manual_seed(0)
+    a = random_resized_crop_flip(ramp)
+    torch.manual_seed(0)
+    b = random_resized_crop_flip(ramp)
+    torch.testing.assert_close(a, b)
+    assert a.shape == ramp.shape and a.min() >= -1 - 1e-6 and a.max() <= 1 + 1e-6
+    direction = (a[..., -1] - a[..., 0]).mean(dim=(1, 2))
+    assert (direction < 0).any() and (direction > 0).any()  # some images flipped, some not
+    assert not torch.allclose(a[0], ramp[0])  # cropped: no longer the full ramp
+
+
+def test_contrastive_loss_treats_equal_groups_as_positives():
+    image = torch.eye(4)
+    text = torch.eye(4)
+    text[1] = text[0]  # samples 0 and 1 share a caption
+    groups = torch.tensor([0, 0, 1, 2])
+    aligned = contrastive_loss(torch.stack([text[0], text[0], text[2], text[3]]), text, torch.tensor(10.0), groups)
+    shuffled = contrastive_loss(image[[2, 3, 0, 1]], text, torch.tensor(10.0), groups)
+    assert aligned < shuffled
+
+
+@pytest.fixture(scope="module")
+def split():
+    samples = list(generate(SyntheticSpec(image_size=32), "train", 48, rho=0.9))
+    return TrainingSplit(torch.from_numpy(np.stack([s.image for s in samples])), torch.tensor([s.label for s in samples]), None)
+
+
+@pytest.mark.parametrize("config", [
+    {"kind": "lp", "lr": 0.1, "epochs": 3, "batch_size": 16},
+    {"kind": "ft", "lr": 1e-3, "epochs": 2, "batch_size": 16, "augment": True},
+    {"kind": "flcp", "lr": 1e-3, "epochs": 2, "batch_size": 16, "augment": True},
+])
+def test_methods_train_and_are_deterministic(split, prompts, config):
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_model({"arch": "tiny-vit-32"})
+        classifier, metrics = build_method(config).fit(model, prompts, split, torch.device("cpu"))
+        assert np.isfinite(metrics["train_loss"]) and 0 <= metrics["train_accuracy"] <= 1
+        with torch.no_grad():
+            results.append(classifier(model.preprocess(split.images[:8])))
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+
+
+def test_lp_refuses_augmentation(split, prompts):
+    with pytest.raises(ValueError, match="augment"):
+        build_method({"kind": "lp", "lr": 0.1, "epochs": 1, "batch_size": 16, "augment": True}).fit(
+            build_model({"arch": "tiny-vit-32"}), prompts, split, torch.device("cpu"))
