@@ -34,4 +34,4 @@ rule prepare_report:
     conda:
         ENV
     shell:
-        CLI + " prepare-report --out {output} {input} > {log} 2>&1"
+        f"{CLI} prepare-report --out {{output}} {{input}} > {{log}} 2>&1"
