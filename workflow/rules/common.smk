@@ -10,7 +10,6 @@ ENV = "../../envs/vlm-rationality.yaml"
 # Rules run the package of this checkout, also from an environment that does not have it installed
 # (--sdm conda); jobs inherit this environment, on a cluster too.
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [os.path.join(workflow.basedir, "src"), os.getenv("PYTHONPATH")])))
-CLI = "python -m vlm_rationality"
 EVAL = config["eval_split"]
 
 

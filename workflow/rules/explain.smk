@@ -25,7 +25,7 @@ rule explain:
     conda:
         ENV
     shell:
-        CLI + " explain --model {params.model:q} --method {params.method:q}"
+        "python -m vlm_rationality explain --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --heatmaps {params.heatmaps:q} --keys {params.names:q}"
         " {params.checkpoint} --device {params.device} --threads {threads}"
         " --shard {input.shard} --out {output} > {log} 2>&1"

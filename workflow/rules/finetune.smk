@@ -21,6 +21,6 @@ rule finetune:
     conda:
         ENV
     shell:
-        CLI + " finetune --model {params.model:q} --method {params.method:q}"
+        "python -m vlm_rationality finetune --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --device {params.device} --threads {threads}"
         " --out {output.weights} {input.shards} > {log} 2>&1"

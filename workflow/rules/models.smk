@@ -22,5 +22,5 @@ rule pretrain_base:
     conda:
         ENV
     shell:
-        CLI + " pretrain --model {params.model:q} --train {params.train:q}"
+        "python -m vlm_rationality pretrain --model {params.model:q} --train {params.train:q}"
         " --device {params.device} --threads {threads} --out {output.weights} {input} > {log} 2>&1"

@@ -14,7 +14,7 @@ rule prepare:
     conda:
         ENV
     shell:
-        CLI + " prepare --spec {params.spec:q} --split {wildcards.split}"
+        "python -m vlm_rationality prepare --spec {params.spec:q} --split {wildcards.split}"
         " --shard {wildcards.shard} --out {output} > {log} 2>&1"
 
 
@@ -34,4 +34,4 @@ rule prepare_report:
     conda:
         ENV
     shell:
-        f"{CLI} prepare-report --out {{output}} {{input}} > {{log}} 2>&1"
+        "python -m vlm_rationality prepare-report --out {output} {input} > {log} 2>&1"

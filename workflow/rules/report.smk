@@ -19,6 +19,6 @@ rule report:
     conda:
         ENV
     shell:
-        CLI + " report --metrics {input} --methods {params.methods:q}"
+        "python -m vlm_rationality report --metrics {input} --methods {params.methods:q}"
         " --models {params.models:q} --datasets {params.datasets:q}"
         " --markdown {output.markdown} --figure {output.figure} > {log} 2>&1"

@@ -19,5 +19,5 @@ rule score:
     conda:
         ENV
     shell:
-        CLI + " score --threshold {params.threshold} --iterations {params.iterations}"
+        "python -m vlm_rationality score --threshold {params.threshold} --iterations {params.iterations}"
         " --seed {params.seed} --parquet {output.parquet} --csv {output.csv} {input} > {log} 2>&1"
