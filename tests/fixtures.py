@@ -84,6 +84,13 @@ def imagenet(root: Path) -> Fixture:
     photo(bad / "ILSVRC2012_val_00000094.JPEG")
     rows.append(f"ILSVRC2012_val_00000094,{synsets[0]} 1 2 3")  # malformed
     (root / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
+    for row in rows[1:]:  # the same boxes as ILSVRC val XML files, the other format the adapter reads
+        image_id, boxes = row.split(",")
+        fields = boxes.split()
+        if len(fields) % 5 == 0:
+            objects = [(fields[i], tuple(int(v) for v in fields[i + 1:i + 5])) for i in range(0, len(fields), 5)]
+            voc_xml(root / "val_xml" / f"{image_id}.xml", objects)
+    (root / "val_xml" / "ILSVRC2012_val_00000094.xml").write_text("<annotation><object>")  # malformed
     fx.bad = {"unreadable_image": 2, "missing_annotation": 1, "box_outside_image": 1, "malformed_annotation": 1}
     return fx
 

@@ -131,3 +131,17 @@ def test_a_missing_root_or_wrong_layout_fails_naming_the_path(tmp_path, name):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'empty'}.*expected layout"):
         build_dataset(CONFIGS[name](tmp_path / "empty"))
+
+
+def test_imagenet_reads_val_boxes_from_xml_files_too(tmp_path):
+    fixture = fixtures.imagenet(tmp_path / "in")
+    from_csv = build_dataset(CONFIGS["imagenet"](fixture.root))
+    from_xml = build_dataset({**CONFIGS["imagenet"](fixture.root), "boxes": str(fixture.root / "val_xml")})
+    a = list(from_csv.samples("test", 0, from_csv.split_size("test")))
+    b = list(from_xml.samples("test", 0, from_xml.split_size("test")))
+    assert [type(x) for x in a] == [type(y) for y in b]
+    for x, y in zip(a, b):
+        if isinstance(x, Sample):
+            np.testing.assert_array_equal(x.mask, y.mask)
+        else:
+            assert x.reason == y.reason
