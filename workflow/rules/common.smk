@@ -1,4 +1,5 @@
 # Config checks and the input/params functions every rule file uses.
+import functools
 import json
 import os
 
@@ -27,9 +28,14 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
+@functools.cache
+def shard_count(dataset, split):
+    """Cached: a real dataset's count comes from listing its files, which a large split makes slow."""
+    return settings.shard_count(config, dataset, split)
+
+
 def shard_files(dataset, split):
-    n = settings.shard_count(config, dataset, split)
-    return [f"results/data/{dataset}/{split}/shard-{k:04d}.parquet" for k in range(n)]
+    return [f"results/data/{dataset}/{split}/shard-{k:04d}.parquet" for k in range(shard_count(dataset, split))]
 
 
 def base_file(model):
