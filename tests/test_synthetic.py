@@ -10,7 +10,7 @@ def test_same_seed_same_bytes_and_other_seed_differs():
     b = list(generate(spec, "train", 20, rho=0.5))
     c = list(generate(SyntheticSpec(seed=4), "train", 20, rho=0.5))
     assert all(x.image.tobytes() == y.image.tobytes() and (x.mask == y.mask).all() for x, y in zip(a, b))
-    assert [x.caption for x in a] == [y.caption for y in b]
+    assert [x.extra["caption"] for x in a] == [y.extra["caption"] for y in b]
     assert any(x.image.tobytes() != z.image.tobytes() for x, z in zip(a, c))
 
 
@@ -24,7 +24,7 @@ def test_a_sample_does_not_depend_on_its_neighbours():
 def test_mask_is_exactly_the_painted_object():
     spec = SyntheticSpec(noise=0.0, num_classes=10, num_textures=10)
     for sample in generate(spec, "pretrain", 60):
-        colour = np.array(OBJECT_COLOURS[sample.colour], dtype=np.uint8)
+        colour = np.array(OBJECT_COLOURS[sample.extra["colour"]], dtype=np.uint8)
         painted = (sample.image == colour).all(axis=-1)
         assert sample.mask.dtype == bool and sample.mask.shape == (64, 64)
         assert 0.02 < sample.mask.mean() < 0.6
@@ -34,9 +34,9 @@ def test_mask_is_exactly_the_painted_object():
 def test_rho_ties_the_background_to_the_class():
     spec = SyntheticSpec()
     tied = list(generate(spec, "train", 200, rho=1.0))
-    assert all(s.background == spec.own_texture(s.label) for s in tied)
+    assert all(s.extra["background"] == spec.own_texture(s.label) for s in tied)
     free = list(generate(spec, "test", 400, rho=0.0))
-    agreement = np.mean([s.background == spec.own_texture(s.label) for s in free])
+    agreement = np.mean([s.extra["background"] == spec.own_texture(s.label) for s in free])
     assert agreement < 0.25  # chance is 1/8
     assert len({s.label for s in free}) == spec.num_classes
 
@@ -45,14 +45,14 @@ def test_captions_always_name_the_shape_and_vary_the_rest():
     spec = SyntheticSpec()
     samples = list(generate(spec, "pretrain", 400))
     for s in samples:
-        assert spec.class_names[s.label] in s.caption
-        assert s.caption.startswith(("a ", "an ", "a photo of a"))
-    with_colour = np.mean([s.colour in s.caption for s in samples])
-    with_background = np.mean([spec.texture_names[s.background] in s.caption for s in samples])
+        assert spec.class_names[s.label] in s.extra["caption"]
+        assert s.extra["caption"].startswith(("a ", "an ", "a photo of a"))
+    with_colour = np.mean([s.extra["colour"] in s.extra["caption"] for s in samples])
+    with_background = np.mean([spec.texture_names[s.extra["background"]] in s.extra["caption"] for s in samples])
     assert 0.35 < with_colour < 0.65 and 0.35 < with_background < 0.65
     # The zero-shot class prompt is itself a caption the text tower sees in pretraining.
     prompts = set(class_prompts(spec))
-    assert any(s.caption in prompts for s in samples)
+    assert any(s.extra["caption"] in prompts for s in samples)
     assert class_prompts(spec)[0] == "a photo of a circle"
 
 
@@ -60,7 +60,7 @@ def test_each_texture_has_its_own_hue():
     spec = SyntheticSpec(noise=0.0)
     means = {}
     for s in generate(spec, "test", 200):
-        means.setdefault(s.background, []).append(s.image[~s.mask].mean(axis=0))
+        means.setdefault(s.extra["background"], []).append(s.image[~s.mask].mean(axis=0))
     centres = np.array([np.mean(v, axis=0) for _, v in sorted(means.items())])
     gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1)[np.triu_indices(len(centres), 1)]
     assert len(centres) == spec.num_textures and gaps.min() > 10

@@ -40,7 +40,7 @@ def apply_shift(images: np.ndarray, sample_ids: Sequence[str], shift: str) -> np
     parsed = parse_shift(shift)
     if parsed is None:
         return images
-    from imagecorruptions import corrupt
+    from imagecorruptions import corrupt  # heavy (numba, OpenCV, scikit-image): only when a shift is asked for
 
     name, severity = parsed
     out = np.empty_like(images)

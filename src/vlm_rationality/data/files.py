@@ -70,11 +70,10 @@ class FileDataset(Dataset):
 
     layout: str = ""
 
-    def __init__(self, root: str, image_size: int, splits: dict[str, dict[str, Any]], **options: Any) -> None:
+    def __init__(self, root: str, image_size: int, splits: dict[str, dict[str, Any]]) -> None:
         self.root = require(Path(root).expanduser(), self.layout)
         self.image_size = int(image_size)
         self.splits = splits
-        self.options = options
         self._items: dict[str, list[Item]] = {}
 
     @abstractmethod

@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from vlm_rationality.data.base import Sample, build_dataset
@@ -50,8 +51,6 @@ def prepare_shard(dataset_config: dict[str, Any], split: str, shard: int, out_pa
 
 def split_report(shards: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> dict[str, Any]:
     """Sum the shards' counts into one JSON report beside them."""
-    import pyarrow.parquet as pq
-
     written, skipped = 0, Counter()
     for path in shards:
         skipped.update(check_schema(path, SCHEMA_NAME).get("skipped", {}))

@@ -90,17 +90,6 @@ class SyntheticSpec:
         return label % self.num_textures
 
 
-@dataclass(frozen=True)
-class SyntheticSample:
-    sample_id: str
-    label: int
-    image: np.ndarray  # uint8 [H, W, 3]
-    mask: np.ndarray  # bool [H, W]
-    background: int
-    colour: str
-    caption: str
-
-
 def _polygon_mask(u: np.ndarray, v: np.ndarray, vertices: np.ndarray) -> np.ndarray:
     """Even-odd point-in-polygon test on a pixel grid (vectorised over pixels, looped over edges)."""
     inside = np.zeros(u.shape, dtype=bool)
@@ -182,8 +171,11 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS[split], index])
 
 
-def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0) -> SyntheticSample:
-    """Generate sample `index` of `split`; `rho` ties the background to the class (train/test only)."""
+def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0) -> Sample:
+    """Generate sample `index` of `split`; `rho` ties the background to the class (train/test only).
+
+    `extra` holds the caption, the background texture index and the object colour name.
+    """
     if not 0.0 <= rho <= 1.0:
         raise ValueError(f"spurious strength rho must be in [0, 1], got {rho}")
     rng = sample_rng(spec.seed, split, index)
@@ -212,7 +204,8 @@ def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0) -
     image_u8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
     caption = _caption(spec.class_names[label], colour, spec.texture_names[background], rng)
-    return SyntheticSample(f"{split}-{index:06d}", label, image_u8, mask, background, colour, caption)
+    extra = {"caption": caption, "background": background, "colour": colour}
+    return Sample(f"{split}-{index:06d}", label, image_u8, mask, "synthetic", extra)
 
 
 def _caption(shape: str, colour: str, texture: str, rng: np.random.Generator) -> str:
@@ -225,7 +218,7 @@ def _caption(shape: str, colour: str, texture: str, rng: np.random.Generator) ->
     return f"a photo of {article} {words}" if photo else f"{article} {words}"
 
 
-def generate(spec: SyntheticSpec, split: str, count: int, rho: float = 0.0, start: int = 0) -> Iterator[SyntheticSample]:
+def generate(spec: SyntheticSpec, split: str, count: int, rho: float = 0.0, start: int = 0) -> Iterator[Sample]:
     """Samples `start … start+count-1` of a split, in order."""
     for index in range(start, start + count):
         yield make_sample(spec, split, index, rho)
@@ -261,6 +254,4 @@ class SyntheticDataset(Dataset):
 
     def samples(self, split: str, start: int, stop: int) -> Iterator[Sample]:
         rho = float(self.splits[split].get("rho", 0.0))
-        for s in generate(self.spec, split, min(stop, self.split_size(split)) - start, rho, start):
-            yield Sample(s.sample_id, s.label, s.image, s.mask, "synthetic",
-                         {"caption": s.caption, "background": s.background})
+        yield from generate(self.spec, split, min(stop, self.split_size(split)) - start, rho, start)

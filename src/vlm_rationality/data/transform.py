@@ -9,7 +9,7 @@ re-derives coordinates.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -54,8 +54,6 @@ def boxes_mask(boxes: list[tuple[float, float, float, float]], height: int, widt
 
 def polygon_mask(xs: np.ndarray, ys: np.ndarray, height: int, width: int) -> np.ndarray:
     """Filled polygon (pixel-centre coordinates) as a bool mask."""
-    from PIL import ImageDraw
-
     canvas = Image.new("L", (width, height), 0)
     ImageDraw.Draw(canvas).polygon(list(zip(np.asarray(xs, float).tolist(), np.asarray(ys, float).tolist())), fill=255)
     return np.asarray(canvas) > 0

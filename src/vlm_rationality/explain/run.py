@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import torch
-
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shard
 from vlm_rationality.finetune.base import build_method
 from vlm_rationality.finetune.run import resolve_device
@@ -29,7 +27,6 @@ def explain(
     model_spec: dict[str, Any], method_spec: dict[str, Any], prompts: Sequence[str], checkpoint: str | None,
     heatmaps: dict[str, Any], in_shard: str, out: str, device: str, keys: dict[str, str], config_hash: str,
 ) -> dict[str, Any]:
-    torch.manual_seed(0)
     classifier = load_for_explain(model_spec, method_spec, prompts, checkpoint)
     return explain_shard(classifier, in_shard, out, HeatmapSettings(**heatmaps), config_hash, resolve_device(device), keys,
                          keys.get("shift", "clean"))

@@ -9,6 +9,7 @@ import torch
 
 from vlm_rationality.finetune.augment import random_resized_crop_flip
 from vlm_rationality.finetune.data import TrainingSplit
+from vlm_rationality.finetune.loop import TrainSettings
 from vlm_rationality.models.base import VisionLanguageModel
 from vlm_rationality.models.heads import HeadKind, ImageClassifier
 from vlm_rationality.registry import Registry
@@ -22,6 +23,7 @@ class Method(ABC):
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
+        self.settings = TrainSettings.from_config(config) if self.trains else None  # checked when built
         self.augment = bool(config.get("augment", False))  # random resized crop + flip in every step
 
     @abstractmethod

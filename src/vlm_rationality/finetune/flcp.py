@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, batch_images
-from vlm_rationality.finetune.loop import TrainSettings, fit
+from vlm_rationality.finetune.loop import fit
 from vlm_rationality.finetune.losses import contrastive_loss
 from vlm_rationality.models.heads import build_classifier
 
@@ -16,8 +16,7 @@ class FinetuneLikeCLIPPretrain(Method):
     head = "prompt"
 
     def fit(self, model, prompts, split, device):
-        settings = TrainSettings.from_config(self.config)
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(self.settings.seed)
         model.train().requires_grad_(True)
         labels = split.labels.to(device)
 
@@ -29,6 +28,6 @@ class FinetuneLikeCLIPPretrain(Method):
             correct = int(((image @ text.T).argmax(1) == target).sum())
             return loss, correct
 
-        metrics = fit(list(model.parameters()), step, split, settings)
+        metrics = fit(list(model.parameters()), step, split, self.settings)
         model.eval().requires_grad_(False)
         return build_classifier(model, "prompt", prompts), metrics

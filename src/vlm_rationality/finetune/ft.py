@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, batch_images
-from vlm_rationality.finetune.loop import TrainSettings, fit
+from vlm_rationality.finetune.loop import fit
 from vlm_rationality.models.heads import build_classifier
 
 
@@ -15,8 +15,7 @@ class FullFineTune(Method):
     head = "linear"
 
     def fit(self, model, prompts, split, device):
-        settings = TrainSettings.from_config(self.config)
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(self.settings.seed)
         classifier = build_classifier(model, "linear", prompts, self.config.get("head_init") == "prompts")
         model.requires_grad_(False)
         trained = model.image_parameters() + list(classifier.head.parameters())
@@ -30,5 +29,5 @@ class FullFineTune(Method):
             target = labels[index.to(device)]
             return F.cross_entropy(logits, target), int((logits.argmax(1) == target).sum())
 
-        metrics = fit(trained, step, split, settings)
+        metrics = fit(trained, step, split, self.settings)
         return classifier.eval(), metrics

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, batch_images
-from vlm_rationality.finetune.loop import TrainSettings, fit
+from vlm_rationality.finetune.loop import fit
 from vlm_rationality.models.heads import build_classifier
 
 
@@ -17,8 +17,7 @@ class LinearProbe(Method):
     def fit(self, model, prompts, split, device):
         if self.augment:
             raise ValueError("lp trains on features extracted once; augment: true does not apply to it")
-        settings = TrainSettings.from_config(self.config)
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(self.settings.seed)
         model.eval().requires_grad_(False)
         with torch.no_grad():
             features = torch.cat([
@@ -33,5 +32,5 @@ class LinearProbe(Method):
             target = labels[index.to(device)]
             return F.cross_entropy(logits, target), int((logits.argmax(1) == target).sum())
 
-        metrics = fit(list(classifier.head.parameters()), step, split, settings)
+        metrics = fit(list(classifier.head.parameters()), step, split, self.settings)
         return classifier.eval(), metrics

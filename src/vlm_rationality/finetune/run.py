@@ -31,7 +31,6 @@ def _input_hashes(paths: Sequence[str | os.PathLike]) -> dict[str, str]:
 
 def pretrain_base(model_spec: dict[str, Any], train_spec: dict[str, Any], shards: Sequence[str], out: str, device: str) -> dict[str, Any]:
     """Contrastively pretrain `model_spec` from scratch on captioned shards; writes the backbone file."""
-    torch.manual_seed(int(train_spec.get("seed", 0)))
     dev = resolve_device(device)
     model = build_model({**model_spec, "pretrained": None}).to(dev)
     start = time.perf_counter()
@@ -51,7 +50,6 @@ def finetune(
     if not method.trains:
         raise ValueError(f"method kind {method_spec['kind']!r} trains nothing and writes no checkpoint")
     dev = resolve_device(device)
-    torch.manual_seed(int(method_spec.get("seed", 0)))
     model = build_model(model_spec).to(dev)
     start = time.perf_counter()
     classifier, metrics = method.fit(model, prompts, load_split(shards), dev)

@@ -98,7 +98,13 @@ class VisionLanguageModel(nn.Module, ABC):
 
 
 def build_model(config: dict[str, Any]) -> VisionLanguageModel:
-    """Build a model from its config entry, e.g. {adapter: open_clip, arch: ViT-B-16, pretrained: openai}."""
+    """Build a model from its config entry, e.g. {adapter: open_clip, arch: ViT-B-16, pretrained: openai}.
+
+    Initialisation draws from a private generator with a fixed seed: a model without pretrained weights is the
+    same random model in every job (fine-tuning and explaining it must agree), whatever the global RNG holds.
+    """
     config = dict(config)
     adapter = config.pop("adapter", "open_clip")
-    return MODEL_ADAPTERS.get(adapter).from_config(**config)  # type: ignore[attr-defined]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return MODEL_ADAPTERS.get(adapter).from_config(**config)  # type: ignore[attr-defined]
