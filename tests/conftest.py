@@ -36,3 +36,21 @@ def prompts() -> list[str]:
     from vlm_rationality.data.synthetic import SyntheticSpec, class_prompts
 
     return class_prompts(SyntheticSpec(image_size=32))
+
+
+@pytest.fixture(scope="session")
+def tiny_vocab(tmp_path_factory):
+    """The 64-token WordPiece vocabulary of the tiny ALBEF/BLIP configs."""
+    from tests.fixtures import wordpiece_vocab
+
+    return wordpiece_vocab(tmp_path_factory.mktemp("vocab"), 64)
+
+
+@pytest.fixture(scope="session", params=["open_clip", "albef", "blip"])
+def any_tiny_model(request, tiny_vocab):
+    """One tiny random model of each adapter, for the tests every VLM must pass."""
+    from vlm_rationality.models import build_model
+
+    if request.param == "open_clip":
+        return request.getfixturevalue("tiny_model")
+    return build_model({"adapter": request.param, "arch": f"tiny-{request.param}", "tokenizer": str(tiny_vocab)}).eval()

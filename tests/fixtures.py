@@ -192,3 +192,16 @@ def cub(root: Path) -> Fixture:
         (root / name).write_text("\n".join(lines) + "\n")
     fx.bad = {"empty_mask": 1}
     return fx
+
+
+def wordpiece_vocab(directory: Path, size: int) -> Path:
+    """A BERT WordPiece vocab.txt of exactly `size` tokens: the specials, every word of the synthetic captions,
+    then [unused] fillers, as bert-base-uncased pads its own. The directory is what a model's `tokenizer` names."""
+    from vlm_rationality.data.synthetic import OBJECT_COLOURS, SHAPES, TEXTURES
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "an", "photo", "of", "on", *SHAPES, *TEXTURES, *OBJECT_COLOURS]
+    if size < len(words):
+        raise ValueError(f"a vocab of {size} tokens cannot hold the {len(words)} caption words")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(words + [f"[unused{i}]" for i in range(size - len(words))]) + "\n")
+    return directory

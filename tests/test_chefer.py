@@ -20,13 +20,15 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("kind", ["prompt", "linear"])
 @pytest.mark.parametrize("target", ["label", "pred"])
 @pytest.mark.parametrize("start_block", [0, 1])
-def test_batched_rollout_matches_the_per_sample_oracle(tiny_model, prompts, images, kind, target, start_block):
+def test_batched_rollout_matches_the_per_sample_oracle(any_tiny_model, prompts, kind, target, start_block):
     torch.manual_seed(1)
-    classifier = build_classifier(tiny_model, kind, prompts, init_from_prompts=False)
-    x, labels = images
+    classifier = build_classifier(any_tiny_model, kind, prompts, init_from_prompts=False)
+    samples = list(generate(SyntheticSpec(image_size=any_tiny_model.preprocess.image_size), "test", 6))
+    x = any_tiny_model.preprocess(torch.stack([torch.from_numpy(s.image) for s in samples]))
+    labels = torch.tensor([s.label for s in samples])
     batched = chefer_relevance(classifier, x, labels, target, start_block)
     oracle = chefer_relevance_per_sample(classifier, x, labels, target, start_block)
-    assert batched.relevance.shape == (6, *tiny_model.grid_size)
+    assert batched.relevance.shape == (6, *any_tiny_model.grid_size)
     assert oracle.relevance.abs().max() > 0
     assert _relative_error(batched.relevance, oracle.relevance) < 1e-4
     torch.testing.assert_close(batched.logits, oracle.logits, rtol=1e-5, atol=1e-5)

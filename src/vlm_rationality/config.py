@@ -26,6 +26,7 @@ def check_config(config: Config) -> None:
     from vlm_rationality.explain.chefer import HEATMAP_METHODS
     from vlm_rationality.finetune import FINETUNE_METHODS
     from vlm_rationality.models import MODEL_ADAPTERS
+    from vlm_rationality.models.base import check_model_spec
 
     for name, dataset in config["datasets"].items():
         key = f"datasets.{name}"
@@ -42,6 +43,10 @@ def check_config(config: Config) -> None:
         key = f"models.{name}"
         if model.get("adapter", "open_clip") not in MODEL_ADAPTERS:
             raise ConfigError(f"{key}.adapter: unknown model adapter {model['adapter']!r}; known: {', '.join(MODEL_ADAPTERS)}")
+        try:
+            check_model_spec(model)
+        except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+            raise ConfigError(f"{key}: {err}") from err
         pretrain = model.get("pretrain")
         if pretrain is not None:
             if "pretrained" in model:

@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import Attention as OpenCLIPAttention
+from timm.layers import Attention as TimmAttention
 from torch import nn
 
 Recorder = Callable[[torch.Tensor], None]
@@ -94,6 +95,27 @@ def _explicit_open_clip_attention_forward(module: nn.Module, record: Recorder) -
     return forward
 
 
+def _explicit_timm_attention_forward(module: nn.Module, record: Recorder) -> Callable:
+    """timm's ViT `Attention` (the ALBEF/BLIP image towers): its fused SDPA path never materialises the
+    probabilities, so they are computed here from the module's own weights and sub-layers."""
+
+    def forward(x, attn_mask=None, is_causal=False):
+        if attn_mask is not None or is_causal:
+            raise NotImplementedError("attention capture does not support masks in timm's Attention")
+        batch, tokens, _ = x.shape
+        gate = module.gate(x).sigmoid() if getattr(module, "gate", None) is not None else None
+        qkv = module.qkv(x).reshape(batch, tokens, 3, module.num_heads, module.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        probs = ((module.q_norm(q) * module.scale) @ module.k_norm(k).transpose(-2, -1)).softmax(dim=-1)
+        record(probs)
+        out = module.norm((module.attn_drop(probs) @ v).transpose(1, 2).reshape(batch, tokens, -1))
+        if gate is not None:
+            out = out * gate
+        return module.proj_drop(module.proj(out))
+
+    return forward
+
+
 @contextmanager
 def _patched(module: nn.Module, forward: Callable) -> Iterator[None]:
     module.forward = forward  # an instance attribute shadows the class method; weights are untouched
@@ -109,6 +131,8 @@ def _forward_factory(attn: nn.Module) -> Callable[[nn.Module, Recorder], Callabl
         return _explicit_mha_forward
     if isinstance(attn, OpenCLIPAttention):
         return _explicit_open_clip_attention_forward
+    if isinstance(attn, TimmAttention):
+        return _explicit_timm_attention_forward
     raise NotImplementedError(
         f"no attention probe for {type(attn).__module__}.{type(attn).__name__}; "
         "add one in vlm_rationality/models/attention.py"

@@ -96,6 +96,16 @@ class VisionLanguageModel(nn.Module, ABC):
     def describe(self) -> dict[str, Any]:
         """The config that rebuilds this model (goes into checkpoint sidecars)."""
 
+    @classmethod
+    def check_spec(cls, **config: Any) -> None:
+        """Check a config entry's names and paths before any job runs, without building the model."""
+
+
+def check_model_spec(config: dict[str, Any]) -> None:
+    """The adapter's own checks of a model config entry (without `pretrain`, which the workflow handles)."""
+    config = {key: value for key, value in config.items() if key != "pretrain"}
+    MODEL_ADAPTERS.get(config.pop("adapter", "open_clip")).check_spec(**config)  # type: ignore[attr-defined]
+
 
 def build_model(config: dict[str, Any]) -> VisionLanguageModel:
     """Build a model from its config entry, e.g. {adapter: open_clip, arch: ViT-B-16, pretrained: openai}.

@@ -22,6 +22,11 @@ open_clip.add_model_config(CONFIG_DIR)
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
+def _check_arch(arch: str) -> None:
+    if arch.replace("/", "-") not in open_clip.list_models():
+        raise KeyError(f"unknown open_clip arch {arch!r}; e.g. ViT-B-16, ViT-B-32, tiny-vit-64")
+
+
 def resolve_pretrained(arch: str, pretrained: str | os.PathLike | None) -> str | None:
     """Check `pretrained` before any download or build: a known tag of `arch`, an existing file, or None."""
     if pretrained in (None, "", "none"):
@@ -65,9 +70,13 @@ class OpenCLIP(VisionLanguageModel):
         self.preprocess = Preprocess(int(size), tuple(cfg["mean"]), tuple(cfg["std"]))
 
     @classmethod
+    def check_spec(cls, arch: str, pretrained: str | None = None, **create_kwargs: Any) -> None:
+        _check_arch(arch)
+        resolve_pretrained(arch, pretrained)
+
+    @classmethod
     def from_config(cls, arch: str, pretrained: str | None = None, **create_kwargs: Any) -> "OpenCLIP":
-        if arch.replace("/", "-") not in open_clip.list_models():
-            raise KeyError(f"unknown open_clip arch {arch!r}; e.g. ViT-B-16, ViT-B-32, tiny-vit-64")
+        _check_arch(arch)
         source = resolve_pretrained(arch, pretrained)
         try:
             model = open_clip.create_model(arch, pretrained=source, **create_kwargs)

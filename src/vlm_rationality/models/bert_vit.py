@@ -1,0 +1,308 @@
+"""ITC dual encoders on maintained libraries: a timm ViT image tower and a transformers BERT text tower.
+
+ALBEF and BLIP classify through their image-text contrastive (ITC) head: the ViT's CLS token through
+`vision_proj`, the text-only BERT's CLS token through `text_proj`, cosine similarity divided by the learned
+temperature `temp`. This module builds exactly that path and reads the official checkpoint files
+(`ALBEF.pth`, BLIP's `model_base.pth`) by their state-dict keys; LAVIS is not needed (it pins timm and
+transformers versions that cannot live beside open_clip 3). Each model is a subclass in its own file that
+states its key layout (`albef.py`, `blip.py`); architectures are JSON files in `configs/<adapter>/`.
+
+The adapter's parameters are named as in the official files (`visual_encoder.*`, `text_encoder.*`,
+`vision_proj`, `text_proj`, `temp`), so `backbone_state_dict` writes the official layout and a fine-tuned file
+reloads through `pretrained` like the original checkpoint does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections import Counter
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from vlm_rationality.models.attention import capture_attention
+from vlm_rationality.models.base import Preprocess, VisionLanguageModel
+
+log = logging.getLogger(__name__)
+CONFIG_DIR = Path(__file__).parent / "configs"
+POS_EMBED = "visual_encoder.pos_embed"
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    patch_size: int
+    width: int
+    layers: int
+    heads: int
+    mlp_ratio: float = 4.0
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    vocab_size: int  # rows of the word embedding (BLIP adds [DEC] and [ENC] to the 30,522 WordPiece tokens)
+    width: int
+    layers: int  # the text-only layers the ITC path runs (ALBEF: the 6 below its fusion layers)
+    heads: int
+    intermediate_size: int
+    max_positions: int = 512
+    context_length: int = 35
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    embed_dim: int
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    vision: VisionConfig
+    text: TextConfig
+    tokenizer_vocab_size: int  # what the WordPiece vocabulary must hold (bert-base-uncased: 30,522)
+
+    @classmethod
+    def from_json(cls, path: Path) -> "ArchConfig":
+        raw = json.loads(path.read_text())
+        try:
+            return cls(
+                embed_dim=raw["embed_dim"], image_size=raw["image_size"], mean=tuple(raw["mean"]),
+                std=tuple(raw["std"]), vision=VisionConfig(**raw["vision"]), text=TextConfig(**raw["text"]),
+                tokenizer_vocab_size=raw["tokenizer_vocab_size"],
+            )
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"architecture file {path}: {err}") from err
+
+
+def load_tokenizer(source: str, expected_size: int) -> Any:
+    """bert-base-uncased WordPiece from a local directory or the HF cache; never downloaded.
+
+    transformers 5 returns a 5-token tokenizer without complaint when the vocabulary file is missing, so
+    the size is checked against what the architecture was trained with.
+    """
+    from transformers import BertTokenizer
+
+    try:
+        tokenizer = BertTokenizer.from_pretrained(source, local_files_only=True)
+    except OSError as err:
+        raise FileNotFoundError(
+            f"tokenizer {source!r} is neither a directory with vocab.txt nor in the Hugging Face cache ({err}); "
+            "put bert-base-uncased's vocab.txt in a directory and set the model's `tokenizer` to it"
+        ) from err
+    if tokenizer.vocab_size != expected_size:
+        raise ValueError(
+            f"tokenizer {source!r} has {tokenizer.vocab_size} tokens, the architecture expects {expected_size}; "
+            "is vocab.txt missing or from another model? (bert-base-uncased has 30,522)"
+        )
+    return tokenizer
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """An official `.pth` ({'model': state_dict, ...}) or a safetensors file in the same key layout."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a pickle needing arbitrary classes, or not a torch file at all
+        raise ValueError(f"checkpoint {path} is not a plain torch state dict ({err})") from err
+    state = obj.get("model", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"checkpoint {path} holds no state dict (expected {{'model': {{name: tensor}}}} or {{name: tensor}})")
+    return state
+
+
+def summarise_keys(keys: Sequence[str]) -> str:
+    """'text_encoder.bert.encoder.layer.{6..11} ×96, itm_head ×2, …': key groups with layer ranges, for logs."""
+    groups: dict[str, list[int]] = {}
+    counts: Counter[str] = Counter()
+    for key in keys:
+        match = re.match(r"(.*?)\.(\d+)\.", key)
+        group = match.group(1) if match else key.split(".")[0]
+        counts[group] += 1
+        if match:
+            groups.setdefault(group, []).append(int(match.group(2)))
+    parts = []
+    for group, count in sorted(counts.items()):
+        index = groups.get(group)
+        label = f"{group}.{{{min(index)}..{max(index)}}}" if index else group
+        parts.append(f"{label} ×{count}")
+    return ", ".join(parts)
+
+
+class _NoTokenTypes(nn.Module):
+    """Stands in for the token-type embedding of a BERT that has none (BLIP): adds nothing."""
+
+    def forward(self, token_type_ids: torch.Tensor) -> torch.Tensor:
+        return token_type_ids.new_zeros((), dtype=torch.float32)  # 0-d: broadcasts, keeps the embedding dtype
+
+
+class BertViT(VisionLanguageModel):
+    """The ITC path of a ViT + BERT model; subclasses give the official checkpoint's key layout."""
+
+    adapter: ClassVar[str]
+    text_prefix: ClassVar[str]  # where the official file keeps the text-only BERT
+    token_types: ClassVar[bool]  # whether that BERT has a token-type embedding
+
+    def __init__(self, arch: str, tokenizer: str, pretrained: str | None, image_size: int | None) -> None:
+        super().__init__()
+        self.arch_name = arch
+        self.arch = arch = self.resolve_arch(arch, image_size)
+        self.tokenizer_source = tokenizer
+        self.pretrained = pretrained
+        self.image_size = image_size or arch.image_size
+        self.tokenizer = load_tokenizer(tokenizer, arch.tokenizer_vocab_size)
+        v, t = arch.vision, arch.text
+        self.visual_encoder = VisionTransformer(
+            img_size=self.image_size, patch_size=v.patch_size, embed_dim=v.width, depth=v.layers, num_heads=v.heads,
+            mlp_ratio=v.mlp_ratio, qkv_bias=True, num_classes=0, global_pool="token",
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        )
+        self.text_encoder = _bert(t, self.token_types)
+        self.vision_proj = nn.Linear(v.width, arch.embed_dim)
+        self.text_proj = nn.Linear(t.width, arch.embed_dim)
+        self.temp = nn.Parameter(torch.tensor(0.07))
+        self.preprocess = Preprocess(self.image_size, arch.mean, arch.std)
+        self.eval()
+
+    @classmethod
+    def resolve_arch(cls, arch: str, image_size: int | None = None) -> ArchConfig:
+        """A shipped architecture name (`configs/<adapter>/<name>.json`) or the path of such a JSON file."""
+        path = Path(arch) if arch.endswith(".json") else CONFIG_DIR / cls.adapter / f"{arch}.json"
+        if not path.is_file():
+            known = sorted(p.stem for p in (CONFIG_DIR / cls.adapter).glob("*.json"))
+            raise KeyError(f"unknown {cls.adapter} arch {arch!r}; known: {', '.join(known)} (or the path of a .json)")
+        config = ArchConfig.from_json(path)
+        if image_size is not None and image_size % config.vision.patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of {arch}'s patch size {config.vision.patch_size}")
+        return config
+
+    @classmethod
+    def check_spec(cls, arch: str, tokenizer: str = "bert-base-uncased", pretrained: str | None = None,
+                   image_size: int | None = None) -> None:
+        config = cls.resolve_arch(arch, image_size)
+        if pretrained not in (None, "", "none") and not os.path.isfile(pretrained):
+            raise FileNotFoundError(f"pretrained: {cls.adapter} checkpoint {pretrained!r} does not exist")
+        load_tokenizer(tokenizer, config.tokenizer_vocab_size)
+
+    @classmethod
+    def from_config(cls, arch: str, tokenizer: str = "bert-base-uncased", pretrained: str | None = None,
+                    image_size: int | None = None) -> "BertViT":
+        pretrained = None if pretrained in (None, "", "none") else str(pretrained)
+        model = cls(arch, tokenizer, pretrained, image_size)
+        if pretrained is not None:
+            unused = model.load_checkpoint(read_checkpoint(pretrained), source=pretrained, allow_unused=True)
+            if unused:
+                log.info("%s: %d tensors of %s are not on the ITC path: %s", cls.adapter, len(unused), pretrained,
+                         summarise_keys(unused))
+        return model
+
+    def _official(self, key: str) -> str:
+        return self.text_prefix + key[len("text_encoder."):] if key.startswith("text_encoder.") else key
+
+    def backbone_state_dict(self) -> dict[str, torch.Tensor]:
+        return {self._official(key): value for key, value in self.state_dict().items()}
+
+    def load_backbone_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_checkpoint(state, source="state dict", allow_unused=False)
+
+    def load_checkpoint(self, state: Mapping[str, torch.Tensor], source: str, allow_unused: bool) -> list[str]:
+        """Load the ITC path from official keys; returns the keys left unused.
+
+        Fails naming the keys on anything missing or of another shape; the one adaptation is the position
+        embedding, resampled (bicubic, as ALBEF and BLIP do when fine-tuning) to another input size.
+        """
+        own = self.state_dict()
+        official = {self._official(key): key for key in own}
+        missing = [key for key in official if key not in state]
+        if missing:
+            raise ValueError(
+                f"{source}: {len(missing)} tensors of the {self.adapter} ITC path are missing "
+                f"({summarise_keys(missing)}), e.g. {', '.join(missing[:5])}; is it a {self.adapter} checkpoint?"
+            )
+        loaded, mismatched = {}, []
+        for key, name in official.items():
+            tensor = state[key]
+            if key == POS_EMBED and tensor.shape != own[name].shape and tensor.dim() == 3:
+                tensor = self._resample_pos_embed(tensor, source)
+            if tensor.shape != own[name].shape:
+                mismatched.append(f"{key} {tuple(tensor.shape)} in the file, {tuple(own[name].shape)} in {self.arch_name}")
+            loaded[name] = tensor
+        if mismatched:
+            raise ValueError(f"{source}: shapes differ from architecture {self.arch_name}: {'; '.join(mismatched)}")
+        unused = sorted(set(state) - set(official))
+        if unused and not allow_unused:
+            raise ValueError(f"{source}: unexpected tensors {summarise_keys(unused)} for {self.adapter} {self.arch_name}")
+        self.load_state_dict(loaded, strict=True)
+        return unused
+
+    def _resample_pos_embed(self, pos_embed: torch.Tensor, source: str) -> torch.Tensor:
+        old = round((pos_embed.shape[1] - 1) ** 0.5)
+        if old * old + 1 != pos_embed.shape[1]:
+            return pos_embed  # not a square grid: reported as a shape mismatch
+        grid = self.grid_size
+        log.info("%s: position embedding resampled from %dx%d to %dx%d patches", source, old, old, *grid)
+        return resample_abs_pos_embed(pos_embed.float(), list(grid), num_prefix_tokens=1, interpolation="bicubic",
+                                      antialias=False).to(pos_embed.dtype)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.vision_proj(self.visual_encoder.forward_features(images)[:, 0])
+
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenizer(list(prompts), padding="longest", truncation=True,
+                                max_length=self.arch.text.context_length, return_tensors="pt").to(self.device)
+        hidden = self.text_encoder(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state
+        return self.text_proj(hidden[:, 0])
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return 1.0 / self.temp.clamp(0.001, 0.5)  # the range ALBEF and BLIP clamp their temperature to
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        side = self.image_size // self.arch.vision.patch_size
+        return side, side
+
+    @property
+    def embed_dim(self) -> int:
+        return self.arch.embed_dim
+
+    def vision_blocks(self) -> list[nn.Module]:
+        return list(self.visual_encoder.blocks)
+
+    def capture_attention(self) -> AbstractContextManager[list[torch.Tensor]]:
+        return capture_attention([block.attn for block in self.vision_blocks()])
+
+    def image_parameters(self) -> list[nn.Parameter]:
+        return [*self.visual_encoder.parameters(), *self.vision_proj.parameters()]
+
+    def describe(self) -> dict[str, Any]:
+        return {"adapter": self.adapter, "arch": self.arch_name, "tokenizer": self.tokenizer_source,
+                "pretrained": self.pretrained, "image_size": self.image_size}
+
+
+def _bert(config: TextConfig, token_types: bool) -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    bert = BertModel(BertConfig(
+        vocab_size=config.vocab_size, hidden_size=config.width, num_hidden_layers=config.layers,
+        num_attention_heads=config.heads, intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_positions, hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout, layer_norm_eps=1e-12, pad_token_id=0,
+    ), add_pooling_layer=False)
+    if not token_types:
+        bert.embeddings.token_type_embeddings = _NoTokenTypes()
+    return bert
