@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from vlm_rationality.io import read_metadata
+from vlm_rationality.models.checkpoint import load_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
@@ -156,6 +157,20 @@ def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
     noisy = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "gaussian_noise-3" / "tiny-clip" / "zs" / "shard-0000.parquet")
     assert clean.column("logits").to_pylist() != noisy.column("logits").to_pylist()
     assert "## Shift: gaussian_noise-3" in (tmp_path / "results" / "tables" / "pt_ir.md").read_text()
+
+
+def test_tiny_albef_and_blip_run_every_method_end_to_end(tmp_path, tiny_vocab):
+    config = copy.deepcopy(TEST_CONFIG)
+    pretrain = config["models"].pop("tiny-clip")["pretrain"]
+    config["models"] = {name: {"adapter": name.split("-")[1], "arch": name, "tokenizer": str(tiny_vocab), "pretrain": pretrain}
+                        for name in ("tiny-albef", "tiny-blip")}
+    snakemake(tmp_path, config)
+    rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
+    assert sorted((r["model"], r["method"]) for r in rows) == [
+        (model, method) for model in ("tiny-albef", "tiny-blip") for method in ("flcp", "ft", "lp", "zs")]
+    assert all(r["n"] == 48 and r["n_undefined"] < 48 for r in rows)
+    ft = load_state_dict(tmp_path / "results" / "checkpoints" / "tiny-synthetic" / "tiny-albef" / "ft.safetensors")
+    assert "model.text_encoder.bert.embeddings.word_embeddings.weight" in ft and "model.temp" in ft
 
 
 def test_the_paper_grid_dry_runs_on_fixture_roots(tmp_path):
