@@ -91,9 +91,11 @@ def load_tokenizer(source: str, expected_size: int) -> Any:
     """
     from transformers import BertTokenizer
 
+    if os.path.isdir(source) and not os.path.isfile(os.path.join(source, "vocab.txt")):
+        raise FileNotFoundError(f"tokenizer {source!r}: the directory holds no vocab.txt (bert-base-uncased's WordPiece)")
     try:
         tokenizer = BertTokenizer.from_pretrained(source, local_files_only=True)
-    except OSError as err:
+    except (OSError, TypeError) as err:  # transformers 4 fails with a TypeError when no vocab file is found
         raise FileNotFoundError(
             f"tokenizer {source!r} is neither a directory with vocab.txt nor in the Hugging Face cache ({err}); "
             "put bert-base-uncased's vocab.txt in a directory and set the model's `tokenizer` to it"
