@@ -5,19 +5,27 @@ difference between their maps, and peak memory. Random weights: the figures meas
 
     python benchmarks/heatmaps.py                       # CUDA: ViT-B-16 at 224; CPU: ViT-S-16 at 224
     python benchmarks/heatmaps.py --arch ViT-B-16 --amp bf16 --batch-size 128 --images 1024
+    python benchmarks/heatmaps.py --adapter albef        # ALBEF-ViT-B-16 (BLIP: --adapter blip)
+
+ALBEF/BLIP need a WordPiece vocabulary; without --tokenizer a placeholder of bert-base-uncased's size is used
+(the weights are random, so the words do not matter).
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from vlm_rationality.explain.chefer import chefer_relevance, chefer_relevance_per_sample
 from vlm_rationality.explain.heatmaps import AMP_DTYPES
-from vlm_rationality.models import build_classifier, build_model
+from vlm_rationality.models import MODEL_ADAPTERS, build_classifier, build_model
+
+DEFAULT_ARCH = {"albef": "ALBEF-ViT-B-16", "blip": "BLIP-ViT-B-16"}
 
 
 def _sync(device: torch.device) -> None:
@@ -31,10 +39,20 @@ def _peak_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
 
 
+def _placeholder_vocab(size: int = 30_522) -> str:
+    directory = Path(tempfile.mkdtemp(prefix="vocab-"))
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "class"] + [str(i) for i in range(1000)]
+    tokens += [f"[unused{i}]" for i in range(size - len(tokens))]
+    (directory / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    return str(directory)
+
+
 def main() -> None:
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="ViT-B-16" if cuda else "ViT-S-16")
+    parser.add_argument("--adapter", default="open_clip", choices=list(MODEL_ADAPTERS))
+    parser.add_argument("--arch", help="default: ViT-B-16 on CUDA, ViT-S-16 on CPU; ALBEF-/BLIP-ViT-B-16")
+    parser.add_argument("--tokenizer", help="albef/blip: a bert-base-uncased directory (default: a placeholder)")
     parser.add_argument("--device", default="cuda" if cuda else "cpu")
     parser.add_argument("--batch-size", type=int, default=128 if cuda else 32)
     parser.add_argument("--images", type=int, default=1024 if cuda else 64, help="images for the batched path")
@@ -48,7 +66,13 @@ def main() -> None:
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = build_model({"adapter": "open_clip", "arch": args.arch}).to(device).eval()
+    args.arch = args.arch or DEFAULT_ARCH.get(args.adapter, "ViT-B-16" if cuda else "ViT-S-16")
+    spec = {"adapter": args.adapter, "arch": args.arch}
+    if args.adapter != "open_clip":
+        spec["tokenizer"] = args.tokenizer or _placeholder_vocab()
+    model = build_model(spec).to(device).eval()
+    parameters = sum(p.numel() for p in model.parameters())
+    image_parameters = sum(p.numel() for p in model.image_parameters())
     classifier = build_classifier(model, "prompt", [f"a photo of a class {i}" for i in range(args.classes)])
     size = model.preprocess.image_size
     images = torch.randn(args.images, 3, size, size, device=device)
@@ -84,7 +108,8 @@ def main() -> None:
     batched_ips, loop_ips = args.images / batched_s, n_loop / loop_s
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device            {name}")
-    print(f"model             {args.arch} @ {size}px, {args.classes} classes, random weights, amp={args.amp}")
+    print(f"model             {args.adapter} {args.arch} @ {size}px, {args.classes} classes, random weights, amp={args.amp}")
+    print(f"parameters        {parameters:,} (image tower + projection {image_parameters:,})")
     print(f"per-sample loop   {loop_ips:10.1f} img/s  ({n_loop} images)")
     print(f"batched           {batched_ips:10.1f} img/s  ({args.images} images, batch {args.batch_size})")
     print(f"speed-up          {batched_ips / loop_ips:10.1f}x")

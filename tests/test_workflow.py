@@ -179,8 +179,13 @@ def test_the_paper_grid_dry_runs_on_fixture_roots(tmp_path):
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     for name in config["datasets"]:
         config["datasets"][name]["root"] = str(getattr(fixtures, name)(tmp_path / name).root)
+    vocab = fixtures.wordpiece_vocab(tmp_path / "bert-base-uncased", 30_522)
+    for model in ("albef-vit-b16", "blip-vit-b16"):  # the paths are checked; a dry run loads no weights
+        checkpoint = tmp_path / Path(config["models"][model]["pretrained"]).name
+        checkpoint.touch()
+        config["models"][model].update(pretrained=str(checkpoint), tokenizer=str(vocab))
     result = snakemake(tmp_path, config, "--dry-run")
     jobs = planned_jobs(result)
-    assert jobs["finetune"] == 4 * 2 * 3  # datasets x models x trained methods
-    assert jobs["explain"] > 4 * 2 * 4  # ImageNet adds 75 corruption shifts
+    assert jobs["finetune"] == 4 * 4 * 3  # datasets x models x trained methods
+    assert jobs["explain"] > 4 * 4 * 4  # ImageNet adds 75 corruption shifts
     assert not (tmp_path / "results").exists()
