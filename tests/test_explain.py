@@ -6,7 +6,7 @@ import torch
 from vlm_rationality.data.shards import read_prepared, write_prepared_shard
 from vlm_rationality.data.synthetic import SyntheticSpec, generate
 from vlm_rationality.explain.chefer import chefer_relevance
-from vlm_rationality.explain.heatmaps import SCHEMA_NAME, HeatmapSettings, explain_shard
+from vlm_rationality.explain.heatmaps import SCHEMA_NAME, HeatmapSettings, explain_shards
 from vlm_rationality.io import read_metadata
 from vlm_rationality.metrics.rma import relevance_mass_accuracy
 from vlm_rationality.models import build_classifier
@@ -28,7 +28,7 @@ def shard(tmp_path_factory):
 def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
     classifier = build_classifier(tiny_model, "prompt", prompts)
     out = tmp_path / "heatmaps" / "shard-0000.parquet"
-    summary = explain_shard(classifier, shard, out, HeatmapSettings(batch_size=4), "cfg123")
+    summary = explain_shards(classifier, [shard], out, HeatmapSettings(batch_size=4), "cfg123")
     table = pq.read_table(out)
     assert table.column_names == [
         "sample_id", "label", "pred", "logits", "heatmap", "rma", "rma_status", "explained_class", "heatmap_method",

@@ -4,40 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.snakemake_runs import REPO, TEST_CONFIG, planned_jobs, snakemake
 from vlm_rationality.io import read_metadata
 from vlm_rationality.models.checkpoint import load_state_dict
 
-REPO = Path(__file__).resolve().parents[1]
-TEST_CONFIG = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
-
-def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule -> count from the 'Job stats' table of a dry run (empty when nothing is to be done)."""
-    text = result.stdout + result.stderr
-    table = text.split("Job stats:", 1)[1].split("total", 1)[0] if "Job stats:" in text else ""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +44,8 @@ def test_outputs_exist_with_their_schemas(run):
     prepared = sorted((results / "data" / "tiny-synthetic" / "test").glob("shard-*.parquet"))
     assert [p.name for p in prepared] == ["shard-0000.parquet", "shard-0001.parquet"]
     assert read_metadata(prepared[0])["schema"] == "prepared-samples/1"
-    heatmaps = sorted((results / "heatmaps").rglob("shard-*.parquet"))
-    assert len(heatmaps) == 8
+    heatmaps = sorted((results / "heatmaps").rglob("shards-*.parquet"))
+    assert len(heatmaps) == 8 and heatmaps[0].name == "shards-0000-0000.parquet"  # one file per shard group
     meta = read_metadata(heatmaps[0])
     assert meta["schema"] == "heatmaps/1" and meta["grid_size"] == [4, 4]
     assert set(meta["keys"]) == {"dataset", "shift", "model", "method"}
@@ -107,6 +87,28 @@ def test_same_config_and_seed_give_identical_metrics(run, tmp_path):
     second = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
     assert json.dumps(first) == json.dumps(second)  # NaN-aware: NaN serialises equal to NaN
     assert len(first) == 4
+
+
+def _heatmap_rows(workdir: Path, method: str, groups: list[str]) -> pa.Table:
+    folder = workdir / "results" / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / method
+    return pa.concat_tables(pq.read_table(folder / f"shards-{group}.parquet") for group in groups)
+
+
+def test_explain_results_do_not_depend_on_how_shards_are_grouped_into_jobs(run, tmp_path):
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    config = copy.deepcopy(TEST_CONFIG)
+    config["heatmaps"]["shards_per_job"] = 2  # both test shards in one job
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"explain": 4, "score": 1, "report": 1, "all": 1}
+    snakemake(tmp_path, config)
+    grouped = sorted((tmp_path / "results" / "heatmaps").rglob("shards-0000-0001.parquet"))
+    assert len(grouped) == 4
+    assert read_metadata(grouped[0])["source_shards"] == [f"results/data/tiny-synthetic/test/shard-000{k}.parquet" for k in (0, 1)]
+    for method in TEST_CONFIG["methods"]:
+        grouped_rows = _heatmap_rows(tmp_path, method, ["0000-0001"])
+        per_shard_rows = _heatmap_rows(run, method, ["0000-0000", "0001-0001"])
+        assert grouped_rows.num_rows == 48 and json.dumps(grouped_rows.to_pylist()) == json.dumps(per_shard_rows.to_pylist())
+    first = pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
+    assert json.dumps(pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()) == json.dumps(first)
 
 
 def _broken(change) -> dict:
@@ -153,8 +155,8 @@ def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
     assert {r["n"] for r in rows} == {len(cub.boxes)} and {r["n_skipped"] for r in rows} == {sum(cub.bad.values())}
     report = json.loads((tmp_path / "results" / "data" / "mini-cub" / "test" / "report.json").read_text())
     assert report["skipped"] == cub.bad
-    clean = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "clean" / "tiny-clip" / "zs" / "shard-0000.parquet")
-    noisy = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "gaussian_noise-3" / "tiny-clip" / "zs" / "shard-0000.parquet")
+    clean = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "clean" / "tiny-clip" / "zs" / "shards-0000-0000.parquet")
+    noisy = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "gaussian_noise-3" / "tiny-clip" / "zs" / "shards-0000-0000.parquet")
     assert clean.column("logits").to_pylist() != noisy.column("logits").to_pylist()
     assert "## Shift: gaussian_noise-3" in (tmp_path / "results" / "tables" / "pt_ir.md").read_text()
 

@@ -65,7 +65,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
     _threads(args)
     settings = [args.model, args.method, args.prompts, args.heatmaps, args.keys]
-    summary = explain(args.model, args.method, args.prompts, args.checkpoint, args.heatmaps, args.shard, args.out,
+    summary = explain(args.model, args.method, args.prompts, args.checkpoint, args.heatmaps, args.shards, args.out,
                       args.device, args.keys, config_hash(settings))
     print(f"{args.out}: {json.dumps(summary)}")
 
@@ -139,13 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+")
 
-    p = stage("explain", cmd_explain, "heatmaps, predictions and RMA for one prepared shard", device=True)
+    p = stage("explain", cmd_explain, "heatmaps, predictions and RMA for a group of prepared shards, into one file", device=True)
     model_method_prompts(p)
     p.add_argument("--heatmaps", type=_json, required=True, help="heatmap settings (JSON)")
     p.add_argument("--keys", type=_json, required=True, help="dataset/shift/model/method names (JSON)")
     p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
-    p.add_argument("--shard", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("shards", nargs="+", help="prepared shards, explained in this order")
 
     p = stage("score", cmd_score, "PT, IR, quadrants and CIs per (dataset, shift, model, method)")
     p.add_argument("--threshold", type=float, required=True)
@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("vlm_rationality").setLevel(logging.INFO)  # e.g. the checkpoint tensors a model leaves unused
     args = build_parser().parse_args(argv)
     args.run(args)
     return 0

@@ -87,6 +87,16 @@ def shard_count(config: Config, dataset: str, split: str) -> int:
     return math.ceil(build_dataset(spec).split_size(split) / int(spec["shard_size"]))
 
 
+def shard_groups(count: int, per_job: int) -> list[tuple[int, int]]:
+    """Consecutive (first, last) shard ranges of at most `per_job` shards: one explain job, one heatmap file each."""
+    return [(first, min(first + per_job, count) - 1) for first in range(0, count, per_job)]
+
+
+def heatmap_spec(config: Config) -> Config:
+    """What every heatmap depends on; how shards are grouped into jobs is not among it."""
+    return {key: value for key, value in config["heatmaps"].items() if key != "shards_per_job"}
+
+
 def prepare_spec(config: Config, dataset: str, split: str) -> Config:
     """The dataset config narrowed to one split: resizing another split reruns nothing here."""
     spec = {key: value for key, value in config["datasets"][dataset].items() if key != "shifts"}

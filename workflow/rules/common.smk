@@ -4,6 +4,8 @@ import json
 import os
 
 from vlm_rationality import config as settings
+from vlm_rationality.models.base import approx_parameters
+from vlm_rationality.sizing import job_resources
 
 settings.check_config(config)
 
@@ -21,6 +23,7 @@ wildcard_constraints:
     method="[^/]+",
     shift="[^/]+",
     shard="[0-9]{4}",
+    group="[0-9]{4}-[0-9]{4}",
 
 
 def as_json(value):
@@ -61,15 +64,70 @@ def explain_weights(wildcards):
     return base_inputs(wildcards.model)
 
 
+def method_spec(method):
+    """What a method's results depend on: `processes` only spreads the same training over more workers."""
+    return {key: value for key, value in config["methods"][method].items() if key != "processes"}
+
+
+def shard_groups(dataset):
+    """(first, last) prepared shards of each explain job of a dataset."""
+    return settings.shard_groups(shard_count(dataset, EVAL), config["heatmaps"]["shards_per_job"])
+
+
+def group_shards(wildcards):
+    first, last = map(int, wildcards.group.split("-"))
+    return [f"results/data/{wildcards.dataset}/{EVAL}/shard-{k:04d}.parquet" for k in range(first, last + 1)]
+
+
 def heatmap_files():
     return [
-        f"results/heatmaps/{dataset}/{shift}/{model}/{method}/{os.path.basename(shard)}"
+        f"results/heatmaps/{dataset}/{shift}/{model}/{method}/shards-{first:04d}-{last:04d}.parquet"
         for dataset in config["datasets"]
-        for shard in shard_files(dataset, EVAL)
+        for first, last in shard_groups(dataset)
         for shift in settings.shifts(config, dataset)
         for model in config["models"]
         for method in config["methods"]
     ]
+
+
+@functools.cache
+def model_parameters(model):
+    return approx_parameters(config["models"][model])
+
+
+def _split_images(dataset, split):
+    return shard_count(dataset, split) * int(config["datasets"][dataset]["shard_size"])
+
+
+def _job_size(stage, wc):
+    """(images, image size, parameters, passes, gpus) of one job, from the config and its wildcards."""
+    if stage == "prepare":
+        return int(config["datasets"][wc.dataset]["shard_size"]), config["datasets"][wc.dataset]["image_size"], 0, 1, 1
+    if stage == "pretrain":
+        train = config["models"][wc.model]["pretrain"]
+        return (_split_images(train["dataset"], train["split"]), config["datasets"][train["dataset"]]["image_size"],
+                model_parameters(wc.model), train["epochs"], 1)
+    if stage == "finetune":
+        method = config["methods"][wc.method]
+        return (_split_images(wc.dataset, config["train_split"]), config["datasets"][wc.dataset]["image_size"],
+                model_parameters(wc.model), method.get("epochs", 1), method["processes"])
+    if stage == "explain":
+        first, last = map(int, wc.group.split("-"))
+        return ((last - first + 1) * int(config["datasets"][wc.dataset]["shard_size"]),
+                config["datasets"][wc.dataset]["image_size"], model_parameters(wc.model), 1, 1)
+    rows = sum(_split_images(d, EVAL) * len(settings.shifts(config, d)) for d in config["datasets"])
+    return rows * len(config["models"]) * len(config["methods"]), 0, 0, 1, 1
+
+
+def sized(stage):
+    """The rule's resources, sized from the config (sizing.py); memory grows with each retry."""
+
+    def compute(wc, attempt):
+        images, image_size, parameters, passes, gpus = _job_size(stage, wc)
+        return job_resources(config["resources"], config["device"], stage, images, image_size, parameters, passes,
+                             gpus, config["threads"] * gpus, wc.get("shift", "clean") != "clean", attempt)
+
+    return {key: (lambda wc, attempt, key=key: compute(wc, attempt)[key]) for key in ("mem_mb", "runtime", "gpu", "cpus_per_task")}
 
 
 def prepare_reports():

@@ -1,31 +1,30 @@
 rule explain:
     input:
-        shard=f"results/data/{{dataset}}/{EVAL}/shard-{{shard}}.parquet",
+        shards=group_shards,
         weights=explain_weights,
     output:
-        "results/heatmaps/{dataset}/{shift}/{model}/{method}/shard-{shard}.parquet",
+        "results/heatmaps/{dataset}/{shift}/{model}/{method}/shards-{group}.parquet",
     params:
         model=lambda wc: as_json(model_spec(wc.model)),
-        method=lambda wc: as_json(config["methods"][wc.method]),
+        method=lambda wc: as_json(method_spec(wc.method)),
         prompts=lambda wc: as_json(settings.prompts(config, wc.dataset)),
-        heatmaps=as_json(config["heatmaps"]),
+        heatmaps=as_json(settings.heatmap_spec(config)),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "shift", "model", "method")}),
         checkpoint=lambda wc, input: (
             f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""
         ),
         device=config["device"],
     log:
-        "results/logs/explain/{dataset}/{shift}/{model}/{method}/shard-{shard}.log",
+        "results/logs/explain/{dataset}/{shift}/{model}/{method}/shards-{group}.log",
     benchmark:
-        "results/benchmarks/explain/{dataset}/{shift}/{model}/{method}/shard-{shard}.tsv"
+        "results/benchmarks/explain/{dataset}/{shift}/{model}/{method}/shards-{group}.tsv"
     threads: config["threads"]
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **sized("explain"),
     conda:
         ENV
     shell:
         "python -m vlm_rationality explain --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --heatmaps {params.heatmaps:q} --keys {params.names:q}"
         " {params.checkpoint} --device {params.device} --threads {threads}"
-        " --shard {input.shard} --out {output} > {log} 2>&1"
+        " --out {output} {input.shards} > {log} 2>&1"

@@ -7,20 +7,26 @@ rule finetune:
         sidecar="results/checkpoints/{dataset}/{model}/{method}.json",
     params:
         model=lambda wc: as_json(model_spec(wc.model)),
-        method=lambda wc: as_json(config["methods"][wc.method]),
+        method=lambda wc: as_json(method_spec(wc.method)),
         prompts=lambda wc: as_json(settings.prompts(config, wc.dataset)),
         device=config["device"],
+        # Data-parallel over `processes` workers (one per GPU; gloo processes on CPU), one process otherwise.
+        launch=lambda wc: (
+            f"torchrun --standalone --nproc_per_node={config['methods'][wc.method]['processes']} -m"
+            if config["methods"][wc.method]["processes"] > 1
+            else "python -m"
+        ),
+        threads_per_process=config["threads"],
     log:
         "results/logs/finetune/{dataset}/{model}/{method}.log",
     benchmark:
         "results/benchmarks/finetune/{dataset}/{model}/{method}.tsv"
-    threads: config["threads"]
+    threads: lambda wc: config["threads"] * config["methods"][wc.method]["processes"]
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **sized("finetune"),
     conda:
         ENV
     shell:
-        "python -m vlm_rationality finetune --model {params.model:q} --method {params.method:q}"
-        " --prompts {params.prompts:q} --device {params.device} --threads {threads}"
+        "{params.launch} vlm_rationality finetune --model {params.model:q} --method {params.method:q}"
+        " --prompts {params.prompts:q} --device {params.device} --threads {params.threads_per_process}"
         " --out {output.weights} {input.shards} > {log} 2>&1"

@@ -17,8 +17,7 @@ rule pretrain_base:
         "results/benchmarks/pretrain_base/{model}.tsv"
     threads: config["threads"]
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **sized("pretrain"),
     conda:
         ENV
     shell:

@@ -9,8 +9,7 @@ rule prepare:
         "results/benchmarks/prepare/{dataset}/{split}/shard-{shard}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **sized("prepare"),
     conda:
         ENV
     shell:

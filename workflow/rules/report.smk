@@ -14,8 +14,7 @@ rule report:
         "results/benchmarks/report.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **sized("report"),
     conda:
         ENV
     shell:

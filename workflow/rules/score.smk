@@ -14,8 +14,7 @@ rule score:
         "results/benchmarks/score.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **sized("score"),
     conda:
         ENV
     shell:

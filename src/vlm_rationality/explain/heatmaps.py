@@ -1,4 +1,4 @@
-"""Prepared shards -> heatmap shards: predictions, patch-grid heatmaps and RMA for every sample.
+"""Prepared shards -> heatmap files: predictions, patch-grid heatmaps and RMA for every sample.
 
 Everything per sample (preprocessing, the rollout, upsampling, RMA) runs batched on the model's device; the
 host sees one transfer per batch. Heatmaps are stored at patch resolution (float16), so re-scoring with
@@ -8,8 +8,9 @@ another threshold never recomputes them.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -62,9 +63,9 @@ def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
 
 
-def explain_shard(
+def explain_shards(
     classifier: ImageClassifier,
-    in_path: str | os.PathLike,
+    in_paths: Sequence[str | os.PathLike],
     out_path: str | os.PathLike,
     settings: HeatmapSettings,
     config_hash: str,
@@ -72,17 +73,20 @@ def explain_shard(
     keys: dict[str, str] | None = None,
     shift: str = "clean",
 ) -> dict[str, Any]:
-    """Explain every sample of one prepared shard; returns a summary (count, accuracy, undefined RMA).
+    """Explain every sample of a group of prepared shards into one heatmap file; returns a summary.
 
+    Batches never cross a shard boundary, so a shard's rows are the same whichever group it is explained in.
     `keys` (dataset, shift, model, method) go into the file's metadata, so the score stage needs nothing
     but the files themselves.
     """
-    prepared = check_schema(in_path, "prepared-samples/1")
+    skipped: Counter[str] = Counter()
+    for path in in_paths:
+        skipped.update(check_schema(path, "prepared-samples/1").get("skipped", {}))
     device = torch.device(device)
     explain = HEATMAP_METHODS.get(settings.method)
     classifier = classifier.to(device).eval()
     columns: dict[str, list] = {name: [] for name in ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained")}
-    for batch in iter_batches([in_path], settings.batch_size):
+    for batch in (batch for path in in_paths for batch in iter_batches([path], settings.batch_size)):
         if shift != "clean":
             batch.images = torch.from_numpy(apply_shift(batch.images.numpy(), batch.sample_ids, shift))
         batch = batch.to(device)
@@ -120,7 +124,7 @@ def explain_shard(
     ], schema=heatmap_schema(classifier.num_classes, grid[0] * grid[1]))
     meta = {"grid_size": list(grid), "image_size": classifier.model.preprocess.image_size,
             "heatmap_target": settings.target, "start_block": settings.start_block, "amp": settings.amp,
-            "source_shard": os.fspath(in_path), "shift": shift, "skipped": prepared.get("skipped", {}), "keys": keys or {}}
+            "source_shards": [os.fspath(p) for p in in_paths], "shift": shift, "skipped": dict(skipped), "keys": keys or {}}
     write_parquet(with_metadata(table, SCHEMA_NAME, config_hash, meta), out_path)
     correct = stacked["pred"] == stacked["label"]
     accuracy = float(correct.mean()) if n else float("nan")

@@ -1,10 +1,10 @@
-"""The explain stage: one prepared shard through one (model, method) -> one heatmap shard."""
+"""The explain stage: a group of prepared shards through one (model, method) -> one heatmap file."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shard
+from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.finetune.base import build_method
 from vlm_rationality.finetune.run import resolve_device
 from vlm_rationality.models.base import build_model
@@ -25,8 +25,8 @@ def load_for_explain(
 
 def explain(
     model_spec: dict[str, Any], method_spec: dict[str, Any], prompts: Sequence[str], checkpoint: str | None,
-    heatmaps: dict[str, Any], in_shard: str, out: str, device: str, keys: dict[str, str], config_hash: str,
+    heatmaps: dict[str, Any], in_shards: Sequence[str], out: str, device: str, keys: dict[str, str], config_hash: str,
 ) -> dict[str, Any]:
-    classifier = load_for_explain(model_spec, method_spec, prompts, checkpoint)
-    return explain_shard(classifier, in_shard, out, HeatmapSettings(**heatmaps), config_hash, resolve_device(device), keys,
+    classifier = load_for_explain(model_spec, method_spec, prompts, checkpoint)  # loaded once for the whole group
+    return explain_shards(classifier, in_shards, out, HeatmapSettings(**heatmaps), config_hash, resolve_device(device), keys,
                          keys.get("shift", "clean"))

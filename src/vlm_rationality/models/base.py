@@ -100,6 +100,21 @@ class VisionLanguageModel(nn.Module, ABC):
     def check_spec(cls, **config: Any) -> None:
         """Check a config entry's names and paths before any job runs, without building the model."""
 
+    @classmethod
+    @abstractmethod
+    def approx_parameters(cls, **config: Any) -> int:
+        """Parameter count from the architecture alone (no build), to size a job's memory."""
+
+
+def transformer_parameters(width: int, layers: int, mlp_ratio: float = 4.0) -> int:
+    """Attention (4·W²) plus MLP (2·ratio·W²) weights per layer; biases and norms are noise at this scale."""
+    return int(layers * (4 + 2 * mlp_ratio) * width * width)
+
+
+def approx_parameters(config: dict[str, Any]) -> int:
+    config = {key: value for key, value in config.items() if key != "pretrain"}
+    return MODEL_ADAPTERS.get(config.pop("adapter", "open_clip")).approx_parameters(**config)  # type: ignore[attr-defined]
+
 
 def check_model_spec(config: dict[str, Any]) -> None:
     """The adapter's own checks of a model config entry (without `pretrain`, which the workflow handles)."""

@@ -32,7 +32,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from vlm_rationality.models.attention import capture_attention
-from vlm_rationality.models.base import Preprocess, VisionLanguageModel
+from vlm_rationality.models.base import Preprocess, VisionLanguageModel, transformer_parameters
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -199,6 +199,13 @@ class BertViT(VisionLanguageModel):
         if pretrained not in (None, "", "none") and not os.path.isfile(pretrained):
             raise FileNotFoundError(f"pretrained: {cls.adapter} checkpoint {pretrained!r} does not exist")
         load_tokenizer(tokenizer, config.tokenizer_vocab_size)
+
+    @classmethod
+    def approx_parameters(cls, arch: str, **_: Any) -> int:
+        config = cls.resolve_arch(arch)
+        v, t = config.vision, config.text
+        return (transformer_parameters(v.width, v.layers, v.mlp_ratio) + 3 * v.patch_size ** 2 * v.width
+                + transformer_parameters(t.width, t.layers, t.intermediate_size / t.width) + t.vocab_size * t.width)
 
     @classmethod
     def from_config(cls, arch: str, tokenizer: str = "bert-base-uncased", pretrained: str | None = None,

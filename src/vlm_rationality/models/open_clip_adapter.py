@@ -14,7 +14,7 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from vlm_rationality.models.attention import capture_attention
-from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLanguageModel
+from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLanguageModel, transformer_parameters
 
 # Tiny architectures for the synthetic benchmark and the tests, registered next to open_clip's own.
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -73,6 +73,16 @@ class OpenCLIP(VisionLanguageModel):
     def check_spec(cls, arch: str, pretrained: str | None = None, **create_kwargs: Any) -> None:
         _check_arch(arch)
         resolve_pretrained(arch, pretrained)
+
+    @classmethod
+    def approx_parameters(cls, arch: str, **_: Any) -> int:
+        _check_arch(arch)
+        config = open_clip.get_model_config(arch)
+        vision, text = config["vision_cfg"], config["text_cfg"]
+        return (transformer_parameters(vision["width"], vision["layers"], vision.get("mlp_ratio", 4.0))
+                + 3 * vision["patch_size"] ** 2 * vision["width"]
+                + transformer_parameters(text["width"], text["layers"], text.get("mlp_ratio", 4.0))
+                + text["vocab_size"] * text["width"])
 
     @classmethod
     def from_config(cls, arch: str, pretrained: str | None = None, **create_kwargs: Any) -> "OpenCLIP":

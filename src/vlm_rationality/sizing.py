@@ -1,0 +1,54 @@
+"""Job resources (memory, runtime, GPUs, CPUs) sized from what a job holds and computes.
+
+The workflow declares these on every rule, so any executor (a workstation, the SLURM plugin) sees requests
+that follow the config: a bigger model, split or shard group asks for more, a CPU-only run asks for no GPU.
+The throughputs in the config's `resources` section are the one guess; set them to what your device does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+Stage = Literal["prepare", "pretrain", "finetune", "explain", "score", "report"]
+MiB = 2**20
+GPU_STAGES = ("pretrain", "finetune", "explain")
+# What one image costs in each stage besides its pixels: explain keeps logits and a heatmap per sample
+# (ImageNet: 1,000 float16 logits), score a handful of columns.
+ROW_BYTES = {"explain": 8192, "score": 64}
+
+
+def job_resources(
+    settings: dict[str, Any],
+    device: str,
+    stage: Stage,
+    images: int,
+    image_size: int = 224,
+    parameters: int = 0,
+    passes: int = 1,
+    gpus: int = 1,
+    threads: int = 1,
+    corrupted: bool = False,
+    attempt: int = 1,
+) -> dict[str, int]:
+    """`images` the job reads (× `passes`, e.g. epochs); `parameters` of its model; `gpus` it trains on.
+
+    Memory grows with each retry (`attempt`), so a job killed for memory gets more the next time.
+    """
+    pixels = images * image_size * image_size * 3
+    if stage == "prepare":
+        held = 3 * pixels  # decoded originals, the prepared image and its mask
+    elif stage in ("pretrain", "finetune"):
+        held = 1.25 * pixels + 16 * parameters  # the split in memory; weights, gradients and two Adam moments
+    else:
+        held = 4 * parameters + ROW_BYTES.get(stage, 0) * images
+    rate = settings["images_per_second"]
+    seconds = images * passes / rate["train" if stage in ("pretrain", "finetune") else stage] if stage in rate else 0.0
+    if corrupted:
+        seconds += images / rate["corrupt"]  # ImageNet-C corruptions run on the CPU
+    return {
+        "mem_mb": int(attempt * (settings["mem_mb"] + math.ceil(held / MiB))),
+        "runtime": int(settings["min_runtime"] + math.ceil(settings["runtime_margin"] * seconds / 60)),
+        "gpu": gpus if stage in GPU_STAGES and device != "cpu" else 0,
+        "cpus_per_task": threads,
+    }
