@@ -9,6 +9,7 @@ import torch
 
 from vlm_rationality.finetune.augment import random_resized_crop_flip
 from vlm_rationality.finetune.data import TrainingSplit
+from vlm_rationality.finetune.distributed import gather, share
 from vlm_rationality.finetune.loop import TrainSettings
 from vlm_rationality.models.base import VisionLanguageModel
 from vlm_rationality.models.heads import HeadKind, ImageClassifier
@@ -42,3 +43,10 @@ def batch_images(
 ) -> torch.Tensor:
     images = model.preprocess(split.images[index].to(device, non_blocking=True))
     return random_resized_crop_flip(images) if augment else images
+
+
+def encode_batch(
+    model: VisionLanguageModel, split: TrainingSplit, index: torch.Tensor, device: torch.device, augment: bool = False
+) -> torch.Tensor:
+    """Image embeddings of a global batch: this rank encodes its share, the ranks' outputs are gathered."""
+    return gather(model.encode_image(batch_images(model, split, share(index), device, augment)), len(index))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, batch_images
+from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, encode_batch
 from vlm_rationality.finetune.loop import fit
 from vlm_rationality.finetune.losses import contrastive_loss
 from vlm_rationality.models.heads import build_classifier
@@ -22,7 +22,7 @@ class FinetuneLikeCLIPPretrain(Method):
 
         def step(index):
             target = labels[index.to(device)]
-            image = model.encode_image(batch_images(model, split, index, device, self.augment))
+            image = encode_batch(model, split, index, device, self.augment)
             text = model.encode_text(prompts)  # all class prompts, re-encoded as the text tower learns
             loss = contrastive_loss(image, text[target], model.logit_scale, target)
             correct = int(((image @ text.T).argmax(1) == target).sum())

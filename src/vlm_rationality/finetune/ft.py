@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, batch_images
+from vlm_rationality.finetune.distributed import gather, share
 from vlm_rationality.finetune.loop import fit
 from vlm_rationality.models.heads import build_classifier
 
@@ -25,7 +26,8 @@ class FullFineTune(Method):
         classifier.train()
 
         def step(index):
-            logits = classifier(batch_images(model, split, index, device, self.augment))
+            local = classifier(batch_images(model, split, share(index), device, self.augment))
+            logits = gather(local, len(index))
             target = labels[index.to(device)]
             return F.cross_entropy(logits, target), int((logits.argmax(1) == target).sum())
 

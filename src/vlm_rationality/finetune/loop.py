@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from vlm_rationality.finetune.data import TrainingSplit
+from vlm_rationality.finetune.distributed import sum_gradients, world
 
-# A step gets the batch indices and returns (loss, number of correct predictions or None).
+# A step gets a global batch's indices and returns its mean loss and number of correct predictions (or None);
+# under torchrun it encodes only `distributed.share(index)` and gathers the outputs (see distributed.py).
 Step = Callable[[torch.Tensor], tuple[torch.Tensor, "int | None"]]
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 # Linear warm-up over the first steps, then cosine decay: transformers trained from scratch without warm-up
@@ -55,12 +57,14 @@ def fit(parameters: list[nn.Parameter], step: Step, split: TrainingSplit, settin
         optimizer, lambda i: min((i + 1) / warmup, 0.5 * (1 + math.cos(math.pi * i / steps)))
     )
     generator = torch.Generator().manual_seed(settings.seed)
+    ranks = world()[1]
     for epoch in range(settings.epochs):
         total_loss, total_correct, seen, counted = 0.0, 0, 0, True
         for index in split.batches(settings.batch_size, generator):
-            loss, correct = step(index)
+            loss, correct = step(index)  # the global batch's loss, the same on every rank
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss / ranks).backward()
+            sum_gradients(parameters)  # data-parallel: summed over ranks, the global batch's gradient
             optimizer.step()
             schedule.step()
             total_loss += float(loss.detach()) * len(index)

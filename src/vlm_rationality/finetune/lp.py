@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, batch_images
+from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, encode_batch
 from vlm_rationality.finetune.loop import fit
 from vlm_rationality.models.heads import build_classifier
 
@@ -19,10 +19,9 @@ class LinearProbe(Method):
             raise ValueError("lp trains on features extracted once; augment: true does not apply to it")
         torch.manual_seed(self.settings.seed)
         model.eval().requires_grad_(False)
-        with torch.no_grad():
+        with torch.no_grad():  # each rank extracts its share of every chunk; all ranks then hold every feature
             features = torch.cat([
-                F.normalize(model.encode_image(batch_images(model, split, index, device)), dim=-1)
-                for index in torch.arange(len(split)).split(256)
+                F.normalize(encode_batch(model, split, index, device), dim=-1) for index in torch.arange(len(split)).split(256)
             ])
         classifier = build_classifier(model, "linear", prompts, self.config.get("head_init") == "prompts")
         labels = split.labels.to(device)

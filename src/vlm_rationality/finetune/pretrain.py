@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from vlm_rationality.finetune.base import batch_images
+from vlm_rationality.finetune.base import encode_batch
+from vlm_rationality.finetune.distributed import gather, share
 from vlm_rationality.finetune.data import TrainingSplit
 from vlm_rationality.finetune.loop import TrainSettings, fit
 from vlm_rationality.finetune.losses import contrastive_loss
@@ -24,8 +25,8 @@ def pretrain_clip(model: VisionLanguageModel, split: TrainingSplit, config: dict
     model.train().requires_grad_(True)
 
     def step(index):
-        image = model.encode_image(batch_images(model, split, index, device))
-        text = model.encode_text([split.captions[i] for i in index.tolist()])
+        image = encode_batch(model, split, index, device)
+        text = gather(model.encode_text([split.captions[i] for i in share(index).tolist()]), len(index))
         return contrastive_loss(image, text, model.logit_scale, groups[index.to(device)]), None
 
     metrics = fit(list(model.parameters()), step, split, settings)

@@ -11,6 +11,7 @@ import torch
 
 from vlm_rationality.finetune.base import build_method
 from vlm_rationality.finetune.data import load_split
+from vlm_rationality.finetune.distributed import is_main, process_group, world
 from vlm_rationality.finetune.pretrain import pretrain_clip
 from vlm_rationality.io import file_sha256, write_json
 from vlm_rationality.models.base import build_model
@@ -49,14 +50,16 @@ def finetune(
     method = build_method(method_spec)
     if not method.trains:
         raise ValueError(f"method kind {method_spec['kind']!r} trains nothing and writes no checkpoint")
-    dev = resolve_device(device)
-    model = build_model(model_spec).to(dev)
-    start = time.perf_counter()
-    classifier, metrics = method.fit(model, prompts, load_split(shards), dev)
-    inputs = _input_hashes(shards)
-    if model_spec.get("pretrained") and Path(model_spec["pretrained"]).is_file():
-        inputs.update(_input_hashes([model_spec["pretrained"]]))
-    sidecar = {"model": model_spec, "method": method_spec, "prompts": list(prompts), "head_kind": classifier.kind,
-               "metrics": metrics, "device": str(dev), "seconds": round(time.perf_counter() - start, 1), "inputs": inputs}
-    save_classifier(classifier, out, sidecar)
+    with process_group(resolve_device(device)) as dev:  # under torchrun: one rank of a data-parallel run
+        model = build_model(model_spec).to(dev)
+        start = time.perf_counter()
+        classifier, metrics = method.fit(model, prompts, load_split(shards), dev)
+        inputs = _input_hashes(shards)
+        if model_spec.get("pretrained") and Path(model_spec["pretrained"]).is_file():
+            inputs.update(_input_hashes([model_spec["pretrained"]]))
+        sidecar = {"model": model_spec, "method": method_spec, "prompts": list(prompts), "head_kind": classifier.kind,
+                   "metrics": metrics, "device": str(dev), "processes": world()[1],
+                   "seconds": round(time.perf_counter() - start, 1), "inputs": inputs}
+        if is_main():
+            save_classifier(classifier, out, sidecar)
     return sidecar
