@@ -54,3 +54,13 @@ def any_tiny_model(request, tiny_vocab):
     if request.param == "open_clip":
         return request.getfixturevalue("tiny_model")
     return build_model({"adapter": request.param, "arch": f"tiny-{request.param}", "tokenizer": str(tiny_vocab)}).eval()
+
+
+@pytest.fixture(scope="session")
+def local_run(tmp_path_factory):
+    """The workflow on .test/config.yaml with `snakemake --cores 2`; tests that change it restore it."""
+    from tests.snakemake_runs import TEST_CONFIG, snakemake
+
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, TEST_CONFIG)
+    return workdir

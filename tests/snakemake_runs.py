@@ -17,7 +17,7 @@ TEST_CONFIG = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
 def snakemake(workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """`snakemake --cores 2 ARGS` on this repository's Snakefile with `config`, in `workdir`; `env` adds variables."""
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = dict(os.environ, **(env or {}), HF_HUB_OFFLINE="1")
+    env = {**os.environ, **(env or {}), "HF_HUB_OFFLINE": "1"}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
                "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]

@@ -21,10 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir, TEST_CONFIG)
-    return workdir
+def run(local_run) -> Path:
+    return local_run
 
 
 def test_outputs_exist_with_their_schemas(run):

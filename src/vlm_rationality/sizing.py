@@ -43,7 +43,8 @@ def job_resources(
     else:
         held = 4 * parameters + ROW_BYTES.get(stage, 0) * images
     rate = settings["images_per_second"]
-    seconds = images * passes / rate["train" if stage in ("pretrain", "finetune") else stage] if stage in rate else 0.0
+    key = "train" if stage in ("pretrain", "finetune") else stage
+    seconds = images * passes / rate[key] if key in rate else 0.0  # score and report: no per-image work to speak of
     if corrupted:
         seconds += images / rate["corrupt"]  # ImageNet-C corruptions run on the CPU
     return {

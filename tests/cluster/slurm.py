@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct", "sacctmgr", "sinfo")
+DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd", "sbatch", "srun", "sacct", "sacctmgr", "sinfo")
 CLUSTER, PARTITION, ACCOUNT = "vlmtest", "debug", "vlm-rationality"
 
 
@@ -41,10 +41,11 @@ def _node_line() -> str:
 
 class SlurmCluster:
     def __init__(self, root: Path) -> None:
-        self.root = root
+        root = self.root = root.resolve()
         self.procs: list[subprocess.Popen] = []
         self.env = dict(os.environ, SLURM_CONF=str(root / "slurm.conf"), USER=os.environ.get("USER", "root"),
-                        MYSQL_UNIX_PORT=str(root / "mysql.sock"), PATH=os.pathsep.join([os.environ["PATH"], "/usr/sbin", "/sbin"]))
+                        MYSQL_UNIX_PORT=str(root / "mysql.sock"),
+                        PATH=os.pathsep.join([str(root / "bin"), os.environ["PATH"], "/usr/sbin", "/sbin"]))
         self.user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
 
     # --- lifecycle -------------------------------------------------------------------------------------------------
@@ -125,6 +126,11 @@ class SlurmCluster:
 
     def _write_configs(self) -> None:
         root, munge = self.root, f"socket={self.root / 'munge.sock'}"
+        # snakemake-executor-plugin-slurm-jobstep (0.6) drops every SLURM_* variable, SLURM_CONF included, before
+        # its `srun` inside the job; a real cluster's srun finds /etc/slurm/slurm.conf, this one is told again.
+        (root / "bin").mkdir(parents=True, exist_ok=True)
+        (root / "bin" / "srun").write_text(f'#!/bin/sh\nSLURM_CONF={root / "slurm.conf"} exec {shutil.which("srun")} "$@"\n')
+        (root / "bin" / "srun").chmod(0o755)
         for sub in ("state", "spool"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         dbd_port, ctld_port, slurmd_port = _free_port(), _free_port(), _free_port()

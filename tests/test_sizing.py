@@ -1,0 +1,35 @@
+"""Job resources follow the config: model, split and group sizes, device, retries."""
+
+from vlm_rationality.sizing import job_resources
+
+SETTINGS = {"mem_mb": 4000, "min_runtime": 10, "runtime_margin": 2.0,
+            "images_per_second": {"prepare": 100, "train": 300, "explain": 300, "corrupt": 10}}
+
+
+def test_memory_grows_with_the_model_the_split_and_each_retry():
+    small = job_resources(SETTINGS, "cuda", "finetune", images=10_000, parameters=10**6)
+    big_model = job_resources(SETTINGS, "cuda", "finetune", images=10_000, parameters=150 * 10**6)
+    big_split = job_resources(SETTINGS, "cuda", "finetune", images=100_000, parameters=10**6)
+    retry = job_resources(SETTINGS, "cuda", "finetune", images=10_000, parameters=10**6, attempt=2)
+    # 10,000 images of 224x224x3 held at 1.25x, and 16 bytes a parameter, above the 4,000 MB floor
+    assert small["mem_mb"] == 4000 + -(-(1.25 * 10_000 * 224 * 224 * 3 + 16 * 10**6) // 2**20)
+    assert big_model["mem_mb"] - small["mem_mb"] == round(16 * 149 * 10**6 / 2**20)
+    assert big_split["mem_mb"] > 10 * (small["mem_mb"] - 4000)
+    assert retry["mem_mb"] == 2 * small["mem_mb"]
+
+
+def test_runtime_follows_images_epochs_and_corruptions():
+    one = job_resources(SETTINGS, "cuda", "finetune", images=36_000, passes=1)
+    ten = job_resources(SETTINGS, "cuda", "finetune", images=36_000, passes=10)
+    assert one["runtime"] == 10 + 2 * 36_000 / 300 / 60 and ten["runtime"] == 10 + 10 * 4
+    clean = job_resources(SETTINGS, "cuda", "explain", images=6_000)
+    corrupted = job_resources(SETTINGS, "cuda", "explain", images=6_000, corrupted=True)
+    assert (clean["runtime"], corrupted["runtime"]) == (10 + 1, 10 + 21)  # + 600 s of corruptions at 10 img/s, x2 margin
+
+
+def test_gpus_only_where_a_model_runs_on_a_gpu():
+    assert job_resources(SETTINGS, "auto", "finetune", images=1, gpus=4, threads=8)["gpu"] == 4
+    assert job_resources(SETTINGS, "auto", "finetune", images=1, gpus=4, threads=8)["cpus_per_task"] == 8
+    assert job_resources(SETTINGS, "cpu", "explain", images=1)["gpu"] == 0
+    assert job_resources(SETTINGS, "cuda", "prepare", images=1)["gpu"] == 0
+    assert job_resources(SETTINGS, "cuda", "score", images=1)["gpu"] == 0

@@ -1,0 +1,88 @@
+"""The workflow submitted through `--profile workflow/profiles/slurm` to a real one-node SLURM cluster."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.cluster.slurm import ACCOUNT, PARTITION, SlurmCluster, missing_programs
+from tests.snakemake_runs import REPO, TEST_CONFIG, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"SLURM is not installed ({', '.join(missing)} missing): install Debian's slurmctld slurmd slurmdbd "
+                    "slurm-client mariadb-server munge (.ci/run does, as root)")
+    if os.geteuid() != 0:
+        pytest.skip("the test cluster's slurmd must run as root to start jobs; run the tests as root (CI does)")
+    with SlurmCluster(tmp_path_factory.mktemp("slurm")) as cluster:
+        yield cluster
+
+
+def submit(cluster: SlurmCluster, workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Snakemake with the slurm profile, as a user runs it, with this cluster's partition and account."""
+    return snakemake(workdir, config, "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
+                     "--default-resources", f"slurm_partition={PARTITION}", f"slurm_account={ACCOUNT}",
+                     "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5", *args,
+                     check=check, env=cluster.env)
+
+
+def sbatch_jobs(cluster: SlurmCluster, workdir: Path) -> list[dict[str, str]]:
+    """The jobs sacct recorded for this workflow run (their comment names the rule)."""
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-a", "--format", "JobID,State,WorkDir%200,Comment%100"],
+                         env=cluster.env, capture_output=True, text=True, check=True).stdout
+    rows = [dict(zip(("id", "state", "workdir", "comment"), line.split("|"))) for line in out.splitlines() if line]
+    return [row for row in rows if row["workdir"].startswith(str(workdir)) or str(workdir) in row["comment"]]
+
+
+def metrics(workdir: Path) -> str:
+    return json.dumps(pq.read_table(workdir / "results" / "metrics" / "rationality.parquet").to_pylist())
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory) -> tuple[Path, float]:
+    workdir = tmp_path_factory.mktemp("slurm-workflow")
+    start = time.monotonic()
+    submit(cluster, workdir, TEST_CONFIG)
+    return workdir, time.monotonic() - start
+
+
+def test_the_workflow_runs_through_sbatch_and_matches_the_local_run(cluster, slurm_run, local_run):
+    workdir, seconds = slurm_run
+    jobs = sbatch_jobs(cluster, workdir)
+    print(f"SLURM run: {seconds:.0f} s, {len(jobs)} sbatch jobs")
+    assert len(jobs) >= 20 and {job["state"] for job in jobs} == {"COMPLETED"}
+    assert metrics(workdir) == metrics(local_run)
+
+
+def test_a_failing_job_fails_the_run_and_a_rerun_resumes(cluster, slurm_run, local_run, tmp_path):
+    workdir, _ = slurm_run
+    shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+    broken = copy.deepcopy(TEST_CONFIG)
+    broken["heatmaps"]["start_block"] = 99  # valid config, but every explain job fails at run time
+    start = time.monotonic()
+    result = submit(cluster, tmp_path, broken, "--retries", "0", check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0, text[-3000:]
+    assert "Error in rule explain" in text and "outside the model's 4 vision blocks" in text, text[-3000:]
+    assert time.monotonic() - start < 300  # reported, not hung
+    failed = [job for job in sbatch_jobs(cluster, tmp_path) if job["state"] == "FAILED"]
+    assert failed
+
+    # Back to the working config: only the explain jobs that failed (and what reads them) run again.
+    planned = planned_jobs(submit(cluster, tmp_path, TEST_CONFIG, "--dry-run"))
+    assert set(planned) <= {"explain", "score", "report", "all"} and planned.get("explain", 0) >= 1, planned
+    submit(cluster, tmp_path, TEST_CONFIG)
+    assert metrics(tmp_path) == metrics(local_run)
