@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn

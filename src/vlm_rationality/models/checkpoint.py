@@ -26,7 +26,11 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike, 
 def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist; run the stage that writes it")
-    return load_file(str(path), device=str(device))
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as err:  # safetensors raises its own error type for a damaged or foreign file
+        raise ValueError(f"checkpoint {path} is not a readable safetensors file ({err}); delete it and rerun the stage "
+                         "that writes it") from err
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
