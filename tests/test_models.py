@@ -106,3 +106,10 @@ def test_hub_tag_without_network_names_the_fix():
     # open_clip would download ViT-B-32/openai; offline that must fail with a pointer to local files.
     with pytest.raises(RuntimeError, match="local file"):
         build_model({"arch": "ViT-B-32", "pretrained": "openai"})
+
+
+def test_a_damaged_checkpoint_fails_naming_its_file(tmp_path):
+    path = tmp_path / "ft.safetensors"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"ft\.safetensors is not a readable safetensors file.*rerun"):
+        load_state_dict(path)
