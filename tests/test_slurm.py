@@ -69,8 +69,10 @@ def test_the_workflow_runs_through_sbatch_and_matches_the_local_run(cluster, slu
 def test_a_failing_job_fails_the_run_and_a_rerun_resumes(cluster, slurm_run, local_run, tmp_path):
     workdir, _ = slurm_run
     shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+    for stage in ("metrics", "tables", "figures"):  # a run that has not got to scoring yet ...
+        shutil.rmtree(tmp_path / "results" / stage)
     checkpoint = tmp_path / "results" / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "ft.safetensors"
-    checkpoint.write_bytes(b"not a checkpoint")  # damaged on disk: the jobs that read it fail at run time
+    checkpoint.write_bytes(b"not a checkpoint")  # ... with a damaged checkpoint: the jobs that read it fail
     start = time.monotonic()
     result = submit(cluster, tmp_path, TEST_CONFIG, "--retries", "0", check=False)
     text = result.stdout + result.stderr
@@ -81,7 +83,7 @@ def test_a_failing_job_fails_the_run_and_a_rerun_resumes(cluster, slurm_run, loc
     logs = (tmp_path / "results" / "logs" / "explain" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft").glob("*.log")
     assert any("ft.safetensors" in log.read_text() for log in logs)
 
-    # Remove the damaged file and run again: only what depends on it runs, and the result is the local run's.
+    # Remove the damaged file and run again: what finished stays, only the failed part and what follows runs.
     checkpoint.unlink()
     planned = planned_jobs(submit(cluster, tmp_path, TEST_CONFIG, "--dry-run"))
     assert planned == {"finetune": 1, "explain": 2, "score": 1, "report": 1, "all": 1}, planned
