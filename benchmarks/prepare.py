@@ -21,7 +21,7 @@ from PIL import Image
 
 from vlm_rationality.data.corruptions import CORRUPTIONS, apply_shift
 from vlm_rationality.data.prepare import prepare_shard
-from vlm_rationality.data.shards import read_prepared
+from vlm_rationality.artefacts import read_prepared
 
 
 def make_imagenet(root: Path, images: int, seed: int = 0) -> None:

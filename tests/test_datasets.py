@@ -11,7 +11,7 @@ from PIL import Image
 from tests import fixtures
 from vlm_rationality.data import Sample, Skipped, build_dataset
 from vlm_rationality.data.prepare import prepare_shard, split_report
-from vlm_rationality.data.shards import read_prepared
+from vlm_rationality.artefacts import read_prepared
 from vlm_rationality.data.transform import eval_transform, resize_crop_box, to_rgb
 
 SIZE = 32

@@ -3,9 +3,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from vlm_rationality.data.shards import (
-    SCHEMA_NAME, iter_batches, read_prepared, shard_paths, unpack_masks, write_prepared_shard,
-)
+from vlm_rationality.artefacts import PREPARED, read_prepared, shard_paths, write_prepared_shard
+from vlm_rationality.data.shards import iter_batches, unpack_masks
 from vlm_rationality.io import atomic_path, read_metadata, write_parquet
 
 
@@ -37,7 +36,7 @@ def test_round_trip_is_exact_with_odd_sizes(tmp_path):
     assert schema.field("mask").type.byte_width == 18
     assert str(schema.field("label").type) == "int32"
     meta = read_metadata(path)
-    assert meta["schema"] == SCHEMA_NAME and meta["config_hash"] == "cafe" and meta["image_shape"] == [13, 11]
+    assert meta["schema"] == PREPARED and meta["config_hash"] == "cafe" and meta["image_shape"] == [13, 11]
 
 
 def test_streaming_batches_cover_every_sample_in_order(tmp_path):

@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from vlm_rationality.artefacts import prepared_meta, write_prepared_shard
 from vlm_rationality.data.base import Sample, build_dataset
-from vlm_rationality.data.shards import SCHEMA_NAME, write_prepared_shard
-from vlm_rationality.io import check_schema, write_json
+from vlm_rationality.io import write_json
 
 
 def prepare_shard(dataset_config: dict[str, Any], split: str, shard: int, out_path: str | os.PathLike, config_hash: str) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def split_report(shards: Sequence[str | os.PathLike], out_path: str | os.PathLik
     """Sum the shards' counts into one JSON report beside them."""
     written, skipped = 0, Counter()
     for path in shards:
-        skipped.update(check_schema(path, SCHEMA_NAME).get("skipped", {}))
+        skipped.update(prepared_meta(path).get("skipped", {}))
         written += pq.ParquetFile(path).metadata.num_rows
     report = {"shards": len(shards), "written": written, "skipped": dict(skipped), "skipped_total": sum(skipped.values())}
     write_json(report, out_path)

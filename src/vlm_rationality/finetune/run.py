@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 
+from vlm_rationality.device import resolve_device
 from vlm_rationality.finetune.base import build_method
 from vlm_rationality.finetune.data import load_split
 from vlm_rationality.finetune.distributed import is_main, process_group, world
@@ -16,14 +16,6 @@ from vlm_rationality.finetune.pretrain import pretrain_clip
 from vlm_rationality.io import file_sha256, write_json
 from vlm_rationality.models.base import build_model
 from vlm_rationality.models.checkpoint import save_classifier, save_state_dict, sidecar_path
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was asked for but CUDA is not available; set device: auto or cpu")
-    return torch.device(device)
 
 
 def _input_hashes(paths: Sequence[str | os.PathLike]) -> dict[str, str]:

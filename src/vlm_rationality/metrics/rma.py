@@ -11,9 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-OK = "ok"
-UNDEFINED_STATUSES = ("empty_mask", "nonfinite_heatmap", "zero_mass", "constant_heatmap")
-STATUSES = (OK, *UNDEFINED_STATUSES)
+from vlm_rationality.artefacts import RMA_STATUSES as STATUSES
 
 
 def upsample(relevance: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

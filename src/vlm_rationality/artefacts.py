@@ -1,0 +1,240 @@
+"""The Parquet contracts between stages: prepared samples, heatmaps and rationality metrics.
+
+Each artefact's schema, writer and reader live here, and every stage imports them downward; nothing here
+imports torch or a stage, so a reader can open any artefact without the ML stack. Files carry their schema
+name and the hash of the settings that made them (see io.py), and are written atomically.
+
+- prepared samples: uint8 H×W×3 images after the eval transform and bit-packed masks (np.packbits, big-endian
+  bit order), as fixed-size binary columns, so a whole column reads as one contiguous buffer;
+- heatmaps: per sample the label, prediction, float16 logits, the float16 patch-grid heatmap, RMA and why RMA
+  is undefined where it is; the file's metadata names its (dataset, shift, model, method, heatmap_method);
+- metrics: one row per (dataset, shift, model, method, heatmap_method).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from vlm_rationality.io import atomic_path, check_schema, with_metadata, write_parquet
+
+PREPARED = "prepared-samples/1"
+HEATMAPS = "heatmaps/2"
+METRICS = "rationality-metrics/2"
+
+OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"caption": pa.string(), "background": pa.int32()}
+# Why a sample's RMA is undefined; the heatmap file stores an index into this tuple (0 = defined).
+RMA_OK = "ok"
+UNDEFINED_RMA = ("empty_mask", "nonfinite_heatmap", "zero_mass", "constant_heatmap")
+RMA_STATUSES = (RMA_OK, *UNDEFINED_RMA)
+# What identifies a heatmap file's rows, and so a row of the metrics table.
+HEATMAP_KEYS = ("dataset", "shift", "model", "method", "heatmap_method")
+
+
+def _fixed_binary(array: np.ndarray, width: int) -> pa.FixedSizeBinaryArray:
+    flat = np.ascontiguousarray(array, dtype=np.uint8).reshape(len(array), width)
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(flat), [None, pa.py_buffer(flat.tobytes())])
+
+
+def _column_bytes(table: pa.Table | pa.RecordBatch, name: str, width: int) -> np.ndarray:
+    column = table.column(name)
+    chunk = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    data = np.frombuffer(chunk.buffers()[1], dtype=np.uint8, count=(chunk.offset + len(chunk)) * width)
+    return data[chunk.offset * width :].reshape(len(chunk), width)
+
+
+def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+# Prepared samples ------------------------------------------------------------------------------------------
+
+
+def packed_mask_bytes(height: int, width: int) -> int:
+    return (height * width + 7) // 8
+
+
+def prepared_schema(height: int, width: int, optional: Sequence[str] = ()) -> pa.Schema:
+    fields = [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("label", pa.int32(), nullable=False),
+        pa.field("image", pa.binary(height * width * 3), nullable=False),
+        pa.field("mask", pa.binary(packed_mask_bytes(height, width)), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+    for name in optional:
+        if name not in OPTIONAL_COLUMNS:
+            raise KeyError(f"unknown prepared-shard column {name!r}; optional columns: {', '.join(OPTIONAL_COLUMNS)}")
+        fields.append(pa.field(name, OPTIONAL_COLUMNS[name]))
+    return pa.schema(fields)
+
+
+def write_prepared_shard(
+    path: str | os.PathLike,
+    *,
+    sample_ids: Sequence[str],
+    labels: np.ndarray,
+    images: np.ndarray,
+    masks: np.ndarray,
+    sources: Sequence[str],
+    config_hash: str,
+    extra: dict[str, Sequence] | None = None,
+    skipped: dict[str, int] | None = None,
+) -> None:
+    """Atomically write one shard; `images` uint8 [N, H, W, 3], `masks` bool [N, H, W].
+
+    `skipped` counts the samples of this shard's range left out as bad input, per reason; it travels
+    with the shard's metadata to the score table.
+    """
+    images = np.asarray(images)
+    masks = np.asarray(masks)
+    n = len(sample_ids)  # may be 0: every item of the shard's range was bad input
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or len(images) != n:
+        raise ValueError(f"{path}: images must be uint8 [N, H, W, 3] with N={n}, got {images.dtype} {images.shape}")
+    height, width = images.shape[1:3]
+    if masks.shape != (n, height, width):
+        raise ValueError(f"{path}: masks must be [N, H, W] = {(n, height, width)}, got {masks.shape}")
+    extra = extra or {}
+    packed = np.packbits(masks.astype(bool).reshape(n, height * width), axis=1)
+    columns = [
+        pa.array(sample_ids, pa.string()),
+        pa.array(np.asarray(labels, dtype=np.int32)),
+        _fixed_binary(images, height * width * 3),
+        _fixed_binary(packed, packed_mask_bytes(height, width)),
+        pa.array(sources, pa.string()),
+        *(pa.array(values, OPTIONAL_COLUMNS[name]) for name, values in extra.items()),
+    ]
+    table = pa.Table.from_arrays(columns, schema=prepared_schema(height, width, list(extra)))
+    meta = {"image_shape": [height, width], "skipped": skipped or {}}
+    write_parquet(with_metadata(table, PREPARED, config_hash, meta), path)
+
+
+def prepared_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """A prepared shard's metadata (image shape, skipped counts), failing clearly on any other file."""
+    return check_schema(path, PREPARED)
+
+
+def read_prepared_batches(
+    path: str | os.PathLike, batch_size: int, columns_extra: Sequence[str] = ()
+) -> Iterator[dict[str, Any]]:
+    """A prepared shard in batches of numpy arrays: sample_id (list), label int64 [B], image uint8 [B, H, W, 3],
+    mask_bits uint8 [B, ceil(H·W/8)] and any optional columns asked for (lists)."""
+    height, width = prepared_meta(path)["image_shape"]
+    n_image, n_mask = height * width * 3, packed_mask_bytes(height, width)
+    wanted = ["sample_id", "label", "image", "mask", *columns_extra]
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=wanted):
+        yield {
+            "sample_id": batch.column("sample_id").to_pylist(),
+            "label": batch.column("label").to_numpy().astype(np.int64),
+            "image": _column_bytes(batch, "image", n_image).reshape(-1, height, width, 3),
+            "mask_bits": _column_bytes(batch, "mask", n_mask),
+            **{name: batch.column(name).to_pylist() for name in columns_extra},
+        }
+
+
+def read_prepared(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
+    """A whole shard in memory as numpy arrays (images uint8 [N,H,W,3], masks bool [N,H,W])."""
+    height, width = prepared_meta(path)["image_shape"]
+    table = pq.read_table(path)
+    out: dict[str, np.ndarray | list] = {
+        "sample_id": table.column("sample_id").to_pylist(),
+        "label": table.column("label").to_numpy().astype(np.int32),
+        "image": _column_bytes(table, "image", height * width * 3).reshape(-1, height, width, 3),
+        "mask": np.unpackbits(_column_bytes(table, "mask", packed_mask_bytes(height, width)), axis=1)[
+            :, : height * width
+        ].reshape(-1, height, width).astype(bool),
+        "source": table.column("source").to_pylist(),
+    }
+    for name in OPTIONAL_COLUMNS:
+        if name in table.column_names:
+            out[name] = table.column(name).to_pylist()
+    return out
+
+
+def shard_paths(directory: str | os.PathLike) -> list[Path]:
+    paths = sorted(Path(directory).glob("shard-*.parquet"))
+    if not paths:
+        raise FileNotFoundError(f"{directory}: no shard-*.parquet files; run the prepare stage first")
+    return paths
+
+
+# Heatmaps --------------------------------------------------------------------------------------------------
+
+
+def heatmap_schema(num_classes: int, grid_cells: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("label", pa.int32(), nullable=False),
+        pa.field("pred", pa.int32(), nullable=False),
+        pa.field("logits", pa.list_(pa.float16(), num_classes), nullable=False),
+        pa.field("heatmap", pa.list_(pa.float16(), grid_cells), nullable=False),
+        pa.field("rma", pa.float32()),
+        pa.field("rma_status", pa.dictionary(pa.int8(), pa.string()), nullable=False),
+        pa.field("explained_class", pa.int32(), nullable=False),
+        pa.field("heatmap_method", pa.dictionary(pa.int8(), pa.string()), nullable=False),
+    ])
+
+
+def write_heatmap_shard(
+    path: str | os.PathLike,
+    *,
+    sample_ids: Sequence[str],
+    labels: np.ndarray,
+    preds: np.ndarray,
+    logits: np.ndarray,
+    heatmaps: np.ndarray,
+    rma: np.ndarray,
+    rma_status: np.ndarray,
+    explained_class: np.ndarray,
+    keys: dict[str, str],
+    config_hash: str,
+    meta: dict[str, Any],
+) -> None:
+    """Atomically write one heatmap file: `preds` from the full-precision logits, `logits` [N, C] (stored as
+    float16), `heatmaps` [N, gh·gw], `rma_status` indices into RMA_STATUSES; `keys` (dataset, shift, model,
+    method, heatmap_method) name what the rows are."""
+    missing = [key for key in HEATMAP_KEYS if key not in keys]
+    if missing:
+        raise ValueError(f"{path}: heatmap keys lack {', '.join(missing)}")
+    n = len(sample_ids)
+    table = pa.Table.from_arrays([
+        pa.array(sample_ids, pa.string()),
+        pa.array(np.asarray(labels, np.int32)),
+        pa.array(np.asarray(preds, np.int32)),
+        _fixed_list(np.asarray(logits, np.float16)),
+        _fixed_list(np.asarray(heatmaps, np.float16)),
+        pa.array(np.asarray(rma, np.float32), pa.float32()),
+        pa.DictionaryArray.from_arrays(pa.array(np.asarray(rma_status, np.int8), pa.int8()), pa.array(RMA_STATUSES)),
+        pa.array(np.asarray(explained_class, np.int32)),
+        pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array([keys["heatmap_method"]])),
+    ], schema=heatmap_schema(np.shape(logits)[1], np.shape(heatmaps)[1]))
+    write_parquet(with_metadata(table, HEATMAPS, config_hash, {**meta, "keys": keys}), path)
+
+
+def read_heatmaps(path: str | os.PathLike, columns: Sequence[str]) -> tuple[dict[str, Any], pa.Table]:
+    """(metadata, the asked-for columns) of a heatmap file, failing clearly on a stale or foreign file."""
+    meta = check_schema(path, HEATMAPS)
+    missing = [key for key in HEATMAP_KEYS if key not in meta.get("keys", {})]
+    if missing:
+        raise ValueError(f"{path}: heatmap metadata lacks {', '.join(missing)}; delete it and rerun the explain stage")
+    return meta, pq.read_table(path, columns=list(columns))
+
+
+# Metrics ---------------------------------------------------------------------------------------------------
+
+
+def write_metrics(table: pa.Table, parquet_path: str | os.PathLike, csv_path: str | os.PathLike, config_hash: str) -> None:
+    write_parquet(with_metadata(table, METRICS, config_hash), parquet_path)
+    with atomic_path(csv_path) as tmp:
+        pacsv.write_csv(table, tmp)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    check_schema(path, METRICS)
+    return pq.read_table(path).to_pylist()

@@ -1,0 +1,60 @@
+"""Imports run one way: contracts and registries at the bottom, stages above them, the CLI and workflow on top."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import vlm_rationality
+
+PACKAGE = Path(vlm_rationality.__file__).parent
+# (importing part, what it must not import): `data`, `models` and `metrics` sit below `explain` and `finetune`,
+# `explain` below `finetune`; the contracts and helpers at the bottom import no stage at all.
+STAGES = ("data", "models", "metrics", "explain", "finetune", "report")
+FORBIDDEN = {
+    "data": ("explain", "finetune"), "models": ("explain", "finetune"), "metrics": ("explain", "finetune"),
+    "explain": ("finetune",), "artefacts": STAGES, "io": STAGES, "registry": STAGES, "device": STAGES,
+}
+LIGHT = ("artefacts", "io", "registry")  # readable without the ML stack
+
+
+def imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def upward_imports(package: Path, name: str = "vlm_rationality") -> list[str]:
+    """'importer -> imported' for every import that runs against FORBIDDEN, or pulls torch into a LIGHT module."""
+    bad = []
+    for path in sorted(package.rglob("*.py")):
+        part = path.relative_to(package).parts[0].removesuffix(".py")
+        for module in sorted(imported_modules(path)):
+            parts = module.split(".")
+            if parts[0] == name and len(parts) > 1 and parts[1] in FORBIDDEN.get(part, ()):
+                bad.append(f"{path.relative_to(package)} -> {module}")
+            if part in LIGHT and parts[0] == "torch":
+                bad.append(f"{path.relative_to(package)} -> {module}")
+    return bad
+
+
+def test_the_package_imports_only_downward():
+    assert upward_imports(PACKAGE) == []
+
+
+def test_an_upward_import_is_found(tmp_path):
+    for folder, source in (("metrics", "from vlm_rationality.explain.base import Explanation\n"),
+                           ("explain", "import vlm_rationality.finetune.run\n"), ("data", "import os\n")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.py").write_text(source)
+    (tmp_path / "artefacts.py").write_text("import torch\nfrom vlm_rationality.data import shards\n")
+    assert upward_imports(tmp_path) == [
+        "artefacts.py -> torch", "artefacts.py -> vlm_rationality.data", "artefacts.py -> vlm_rationality.data.shards",
+        "explain/x.py -> vlm_rationality.finetune.run", "metrics/x.py -> vlm_rationality.explain.base",
+        "metrics/x.py -> vlm_rationality.explain.base.Explanation",
+    ]
