@@ -24,6 +24,7 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         "results/tables/pt_ir.md",
+        "results/tables/heatmap_ablation.md",
         "results/figures/pt_ir.png",
         "results/metrics/rationality.parquet",
         "results/metrics/rationality.csv",

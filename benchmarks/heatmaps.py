@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from vlm_rationality.explain.chefer import chefer_relevance, chefer_relevance_per_sample
-from vlm_rationality.explain.heatmaps import AMP_DTYPES
+from vlm_rationality.device import AMP_DTYPES
+from vlm_rationality.explain.chefer import Chefer, chefer_relevance_per_sample
 from vlm_rationality.models import MODEL_ADAPTERS, build_classifier, build_model
 
 DEFAULT_ARCH = {"albef": "ALBEF-ViT-B-16", "blip": "BLIP-ViT-B-16"}
@@ -78,10 +78,11 @@ def main() -> None:
     images = torch.randn(args.images, 3, size, size, device=device)
     labels = torch.randint(0, args.classes, (args.images,), device=device)
     amp = AMP_DTYPES[args.amp]
+    chefer = Chefer(amp_dtype=amp)
 
     def batched(n: int) -> torch.Tensor:
-        maps = [chefer_relevance(classifier, images[i:i + args.batch_size], labels[i:i + args.batch_size],
-                                 amp_dtype=amp).relevance for i in range(0, n, args.batch_size)]
+        maps = [chefer(classifier, images[i:i + args.batch_size], labels[i:i + args.batch_size]).relevance
+                for i in range(0, n, args.batch_size)]
         return torch.cat(maps)
 
     # Warm-up (kernel selection, allocator), then time each path on its own images.
@@ -102,7 +103,7 @@ def main() -> None:
     _sync(device)
     loop_s = time.perf_counter() - start
 
-    exact = chefer_relevance(classifier, images[:n_loop], labels[:n_loop]).relevance  # fp32 batched
+    exact = Chefer()(classifier, images[:n_loop], labels[:n_loop]).relevance  # fp32 batched
     rel_diff = float((exact - loop_maps).abs().max() / loop_maps.abs().max())
     amp_diff = float((batched_maps[:n_loop].float() - loop_maps).abs().max() / loop_maps.abs().max())
     batched_ips, loop_ips = args.images / batched_s, n_loop / loop_s

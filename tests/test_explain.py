@@ -3,10 +3,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from vlm_rationality.data.shards import read_prepared, write_prepared_shard
+from vlm_rationality.artefacts import HEATMAPS, read_prepared, write_prepared_shard
 from vlm_rationality.data.synthetic import SyntheticSpec, generate
-from vlm_rationality.explain.chefer import chefer_relevance
-from vlm_rationality.explain.heatmaps import SCHEMA_NAME, HeatmapSettings, explain_shards
+from vlm_rationality.explain.chefer import Chefer
+from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.io import read_metadata
 from vlm_rationality.metrics.rma import relevance_mass_accuracy
 from vlm_rationality.models import build_classifier
@@ -36,13 +36,13 @@ def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
     assert str(table.schema.field("logits").type) == "fixed_size_list<element: halffloat>[8]"
     assert str(table.schema.field("heatmap").type) == "fixed_size_list<element: halffloat>[16]"
     meta = read_metadata(out)
-    assert meta["schema"] == SCHEMA_NAME and meta["config_hash"] == "cfg123" and meta["grid_size"] == [4, 4]
+    assert meta["schema"] == HEATMAPS and meta["config_hash"] == "cfg123" and meta["grid_size"] == [4, 4]
 
     prepared = read_prepared(shard)
     assert table.column("sample_id").to_pylist() == prepared["sample_id"]
     images = tiny_model.preprocess(torch.from_numpy(prepared["image"]))
     labels = torch.from_numpy(prepared["label"]).long()
-    reference = chefer_relevance(classifier, images, labels)
+    reference = Chefer()(classifier, images, labels)
     heatmaps = np.stack(table.column("heatmap").to_numpy(zero_copy_only=False)).astype(np.float32)
     np.testing.assert_allclose(heatmaps, reference.relevance.reshape(11, -1).numpy(), rtol=2e-3, atol=1e-4)
     expected_rma, _ = relevance_mass_accuracy(reference.relevance, torch.from_numpy(prepared["mask"]))
@@ -56,7 +56,7 @@ def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
 
 
 def test_bad_heatmap_settings_fail_clearly():
-    with pytest.raises(KeyError, match="unknown heatmap method 'gradcam'"):
-        HeatmapSettings(method="gradcam")
+    with pytest.raises(KeyError, match="unknown heatmap method 'lime'"):
+        HeatmapSettings(method="lime")
     with pytest.raises(KeyError, match="amp"):
         HeatmapSettings(amp="fp8")

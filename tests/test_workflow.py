@@ -28,9 +28,10 @@ def run(local_run) -> Path:
 def test_outputs_exist_with_their_schemas(run):
     results = run / "results"
     metrics = pq.read_table(results / "metrics" / "rationality.parquet")
-    assert read_metadata(results / "metrics" / "rationality.parquet")["schema"] == "rationality-metrics/1"
+    assert read_metadata(results / "metrics" / "rationality.parquet")["schema"] == "rationality-metrics/2"
     rows = metrics.to_pylist()
-    assert sorted(r["method"] for r in rows) == ["flcp", "ft", "lp", "zs"]
+    assert sorted((r["method"], r["heatmap_method"]) for r in rows) == [
+        (method, heatmap) for method in ("flcp", "ft", "lp", "zs") for heatmap in ("chefer", "gradcam")]
     for row in rows:
         assert row["dataset"] == "tiny-synthetic" and row["shift"] == "clean" and row["model"] == "tiny-clip"
         assert row["n"] == 48 and row["n_skipped"] == 0 and row["threshold"] == 0.5
@@ -43,10 +44,12 @@ def test_outputs_exist_with_their_schemas(run):
     assert [p.name for p in prepared] == ["shard-0000.parquet", "shard-0001.parquet"]
     assert read_metadata(prepared[0])["schema"] == "prepared-samples/1"
     heatmaps = sorted((results / "heatmaps").rglob("shards-*.parquet"))
-    assert len(heatmaps) == 8 and heatmaps[0].name == "shards-0000-0000.parquet"  # one file per shard group
+    assert len(heatmaps) == 16 and heatmaps[0].name == "shards-0000-0000.parquet"  # one file per shard group
+    assert heatmaps[0].parent.name == "chefer" and heatmaps[2].parent.name == "gradcam"
     meta = read_metadata(heatmaps[0])
-    assert meta["schema"] == "heatmaps/1" and meta["grid_size"] == [4, 4]
-    assert set(meta["keys"]) == {"dataset", "shift", "model", "method"}
+    assert meta["schema"] == "heatmaps/2" and meta["grid_size"] == [4, 4]
+    assert meta["keys"] == {"dataset": "tiny-synthetic", "shift": "clean", "model": "tiny-clip", "method": "flcp",
+                            "heatmap_method": "chefer"}
     assert pq.read_schema(heatmaps[0]).names[:5] == ["sample_id", "label", "pred", "logits", "heatmap"]
 
     assert (results / "models" / "tiny-clip" / "base.safetensors").is_file()
@@ -57,7 +60,17 @@ def test_outputs_exist_with_their_schemas(run):
 
     table = (results / "tables" / "pt_ir.md").read_text()
     assert "Prediction trustworthiness" in table and "Inference reliability" in table
-    assert table.count("| ZS | tiny-clip |") == 3 and "**" in table
+    assert "## Heatmap method: chefer" in table and "## Heatmap method: gradcam" in table
+    assert table.count("| ZS | tiny-clip |") == 6 and "**" in table  # 3 blocks x 2 heatmap methods
+    ablation = (results / "tables" / "heatmap_ablation.md").read_text()
+    by_row = {(r["method"], r["heatmap_method"]): r for r in rows}
+    for method in ("zs", "lp", "flcp", "ft"):
+        for heatmap in ("chefer", "gradcam"):
+            row = by_row[(method, heatmap)]
+            pt = "–" if row["prediction_trustworthiness"] != row["prediction_trustworthiness"] else f"{100 * row['prediction_trustworthiness']:.1f}"
+            line = next(x for x in ablation.splitlines() if x.startswith(f"| {method.upper()} | {heatmap} |"))
+            assert line.split(" | ")[3].startswith(pt)  # method | heatmap | accuracy | PT | IR
+        assert by_row[(method, "chefer")]["accuracy"] == by_row[(method, "gradcam")]["accuracy"]
     assert (results / "figures" / "pt_ir.png").read_bytes()[:4] == b"\x89PNG"
     assert (results / "logs" / "score.log").is_file() and (results / "benchmarks" / "score.tsv").is_file()
 
@@ -84,11 +97,27 @@ def test_same_config_and_seed_give_identical_metrics(run, tmp_path):
     first = pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
     second = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
     assert json.dumps(first) == json.dumps(second)  # NaN-aware: NaN serialises equal to NaN
-    assert len(first) == 4
+    assert len(first) == 8
+
+
+def test_adding_a_heatmap_method_reruns_no_training_and_no_existing_heatmap(run, tmp_path):
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    heatmaps = sorted((tmp_path / "results" / "heatmaps").rglob("*.parquet"))
+    before = {p: p.stat().st_mtime_ns for p in heatmaps}
+    config = copy.deepcopy(TEST_CONFIG)
+    config["heatmaps"]["methods"] = ["chefer"]  # dropping one: its files stay, only the tables change
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"score": 1, "report": 1, "all": 1}
+    config["heatmaps"]["methods"] = ["chefer", "gradcam", "rollout"]
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"explain": 8, "score": 1, "report": 1, "all": 1}
+    snakemake(tmp_path, config)
+    assert {p: p.stat().st_mtime_ns for p in heatmaps} == before
+    rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
+    assert sorted({r["heatmap_method"] for r in rows}) == ["chefer", "gradcam", "rollout"] and len(rows) == 12
+    assert "| FT | rollout |" in (tmp_path / "results" / "tables" / "heatmap_ablation.md").read_text()
 
 
 def _heatmap_rows(workdir: Path, method: str, groups: list[str]) -> pa.Table:
-    folder = workdir / "results" / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / method
+    folder = workdir / "results" / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / method / "chefer"
     return pa.concat_tables(pq.read_table(folder / f"shards-{group}.parquet") for group in groups)
 
 
@@ -96,10 +125,10 @@ def test_explain_results_do_not_depend_on_how_shards_are_grouped_into_jobs(run, 
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     config = copy.deepcopy(TEST_CONFIG)
     config["heatmaps"]["shards_per_job"] = 2  # both test shards in one job
-    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"explain": 4, "score": 1, "report": 1, "all": 1}
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"explain": 8, "score": 1, "report": 1, "all": 1}
     snakemake(tmp_path, config)
     grouped = sorted((tmp_path / "results" / "heatmaps").rglob("shards-0000-0001.parquet"))
-    assert len(grouped) == 4
+    assert len(grouped) == 8
     assert read_metadata(grouped[0])["source_shards"] == [f"results/data/tiny-synthetic/test/shard-000{k}.parquet" for k in (0, 1)]
     for method in TEST_CONFIG["methods"]:
         grouped_rows = _heatmap_rows(tmp_path, method, ["0000-0001"])
@@ -146,6 +175,7 @@ def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
     }}
     config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}  # random weights, no pretraining
     config["methods"] = {name: TEST_CONFIG["methods"][name] for name in ("zs", "ft")}
+    config["heatmaps"]["methods"] = ["chefer"]
     snakemake(tmp_path, config)
     rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
     assert sorted((r["shift"], r["method"]) for r in rows) == [
@@ -153,8 +183,8 @@ def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
     assert {r["n"] for r in rows} == {len(cub.boxes)} and {r["n_skipped"] for r in rows} == {sum(cub.bad.values())}
     report = json.loads((tmp_path / "results" / "data" / "mini-cub" / "test" / "report.json").read_text())
     assert report["skipped"] == cub.bad
-    clean = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "clean" / "tiny-clip" / "zs" / "shards-0000-0000.parquet")
-    noisy = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "gaussian_noise-3" / "tiny-clip" / "zs" / "shards-0000-0000.parquet")
+    clean = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "clean" / "tiny-clip" / "zs" / "chefer" / "shards-0000-0000.parquet")
+    noisy = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "gaussian_noise-3" / "tiny-clip" / "zs" / "chefer" / "shards-0000-0000.parquet")
     assert clean.column("logits").to_pylist() != noisy.column("logits").to_pylist()
     assert "## Shift: gaussian_noise-3" in (tmp_path / "results" / "tables" / "pt_ir.md").read_text()
 
@@ -164,6 +194,7 @@ def test_tiny_albef_and_blip_run_every_method_end_to_end(tmp_path, tiny_vocab):
     pretrain = config["models"].pop("tiny-clip")["pretrain"]
     config["models"] = {name: {"adapter": name.split("-")[1], "arch": name, "tokenizer": str(tiny_vocab), "pretrain": pretrain}
                         for name in ("tiny-albef", "tiny-blip")}
+    config["heatmaps"]["methods"] = ["chefer"]  # every heatmap method on ALBEF/BLIP: test_heatmap_methods.py
     snakemake(tmp_path, config)
     rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
     assert sorted((r["model"], r["method"]) for r in rows) == [

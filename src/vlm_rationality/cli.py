@@ -62,32 +62,41 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     from vlm_rationality.explain.run import explain
+    from vlm_rationality.finetune import FINETUNE_METHODS
 
+    trains = FINETUNE_METHODS.get(args.method["kind"]).trains
+    if trains != bool(args.checkpoint):
+        raise SystemExit(f"explain: method kind {args.method['kind']!r} "
+                         + ("needs its fine-tuned --checkpoint" if trains else "trains nothing; give no --checkpoint"))
     _threads(args)
     settings = [args.model, args.method, args.prompts, args.heatmaps, args.keys]
-    summary = explain(args.model, args.method, args.prompts, args.checkpoint, args.heatmaps, args.shards, args.out,
-                      args.device, args.keys, config_hash(settings))
+    summary = explain(args.model, args.prompts, args.checkpoint, args.heatmaps, args.shards, args.out, args.device,
+                      args.keys, config_hash(settings))
     print(f"{args.out}: {json.dumps(summary)}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from vlm_rationality.metrics.score import score_table, write_scores
+    from vlm_rationality.artefacts import write_metrics
+    from vlm_rationality.metrics.score import score_table
 
     table = score_table(args.heatmaps, args.threshold, args.iterations, args.seed)
-    write_scores(table, args.parquet, args.csv, config_hash([args.threshold, args.iterations, args.seed]))
+    write_metrics(table, args.parquet, args.csv, config_hash([args.threshold, args.iterations, args.seed]))
     print(f"{args.parquet}: {table.num_rows} rows")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from vlm_rationality.artefacts import read_metrics
     from vlm_rationality.io import atomic_path
     from vlm_rationality.report.figures import pt_ir_figure
-    from vlm_rationality.report.tables import report_markdown
+    from vlm_rationality.report.tables import ablation_markdown, report_markdown
 
-    rows = pq.read_table(args.metrics).to_pylist()
-    with atomic_path(args.markdown) as tmp:
-        tmp.write_text(report_markdown(rows, args.methods, args.models, args.datasets))
-    pt_ir_figure(rows, args.methods, args.models, args.datasets, args.figure)
-    print(f"wrote {args.markdown} and {args.figure}")
+    rows = read_metrics(args.metrics)
+    order = (args.methods, args.models, args.datasets, args.heatmap_methods)
+    for path, text in ((args.markdown, report_markdown(rows, *order)), (args.ablation, ablation_markdown(rows, *order))):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    pt_ir_figure(rows, *order, args.figure)
+    print(f"wrote {args.markdown}, {args.ablation} and {args.figure}")
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -147,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+", help="prepared shards, explained in this order")
 
-    p = stage("score", cmd_score, "PT, IR, quadrants and CIs per (dataset, shift, model, method)")
+    p = stage("score", cmd_score, "PT, IR, quadrants and CIs per (dataset, shift, model, method, heatmap method)")
     p.add_argument("--threshold", type=float, required=True)
     p.add_argument("--iterations", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
@@ -155,11 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("heatmaps", nargs="+")
 
-    p = stage("report", cmd_report, "the Table-2-style Markdown table and the PT/IR figure")
+    p = stage("report", cmd_report, "Table 2 per heatmap method, the heatmap-method ablation table and the PT/IR figure")
     p.add_argument("--metrics", required=True)
-    for name in ("methods", "models", "datasets"):
-        p.add_argument(f"--{name}", type=_json, required=True, help=f"{name} in table order (JSON list)")
+    for name in ("methods", "models", "datasets", "heatmap-methods"):
+        p.add_argument(f"--{name}", type=_json, required=True, help=f"{name.replace('-', ' ')} in table order (JSON list)")
     p.add_argument("--markdown", required=True)
+    p.add_argument("--ablation", required=True, help="the heatmap-method ablation table (Markdown)")
     p.add_argument("--figure", required=True)
 
     p = stage("inspect", cmd_inspect, "print the schema, metadata and first rows of a Parquet artefact")

@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 def check_config(config: Config) -> None:
     # Registries are imported here so that reading the config stays light for everything else.
-    from vlm_rationality.explain.chefer import HEATMAP_METHODS
+    from vlm_rationality.explain import HEATMAP_METHODS
     from vlm_rationality.finetune import FINETUNE_METHODS
     from vlm_rationality.models import MODEL_ADAPTERS
     from vlm_rationality.models.base import check_model_spec
@@ -69,8 +69,9 @@ def check_config(config: Config) -> None:
                 parse_shift(shift)
             except ValueError as err:
                 raise ConfigError(f"{key}: {err}") from err
-    if config["heatmaps"]["method"] not in HEATMAP_METHODS:
-        raise ConfigError(f"heatmaps.method: unknown heatmap method {config['heatmaps']['method']!r}; known: {', '.join(HEATMAP_METHODS)}")
+    for heatmap in config["heatmaps"]["methods"]:
+        if heatmap not in HEATMAP_METHODS:
+            raise ConfigError(f"heatmaps.methods: unknown heatmap method {heatmap!r}; known: {', '.join(HEATMAP_METHODS)}")
 
 
 def shifts(config: Config, dataset: str) -> list[str]:
@@ -79,7 +80,10 @@ def shifts(config: Config, dataset: str) -> list[str]:
 
 
 def trains(config: Config, method: str) -> bool:
-    return config["methods"][method]["kind"] != "zs"
+    """Read from the method's registered class: a method that trains has a checkpoint to explain."""
+    from vlm_rationality.finetune import FINETUNE_METHODS
+
+    return FINETUNE_METHODS.get(config["methods"][method]["kind"]).trains
 
 
 def shard_count(config: Config, dataset: str, split: str) -> int:
@@ -92,9 +96,11 @@ def shard_groups(count: int, per_job: int) -> list[tuple[int, int]]:
     return [(first, min(first + per_job, count) - 1) for first in range(0, count, per_job)]
 
 
-def heatmap_spec(config: Config) -> Config:
-    """What every heatmap depends on; how shards are grouped into jobs is not among it."""
-    return {key: value for key, value in config["heatmaps"].items() if key != "shards_per_job"}
+def heatmap_spec(config: Config, heatmap_method: str) -> Config:
+    """What one heatmap method's maps depend on: not the other methods of the list, nor how shards are grouped
+    into jobs, so adding a heatmap method reruns no existing heatmap."""
+    spec = {key: value for key, value in config["heatmaps"].items() if key not in ("methods", "shards_per_job")}
+    return {"method": heatmap_method, **spec}
 
 
 def prepare_spec(config: Config, dataset: str, split: str) -> Config:

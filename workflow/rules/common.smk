@@ -22,6 +22,7 @@ wildcard_constraints:
     model="[^/]+",
     method="[^/]+",
     shift="[^/]+",
+    heatmap="[^/]+",
     shard="[0-9]{4}",
     group="[0-9]{4}-[0-9]{4}",
 
@@ -81,12 +82,13 @@ def group_shards(wildcards):
 
 def heatmap_files():
     return [
-        f"results/heatmaps/{dataset}/{shift}/{model}/{method}/shards-{first:04d}-{last:04d}.parquet"
+        f"results/heatmaps/{dataset}/{shift}/{model}/{method}/{heatmap}/shards-{first:04d}-{last:04d}.parquet"
         for dataset in config["datasets"]
         for first, last in shard_groups(dataset)
         for shift in settings.shifts(config, dataset)
         for model in config["models"]
         for method in config["methods"]
+        for heatmap in config["heatmaps"]["methods"]
     ]
 
 
@@ -116,7 +118,7 @@ def _job_size(stage, wc):
         return ((last - first + 1) * int(config["datasets"][wc.dataset]["shard_size"]),
                 config["datasets"][wc.dataset]["image_size"], model_parameters(wc.model), 1, 1)
     rows = sum(_split_images(d, EVAL) * len(settings.shifts(config, d)) for d in config["datasets"])
-    return rows * len(config["models"]) * len(config["methods"]), 0, 0, 1, 1
+    return rows * len(config["models"]) * len(config["methods"]) * len(config["heatmaps"]["methods"]), 0, 0, 1, 1
 
 
 def sized(stage):

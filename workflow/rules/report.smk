@@ -3,11 +3,13 @@ rule report:
         "results/metrics/rationality.parquet",
     output:
         markdown="results/tables/pt_ir.md",
+        ablation="results/tables/heatmap_ablation.md",
         figure="results/figures/pt_ir.png",
     params:
         methods=as_json(list(config["methods"])),
         models=as_json(list(config["models"])),
         datasets=as_json(list(config["datasets"])),
+        heatmap_methods=as_json(config["heatmaps"]["methods"]),
     log:
         "results/logs/report.log",
     benchmark:
@@ -19,5 +21,5 @@ rule report:
         ENV
     shell:
         "python -m vlm_rationality report --metrics {input} --methods {params.methods:q}"
-        " --models {params.models:q} --datasets {params.datasets:q}"
-        " --markdown {output.markdown} --figure {output.figure} > {log} 2>&1"
+        " --models {params.models:q} --datasets {params.datasets:q} --heatmap-methods {params.heatmap_methods:q}"
+        " --markdown {output.markdown} --ablation {output.ablation} --figure {output.figure} > {log} 2>&1"

@@ -67,6 +67,11 @@ class VisionLanguageModel(nn.Module, ABC):
         """The vision transformer blocks, first to last."""
 
     @abstractmethod
+    def vision_block_norms(self) -> list[nn.Module]:
+        """Each vision block's first LayerNorm, first to last: its output is the tokens [B, N, D] (token 0 = CLS)
+        the block's attention reads, where Grad-CAM reads a ViT."""
+
+    @abstractmethod
     def capture_attention(self) -> AbstractContextManager[list[torch.Tensor]]:
         """Within the context, each forward appends every vision block's attention probabilities
         [B, heads, N, N] (token 0 = CLS) to the yielded list, kept in the autograd graph."""

@@ -291,6 +291,9 @@ class BertViT(VisionLanguageModel):
     def vision_blocks(self) -> list[nn.Module]:
         return list(self.visual_encoder.blocks)
 
+    def vision_block_norms(self) -> list[nn.Module]:
+        return [block.norm1 for block in self.vision_blocks()]
+
     def capture_attention(self) -> AbstractContextManager[list[torch.Tensor]]:
         return capture_attention([block.attn for block in self.vision_blocks()])
 

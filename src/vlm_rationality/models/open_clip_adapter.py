@@ -118,6 +118,9 @@ class OpenCLIP(VisionLanguageModel):
     def vision_blocks(self) -> list[nn.Module]:
         return list(self.model.visual.transformer.resblocks)
 
+    def vision_block_norms(self) -> list[nn.Module]:
+        return [block.ln_1 for block in self.vision_blocks()]
+
     def capture_attention(self) -> AbstractContextManager[list[torch.Tensor]]:
         return capture_attention([block.attn for block in self.vision_blocks()])
 

@@ -1,4 +1,4 @@
-"""PT and IR per method with their bootstrap intervals, one panel per dataset."""
+"""PT and IR per method with their bootstrap intervals: a row of panels per heatmap method, a panel per dataset."""
 
 from __future__ import annotations
 
@@ -18,29 +18,31 @@ METRICS = (("prediction_trustworthiness", "PT"), ("inference_reliability", "IR")
 
 def pt_ir_figure(
     rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
-    path: str | os.PathLike, shift: str = "clean",
+    heatmap_methods: Sequence[str], path: str | os.PathLike, shift: str = "clean",
 ) -> None:
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False, sharey=True)
-    index = {(r["dataset"], r["method"], r["model"]): r for r in rows if r["shift"] == shift}
+    fig, axes = plt.subplots(len(heatmap_methods), len(datasets), figsize=(4.2 * len(datasets), 3.4 * len(heatmap_methods)),
+                             squeeze=False, sharey=True)
+    index = {(r["heatmap_method"], r["dataset"], r["method"], r["model"]): r for r in rows if r["shift"] == shift}
     groups = [(m, model) for m in methods for model in models]
     width = 0.8 / len(METRICS)
-    for ax, dataset in zip(axes[0], datasets):
-        for k, (metric, label) in enumerate(METRICS):
-            values, lows, highs = [], [], []
-            for method, model in groups:
-                row = index.get((dataset, method, model), {})
-                value = row.get(metric, np.nan)
-                values.append(value)
-                lows.append(value - row.get(f"{metric}_ci_low", np.nan))
-                highs.append(row.get(f"{metric}_ci_high", np.nan) - value)
-            x = np.arange(len(groups)) + (k - (len(METRICS) - 1) / 2) * width
-            ax.bar(x, values, width, label=label, yerr=np.nan_to_num([lows, highs]), capsize=2)
-        names = [m.upper() if len(models) == 1 else f"{m.upper()}\n{model}" for m, model in groups]
-        ax.set_xticks(np.arange(len(groups)), names)
-        ax.set_title(dataset)
-        ax.set_ylim(0, 1)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel(f"value (shift: {shift})")
+    for heatmap, panels in zip(heatmap_methods, axes):
+        for ax, dataset in zip(panels, datasets):
+            for k, (metric, label) in enumerate(METRICS):
+                values, lows, highs = [], [], []
+                for method, model in groups:
+                    row = index.get((heatmap, dataset, method, model), {})
+                    value = row.get(metric, np.nan)
+                    values.append(value)
+                    lows.append(value - row.get(f"{metric}_ci_low", np.nan))
+                    highs.append(row.get(f"{metric}_ci_high", np.nan) - value)
+                x = np.arange(len(groups)) + (k - (len(METRICS) - 1) / 2) * width
+                ax.bar(x, values, width, label=label, yerr=np.nan_to_num([lows, highs]), capsize=2)
+            names = [m.upper() if len(models) == 1 else f"{m.upper()}\n{model}" for m, model in groups]
+            ax.set_xticks(np.arange(len(groups)), names)
+            ax.set_title(f"{dataset} ({heatmap})")
+            ax.set_ylim(0, 1)
+            ax.grid(axis="y", alpha=0.3)
+        panels[0].set_ylabel(f"value (shift: {shift})")
     axes[0][-1].legend(loc="upper right", fontsize="small")
     fig.tight_layout()
     with atomic_path(path) as tmp:
