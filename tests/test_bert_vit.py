@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import yaml
 
 from tests.fixtures import wordpiece_vocab
+from tests.snakemake_runs import SCHEMA
 from vlm_rationality import config as settings
 from vlm_rationality.models import build_model
 
@@ -177,14 +178,14 @@ def test_config_check_names_the_model_key(tiny_vocab):
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / ".test" / "config.yaml").read_text())
     good = copy.deepcopy(config)
     good["models"]["tiny-albef"] = {"adapter": "albef", "arch": "tiny-albef", "tokenizer": str(tiny_vocab)}
-    settings.check_config(good)
+    settings.check_config(good, SCHEMA)
     bad = copy.deepcopy(good)
     bad["models"]["tiny-albef"]["tokenizer"] = "/nowhere/bert-base-uncased"
     with pytest.raises(settings.ConfigError, match=r"models\.tiny-albef: tokenizer '/nowhere/bert-base-uncased'"):
-        settings.check_config(bad)
+        settings.check_config(bad, SCHEMA)
     bad["models"]["tiny-albef"].update(tokenizer=str(tiny_vocab), pretrained="/nowhere/ALBEF.pth")
     with pytest.raises(settings.ConfigError, match=r"models\.tiny-albef: pretrained: .*/nowhere/ALBEF\.pth"):
-        settings.check_config(bad)
+        settings.check_config(bad, SCHEMA)
 
 
 # Published sizes: ViT-B/16 without its classifier has 85,798,656 parameters at 224 px (+60x768 positions at

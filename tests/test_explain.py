@@ -52,7 +52,7 @@ def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
     assert set(table.column("heatmap_method").to_pylist()) == {"chefer"}
     np.testing.assert_array_equal(table.column("pred").to_numpy(), reference.logits.argmax(1).numpy())
     assert summary == {"n": 11, "accuracy": pytest.approx(float((reference.logits.argmax(1) == labels).float().mean())),
-                       "undefined_rma": 1}
+                       "nonfinite_logits": 0, "undefined_rma": 1}
 
 
 def test_bad_heatmap_settings_fail_clearly():

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from vlm_rationality.io import atomic_path, check_schema, with_metadata, write_parquet
+from vlm_rationality.io import atomic_path, check_schema, reading, with_metadata, write_parquet
 
 PREPARED = "prepared-samples/1"
 HEATMAPS = "heatmaps/2"
@@ -33,6 +33,8 @@ OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"caption": pa.string(), "background"
 RMA_OK = "ok"
 UNDEFINED_RMA = ("empty_mask", "nonfinite_heatmap", "zero_mass", "constant_heatmap")
 RMA_STATUSES = (RMA_OK, *UNDEFINED_RMA)
+# `pred` of a sample whose logits are not all finite: no prediction, never equal to a label.
+NO_PREDICTION = -1
 # What identifies a heatmap file's rows, and so a row of the metrics table.
 HEATMAP_KEYS = ("dataset", "shift", "model", "method", "heatmap_method")
 
@@ -128,7 +130,13 @@ def read_prepared_batches(
     height, width = prepared_meta(path)["image_shape"]
     n_image, n_mask = height * width * 3, packed_mask_bytes(height, width)
     wanted = ["sample_id", "label", "image", "mask", *columns_extra]
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=wanted):
+    with reading(path):
+        batches = pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=wanted)
+    while True:
+        with reading(path):  # damage in the middle of a file shows up only when its pages are read
+            batch = next(batches, None)
+        if batch is None:
+            return
         yield {
             "sample_id": batch.column("sample_id").to_pylist(),
             "label": batch.column("label").to_numpy().astype(np.int64),
@@ -141,7 +149,8 @@ def read_prepared_batches(
 def read_prepared(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
     """A whole shard in memory as numpy arrays (images uint8 [N,H,W,3], masks bool [N,H,W])."""
     height, width = prepared_meta(path)["image_shape"]
-    table = pq.read_table(path)
+    with reading(path):
+        table = pq.read_table(path)
     out: dict[str, np.ndarray | list] = {
         "sample_id": table.column("sample_id").to_pylist(),
         "label": table.column("label").to_numpy().astype(np.int32),
@@ -196,8 +205,8 @@ def write_heatmap_shard(
     config_hash: str,
     meta: dict[str, Any],
 ) -> None:
-    """Atomically write one heatmap file: `preds` from the full-precision logits, `logits` [N, C] (stored as
-    float16), `heatmaps` [N, gh·gw], `rma_status` indices into RMA_STATUSES; `keys` (dataset, shift, model,
+    """Atomically write one heatmap file: `preds` from the full-precision logits (NO_PREDICTION where they are
+    not all finite), `logits` [N, C] (stored as float16), `heatmaps` [N, gh·gw], `rma_status` indices into RMA_STATUSES; `keys` (dataset, shift, model,
     method, heatmap_method) name what the rows are."""
     missing = [key for key in HEATMAP_KEYS if key not in keys]
     if missing:
@@ -223,7 +232,8 @@ def read_heatmaps(path: str | os.PathLike, columns: Sequence[str]) -> tuple[dict
     missing = [key for key in HEATMAP_KEYS if key not in meta.get("keys", {})]
     if missing:
         raise ValueError(f"{path}: heatmap metadata lacks {', '.join(missing)}; delete it and rerun the explain stage")
-    return meta, pq.read_table(path, columns=list(columns))
+    with reading(path):
+        return meta, pq.read_table(path, columns=list(columns))
 
 
 # Metrics ---------------------------------------------------------------------------------------------------
@@ -237,4 +247,5 @@ def write_metrics(table: pa.Table, parquet_path: str | os.PathLike, csv_path: st
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     check_schema(path, METRICS)
-    return pq.read_table(path).to_pylist()
+    with reading(path):
+        return pq.read_table(path).to_pylist()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from vlm_rationality.io import config_hash, read_metadata
+from vlm_rationality.io import config_hash, read_metadata, reading
 
 
 def _json(text: str) -> Any:
@@ -100,7 +100,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
-    parquet = pq.ParquetFile(args.path)
+    with reading(args.path):
+        parquet = pq.ParquetFile(args.path)
     print(f"{args.path}: {parquet.metadata.num_rows} rows, {parquet.metadata.num_row_groups} row group(s)")
     print(json.dumps(read_metadata(args.path), indent=2))
     print(parquet.schema_arrow.remove_metadata())

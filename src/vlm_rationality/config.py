@@ -11,56 +11,95 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import copy
+import re
+
 from vlm_rationality.data import DATASET_ADAPTERS, build_dataset
 from vlm_rationality.data.corruptions import parse_shift
+from vlm_rationality.schema import Schema, validate
 
 Config = dict[str, Any]
+# A dataset, model or method name becomes a path component of every result it has.
+PLAIN_NAME = re.compile(r"^(?!\.+$)[A-Za-z0-9_.-]+$")
 
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
 
 
-def check_config(config: Config) -> None:
+def _dataset_schema(schema: Schema, adapter: type) -> Schema:
+    """The schema's dataset entry closed over the adapter's declared options and split options."""
+    entry = copy.deepcopy(schema["properties"]["datasets"]["additionalProperties"])
+    entry["properties"].update(adapter.options)
+    entry["additionalProperties"] = False
+    entry["properties"]["splits"]["additionalProperties"] = {
+        "type": "object", "properties": adapter.split_options, "additionalProperties": False,
+    }
+    return entry
+
+
+def check_config(config: Config, schema: Schema) -> None:
+    """Validate `config` against the closed `schema` (filling in its defaults), then check what the schema
+    cannot: names against the registries, each adapter's own options, references between sections, and
+    settings that cannot work with a model or device. Every error is reported, each naming its key."""
+    errors = validate(config, schema)
+    if errors:
+        raise ConfigError("\n".join(errors))
     # Registries are imported here so that reading the config stays light for everything else.
     from vlm_rationality.explain import HEATMAP_METHODS
     from vlm_rationality.finetune import FINETUNE_METHODS
     from vlm_rationality.models import MODEL_ADAPTERS
     from vlm_rationality.models.base import check_model_spec
 
+    for section in ("datasets", "models", "methods"):
+        for name in config[section]:
+            if not PLAIN_NAME.match(name):
+                errors.append(f"{section}: the name {name!r} is a path component of its results; use letters, "
+                              "digits, '_', '.' and '-', not only dots")
     for name, dataset in config["datasets"].items():
         key = f"datasets.{name}"
         if dataset["adapter"] not in DATASET_ADAPTERS:
-            raise ConfigError(f"{key}.adapter: unknown dataset adapter {dataset['adapter']!r}; known: {', '.join(DATASET_ADAPTERS)}")
+            errors.append(f"{key}.adapter: unknown dataset adapter {dataset['adapter']!r}; known: {', '.join(DATASET_ADAPTERS)}")
+            continue
+        found = validate(dataset, _dataset_schema(schema, DATASET_ADAPTERS.get(dataset["adapter"])), [*key.split(".", 1)])
+        errors += found
         for split in (config["eval_split"], config["train_split"]):
             if split not in dataset["splits"]:
-                raise ConfigError(f"{key}.splits: no {split!r} split (named by eval_split/train_split)")
-        try:
-            build_dataset(dataset)
-        except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
-            raise ConfigError(f"{key}: {err}") from err
+                errors.append(f"{key}.splits: no {split!r} split (named by eval_split/train_split)")
+        if not found:
+            try:
+                build_dataset(dataset)
+            except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+                errors.append(f"{key}: {err}")
+    depths = {}
     for name, model in config["models"].items():
         key = f"models.{name}"
-        if model.get("adapter", "open_clip") not in MODEL_ADAPTERS:
-            raise ConfigError(f"{key}.adapter: unknown model adapter {model['adapter']!r}; known: {', '.join(MODEL_ADAPTERS)}")
+        if model["adapter"] not in MODEL_ADAPTERS:
+            errors.append(f"{key}.adapter: unknown model adapter {model['adapter']!r}; known: {', '.join(MODEL_ADAPTERS)}")
+            continue
         try:
-            check_model_spec(model)
+            depths[name] = check_model_spec(model)
         except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
-            raise ConfigError(f"{key}: {err}") from err
+            errors.append(f"{key}: {err}")
         pretrain = model.get("pretrain")
         if pretrain is not None:
             if "pretrained" in model:
-                raise ConfigError(f"{key}: give either `pretrain` (the workflow trains the base) or `pretrained`, not both")
+                errors.append(f"{key}: give either `pretrain` (the workflow trains the base) or `pretrained`, not both")
             source = config["datasets"].get(pretrain["dataset"])
             if source is None:
-                raise ConfigError(f"{key}.pretrain.dataset: no dataset {pretrain['dataset']!r} in datasets")
-            if pretrain["split"] not in source["splits"]:
-                raise ConfigError(f"{key}.pretrain.split: dataset {pretrain['dataset']!r} has no split {pretrain['split']!r}")
+                errors.append(f"{key}.pretrain.dataset: no dataset {pretrain['dataset']!r} in datasets")
+            elif pretrain["split"] not in source["splits"]:
+                errors.append(f"{key}.pretrain.split: dataset {pretrain['dataset']!r} has no split {pretrain['split']!r}")
     for name, method in config["methods"].items():
+        key = f"methods.{name}"
         if method["kind"] not in FINETUNE_METHODS:
-            raise ConfigError(f"methods.{name}.kind: unknown method {method['kind']!r}; known: {', '.join(FINETUNE_METHODS)}")
-        if method.get("augment") and method["kind"] in ("zs", "lp"):
-            raise ConfigError(f"methods.{name}.augment: {method['kind']} trains no image tower (lp reads features extracted once)")
+            errors.append(f"{key}.kind: unknown method {method['kind']!r}; known: {', '.join(FINETUNE_METHODS)}")
+            continue
+        if not FINETUNE_METHODS.get(method["kind"]).trains:
+            errors += [f"{key}.{setting}: {method['kind']} trains nothing, so it takes no training setting"
+                       for setting in ("lr", "epochs", "batch_size", "head_init") if setting in method]
+        if method["augment"] and method["kind"] in ("zs", "lp"):
+            errors.append(f"{key}.augment: {method['kind']} trains no image tower (lp reads features extracted once)")
     for key, shift_list in [("shifts", config["shifts"])] + [
         (f"datasets.{name}.shifts", d["shifts"]) for name, d in config["datasets"].items() if "shifts" in d
     ]:
@@ -68,10 +107,19 @@ def check_config(config: Config) -> None:
             try:
                 parse_shift(shift)
             except ValueError as err:
-                raise ConfigError(f"{key}: {err}") from err
-    for heatmap in config["heatmaps"]["methods"]:
+                errors.append(f"{key}: {err}")
+    heatmaps = config["heatmaps"]
+    for heatmap in heatmaps["methods"]:
         if heatmap not in HEATMAP_METHODS:
-            raise ConfigError(f"heatmaps.methods: unknown heatmap method {heatmap!r}; known: {', '.join(HEATMAP_METHODS)}")
+            errors.append(f"heatmaps.methods: unknown heatmap method {heatmap!r}; known: {', '.join(HEATMAP_METHODS)}")
+    for name, depth in depths.items():
+        if heatmaps["start_block"] >= depth:
+            errors.append(f"heatmaps.start_block: {heatmaps['start_block']} is beyond the {depth} vision blocks of model "
+                          f"{name!r} (blocks count from 0)")
+    if heatmaps["amp"] != "none" and config["device"] == "cpu":
+        errors.append(f"heatmaps.amp: {heatmaps['amp']} is mixed precision on CUDA, but device is cpu; set amp: none")
+    if errors:
+        raise ConfigError("\n".join(errors))
 
 
 def shifts(config: Config, dataset: str) -> list[str]:

@@ -67,9 +67,21 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+@contextmanager
+def reading(path: str | os.PathLike) -> Iterator[None]:
+    """Name the file in any error while reading it: a truncated or damaged Parquet file (a killed copy, a full
+    disk) otherwise fails with pyarrow's message alone, e.g. 'Parquet magic bytes not found in footer'."""
+    try:
+        yield
+    except pa.ArrowException as err:
+        raise ValueError(f"{path}: not a readable Parquet file ({err}); delete it and rerun the stage that "
+                         "writes it") from err
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The vlm_rationality.* metadata of a Parquet file, JSON-decoded where it is JSON."""
-    raw = pq.read_schema(path).metadata or {}
+    with reading(path):
+        raw = pq.read_schema(path).metadata or {}
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if not key.startswith(b"vlm_rationality."):

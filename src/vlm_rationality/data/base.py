@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
@@ -31,12 +31,20 @@ class Skipped:
 
     sample_id: str
     reason: str
+    detail: str = ""  # the path and error, for the job log
 
 
 class Dataset(ABC):
-    """A dataset adapter reads its original layout and yields samples at a given input size."""
+    """A dataset adapter reads its original layout and yields samples at a given input size.
+
+    `options` and `split_options` declare, as JSON-schema properties with their defaults, the config keys the
+    adapter takes besides the common ones (adapter, root, image_size, shard_size, splits, shifts) and in each
+    split: the config check closes a dataset entry over exactly these.
+    """
 
     extra_columns: tuple[str, ...] = ()
+    options: ClassVar[dict[str, Any]] = {}
+    split_options: ClassVar[dict[str, Any]] = {}
 
     image_size: int
 
@@ -56,7 +64,15 @@ class Dataset(ABC):
         return [template.format(name=name) for name in self.class_names]
 
 
+def _defaults(declared: dict[str, Any]) -> dict[str, Any]:
+    return {name: spec["default"] for name, spec in declared.items() if "default" in spec}
+
+
 def build_dataset(config: dict[str, Any]) -> Dataset:
-    """The adapter named by `config["adapter"]`, given every other key except `shard_size` and `shifts`."""
+    """The adapter named by `config["adapter"]`, given every other key except `shard_size` and `shifts`; options
+    and split options the config leaves out take the adapter's declared defaults."""
+    adapter = DATASET_ADAPTERS.get(config["adapter"])
     options = {key: value for key, value in config.items() if key not in ("adapter", "shard_size", "shifts")}
-    return DATASET_ADAPTERS.get(config["adapter"])(**options)
+    options = {**_defaults(adapter.options), **options}
+    options["splits"] = {name: {**_defaults(adapter.split_options), **split} for name, split in config["splits"].items()}
+    return adapter(**options)

@@ -19,8 +19,13 @@ NOT_A_CLASS = "BACKGROUND_Google"
 @DATASET_ADAPTERS.register("caltech101")
 class Caltech101(FileDataset):
     layout = "root/101_ObjectCategories/<class>/image_NNNN.jpg and root/Annotations/<class>/annotation_NNNN.mat"
+    options = {
+        "train_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.5,
+                           "description": "share of each class in the seeded train split (Caltech-101 has no official one)"},
+        "seed": {"type": "integer", "default": 0},
+    }
 
-    def __init__(self, root: str, image_size: int, splits: dict, train_fraction: float = 0.5, seed: int = 0) -> None:
+    def __init__(self, root: str, image_size: int, splits: dict, train_fraction: float, seed: int) -> None:
         super().__init__(root, image_size, splits)
         require(self.root / "101_ObjectCategories", self.layout)
         require(self.root / "Annotations", self.layout)

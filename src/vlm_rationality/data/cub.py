@@ -23,7 +23,13 @@ class CUB(FileDataset):
     layout = ("root/{images,image_class_labels,classes,train_test_split,bounding_boxes}.txt, root/images/, "
               "and root/segmentations/<class>/<image>.png (option `segmentations`)")
 
-    def __init__(self, root: str, image_size: int, splits: dict, segmentations: str | None = None, threshold: int = 128) -> None:
+    options = {
+        "segmentations": {"type": "string", "description": "the separately distributed segmentations/ folder, if not under root"},
+        "threshold": {"type": "integer", "minimum": 1, "maximum": 255, "default": 128,
+                      "description": "a pixel is the bird where the segmentation is >= threshold"},
+    }
+
+    def __init__(self, root: str, image_size: int, splits: dict, threshold: int, segmentations: str | None = None) -> None:
         super().__init__(root, image_size, splits)
         for name in TABLES:
             require(self.root / name, self.layout)

@@ -69,6 +69,7 @@ class FileDataset(Dataset):
     """A dataset read from its original layout under `root`; subclasses list items and build masks."""
 
     layout: str = ""
+    split_options = {"masks": {"type": "boolean", "default": True, "description": "false: a split used without annotations"}}
 
     def __init__(self, root: str, image_size: int, splits: dict[str, dict[str, Any]]) -> None:
         self.root = require(Path(root).expanduser(), self.layout)
@@ -96,7 +97,7 @@ class FileDataset(Dataset):
 
     def needs_masks(self, split: str) -> bool:
         """Evaluation splits need an object; training splits may be used without annotations."""
-        return bool(self.splits[split].get("masks", True))
+        return bool(self.splits[split]["masks"])
 
     def load(self, item: Item, with_mask: bool) -> Sample:
         path = self.root / item.sample_id
@@ -106,7 +107,8 @@ class FileDataset(Dataset):
                 image = handle.copy()
         except FileNotFoundError as err:
             raise BadInput("missing_image", str(path)) from err
-        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as err:
+            # A decompression bomb (over twice PIL's MAX_IMAGE_PIXELS) is refused before decoding: memory stays bounded.
             raise BadInput("unreadable_image", f"{path}: {err}") from err
         if with_mask:
             mask = self.object_mask(item, image.width, image.height)
@@ -125,4 +127,4 @@ class FileDataset(Dataset):
             try:
                 yield self.load(item, with_mask)
             except BadInput as bad:
-                yield Skipped(item.sample_id, bad.reason)
+                yield Skipped(item.sample_id, bad.reason, str(bad))

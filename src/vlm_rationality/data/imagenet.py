@@ -48,6 +48,11 @@ def read_voc_boxes(path: Path) -> list[tuple[str, tuple[float, ...]]]:
 class ImageNet(FileDataset):
     layout = ("root/train/<synset>/*.JPEG, root/val/<synset>/*.JPEG, and val boxes as root/LOC_val_solution.csv "
               "or a folder of ILSVRC val XML files (option `boxes`)")
+    options = {
+        "boxes": {"type": "string", "description": "LOC_val_solution.csv or a folder of ILSVRC val XML files"},
+        "split_folders": {"type": "object", "additionalProperties": {"type": "string"},
+                          "description": "split name -> folder under root, e.g. {test: val}"},
+    }
 
     def __init__(self, root: str, image_size: int, splits: dict, boxes: str | None = None,
                  split_folders: dict[str, str] | None = None) -> None:

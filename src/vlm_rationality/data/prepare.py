@@ -7,6 +7,7 @@ are skipped and counted per reason, in the shard's metadata and in the split's r
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from typing import Any, Sequence
@@ -18,6 +19,8 @@ from tqdm import tqdm
 from vlm_rationality.artefacts import prepared_meta, write_prepared_shard
 from vlm_rationality.data.base import Sample, build_dataset
 from vlm_rationality.io import write_json
+
+log = logging.getLogger(__name__)
 
 
 def prepare_shard(dataset_config: dict[str, Any], split: str, shard: int, out_path: str | os.PathLike, config_hash: str) -> dict[str, Any]:
@@ -34,6 +37,7 @@ def prepare_shard(dataset_config: dict[str, Any], split: str, shard: int, out_pa
             samples.append(entry)
         else:
             skipped[entry.reason] += 1
+            log.warning("skipped %s (%s)", entry.sample_id, entry.detail or entry.reason)
     s = dataset.image_size
     write_prepared_shard(
         out_path,

@@ -233,13 +233,23 @@ class SyntheticDataset(Dataset):
     """The generator as a dataset adapter: `splits` maps split name -> {size, rho}."""
 
     extra_columns = ("caption", "background")
+    # The generator's fields are the options (their defaults are SyntheticSpec's; image_size is a common key).
+    options = {
+        name: {"type": "integer" if field.type == "int" else "number", "default": field.default}
+        for name, field in SyntheticSpec.__dataclass_fields__.items() if name != "image_size"
+    }
+    split_options = {
+        "size": {"type": "integer", "minimum": 1},
+        "rho": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.0,
+                "description": "how often a training image shows its class's own background"},
+    }
 
     def __init__(self, splits: dict[str, dict[str, Any]], **spec: Any) -> None:
         self.spec = SyntheticSpec(**spec)
         self.image_size = self.spec.image_size
         for name, split in splits.items():
             sample_rng(0, name, 0)  # unknown split names fail here, naming the known ones
-            if split.get("size", 0) < 1:
+            if split.get("size", 0) < 1:  # the config schema requires it; a direct caller may not give it
                 raise ValueError(f"synthetic split {name!r}: size must be >= 1")
         self.splits = splits
 
@@ -253,5 +263,5 @@ class SyntheticDataset(Dataset):
         return int(self.splits[split]["size"])
 
     def samples(self, split: str, start: int, stop: int) -> Iterator[Sample]:
-        rho = float(self.splits[split].get("rho", 0.0))
+        rho = float(self.splits[split]["rho"])
         yield from generate(self.spec, split, min(stop, self.split_size(split)) - start, rho, start)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import prepared_meta, write_heatmap_shard
+from vlm_rationality.artefacts import NO_PREDICTION, prepared_meta, write_heatmap_shard
 from vlm_rationality.data.corruptions import apply_shift
 from vlm_rationality.data.shards import iter_batches
 from vlm_rationality.device import AMP_DTYPES
@@ -79,7 +79,8 @@ def explain_shards(
         logits, relevance, rma, status, explained = (t.numpy() for t in on_host)
         columns["sample_id"] += batch.sample_ids
         columns["label"].append(batch.labels.cpu().numpy())
-        columns["pred"].append(logits.argmax(axis=1))
+        # A non-finite logit (e.g. a checkpoint with NaN weights) makes no prediction: argmax would say class 0.
+        columns["pred"].append(np.where(np.isfinite(logits).all(axis=1), logits.argmax(axis=1), NO_PREDICTION))
         columns["logits"].append(logits)
         columns["heatmap"].append(relevance.reshape(len(relevance), -1))
         columns["rma"].append(rma)
@@ -100,6 +101,7 @@ def explain_shards(
         logits=stacked["logits"], heatmaps=stacked["heatmap"], rma=stacked["rma"], rma_status=stacked["status"],
         explained_class=stacked["explained"], keys=keys, config_hash=config_hash, meta=meta,
     )
-    n = len(columns["sample_id"])
-    accuracy = float((stacked["pred"] == stacked["label"]).mean()) if n else float("nan")
-    return {"n": n, "accuracy": accuracy, "undefined_rma": int(np.sum(stacked["status"] != 0))}
+    predicted = stacked["pred"] != NO_PREDICTION
+    accuracy = float((stacked["pred"] == stacked["label"])[predicted].mean()) if predicted.any() else float("nan")
+    return {"n": len(columns["sample_id"]), "accuracy": accuracy, "nonfinite_logits": int((~predicted).sum()),
+            "undefined_rma": int(np.sum(stacked["status"] != 0))}

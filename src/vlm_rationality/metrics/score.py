@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from vlm_rationality.artefacts import HEATMAP_KEYS, UNDEFINED_RMA, read_heatmaps
+from vlm_rationality.artefacts import HEATMAP_KEYS, NO_PREDICTION, UNDEFINED_RMA, read_heatmaps
 from vlm_rationality.metrics.rationality import rationality
 
 
@@ -28,12 +28,15 @@ def score_table(heatmap_paths: Sequence[str | os.PathLike], threshold: float, it
     rows: list[dict[str, Any]] = []
     for key in sorted(groups):
         table = pa.concat_tables(groups[key])
-        correct = table.column("pred").to_numpy() == table.column("label").to_numpy()
-        result = rationality(correct, table.column("rma").to_numpy(), threshold, iterations, seed)
-        statuses = np.asarray(table.column("rma_status").to_pylist())
+        pred = table.column("pred").to_numpy()
+        predicted = pred != NO_PREDICTION  # non-finite logits: counted, and left out of every metric
+        correct = pred[predicted] == table.column("label").to_numpy()[predicted]
+        result = rationality(correct, table.column("rma").to_numpy()[predicted], threshold, iterations, seed)
+        statuses = np.asarray(table.column("rma_status").to_pylist())[predicted]
         row: dict[str, Any] = dict(zip(HEATMAP_KEYS, key))
         row.update(result.as_row())
         row.update({f"n_undefined_{s}": int(np.sum(statuses == s)) for s in UNDEFINED_RMA})
+        row["n_nonfinite_logits"] = int((~predicted).sum())
         row["n_skipped"] = sum(skipped[key].values())
         row["threshold"] = threshold
         rows.append(row)

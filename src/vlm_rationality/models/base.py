@@ -107,6 +107,11 @@ class VisionLanguageModel(nn.Module, ABC):
 
     @classmethod
     @abstractmethod
+    def vision_layers(cls, **config: Any) -> int:
+        """Depth of the vision tower from the architecture alone (no build): bounds the heatmap start_block."""
+
+    @classmethod
+    @abstractmethod
     def approx_parameters(cls, **config: Any) -> int:
         """Parameter count from the architecture alone (no build), to size a job's memory."""
 
@@ -121,10 +126,13 @@ def approx_parameters(config: dict[str, Any]) -> int:
     return MODEL_ADAPTERS.get(config.pop("adapter", "open_clip")).approx_parameters(**config)  # type: ignore[attr-defined]
 
 
-def check_model_spec(config: dict[str, Any]) -> None:
-    """The adapter's own checks of a model config entry (without `pretrain`, which the workflow handles)."""
+def check_model_spec(config: dict[str, Any]) -> int:
+    """The adapter's own checks of a model config entry (without `pretrain`, which the workflow handles);
+    returns the depth of its vision tower."""
     config = {key: value for key, value in config.items() if key != "pretrain"}
-    MODEL_ADAPTERS.get(config.pop("adapter", "open_clip")).check_spec(**config)  # type: ignore[attr-defined]
+    adapter = MODEL_ADAPTERS.get(config.pop("adapter", "open_clip"))
+    adapter.check_spec(**config)  # type: ignore[attr-defined]
+    return adapter.vision_layers(**config)  # type: ignore[attr-defined]
 
 
 def build_model(config: dict[str, Any]) -> VisionLanguageModel:

@@ -200,6 +200,10 @@ class BertViT(VisionLanguageModel):
         load_tokenizer(tokenizer, config.tokenizer_vocab_size)
 
     @classmethod
+    def vision_layers(cls, arch: str, **_: Any) -> int:
+        return cls.resolve_arch(arch).vision.layers
+
+    @classmethod
     def approx_parameters(cls, arch: str, **_: Any) -> int:
         config = cls.resolve_arch(arch)
         v, t = config.vision, config.text

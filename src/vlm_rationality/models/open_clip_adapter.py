@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Sequence
@@ -70,9 +72,17 @@ class OpenCLIP(VisionLanguageModel):
         self.preprocess = Preprocess(int(size), tuple(cfg["mean"]), tuple(cfg["std"]))
 
     @classmethod
-    def check_spec(cls, arch: str, pretrained: str | None = None, **create_kwargs: Any) -> None:
+    def check_spec(cls, arch: str, pretrained: str | None = None, **others: Any) -> None:
+        if others:
+            raise ValueError(f"{', '.join(sorted(others))}: not a setting of the open_clip adapter (tokenizer and "
+                             "image_size are albef/blip settings)")
         _check_arch(arch)
         resolve_pretrained(arch, pretrained)
+
+    @classmethod
+    def vision_layers(cls, arch: str, **_: Any) -> int:
+        _check_arch(arch)
+        return int(open_clip.get_model_config(arch)["vision_cfg"]["layers"])
 
     @classmethod
     def approx_parameters(cls, arch: str, **_: Any) -> int:
@@ -90,6 +100,14 @@ class OpenCLIP(VisionLanguageModel):
         source = resolve_pretrained(arch, pretrained)
         try:
             model = open_clip.create_model(arch, pretrained=source, **create_kwargs)
+        except pickle.UnpicklingError as err:  # torch's message advises weights_only=False, which runs the pickle's code
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+            raise ValueError(
+                f"open_clip checkpoint {source} is refused: it is a pickle that holds Python objects besides tensors"
+                f"{f' ({found.group(1)})' if found else ''}, and loading those could run arbitrary code. Save its state "
+                "dict alone (torch.save(model.state_dict(), path), or safetensors) where you trust the file, and set "
+                "`pretrained` to that"
+            ) from None
         except RuntimeError as err:
             raise RuntimeError(
                 f"could not load open_clip {arch} weights {source!r}: {err}. Without network access, download the "

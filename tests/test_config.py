@@ -1,0 +1,91 @@
+"""The config contract: a closed schema whose errors name the key path and the key probably meant, the one
+source of defaults, and the checks the schema cannot make (start_block, amp, names)."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import yaml
+
+from tests.snakemake_runs import REPO, SCHEMA, TEST_CONFIG
+from vlm_rationality.config import ConfigError, check_config
+
+DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def check(change) -> str:
+    config = copy.deepcopy(TEST_CONFIG)
+    change(config)
+    with pytest.raises(ConfigError) as error:
+        check_config(config, SCHEMA)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(treads=2), "treads: unknown setting; did you mean threads?"),
+    (lambda c: c["datasets"]["tiny-synthetic"].update(shard_sise=4),
+     "datasets.tiny-synthetic.shard_sise: unknown setting; did you mean shard_size?"),
+    (lambda c: c["datasets"]["tiny-synthetic"].update(num_clases=4),
+     "datasets.tiny-synthetic.num_clases: unknown setting; did you mean num_classes?"),
+    (lambda c: c["datasets"]["tiny-synthetic"]["splits"]["train"].update(rhoo=0.9),
+     "datasets.tiny-synthetic.splits.train.rhoo: unknown setting; did you mean rho?"),
+    (lambda c: c["models"]["tiny-clip"].update(pretrianed="x"),
+     "models.tiny-clip.pretrianed: unknown setting; did you mean pretrained?"),
+    (lambda c: c["models"]["tiny-clip"]["pretrain"].update(epoch=2),
+     "models.tiny-clip.pretrain.epoch: unknown setting; did you mean epochs?"),
+    (lambda c: c["methods"]["ft"].update(head_int="prompts"), "methods.ft.head_int: unknown setting; did you mean head_init?"),
+    (lambda c: c["methods"]["lp"].update(weight_decai=0.1),
+     "methods.lp.weight_decai: unknown setting; did you mean weight_decay?"),
+    (lambda c: c["heatmaps"].update(method="chefer"), "heatmaps.method: unknown setting; did you mean methods?"),
+    (lambda c: c["score"].update(treshold=0.3), "score.treshold: unknown setting; did you mean threshold?"),
+    (lambda c: c.update(resources={"mem": 100}), "resources.mem: unknown setting; did you mean mem_mb?"),
+    (lambda c: c.update(resources={"images_per_second": {"explian": 3}}),
+     "resources.images_per_second.explian: unknown setting; did you mean explain?"),
+], ids=["top", "dataset", "dataset-adapter-option", "split", "model", "pretrain", "method", "method-training",
+        "heatmaps", "score", "resources", "images-per-second"])
+def test_a_typo_in_any_map_names_its_path_and_the_key_meant(change, message):
+    assert message in check(change)
+
+
+def test_every_error_is_reported_at_once():
+    text = check(lambda c: (c["methods"]["ft"].update(head_int="prompts"), c["score"].update(treshold=0.3)))
+    assert text.splitlines() == ["methods.ft.head_int: unknown setting; did you mean head_init?",
+                                 "score.treshold: unknown setting; did you mean threshold?"]
+
+
+def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
+    from tests import fixtures
+
+    root = fixtures.cub(tmp_path / "cub").root
+    entry = {"adapter": "cub", "root": str(root), "image_size": 32, "shard_size": 4, "splits": {"train": {}, "test": {}}}
+    text = check(lambda c: c["datasets"].update(cub={**entry, "treshold": 100}))
+    assert "datasets.cub.treshold: unknown setting; did you mean threshold?" in text
+    text = check(lambda c: c["datasets"].update(cub={**entry, "splits": {"train": {"rho": 0.9}, "test": {}}}))
+    assert "datasets.cub.splits.train.rho: unknown setting; known: masks" in text
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["heatmaps"].update(start_block=2), r"heatmaps\.start_block: 2 is beyond the 2 vision blocks of model 'tiny-clip'"),
+    (lambda c: c["heatmaps"].update(amp="bf16"), r"heatmaps\.amp: bf16 is mixed precision on CUDA, but device is cpu; set amp: none"),
+    (lambda c: c["methods"]["zs"].update(lr=0.1), r"methods\.zs\.lr: zs trains nothing"),
+    (lambda c: c["methods"].update({"..": {"kind": "zs"}}), r"methods: the name '\.\.' is a path component"),
+    (lambda c: c["datasets"].update({".": c["datasets"]["tiny-synthetic"]}), r"datasets: the name '\.' is a path component"),
+    (lambda c: c["models"].update({"..": c["models"]["tiny-clip"]}), r"models: the name '\.\.' is a path component"),
+    (lambda c: c["models"]["tiny-clip"].update(tokenizer="x"), r"models\.tiny-clip: tokenizer: not a setting of the open_clip"),
+    (lambda c: c["heatmaps"].update(methods=["lime"]), r"heatmaps\.methods: unknown heatmap method 'lime'"),
+], ids=["start-block-too-deep", "amp-on-cpu", "zs-training-setting", "dot-method", "dot-dataset", "dotdot-model",
+        "open-clip-tokenizer", "unknown-heatmap-method"])
+def test_settings_that_cannot_work_fail_at_config_check(change, message):
+    assert re.search(message, check(change))
+
+
+def test_defaults_come_from_the_schema():
+    config = copy.deepcopy(DEFAULT)
+    del config["heatmaps"]["batch_size"], config["datasets"]["synthetic-rho0"]["splits"]["train"]["rho"]
+    check_config(config, SCHEMA)
+    assert config["heatmaps"]["batch_size"] == SCHEMA["properties"]["heatmaps"]["properties"]["batch_size"]["default"]
+    assert config["datasets"]["synthetic-rho0"]["splits"]["train"]["rho"] == 0.0
+    assert config["methods"]["lp"]["processes"] == 1 and config["resources"]["images_per_second"]["explain"] == 300
+    assert config["models"]["tiny-clip"]["adapter"] == "open_clip"

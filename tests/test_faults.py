@@ -1,0 +1,106 @@
+"""Faults found by trying the benchmark as a user would: each fails clearly, names its file, or is counted."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests import fixtures
+from vlm_rationality.artefacts import (
+    prepared_meta, read_heatmaps, read_metrics, read_prepared, read_prepared_batches, write_prepared_shard,
+)
+from vlm_rationality.data import Sample, Skipped, build_dataset
+from vlm_rationality.data.prepare import prepare_shard
+from vlm_rationality.data.synthetic import SyntheticSpec, generate
+from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
+from vlm_rationality.metrics.score import score_table
+from vlm_rationality.models import build_classifier, build_model
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory):
+    samples = list(generate(SyntheticSpec(image_size=32), "test", 10))
+    path = tmp_path_factory.mktemp("prepared") / "shard-0000.parquet"
+    write_prepared_shard(path, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
+                         images=np.stack([s.image for s in samples]), masks=np.stack([s.mask for s in samples]),
+                         sources=["synthetic"] * 10, config_hash="h")
+    return path
+
+
+def _truncated(path, tmp_path):
+    damaged = tmp_path / path.name
+    damaged.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return damaged
+
+
+@pytest.mark.parametrize("read", [prepared_meta, read_prepared, lambda p: list(read_prepared_batches(p, 4)),
+                                  lambda p: read_heatmaps(p, ["rma"]), read_metrics],
+                         ids=["meta", "prepared", "batches", "heatmaps", "metrics"])
+def test_a_truncated_parquet_file_is_named_with_what_to_do(shard, tmp_path, read):
+    damaged = _truncated(shard, tmp_path)
+    with pytest.raises(ValueError, match=rf"{damaged}: not a readable Parquet file .*magic bytes.*delete it and rerun"):
+        read(damaged)
+
+
+def test_a_damaged_heatmap_file_fails_the_score_naming_it(tiny_model, prompts, shard, tmp_path):
+    out = tmp_path / "heatmaps.parquet"
+    explain_shards(build_classifier(tiny_model, "prompt", prompts), [shard], out, HeatmapSettings(batch_size=8), "h")
+    (tmp_path / "damaged").mkdir()
+    damaged = _truncated(out, tmp_path / "damaged")
+    with pytest.raises(ValueError, match=rf"{damaged}: not a readable Parquet file"):
+        score_table([out, damaged], 0.5, 10, 0)
+
+
+def _bomb_jpeg(path, side: int = 14_000) -> None:
+    """A small JPEG whose header claims side × side pixels: PIL refuses it at open, before decoding."""
+    fixtures.photo(path)
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")  # baseline start-of-frame: length (2), precision (1), height (2), width (2)
+    data[sof + 5:sof + 9] = side.to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+
+
+def test_a_decompression_bomb_is_counted_as_unreadable_with_its_path(tmp_path, caplog):
+    fixture = fixtures.imagenet(tmp_path / "in")
+    victim = next(sample_id for sample_id in fixture.boxes)
+    _bomb_jpeg(fixture.root / victim)
+    config = {"adapter": "imagenet", "root": str(fixture.root), "image_size": 32, "shard_size": 100,
+              "splits": {"val": {}}}
+    dataset = build_dataset(config)
+    entries = list(dataset.samples("val", 0, dataset.split_size("val")))
+    bombs = [e for e in entries if isinstance(e, Skipped) and e.sample_id == victim]
+    assert len(bombs) == 1 and bombs[0].reason == "unreadable_image" and "decompression bomb" in bombs[0].detail
+    assert sum(isinstance(e, Sample) for e in entries) == len(fixture.boxes) - 1
+    with caplog.at_level(logging.WARNING, logger="vlm_rationality"):
+        counts = prepare_shard(config, "val", 0, tmp_path / "shard-0000.parquet", "h")
+    assert counts["skipped"]["unreadable_image"] == fixture.bad["unreadable_image"] + 1
+    assert any(victim in record.getMessage() and str(fixture.root) in record.getMessage() for record in caplog.records)
+
+
+def test_non_finite_logits_make_no_prediction_and_are_counted(prompts, shard, tmp_path):
+    model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
+    classifier = build_classifier(model, "linear", prompts)
+    with torch.no_grad():
+        classifier.head.weight[:, 0] = math.nan  # a checkpoint with NaN weights: every logit NaN
+    out = tmp_path / "heatmaps.parquet"
+    summary = explain_shards(classifier, [shard], out, HeatmapSettings(batch_size=8), "h",
+                             keys={"dataset": "d", "model": "m", "method": "ft"})
+    assert summary["nonfinite_logits"] == 10 and math.isnan(summary["accuracy"])
+    _, table = read_heatmaps(out, ["pred"])
+    assert set(table.column("pred").to_pylist()) == {-1}
+    row = score_table([out], 0.5, 10, 0).to_pylist()[0]
+    assert row["n_nonfinite_logits"] == 10 and row["n"] == 0 and math.isnan(row["accuracy"])
+
+
+def test_a_pickle_checkpoint_refused_by_weights_only_is_named_with_why(tmp_path):
+    model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
+    path = tmp_path / "trainer-state.pt"
+    torch.save({"state_dict": model.model.state_dict(), "args": argparse.Namespace(lr=1e-4)}, path)
+    with pytest.raises(ValueError, match=rf"{path} is refused: .*\(argparse\.Namespace\).*arbitrary code") as error:
+        build_model({"adapter": "open_clip", "arch": "tiny-vit-32", "pretrained": str(path)})
+    assert "weights_only=False" not in str(error.value)
