@@ -154,14 +154,57 @@ def _broken(change) -> dict:
         (_broken(lambda c: c["models"]["tiny-clip"]["pretrain"].update(dataset="imagenet")),
          r"models\.tiny-clip\.pretrain\.dataset: no dataset 'imagenet'"),
         (_broken(lambda c: c["datasets"]["tiny-synthetic"].update(num_classes=99)), r"datasets\.tiny-synthetic: .*num_classes"),
+        (_broken(lambda c: c["methods"]["ft"].update(head_int="prompts")),
+         r"methods\.ft\.head_int: unknown setting; did you mean head_init\?"),
     ],
-    ids=["unknown-method", "negative-lr", "missing-dataset-key", "dangling-reference", "bad-adapter-option"],
+    ids=["unknown-method", "negative-lr", "missing-dataset-key", "dangling-reference", "bad-adapter-option", "typo"],
 )
 def test_an_invalid_config_fails_before_any_job(tmp_path, config, message):
     result = snakemake(tmp_path, config, check=False)
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr), (result.stdout + result.stderr)[-3000:]
     assert not (tmp_path / "results").exists()
+
+
+def test_a_killed_run_resumes_after_unlock_with_identical_results(run, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TEST_CONFIG))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "results" / "checkpoints").rglob("*.safetensors")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole run, jobs included, mid-way through fine-tuning
+    process.wait()
+    assert not (tmp_path / "results" / "metrics").exists()
+    locked = snakemake(tmp_path, TEST_CONFIG, check=False)
+    assert locked.returncode != 0 and "unlock" in locked.stdout + locked.stderr
+    snakemake(tmp_path, TEST_CONFIG, "--unlock")
+    snakemake(tmp_path, TEST_CONFIG, "--rerun-incomplete")
+    first = pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
+    assert json.dumps(pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()) == json.dumps(first)
+
+
+def test_a_configfile_replaces_the_default_config():
+    """`snakemake --configfile FILE` from the repository root plans FILE's grid alone; the default's datasets and
+    models would otherwise stay in it (Snakemake merges a --configfile into the Snakefile's configfile)."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", ".test/config.yaml"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    assert set(re.findall(r"dataset=([^,\s]+)", text)) == {"tiny-synthetic"}
+    assert set(re.findall(r"model=([^,\s]+)", text)) == {"tiny-clip"}
+    merged = subprocess.run([*command[:-2], "--config", "threads=1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert set(re.findall(r"dataset=([^,\s]+)", merged.stdout + merged.stderr)) == {"synthetic-rho0.9", "synthetic-rho0"}
 
 
 def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):

@@ -1,18 +1,17 @@
-# Config checks and the input/params functions every rule file uses.
+# The input/params functions every rule file uses (the Snakefile has checked the config). Paths are written
+# once, in each rule's `output`; the functions here derive them from `rules.<name>.output`.
 import functools
 import json
-import os
+import shlex
 
-from vlm_rationality import config as settings
 from vlm_rationality.models.base import approx_parameters
 from vlm_rationality.sizing import job_resources
 
-settings.check_config(config)
-
 ENV = "../../envs/vlm-rationality.yaml"
-# Rules run the package of this checkout, also from an environment that does not have it installed
-# (--sdm conda); jobs inherit this environment, on a cluster too.
-os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [os.path.join(workflow.basedir, "src"), os.getenv("PYTHONPATH")])))
+# Jobs run the package of this checkout, also from an environment that does not have it installed
+# (--sdm conda), on a cluster too; strict bash as Snakemake's default prefix has it. (Snakemake formats the prefix
+# like a command, hence the doubled braces.)
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 EVAL = config["eval_split"]
 
 
@@ -38,12 +37,18 @@ def shard_count(dataset, split):
     return settings.shard_count(config, dataset, split)
 
 
+def shards(first, last):
+    return [f"{k:04d}" for k in range(first, last + 1)]
+
+
 def shard_files(dataset, split):
-    return [f"results/data/{dataset}/{split}/shard-{k:04d}.parquet" for k in range(shard_count(dataset, split))]
+    return expand(
+        rules.prepare.output[0], dataset=dataset, split=split, shard=shards(0, shard_count(dataset, split) - 1)
+    )
 
 
 def base_file(model):
-    return f"results/models/{model}/base.safetensors"
+    return expand(rules.pretrain_base.output.weights, model=model)[0]
 
 
 def model_spec(model):
@@ -56,7 +61,7 @@ def base_inputs(model):
 
 
 def checkpoint_file(dataset, model, method):
-    return f"results/checkpoints/{dataset}/{model}/{method}.safetensors"
+    return expand(rules.finetune.output.weights, dataset=dataset, model=model, method=method)[0]
 
 
 def explain_weights(wildcards):
@@ -77,18 +82,22 @@ def shard_groups(dataset):
 
 def group_shards(wildcards):
     first, last = map(int, wildcards.group.split("-"))
-    return [f"results/data/{wildcards.dataset}/{EVAL}/shard-{k:04d}.parquet" for k in range(first, last + 1)]
+    return expand(rules.prepare.output[0], dataset=wildcards.dataset, split=EVAL, shard=shards(first, last))
 
 
 def heatmap_files():
     return [
-        f"results/heatmaps/{dataset}/{shift}/{model}/{method}/{heatmap}/shards-{first:04d}-{last:04d}.parquet"
+        path
         for dataset in config["datasets"]
-        for first, last in shard_groups(dataset)
-        for shift in settings.shifts(config, dataset)
-        for model in config["models"]
-        for method in config["methods"]
-        for heatmap in config["heatmaps"]["methods"]
+        for path in expand(
+            rules.explain.output[0],
+            dataset=dataset,
+            group=[f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)],
+            shift=settings.shifts(config, dataset),
+            model=config["models"],
+            method=config["methods"],
+            heatmap=config["heatmaps"]["methods"],
+        )
     ]
 
 
@@ -107,16 +116,31 @@ def _job_size(stage, wc):
         return int(config["datasets"][wc.dataset]["shard_size"]), config["datasets"][wc.dataset]["image_size"], 0, 1, 1
     if stage == "pretrain":
         train = config["models"][wc.model]["pretrain"]
-        return (_split_images(train["dataset"], train["split"]), config["datasets"][train["dataset"]]["image_size"],
-                model_parameters(wc.model), train["epochs"], 1)
+        return (
+            _split_images(train["dataset"], train["split"]),
+            config["datasets"][train["dataset"]]["image_size"],
+            model_parameters(wc.model),
+            train["epochs"],
+            1,
+        )
     if stage == "finetune":
         method = config["methods"][wc.method]
-        return (_split_images(wc.dataset, config["train_split"]), config["datasets"][wc.dataset]["image_size"],
-                model_parameters(wc.model), method.get("epochs", 1), method["processes"])
+        return (
+            _split_images(wc.dataset, config["train_split"]),
+            config["datasets"][wc.dataset]["image_size"],
+            model_parameters(wc.model),
+            method["epochs"],
+            method["processes"],
+        )
     if stage == "explain":
         first, last = map(int, wc.group.split("-"))
-        return ((last - first + 1) * int(config["datasets"][wc.dataset]["shard_size"]),
-                config["datasets"][wc.dataset]["image_size"], model_parameters(wc.model), 1, 1)
+        return (
+            (last - first + 1) * int(config["datasets"][wc.dataset]["shard_size"]),
+            config["datasets"][wc.dataset]["image_size"],
+            model_parameters(wc.model),
+            1,
+            1,
+        )
     rows = sum(_split_images(d, EVAL) * len(settings.shifts(config, d)) for d in config["datasets"])
     return rows * len(config["models"]) * len(config["methods"]) * len(config["heatmaps"]["methods"]), 0, 0, 1, 1
 
@@ -126,15 +150,29 @@ def sized(stage):
 
     def compute(wc, attempt):
         images, image_size, parameters, passes, gpus = _job_size(stage, wc)
-        return job_resources(config["resources"], config["device"], stage, images, image_size, parameters, passes,
-                             gpus, config["threads"] * gpus, wc.get("shift", "clean") != "clean", attempt)
+        return job_resources(
+            config["resources"],
+            config["device"],
+            stage,
+            images,
+            image_size,
+            parameters,
+            passes,
+            gpus,
+            config["threads"] * gpus,
+            wc.get("shift", "clean") != "clean",
+            attempt,
+        )
 
-    return {key: (lambda wc, attempt, key=key: compute(wc, attempt)[key]) for key in ("mem_mb", "runtime", "gpu", "cpus_per_task")}
+    return {
+        key: (lambda wc, attempt, key=key: compute(wc, attempt)[key])
+        for key in ("mem_mb", "runtime", "gpu", "cpus_per_task")
+    }
 
 
 def prepare_reports():
     return [
-        f"results/data/{dataset}/{split}/report.json"
+        path
         for dataset in config["datasets"]
-        for split in (config["train_split"], EVAL)
+        for path in expand(rules.prepare_report.output[0], dataset=dataset, split=[config["train_split"], EVAL])
     ]

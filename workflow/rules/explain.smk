@@ -4,25 +4,23 @@ rule explain:
         weights=explain_weights,
     output:
         "results/heatmaps/{dataset}/{shift}/{model}/{method}/{heatmap}/shards-{group}.parquet",
+    log:
+        "results/logs/explain/{dataset}/{shift}/{model}/{method}/{heatmap}/shards-{group}.log",
+    benchmark:
+        "results/benchmarks/explain/{dataset}/{shift}/{model}/{method}/{heatmap}/shards-{group}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        **sized("explain"),
     params:
         model=lambda wc: as_json(model_spec(wc.model)),
         method=lambda wc: as_json(method_spec(wc.method)),
         prompts=lambda wc: as_json(settings.prompts(config, wc.dataset)),
         heatmaps=lambda wc: as_json(settings.heatmap_spec(config, wc.heatmap)),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "shift", "model", "method")}),
-        checkpoint=lambda wc, input: (
-            f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""
-        ),
+        checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         device=config["device"],
-    log:
-        "results/logs/explain/{dataset}/{shift}/{model}/{method}/{heatmap}/shards-{group}.log",
-    benchmark:
-        "results/benchmarks/explain/{dataset}/{shift}/{model}/{method}/{heatmap}/shards-{group}.tsv"
-    threads: config["threads"]
-    resources:
-        **sized("explain"),
-    conda:
-        ENV
     shell:
         "python -m vlm_rationality explain --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --heatmaps {params.heatmaps:q} --keys {params.names:q}"

@@ -5,6 +5,15 @@ rule finetune:
     output:
         weights="results/checkpoints/{dataset}/{model}/{method}.safetensors",
         sidecar="results/checkpoints/{dataset}/{model}/{method}.json",
+    log:
+        "results/logs/finetune/{dataset}/{model}/{method}.log",
+    benchmark:
+        "results/benchmarks/finetune/{dataset}/{model}/{method}.tsv"
+    conda:
+        ENV
+    threads: lambda wc: config["threads"] * config["methods"][wc.method]["processes"]
+    resources:
+        **sized("finetune"),
     params:
         model=lambda wc: as_json(model_spec(wc.model)),
         method=lambda wc: as_json(method_spec(wc.method)),
@@ -17,15 +26,6 @@ rule finetune:
             else "python -m"
         ),
         threads_per_process=config["threads"],
-    log:
-        "results/logs/finetune/{dataset}/{model}/{method}.log",
-    benchmark:
-        "results/benchmarks/finetune/{dataset}/{model}/{method}.tsv"
-    threads: lambda wc: config["threads"] * config["methods"][wc.method]["processes"]
-    resources:
-        **sized("finetune"),
-    conda:
-        ENV
     shell:
         "{params.launch} vlm_rationality finetune --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --device {params.device} --threads {params.threads_per_process}"

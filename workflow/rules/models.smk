@@ -7,19 +7,19 @@ rule pretrain_base:
     output:
         weights="results/models/{model}/base.safetensors",
         sidecar="results/models/{model}/base.json",
-    params:
-        model=lambda wc: as_json({k: v for k, v in model_spec(wc.model).items() if k != "pretrained"}),
-        train=lambda wc: as_json(config["models"][wc.model]["pretrain"]),
-        device=config["device"],
     log:
         "results/logs/pretrain_base/{model}.log",
     benchmark:
         "results/benchmarks/pretrain_base/{model}.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         **sized("pretrain"),
-    conda:
-        ENV
+    params:
+        model=lambda wc: as_json({k: v for k, v in model_spec(wc.model).items() if k != "pretrained"}),
+        train=lambda wc: as_json(config["models"][wc.model]["pretrain"]),
+        device=config["device"],
     shell:
         "python -m vlm_rationality pretrain --model {params.model:q} --train {params.train:q}"
         " --device {params.device} --threads {threads} --out {output.weights} {input} > {log} 2>&1"

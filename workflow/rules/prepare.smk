@@ -1,17 +1,17 @@
 rule prepare:
     output:
         "results/data/{dataset}/{split}/shard-{shard}.parquet",
-    params:
-        spec=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, wc.split)),
     log:
         "results/logs/prepare/{dataset}/{split}/shard-{shard}.log",
     benchmark:
         "results/benchmarks/prepare/{dataset}/{split}/shard-{shard}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         **sized("prepare"),
-    conda:
-        ENV
+    params:
+        spec=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, wc.split)),
     shell:
         "python -m vlm_rationality prepare --spec {params.spec:q} --split {wildcards.split}"
         " --shard {wildcards.shard} --out {output} > {log} 2>&1"
@@ -26,11 +26,11 @@ rule prepare_report:
         "results/logs/prepare_report/{dataset}/{split}.log",
     benchmark:
         "results/benchmarks/prepare_report/{dataset}/{split}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
     shell:
         "python -m vlm_rationality prepare-report --out {output} {input} > {log} 2>&1"

@@ -1,24 +1,24 @@
 rule report:
     input:
-        "results/metrics/rationality.parquet",
+        rules.score.output.parquet,
     output:
         markdown="results/tables/pt_ir.md",
         ablation="results/tables/heatmap_ablation.md",
         figure="results/figures/pt_ir.png",
+    log:
+        "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **sized("report"),
     params:
         methods=as_json(list(config["methods"])),
         models=as_json(list(config["models"])),
         datasets=as_json(list(config["datasets"])),
         heatmap_methods=as_json(config["heatmaps"]["methods"]),
-    log:
-        "results/logs/report.log",
-    benchmark:
-        "results/benchmarks/report.tsv"
-    threads: 1
-    resources:
-        **sized("report"),
-    conda:
-        ENV
     shell:
         "python -m vlm_rationality report --metrics {input} --methods {params.methods:q}"
         " --models {params.models:q} --datasets {params.datasets:q} --heatmap-methods {params.heatmap_methods:q}"

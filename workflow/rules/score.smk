@@ -4,19 +4,19 @@ rule score:
     output:
         parquet="results/metrics/rationality.parquet",
         csv="results/metrics/rationality.csv",
-    params:
-        threshold=config["score"]["threshold"],
-        iterations=config["score"]["bootstrap_iterations"],
-        seed=config["score"]["seed"],
     log:
         "results/logs/score.log",
     benchmark:
         "results/benchmarks/score.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         **sized("score"),
-    conda:
-        ENV
+    params:
+        threshold=config["score"]["threshold"],
+        iterations=config["score"]["bootstrap_iterations"],
+        seed=config["score"]["seed"],
     shell:
         "python -m vlm_rationality score --threshold {params.threshold} --iterations {params.iterations}"
         " --seed {params.seed} --parquet {output.parquet} --csv {output.csv} {input} > {log} 2>&1"
