@@ -89,3 +89,32 @@ def test_defaults_come_from_the_schema():
     assert config["datasets"]["synthetic-rho0"]["splits"]["train"]["rho"] == 0.0
     assert config["methods"]["lp"]["processes"] == 1 and config["resources"]["images_per_second"]["explain"] == 300
     assert config["models"]["tiny-clip"]["adapter"] == "open_clip"
+
+
+def test_registries_read_from_the_source_equal_the_imported_ones():
+    from vlm_rationality.archs import MODEL_ARCHS
+    from vlm_rationality.explain import HEATMAP_METHODS
+    from vlm_rationality.finetune import FINETUNE_METHODS
+    from vlm_rationality.models import MODEL_ADAPTERS
+    from vlm_rationality.registry import declared
+
+    methods = declared("vlm_rationality.finetune", "FINETUNE_METHODS")
+    assert list(methods) == list(FINETUNE_METHODS) and methods["zs"] == {"trains": False}
+    assert all(FINETUNE_METHODS.get(name).trains == facts["trains"] for name, facts in methods.items())
+    assert list(declared("vlm_rationality.explain", "HEATMAP_METHODS")) == list(HEATMAP_METHODS)
+    assert list(MODEL_ARCHS) == list(MODEL_ADAPTERS)
+
+
+@pytest.mark.parametrize("spec", [{"adapter": "open_clip", "arch": "tiny-vit-32"}, {"adapter": "open_clip", "arch": "ViT-B-16"},
+                                  {"adapter": "albef", "arch": "tiny-albef"}, {"adapter": "blip", "arch": "BLIP-ViT-B-16"}])
+def test_architecture_facts_read_as_data_match_the_built_model(spec, tiny_vocab, tmp_path):
+    from tests.fixtures import wordpiece_vocab
+    from vlm_rationality.archs import approx_parameters, check_model
+    from vlm_rationality.models import build_model
+
+    if spec["adapter"] != "open_clip":
+        size = 64 if spec["arch"].startswith("tiny") else 30_522
+        spec = {**spec, "tokenizer": str(tiny_vocab if size == 64 else wordpiece_vocab(tmp_path, size))}
+    model = build_model(spec)
+    assert check_model(spec) == len(model.vision_blocks())
+    assert abs(approx_parameters(spec) / sum(p.numel() for p in model.parameters()) - 1) < 0.1

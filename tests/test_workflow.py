@@ -191,6 +191,25 @@ def test_a_killed_run_resumes_after_unlock_with_identical_results(run, tmp_path)
     assert json.dumps(pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()) == json.dumps(first)
 
 
+def test_parsing_the_workflow_imports_no_ml_stack(tmp_path):
+    """Checking the config and sizing jobs (every Snakemake start, inside every cluster job too) must not pay for
+    torch, open_clip, timm or transformers: here they cannot even be imported, and the dry run still plans."""
+    import subprocess
+    import sys
+
+    blocked = tmp_path / "blocked"
+    for name in ("torch", "open_clip", "timm", "transformers"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} imported while parsing the workflow')\n")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TEST_CONFIG))
+    command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
+    env = {**__import__("os").environ, "PYTHONPATH": str(blocked)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert planned_jobs(result)["explain"] == 16
+
+
 def test_a_configfile_replaces_the_default_config():
     """`snakemake --configfile FILE` from the repository root plans FILE's grid alone; the default's datasets and
     models would otherwise stay in it (Snakemake merges a --configfile into the Snakefile's configfile)."""

@@ -8,14 +8,15 @@ workflow passes it as the rule's params, so a changed value reruns exactly the j
 
 from __future__ import annotations
 
+import copy
 import math
+import re
 from typing import Any
 
-import copy
-import re
-
+from vlm_rationality.archs import MODEL_ARCHS, check_model
 from vlm_rationality.data import DATASET_ADAPTERS, build_dataset
 from vlm_rationality.data.corruptions import parse_shift
+from vlm_rationality.registry import declared
 from vlm_rationality.schema import Schema, validate
 
 Config = dict[str, Any]
@@ -45,11 +46,7 @@ def check_config(config: Config, schema: Schema) -> None:
     errors = validate(config, schema)
     if errors:
         raise ConfigError("\n".join(errors))
-    # Registries are imported here so that reading the config stays light for everything else.
-    from vlm_rationality.explain import HEATMAP_METHODS
-    from vlm_rationality.finetune import FINETUNE_METHODS
-    from vlm_rationality.models import MODEL_ADAPTERS
-    from vlm_rationality.models.base import check_model_spec
+    finetune_methods, heatmap_methods = _finetune_methods(), declared("vlm_rationality.explain", "HEATMAP_METHODS")
 
     for section in ("datasets", "models", "methods"):
         for name in config[section]:
@@ -74,11 +71,11 @@ def check_config(config: Config, schema: Schema) -> None:
     depths = {}
     for name, model in config["models"].items():
         key = f"models.{name}"
-        if model["adapter"] not in MODEL_ADAPTERS:
-            errors.append(f"{key}.adapter: unknown model adapter {model['adapter']!r}; known: {', '.join(MODEL_ADAPTERS)}")
+        if model["adapter"] not in MODEL_ARCHS:
+            errors.append(f"{key}.adapter: unknown model adapter {model['adapter']!r}; known: {', '.join(MODEL_ARCHS)}")
             continue
         try:
-            depths[name] = check_model_spec(model)
+            depths[name] = check_model(model)
         except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
             errors.append(f"{key}: {err}")
         pretrain = model.get("pretrain")
@@ -92,10 +89,10 @@ def check_config(config: Config, schema: Schema) -> None:
                 errors.append(f"{key}.pretrain.split: dataset {pretrain['dataset']!r} has no split {pretrain['split']!r}")
     for name, method in config["methods"].items():
         key = f"methods.{name}"
-        if method["kind"] not in FINETUNE_METHODS:
-            errors.append(f"{key}.kind: unknown method {method['kind']!r}; known: {', '.join(FINETUNE_METHODS)}")
+        if method["kind"] not in finetune_methods:
+            errors.append(f"{key}.kind: unknown method {method['kind']!r}; known: {', '.join(finetune_methods)}")
             continue
-        if not FINETUNE_METHODS.get(method["kind"]).trains:
+        if not finetune_methods[method["kind"]]["trains"]:
             errors += [f"{key}.{setting}: {method['kind']} trains nothing, so it takes no training setting"
                        for setting in ("lr", "epochs", "batch_size", "head_init") if setting in method]
         if method["augment"] and method["kind"] in ("zs", "lp"):
@@ -110,8 +107,8 @@ def check_config(config: Config, schema: Schema) -> None:
                 errors.append(f"{key}: {err}")
     heatmaps = config["heatmaps"]
     for heatmap in heatmaps["methods"]:
-        if heatmap not in HEATMAP_METHODS:
-            errors.append(f"heatmaps.methods: unknown heatmap method {heatmap!r}; known: {', '.join(HEATMAP_METHODS)}")
+        if heatmap not in heatmap_methods:
+            errors.append(f"heatmaps.methods: unknown heatmap method {heatmap!r}; known: {', '.join(heatmap_methods)}")
     for name, depth in depths.items():
         if heatmaps["start_block"] >= depth:
             errors.append(f"heatmaps.start_block: {heatmaps['start_block']} is beyond the {depth} vision blocks of model "
@@ -127,11 +124,13 @@ def shifts(config: Config, dataset: str) -> list[str]:
     return list(config["datasets"][dataset].get("shifts", config["shifts"]))
 
 
-def trains(config: Config, method: str) -> bool:
-    """Read from the method's registered class: a method that trains has a checkpoint to explain."""
-    from vlm_rationality.finetune import FINETUNE_METHODS
+def _finetune_methods() -> dict[str, dict[str, Any]]:
+    return declared("vlm_rationality.finetune", "FINETUNE_METHODS")
 
-    return FINETUNE_METHODS.get(config["methods"][method]["kind"]).trains
+
+def trains(config: Config, method: str) -> bool:
+    """As the method's registration states: a method that trains has a checkpoint to explain."""
+    return _finetune_methods()[config["methods"][method]["kind"]]["trains"]
 
 
 def shard_count(config: Config, dataset: str, split: str) -> int:

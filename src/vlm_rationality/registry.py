@@ -1,8 +1,17 @@
-"""Name -> factory registries, so a new model, dataset, method or heatmap method is one self-registering file."""
+"""Name -> factory registries, so a new model, dataset, method or heatmap method is one self-registering file.
+
+A registration may state facts about its entry as literals (`@FINETUNE_METHODS.register("zs", trains=False)`):
+they become attributes of the entry, and `declared` reads them, with the names, straight from the source files,
+so that checking a config never imports the (torch-heavy) modules that register.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import ast
+import importlib.util
+from functools import cache
+from pathlib import Path
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -12,10 +21,12 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, **facts: Any) -> Callable[[T], T]:
         def add(entry: T) -> T:
             if name in self._entries:
                 raise KeyError(f"{self.kind} {name!r} is registered twice")
+            for key, value in facts.items():
+                setattr(entry, key, value)
             self._entries[name] = entry
             return entry
 
@@ -32,3 +43,22 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries))
+
+
+@cache
+def declared(package: str, registry: str) -> dict[str, dict[str, Any]]:
+    """{name: facts} of every `@<registry>.register("name", fact=literal, …)` in the modules of `package`, read
+    from the source without importing them."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"no package {package}")
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(spec.submodule_search_locations[0]).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            for decorator in getattr(node, "decorator_list", []):
+                call = decorator if isinstance(decorator, ast.Call) else None
+                target = call.func if call else None
+                if (isinstance(target, ast.Attribute) and target.attr == "register"
+                        and isinstance(target.value, ast.Name) and target.value.id == registry):
+                    found[ast.literal_eval(call.args[0])] = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    return dict(sorted(found.items()))

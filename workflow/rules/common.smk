@@ -4,7 +4,7 @@ import functools
 import json
 import shlex
 
-from vlm_rationality.models.base import approx_parameters
+from vlm_rationality.archs import approx_parameters
 from vlm_rationality.sizing import job_resources
 
 ENV = "../../envs/vlm-rationality.yaml"

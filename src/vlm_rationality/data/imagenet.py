@@ -8,8 +8,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
+from vlm_rationality import open_clip_data
 from vlm_rationality.data.base import DATASET_ADAPTERS
 from vlm_rationality.data.files import BadInput, FileDataset, Item, check_boxes, require
 from vlm_rationality.data.transform import boxes_mask
@@ -75,8 +75,9 @@ class ImageNet(FileDataset):
     @property
     def class_names(self) -> list[str]:
         """CLIP's curated names for the full 1000 classes; otherwise LOC_synset_mapping.txt or the synset ids."""
-        if len(self.synsets) == len(IMAGENET_CLASSNAMES):
-            return list(IMAGENET_CLASSNAMES)
+        curated = open_clip_data.imagenet_class_names()
+        if len(self.synsets) == len(curated):
+            return curated
         mapping_file = self.root / "LOC_synset_mapping.txt"
         if mapping_file.is_file():
             mapping = dict(line.strip().split(" ", 1) for line in mapping_file.read_text().splitlines() if line.strip())

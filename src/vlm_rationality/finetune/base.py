@@ -20,7 +20,7 @@ FINETUNE_METHODS: Registry[type["Method"]] = Registry("fine-tuning method")
 
 class Method(ABC):
     head: HeadKind
-    trains: bool = True
+    trains: bool  # stated at registration (`register("ft", trains=True)`), so the config check reads it as data
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config

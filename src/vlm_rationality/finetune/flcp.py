@@ -11,7 +11,7 @@ from vlm_rationality.finetune.losses import contrastive_loss
 from vlm_rationality.models.heads import build_classifier
 
 
-@FINETUNE_METHODS.register("flcp")
+@FINETUNE_METHODS.register("flcp", trains=True)
 class FinetuneLikeCLIPPretrain(Method):
     head = "prompt"
 

@@ -11,7 +11,7 @@ from vlm_rationality.finetune.loop import fit
 from vlm_rationality.models.heads import build_classifier
 
 
-@FINETUNE_METHODS.register("ft")
+@FINETUNE_METHODS.register("ft", trains=True)
 class FullFineTune(Method):
     head = "linear"
 

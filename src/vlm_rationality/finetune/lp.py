@@ -10,7 +10,7 @@ from vlm_rationality.finetune.loop import fit
 from vlm_rationality.models.heads import build_classifier
 
 
-@FINETUNE_METHODS.register("lp")
+@FINETUNE_METHODS.register("lp", trains=True)
 class LinearProbe(Method):
     head = "linear"
 

@@ -6,10 +6,9 @@ from vlm_rationality.finetune.base import FINETUNE_METHODS, Method
 from vlm_rationality.models.heads import build_classifier
 
 
-@FINETUNE_METHODS.register("zs")
+@FINETUNE_METHODS.register("zs", trains=False)
 class ZeroShot(Method):
     head = "prompt"
-    trains = False
 
     def fit(self, model, prompts, split, device):
         return build_classifier(model, "prompt", prompts), {}

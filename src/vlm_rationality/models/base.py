@@ -101,40 +101,6 @@ class VisionLanguageModel(nn.Module, ABC):
     def describe(self) -> dict[str, Any]:
         """The config that rebuilds this model (goes into checkpoint sidecars)."""
 
-    @classmethod
-    def check_spec(cls, **config: Any) -> None:
-        """Check a config entry's names and paths before any job runs, without building the model."""
-
-    @classmethod
-    @abstractmethod
-    def vision_layers(cls, **config: Any) -> int:
-        """Depth of the vision tower from the architecture alone (no build): bounds the heatmap start_block."""
-
-    @classmethod
-    @abstractmethod
-    def approx_parameters(cls, **config: Any) -> int:
-        """Parameter count from the architecture alone (no build), to size a job's memory."""
-
-
-def transformer_parameters(width: int, layers: int, mlp_ratio: float = 4.0) -> int:
-    """Attention (4·W²) plus MLP (2·ratio·W²) weights per layer; biases and norms are noise at this scale."""
-    return int(layers * (4 + 2 * mlp_ratio) * width * width)
-
-
-def approx_parameters(config: dict[str, Any]) -> int:
-    config = {key: value for key, value in config.items() if key != "pretrain"}
-    return MODEL_ADAPTERS.get(config.pop("adapter", "open_clip")).approx_parameters(**config)  # type: ignore[attr-defined]
-
-
-def check_model_spec(config: dict[str, Any]) -> int:
-    """The adapter's own checks of a model config entry (without `pretrain`, which the workflow handles);
-    returns the depth of its vision tower."""
-    config = {key: value for key, value in config.items() if key != "pretrain"}
-    adapter = MODEL_ADAPTERS.get(config.pop("adapter", "open_clip"))
-    adapter.check_spec(**config)  # type: ignore[attr-defined]
-    return adapter.vision_layers(**config)  # type: ignore[attr-defined]
-
-
 def build_model(config: dict[str, Any]) -> VisionLanguageModel:
     """Build a model from its config entry, e.g. {adapter: open_clip, arch: ViT-B-16, pretrained: openai}.
 

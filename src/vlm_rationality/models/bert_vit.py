@@ -14,15 +14,12 @@ reloads through `pretrained` like the original checkpoint does.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 from collections import Counter
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
@@ -30,81 +27,21 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from vlm_rationality.archs import MODEL_ARCHS, ArchConfig, TextConfig, check_vocabulary
 from vlm_rationality.models.attention import capture_attention
-from vlm_rationality.models.base import Preprocess, VisionLanguageModel, transformer_parameters
+from vlm_rationality.models.base import Preprocess, VisionLanguageModel
 
 log = logging.getLogger(__name__)
-CONFIG_DIR = Path(__file__).parent / "configs"
 POS_EMBED = "visual_encoder.pos_embed"
 
 
-@dataclass(frozen=True)
-class VisionConfig:
-    patch_size: int
-    width: int
-    layers: int
-    heads: int
-    mlp_ratio: float = 4.0
-
-
-@dataclass(frozen=True)
-class TextConfig:
-    vocab_size: int  # rows of the word embedding (BLIP adds [DEC] and [ENC] to the 30,522 WordPiece tokens)
-    width: int
-    layers: int  # the text-only layers the ITC path runs (ALBEF: the 6 below its fusion layers)
-    heads: int
-    intermediate_size: int
-    max_positions: int = 512
-    context_length: int = 35
-    dropout: float = 0.1
-
-
-@dataclass(frozen=True)
-class ArchConfig:
-    embed_dim: int
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    vision: VisionConfig
-    text: TextConfig
-    tokenizer_vocab_size: int  # what the WordPiece vocabulary must hold (bert-base-uncased: 30,522)
-
-    @classmethod
-    def from_json(cls, path: Path) -> "ArchConfig":
-        raw = json.loads(path.read_text())
-        try:
-            return cls(
-                embed_dim=raw["embed_dim"], image_size=raw["image_size"], mean=tuple(raw["mean"]),
-                std=tuple(raw["std"]), vision=VisionConfig(**raw["vision"]), text=TextConfig(**raw["text"]),
-                tokenizer_vocab_size=raw["tokenizer_vocab_size"],
-            )
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"architecture file {path}: {err}") from err
-
-
 def load_tokenizer(source: str, expected_size: int) -> Any:
-    """bert-base-uncased WordPiece from a local directory or the HF cache; never downloaded.
-
-    transformers 5 returns a 5-token tokenizer without complaint when the vocabulary file is missing, so
-    the size is checked against what the architecture was trained with.
-    """
+    """bert-base-uncased WordPiece from a local directory or the HF cache; never downloaded (checked as data first,
+    since transformers 5 returns a 5-token tokenizer without complaint when the vocabulary file is missing)."""
     from transformers import BertTokenizer
 
-    if os.path.isdir(source) and not os.path.isfile(os.path.join(source, "vocab.txt")):
-        raise FileNotFoundError(f"tokenizer {source!r}: the directory holds no vocab.txt (bert-base-uncased's WordPiece)")
-    try:
-        tokenizer = BertTokenizer.from_pretrained(source, local_files_only=True)
-    except (OSError, TypeError) as err:  # transformers 4 fails with a TypeError when no vocab file is found
-        raise FileNotFoundError(
-            f"tokenizer {source!r} is neither a directory with vocab.txt nor in the Hugging Face cache ({err}); "
-            "put bert-base-uncased's vocab.txt in a directory and set the model's `tokenizer` to it"
-        ) from err
-    if tokenizer.vocab_size != expected_size:
-        raise ValueError(
-            f"tokenizer {source!r} has {tokenizer.vocab_size} tokens, the architecture expects {expected_size}; "
-            "is vocab.txt missing or from another model? (bert-base-uncased has 30,522)"
-        )
-    return tokenizer
+    check_vocabulary(source, expected_size)
+    return BertTokenizer.from_pretrained(source, local_files_only=True)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -182,33 +119,7 @@ class BertViT(VisionLanguageModel):
     @classmethod
     def resolve_arch(cls, arch: str, image_size: int | None = None) -> ArchConfig:
         """A shipped architecture name (`configs/<adapter>/<name>.json`) or the path of such a JSON file."""
-        path = Path(arch) if arch.endswith(".json") else CONFIG_DIR / cls.adapter / f"{arch}.json"
-        if not path.is_file():
-            known = sorted(p.stem for p in (CONFIG_DIR / cls.adapter).glob("*.json"))
-            raise KeyError(f"unknown {cls.adapter} arch {arch!r}; known: {', '.join(known)} (or the path of a .json)")
-        config = ArchConfig.from_json(path)
-        if image_size is not None and image_size % config.vision.patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of {arch}'s patch size {config.vision.patch_size}")
-        return config
-
-    @classmethod
-    def check_spec(cls, arch: str, tokenizer: str = "bert-base-uncased", pretrained: str | None = None,
-                   image_size: int | None = None) -> None:
-        config = cls.resolve_arch(arch, image_size)
-        if pretrained not in (None, "", "none") and not os.path.isfile(pretrained):
-            raise FileNotFoundError(f"pretrained: {cls.adapter} checkpoint {pretrained!r} does not exist")
-        load_tokenizer(tokenizer, config.tokenizer_vocab_size)
-
-    @classmethod
-    def vision_layers(cls, arch: str, **_: Any) -> int:
-        return cls.resolve_arch(arch).vision.layers
-
-    @classmethod
-    def approx_parameters(cls, arch: str, **_: Any) -> int:
-        config = cls.resolve_arch(arch)
-        v, t = config.vision, config.text
-        return (transformer_parameters(v.width, v.layers, v.mlp_ratio) + 3 * v.patch_size ** 2 * v.width
-                + transformer_parameters(t.width, t.layers, t.intermediate_size / t.width) + t.vocab_size * t.width)
+        return MODEL_ARCHS.get(cls.adapter).resolve(arch, image_size)  # type: ignore[attr-defined]
 
     @classmethod
     def from_config(cls, arch: str, tokenizer: str = "bert-base-uncased", pretrained: str | None = None,

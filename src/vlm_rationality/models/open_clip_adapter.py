@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 from contextlib import AbstractContextManager
@@ -16,35 +15,17 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from vlm_rationality.models.attention import capture_attention
-from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLanguageModel, transformer_parameters
+from vlm_rationality.archs import resolve_open_clip_pretrained
+from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLanguageModel
 
 # Tiny architectures for the synthetic benchmark and the tests, registered next to open_clip's own.
 CONFIG_DIR = Path(__file__).parent / "configs"
 open_clip.add_model_config(CONFIG_DIR)
-CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
 def _check_arch(arch: str) -> None:
     if arch.replace("/", "-") not in open_clip.list_models():
         raise KeyError(f"unknown open_clip arch {arch!r}; e.g. ViT-B-16, ViT-B-32, tiny-vit-64")
-
-
-def resolve_pretrained(arch: str, pretrained: str | os.PathLike | None) -> str | None:
-    """Check `pretrained` before any download or build: a known tag of `arch`, an existing file, or None."""
-    if pretrained in (None, "", "none"):
-        return None
-    pretrained = str(pretrained)
-    if pretrained.endswith(CHECKPOINT_SUFFIXES) or os.sep in pretrained:
-        if not os.path.isfile(pretrained):
-            raise FileNotFoundError(f"open_clip checkpoint {pretrained!r} (model {arch}) does not exist")
-        return pretrained
-    tags = open_clip.list_pretrained_tags_by_model(arch)
-    if pretrained not in tags:
-        raise KeyError(
-            f"{pretrained!r} is neither a file nor a pretrained tag of open_clip model {arch}; "
-            f"tags: {', '.join(tags) or 'none'}"
-        )
-    return pretrained
 
 
 @MODEL_ADAPTERS.register("open_clip")
@@ -72,32 +53,9 @@ class OpenCLIP(VisionLanguageModel):
         self.preprocess = Preprocess(int(size), tuple(cfg["mean"]), tuple(cfg["std"]))
 
     @classmethod
-    def check_spec(cls, arch: str, pretrained: str | None = None, **others: Any) -> None:
-        if others:
-            raise ValueError(f"{', '.join(sorted(others))}: not a setting of the open_clip adapter (tokenizer and "
-                             "image_size are albef/blip settings)")
-        _check_arch(arch)
-        resolve_pretrained(arch, pretrained)
-
-    @classmethod
-    def vision_layers(cls, arch: str, **_: Any) -> int:
-        _check_arch(arch)
-        return int(open_clip.get_model_config(arch)["vision_cfg"]["layers"])
-
-    @classmethod
-    def approx_parameters(cls, arch: str, **_: Any) -> int:
-        _check_arch(arch)
-        config = open_clip.get_model_config(arch)
-        vision, text = config["vision_cfg"], config["text_cfg"]
-        return (transformer_parameters(vision["width"], vision["layers"], vision.get("mlp_ratio", 4.0))
-                + 3 * vision["patch_size"] ** 2 * vision["width"]
-                + transformer_parameters(text["width"], text["layers"], text.get("mlp_ratio", 4.0))
-                + text["vocab_size"] * text["width"])
-
-    @classmethod
     def from_config(cls, arch: str, pretrained: str | None = None, **create_kwargs: Any) -> "OpenCLIP":
         _check_arch(arch)
-        source = resolve_pretrained(arch, pretrained)
+        source = resolve_open_clip_pretrained(arch, pretrained)
         try:
             model = open_clip.create_model(arch, pretrained=source, **create_kwargs)
         except pickle.UnpicklingError as err:  # torch's message advises weights_only=False, which runs the pickle's code
