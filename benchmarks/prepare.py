@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from vlm_rationality.data.corruptions import CORRUPTIONS, apply_shift
-from vlm_rationality.data.prepare import prepare_shard
+from vlm_rationality.data.prepare import prepare_shard, write_item_index
 from vlm_rationality.artefacts import read_prepared
 
 
@@ -55,10 +55,12 @@ def main() -> None:
         config = {"adapter": "imagenet", "root": str(root), "image_size": 224, "shard_size": shard_size,
                   "splits": {"val": {}}}
         outs = [Path(tmp) / f"shard-{k:04d}.parquet" for k in range(args.workers)]
+        index = Path(tmp) / "items.parquet"
         start = time.perf_counter()
+        write_item_index(config, "val", index, "bench")
         with ProcessPoolExecutor(args.workers) as pool:
             counts = list(pool.map(prepare_shard, [config] * args.workers, ["val"] * args.workers,
-                                   range(args.workers), outs, ["bench"] * args.workers))
+                                   range(args.workers), [index] * args.workers, outs, ["bench"] * args.workers))
         seconds = time.perf_counter() - start
         written = sum(c["written"] for c in counts)
         print(f"prepare: {written} JPEGs (~500x375) -> 224 px in {seconds:.1f} s with {args.workers} shard jobs: "

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from tests import fixtures
-from vlm_rationality.data import Sample, Skipped, build_dataset
-from vlm_rationality.data.prepare import prepare_shard, split_report
 from vlm_rationality.artefacts import read_prepared
+from vlm_rationality.data import Sample, Skipped, build_dataset
+from vlm_rationality.data.prepare import prepare_shard, split_report, write_item_index
 from vlm_rationality.data.transform import eval_transform, resize_crop_box, to_rgb
 
 SIZE = 32
@@ -74,9 +74,10 @@ def test_prepare_writes_shards_and_a_report(dataset, tmp_path):
     for split in mask_splits(adapter):
         n = adapter.split_size(split)
         shards = []
+        assert write_item_index(config, split, tmp_path / split / "items.parquet", "h") == n
         for k in range(math.ceil(n / config["shard_size"])):
             path = tmp_path / split / f"shard-{k:04d}.parquet"
-            prepare_shard(config, split, k, path, "h")
+            prepare_shard(config, split, k, tmp_path / split / "items.parquet", path, "h")
             shards.append(path)
         report = split_report(shards, tmp_path / split / "report.json")
         assert report["written"] + report["skipped_total"] == n
@@ -145,3 +146,20 @@ def test_imagenet_reads_val_boxes_from_xml_files_too(tmp_path):
             np.testing.assert_array_equal(x.mask, y.mask)
         else:
             assert x.reason == y.reason
+
+
+def test_the_item_index_has_a_row_group_per_shard_and_reads_any_slice(tmp_path):
+    import pyarrow.parquet as pq
+
+    from vlm_rationality.artefacts import item_count, read_items
+    from vlm_rationality.data.synthetic import SyntheticSpec, generate
+
+    config = {"adapter": "synthetic", "image_size": 32, "shard_size": 7, "splits": {"train": {"size": 30, "rho": 0.5}}}
+    path = tmp_path / "items.parquet"
+    assert write_item_index(config, "train", path, "h") == 30 == item_count(path)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 5
+    everything = read_items(path, 0, 30)
+    samples = list(generate(SyntheticSpec(image_size=32), "train", 30, rho=0.5))
+    assert everything["sample_id"] == [s.sample_id for s in samples] and everything["label"] == [s.label for s in samples]
+    for start, stop in ((5, 16), (14, 21), (28, 40), (30, 37)):
+        assert read_items(path, start, stop)["sample_id"] == everything["sample_id"][start:stop]

@@ -15,7 +15,7 @@ from vlm_rationality.artefacts import (
     prepared_meta, read_heatmaps, read_metrics, read_prepared, read_prepared_batches, write_prepared_shard,
 )
 from vlm_rationality.data import Sample, Skipped, build_dataset
-from vlm_rationality.data.prepare import prepare_shard
+from vlm_rationality.data.prepare import prepare_shard, write_item_index
 from vlm_rationality.data.synthetic import SyntheticSpec, generate
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.metrics.score import score_table
@@ -77,7 +77,8 @@ def test_a_decompression_bomb_is_counted_as_unreadable_with_its_path(tmp_path, c
     assert len(bombs) == 1 and bombs[0].reason == "unreadable_image" and "decompression bomb" in bombs[0].detail
     assert sum(isinstance(e, Sample) for e in entries) == len(fixture.boxes) - 1
     with caplog.at_level(logging.WARNING, logger="vlm_rationality"):
-        counts = prepare_shard(config, "val", 0, tmp_path / "shard-0000.parquet", "h")
+        write_item_index(config, "val", tmp_path / "items.parquet", "h")
+        counts = prepare_shard(config, "val", 0, tmp_path / "items.parquet", tmp_path / "shard-0000.parquet", "h")
     assert counts["skipped"]["unreadable_image"] == fixture.bad["unreadable_image"] + 1
     assert any(victim in record.getMessage() and str(fixture.root) in record.getMessage() for record in caplog.records)
 

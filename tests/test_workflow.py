@@ -210,6 +210,40 @@ def test_parsing_the_workflow_imports_no_ml_stack(tmp_path):
     assert planned_jobs(result)["explain"] == 16
 
 
+def test_a_split_is_listed_once_and_the_plan_builds_from_its_index(tmp_path):
+    """100,000 files in ImageNet's training layout (empty: listing needs names only). The items job lists the split
+    once; shard counts and each prepare job's slice come from the index, so no other job lists it."""
+    import time
+
+    from tests import fixtures
+
+    root = fixtures.imagenet(tmp_path / "imagenet").root
+    for synset in ("n01440764", "n01443537"):
+        for j in range(50_000):
+            (root / "train" / synset / f"{synset}_{j:05d}.JPEG").touch()
+    config = copy.deepcopy(TEST_CONFIG)
+    config.update(train_split="train", eval_split="val")
+    config["datasets"] = {"big": {"adapter": "imagenet", "root": str(root), "image_size": 32, "shard_size": 1000,
+                                  "splits": {"train": {"masks": False}, "val": {}}}}
+    config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}
+    config["methods"] = {name: TEST_CONFIG["methods"][name] for name in ("zs", "ft")}
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run"))["items"] == 2  # the plan waits for the indexes
+    indexes = [f"results/data/big/{split}/items.parquet" for split in ("train", "val")]
+    snakemake(tmp_path, config, *indexes)
+    start = time.monotonic()
+    planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
+    seconds = time.monotonic() - start
+    print(f"DAG build of a 100,004-item split: {seconds:.1f} s")
+    assert planned["prepare"] == 101 + 1 and "items" not in planned and seconds < 60
+    snakemake(tmp_path, config, "results/data/big/train/shard-0100.parquet", "results/data/big/val/shard-0000.parquet")
+    logs = tmp_path / "results" / "logs"
+    listings = [log.name for log in sorted(logs.rglob("*.log")) if re.search(r"listed \d+ items of split", log.read_text())]
+    assert listings == ["train.log", "val.log"]  # the two items jobs, and no prepare job
+    assert "listed 100004 items of split train" in (logs / "items" / "big" / "train.log").read_text()
+    last = tmp_path / "results" / "data" / "big" / "train" / "shard-0100.parquet"  # items 100,000-100,003: empty files
+    assert pq.read_table(last).num_rows == 0 and read_metadata(last)["skipped"] == {"unreadable_image": 4}
+
+
 def test_a_configfile_replaces_the_default_config():
     """`snakemake --configfile FILE` from the repository root plans FILE's grid alone; the default's datasets and
     models would otherwise stay in it (Snakemake merges a --configfile into the Snakefile's configfile)."""
@@ -277,8 +311,9 @@ def test_the_paper_grid_dry_runs_on_fixture_roots(tmp_path):
         checkpoint = tmp_path / Path(config["models"][model]["pretrained"]).name
         checkpoint.touch()
         config["models"][model].update(pretrained=str(checkpoint), tokenizer=str(vocab))
-    result = snakemake(tmp_path, config, "--dry-run")
-    jobs = planned_jobs(result)
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run"))["items"] == 4 * 2  # the plan waits for the indexes
+    snakemake(tmp_path, config, "--until", "items")  # lists each split once; builds no model
+    jobs = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
     assert jobs["finetune"] == 4 * 4 * 3  # datasets x models x trained methods
     assert jobs["explain"] > 4 * 4 * 4  # ImageNet adds 75 corruption shifts
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "results" / "models").exists() and not (tmp_path / "results" / "checkpoints").exists()

@@ -4,6 +4,8 @@ Each artefact's schema, writer and reader live here, and every stage imports the
 imports torch or a stage, so a reader can open any artefact without the ML stack. Files carry their schema
 name and the hash of the settings that made them (see io.py), and are written atomically.
 
+- items: a split's index, listed once: sample id, label, image path and annotation (JSON: a path under the
+  root, or keys into an annotation file), one row group per prepare shard;
 - prepared samples: uint8 H×W×3 images after the eval transform and bit-packed masks (np.packbits, big-endian
   bit order), as fixed-size binary columns, so a whole column reads as one contiguous buffer;
 - heatmaps: per sample the label, prediction, float16 logits, the float16 patch-grid heatmap, RMA and why RMA
@@ -24,6 +26,7 @@ import pyarrow.parquet as pq
 
 from vlm_rationality.io import atomic_path, check_schema, reading, with_metadata, write_parquet
 
+ITEMS = "items/1"
 PREPARED = "prepared-samples/1"
 HEATMAPS = "heatmaps/2"
 METRICS = "rationality-metrics/2"
@@ -53,6 +56,46 @@ def _column_bytes(table: pa.Table | pa.RecordBatch, name: str, width: int) -> np
 
 def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+# Items -----------------------------------------------------------------------------------------------------
+
+
+def write_items(
+    path: str | os.PathLike, *, sample_ids: Sequence[str], labels: Sequence[int], images: Sequence[str],
+    annotations: Sequence[str], shard_size: int, config_hash: str,
+) -> None:
+    """A split's item index; a row group per `shard_size` items, so a prepare job reads its shard's rows alone."""
+    table = pa.table({
+        "sample_id": pa.array(sample_ids, pa.string()), "label": pa.array(labels, pa.int32()),
+        "image": pa.array(images, pa.string()), "annotation": pa.array(annotations, pa.string()),
+    })
+    with atomic_path(path) as tmp:
+        pq.write_table(with_metadata(table, ITEMS, config_hash), tmp, compression="zstd", row_group_size=shard_size)
+
+
+def item_count(path: str | os.PathLike) -> int:
+    check_schema(path, ITEMS)
+    with reading(path):
+        return pq.ParquetFile(path).metadata.num_rows
+
+
+def read_items(path: str | os.PathLike, start: int, stop: int) -> dict[str, list]:
+    """Rows start … stop-1 of an item index, reading only the row groups that hold them."""
+    check_schema(path, ITEMS)
+    with reading(path):
+        handle = pq.ParquetFile(path)
+        groups, first, offset = [], None, 0
+        for index in range(handle.metadata.num_row_groups):
+            rows = handle.metadata.row_group(index).num_rows
+            if offset < stop and offset + rows > start:
+                groups.append(index)
+                first = offset if first is None else first
+            offset += rows
+        if not groups:
+            return {name: [] for name in ("sample_id", "label", "image", "annotation")}
+        table = handle.read_row_groups(groups).slice(start - first, stop - start)
+    return table.to_pydict()
 
 
 # Prepared samples ------------------------------------------------------------------------------------------

@@ -31,10 +31,16 @@ def _threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def cmd_items(args: argparse.Namespace) -> None:
+    from vlm_rationality.data.prepare import write_item_index
+
+    print(f"{args.out}: {write_item_index(args.spec, args.split, args.out, config_hash([args.spec, args.split]))} items")
+
+
 def cmd_prepare(args: argparse.Namespace) -> None:
     from vlm_rationality.data.prepare import prepare_shard
 
-    counts = prepare_shard(args.spec, args.split, args.shard, args.out, config_hash([args.spec, args.split]))
+    counts = prepare_shard(args.spec, args.split, args.shard, args.items, args.out, config_hash([args.spec, args.split]))
     print(f"{args.out}: {json.dumps(counts)}")
 
 
@@ -123,10 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
         return p
 
-    p = stage("prepare", cmd_prepare, "write one prepared-sample shard of a dataset split")
+    p = stage("items", cmd_items, "list a dataset split once into its item index")
+    p.add_argument("--spec", type=_json, required=True, help="dataset config (JSON)")
+    p.add_argument("--split", required=True)
+    p.add_argument("--out", required=True)
+
+    p = stage("prepare", cmd_prepare, "write one prepared-sample shard of a dataset split from its item index")
     p.add_argument("--spec", type=_json, required=True, help="dataset config (JSON)")
     p.add_argument("--split", required=True)
     p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--items", required=True, help="the split's item index")
     p.add_argument("--out", required=True)
 
     p = stage("prepare-report", cmd_prepare_report, "sum a split's written and skipped counts into a JSON report")

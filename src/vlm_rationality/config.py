@@ -9,7 +9,6 @@ workflow passes it as the rule's params, so a changed value reruns exactly the j
 from __future__ import annotations
 
 import copy
-import math
 import re
 from typing import Any
 
@@ -133,9 +132,9 @@ def trains(config: Config, method: str) -> bool:
     return _finetune_methods()[config["methods"][method]["kind"]]["trains"]
 
 
-def shard_count(config: Config, dataset: str, split: str) -> int:
-    spec = config["datasets"][dataset]
-    return math.ceil(build_dataset(spec).split_size(split) / int(spec["shard_size"]))
+def known_size(config: Config, dataset: str, split: str) -> int | None:
+    """A split's size where the config alone tells it (synthetic); else None: the item index tells."""
+    return build_dataset(config["datasets"][dataset]).known_size(split)
 
 
 def shard_groups(count: int, per_job: int) -> list[tuple[int, int]]:

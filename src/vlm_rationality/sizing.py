@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-Stage = Literal["prepare", "pretrain", "finetune", "explain", "score", "report"]
+Stage = Literal["items", "prepare", "prepare_report", "pretrain", "finetune", "explain", "score", "report"]
 MiB = 2**20
 GPU_STAGES = ("pretrain", "finetune", "explain")
 # What one image costs in each stage besides its pixels: explain keeps logits and a heatmap per sample

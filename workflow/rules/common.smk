@@ -2,9 +2,13 @@
 # once, in each rule's `output`; the functions here derive them from `rules.<name>.output`.
 import functools
 import json
+import math
 import shlex
 
+from snakemake.exceptions import IncompleteCheckpointException
+
 from vlm_rationality.archs import approx_parameters
+from vlm_rationality.artefacts import item_count
 from vlm_rationality.sizing import job_resources
 
 ENV = "../../envs/vlm-rationality.yaml"
@@ -32,9 +36,17 @@ def as_json(value):
 
 
 @functools.cache
+def split_size(dataset, split):
+    """From the config where it tells (synthetic), else from the split's item index, written once by the items
+    checkpoint (until then, asking raises what makes Snakemake run it first). Cached per DAG build."""
+    size = settings.known_size(config, dataset, split)
+    if size is None:
+        size = item_count(checkpoints.items.get(dataset=dataset, split=split).output[0])
+    return size
+
+
 def shard_count(dataset, split):
-    """Cached: a real dataset's count comes from listing its files, which a large split makes slow."""
-    return settings.shard_count(config, dataset, split)
+    return math.ceil(split_size(dataset, split) / int(config["datasets"][dataset]["shard_size"]))
 
 
 def shards(first, last):
@@ -107,11 +119,13 @@ def model_parameters(model):
 
 
 def _split_images(dataset, split):
-    return shard_count(dataset, split) * int(config["datasets"][dataset]["shard_size"])
+    return split_size(dataset, split)
 
 
 def _job_size(stage, wc):
     """(images, image size, parameters, passes, gpus) of one job, from the config and its wildcards."""
+    if stage in ("items", "prepare_report"):  # bookkeeping: the memory floor and the minimum runtime
+        return 0, 0, 0, 1, 1
     if stage == "prepare":
         return int(config["datasets"][wc.dataset]["shard_size"]), config["datasets"][wc.dataset]["image_size"], 0, 1, 1
     if stage == "pretrain":
@@ -149,7 +163,10 @@ def sized(stage):
     """The rule's resources, sized from the config (sizing.py); memory grows with each retry."""
 
     def compute(wc, attempt):
-        images, image_size, parameters, passes, gpus = _job_size(stage, wc)
+        try:
+            images, image_size, parameters, passes, gpus = _job_size(stage, wc)
+        except IncompleteCheckpointException:  # a split not indexed yet: the job is sized again once it is
+            images, image_size, parameters, passes, gpus = 0, 0, 0, 1, 1
         return job_resources(
             config["resources"],
             config["device"],

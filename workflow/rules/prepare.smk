@@ -1,4 +1,26 @@
+# A split's files are listed once, here; shard counts and each prepare job's slice come from the index. A checkpoint:
+# where the config alone does not tell a split's size (on-disk datasets), the DAG is completed once it exists.
+checkpoint items:
+    output:
+        "results/data/{dataset}/{split}/items.parquet",
+    log:
+        "results/logs/items/{dataset}/{split}.log",
+    benchmark:
+        "results/benchmarks/items/{dataset}/{split}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **sized("items"),
+    params:
+        spec=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, wc.split)),
+    shell:
+        "python -m vlm_rationality items --spec {params.spec:q} --split {wildcards.split} --out {output} > {log} 2>&1"
+
+
 rule prepare:
+    input:
+        index=rules.items.output[0],
     output:
         "results/data/{dataset}/{split}/shard-{shard}.parquet",
     log:
@@ -14,7 +36,7 @@ rule prepare:
         spec=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, wc.split)),
     shell:
         "python -m vlm_rationality prepare --spec {params.spec:q} --split {wildcards.split}"
-        " --shard {wildcards.shard} --out {output} > {log} 2>&1"
+        " --shard {wildcards.shard} --items {input.index} --out {output} > {log} 2>&1"
 
 
 rule prepare_report:
@@ -30,7 +52,6 @@ rule prepare_report:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **sized("prepare_report"),
     shell:
         "python -m vlm_rationality prepare-report --out {output} {input} > {log} 2>&1"

@@ -1,6 +1,6 @@
 rule score:
     input:
-        heatmap_files(),
+        lambda wc: heatmap_files(),
     output:
         parquet="results/metrics/rationality.parquet",
         csv="results/metrics/rationality.csv",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -23,6 +23,15 @@ class Sample:
     mask: np.ndarray  # bool [S, S]
     source: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of a split's index: what loading the sample needs, without opening any file."""
+
+    sample_id: str  # on-disk datasets: the image's path relative to the root
+    label: int
+    annotation: Any  # whatever the adapter needs to build the object mask (JSON-able)
 
 
 @dataclass
@@ -53,12 +62,30 @@ class Dataset(ABC):
     def class_names(self) -> list[str]: ...
 
     @abstractmethod
-    def split_size(self, split: str) -> int:
-        """Number of samples in `split` (before any skipped as bad input)."""
+    def items(self, split: str) -> list[Item]:
+        """Every item of `split`, in a fixed order: the split's index (an on-disk dataset lists its files here)."""
 
     @abstractmethod
+    def load_items(self, split: str, items: Sequence[Item], start: int) -> Iterator[Sample | Skipped]:
+        """The samples of `items`, which are the split's items from position `start` on; bad input comes back as
+        `Skipped`."""
+
+    def image_path(self, item: Item) -> str:
+        """Where the item's image is read from ('' for generated data)."""
+        return ""
+
+    def known_size(self, split: str) -> int | None:
+        """A split's size where the config alone tells it (no listing), else None."""
+        return None
+
+    def split_size(self, split: str) -> int:
+        """Number of samples in `split` (before any skipped as bad input)."""
+        size = self.known_size(split)
+        return len(self.items(split)) if size is None else size
+
     def samples(self, split: str, start: int, stop: int) -> Iterator[Sample | Skipped]:
-        """Samples `start … stop-1` of `split`, in a fixed order; bad input comes back as `Skipped`."""
+        """Samples `start … stop-1` of `split`, in a fixed order."""
+        yield from self.load_items(split, self.items(split)[start:stop], start)
 
     def prompts(self, template: str) -> list[str]:
         return [template.format(name=name) for name in self.class_names]

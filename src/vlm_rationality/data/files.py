@@ -8,6 +8,7 @@ naming the path and the expected layout.
 
 from __future__ import annotations
 
+import logging
 import random
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vlm_rationality.data.base import Dataset, Sample, Skipped
+from vlm_rationality.data.base import Dataset, Item, Sample, Skipped
 from vlm_rationality.data.transform import eval_transform
+
+log = logging.getLogger(__name__)
 
 
 class BadInput(Exception):
@@ -27,13 +30,6 @@ class BadInput(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class Item:
-    sample_id: str  # the image's path relative to the dataset root
-    label: int
-    annotation: Any  # whatever the adapter's `object_mask` needs
 
 
 def require(path: Path, layout: str) -> Path:
@@ -90,10 +86,8 @@ class FileDataset(Dataset):
             raise KeyError(f"{type(self).__name__} has no configured split {split!r}; configured: {', '.join(self.splits)}")
         if split not in self._items:
             self._items[split] = self.list_items(split)
+            log.info("listed %d items of split %s under %s", len(self._items[split]), split, self.root)
         return self._items[split]
-
-    def split_size(self, split: str) -> int:
-        return len(self.items(split))
 
     def needs_masks(self, split: str) -> bool:
         """Evaluation splits need an object; training splits may be used without annotations."""
@@ -121,9 +115,12 @@ class FileDataset(Dataset):
             raise BadInput("empty_mask", f"{item.sample_id}: the object lies outside the centre crop")
         return Sample(item.sample_id, item.label, pixels, mask, type(self).__name__)
 
-    def samples(self, split: str, start: int, stop: int) -> Iterator[Sample | Skipped]:
+    def image_path(self, item: Item) -> str:
+        return str(self.root / item.sample_id)
+
+    def load_items(self, split: str, items: Sequence[Item], start: int) -> Iterator[Sample | Skipped]:
         with_mask = self.needs_masks(split)
-        for item in self.items(split)[start:stop]:
+        for item in items:
             try:
                 yield self.load(item, with_mask)
             except BadInput as bad:

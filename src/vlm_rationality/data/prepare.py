@@ -1,12 +1,15 @@
-"""The prepare stage: a dataset split -> fixed-size prepared shards, one job per shard, and a split report.
+"""The prepare stage: a split's item index (listed once), fixed-size prepared shards (one job each), a report.
 
-A shard covers items [k·shard_size, (k+1)·shard_size) of the split, so shards are independent jobs that a
-killed run resumes one by one, and the shard list follows from the config alone. Items that are bad input
-are skipped and counted per reason, in the shard's metadata and in the split's report.
+The index is the only listing of a split's files: shard counts and every prepare job's slice come from it
+(ImageNet's training split is 1.28 M files; listing it in each of its ~1,300 shard jobs would cost more than
+preparing). A shard covers items [k·shard_size, (k+1)·shard_size), so shards are independent jobs that a killed
+run resumes one by one. Items that are bad input are skipped and counted per reason, in the shard's metadata
+and in the split's report.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
@@ -16,22 +19,37 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from vlm_rationality.artefacts import prepared_meta, write_prepared_shard
-from vlm_rationality.data.base import Sample, build_dataset
+from vlm_rationality.artefacts import prepared_meta, read_items, write_items, write_prepared_shard
+from vlm_rationality.data.base import Item, Sample, build_dataset
 from vlm_rationality.io import write_json
 
 log = logging.getLogger(__name__)
 
 
-def prepare_shard(dataset_config: dict[str, Any], split: str, shard: int, out_path: str | os.PathLike, config_hash: str) -> dict[str, Any]:
-    """Write shard `shard` of `split`; returns {written, skipped: {reason: count}}."""
+def write_item_index(dataset_config: dict[str, Any], split: str, out_path: str | os.PathLike, config_hash: str) -> int:
+    """List `split` once into its item index; returns the number of items."""
     dataset = build_dataset(dataset_config)
-    size = int(dataset_config["shard_size"])
-    start = shard * size
-    stop = min(start + size, dataset.split_size(split))
+    items = dataset.items(split)
+    write_items(
+        out_path, sample_ids=[item.sample_id for item in items], labels=[item.label for item in items],
+        images=[dataset.image_path(item) for item in items], annotations=[json.dumps(item.annotation) for item in items],
+        shard_size=int(dataset_config["shard_size"]), config_hash=config_hash,
+    )
+    return len(items)
+
+
+def prepare_shard(
+    dataset_config: dict[str, Any], split: str, shard: int, items_path: str | os.PathLike, out_path: str | os.PathLike,
+    config_hash: str,
+) -> dict[str, Any]:
+    """Write shard `shard` of `split` from its rows of the item index; returns {written, skipped: {reason: count}}."""
+    dataset = build_dataset(dataset_config)
+    start = shard * int(dataset_config["shard_size"])
+    rows = read_items(items_path, start, start + int(dataset_config["shard_size"]))
+    items = [Item(*fields) for fields in zip(rows["sample_id"], rows["label"], map(json.loads, rows["annotation"]))]
     samples: list[Sample] = []
     skipped: Counter[str] = Counter()
-    for entry in tqdm(dataset.samples(split, start, stop), total=stop - start, desc=f"{split} shard {shard}",
+    for entry in tqdm(dataset.load_items(split, items, start), total=len(items), desc=f"{split} shard {shard}",
                       unit="img", mininterval=5, disable=None):
         if isinstance(entry, Sample):
             samples.append(entry)

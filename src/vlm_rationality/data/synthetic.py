@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from vlm_rationality.data.base import DATASET_ADAPTERS, Dataset, Sample
+from vlm_rationality.data.base import DATASET_ADAPTERS, Dataset, Item, Sample
 
 SHAPES: tuple[str, ...] = (
     "circle", "square", "triangle", "star", "cross", "ring", "diamond", "hexagon", "crescent", "arrow",
@@ -257,11 +257,15 @@ class SyntheticDataset(Dataset):
     def class_names(self) -> list[str]:
         return self.spec.class_names
 
-    def split_size(self, split: str) -> int:
+    def known_size(self, split: str) -> int:
         if split not in self.splits:
             raise KeyError(f"synthetic dataset has no split {split!r}; configured: {', '.join(self.splits)}")
         return int(self.splits[split]["size"])
 
-    def samples(self, split: str, start: int, stop: int) -> Iterator[Sample]:
-        rho = float(self.splits[split]["rho"])
-        yield from generate(self.spec, split, min(stop, self.split_size(split)) - start, rho, start)
+    def items(self, split: str) -> list[Item]:
+        """Generated, not listed: each item's label is the first draw of its own seed (as in `make_sample`)."""
+        return [Item(f"{split}-{i:06d}", int(sample_rng(self.spec.seed, split, i).integers(self.spec.num_classes)), None)
+                for i in range(self.known_size(split))]
+
+    def load_items(self, split: str, items: Sequence[Item], start: int) -> Iterator[Sample]:
+        yield from generate(self.spec, split, len(items), float(self.splits[split]["rho"]), start)
