@@ -36,6 +36,12 @@ def as_json(value):
 
 
 @functools.cache
+def class_prompts(dataset):
+    """A dataset's class prompts (JSON), built once per DAG build rather than once per job."""
+    return as_json(settings.prompts(config, dataset))
+
+
+@functools.cache
 def split_size(dataset, split):
     """From the config where it tells (synthetic), else from the split's item index, written once by the items
     checkpoint (until then, asking raises what makes Snakemake run it first). Cached per DAG build."""

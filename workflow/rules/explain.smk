@@ -16,7 +16,7 @@ rule explain:
     params:
         model=lambda wc: as_json(model_spec(wc.model)),
         method=lambda wc: as_json(method_spec(wc.method)),
-        prompts=lambda wc: as_json(settings.prompts(config, wc.dataset)),
+        prompts=lambda wc: class_prompts(wc.dataset),
         heatmaps=lambda wc: as_json(settings.heatmap_spec(config, wc.heatmap)),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "shift", "model", "method")}),
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),

@@ -17,7 +17,7 @@ rule finetune:
     params:
         model=lambda wc: as_json(model_spec(wc.model)),
         method=lambda wc: as_json(method_spec(wc.method)),
-        prompts=lambda wc: as_json(settings.prompts(config, wc.dataset)),
+        prompts=lambda wc: class_prompts(wc.dataset),
         device=config["device"],
         # Data-parallel over `processes` workers (one per GPU; gloo processes on CPU), one process otherwise.
         launch=lambda wc: (
