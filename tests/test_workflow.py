@@ -183,8 +183,10 @@ def test_a_killed_run_resumes_after_unlock_with_identical_results(run, tmp_path)
     os.killpg(process.pid, signal.SIGKILL)  # the whole run, jobs included, mid-way through fine-tuning
     process.wait()
     assert not (tmp_path / "results" / "metrics").exists()
-    locked = snakemake(tmp_path, TEST_CONFIG, check=False)
-    assert locked.returncode != 0 and "unlock" in locked.stdout + locked.stderr
+    incomplete = snakemake(tmp_path, TEST_CONFIG, check=False)  # what the jobs in flight were writing is named
+    assert incomplete.returncode != 0 and "--rerun-incomplete" in incomplete.stderr
+    locked = snakemake(tmp_path, TEST_CONFIG, "--rerun-incomplete", check=False)  # and the kill left the lock
+    assert locked.returncode != 0 and "cannot be locked" in locked.stderr
     snakemake(tmp_path, TEST_CONFIG, "--unlock")
     snakemake(tmp_path, TEST_CONFIG, "--rerun-incomplete")
     first = pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
