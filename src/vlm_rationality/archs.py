@@ -49,7 +49,7 @@ MODEL_ARCHS: Registry[Arch] = Registry("model adapter")
 
 def _entry(config: dict[str, Any]) -> tuple[Arch, dict[str, Any]]:
     spec = {key: value for key, value in config.items() if key not in ("adapter", "pretrain")}
-    return MODEL_ARCHS.get(config.get("adapter", "open_clip")), spec
+    return MODEL_ARCHS.get(config["adapter"]), spec
 
 
 def check_model(config: dict[str, Any]) -> int:

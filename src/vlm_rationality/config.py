@@ -159,7 +159,6 @@ def prepare_spec(config: Config, dataset: str, split: str) -> Config:
 def base_model_spec(config: Config, model: str, base_path: str) -> Config:
     """The model config a stage builds from: a workflow-pretrained base replaces `pretrained` by its file."""
     spec = {key: value for key, value in config["models"][model].items() if key != "pretrain"}
-    spec.setdefault("adapter", "open_clip")
     if "pretrain" in config["models"][model]:
         spec["pretrained"] = base_path
     return spec
