@@ -33,7 +33,9 @@ def shard(tmp_path_factory) -> Path:
     config["datasets"]["tiny-synthetic"]["shard_size"] = 50
     out = tmp_path_factory.mktemp("ddp") / "train.parquet"
     spec = settings.prepare_spec(config, "tiny-synthetic", "train")
-    _cli("prepare", "--spec", json.dumps(spec), "--split", "train", "--shard", "0", "--out", str(out))
+    index = out.with_name("items.parquet")
+    _cli("items", "--spec", json.dumps(spec), "--split", "train", "--out", str(index))
+    _cli("prepare", "--spec", json.dumps(spec), "--split", "train", "--shard", "0", "--items", str(index), "--out", str(out))
     return out
 
 

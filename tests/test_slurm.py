@@ -67,8 +67,8 @@ def test_the_workflow_runs_through_sbatch_and_matches_the_local_run(cluster, slu
     workdir, seconds = slurm_run
     jobs = sbatch_jobs(cluster, workdir)
     print(f"SLURM run: {seconds:.0f} s, {len(jobs)} sbatch jobs")
-    # prepare 5, pretrain 1, finetune 3, explain 8, score 1; prepare_report and report are local rules
-    assert len(jobs) == 18 and {job["state"] for job in jobs} == {"COMPLETED"}
+    # items 3, prepare 5, pretrain 1, finetune 3, explain 8, score 1; prepare_report and report are local rules
+    assert len(jobs) == 21 and {job["state"] for job in jobs} == {"COMPLETED"}
     assert metrics(workdir) == metrics(local_run)
 
 
