@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import random
 from abc import abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
