@@ -39,6 +39,7 @@ localrules:
     all,
     prepare_report,
     report,
+    rho_curve,
 
 
 rule all:
@@ -47,3 +48,4 @@ rule all:
         rules.report.output,
         rules.score.output,
         prepare_reports(),
+        rules.rho_curve.output if len(set(settings.training_rhos(config).values())) > 1 else [],

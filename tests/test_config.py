@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.snakemake_runs import REPO, SCHEMA, TEST_CONFIG
-from vlm_rationality.config import ConfigError, check_config
+from vlm_rationality.config import ConfigError, check_config, training_rhos
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -118,3 +118,12 @@ def test_architecture_facts_read_as_data_match_the_built_model(spec, tiny_vocab,
     model = build_model(spec)
     assert check_model(spec) == len(model.vision_blocks())
     assert abs(approx_parameters(spec) / sum(p.numel() for p in model.parameters()) - 1) < 0.1
+
+
+def test_training_rhos_name_the_datasets_whose_training_split_declares_one():
+    config = {"train_split": "train", "datasets": {
+        "spurious": {"adapter": "synthetic", "splits": {"train": {"size": 4, "rho": 0.9}}},
+        "clean": {"adapter": "synthetic", "splits": {"train": {"size": 4, "rho": 0}, "test": {"size": 4}}},
+        "imagenet": {"adapter": "imagenet", "root": "/data"},
+    }}
+    assert training_rhos(config) == {"spurious": 0.9, "clean": 0.0}

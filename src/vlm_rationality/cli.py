@@ -44,12 +44,6 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print(f"{args.out}: {json.dumps(counts)}")
 
 
-def cmd_prepare_report(args: argparse.Namespace) -> None:
-    from vlm_rationality.data.prepare import split_report
-
-    print(json.dumps(split_report(args.shards, args.out)))
-
-
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from vlm_rationality.finetune.run import pretrain_base
 
@@ -105,6 +99,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {args.markdown}, {args.ablation} and {args.figure}")
 
 
+def cmd_rho_curve(args: argparse.Namespace) -> None:
+    from vlm_rationality.artefacts import read_metrics
+    from vlm_rationality.report.figures import rho_figure
+
+    rho_figure(read_metrics(args.metrics), args.rhos, args.methods, args.models, args.heatmap_methods, args.figure)
+    print(f"wrote {args.figure}")
+
+
 def cmd_inspect(args: argparse.Namespace) -> None:
     with reading(args.path):
         parquet = pq.ParquetFile(args.path)
@@ -140,10 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=int, required=True)
     p.add_argument("--items", required=True, help="the split's item index")
     p.add_argument("--out", required=True)
-
-    p = stage("prepare-report", cmd_prepare_report, "sum a split's written and skipped counts into a JSON report")
-    p.add_argument("--out", required=True)
-    p.add_argument("shards", nargs="+")
 
     p = stage("pretrain", cmd_pretrain, "contrastively pretrain a base model on captioned shards", device=True)
     p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
@@ -183,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=_json, required=True, help=f"{name.replace('-', ' ')} in table order (JSON list)")
     p.add_argument("--markdown", required=True)
     p.add_argument("--ablation", required=True, help="the heatmap-method ablation table (Markdown)")
+    p.add_argument("--figure", required=True)
+
+    p = stage("rho-curve", cmd_rho_curve, "accuracy, PT and IR against the training split's spurious strength rho")
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--rhos", type=_json, required=True, help="dataset -> rho of its training split (JSON)")
+    for name in ("methods", "models", "heatmap-methods"):
+        p.add_argument(f"--{name}", type=_json, required=True, help=f"{name.replace('-', ' ')} (JSON list)")
     p.add_argument("--figure", required=True)
 
     p = stage("inspect", cmd_inspect, "print the schema, metadata and first rows of a Parquet artefact")

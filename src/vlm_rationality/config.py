@@ -137,6 +137,13 @@ def known_size(config: Config, dataset: str, split: str) -> int | None:
     return build_dataset(config["datasets"][dataset]).known_size(split)
 
 
+def training_rhos(config: Config) -> dict[str, float]:
+    """Dataset -> the spurious strength `rho` of its training split, for the datasets whose split declares one."""
+    train = config["train_split"]
+    return {name: float(spec["splits"][train]["rho"]) for name, spec in config["datasets"].items()
+            if "rho" in spec.get("splits", {}).get(train, {})}
+
+
 def shard_groups(count: int, per_job: int) -> list[tuple[int, int]]:
     """Consecutive (first, last) shard ranges of at most `per_job` shards: one explain job, one heatmap file each."""
     return [(first, min(first + per_job, count) - 1) for first in range(0, count, per_job)]

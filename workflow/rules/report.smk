@@ -23,3 +23,26 @@ rule report:
         "python -m vlm_rationality report --metrics {input} --methods {params.methods:q}"
         " --models {params.models:q} --datasets {params.datasets:q} --heatmap-methods {params.heatmap_methods:q}"
         " --markdown {output.markdown} --ablation {output.ablation} --figure {output.figure} > {log} 2>&1"
+
+
+# The synthetic benchmark's calibration curve: drawn when two or more datasets train at different rho.
+rule rho_curve:
+    input:
+        rules.score.output.parquet,
+    output:
+        "results/figures/rho_curve.png",
+    log:
+        "results/logs/rho_curve.log",
+    threads: 1
+    resources:
+        **sized("report"),
+    conda:
+        ENV
+    params:
+        rhos=as_json(settings.training_rhos(config)),
+        methods=as_json(list(config["methods"])),
+        models=as_json(list(config["models"])),
+        heatmap_methods=as_json(config["heatmaps"]["methods"]),
+    shell:
+        "python -m vlm_rationality rho-curve --metrics {input} --rhos {params.rhos:q} --methods {params.methods:q}"
+        " --models {params.models:q} --heatmap-methods {params.heatmap_methods:q} --figure {output} > {log} 2>&1"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
-import scipy.io
 
 from vlm_rationality.data.base import DATASET_ADAPTERS
 from vlm_rationality.data.files import BadInput, FileDataset, Item, require, seeded_split
@@ -61,7 +60,9 @@ class Caltech101(FileDataset):
         if not path.is_file():
             raise BadInput("missing_annotation", str(path))
         try:
-            annotation = scipy.io.loadmat(path)
+            from scipy.io import loadmat  # here: scipy is slow to import and only these files need it
+
+            annotation = loadmat(path)
             top, _bottom, left, _right = np.ravel(annotation["box_coord"]).astype(float)
             contour = np.asarray(annotation["obj_contour"], dtype=float)
         except (KeyError, ValueError, TypeError, OSError) as err:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
-import scipy.io
 
 from vlm_rationality.data.base import DATASET_ADAPTERS
 from vlm_rationality.data.files import BadInput, FileDataset, Item, check_boxes, require
@@ -33,7 +32,9 @@ class StanfordDogs(FileDataset):
         return [breed.split("-", 1)[-1].replace("_", " ") for breed in self.breeds]
 
     def list_items(self, split: str) -> list[Item]:
-        lists = scipy.io.loadmat(self.root / f"{split}_list.mat")
+        from scipy.io import loadmat  # here: scipy is slow to import and only these files need it
+
+        lists = loadmat(self.root / f"{split}_list.mat")
         index = {breed: i for i, breed in enumerate(self.breeds)}
         items = []
         for entry in lists["file_list"].ravel():

@@ -21,8 +21,10 @@ import numpy as np
 
 from vlm_rationality.data.base import DATASET_ADAPTERS, Dataset, Item, Sample
 
+# In the order classes are taken (`num_classes` takes the first ones). Diamond and hexagon come last: within a
+# few degrees of rotation a diamond is a turned square, and at 8-pixel patches a hexagon is nearly a circle.
 SHAPES: tuple[str, ...] = (
-    "circle", "square", "triangle", "star", "cross", "ring", "diamond", "hexagon", "crescent", "arrow",
+    "circle", "square", "triangle", "star", "cross", "ring", "crescent", "arrow", "diamond", "hexagon",
 )
 TEXTURES: tuple[str, ...] = (
     "stripes", "checks", "dots", "waves", "grid", "diagonals", "noise", "zigzag", "rings", "bricks",
@@ -64,6 +66,7 @@ class SyntheticSpec:
     max_rotation: float = 180.0  # degrees either way
     jitter: float = 1.0  # fraction of the free range the object centre may move in
     noise: float = 6.0
+    caption_detail: float = 0.0  # how often a caption also names the colour, and (independently) the background
 
     def __post_init__(self) -> None:
         if not 2 <= self.num_classes <= len(SHAPES):
@@ -76,6 +79,8 @@ class SyntheticSpec:
             raise ValueError("synthetic scales need 0 < min_scale <= max_scale < 0.5")
         if not 0 <= self.max_rotation <= 180 or not 0 <= self.jitter <= 1:
             raise ValueError("synthetic max_rotation must be in [0, 180] degrees and jitter in [0, 1]")
+        if not 0 <= self.caption_detail <= 1:
+            raise ValueError(f"synthetic.caption_detail must be in [0, 1], got {self.caption_detail}")
 
     @property
     def class_names(self) -> list[str]:
@@ -203,15 +208,17 @@ def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0) -
     image += rng.normal(0.0, spec.noise, size=image.shape)
     image_u8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
-    caption = _caption(spec.class_names[label], colour, spec.texture_names[background], rng)
+    caption = _caption(spec.class_names[label], colour, spec.texture_names[background], rng, spec.caption_detail)
     extra = {"caption": caption, "background": background, "colour": colour}
     return Sample(f"{split}-{index:06d}", label, image_u8, mask, "synthetic", extra)
 
 
-def _caption(shape: str, colour: str, texture: str, rng: np.random.Generator) -> str:
-    """Always the shape; colour, background and the "a photo of" prefix each independently half the time,
-    so that the class prompt "a photo of a {shape}" is itself a caption the text tower has seen."""
-    with_colour, with_texture, photo = rng.uniform(size=3) < 0.5
+def _caption(shape: str, colour: str, texture: str, rng: np.random.Generator, detail: float) -> str:
+    """Always the shape; colour and background each independently with probability `detail`, the "a photo of"
+    prefix half the time, so that the class prompt "a photo of a {shape}" is itself a caption the text tower
+    has seen."""
+    colour_draw, texture_draw, photo_draw = rng.uniform(size=3)
+    with_colour, with_texture, photo = colour_draw < detail, texture_draw < detail, photo_draw < 0.5
     words = f"{colour} {shape}" if with_colour else shape
     words = f"{words} on {texture}" if with_texture else words
     article = "an" if words[0] in "aeiou" else "a"

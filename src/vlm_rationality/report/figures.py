@@ -1,4 +1,4 @@
-"""PT and IR per method with their bootstrap intervals: a row of panels per heatmap method, a panel per dataset."""
+"""Figures from the metrics table: PT, IR and accuracy per method (bars), and against the spurious strength rho."""
 
 from __future__ import annotations
 
@@ -44,6 +44,39 @@ def pt_ir_figure(
             ax.grid(axis="y", alpha=0.3)
         panels[0].set_ylabel(f"value (shift: {shift})")
     axes[0][-1].legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def rho_figure(
+    rows: Sequence[dict[str, Any]], rhos: dict[str, float], methods: Sequence[str], models: Sequence[str],
+    heatmap_methods: Sequence[str], path: str | os.PathLike, shift: str = "clean",
+) -> None:
+    """Accuracy, PT and IR against the training split's spurious strength rho, one line per (method, model) with
+    its 95% interval as a band: the synthetic benchmark's calibration curve (a row of panels per heatmap method)."""
+    datasets = sorted(rhos, key=rhos.get)
+    x = np.array([rhos[d] for d in datasets])
+    fig, axes = plt.subplots(len(heatmap_methods), len(METRICS), figsize=(4.2 * len(METRICS), 3.4 * len(heatmap_methods)),
+                             squeeze=False, sharey=True)
+    index = {(r["heatmap_method"], r["dataset"], r["method"], r["model"]): r for r in rows if r["shift"] == shift}
+    for heatmap, panels in zip(heatmap_methods, axes):
+        for ax, (metric, label) in zip(panels, METRICS):
+            for method in methods:
+                for model in models:
+                    found = [index.get((heatmap, d, method, model), {}) for d in datasets]
+                    value, low, high = (np.array([r.get(f"{metric}{s}", np.nan) for r in found], dtype=float)
+                                        for s in ("", "_ci_low", "_ci_high"))
+                    name = method.upper() if len(models) == 1 else f"{method.upper()} {model}"
+                    line, = ax.plot(x, value, marker="o", label=name)
+                    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.set_title(f"{label} ({heatmap})")
+            ax.set_xlabel("rho of the training split (0: background independent of the class)")
+            ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+        panels[0].set_ylabel(f"value on the test split (shift: {shift})")
+    axes[0][-1].legend(loc="lower left", fontsize="small")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
