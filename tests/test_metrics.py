@@ -43,6 +43,21 @@ def test_rma_undefined_cases_are_nan_with_a_reason():
     assert torch.isnan(rma[1:]).all()
 
 
+@pytest.mark.parametrize("value, grid, size", [(0.3, 8, 64), (0.1, 16, 224), (0.7, 14, 224)])
+def test_a_constant_patch_grid_is_constant_after_upsampling(value, grid, size):
+    """Regression: float32 bilinear upsampling leaves a span of about 1e-8 on a constant grid, which min-max
+    used to stretch into a map with an RMA and status ok."""
+    relevance = torch.full((1, grid, grid), value)
+    mask = torch.zeros(1, size, size, dtype=torch.bool)
+    mask[:, : size // 2] = True
+    rma, status = relevance_mass_accuracy(relevance, mask)
+    assert STATUSES[status.item()] == "constant_heatmap" and math.isnan(rma.item())
+    nudged = relevance.clone()
+    nudged[0, 0, 0] += 1e-3  # one patch apart: defined again, and the mass sits where the patch is
+    rma, status = relevance_mass_accuracy(nudged, mask)
+    assert STATUSES[status.item()] == "ok" and rma.item() > 0.5
+
+
 def test_quadrants_pt_ir_by_hand():
     correct = np.array([1, 1, 1, 0, 0, 1, 0, 1], dtype=bool)
     rma = np.array([0.9, 0.5, 0.2, 0.7, 0.1, np.nan, np.nan, 0.49])

@@ -31,8 +31,12 @@ def relevance_mass_accuracy(relevance: torch.Tensor, masks: torch.Tensor) -> tup
     """RMA per sample (NaN where undefined) and a status code per sample (index into STATUSES)."""
     finite = torch.isfinite(relevance).flatten(1).all(dim=1)
     relevance = torch.nan_to_num(relevance.float(), nan=0.0, posinf=0.0, neginf=0.0)
-    zero_mass = relevance.flatten(1).abs().sum(dim=1) == 0  # e.g. a rollout whose gradients were all negative
+    grid = relevance.flatten(1)
+    zero_mass = grid.abs().sum(dim=1) == 0  # e.g. a rollout whose gradients were all negative
     heat, varied = minmax_normalize(upsample(relevance, tuple(masks.shape[-2:])))
+    # Constancy is decided on the patch grid: upsampling a constant grid in float32 leaves a rounding span near
+    # 1e-8 that min-max would blow up into a meaningless map.
+    varied &= grid.amax(dim=1) > grid.amin(dim=1)
     inside = (heat * masks.to(heat.dtype)).sum(dim=(1, 2))
     mass = heat.sum(dim=(1, 2))
     has_object = masks.flatten(1).any(dim=1)
