@@ -252,8 +252,13 @@ def test_a_configfile_replaces_the_default_config():
     text = result.stdout + result.stderr
     assert set(re.findall(r"dataset=([^,\s]+)", text)) == {"tiny-synthetic"}
     assert set(re.findall(r"model=([^,\s]+)", text)) == {"tiny-clip"}
+    assert "rho_curve" not in planned_jobs(result)  # one training rho: no curve to draw
     merged = subprocess.run([*command[:-2], "--config", "threads=1"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert set(re.findall(r"dataset=([^,\s]+)", merged.stdout + merged.stderr)) == {"synthetic-rho0.9", "synthetic-rho0"}
+    assert planned_jobs(merged)["rho_curve"] == 1
+    sweep = subprocess.run([*command[:-1], "config/rho-sweep.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert len(set(re.findall(r"dataset=([^,\s]+)", sweep.stdout + sweep.stderr))) == 6
+    assert planned_jobs(sweep)["rho_curve"] == 1 and planned_jobs(sweep)["pretrain_base"] == 1
 
 
 def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):

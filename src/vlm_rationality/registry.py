@@ -8,6 +8,7 @@ so that checking a config never imports the (torch-heavy) modules that register.
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 from functools import cache
 from pathlib import Path
@@ -17,8 +18,13 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    """`source` = (package, variable name): entries declared in that package's modules are imported on first use,
+    so a job imports the one adapter it runs (ALBEF/BLIP pull in timm and transformers; open_clip jobs need
+    neither)."""
+
+    def __init__(self, kind: str, source: tuple[str, str] | None = None) -> None:
         self.kind = kind
+        self.source = source
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, **facts: Any) -> Callable[[T], T]:
@@ -32,27 +38,37 @@ class Registry(Generic[T]):
 
         return add
 
+    def _declared(self) -> dict[str, str]:
+        return {name: module for name, (module, _) in _declarations(*self.source).items()} if self.source else {}
+
     def get(self, name: str) -> T:
+        if name not in self._entries and name in self._declared():
+            importlib.import_module(self._declared()[name])
         try:
             return self._entries[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self._entries))}") from None
+            raise KeyError(f"unknown {self.kind} {name!r}; registered: {', '.join(self)}") from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._declared()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._entries))
+        return iter(sorted({*self._entries, *self._declared()}))
 
 
-@cache
 def declared(package: str, registry: str) -> dict[str, dict[str, Any]]:
     """{name: facts} of every `@<registry>.register("name", fact=literal, …)` in the modules of `package`, read
     from the source without importing them."""
+    return {name: facts for name, (_, facts) in _declarations(package, registry).items()}
+
+
+@cache
+def _declarations(package: str, registry: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """{name: (declaring module, facts)}, from the source of `package`'s modules."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"no package {package}")
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
     for path in sorted(Path(spec.submodule_search_locations[0]).glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             for decorator in getattr(node, "decorator_list", []):
@@ -60,5 +76,6 @@ def declared(package: str, registry: str) -> dict[str, dict[str, Any]]:
                 target = call.func if call else None
                 if (isinstance(target, ast.Attribute) and target.attr == "register"
                         and isinstance(target.value, ast.Name) and target.value.id == registry):
-                    found[ast.literal_eval(call.args[0])] = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+                    facts = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+                    found[ast.literal_eval(call.args[0])] = (f"{package}.{path.stem}", facts)
     return dict(sorted(found.items()))

@@ -66,7 +66,7 @@ class SyntheticSpec:
     max_rotation: float = 180.0  # degrees either way
     jitter: float = 1.0  # fraction of the free range the object centre may move in
     noise: float = 6.0
-    caption_detail: float = 0.0  # how often a caption also names the colour, and (independently) the background
+    caption_detail: float = 0.1  # how often a caption also names the colour, and (independently) the background
 
     def __post_init__(self) -> None:
         if not 2 <= self.num_classes <= len(SHAPES):

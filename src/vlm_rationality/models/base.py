@@ -16,7 +16,7 @@ from torch import nn
 
 from vlm_rationality.registry import Registry
 
-MODEL_ADAPTERS: Registry[type["VisionLanguageModel"]] = Registry("model adapter")
+MODEL_ADAPTERS: Registry[type["VisionLanguageModel"]] = Registry("model adapter", ("vlm_rationality.models", "MODEL_ADAPTERS"))
 
 
 @dataclass(frozen=True)
