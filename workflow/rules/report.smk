@@ -33,11 +33,11 @@ rule rho_curve:
         "results/figures/rho_curve.png",
     log:
         "results/logs/rho_curve.log",
+    conda:
+        ENV
     threads: 1
     resources:
         **sized("report"),
-    conda:
-        ENV
     params:
         rhos=as_json(settings.training_rhos(config)),
         methods=as_json(list(config["methods"])),

@@ -72,11 +72,13 @@ def rho_figure(
                     line, = ax.plot(x, value, marker="o", label=name)
                     ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
             ax.set_title(f"{label} ({heatmap})")
-            ax.set_xlabel("rho of the training split (0: background independent of the class)")
+            ax.set_xlabel("rho of the training split")
             ax.set_ylim(0, 1)
             ax.grid(alpha=0.3)
         panels[0].set_ylabel(f"value on the test split (shift: {shift})")
     axes[0][-1].legend(loc="lower left", fontsize="small")
+    fig.suptitle("Test split: background independent of the class. Training split: the class's own background with "
+                 "probability rho, else a random one", fontsize="medium")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
