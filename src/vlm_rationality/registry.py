@@ -42,8 +42,9 @@ class Registry(Generic[T]):
         return {name: module for name, (module, _) in _declarations(*self.source).items()} if self.source else {}
 
     def get(self, name: str) -> T:
-        if name not in self._entries and name in self._declared():
-            importlib.import_module(self._declared()[name])
+        module = self._declared().get(name)
+        if name not in self._entries and module:
+            importlib.import_module(module)
         try:
             return self._entries[name]
         except KeyError:

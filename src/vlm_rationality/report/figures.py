@@ -16,13 +16,24 @@ from vlm_rationality.io import atomic_path  # noqa: E402
 METRICS = (("prediction_trustworthiness", "PT"), ("inference_reliability", "IR"), ("accuracy", "accuracy"))
 
 
+def _by_key(rows: Sequence[dict[str, Any]], shift: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """The rows of one shift by (heatmap method, dataset, method, model)."""
+    return {(r["heatmap_method"], r["dataset"], r["method"], r["model"]): r for r in rows if r["shift"] == shift}
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
 def pt_ir_figure(
     rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
     heatmap_methods: Sequence[str], path: str | os.PathLike, shift: str = "clean",
 ) -> None:
     fig, axes = plt.subplots(len(heatmap_methods), len(datasets), figsize=(4.2 * len(datasets), 3.4 * len(heatmap_methods)),
                              squeeze=False, sharey=True)
-    index = {(r["heatmap_method"], r["dataset"], r["method"], r["model"]): r for r in rows if r["shift"] == shift}
+    index = _by_key(rows, shift)
     groups = [(m, model) for m in methods for model in models]
     width = 0.8 / len(METRICS)
     for heatmap, panels in zip(heatmap_methods, axes):
@@ -45,9 +56,7 @@ def pt_ir_figure(
         panels[0].set_ylabel(f"value (shift: {shift})")
     axes[0][-1].legend(loc="upper right", fontsize="small")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
 def rho_figure(
@@ -60,7 +69,7 @@ def rho_figure(
     x = np.array([rhos[d] for d in datasets])
     fig, axes = plt.subplots(len(heatmap_methods), len(METRICS), figsize=(4.2 * len(METRICS), 3.4 * len(heatmap_methods)),
                              squeeze=False, sharey=True)
-    index = {(r["heatmap_method"], r["dataset"], r["method"], r["model"]): r for r in rows if r["shift"] == shift}
+    index = _by_key(rows, shift)
     for heatmap, panels in zip(heatmap_methods, axes):
         for ax, (metric, label) in zip(panels, METRICS):
             for method in methods:
@@ -80,6 +89,4 @@ def rho_figure(
     fig.suptitle("Test split: background independent of the class. Training split: the class's own background with "
                  "probability rho, else a random one", fontsize="medium")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    _save(fig, path)
