@@ -67,7 +67,12 @@ def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: c["heatmaps"].update(start_block=2), r"heatmaps\.start_block: 2 is beyond the 2 vision blocks of model 'tiny-clip'"),
+    (lambda c: c["heatmaps"].update(start_block=2), r"heatmaps\.start_block: 2 is outside the 2 vision blocks of model 'tiny-clip'"),
+    (lambda c: c["heatmaps"].update(start_block=-3), r"heatmaps\.start_block: -3 is outside the 2 vision blocks"),
+    (lambda c: c["methods"]["flcp"].update(heatmaps={"start_block": 2}), r"methods\.flcp\.heatmaps\.start_block: 2 is outside"),
+    (lambda c: c["methods"]["zs"].update(heatmaps={"amp": "fp16"}), r"methods\.zs\.heatmaps\.amp: fp16 is mixed precision on CUDA"),
+    (lambda c: c["methods"]["zs"].update(head="linear"), r"methods\.zs\.head: zs classifies with its prompts"),
+    (lambda c: c["methods"]["ft"].update(head="linear"), r"methods\.ft\.head_init: head: linear is the official code's"),
     (lambda c: c["heatmaps"].update(amp="bf16"), r"heatmaps\.amp: bf16 is mixed precision on CUDA, but device is cpu; set amp: none"),
     (lambda c: c["methods"]["zs"].update(lr=0.1), r"methods\.zs\.lr: zs trains nothing"),
     (lambda c: c["methods"].update({"..": {"kind": "zs"}}), r"methods: the name '\.\.' is a path component"),
@@ -75,7 +80,8 @@ def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
     (lambda c: c["models"].update({"..": c["models"]["tiny-clip"]}), r"models: the name '\.\.' is a path component"),
     (lambda c: c["models"]["tiny-clip"].update(tokenizer="x"), r"models\.tiny-clip: tokenizer: not a setting of the open_clip"),
     (lambda c: c["heatmaps"].update(methods=["lime"]), r"heatmaps\.methods: unknown heatmap method 'lime'"),
-], ids=["start-block-too-deep", "amp-on-cpu", "zs-training-setting", "dot-method", "dot-dataset", "dotdot-model",
+], ids=["start-block-too-deep", "start-block-too-negative", "method-start-block", "method-amp-on-cpu", "zs-head",
+        "linear-head-init", "amp-on-cpu", "zs-training-setting", "dot-method", "dot-dataset", "dotdot-model",
         "open-clip-tokenizer", "unknown-heatmap-method"])
 def test_settings_that_cannot_work_fail_at_config_check(change, message):
     assert re.search(message, check(change))
@@ -99,8 +105,9 @@ def test_registries_read_from_the_source_equal_the_imported_ones():
     from vlm_rationality.registry import declared
 
     methods = declared("vlm_rationality.finetune", "FINETUNE_METHODS")
-    assert list(methods) == list(FINETUNE_METHODS) and methods["zs"] == {"trains": False}
-    assert all(FINETUNE_METHODS.get(name).trains == facts["trains"] for name, facts in methods.items())
+    assert list(methods) == list(FINETUNE_METHODS) and methods["zs"] == {"trains": False, "head": "prompt"}
+    assert all(FINETUNE_METHODS.get(name).trains == facts["trains"] and FINETUNE_METHODS.get(name).head == facts["head"]
+               for name, facts in methods.items())
     assert list(declared("vlm_rationality.explain", "HEATMAP_METHODS")) == list(HEATMAP_METHODS)
     assert list(MODEL_ARCHS) == list(MODEL_ADAPTERS)
 

@@ -163,3 +163,67 @@ def test_the_item_index_has_a_row_group_per_shard_and_reads_any_slice(tmp_path):
     assert everything["sample_id"] == [s.sample_id for s in samples] and everything["label"] == [s.label for s in samples]
     for start, stop in ((5, 16), (14, 21), (28, 40), (30, 37)):
         assert read_items(path, start, stop)["sample_id"] == everything["sample_id"][start:stop]
+
+
+def test_resize_256_and_crop_224_keeps_a_box_aligned_within_a_pixel():
+    image, box = Image.new("RGB", (400, 300), (30, 60, 90)), (120, 40, 300, 250)
+    mask = np.zeros((300, 400), dtype=bool)
+    mask[box[1]:box[3] + 1, box[0]:box[2] + 1] = True
+    pixels, out = eval_transform(image, mask, 224, resize=256, interpolation="bilinear")
+    assert pixels.shape == (224, 224, 3)
+    ys, xs = np.nonzero(out)
+    (new_w, new_h), (left, top, _r, _b) = resize_crop_box(400, 300, 224, 256)
+    assert (new_w, new_h) == (341, 256) and (left, top) == (58, 16)
+    scale = 256 / 300
+    expected = (box[0] * scale - left, box[1] * scale - top, (box[2] + 1) * scale - left - 1, (box[3] + 1) * scale - top - 1)
+    for got, want in zip((xs.min(), ys.min(), xs.max(), ys.max()), expected):
+        assert abs(got - want) <= 1
+    with pytest.raises(ValueError, match="resize 200 is smaller than the crop 224"):
+        resize_crop_box(400, 300, 224, 200)
+
+
+def test_a_soft_segmentation_kept_only_at_255_after_a_bilinear_resize_shrinks_to_its_core():
+    soft = np.zeros((75, 100), dtype=np.uint8)
+    soft[20:60, 30:80] = 255
+    soft[20:60, 80:86] = 100  # a soft edge
+    image = Image.new("RGB", (100, 75))
+    _, nearest = eval_transform(image, soft, 32)  # the default: nearest, kept >= 128
+    _, bool_mask = eval_transform(image, soft >= 128, 32)
+    _, official = eval_transform(image, soft, 32, interpolation="bilinear", mask_interpolation="bilinear", mask_threshold=255)
+    assert np.array_equal(nearest, bool_mask)  # thresholding before or after a nearest resize is the same
+    assert official.sum() < nearest.sum() and not (official & ~nearest).any()
+
+
+def test_official_protocol_options_of_the_file_adapters(tmp_path):
+    imagenet_root = fixtures.imagenet(tmp_path / "in").root
+    names = tmp_path / "imagenet-classes.txt"
+    names.write_text("tench, Tinca tinca\ngoldfish, Carassius auratus\n")
+    imagenet = build_dataset({**CONFIGS["imagenet"](imagenet_root), "class_names": str(names)})
+    assert imagenet.prompts("a photo of a {name}") == ["a photo of a tench", "a photo of a goldfish"]
+    names.write_text("tench\n")
+    with pytest.raises(ValueError, match="imagenet-classes.txt names 1 classes, the dataset has 2"):
+        build_dataset({**CONFIGS["imagenet"](imagenet_root), "class_names": str(names)}).prompts("{name}")
+
+    caltech_root = fixtures.caltech101(tmp_path / "caltech").root
+    official = build_dataset({**CONFIGS["caltech101"](caltech_root), "train_fraction": 0.8, "split_rule": "every_nth",
+                              "background": True})
+    assert official.class_names == ["background google", "faces", "airplanes", "ant"]
+    # 11 images have an annotation file; int(11 * 0.2) = 2 test images, every 5th from position 1.
+    annotated = [i for i in official.items("train") + official.items("test")]
+    assert len(annotated) == 11 and all("BACKGROUND" not in i.sample_id and "ant/image_0004" not in i.sample_id
+                                        for i in annotated)
+    assert [i.sample_id for i in official.items("test")] == ["101_ObjectCategories/Faces/image_0002.jpg",
+                                                             "101_ObjectCategories/airplanes/image_0003.jpg"]
+
+    dogs_root = fixtures.stanford_dogs(tmp_path / "dogs").root
+    fixtures.voc_xml(dogs_root / "Annotation" / "n02085620-Chihuahua" / "n02085620_1", [("dog", (10, 10, 40, 40)),
+                                                                                        ("dog", (60, 30, 90, 60))])
+    union = build_dataset(CONFIGS["stanford_dogs"](dogs_root))
+    last = build_dataset({**CONFIGS["stanford_dogs"](dogs_root), "boxes": "last", "names": "cut"})
+    item = next(i for i in union.items("test") if i.annotation.endswith("n02085620_1"))
+    both, only_last = union.object_mask(item, 100, 75), last.object_mask(item, 100, 75)
+    assert both[20, 20] and both[40, 70] and not only_last[20, 20] and only_last[40, 70]
+    assert last.class_names == ["Chihuahua", "Japanese spaniel"]  # no second hyphen: cut changes nothing here
+    (dogs_root / "Images" / "n02089078-black-and-tan_coonhound").mkdir()
+    cut = build_dataset({**CONFIGS["stanford_dogs"](dogs_root), "names": "cut"})
+    assert "black" in cut.class_names and "black-and-tan coonhound" in build_dataset(CONFIGS["stanford_dogs"](dogs_root)).class_names

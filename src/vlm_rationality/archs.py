@@ -48,7 +48,8 @@ MODEL_ARCHS: Registry[Arch] = Registry("model adapter")
 
 
 def _entry(config: dict[str, Any]) -> tuple[Arch, dict[str, Any]]:
-    spec = {key: value for key, value in config.items() if key not in ("adapter", "pretrain")}
+    """The adapter's facts and its own settings (`normalization` applies to every adapter: models/base.py)."""
+    spec = {key: value for key, value in config.items() if key not in ("adapter", "pretrain", "normalization")}
     return MODEL_ARCHS.get(config["adapter"]), spec
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +17,17 @@ ANNOTATION_FOLDERS = {"Faces": "Faces_2", "Faces_easy": "Faces_3", "Motorbikes":
 NOT_A_CLASS = "BACKGROUND_Google"
 
 
+def every_nth_split(by_class: dict[int, list[Item]], root: Path, test_fraction: float, split: str) -> list[Item]:
+    """The official code's split: over the annotated images in folder order, positions 1, 1 + k, 1 + 2k, … are test
+    (k = n // int(n * test_fraction)); the other annotated images are train. Unannotated images are in neither."""
+    annotated = [item for label in sorted(by_class) for item in by_class[label] if (root / item.annotation).is_file()]
+    count = int(len(annotated) * test_fraction)
+    if count == 0:
+        raise ValueError(f"caltech101 every_nth split: {len(annotated)} annotated images give no test image")
+    test = set(range(1, len(annotated), len(annotated) // count))
+    return [item for i, item in enumerate(annotated) if (i in test) == (split == "test")]
+
+
 @DATASET_ADAPTERS.register("caltech101")
 class Caltech101(FileDataset):
     layout = "root/101_ObjectCategories/<class>/image_NNNN.jpg and root/Annotations/<class>/annotation_NNNN.mat"
@@ -22,10 +35,16 @@ class Caltech101(FileDataset):
         "train_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.5,
                            "description": "share of each class in the seeded train split (Caltech-101 has no official one)"},
         "seed": {"type": "integer", "default": 0},
+        "split_rule": {"type": "string", "enum": ["seeded", "every_nth"], "default": "seeded",
+                       "description": "seeded: a per-class shuffle; every_nth: the official code's, positions 1, 1+k, … "
+                                      "of the n annotated images are test, k = n // int(n * (1 - train_fraction))"},
+        "background": {"type": "boolean", "default": False,
+                       "description": "keep BACKGROUND_Google as class 'background google' (the official 102 classes)"},
     }
 
-    def __init__(self, root: str, image_size: int, splits: dict, train_fraction: float, seed: int) -> None:
-        super().__init__(root, image_size, splits)
+    def __init__(self, root: str, image_size: int, splits: dict, train_fraction: float, seed: int,
+                 split_rule: str = "seeded", background: bool = False, **common: Any) -> None:
+        super().__init__(root, image_size, splits, **common)
         require(self.root / "101_ObjectCategories", self.layout)
         require(self.root / "Annotations", self.layout)
         if not 0 < train_fraction < 1:
@@ -33,12 +52,12 @@ class Caltech101(FileDataset):
         unknown = set(splits) - {"train", "test"}
         if unknown:
             raise KeyError(f"caltech101 splits are 'train' and 'test' (a seeded split); got {', '.join(sorted(unknown))}")
-        self.train_fraction, self.seed = train_fraction, seed
+        self.train_fraction, self.seed, self.split_rule, self.background = train_fraction, seed, split_rule, background
 
     @cached_property
     def folders(self) -> list[str]:
         images = self.root / "101_ObjectCategories"
-        return sorted(p.name for p in images.iterdir() if p.is_dir() and p.name != NOT_A_CLASS)
+        return sorted(p.name for p in images.iterdir() if p.is_dir() and (self.background or p.name != NOT_A_CLASS))
 
     @property
     def class_names(self) -> list[str]:
@@ -53,6 +72,8 @@ class Caltech101(FileDataset):
                 by_class.setdefault(label, []).append(
                     Item(f"101_ObjectCategories/{folder}/{path.name}", label, f"Annotations/{annotations}/annotation_{number}.mat")
                 )
+        if self.split_rule == "every_nth":
+            return every_nth_split(by_class, self.root, 1 - self.train_fraction, split)
         return seeded_split(by_class, self.train_fraction, self.seed, split)
 
     def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -26,11 +27,13 @@ class CUB(FileDataset):
     options = {
         "segmentations": {"type": "string", "description": "the separately distributed segmentations/ folder, if not under root"},
         "threshold": {"type": "integer", "minimum": 1, "maximum": 255, "default": 128,
-                      "description": "a pixel is the bird where the segmentation is >= threshold"},
+                      "description": "a pixel is the bird where the resampled segmentation is >= threshold (official: 255 "
+                                     "after a bilinear resize, i.e. mask_interpolation: bilinear)"},
     }
 
-    def __init__(self, root: str, image_size: int, splits: dict, threshold: int, segmentations: str | None = None) -> None:
-        super().__init__(root, image_size, splits)
+    def __init__(self, root: str, image_size: int, splits: dict, threshold: int, segmentations: str | None = None,
+                 **common: Any) -> None:
+        super().__init__(root, image_size, splits, **common)
         for name in TABLES:
             require(self.root / name, self.layout)
         self.segmentations = Path(segmentations).expanduser() if segmentations else self.root / "segmentations"
@@ -41,7 +44,7 @@ class CUB(FileDataset):
         unknown = set(splits) - {"train", "test"}
         if unknown:
             raise KeyError(f"cub splits are 'train' and 'test' (train_test_split.txt); got {', '.join(sorted(unknown))}")
-        self.threshold = threshold
+        self.mask_threshold = threshold
 
     @cached_property
     def _classes(self) -> dict[str, str]:
@@ -71,4 +74,4 @@ class CUB(FileDataset):
             raise BadInput("malformed_annotation", f"{path}: {err}") from err
         if soft.shape != (height, width):
             raise BadInput("malformed_annotation", f"{path}: {soft.shape} does not match the image {(height, width)}")
-        return soft >= self.threshold
+        return soft  # thresholded after resampling (with nearest, the same as before it)

@@ -60,17 +60,50 @@ def check_boxes(boxes: Sequence[tuple[float, float, float, float]], width: int, 
     return kept
 
 
+# Options of every on-disk dataset: the eval transform and the prompts' class names (the official code's choices
+# differ per dataset; config/paper-official.yaml selects them).
+FILE_OPTIONS: dict[str, Any] = {
+    "resize": {"type": "integer", "minimum": 1,
+               "description": "shorter side before the centre crop of image_size (left out: image_size; ImageNet recipe: 256)"},
+    "interpolation": {"type": "string", "enum": ["bicubic", "bilinear"], "default": "bicubic",
+                      "description": "image resampling (bicubic: CLIP's; bilinear: torchvision's default, the official code's)"},
+    "mask_interpolation": {"type": "string", "enum": ["nearest", "bilinear"], "default": "nearest",
+                           "description": "mask resampling before it is thresholded at mask_threshold"},
+    "class_names": {"type": "string",
+                    "description": "text file, one class per line in label order; a line's first comma-separated name is used"},
+}
+
+
 class FileDataset(Dataset):
     """A dataset read from its original layout under `root`; subclasses list items and build masks."""
 
     layout: str = ""
     split_options = {"masks": {"type": "boolean", "default": True, "description": "false: a split used without annotations"}}
+    mask_threshold: int = 128  # an object mask is 0/255 before resampling; CUB's soft segmentation has its own
 
-    def __init__(self, root: str, image_size: int, splits: dict[str, dict[str, Any]]) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.options = {**FILE_OPTIONS, **cls.options}
+
+    def __init__(self, root: str, image_size: int, splits: dict[str, dict[str, Any]], resize: int | None = None,
+                 interpolation: str = "bicubic", mask_interpolation: str = "nearest", class_names: str | None = None) -> None:
         self.root = require(Path(root).expanduser(), self.layout)
         self.image_size = int(image_size)
+        if resize is not None and resize < self.image_size:
+            raise ValueError(f"resize {resize} is smaller than image_size {self.image_size}: the crop would not fit")
+        self.resize, self.interpolation, self.mask_interpolation = resize, interpolation, mask_interpolation
+        self.names_file = require(Path(class_names).expanduser(), "one class name per line") if class_names else None
         self.splits = splits
         self._items: dict[str, list[Item]] = {}
+
+    def prompts(self, template: str) -> list[str]:
+        """The class prompts; with `class_names`, from that file (checked against the adapter's class count)."""
+        if self.names_file is None:
+            return super().prompts(template)
+        names = [line.split(",")[0].strip() for line in self.names_file.read_text().splitlines() if line.strip()]
+        if len(names) != len(self.class_names):
+            raise ValueError(f"{self.names_file} names {len(names)} classes, the dataset has {len(self.class_names)}")
+        return [template.format(name=name) for name in names]
 
     @abstractmethod
     def list_items(self, split: str) -> list[Item]:
@@ -78,7 +111,8 @@ class FileDataset(Dataset):
 
     @abstractmethod
     def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:
-        """Bool mask [height, width] of the object; raise BadInput for a missing or malformed annotation."""
+        """Mask [height, width] of the object, bool or uint8 (soft, kept ≥ mask_threshold after resampling); raise
+        BadInput for a missing or malformed annotation."""
 
     def items(self, split: str) -> list[Item]:
         if split not in self.splits:
@@ -105,11 +139,12 @@ class FileDataset(Dataset):
             raise BadInput("unreadable_image", f"{path}: {err}") from err
         if with_mask:
             mask = self.object_mask(item, image.width, image.height)
-            if not mask.any():
+            if not (mask if mask.dtype == bool else mask >= self.mask_threshold).any():
                 raise BadInput("empty_mask", item.sample_id)
         else:
             mask = np.zeros((image.height, image.width), dtype=bool)
-        pixels, mask = eval_transform(image, mask, self.image_size)
+        pixels, mask = eval_transform(image, mask, self.image_size, self.resize, self.interpolation,
+                                      self.mask_interpolation, self.mask_threshold)
         if with_mask and not mask.any():
             raise BadInput("empty_mask", f"{item.sample_id}: the object lies outside the centre crop")
         return Sample(item.sample_id, item.label, pixels, mask, type(self).__name__)

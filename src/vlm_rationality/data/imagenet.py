@@ -6,6 +6,7 @@ import csv
 import xml.etree.ElementTree as ET
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,8 +56,8 @@ class ImageNet(FileDataset):
     }
 
     def __init__(self, root: str, image_size: int, splits: dict, boxes: str | None = None,
-                 split_folders: dict[str, str] | None = None) -> None:
-        super().__init__(root, image_size, splits)
+                 split_folders: dict[str, str] | None = None, **common: Any) -> None:
+        super().__init__(root, image_size, splits, **common)
         self.boxes_path = Path(boxes).expanduser() if boxes else self.root / "LOC_val_solution.csv"
         self.split_folders = {split: (split_folders or {}).get(split, split) for split in splits}  # e.g. test -> val
         for folder in self.split_folders.values():

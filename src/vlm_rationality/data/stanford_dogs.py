@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -15,9 +16,18 @@ from vlm_rationality.data.transform import boxes_mask
 @DATASET_ADAPTERS.register("stanford_dogs")
 class StanfordDogs(FileDataset):
     layout = "root/Images/<synset-breed>/*.jpg, root/Annotation/<synset-breed>/<image> (XML), root/{train,test}_list.mat"
+    options = {
+        "boxes": {"type": "string", "enum": ["union", "last"], "default": "union",
+                  "description": "the object mask: every box of the XML, or its last box only (the official code's loop)"},
+        "names": {"type": "string", "enum": ["breed", "cut"], "default": "breed",
+                  "description": "breed: the folder's full breed name; cut: only up to its next hyphen, as the "
+                                 "official code names them ('black-and-tan_coonhound' -> 'black')"},
+    }
 
-    def __init__(self, root: str, image_size: int, splits: dict) -> None:
-        super().__init__(root, image_size, splits)
+    def __init__(self, root: str, image_size: int, splits: dict, boxes: str = "union", names: str = "breed",
+                 **common: Any) -> None:
+        super().__init__(root, image_size, splits, **common)
+        self.box_rule, self.name_rule = boxes, names
         require(self.root / "Images", self.layout)
         require(self.root / "Annotation", self.layout)
         for split in splits:
@@ -29,6 +39,8 @@ class StanfordDogs(FileDataset):
 
     @property
     def class_names(self) -> list[str]:
+        if self.name_rule == "cut":
+            return [breed.split("-")[1].replace("_", " ") for breed in self.breeds]
         return [breed.split("-", 1)[-1].replace("_", " ") for breed in self.breeds]
 
     def list_items(self, split: str) -> list[Item]:
@@ -49,4 +61,6 @@ class StanfordDogs(FileDataset):
         boxes = [box for _name, box in read_voc_boxes(self.root / "Annotation" / item.annotation)]
         if not boxes:
             raise BadInput("malformed_annotation", f"{item.annotation}: no object box")
+        if self.box_rule == "last":
+            boxes = boxes[-1:]
         return boxes_mask(check_boxes(boxes, width, height), height, width)

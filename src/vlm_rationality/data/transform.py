@@ -1,9 +1,11 @@
 """The eval transform, applied once in prepare to an image *and* its object mask together.
 
-Resize the shorter side to S and centre-crop S×S (CLIP's evaluation transform). The image is resized with
-bicubic interpolation; the mask is rasterised at the original resolution and resized with nearest
-neighbour, so a box corner lands within one pixel of where the transformed box would be. No later stage
-re-derives coordinates.
+Resize the shorter side to S and centre-crop S×S (CLIP's evaluation transform) by default; `resize` R > S is the
+ImageNet recipe (shorter side to R = 256, centre crop 224) that the official code uses for ImageNet and CUB. The
+image is resized with bicubic interpolation (or bilinear, torchvision's default); the mask is rasterised at the
+original resolution as 0/255 (or an adapter's soft map, e.g. CUB's segmentation), resized with nearest neighbour
+(or bilinear) and kept where ≥ `mask_threshold`, so a box corner lands within one pixel of where the
+transformed box would be. No later stage re-derives coordinates.
 """
 
 from __future__ import annotations
@@ -23,23 +25,35 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def resize_crop_box(width: int, height: int, size: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
-    """The resized (w, h) with shorter side `size`, and the centred crop box (left, top, right, bottom)."""
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+                  "nearest": Image.Resampling.NEAREST}
+
+
+def resize_crop_box(width: int, height: int, size: int, resize: int | None = None) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """The resized (w, h) with shorter side `resize` (default `size`), and the centred size×size crop box
+    (left, top, right, bottom)."""
+    resize = size if resize is None else resize
+    if resize < size:
+        raise ValueError(f"resize {resize} is smaller than the crop {size}")
+    scale = resize / min(width, height)
+    new_w, new_h = max(resize, round(width * scale)), max(resize, round(height * scale))
     left, top = (new_w - size) // 2, (new_h - size) // 2
     return (new_w, new_h), (left, top, left + size, top + size)
 
 
-def eval_transform(image: Image.Image, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 [S, S, 3], bool [S, S]) from a PIL image and a bool mask of the image's (H, W)."""
+def eval_transform(
+    image: Image.Image, mask: np.ndarray, size: int, resize: int | None = None, interpolation: str = "bicubic",
+    mask_interpolation: str = "nearest", mask_threshold: int = 128,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 [S, S, 3], bool [S, S]) from a PIL image and a mask of the image's (H, W): bool, or uint8 0–255."""
     image = to_rgb(image)
     if mask.shape != (image.height, image.width):
         raise ValueError(f"mask {mask.shape} does not match the image {(image.height, image.width)}")
-    resized, crop = resize_crop_box(image.width, image.height, size)
-    out_image = image.resize(resized, Image.Resampling.BICUBIC).crop(crop)
-    out_mask = Image.fromarray(mask.astype(np.uint8) * 255).resize(resized, Image.Resampling.NEAREST).crop(crop)
-    return np.asarray(out_image, dtype=np.uint8), np.asarray(out_mask) > 127
+    resized, crop = resize_crop_box(image.width, image.height, size, resize)
+    out_image = image.resize(resized, INTERPOLATIONS[interpolation]).crop(crop)
+    soft = mask.astype(np.uint8) * 255 if mask.dtype == bool else mask.astype(np.uint8)
+    out_mask = Image.fromarray(soft).resize(resized, INTERPOLATIONS[mask_interpolation]).crop(crop)
+    return np.asarray(out_image, dtype=np.uint8), np.asarray(out_mask) >= mask_threshold
 
 
 def boxes_mask(boxes: list[tuple[float, float, float, float]], height: int, width: int) -> np.ndarray:

@@ -40,9 +40,12 @@ def explained_classes(logits: torch.Tensor, labels: torch.Tensor, target: str) -
     raise KeyError(f"unknown heatmap target {target!r}; use 'label' (ground truth) or 'pred'")
 
 
-def check_start_block(start_block: int, blocks: int) -> None:
-    if not 0 <= start_block < blocks:
+def check_start_block(start_block: int, blocks: int) -> int:
+    """The first block's index from 0; a negative `start_block` counts from the last block (-1: the last block only,
+    the official code's `start_layer=-1` for ZS and FLCP)."""
+    if not -blocks <= start_block < blocks:
         raise ValueError(f"heatmap start_block {start_block} is outside the model's {blocks} vision blocks")
+    return start_block % blocks
 
 
 def cls_row_rollout(maps: list[torch.Tensor], residual: bool) -> torch.Tensor:

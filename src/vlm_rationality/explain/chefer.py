@@ -45,7 +45,7 @@ def chefer_relevance_per_sample(
     """
     model = classifier.model
     blocks = len(model.vision_blocks())
-    check_start_block(start_block, blocks)
+    start_block = check_start_block(start_block, blocks)
     logits_all, maps, explained_all = [], [], []
     for image, label in zip(images, labels):
         x = image[None].detach().requires_grad_(True)

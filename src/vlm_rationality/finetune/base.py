@@ -19,8 +19,9 @@ FINETUNE_METHODS: Registry[type["Method"]] = Registry("fine-tuning method")
 
 
 class Method(ABC):
+    # Stated at registration (`register("ft", trains=True, head="linear")`), so the config check reads them as data.
     head: HeadKind
-    trains: bool  # stated at registration (`register("ft", trains=True)`), so the config check reads it as data
+    trains: bool
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config

@@ -11,9 +11,8 @@ from vlm_rationality.finetune.losses import contrastive_loss
 from vlm_rationality.models.heads import build_classifier
 
 
-@FINETUNE_METHODS.register("flcp", trains=True)
+@FINETUNE_METHODS.register("flcp", trains=True, head="prompt")
 class FinetuneLikeCLIPPretrain(Method):
-    head = "prompt"
 
     def fit(self, model, prompts, split, device):
         torch.manual_seed(self.settings.seed)

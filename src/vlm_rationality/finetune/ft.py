@@ -11,13 +11,13 @@ from vlm_rationality.finetune.loop import fit
 from vlm_rationality.models.heads import build_classifier
 
 
-@FINETUNE_METHODS.register("ft", trains=True)
+@FINETUNE_METHODS.register("ft", trains=True, head="linear")
 class FullFineTune(Method):
-    head = "linear"
 
     def fit(self, model, prompts, split, device):
         torch.manual_seed(self.settings.seed)
-        classifier = build_classifier(model, "linear", prompts, self.config.get("head_init") == "prompts")
+        classifier = build_classifier(model, "linear", prompts, self.config.get("head_init") == "prompts",
+                                      self.config.get("head", "cosine"))
         model.requires_grad_(False)
         trained = model.image_parameters() + list(classifier.head.parameters())
         for parameter in trained:

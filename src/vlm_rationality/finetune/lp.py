@@ -1,4 +1,4 @@
-"""Linear probing: a linear head on frozen, L2-normalised image embeddings (extracted once)."""
+"""Linear probing: a linear head on frozen image embeddings (extracted once), L2-normalised unless `head: linear`."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from vlm_rationality.finetune.loop import fit
 from vlm_rationality.models.heads import build_classifier
 
 
-@FINETUNE_METHODS.register("lp", trains=True)
+@FINETUNE_METHODS.register("lp", trains=True, head="linear")
 class LinearProbe(Method):
-    head = "linear"
 
     def fit(self, model, prompts, split, device):
         if self.augment:
             raise ValueError("lp trains on features extracted once; augment: true does not apply to it")
         torch.manual_seed(self.settings.seed)
         model.eval().requires_grad_(False)
+        classifier = build_classifier(model, "linear", prompts, self.config.get("head_init") == "prompts",
+                                      self.config.get("head", "cosine"))
         with torch.no_grad():  # each rank extracts its share of every chunk; all ranks then hold every feature
             features = torch.cat([
-                F.normalize(encode_batch(model, split, index, device), dim=-1) for index in torch.arange(len(split)).split(256)
+                classifier.features(encode_batch(model, split, index, device)) for index in torch.arange(len(split)).split(256)
             ])
-        classifier = build_classifier(model, "linear", prompts, self.config.get("head_init") == "prompts")
         labels = split.labels.to(device)
 
         def step(index):

@@ -6,9 +6,8 @@ from vlm_rationality.finetune.base import FINETUNE_METHODS, Method
 from vlm_rationality.models.heads import build_classifier
 
 
-@FINETUNE_METHODS.register("zs", trains=False)
+@FINETUNE_METHODS.register("zs", trains=False, head="prompt")
 class ZeroShot(Method):
-    head = "prompt"
 
     def fit(self, model, prompts, split, device):
         return build_classifier(model, "prompt", prompts), {}

@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 QUADRANTS = ("RR", "RW", "WR", "WW")
+# What an undefined RMA counts as. `exclude` (default): out of the quadrants, counted. `valid`: the official code's
+# rule (`0 if es < 0.5 else 1` is 1 for a NaN RMA, i.e. a constant, all-zero or non-finite map), with an empty mask
+# invalid (its RMA is 0 there). `invalid`: every undefined RMA is invalid evidence.
+UNDEFINED_POLICIES = ("exclude", "valid", "invalid")
+MAP_UNDEFINED = ("nonfinite_heatmap", "zero_mass", "constant_heatmap")
 CATEGORIES = (*QUADRANTS, "R_undefined", "W_undefined")
 METRICS = ("accuracy", "prediction_trustworthiness", "inference_reliability", "rr", "rw", "wr", "ww")
 
@@ -35,6 +40,21 @@ def category_counts(correct: np.ndarray, rma: np.ndarray, threshold: float = 0.5
         np.sum(~correct & valid), np.sum(~correct & defined & ~valid),
         np.sum(correct & ~defined), np.sum(~correct & ~defined),
     ], dtype=np.int64)
+
+
+def resolve_undefined(rma: np.ndarray, statuses: np.ndarray, policy: str) -> np.ndarray:
+    """RMA with the undefined entries decided by `policy`: +inf (valid at any threshold), -inf (invalid) or NaN."""
+    if policy not in UNDEFINED_POLICIES:
+        raise KeyError(f"unknown undefined_rma policy {policy!r}; use one of {', '.join(UNDEFINED_POLICIES)}")
+    rma = np.array(rma, dtype=np.float64)
+    undefined = np.isnan(rma)
+    if policy == "valid":
+        map_undefined = np.isin(np.asarray(statuses, dtype=object), MAP_UNDEFINED)
+        rma[undefined & map_undefined] = np.inf
+        rma[undefined & ~map_undefined] = -np.inf
+    elif policy == "invalid":
+        rma[undefined] = -np.inf
+    return rma
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

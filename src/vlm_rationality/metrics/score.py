@@ -10,10 +10,14 @@ import numpy as np
 import pyarrow as pa
 
 from vlm_rationality.artefacts import HEATMAP_KEYS, NO_PREDICTION, UNDEFINED_RMA, read_heatmaps
-from vlm_rationality.metrics.rationality import rationality
+from vlm_rationality.metrics.rationality import rationality, resolve_undefined
 
 
-def score_table(heatmap_paths: Sequence[str | os.PathLike], threshold: float, iterations: int, seed: int) -> pa.Table:
+def score_table(
+    heatmap_paths: Sequence[str | os.PathLike], threshold: float, iterations: int, seed: int, undefined_rma: str = "exclude",
+) -> pa.Table:
+    """`undefined_rma`: what an undefined RMA counts as (metrics/rationality.py, UNDEFINED_POLICIES); the
+    n_undefined_* columns count the statuses whatever the policy."""
     groups: dict[tuple[str, ...], list[pa.Table]] = defaultdict(list)
     skipped: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for path in heatmap_paths:
@@ -31,13 +35,15 @@ def score_table(heatmap_paths: Sequence[str | os.PathLike], threshold: float, it
         pred = table.column("pred").to_numpy()
         predicted = pred != NO_PREDICTION  # non-finite logits: counted, and left out of every metric
         correct = pred[predicted] == table.column("label").to_numpy()[predicted]
-        result = rationality(correct, table.column("rma").to_numpy()[predicted], threshold, iterations, seed)
         statuses = np.asarray(table.column("rma_status").to_pylist())[predicted]
+        rma = resolve_undefined(table.column("rma").to_numpy()[predicted], statuses, undefined_rma)
+        result = rationality(correct, rma, threshold, iterations, seed)
         row: dict[str, Any] = dict(zip(HEATMAP_KEYS, key))
         row.update(result.as_row())
         row.update({f"n_undefined_{s}": int(np.sum(statuses == s)) for s in UNDEFINED_RMA})
         row["n_nonfinite_logits"] = int((~predicted).sum())
         row["n_skipped"] = sum(skipped[key].values())
         row["threshold"] = threshold
+        row["undefined_rma"] = undefined_rma
         rows.append(row)
     return pa.Table.from_pylist(rows)

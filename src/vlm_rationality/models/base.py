@@ -109,6 +109,10 @@ def build_model(config: dict[str, Any]) -> VisionLanguageModel:
     """
     config = dict(config)
     adapter = config.pop("adapter", "open_clip")
+    normalization = config.pop("normalization", None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return MODEL_ADAPTERS.get(adapter).from_config(**config)  # type: ignore[attr-defined]
+        model = MODEL_ADAPTERS.get(adapter).from_config(**config)  # type: ignore[attr-defined]
+    if normalization is not None:  # e.g. ImageNet's mean/std, as the official code feeds CLIP
+        model.preprocess = Preprocess(model.preprocess.image_size, tuple(normalization["mean"]), tuple(normalization["std"]))
+    return model

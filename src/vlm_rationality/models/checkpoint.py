@@ -42,14 +42,15 @@ def save_classifier(classifier: ImageClassifier, path: str | os.PathLike, sideca
     state = {f"model.{k}": v for k, v in classifier.model.backbone_state_dict().items()}
     state.update({f"head.{k}": v for k, v in classifier.head.state_dict().items()})
     write_json(sidecar, sidecar_path(path))  # first: the checkpoint's mtime is what Snakemake checks
-    save_state_dict(state, path, metadata={"head_kind": classifier.kind})
+    save_state_dict(state, path, metadata={"head_kind": classifier.kind, "head_input": classifier.head_input})
 
 
 def load_classifier(model_spec: dict[str, Any], path: str | os.PathLike) -> ImageClassifier:
     """Rebuild a fine-tuned classifier; weights come from the checkpoint, not from `pretrained`."""
     state = load_state_dict(path)
     with safe_open(str(path), framework="pt") as handle:
-        kind = (handle.metadata() or {}).get("head_kind")
+        metadata = handle.metadata() or {}
+    kind, head_input = metadata.get("head_kind"), metadata.get("head_input", "cosine")
     if kind not in ("prompt", "linear") or "head.weight" not in state:
         raise ValueError(f"{path} is not a classifier checkpoint (no head_kind metadata or head.weight)")
     model = build_model({**model_spec, "pretrained": None})
@@ -57,7 +58,7 @@ def load_classifier(model_spec: dict[str, Any], path: str | os.PathLike) -> Imag
     weight = state["head.weight"]
     head = nn.Linear(weight.shape[1], weight.shape[0], bias="head.bias" in state)
     head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
-    return ImageClassifier(model, head.requires_grad_(False), kind).eval()
+    return ImageClassifier(model, head.requires_grad_(False), kind, head_input).eval()
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Image classifiers on top of a VLM: one module for every method, so the explainers see one interface.
 
 ZS and FLCP classify with the class-prompt text embeddings (scaled by the learned temperature), which makes
-the logits exactly CLIP's image-text logits; LP and FT use a trained linear head. Both read L2-normalised
-image embeddings, so a linear head can start from the prompt weights.
+the logits exactly CLIP's image-text logits; LP and FT use a trained linear head. By default both read
+L2-normalised image embeddings (a cosine head), so a linear head can start from the prompt weights; the
+official code's LP/FT head is a plain `nn.Linear` on the unnormalised embeddings (`head: linear`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,23 @@ from torch import nn
 from vlm_rationality.models.base import VisionLanguageModel
 
 HeadKind = Literal["prompt", "linear"]
+# What a head reads: `cosine`, the L2-normalised embedding; `linear`, the embedding as the encoder returns it.
+HEAD_INPUTS = ("cosine", "linear")
 
 
 class ImageClassifier(nn.Module):
-    def __init__(self, model: VisionLanguageModel, head: nn.Linear, kind: HeadKind) -> None:
+    def __init__(self, model: VisionLanguageModel, head: nn.Linear, kind: HeadKind, head_input: str = "cosine") -> None:
         super().__init__()
+        if head_input not in HEAD_INPUTS:
+            raise KeyError(f"unknown head {head_input!r}; use 'cosine' (normalised embeddings) or 'linear' (unnormalised)")
         self.model = model
         self.head = head
         self.kind = kind
+        self.head_input = head_input
+
+    def features(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """What the head reads of the image embeddings [B, D]."""
+        return F.normalize(embeddings, dim=-1) if self.head_input == "cosine" else embeddings
 
     @property
     def num_classes(self) -> int:
@@ -31,7 +41,7 @@ class ImageClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Preprocessed images [B, 3, S, S] -> logits [B, C]."""
-        return self.head(F.normalize(self.model.encode_image(images), dim=-1))
+        return self.head(self.features(self.model.encode_image(images)))
 
 
 @torch.no_grad()
@@ -44,19 +54,23 @@ def prompt_head(model: VisionLanguageModel, prompts: Sequence[str]) -> nn.Linear
 
 
 def build_classifier(
-    model: VisionLanguageModel, kind: HeadKind, prompts: Sequence[str], init_from_prompts: bool = True
+    model: VisionLanguageModel, kind: HeadKind, prompts: Sequence[str], init_from_prompts: bool = True,
+    head_input: str = "cosine",
 ) -> ImageClassifier:
     """`prompt`: zero-shot head from the prompts; `linear`: trainable head.
 
     A linear head on normalised embeddings is a cosine classifier: its rows start at unit norm times the
     model's temperature (from the prompts, or random directions), as the prompt head does. A default
-    nn.Linear init would give near-zero logits and starve the encoder of gradient.
+    nn.Linear init would give near-zero logits and starve the encoder of gradient. `head_input: linear` is the
+    official code's head: nn.Linear's default init on the unnormalised embeddings (`init_from_prompts` unused).
     """
     if kind == "prompt":
         return ImageClassifier(model, prompt_head(model, prompts), kind)
     if kind != "linear":
         raise KeyError(f"unknown head kind {kind!r}; use 'prompt' or 'linear'")
     head = nn.Linear(model.embed_dim, len(prompts), device=model.device)
+    if head_input == "linear":
+        return ImageClassifier(model, head, kind, head_input)
     with torch.no_grad():
         if init_from_prompts:
             head.weight.copy_(prompt_head(model, prompts).weight)
