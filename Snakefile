@@ -40,6 +40,7 @@ localrules:
     prepare_report,
     report,
     rho_curve,
+    protocol_sensitivity,
 
 
 rule all:

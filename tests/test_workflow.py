@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -301,12 +302,16 @@ def test_tiny_albef_and_blip_run_every_method_end_to_end(tmp_path, tiny_vocab):
     assert "model.text_encoder.bert.embeddings.word_embeddings.weight" in ft and "model.temp" in ft
 
 
-def test_the_paper_grid_dry_runs_on_fixture_roots(tmp_path):
+@pytest.mark.parametrize("grid", ["paper.yaml", "paper-official.yaml"])
+def test_the_paper_grid_dry_runs_on_fixture_roots(tmp_path, grid):
     from tests import fixtures
 
-    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config = yaml.safe_load((REPO / "config" / grid).read_text())
     for name in config["datasets"]:
         config["datasets"][name]["root"] = str(getattr(fixtures, name)(tmp_path / name).root)
+    if "class_names" in config["datasets"]["imagenet"]:  # the official first synonyms of the fixture's two classes
+        (tmp_path / "imagenet-classes.txt").write_text("tench, Tinca tinca\ngoldfish, Carassius auratus\n")
+        config["datasets"]["imagenet"]["class_names"] = str(tmp_path / "imagenet-classes.txt")
     vocab = fixtures.wordpiece_vocab(tmp_path / "bert-base-uncased", 30_522)
     for model in ("albef-vit-b16", "blip-vit-b16"):  # the paths are checked; a dry run loads no weights
         checkpoint = tmp_path / Path(config["models"][model]["pretrained"]).name
@@ -318,3 +323,48 @@ def test_the_paper_grid_dry_runs_on_fixture_roots(tmp_path):
     assert jobs["finetune"] == 4 * 4 * 3  # datasets x models x trained methods
     assert jobs["explain"] > 4 * 4 * 4  # ImageNet adds 75 corruption shifts
     assert not (tmp_path / "results" / "models").exists() and not (tmp_path / "results" / "checkpoints").exists()
+
+
+def test_protocol_sensitivity_switches_one_choice_at_a_time_and_reuses_what_it_does_not_change(run, tmp_path):
+    from vlm_rationality.metrics.rationality import category_counts, metrics_from_counts
+
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    config = copy.deepcopy(TEST_CONFIG)
+    config["methods"] = {name: config["methods"][name] for name in ("zs", "lp", "flcp")}
+    config["heatmaps"]["methods"] = ["chefer"]
+    results = tmp_path / "results"
+    existing = {p: p.stat().st_mtime_ns for p in [*results.rglob("*.parquet"), *results.rglob("*.safetensors")]}
+    # lp@head, lp@normalization and flcp@normalization train; flcp@rollout_depth explains flcp's own checkpoint.
+    assert planned_jobs(snakemake(tmp_path, config, "protocol_sensitivity", "--dry-run")) == {
+        "finetune": 3, "explain": 6 * 2, "protocol_sensitivity": 1}
+    snakemake(tmp_path, config, "protocol_sensitivity")
+    assert {p: p.stat().st_mtime_ns for p in existing} == existing
+    checkpoints = results / "checkpoints" / "tiny-synthetic" / "tiny-clip"
+    assert sorted(p.stem for p in checkpoints.glob("*@*.safetensors")) == ["flcp@normalization", "lp@head", "lp@normalization"]
+
+    def heatmaps(method):
+        folder = results / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / method / "chefer"
+        return pa.concat_tables(pq.read_table(p) for p in sorted(folder.glob("*.parquet")))
+
+    base, last_block = heatmaps("flcp"), heatmaps("flcp@rollout_depth")
+    assert base.column("pred").to_pylist() == last_block.column("pred").to_pylist()  # the same checkpoint
+    assert base.column("heatmap").to_pylist() != last_block.column("heatmap").to_pylist()
+
+    rows = {(r["switch"], r["method"]): r for r in pacsv.read_csv(results / "tables" / "protocol_sensitivity.csv").to_pylist()}
+    assert sorted(rows) == sorted([("undefined_rma", m) for m in ("zs", "lp", "flcp")] + [
+        ("rollout_depth", "zs"), ("rollout_depth", "flcp"), ("head", "lp"),
+        ("normalization", "zs"), ("normalization", "lp"), ("normalization", "flcp")])
+    assert rows[("rollout_depth", "flcp")]["accuracy_delta"] == 0
+    zs = heatmaps("zs")  # undefined_rma: valid, by hand: a map-undefined RMA is valid, an empty mask invalid
+    correct = (zs.column("pred").to_numpy() == zs.column("label").to_numpy())
+    rma = zs.column("rma").to_numpy(zero_copy_only=False).copy()
+    status = zs.column("rma_status").to_pylist()
+    rma[[s in ("constant_heatmap", "zero_mass", "nonfinite_heatmap") for s in status]] = 1.0
+    rma[[s == "empty_mask" for s in status]] = 0.0
+    by_hand = metrics_from_counts(category_counts(correct, rma, 0.5))
+    for metric in ("prediction_trustworthiness", "inference_reliability"):
+        expected, got = float(by_hand[metric]), rows[("undefined_rma", "zs")][f"{metric}_official"]
+        assert (expected != expected and got != got) or got == pytest.approx(expected)
+    table = (results / "tables" / "protocol_sensitivity.md").read_text()
+    assert "## rollout_depth: every block → ZS/FLCP: the last block only" in table
+    assert "Not measured: fp16 heatmaps need CUDA" in table

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vlm_rationality.io import config_hash, read_metadata, reading
+from vlm_rationality.metrics.rationality import UNDEFINED_POLICIES
 
 
 def _json(text: str) -> Any:
@@ -79,8 +80,9 @@ def cmd_score(args: argparse.Namespace) -> None:
     from vlm_rationality.artefacts import write_metrics
     from vlm_rationality.metrics.score import score_table
 
-    table = score_table(args.heatmaps, args.threshold, args.iterations, args.seed)
-    write_metrics(table, args.parquet, args.csv, config_hash([args.threshold, args.iterations, args.seed]))
+    table = score_table(args.heatmaps, args.threshold, args.iterations, args.seed, args.undefined_rma)
+    write_metrics(table, args.parquet, args.csv,
+                  config_hash([args.threshold, args.iterations, args.seed, args.undefined_rma]))
     print(f"{args.parquet}: {table.num_rows} rows")
 
 
@@ -97,6 +99,20 @@ def cmd_report(args: argparse.Namespace) -> None:
             tmp.write_text(text)
     pt_ir_figure(rows, *order, args.figure)
     print(f"wrote {args.markdown}, {args.ablation} and {args.figure}")
+
+
+def cmd_protocol_sensitivity(args: argparse.Namespace) -> None:
+    import pyarrow.csv as pacsv
+
+    from vlm_rationality.io import atomic_path
+    from vlm_rationality.report.sensitivity import sensitivity_markdown, sensitivity_table
+
+    table = sensitivity_table(args.heatmaps, args.score, args.switches)
+    with atomic_path(args.markdown) as tmp:
+        tmp.write_text(sensitivity_markdown(table.to_pylist(), args.switches, args.not_run))
+    with atomic_path(args.csv) as tmp:
+        pacsv.write_csv(table, tmp)
+    print(f"wrote {args.markdown} and {args.csv}: {table.num_rows} rows")
 
 
 def cmd_rho_curve(args: argparse.Namespace) -> None:
@@ -171,9 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, required=True)
     p.add_argument("--iterations", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--undefined-rma", default="exclude", choices=UNDEFINED_POLICIES,
+                   help="what an undefined RMA counts as (default: exclude it from the quadrants)")
     p.add_argument("--parquet", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("heatmaps", nargs="+")
+
+    p = stage("protocol-sensitivity", cmd_protocol_sensitivity,
+              "how far each official-code choice, alone, moves accuracy, PT and IR (protocol.py)")
+    p.add_argument("--score", type=_json, required=True, help="this project's score settings (JSON)")
+    p.add_argument("--switches", type=_json, required=True, help="switch -> {official, here, score} (JSON)")
+    p.add_argument("--not-run", type=_json, required=True, help="switch -> why it made no variant (JSON)")
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("heatmaps", nargs="+", help="heatmap files of the configured methods and their variants")
 
     p = stage("report", cmd_report, "Table 2 per heatmap method, the heatmap-method ablation table and the PT/IR figure")
     p.add_argument("--metrics", required=True)

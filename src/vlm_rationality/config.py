@@ -15,6 +15,7 @@ from typing import Any
 from vlm_rationality.archs import MODEL_ARCHS, check_model
 from vlm_rationality.data import DATASET_ADAPTERS, build_dataset
 from vlm_rationality.data.corruptions import parse_shift
+from vlm_rationality.protocol import method_entry, model_entry, split_variant
 from vlm_rationality.registry import declared
 from vlm_rationality.schema import Schema, validate
 
@@ -96,6 +97,20 @@ def check_config(config: Config, schema: Schema) -> None:
                        for setting in ("lr", "epochs", "batch_size", "head_init") if setting in method]
         if method["augment"] and method["kind"] in ("zs", "lp"):
             errors.append(f"{key}.augment: {method['kind']} trains no image tower (lp reads features extracted once)")
+        if "head" in method and finetune_methods[method["kind"]].get("head") != "linear":
+            errors.append(f"{key}.head: {method['kind']} classifies with its prompts; only a trained linear head (lp, ft) "
+                          "takes `head`")
+        if method.get("head") == "linear" and "head_init" in method:
+            errors.append(f"{key}.head_init: head: linear is the official code's nn.Linear with its default init; "
+                          "drop head_init, or use head: cosine")
+        overrides = method.get("heatmaps", {})
+        if overrides.get("amp", "none") != "none" and config["device"] == "cpu":
+            errors.append(f"{key}.heatmaps.amp: {overrides['amp']} is mixed precision on CUDA, but device is cpu")
+        for model_name, depth in depths.items():
+            start = overrides.get("start_block")
+            if start is not None and not -depth <= start < depth:
+                errors.append(f"{key}.heatmaps.start_block: {start} is outside the {depth} vision blocks of model "
+                              f"{model_name!r} (0 is the first, -1 the last)")
     for key, shift_list in [("shifts", config["shifts"])] + [
         (f"datasets.{name}.shifts", d["shifts"]) for name, d in config["datasets"].items() if "shifts" in d
     ]:
@@ -109,9 +124,9 @@ def check_config(config: Config, schema: Schema) -> None:
         if heatmap not in heatmap_methods:
             errors.append(f"heatmaps.methods: unknown heatmap method {heatmap!r}; known: {', '.join(heatmap_methods)}")
     for name, depth in depths.items():
-        if heatmaps["start_block"] >= depth:
-            errors.append(f"heatmaps.start_block: {heatmaps['start_block']} is beyond the {depth} vision blocks of model "
-                          f"{name!r} (blocks count from 0)")
+        if not -depth <= heatmaps["start_block"] < depth:
+            errors.append(f"heatmaps.start_block: {heatmaps['start_block']} is outside the {depth} vision blocks of model "
+                          f"{name!r} (0 is the first, -1 the last)")
     if heatmaps["amp"] != "none" and config["device"] == "cpu":
         errors.append(f"heatmaps.amp: {heatmaps['amp']} is mixed precision on CUDA, but device is cpu; set amp: none")
     if errors:
@@ -129,7 +144,25 @@ def _finetune_methods() -> dict[str, dict[str, Any]]:
 
 def trains(config: Config, method: str) -> bool:
     """As the method's registration states: a method that trains has a checkpoint to explain."""
-    return _finetune_methods()[config["methods"][method]["kind"]]["trains"]
+    return _finetune_methods()[config["methods"][split_variant(method)[0]]["kind"]]["trains"]
+
+
+def finetune_spec(config: Config, method: str) -> Config:
+    """What a method's checkpoint depends on: not `processes` (the same training spread over more workers), nor its
+    heatmap settings."""
+    return {key: value for key, value in method_entry(config, method).items() if key not in ("processes", "heatmaps")}
+
+
+def explain_spec(config: Config, method: str) -> Config:
+    return {key: value for key, value in method_entry(config, method).items() if key != "processes"}
+
+
+def checkpoint_method(config: Config, model: str, method: str) -> str:
+    """Whose checkpoint a (variant) method explains: its base's where the variant trains the same way."""
+    base, switch = split_variant(method)
+    same = (finetune_spec(config, method) == finetune_spec(config, base)
+            and model_entry(config, model, method) == model_entry(config, model, base))
+    return base if switch is None or same else method
 
 
 def known_size(config: Config, dataset: str, split: str) -> int | None:
@@ -149,10 +182,12 @@ def shard_groups(count: int, per_job: int) -> list[tuple[int, int]]:
     return [(first, min(first + per_job, count) - 1) for first in range(0, count, per_job)]
 
 
-def heatmap_spec(config: Config, heatmap_method: str) -> Config:
-    """What one heatmap method's maps depend on: not the other methods of the list, nor how shards are grouped
-    into jobs, so adding a heatmap method reruns no existing heatmap."""
+def heatmap_spec(config: Config, heatmap_method: str, method: str) -> Config:
+    """What one heatmap method's maps of one (fine-tuning) method depend on: the global settings with the method's
+    own `heatmaps` overrides (e.g. the official code's last-block rollout for ZS/FLCP); not the other heatmap
+    methods of the list, nor how shards are grouped into jobs, so adding a heatmap method reruns no existing map."""
     spec = {key: value for key, value in config["heatmaps"].items() if key not in ("methods", "shards_per_job")}
+    spec.update(method_entry(config, method).get("heatmaps", {}))
     return {"method": heatmap_method, **spec}
 
 
@@ -163,10 +198,12 @@ def prepare_spec(config: Config, dataset: str, split: str) -> Config:
     return spec
 
 
-def base_model_spec(config: Config, model: str, base_path: str) -> Config:
-    """The model config a stage builds from: a workflow-pretrained base replaces `pretrained` by its file."""
-    spec = {key: value for key, value in config["models"][model].items() if key != "pretrain"}
-    if "pretrain" in config["models"][model]:
+def base_model_spec(config: Config, model: str, base_path: str, method: str | None = None) -> Config:
+    """The model config a stage builds from (as a protocol variant `method` sees it): a workflow-pretrained base
+    replaces `pretrained` by its file."""
+    entry = model_entry(config, model, method) if method else config["models"][model]
+    spec = {key: value for key, value in entry.items() if key != "pretrain"}
+    if "pretrain" in entry:
         spec["pretrained"] = base_path
     return spec
 

@@ -10,6 +10,7 @@ from snakemake.exceptions import IncompleteCheckpointException
 from vlm_rationality.archs import approx_parameters
 from vlm_rationality.artefacts import item_count
 from vlm_rationality.sizing import job_resources
+from vlm_rationality import protocol
 
 ENV = "../../envs/vlm-rationality.yaml"
 # Jobs run the package of this checkout, also from an environment that does not have it installed
@@ -69,8 +70,8 @@ def base_file(model):
     return expand(rules.pretrain_base.output.weights, model=model)[0]
 
 
-def model_spec(model):
-    return settings.base_model_spec(config, model, base_file(model))
+def model_spec(model, method=None):
+    return settings.base_model_spec(config, model, base_file(model), method)
 
 
 def base_inputs(model):
@@ -79,7 +80,9 @@ def base_inputs(model):
 
 
 def checkpoint_file(dataset, model, method):
-    return expand(rules.finetune.output.weights, dataset=dataset, model=model, method=method)[0]
+    """A protocol variant that trains as its base does (e.g. a last-block rollout) explains the base's checkpoint."""
+    owner = settings.checkpoint_method(config, model, method)
+    return expand(rules.finetune.output.weights, dataset=dataset, model=model, method=owner)[0]
 
 
 def explain_weights(wildcards):
@@ -88,9 +91,9 @@ def explain_weights(wildcards):
     return base_inputs(wildcards.model)
 
 
-def method_spec(method):
-    """What a method's results depend on: `processes` only spreads the same training over more workers."""
-    return {key: value for key, value in config["methods"][method].items() if key != "processes"}
+def method_entry(method):
+    """A configured method's entry, or a protocol variant's (`flcp@rollout_depth`, protocol.py)."""
+    return protocol.method_entry(config, method)
 
 
 def shard_groups(dataset):
@@ -103,7 +106,8 @@ def group_shards(wildcards):
     return expand(rules.prepare.output[0], dataset=wildcards.dataset, split=EVAL, shard=shards(first, last))
 
 
-def heatmap_files():
+def heatmap_files(methods=None, clean_only=False):
+    """Every heatmap file of the configured methods (or of `methods`), under every shift or the clean data only."""
     return [
         path
         for dataset in config["datasets"]
@@ -111,12 +115,18 @@ def heatmap_files():
             rules.explain.output[0],
             dataset=dataset,
             group=[f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)],
-            shift=settings.shifts(config, dataset),
+            shift=["clean"] if clean_only else settings.shifts(config, dataset),
             model=config["models"],
-            method=config["methods"],
+            method=config["methods"] if methods is None else methods,
             heatmap=config["heatmaps"]["methods"],
         )
     ]
+
+
+def sensitivity_files():
+    """The clean heatmaps of the configured methods and of their protocol variants (protocol.py)."""
+    variants = [name for made in protocol.variants(config).values() for name in made]
+    return heatmap_files([*config["methods"], *variants], clean_only=True)
 
 
 @functools.cache
@@ -144,7 +154,7 @@ def _job_size(stage, wc):
             1,
         )
     if stage == "finetune":
-        method = config["methods"][wc.method]
+        method = method_entry(wc.method)
         return (
             _split_images(wc.dataset, config["train_split"]),
             config["datasets"][wc.dataset]["image_size"],

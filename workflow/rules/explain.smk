@@ -14,10 +14,10 @@ rule explain:
     resources:
         **sized("explain"),
     params:
-        model=lambda wc: as_json(model_spec(wc.model)),
-        method=lambda wc: as_json(method_spec(wc.method)),
+        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
+        method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
         prompts=lambda wc: class_prompts(wc.dataset),
-        heatmaps=lambda wc: as_json(settings.heatmap_spec(config, wc.heatmap)),
+        heatmaps=lambda wc: as_json(settings.heatmap_spec(config, wc.heatmap, wc.method)),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "shift", "model", "method")}),
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         device=config["device"],

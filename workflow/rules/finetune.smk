@@ -11,18 +11,18 @@ rule finetune:
         "results/benchmarks/finetune/{dataset}/{model}/{method}.tsv"
     conda:
         ENV
-    threads: lambda wc: config["threads"] * config["methods"][wc.method]["processes"]
+    threads: lambda wc: config["threads"] * method_entry(wc.method)["processes"]
     resources:
         **sized("finetune"),
     params:
-        model=lambda wc: as_json(model_spec(wc.model)),
-        method=lambda wc: as_json(method_spec(wc.method)),
+        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
+        method=lambda wc: as_json(settings.finetune_spec(config, wc.method)),
         prompts=lambda wc: class_prompts(wc.dataset),
         device=config["device"],
         # Data-parallel over `processes` workers (one per GPU; gloo processes on CPU), one process otherwise.
         launch=lambda wc: (
-            f"torchrun --standalone --nproc_per_node={config['methods'][wc.method]['processes']} -m"
-            if config["methods"][wc.method]["processes"] > 1
+            f"torchrun --standalone --nproc_per_node={method_entry(wc.method)['processes']} -m"
+            if method_entry(wc.method)["processes"] > 1
             else "python -m"
         ),
         threads_per_process=config["threads"],

@@ -46,3 +46,26 @@ rule rho_curve:
     shell:
         "python -m vlm_rationality rho-curve --metrics {input} --rhos {params.rhos:q} --methods {params.methods:q}"
         " --models {params.models:q} --heatmap-methods {params.heatmap_methods:q} --figure {output} > {log} 2>&1"
+
+
+# Not part of `all`: `snakemake --cores 2 protocol_sensitivity` measures each official-code choice alone (protocol.py).
+rule protocol_sensitivity:
+    input:
+        lambda wc: sensitivity_files(),
+    output:
+        markdown="results/tables/protocol_sensitivity.md",
+        csv="results/tables/protocol_sensitivity.csv",
+    log:
+        "results/logs/protocol_sensitivity.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **sized("score"),
+    params:
+        score=as_json(config["score"]),
+        switches=as_json(protocol.describe(config)[0]),
+        not_run=as_json(protocol.describe(config)[1]),
+    shell:
+        "python -m vlm_rationality protocol-sensitivity --score {params.score:q} --switches {params.switches:q}"
+        " --not-run {params.not_run:q} --markdown {output.markdown} --csv {output.csv} {input} > {log} 2>&1"

@@ -17,6 +17,7 @@ rule score:
         threshold=config["score"]["threshold"],
         iterations=config["score"]["bootstrap_iterations"],
         seed=config["score"]["seed"],
+        undefined=config["score"]["undefined_rma"],
     shell:
         "python -m vlm_rationality score --threshold {params.threshold} --iterations {params.iterations}"
-        " --seed {params.seed} --parquet {output.parquet} --csv {output.csv} {input} > {log} 2>&1"
+        " --seed {params.seed} --undefined-rma {params.undefined} --parquet {output.parquet} --csv {output.csv} {input} > {log} 2>&1"
