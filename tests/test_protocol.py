@@ -105,6 +105,9 @@ def test_each_switch_makes_variants_of_exactly_the_methods_it_changes(config):
     assert protocol.describe(config)[1] == {"precision": "fp16 heatmaps need CUDA; run with device: cuda"}
     config["methods"]["flcp"]["heatmaps"] = {"start_block": -1}  # already the official choice: nothing to switch
     assert protocol.variants(config)["rollout_depth"] == ["zs@rollout_depth"]
+    config["protocol_sensitivity"]["switches"] = ["undefined_rma", "head"]
+    assert protocol.variants(config) == {"undefined_rma": [], "head": ["lp@head", "ft@head"]}
+    assert list(protocol.describe(config)[0]) == ["undefined_rma", "head"]
 
 
 def test_a_variant_reuses_its_bases_checkpoint_unless_training_changes(config):

@@ -332,15 +332,16 @@ def test_protocol_sensitivity_switches_one_choice_at_a_time_and_reuses_what_it_d
     config = copy.deepcopy(TEST_CONFIG)
     config["methods"] = {name: config["methods"][name] for name in ("zs", "lp", "flcp")}
     config["heatmaps"]["methods"] = ["chefer"]
+    config["protocol_sensitivity"] = {"switches": ["undefined_rma", "rollout_depth", "head", "precision"]}
     results = tmp_path / "results"
     existing = {p: p.stat().st_mtime_ns for p in [*results.rglob("*.parquet"), *results.rglob("*.safetensors")]}
-    # lp@head, lp@normalization and flcp@normalization train; flcp@rollout_depth explains flcp's own checkpoint.
+    # lp@head trains; flcp@rollout_depth explains flcp's own checkpoint; undefined_rma re-scores what exists.
     assert planned_jobs(snakemake(tmp_path, config, "protocol_sensitivity", "--dry-run")) == {
-        "finetune": 3, "explain": 6 * 2, "protocol_sensitivity": 1}
+        "finetune": 1, "explain": 3 * 2, "protocol_sensitivity": 1}
     snakemake(tmp_path, config, "protocol_sensitivity")
     assert {p: p.stat().st_mtime_ns for p in existing} == existing
     checkpoints = results / "checkpoints" / "tiny-synthetic" / "tiny-clip"
-    assert sorted(p.stem for p in checkpoints.glob("*@*.safetensors")) == ["flcp@normalization", "lp@head", "lp@normalization"]
+    assert sorted(p.stem for p in checkpoints.glob("*@*.safetensors")) == ["lp@head"]
 
     def heatmaps(method):
         folder = results / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / method / "chefer"
@@ -352,8 +353,7 @@ def test_protocol_sensitivity_switches_one_choice_at_a_time_and_reuses_what_it_d
 
     rows = {(r["switch"], r["method"]): r for r in pacsv.read_csv(results / "tables" / "protocol_sensitivity.csv").to_pylist()}
     assert sorted(rows) == sorted([("undefined_rma", m) for m in ("zs", "lp", "flcp")] + [
-        ("rollout_depth", "zs"), ("rollout_depth", "flcp"), ("head", "lp"),
-        ("normalization", "zs"), ("normalization", "lp"), ("normalization", "flcp")])
+        ("rollout_depth", "zs"), ("rollout_depth", "flcp"), ("head", "lp")])
     assert rows[("rollout_depth", "flcp")]["accuracy_delta"] == 0
     zs = heatmaps("zs")  # undefined_rma: valid, by hand: a map-undefined RMA is valid, an empty mask invalid
     correct = (zs.column("pred").to_numpy() == zs.column("label").to_numpy())
@@ -367,4 +367,4 @@ def test_protocol_sensitivity_switches_one_choice_at_a_time_and_reuses_what_it_d
         assert (expected != expected and got != got) or got == pytest.approx(expected)
     table = (results / "tables" / "protocol_sensitivity.md").read_text()
     assert "## rollout_depth: every block → ZS/FLCP: the last block only" in table
-    assert "Not measured: fp16 heatmaps need CUDA" in table
+    assert "Not measured: fp16 heatmaps need CUDA" in table and "normalization" not in table

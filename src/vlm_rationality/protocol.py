@@ -116,10 +116,16 @@ def score_settings(config: Entry, switch: str | None) -> Entry:
     return {**config["score"], **(SWITCHES[switch].score if switch else {})}
 
 
+def chosen(config: Entry) -> dict[str, Switch]:
+    """The switches `protocol_sensitivity.switches` names (all of them by default)."""
+    names = config.get("protocol_sensitivity", {}).get("switches", list(SWITCHES))
+    return {name: SWITCHES[name] for name in names}
+
+
 def variants(config: Entry) -> dict[str, list[str]]:
-    """Switch -> the variant method names it makes (empty for a score-only switch, which re-uses heatmaps)."""
+    """Chosen switch -> the variant method names it makes (none for a score-only switch: it re-uses heatmaps)."""
     out: dict[str, list[str]] = {}
-    for name, switch in SWITCHES.items():
+    for name, switch in chosen(config).items():
         out[name] = []
         for method, entry in config["methods"].items():
             overlay = switch.method(entry["kind"], entry, config["device"])
@@ -133,15 +139,15 @@ def applies(config: Entry, switch: str, method: str) -> bool:
     """Whether `switch` changes anything for `method` (a score switch applies to every method)."""
     if SWITCHES[switch].score:
         return True
-    return f"{method}{SEPARATOR}{switch}" in variants(config)[switch]
+    return f"{method}{SEPARATOR}{switch}" in variants(config).get(switch, [])
 
 
 def describe(config: Entry) -> tuple[dict[str, Entry], dict[str, str]]:
     """The switches as the sensitivity report states them, and why a switch that makes no variant was not run."""
     made = variants(config)
-    stated = {name: {"official": s.official, "here": s.here, "score": s.score} for name, s in SWITCHES.items()}
+    stated = {name: {"official": s.official, "here": s.here, "score": s.score} for name, s in chosen(config).items()}
     not_run = {}
-    for name, switch in SWITCHES.items():
+    for name, switch in chosen(config).items():
         if not switch.score and not made[name]:
             cuda = name == "precision" and not config["device"].startswith("cuda")
             not_run[name] = ("fp16 heatmaps need CUDA; run with device: cuda" if cuda

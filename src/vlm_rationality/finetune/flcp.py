@@ -13,6 +13,7 @@ from vlm_rationality.models.heads import build_classifier
 
 @FINETUNE_METHODS.register("flcp", trains=True, head="prompt")
 class FinetuneLikeCLIPPretrain(Method):
+    """Contrastive image-text fine-tuning on class captions; it classifies with its prompts afterwards."""
 
     def fit(self, model, prompts, split, device):
         torch.manual_seed(self.settings.seed)

@@ -13,6 +13,7 @@ from vlm_rationality.models.heads import build_classifier
 
 @FINETUNE_METHODS.register("ft", trains=True, head="linear")
 class FullFineTune(Method):
+    """Image encoder and linear head trained with cross-entropy; the text tower stays frozen."""
 
     def fit(self, model, prompts, split, device):
         torch.manual_seed(self.settings.seed)

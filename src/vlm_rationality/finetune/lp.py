@@ -12,6 +12,7 @@ from vlm_rationality.models.heads import build_classifier
 
 @FINETUNE_METHODS.register("lp", trains=True, head="linear")
 class LinearProbe(Method):
+    """A linear head on frozen image features; the encoder is unchanged."""
 
     def fit(self, model, prompts, split, device):
         if self.augment:

@@ -8,6 +8,7 @@ from vlm_rationality.models.heads import build_classifier
 
 @FINETUNE_METHODS.register("zs", trains=False, head="prompt")
 class ZeroShot(Method):
+    """The base model's prompt head as it is: nothing trains."""
 
     def fit(self, model, prompts, split, device):
         return build_classifier(model, "prompt", prompts), {}
