@@ -134,3 +134,14 @@ def test_training_rhos_name_the_datasets_whose_training_split_declares_one():
         "imagenet": {"adapter": "imagenet", "root": "/data"},
     }}
     assert training_rhos(config) == {"spurious": 0.9, "clean": 0.0}
+
+
+def test_explain_jobs_take_their_own_thread_count():
+    from vlm_rationality.config import heatmap_spec, stage_threads
+
+    config = copy.deepcopy(TEST_CONFIG)
+    check_config(config, SCHEMA)
+    assert stage_threads(config, "explain") == stage_threads(config, "finetune") == config["threads"]
+    config["heatmaps"]["threads"] = 3
+    assert stage_threads(config, "explain") == 3 and stage_threads(config, "pretrain") == config["threads"]
+    assert "threads" not in heatmap_spec(config, "chefer", "zs")  # the maps do not depend on it: no rerun

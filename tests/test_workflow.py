@@ -78,6 +78,9 @@ def test_outputs_exist_with_their_schemas(run):
 
 def test_a_second_run_does_nothing(run):
     assert planned_jobs(snakemake(run, TEST_CONFIG, "--dry-run")) == {}
+    config = copy.deepcopy(TEST_CONFIG)
+    config["heatmaps"]["threads"] = 2  # how many threads an explain job uses changes no result
+    assert planned_jobs(snakemake(run, config, "--dry-run")) == {}
 
 
 def test_a_threshold_change_reruns_only_score_and_report(run):

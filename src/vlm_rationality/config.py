@@ -177,6 +177,11 @@ def training_rhos(config: Config) -> dict[str, float]:
             if "rho" in spec.get("splits", {}).get(train, {})}
 
 
+def stage_threads(config: Config, stage: str) -> int:
+    """CPU threads of one job of `stage` (per process): `heatmaps.threads` for explain jobs, else `threads`."""
+    return config["heatmaps"].get("threads", config["threads"]) if stage == "explain" else config["threads"]
+
+
 def shard_groups(count: int, per_job: int) -> list[tuple[int, int]]:
     """Consecutive (first, last) shard ranges of at most `per_job` shards: one explain job, one heatmap file each."""
     return [(first, min(first + per_job, count) - 1) for first in range(0, count, per_job)]
@@ -186,7 +191,7 @@ def heatmap_spec(config: Config, heatmap_method: str, method: str) -> Config:
     """What one heatmap method's maps of one (fine-tuning) method depend on: the global settings with the method's
     own `heatmaps` overrides (e.g. the official code's last-block rollout for ZS/FLCP); not the other heatmap
     methods of the list, nor how shards are grouped into jobs, so adding a heatmap method reruns no existing map."""
-    spec = {key: value for key, value in config["heatmaps"].items() if key not in ("methods", "shards_per_job")}
+    spec = {key: value for key, value in config["heatmaps"].items() if key not in ("methods", "shards_per_job", "threads")}
     spec.update(method_entry(config, method).get("heatmaps", {}))
     return {"method": heatmap_method, **spec}
 

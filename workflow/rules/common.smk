@@ -192,7 +192,7 @@ def sized(stage):
             parameters,
             passes,
             gpus,
-            config["threads"] * gpus,
+            settings.stage_threads(config, stage) * gpus,
             wc.get("shift", "clean") != "clean",
             attempt,
         )

@@ -10,7 +10,7 @@ rule explain:
         "results/benchmarks/explain/{dataset}/{shift}/{model}/{method}/{heatmap}/shards-{group}.tsv"
     conda:
         ENV
-    threads: config["threads"]
+    threads: settings.stage_threads(config, "explain")
     resources:
         **sized("explain"),
     params:
