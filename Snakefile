@@ -25,6 +25,9 @@ if not workflow.config_settings.configfiles:
 settings.check_config(config, yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text()))
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/models.smk"
@@ -39,6 +42,8 @@ localrules:
     all,
     prepare_report,
     report,
+    gallery,
+    shift_curves,
     rho_curve,
     protocol_sensitivity,
 
@@ -49,4 +54,5 @@ rule all:
         rules.report.output,
         rules.score.output,
         prepare_reports(),
+        figures(),
         rules.rho_curve.output if len(set(settings.training_rhos(config).values())) > 1 else [],

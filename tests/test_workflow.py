@@ -75,12 +75,33 @@ def test_outputs_exist_with_their_schemas(run):
     assert (results / "figures" / "pt_ir.png").read_bytes()[:4] == b"\x89PNG"
     assert (results / "logs" / "score.log").is_file() and (results / "benchmarks" / "score.tsv").is_file()
 
+    assert r"\toprule" in (results / "tables" / "pt_ir.tex").read_text()
+    long_form = pacsv.read_csv(results / "tables" / "pt_ir.csv").to_pylist()
+    zs = next(r for r in rows if (r["method"], r["heatmap_method"]) == ("zs", "chefer"))
+    cell = next(r for r in long_form if (r["method"], r["heatmap_method"], r["metric"], r["dataset"]) == (
+        "zs", "chefer", "accuracy", "tiny-synthetic"))
+    assert cell["value"] == pytest.approx(100 * zs["accuracy"], abs=0.006)
+    assert "<table>" in (results / "tables" / "pt_ir.html").read_text()
+    for heatmap in ("chefer", "gradcam"):
+        drawn = results / "figures" / "gallery" / "tiny-synthetic" / "clean" / "tiny-clip" / heatmap
+        assert {p.name for p in drawn.glob("*.png")} == {"all_right.png", "rw.png"}
+    # Progress lines in the job logs: the first and the last step at least, with rate and ETA.
+    for log in ("pretrain_base/tiny-clip.log", "finetune/tiny-synthetic/tiny-clip/ft.log",
+                "explain/tiny-synthetic/clean/tiny-clip/ft/chefer/shards-0000-0000.log"):
+        lines = [x for x in (results / "logs" / log).read_text().splitlines() if "vlm_rationality.progress" in x]
+        assert len(lines) >= 2 and all("img/s" in x and "ETA" in x for x in lines), log
+        assert "(100%)" in lines[-1], log
+    assert "epoch 1/1" in (results / "logs" / "finetune/tiny-synthetic/tiny-clip/ft.log").read_text()
+
 
 def test_a_second_run_does_nothing(run):
     assert planned_jobs(snakemake(run, TEST_CONFIG, "--dry-run")) == {}
     config = copy.deepcopy(TEST_CONFIG)
     config["heatmaps"]["threads"] = 2  # how many threads an explain job uses changes no result
     assert planned_jobs(snakemake(run, config, "--dry-run")) == {}
+    shutil.rmtree(run / "results" / "figures" / "gallery")  # figures come from the shards alone
+    assert planned_jobs(snakemake(run, TEST_CONFIG, "--dry-run")) == {"gallery": 2, "all": 1}
+    snakemake(run, TEST_CONFIG)
 
 
 def test_a_threshold_change_reruns_only_score_and_report(run):
@@ -88,7 +109,8 @@ def test_a_threshold_change_reruns_only_score_and_report(run):
     config["score"]["threshold"] = 0.3
     heatmaps = sorted((run / "results" / "heatmaps").rglob("*.parquet"))
     before = {p: p.stat().st_mtime_ns for p in heatmaps}
-    assert planned_jobs(snakemake(run, config, "--dry-run")) == {"score": 1, "report": 1, "all": 1}
+    # the galleries colour RMA against the threshold and draw RW samples below it: redrawn, from the same shards
+    assert planned_jobs(snakemake(run, config, "--dry-run")) == {"score": 1, "report": 1, "gallery": 2, "all": 1}
     snakemake(run, config)
     assert {p: p.stat().st_mtime_ns for p in heatmaps} == before
     rows = pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
@@ -104,7 +126,8 @@ def test_adding_a_heatmap_method_reruns_no_training_and_no_existing_heatmap(run,
     config["heatmaps"]["methods"] = ["chefer"]  # dropping one: its files stay, only the tables change
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"score": 1, "report": 1, "all": 1}
     config["heatmaps"]["methods"] = ["chefer", "gradcam", "rollout"]
-    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"explain": 8, "score": 1, "report": 1, "all": 1}
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {
+        "explain": 8, "score": 1, "report": 1, "gallery": 1, "all": 1}
     snakemake(tmp_path, config)
     assert {p: p.stat().st_mtime_ns for p in heatmaps} == before
     rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
@@ -121,7 +144,8 @@ def test_explain_results_do_not_depend_on_how_shards_are_grouped_into_jobs(run, 
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     config = copy.deepcopy(TEST_CONFIG)
     config["heatmaps"]["shards_per_job"] = 2  # both test shards in one job
-    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"explain": 8, "score": 1, "report": 1, "all": 1}
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {
+        "explain": 8, "score": 1, "report": 1, "gallery": 2, "all": 1}
     snakemake(tmp_path, config)
     grouped = sorted((tmp_path / "results" / "heatmaps").rglob("shards-0000-0001.parquet"))
     assert len(grouped) == 8
@@ -288,6 +312,9 @@ def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
     noisy = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "gaussian_noise-3" / "tiny-clip" / "zs" / "chefer" / "shards-0000-0000.parquet")
     assert clean.column("logits").to_pylist() != noisy.column("logits").to_pylist()
     assert "## Shift: gaussian_noise-3" in (tmp_path / "results" / "tables" / "pt_ir.md").read_text()
+    figures = tmp_path / "results" / "figures"
+    assert (figures / "shifts" / "mini-cub" / "tiny-clip" / "chefer.png").read_bytes()[:4] == b"\x89PNG"
+    assert (figures / "gallery" / "mini-cub" / "clean" / "tiny-clip" / "chefer" / "rw.png").is_file()
 
 
 def test_tiny_albef_and_blip_run_every_method_end_to_end(tmp_path, tiny_vocab):

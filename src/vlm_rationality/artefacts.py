@@ -165,6 +165,12 @@ def prepared_meta(path: str | os.PathLike) -> dict[str, Any]:
     return check_schema(path, PREPARED)
 
 
+def prepared_rows(path: str | os.PathLike) -> int:
+    prepared_meta(path)
+    with reading(path):
+        return pq.ParquetFile(path).metadata.num_rows
+
+
 def read_prepared_batches(
     path: str | os.PathLike, batch_size: int, columns_extra: Sequence[str] = ()
 ) -> Iterator[dict[str, Any]]:

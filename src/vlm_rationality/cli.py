@@ -87,18 +87,47 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     from vlm_rationality.artefacts import read_metrics
     from vlm_rationality.io import atomic_path
     from vlm_rationality.report.figures import pt_ir_figure
-    from vlm_rationality.report.tables import ablation_markdown, report_markdown
+    from vlm_rationality.report.tables import (
+        CSV_COLUMNS, ablation_markdown, csv_rows, html_tables, latex_tables, report_markdown,
+    )
 
     rows = read_metrics(args.metrics)
     order = (args.methods, args.models, args.datasets, args.heatmap_methods)
-    for path, text in ((args.markdown, report_markdown(rows, *order)), (args.ablation, ablation_markdown(rows, *order))):
+    texts = ((args.markdown, report_markdown(rows, *order)), (args.latex, latex_tables(rows, *order)),
+             (args.html, html_tables(rows, *order)), (args.ablation, ablation_markdown(rows, *order)))
+    for path, text in texts:
         with atomic_path(path) as tmp:
             tmp.write_text(text)
+    table = pa.Table.from_pylist(csv_rows(rows, *order), schema=pa.schema(
+        [(c, pa.string()) for c in CSV_COLUMNS[:6]] + [(c, pa.float64()) for c in CSV_COLUMNS[6:]]))
+    with atomic_path(args.csv) as tmp:
+        pacsv.write_csv(table, tmp)
     pt_ir_figure(rows, *order, args.figure)
-    print(f"wrote {args.markdown}, {args.ablation} and {args.figure}")
+    print(f"wrote {args.markdown}, {args.latex}, {args.html}, {args.csv}, {args.ablation} and {args.figure}")
+
+
+def cmd_gallery(args: argparse.Namespace) -> None:
+    from vlm_rationality.report.gallery import galleries
+
+    drawn = galleries(args.heatmaps, args.prepared, args.methods, args.class_names, args.threshold, args.samples,
+                      args.seed, args.title, args.all_right, args.rw)
+    print(f"all methods right: {len(drawn['all_right'])} samples drawn: {', '.join(drawn['all_right'])}")
+    for method, samples in drawn["rw"].items():
+        print(f"RW of {method}: {len(samples)} samples drawn: {', '.join(samples)}")
+
+
+def cmd_shift_curves(args: argparse.Namespace) -> None:
+    from vlm_rationality.artefacts import read_metrics
+    from vlm_rationality.report.figures import shift_figure
+
+    shift_figure(read_metrics(args.metrics), args.dataset, args.model, args.heatmap, args.methods, args.figure)
+    print(f"wrote {args.figure}")
 
 
 def cmd_protocol_sensitivity(args: argparse.Namespace) -> None:
@@ -124,6 +153,13 @@ def cmd_rho_curve(args: argparse.Namespace) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
+    if args.sample is not None or args.png is not None:
+        from vlm_rationality.report.gallery import render_sample
+
+        if args.sample is None or args.png is None:
+            raise SystemExit("inspect: --sample and --png go together (a heatmap file's sample, drawn to a PNG)")
+        print(render_sample(args.path, args.sample, args.png, args.prepared))
+        return
     with reading(args.path):
         parquet = pq.ParquetFile(args.path)
     print(f"{args.path}: {parquet.metadata.num_rows} rows, {parquet.metadata.num_row_groups} row group(s)")
@@ -202,11 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("heatmaps", nargs="+", help="heatmap files of the configured methods and their variants")
 
-    p = stage("report", cmd_report, "Table 2 per heatmap method, the heatmap-method ablation table and the PT/IR figure")
+    p = stage("report", cmd_report, "Table 2 per heatmap method (Markdown, LaTeX, CSV), the heatmap-method ablation "
+              "table and the PT/IR figure")
     p.add_argument("--metrics", required=True)
     for name in ("methods", "models", "datasets", "heatmap-methods"):
         p.add_argument(f"--{name}", type=_json, required=True, help=f"{name.replace('-', ' ')} in table order (JSON list)")
     p.add_argument("--markdown", required=True)
+    p.add_argument("--latex", required=True, help="Table 2 as booktabs LaTeX")
+    p.add_argument("--html", required=True, help="Table 2 as an HTML page (shown inline by snakemake --report)")
+    p.add_argument("--csv", required=True, help="Table 2 in long form")
     p.add_argument("--ablation", required=True, help="the heatmap-method ablation table (Markdown)")
     p.add_argument("--figure", required=True)
 
@@ -217,9 +257,35 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=_json, required=True, help=f"{name.replace('-', ' ')} (JSON list)")
     p.add_argument("--figure", required=True)
 
-    p = stage("inspect", cmd_inspect, "print the schema, metadata and first rows of a Parquet artefact")
+    p = stage("gallery", cmd_gallery, "the paper's Figure 3: heatmaps of samples every method got right, and RW "
+              "samples per method, for one (dataset, model, heatmap method)")
+    p.add_argument("--heatmaps", nargs="+", required=True, help="heatmap files, one or more per method")
+    p.add_argument("--prepared", nargs="+", required=True, help="the prepared shards they explain")
+    p.add_argument("--methods", type=_json, required=True, help="methods in column order (JSON list)")
+    p.add_argument("--class-names", type=_json, required=True, help="class names by label (JSON list)")
+    p.add_argument("--threshold", type=float, required=True, help="RMA threshold of valid evidence")
+    p.add_argument("--samples", type=int, required=True, help="samples per gallery")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--title", required=True)
+    p.add_argument("--all-right", required=True, help="PNG: samples every method got right")
+    p.add_argument("--rw", required=True, help="PNG: right-for-the-wrong-reason samples per method")
+
+    p = stage("shift-curves", cmd_shift_curves, "the paper's Figures 4-5: PT, IR and accuracy against corruption severity")
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--heatmap", required=True, help="heatmap method")
+    p.add_argument("--methods", type=_json, required=True, help="methods, one line each (JSON list)")
+    p.add_argument("--figure", required=True)
+
+    p = stage("inspect", cmd_inspect, "print the schema, metadata and first rows of a Parquet artefact, or draw one "
+              "sample of a heatmap file as RMA sees it")
     p.add_argument("path")
     p.add_argument("--rows", type=int, default=5)
+    p.add_argument("--sample", default=None, help="a sample_id of the heatmap file to draw (with --png)")
+    p.add_argument("--png", default=None, help="where to write the sample's heatmap overlay")
+    p.add_argument("--prepared", nargs="+", default=None,
+                   help="prepared shards holding the sample (default: the heatmap file's source_shards)")
     return parser
 
 

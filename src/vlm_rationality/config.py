@@ -215,3 +215,7 @@ def base_model_spec(config: Config, model: str, base_path: str, method: str | No
 
 def prompts(config: Config, dataset: str) -> list[str]:
     return build_dataset(config["datasets"][dataset]).prompts(config["prompt_template"])
+
+
+def class_names(config: Config, dataset: str) -> list[str]:
+    return list(build_dataset(config["datasets"][dataset]).class_names)

@@ -43,6 +43,11 @@ def class_prompts(dataset):
 
 
 @functools.cache
+def class_names(dataset):
+    return as_json(settings.class_names(config, dataset))
+
+
+@functools.cache
 def split_size(dataset, split):
     """From the config where it tells (synthetic), else from the split's item index, written once by the items
     checkpoint (until then, asking raises what makes Snakemake run it first). Cached per DAG build."""
@@ -121,6 +126,32 @@ def heatmap_files(methods=None, clean_only=False):
             heatmap=config["heatmaps"]["methods"],
         )
     ]
+
+
+def heatmap_group(dataset, shift, model, heatmap):
+    """The heatmap files of every configured method for one (dataset, shift, model, heatmap method)."""
+    groups = [f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)]
+    return expand(
+        rules.explain.output[0],
+        dataset=dataset,
+        shift=shift,
+        model=model,
+        method=config["methods"],
+        heatmap=heatmap,
+        group=groups,
+    )
+
+
+def figures():
+    """Galleries (on each dataset's first shift, normally clean) and, where a dataset is corrupted, shift curves."""
+    out = []
+    for dataset in config["datasets"]:
+        shifts = settings.shifts(config, dataset)
+        names = dict(dataset=dataset, model=config["models"], heatmap=config["heatmaps"]["methods"])
+        out += expand(rules.gallery.output, shift=shifts[0], **names)
+        if any(shift != "clean" for shift in shifts):
+            out += expand(rules.shift_curves.output, **names)
+    return out
 
 
 def sensitivity_files():

@@ -2,9 +2,43 @@ rule report:
     input:
         rules.score.output.parquet,
     output:
-        markdown="results/tables/pt_ir.md",
-        ablation="results/tables/heatmap_ablation.md",
-        figure="results/figures/pt_ir.png",
+        markdown=report(
+            "results/tables/pt_ir.md",
+            caption="../report/table2.rst",
+            category="2. Tables (report)",
+            labels={"table": "Table 2", "format": "Markdown"},
+        ),
+        latex=report(
+            "results/tables/pt_ir.tex",
+            caption="../report/table2.rst",
+            category="2. Tables (report)",
+            labels={"table": "Table 2", "format": "LaTeX (booktabs)"},
+        ),
+        html=report(
+            "results/tables/pt_ir.html",
+            caption="../report/table2.rst",
+            category="2. Tables (report)",
+            labels={"table": "Table 2", "format": "HTML"},
+        ),
+        csv=report(
+            "results/tables/pt_ir.csv",
+            caption="../report/table2.rst",
+            category="2. Tables (report)",
+            labels={"table": "Table 2", "format": "CSV"},
+        ),
+        ablation=report(
+            "results/tables/heatmap_ablation.md",
+            caption="../report/ablation.rst",
+            category="2. Tables (report)",
+            labels={"table": "heatmap-method ablation", "format": "Markdown"},
+        ),
+        figure=report(
+            "results/figures/pt_ir.png",
+            caption="../report/pt_ir.rst",
+            category="3. Figures (report)",
+            subcategory="PT, IR, accuracy",
+            labels={"figure": "PT, IR and accuracy per method"},
+        ),
     log:
         "results/logs/report.log",
     benchmark:
@@ -22,7 +56,86 @@ rule report:
     shell:
         "python -m vlm_rationality report --metrics {input} --methods {params.methods:q}"
         " --models {params.models:q} --datasets {params.datasets:q} --heatmap-methods {params.heatmap_methods:q}"
-        " --markdown {output.markdown} --ablation {output.ablation} --figure {output.figure} > {log} 2>&1"
+        " --markdown {output.markdown} --latex {output.latex} --html {output.html} --csv {output.csv} --ablation {output.ablation}"
+        " --figure {output.figure} > {log} 2>&1"
+
+
+# The paper's Figure 3, from heatmap and prepared shards only: adding it reruns no explain or training job.
+rule gallery:
+    input:
+        heatmaps=lambda wc: heatmap_group(wc.dataset, wc.shift, wc.model, wc.heatmap),
+        prepared=lambda wc: shard_files(wc.dataset, EVAL),
+    output:
+        all_right=report(
+            "results/figures/gallery/{dataset}/{shift}/{model}/{heatmap}/all_right.png",
+            caption="../report/gallery_all_right.rst",
+            category="3. Figures (report)",
+            subcategory="Galleries",
+            labels={
+                "gallery": "every method right",
+                "dataset": "{dataset}",
+                "model": "{model}",
+                "heatmap": "{heatmap}",
+            },
+        ),
+        rw=report(
+            "results/figures/gallery/{dataset}/{shift}/{model}/{heatmap}/rw.png",
+            caption="../report/gallery_rw.rst",
+            category="3. Figures (report)",
+            subcategory="Galleries",
+            labels={
+                "gallery": "right for the wrong reason",
+                "dataset": "{dataset}",
+                "model": "{model}",
+                "heatmap": "{heatmap}",
+            },
+        ),
+    log:
+        "results/logs/gallery/{dataset}/{shift}/{model}/{heatmap}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **sized("report"),
+    params:
+        methods=as_json(list(config["methods"])),
+        class_names=lambda wc: class_names(wc.dataset),
+        threshold=config["score"]["threshold"],
+        samples=config["report"]["gallery_samples"],
+        seed=config["report"]["seed"],
+        title=lambda wc: f"{wc.dataset} · {wc.shift} · {wc.model} · {wc.heatmap}",
+    shell:
+        "python -m vlm_rationality gallery --heatmaps {input.heatmaps} --prepared {input.prepared}"
+        " --methods {params.methods:q} --class-names {params.class_names:q} --threshold {params.threshold}"
+        " --samples {params.samples} --seed {params.seed} --title {params.title:q}"
+        " --all-right {output.all_right} --rw {output.rw} > {log} 2>&1"
+
+
+# The paper's Figures 4-5: drawn for every dataset that is explained under a corruption.
+rule shift_curves:
+    input:
+        rules.score.output.parquet,
+    output:
+        report(
+            "results/figures/shifts/{dataset}/{model}/{heatmap}.png",
+            caption="../report/shift_curves.rst",
+            category="3. Figures (report)",
+            subcategory="Shift curves",
+            labels={"dataset": "{dataset}", "model": "{model}", "heatmap": "{heatmap}"},
+        ),
+    log:
+        "results/logs/shift_curves/{dataset}/{model}/{heatmap}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **sized("report"),
+    params:
+        methods=as_json(list(config["methods"])),
+    shell:
+        "python -m vlm_rationality shift-curves --metrics {input} --dataset {wildcards.dataset}"
+        " --model {wildcards.model} --heatmap {wildcards.heatmap} --methods {params.methods:q}"
+        " --figure {output} > {log} 2>&1"
 
 
 # The synthetic benchmark's calibration curve: drawn when two or more datasets train at different rho.
@@ -30,7 +143,13 @@ rule rho_curve:
     input:
         rules.score.output.parquet,
     output:
-        "results/figures/rho_curve.png",
+        report(
+            "results/figures/rho_curve.png",
+            caption="../report/rho_curve.rst",
+            category="3. Figures (report)",
+            subcategory="PT, IR, accuracy",
+            labels={"figure": "against the training split's rho"},
+        ),
     log:
         "results/logs/rho_curve.log",
     conda:
@@ -53,8 +172,18 @@ rule protocol_sensitivity:
     input:
         lambda wc: sensitivity_files(),
     output:
-        markdown="results/tables/protocol_sensitivity.md",
-        csv="results/tables/protocol_sensitivity.csv",
+        markdown=report(
+            "results/tables/protocol_sensitivity.md",
+            caption="../report/protocol_sensitivity.rst",
+            category="2. Tables (report)",
+            labels={"table": "protocol sensitivity", "format": "Markdown"},
+        ),
+        csv=report(
+            "results/tables/protocol_sensitivity.csv",
+            caption="../report/protocol_sensitivity.rst",
+            category="2. Tables (report)",
+            labels={"table": "protocol sensitivity", "format": "CSV"},
+        ),
     log:
         "results/logs/protocol_sensitivity.log",
     conda:

@@ -3,7 +3,12 @@ rule score:
         lambda wc: heatmap_files(),
     output:
         parquet="results/metrics/rationality.parquet",
-        csv="results/metrics/rationality.csv",
+        csv=report(
+            "results/metrics/rationality.csv",
+            caption="../report/rationality.rst",
+            category="1. Metrics (score)",
+            labels={"metrics": "quadrants, PT, IR, accuracy, intervals"},
+        ),
     log:
         "results/logs/score.log",
     benchmark:

@@ -15,13 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import NO_PREDICTION, prepared_meta, write_heatmap_shard
+from vlm_rationality.artefacts import NO_PREDICTION, prepared_meta, prepared_rows, write_heatmap_shard
 from vlm_rationality.data.corruptions import apply_shift
 from vlm_rationality.data.shards import iter_batches
 from vlm_rationality.device import AMP_DTYPES
 from vlm_rationality.explain.base import HEATMAP_METHODS, HeatmapMethod, Target
 from vlm_rationality.metrics.rma import relevance_mass_accuracy
 from vlm_rationality.models.heads import ImageClassifier
+from vlm_rationality.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def explain_shards(
     explain = settings.build()
     classifier = classifier.to(device).eval()
     columns: dict[str, list] = {name: [] for name in ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained")}
+    progress, right = Progress(f"explain {settings.method}", sum(prepared_rows(p) for p in in_paths)), 0
     for batch in iter_batches(in_paths, settings.batch_size):
         if shift != "clean":
             batch.images = torch.from_numpy(apply_shift(batch.images.numpy(), batch.sample_ids, shift))
@@ -86,6 +88,9 @@ def explain_shards(
         columns["rma"].append(rma)
         columns["status"].append(status)
         columns["explained"].append(explained)
+        right += int((columns["pred"][-1] == columns["label"][-1]).sum())
+        progress.update(len(batch.sample_ids), f"shift {shift}", acc=right / len(columns["sample_id"]))
+    progress.close()
     grid = classifier.model.grid_size
     empty = {  # a shard whose every item was bad input still gets its (empty) heatmap shard
         "label": np.zeros(0, np.int64), "pred": np.zeros(0, np.int64), "logits": np.zeros((0, classifier.num_classes)),

@@ -11,6 +11,7 @@ from torch import nn
 
 from vlm_rationality.finetune.data import TrainingSplit
 from vlm_rationality.finetune.distributed import sum_gradients, world
+from vlm_rationality.progress import Progress
 
 # A step gets a global batch's indices and returns its mean loss and number of correct predictions (or None);
 # under torchrun it encodes only `distributed.share(index)` and gathers the outputs (see distributed.py).
@@ -48,8 +49,11 @@ def make_optimizer(parameters: Iterable[nn.Parameter], settings: TrainSettings) 
     return OPTIMIZERS[settings.optimizer]([p for p in parameters if p.requires_grad], **kwargs)
 
 
-def fit(parameters: list[nn.Parameter], step: Step, split: TrainingSplit, settings: TrainSettings) -> dict[str, float]:
-    """Train `parameters` with `step` over `split`; returns the last epoch's mean loss and accuracy."""
+def fit(
+    parameters: list[nn.Parameter], step: Step, split: TrainingSplit, settings: TrainSettings, what: str = "train",
+) -> dict[str, float]:
+    """Train `parameters` with `step` over `split`; returns the last epoch's mean loss and accuracy. Progress
+    (epoch, running loss and accuracy, images/s, ETA) goes to the job log as `what`."""
     optimizer = make_optimizer(parameters, settings)
     steps = settings.epochs * math.ceil(len(split) / settings.batch_size)
     warmup = max(1, int(WARMUP_FRACTION * steps))
@@ -57,7 +61,8 @@ def fit(parameters: list[nn.Parameter], step: Step, split: TrainingSplit, settin
         optimizer, lambda i: min((i + 1) / warmup, 0.5 * (1 + math.cos(math.pi * i / steps)))
     )
     generator = torch.Generator().manual_seed(settings.seed)
-    ranks = world()[1]
+    rank, ranks = world()
+    progress = Progress(what, settings.epochs * len(split), enabled=rank == 0)
     for epoch in range(settings.epochs):
         total_loss, total_correct, seen, counted = 0.0, 0, 0, True
         for index in split.batches(settings.batch_size, generator):
@@ -73,7 +78,10 @@ def fit(parameters: list[nn.Parameter], step: Step, split: TrainingSplit, settin
                 counted = False
             else:
                 total_correct += correct
+            progress.update(len(index), f"epoch {epoch + 1}/{settings.epochs}", loss=total_loss / seen,
+                            acc=total_correct / seen if counted else None)
         if not math.isfinite(total_loss):
             raise FloatingPointError(f"training diverged in epoch {epoch} (loss {total_loss}); lower the lr")
+    progress.close()
     return {"train_loss": total_loss / seen, "train_accuracy": total_correct / seen if counted else None,
             "epochs": settings.epochs, "steps": steps}

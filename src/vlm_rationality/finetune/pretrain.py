@@ -29,6 +29,6 @@ def pretrain_clip(model: VisionLanguageModel, split: TrainingSplit, config: dict
         text = gather(model.encode_text([split.captions[i] for i in share(index).tolist()]), len(index))
         return contrastive_loss(image, text, model.logit_scale, groups[index.to(device)]), None
 
-    metrics = fit(list(model.parameters()), step, split, settings)
+    metrics = fit(list(model.parameters()), step, split, settings, what="pretrain")
     model.eval().requires_grad_(False)
     return metrics

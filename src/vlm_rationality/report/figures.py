@@ -21,7 +21,8 @@ def _by_key(rows: Sequence[dict[str, Any]], shift: str) -> dict[tuple[str, str, 
     return {(r["heatmap_method"], r["dataset"], r["method"], r["model"]): r for r in rows if r["shift"] == shift}
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """PNG at 120 dpi, written atomically; the figure is closed."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
@@ -56,7 +57,7 @@ def pt_ir_figure(
         panels[0].set_ylabel(f"value (shift: {shift})")
     axes[0][-1].legend(loc="upper right", fontsize="small")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def rho_figure(
@@ -89,4 +90,50 @@ def rho_figure(
     fig.suptitle("Test split: background independent of the class. Training split: the class's own background with "
                  "probability rho, else a random one", fontsize="medium")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
+
+
+def shift_figure(
+    rows: Sequence[dict[str, Any]], dataset: str, model: str, heatmap: str, methods: Sequence[str],
+    path: str | os.PathLike,
+) -> None:
+    """The paper's Figures 4–5: PT, IR and accuracy against corruption severity (0 = clean), one row of panels per
+    corruption, one line per method with its 95% interval as a band; a point only where the severity was run."""
+    from vlm_rationality.data.corruptions import parse_shift
+
+    chosen = [r for r in rows if (r["dataset"], r["model"], r["heatmap_method"]) == (dataset, model, heatmap)]
+    clean = {r["method"]: r for r in chosen if r["shift"] == "clean"}
+    by_corruption: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
+    for r in chosen:
+        parsed = parse_shift(r["shift"])
+        if parsed is not None:
+            by_corruption.setdefault(parsed[0], {}).setdefault(r["method"], {})[parsed[1]] = r
+    if not by_corruption:
+        raise ValueError(f"{dataset}/{model}/{heatmap}: no corrupted shift in the metrics; add shifts to the config")
+    corruptions = sorted(by_corruption)
+    fig, axes = plt.subplots(len(corruptions), len(METRICS), figsize=(4.0 * len(METRICS), 2.8 * len(corruptions) + 0.5),
+                             squeeze=False, sharey=True)
+    for corruption, panels in zip(corruptions, axes):
+        for ax, (metric, label) in zip(panels, METRICS):
+            for method in methods:
+                points = dict(by_corruption[corruption].get(method, {}))
+                if not points:  # not run under this corruption: no lone clean point
+                    continue
+                if method in clean:
+                    points[0] = clean[method]
+                severity = sorted(points)
+                value, low, high = (np.array([points[s][f"{metric}{k}"] for s in severity], dtype=float)
+                                    for k in ("", "_ci_low", "_ci_high"))
+                line, = ax.plot(severity, value, marker="o", label=method.upper())
+                ax.fill_between(severity, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.set_title(f"{label} · {corruption}", fontsize="medium")
+            ax.set_xticks(range(6))
+            ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+        panels[0].set_ylabel("value")
+    for ax in axes[-1]:
+        ax.set_xlabel("severity (0 = clean)")
+    axes[0][-1].legend(loc="lower left", fontsize="small")
+    fig.suptitle(f"{dataset} · {model} · {heatmap}: PT, IR and accuracy under corruption", fontsize="medium")
+    fig.tight_layout()
+    save_figure(fig, path)

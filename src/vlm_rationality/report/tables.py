@@ -1,4 +1,4 @@
-"""Paper-style Markdown tables from the metrics rows.
+"""Paper-style tables from the metrics rows: Markdown, booktabs LaTeX, HTML and CSV.
 
 Table 2: PT and IR blocks, methods × models as rows, datasets as columns, one per (heatmap method, shift).
 The heatmap-method ablation (the layout of the paper's ablation table): per (dataset, model, shift), rows =
@@ -7,7 +7,9 @@ fine-tuning method × heatmap method, columns = accuracy, PT and IR with their i
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from typing import Any, Sequence
 
 BLOCKS = (
@@ -15,6 +17,7 @@ BLOCKS = (
     ("inference_reliability", "Inference reliability (IR = RR / (RR + WR))"),
     ("accuracy", "Accuracy"),
 )
+TEX_ESCAPES = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 ABLATION_COLUMNS = (("accuracy", "accuracy"), ("prediction_trustworthiness", "PT"), ("inference_reliability", "IR"))
 
 
@@ -39,30 +42,137 @@ def _shifts(rows: Sequence[dict[str, Any]]) -> list[str]:
     return sorted({r["shift"] for r in rows}, key=lambda s: (s != "clean", s))
 
 
+def _block(
+    rows: Sequence[dict[str, Any]], metric: str, methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
+) -> list[tuple[str, str, list[dict[str, Any] | None], float]]:
+    """One metric's rows of Table 2: (method, model, a row per dataset or None, average), skipping absent pairs."""
+    index = {(r["method"], r["model"], r["dataset"]): r for r in rows}
+    table = []
+    for method in methods:
+        for model in models:
+            cells = [index.get((method, model, d)) for d in datasets]
+            if any(c is not None for c in cells):
+                table.append((method, model, cells, _average([math.nan if c is None else c[metric] for c in cells])))
+    return table
+
+
+def _ranked(averages: Sequence[float]) -> tuple[float, float]:
+    """The best and the second-best distinct average (NaN where there is none)."""
+    distinct = sorted({a for a in averages if not math.isnan(a)}, reverse=True)
+    return (distinct + [math.nan, math.nan])[0], (distinct + [math.nan, math.nan])[1]
+
+
 def markdown_table(
     rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str], shift: str
 ) -> str:
     """One heatmap method and shift: a block per metric, the best average in bold; cells are % with 95% CIs."""
-    index = {(r["method"], r["model"], r["dataset"]): r for r in rows if r["shift"] == shift}
+    chosen = [r for r in rows if r["shift"] == shift]
     lines = [f"### Shift: {shift}", ""]
     for metric, title in BLOCKS:
         lines += [f"#### {title}", "", "| method | model | " + " | ".join(datasets) + " | average |",
                   "|---|---|" + "---|" * (len(datasets) + 1)]
-        table = []
-        for method in methods:
-            for model in models:
-                cells = [index.get((method, model, d)) for d in datasets]
-                if all(c is None for c in cells):
-                    continue
-                average = _average([math.nan if c is None else c[metric] for c in cells])
-                table.append((method, model, cells, average))
-        best = max((a for *_, a in table if not math.isnan(a)), default=math.nan)
+        table = _block(chosen, metric, methods, models, datasets)
+        best, _ = _ranked([a for *_, a in table])
         for method, model, cells, average in table:
             shown = _percent(average)
             shown = f"**{shown}**" if average == best else shown
             lines.append(f"| {method.upper()} | {model} | " + " | ".join(_cell(c, metric) for c in cells) + f" | {shown} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _tex(text: str) -> str:
+    """Text safe in a LaTeX cell (names like `synthetic-rho0.9` or `gaussian_noise-3`)."""
+    return re.sub(r"[\\&%$#_{}~^]", lambda m: TEX_ESCAPES.get(m.group(), "\\" + m.group()), text)
+
+
+def latex_tables(
+    rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
+    heatmap_methods: Sequence[str],
+) -> str:
+    """Table 2 as booktabs LaTeX, one tabular per (heatmap method, shift): a block per metric, the best average
+    in bold and the second underlined, as in the paper. Needs \\usepackage{booktabs}."""
+    threshold = rows[0]["threshold"] if rows else 0.5
+    out = ["% Table 2 (vlm-rationality). Values in %; valid evidence means RMA >= " f"{threshold}. Needs booktabs.", ""]
+    width = 2 + len(datasets) + 1
+    for heatmap in heatmap_methods:
+        chosen = [r for r in rows if r["heatmap_method"] == heatmap]
+        for shift in _shifts(chosen):
+            at_shift = [r for r in chosen if r["shift"] == shift]
+            out += ["\\begin{table}[t]", "\\centering",
+                    f"\\caption{{PT, IR and accuracy (\\%), heatmap method {_tex(heatmap)}, shift {_tex(shift)}.}}",
+                    "\\begin{tabular}{ll" + "r" * (len(datasets) + 1) + "}", "\\toprule",
+                    "Method & Model & " + " & ".join(_tex(d) for d in datasets) + " & Avg. \\\\"]
+            for metric, title in BLOCKS:
+                out += ["\\midrule", f"\\multicolumn{{{width}}}{{l}}{{\\emph{{{_tex(title)}}}}} \\\\"]
+                table = _block(at_shift, metric, methods, models, datasets)
+                best, second = _ranked([a for *_, a in table])
+                for method, model, cells, average in table:
+                    shown = _percent(average)
+                    shown = f"\\textbf{{{shown}}}" if average == best else f"\\underline{{{shown}}}" if average == second else shown
+                    values = [_percent(math.nan if c is None else c[metric]) for c in cells]
+                    out.append(" & ".join([_tex(method.upper()), _tex(model), *values, shown]) + " \\\\")
+            out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out).replace("–", "--")
+
+
+def html_tables(
+    rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
+    heatmap_methods: Sequence[str],
+) -> str:
+    """Table 2 as one self-contained HTML page (what `snakemake --report` shows inline): the Markdown's cells."""
+    threshold = rows[0]["threshold"] if rows else 0.5
+    out = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8"><title>Table 2: PT and IR</title><style>',
+           "body{font-family:sans-serif;font-size:14px} table{border-collapse:collapse;margin:0 0 1.5em}",
+           "th,td{padding:3px 8px;border-bottom:1px solid #ccc;text-align:right} th:nth-child(-n+2),"
+           "td:nth-child(-n+2){text-align:left} caption{text-align:left;font-weight:bold;padding:4px 0}",
+           "</style></head><body>", "<h1>Right for the right reasons: PT and IR</h1>",
+           f"<p>Values in %, 95% percentile-bootstrap intervals in brackets; valid evidence means RMA &ge; {threshold}; "
+           "the best average in bold.</p>"]
+    for heatmap in heatmap_methods:
+        chosen = [r for r in rows if r["heatmap_method"] == heatmap]
+        for shift in _shifts(chosen):
+            out.append(f"<h2>Heatmap method: {html.escape(heatmap)} · shift: {html.escape(shift)}</h2>")
+            for metric, title in BLOCKS:
+                table = _block([r for r in chosen if r["shift"] == shift], metric, methods, models, datasets)
+                best, _ = _ranked([a for *_, a in table])
+                out += [f"<table><caption>{html.escape(title)}</caption>", "<tr><th>method</th><th>model</th>"
+                        + "".join(f"<th>{html.escape(d)}</th>" for d in datasets) + "<th>average</th></tr>"]
+                for method, model, cells, average in table:
+                    shown = _percent(average)
+                    shown = f"<b>{shown}</b>" if average == best else shown
+                    out.append(f"<tr><td>{html.escape(method.upper())}</td><td>{html.escape(model)}</td>"
+                               + "".join(f"<td>{_cell(c, metric)}</td>" for c in cells) + f"<td>{shown}</td></tr>")
+                out.append("</table>")
+    return "\n".join([*out, "</body></html>", ""])
+
+
+CSV_COLUMNS = ("heatmap_method", "shift", "metric", "method", "model", "dataset", "value", "ci_low", "ci_high")
+
+
+def csv_rows(
+    rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
+    heatmap_methods: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Table 2 in long form (values in %, as in the Markdown): one row per cell, dataset `average` for the
+    average column (which has no interval)."""
+    out = []
+    for heatmap in heatmap_methods:
+        chosen = [r for r in rows if r["heatmap_method"] == heatmap]
+        for shift in _shifts(chosen):
+            for metric, _ in BLOCKS:
+                for method, model, cells, average in _block([r for r in chosen if r["shift"] == shift], metric, methods, models, datasets):
+                    keys = {"heatmap_method": heatmap, "shift": shift, "metric": metric, "method": method, "model": model}
+                    for dataset, cell in zip(datasets, cells):
+                        if cell is not None:
+                            out.append({**keys, "dataset": dataset, **{k: _round(cell[f"{metric}{s}"]) for k, s in (
+                                ("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}})
+                    out.append({**keys, "dataset": "average", "value": _round(average), "ci_low": None, "ci_high": None})
+    return out
+
+
+def _round(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(100 * value, 2)
 
 
 def report_markdown(

@@ -1,0 +1,180 @@
+"""The report stage's galleries, shift curves, LaTeX/CSV tables and progress lines, on real Parquet files."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from vlm_rationality.artefacts import read_heatmaps, read_prepared, write_heatmap_shard, write_prepared_shard
+from vlm_rationality.metrics.rma import relevance_mass_accuracy
+from vlm_rationality.progress import Progress
+from vlm_rationality.report import figures, gallery, tables
+
+METHODS = ("zs", "lp", "ft")
+
+
+def test_the_overlay_is_the_heatmap_rma_weighs():
+    grid = np.array([[0.0, 1.0], [2.0, 3.0]], np.float32)
+    view = gallery.heatmap_view(grid.ravel(), (2, 2), (4, 4))
+    # Bilinear, align_corners=False, 2 -> 4: output pixel i samples input coordinate (i + 0.5) / 2 - 0.5, clamped.
+    axis = np.clip((np.arange(4) + 0.5) / 2 - 0.5, 0, 1)
+    expected = (axis[:, None] * 2 + axis[None, :]) / 3  # value = 2·row + col, min 0, max 3
+    np.testing.assert_allclose(view, expected, atol=1e-6)
+    mask = np.zeros((4, 4), bool)
+    mask[2:, 1:3] = True
+    rma, _ = relevance_mass_accuracy(torch.from_numpy(grid)[None], torch.from_numpy(mask)[None])
+    assert (view * mask).sum() / view.sum() == pytest.approx(float(rma[0]), abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """A prepared shard of 40 samples and, per method, a heatmap file whose predictions and RMAs are known."""
+    root = tmp_path_factory.mktemp("gallery")
+    rng = np.random.default_rng(0)
+    n, size = 40, 8
+    ids = [f"s{k:03d}" for k in range(n)]
+    labels = rng.integers(0, 3, n)
+    masks = np.zeros((n, size, size), bool)
+    masks[:, 2:6, 2:6] = True
+    prepared = root / "shard-0000.parquet"
+    write_prepared_shard(prepared, sample_ids=ids, labels=labels, images=rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8),
+                         masks=masks, sources=ids, config_hash="x")
+    paths = []
+    for m, method in enumerate(METHODS):
+        preds = np.where(rng.random(n) < 0.7, labels, (labels + 1) % 3)
+        heat = rng.random((n, 16)).astype(np.float32)
+        rma = rng.random(n).astype(np.float32)
+        rma[m] = np.nan  # undefined for one sample per method: never drawn
+        path = root / method / "shards-0000-0000.parquet"
+        path.parent.mkdir()
+        write_heatmap_shard(path, sample_ids=ids, labels=labels, preds=preds, logits=rng.random((n, 3)), heatmaps=heat,
+                            rma=rma, rma_status=np.where(np.isnan(rma), 1, 0), explained_class=labels,
+                            keys={"dataset": "d", "shift": "clean", "model": "m", "method": method, "heatmap_method": "chefer"},
+                            config_hash="x", meta={"grid_size": [4, 4], "source_shards": [str(prepared)]})
+        paths.append(path)
+    return prepared, paths
+
+
+def _truth(paths):
+    """sample_id -> (label, pred, rma) per method, read back from the heatmap files."""
+    out = {}
+    for path in paths:
+        meta, table = read_heatmaps(path, ["sample_id", "label", "pred", "rma"])
+        out[meta["keys"]["method"]] = {r["sample_id"]: r for r in table.to_pylist()}
+    return out
+
+
+def test_the_galleries_draw_only_samples_of_their_kind_and_the_same_ones_every_run(shards, tmp_path):
+    prepared, paths = shards
+    truth = _truth(paths)
+    drawn = gallery.galleries(paths, [prepared], list(METHODS), ["a", "b", "c"], 0.5, 5, 0, "d", tmp_path / "r.png",
+                              tmp_path / "rw.png")
+    every_right = {s for s in truth["zs"] if all(truth[m][s]["pred"] == truth[m][s]["label"]
+                                                 and truth[m][s]["rma"] is not None and not math.isnan(truth[m][s]["rma"])
+                                                 for m in METHODS)}
+    assert len(every_right) > 5 and len(drawn["all_right"]) == 5 and set(drawn["all_right"]) <= every_right
+    for method in METHODS:
+        rows = truth[method]
+        assert len(drawn["rw"][method]) == 5
+        assert all(rows[s]["pred"] == rows[s]["label"] and rows[s]["rma"] < 0.5 for s in drawn["rw"][method])
+    again = gallery.galleries(paths, [prepared], list(METHODS), ["a", "b", "c"], 0.5, 5, 0, "d", tmp_path / "r2.png",
+                              tmp_path / "rw2.png")
+    assert again == drawn
+    for name in ("r.png", "rw.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_gallery_with_no_candidate_says_so_instead_of_failing(shards, tmp_path):
+    prepared, paths = shards
+    drawn = gallery.galleries(paths, [prepared], list(METHODS), ["a", "b", "c"], 0.0, 5, 0, "d", tmp_path / "r.png",
+                              tmp_path / "rw.png")
+    assert drawn["rw"] == {m: [] for m in METHODS}  # nothing is below a threshold of 0
+    assert (tmp_path / "rw.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_inspect_draws_one_sample_of_a_heatmap_file(shards, tmp_path):
+    from vlm_rationality.cli import main
+
+    prepared, paths = shards
+    main(["inspect", str(paths[0]), "--sample", "s007", "--png", str(tmp_path / "one.png")])
+    assert (tmp_path / "one.png").read_bytes()[:4] == b"\x89PNG"
+    assert read_prepared(prepared)["sample_id"][7] == "s007"
+    with pytest.raises(SystemExit, match="no sample 'nope'"):
+        main(["inspect", str(paths[0]), "--sample", "nope", "--png", str(tmp_path / "two.png")])
+
+
+def _row(shift: str, method: str, value: float) -> dict:
+    row = {"dataset": "d", "shift": shift, "model": "m", "method": method, "heatmap_method": "chefer", "threshold": 0.5}
+    for metric, _ in figures.METRICS:
+        row.update({metric: value, f"{metric}_ci_low": value - 0.05, f"{metric}_ci_high": value + 0.05})
+    return row
+
+
+def test_shift_curves_have_one_point_per_severity_present(tmp_path, monkeypatch):
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    rows = [_row("clean", "ft", 0.9), _row("gaussian_noise-1", "ft", 0.8), _row("gaussian_noise-3", "ft", 0.5),
+            _row("clean", "zs", 0.7), _row("gaussian_noise-3", "zs", 0.4), _row("fog-5", "zs", 0.2)]
+    figures.shift_figure(rows, "d", "m", "chefer", ["zs", "ft"], tmp_path / "shift.png")
+    panels = kept[0].axes
+    assert [ax.get_title() for ax in panels] == [f"{m} · {c}" for c in ("fog", "gaussian_noise") for m in ("PT", "IR", "accuracy")]
+    fog, noise = panels[0], panels[3]
+    (zs_fog,) = fog.get_lines()  # ft has no fog rows, so no line there
+    assert list(zs_fog.get_xdata()) == [0, 5] and list(zs_fog.get_ydata()) == pytest.approx([0.7, 0.2])
+    zs, ft = noise.get_lines()
+    assert list(zs.get_xdata()) == [0, 3] and list(ft.get_xdata()) == [0, 1, 3]
+    assert list(ft.get_ydata()) == pytest.approx([0.9, 0.8, 0.5])
+    with pytest.raises(ValueError, match="no corrupted shift"):
+        figures.shift_figure([_row("clean", "ft", 0.9)], "d", "m", "chefer", ["ft"], tmp_path / "none.png")
+
+
+def test_the_latex_table_is_balanced_with_the_best_average_bold_and_the_second_underlined():
+    rows = []
+    for method, values in {"zs": (0.2, 0.4), "lp": (0.6, 0.8), "ft": (0.5, 0.5)}.items():
+        for dataset, value in zip(("data_a", "data_b"), values):
+            row = _row("clean", method, value)
+            row["dataset"] = dataset
+            rows.append(row)
+    tex = tables.latex_tables(rows, ["zs", "lp", "ft"], ["m"], ["data_a", "data_b"], ["chefer"])
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
+    spec = re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1)
+    body = tex.split(r"\toprule", 1)[1].split(r"\bottomrule", 1)[0]
+    lines = [x for x in body.splitlines() if x.endswith(r"\\") and "multicolumn" not in x]
+    assert lines and all(x.count("&") == len(spec) - 1 for x in lines)
+    assert r"data\_a" in lines[0] and tex.count("{") == tex.count("}")
+    by_method = {x.split(" & ")[0]: x.split(" & ")[-1] for x in lines[1:4]}  # the PT block
+    assert by_method == {"ZS": r"30.0 \\", "LP": r"\textbf{70.0} \\", "FT": r"\underline{50.0} \\"}
+    assert tex.count(r"\textbf") == tex.count(r"\underline") == len(tables.BLOCKS)
+
+
+def test_the_csv_table_has_every_cell_and_the_average(tmp_path):
+    rows = [_row("clean", "zs", 0.25), _row("clean", "ft", 0.5)]
+    out = tables.csv_rows(rows, ["zs", "ft"], ["m"], ["d"], ["chefer"])
+    assert len(out) == 2 * 2 * len(tables.BLOCKS)  # (d, average) per method and metric
+    first = out[0]
+    assert (first["metric"], first["method"], first["dataset"], first["value"], first["ci_low"]) == (
+        "prediction_trustworthiness", "zs", "d", 25.0, 20.0)
+    assert out[1]["dataset"] == "average" and out[1]["ci_low"] is None
+
+
+def test_progress_logs_the_first_and_last_step_and_at_its_pace(caplog):
+    caplog.set_level(logging.INFO, logger="vlm_rationality.progress")
+    progress = Progress("train", 100, every=3600)
+    for _ in range(9):
+        progress.update(10, "epoch 1/1", loss=0.5, acc=None)
+    progress.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and lines[0].startswith("train · epoch 1/1 · 10/100 img (10%) · loss 0.5000 · ")
+    assert "img/s" in lines[0] and "ETA" in lines[0] and "90/100" in lines[1]
+    caplog.clear()
+    steady = Progress("explain", 30, every=0)
+    for _ in range(3):
+        steady.update(10)
+    assert len(caplog.records) == 3
