@@ -1,0 +1,53 @@
+"""Out-of-distribution detection from stored logits: scores, AUROC and FPR at 95% TPR.
+
+Higher scores mean "in distribution", and in-distribution is the positive class: AUROC is the probability that
+an ID sample outscores an OOD one (ties count half), FPR@95 the share of OOD samples at or above the score that
+keeps 95% of ID samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp, softmax
+from scipy.stats import rankdata
+
+
+def msp(logits: np.ndarray) -> np.ndarray:
+    """Maximum softmax probability (Hendrycks & Gimpel)."""
+    return softmax(np.asarray(logits, np.float64), axis=1).max(axis=1)
+
+
+def max_logit(logits: np.ndarray) -> np.ndarray:
+    return np.asarray(logits, np.float64).max(axis=1)
+
+
+def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Negative free energy T·logsumexp(logits / T) (Liu et al.): higher for ID."""
+    return temperature * logsumexp(np.asarray(logits, np.float64) / temperature, axis=1)
+
+
+def mcm(logits: np.ndarray, logit_scale: float, temperature: float = 1.0) -> np.ndarray:
+    """Maximum concept matching (Ming et al.): max softmax of the cosine similarities / T. A prompt head's logits
+    are logit_scale × cosine, so the cosines are recovered by dividing the scale out."""
+    return softmax(np.asarray(logits, np.float64) / logit_scale / temperature, axis=1).max(axis=1)
+
+
+SCORES = {"msp": msp, "max_logit": max_logit, "energy": energy}
+
+
+def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Area under the ROC curve with ID positive (the Mann–Whitney statistic, ties at half)."""
+    n_id, n_ood = len(id_scores), len(ood_scores)
+    if n_id == 0 or n_ood == 0:
+        return float("nan")
+    ranks = rankdata(np.concatenate([id_scores, ood_scores]))
+    return float((ranks[:n_id].sum() - n_id * (n_id + 1) / 2) / (n_id * n_ood))
+
+
+def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95) -> float:
+    """Share of OOD samples scoring at or above the highest threshold that keeps `tpr` of the ID samples."""
+    if len(id_scores) == 0 or len(ood_scores) == 0:
+        return float("nan")
+    ordered = np.sort(np.asarray(id_scores))[::-1]
+    threshold = ordered[int(np.ceil(tpr * len(ordered))) - 1]  # the k-th highest ID score, k = ⌈tpr·n⌉
+    return float(np.mean(np.asarray(ood_scores) >= threshold))

@@ -1,0 +1,101 @@
+"""Calibration and OOD-detection metrics against independent references and constructed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vlm_rationality.metrics import calibration, ood
+
+
+def test_ece_matches_torchmetrics_documented_example():
+    probs = np.array([[0.25, 0.2, 0.55], [0.55, 0.05, 0.4], [0.1, 0.3, 0.6], [0.9, 0.05, 0.05]])
+    assert calibration.expected_calibration_error(probs, np.array([0, 1, 2, 0]), bins=3) == pytest.approx(0.2)
+
+
+def test_ece_bins_are_closed_on_the_right():
+    # confidences 0.4 (right) and 0.5 (wrong), 2 bins: both in (0, 0.5] -> |0.5 - 0.45| = 0.05
+    # (left-closed bins would split them: (0.6 + 0.5) / 2 = 0.55)
+    probs = np.array([[0.4, 0.3, 0.3], [0.5, 0.0, 0.5]])
+    assert calibration.expected_calibration_error(probs, np.array([0, 1]), bins=2) == pytest.approx(0.05)
+    assert calibration.expected_calibration_error(probs, np.array([0, 0]), bins=2) == pytest.approx(0.55)
+
+
+def test_temperature_scaling_recovers_the_temperature_that_made_the_logits():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, (20000, 10))
+    labels = np.array([rng.choice(10, p=p) for p in calibration.softmax(z)])
+    logits = 3 * z  # overconfident by a factor 3
+    fitted = calibration.fit_temperature(logits, labels)
+    assert fitted == pytest.approx(3.0, rel=0.05)
+    before = (calibration.negative_log_likelihood(logits, labels),
+              calibration.expected_calibration_error(calibration.softmax(logits), labels))
+    after = (calibration.negative_log_likelihood(logits, labels, fitted),
+             calibration.expected_calibration_error(calibration.softmax(logits, fitted), labels))
+    assert after[0] < before[0] and after[1] < before[1] / 3
+    assert (calibration.softmax(logits, fitted).argmax(1) == logits.argmax(1)).all()  # accuracy unchanged
+
+
+def test_auroc_and_fpr95_on_identical_disjoint_and_swapped_distributions():
+    rng = np.random.default_rng(1)
+    same_id, same_ood = rng.normal(size=20000), rng.normal(size=20000)
+    assert ood.auroc(same_id, same_ood) == pytest.approx(0.5, abs=0.01)
+    assert ood.fpr_at_tpr(same_id, same_ood) == pytest.approx(0.95, abs=0.01)
+    high, low = rng.uniform(2, 3, 500), rng.uniform(0, 1, 700)
+    assert ood.auroc(high, low) == 1.0 and ood.fpr_at_tpr(high, low) == 0.0
+    assert ood.auroc(low, high) == 0.0 and ood.fpr_at_tpr(low, high) == 1.0
+    a, b = rng.normal(0.5, 1, 300), rng.normal(0, 1, 400)
+    assert ood.auroc(b, a) == pytest.approx(1 - ood.auroc(a, b))
+    assert ood.auroc(np.ones(3), np.ones(5)) == 0.5  # ties count half
+
+
+def test_fpr95_is_the_share_of_ood_at_or_above_the_threshold_keeping_95_percent_of_id():
+    id_scores = np.arange(1, 21, dtype=float)  # 20 ID scores: keeping 19 of them puts the threshold at 2
+    ood_scores = np.array([0.5, 1.5, 2.0, 2.5, 30.0])
+    assert ood.fpr_at_tpr(id_scores, ood_scores) == pytest.approx(3 / 5)
+
+
+def test_scores_rank_a_confident_sample_above_a_flat_one():
+    logits = np.array([[10.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    for name, score in ood.SCORES.items():
+        values = score(logits)
+        assert values[0] > values[1], name
+    assert ood.energy(logits)[1] == pytest.approx(1 + np.log(3))
+    cosines = logits / 100  # a prompt head's logits are logit_scale x cosine
+    assert ood.mcm(logits, 100.0) == pytest.approx(ood.msp(cosines))
+
+
+def test_shape_bias_counts_shape_and_texture_decisions_and_drops_images_without_conflict():
+    from vlm_rationality.metrics.shape_bias import shape_bias
+
+    shapes = np.array(["cat", "cat", "dog", "dog", "car", "car", "bear"])
+    textures = np.array(["dog", "car", "cat", "cat", "knife", "car", "oven"])
+    decisions = np.array(["cat", "car", "cat", "boat", "car", "car", "oven"])
+    # conflict images: 6 (car/car dropped); shape: cat, car = 2; texture: car, cat, oven = 3; other: boat = 1
+    result = shape_bias(decisions, shapes, textures)
+    assert (result.shape_decisions, result.texture_decisions, result.other_decisions, result.dropped_no_conflict) == (
+        2, 3, 1, 1)
+    assert result.shape_bias == pytest.approx(2 / 5)
+    assert np.isnan(shape_bias(np.array([1]), np.array([0]), np.array([2])).shape_bias)  # no shape or texture decision
+
+
+def test_the_16_category_mapping_averages_member_probabilities():
+    from vlm_rationality.metrics.shape_bias import category_probabilities, imagenet16, parse_stimulus
+
+    mapping = imagenet16()
+    assert list(mapping) == sorted(mapping) and len(mapping) == 16
+    members = [i for indices in mapping.values() for i in indices]
+    assert len(members) == len(set(members)) == 207 and all(0 <= i < 1000 for i in members)
+    assert mapping["elephant"] == [385, 386] and mapping["knife"] == [499] and len(mapping["dog"]) == 109
+    probs = np.full((2, 1000), 0.0)
+    probs[0, 385] = 0.3  # elephant: mean of 0.3 and 0 -> 0.15
+    probs[0, 499] = 0.2  # knife, a single member: 0.2 -> knife wins though elephant's top class is higher
+    probs[1, mapping["cat"]] = 0.1  # every cat class 0.1 -> 0.1
+    probs[1, 152] = 0.5  # one dog class of 109 -> 0.0046
+    names = list(mapping)
+    decided = category_probabilities(probs).argmax(axis=1)
+    assert [names[k] for k in decided] == ["knife", "cat"]
+    assert category_probabilities(probs)[0, names.index("elephant")] == pytest.approx(0.15)
+    assert parse_stimulus("cat7-elephant1.png") == ("cat", "elephant")
+    with pytest.raises(ValueError, match="not a cue-conflict stimulus"):
+        parse_stimulus("cat7.png")
