@@ -43,6 +43,7 @@ def split():
     {"kind": "lp", "lr": 0.1, "epochs": 3, "batch_size": 16},
     {"kind": "ft", "lr": 1e-3, "epochs": 2, "batch_size": 16, "augment": True},
     {"kind": "flcp", "lr": 1e-3, "epochs": 2, "batch_size": 16, "augment": True},
+    {"kind": "clip_adapter", "lr": 1e-2, "epochs": 3, "batch_size": 16, "adapter": {"reduction": 4, "ratio": 0.2}},
 ])
 def test_methods_train_and_are_deterministic(split, prompts, config):
     results = []
@@ -60,3 +61,38 @@ def test_lp_refuses_augmentation(split, prompts):
     with pytest.raises(ValueError, match="augment"):
         build_method({"kind": "lp", "lr": 0.1, "epochs": 1, "batch_size": 16, "augment": True}).fit(
             build_model({"arch": "tiny-vit-32"}), prompts, split, torch.device("cpu"))
+
+
+def test_clip_adapter_trains_only_its_adapter_and_round_trips_through_its_checkpoint(split, prompts, tmp_path, any_tiny_model):
+    from vlm_rationality.models.checkpoint import load_classifier, load_state_dict, save_classifier
+    from vlm_rationality.models.heads import build_classifier
+
+    model = any_tiny_model
+    before = {k: v.clone() for k, v in model.backbone_state_dict().items()}
+    zero_shot = build_classifier(model, "prompt", prompts)
+    images = model.preprocess(split.images[:8])
+    with torch.no_grad():
+        frozen_logits = zero_shot(images)
+    config = {"kind": "clip_adapter", "lr": 1e-2, "epochs": 3, "batch_size": 16, "adapter": {"reduction": 4, "ratio": 0.2}}
+    torch.manual_seed(0)
+    classifier, _ = build_method(config).fit(model, prompts, split, torch.device("cpu"))
+    after = model.backbone_state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the backbone is bit-identical
+    torch.testing.assert_close(classifier.head.weight, zero_shot.head.weight, rtol=0, atol=0)  # the prompts too
+    trainable = [n for n, p in classifier.named_parameters() if p.requires_grad]
+    assert trainable == ["adapter.mlp.0.weight", "adapter.mlp.2.weight"]  # what trained: the adapter alone
+    with torch.no_grad():
+        adapted = classifier(images)
+        classifier.adapter.ratio = 0.0  # α = 0 is the zero-shot model
+        torch.testing.assert_close(classifier(images), frozen_logits)
+        classifier.adapter.ratio = 0.2
+    assert not torch.allclose(adapted, frozen_logits)
+
+    path = tmp_path / "clip_adapter.safetensors"
+    save_classifier(classifier, path, {"method": config})
+    assert sorted(k for k in load_state_dict(path) if not k.startswith("model.")) == [
+        "adapter.mlp.0.weight", "adapter.mlp.2.weight", "head.weight"]
+    reloaded = load_classifier(model.describe(), path)
+    assert (reloaded.adapter.reduction, reloaded.adapter.ratio) == (4, 0.2)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(images), adapted)

@@ -95,8 +95,11 @@ def check_config(config: Config, schema: Schema) -> None:
         if not finetune_methods[method["kind"]]["trains"]:
             errors += [f"{key}.{setting}: {method['kind']} trains nothing, so it takes no training setting"
                        for setting in ("lr", "epochs", "batch_size", "head_init") if setting in method]
-        if method["augment"] and method["kind"] in ("zs", "lp"):
-            errors.append(f"{key}.augment: {method['kind']} trains no image tower (lp reads features extracted once)")
+        if method["augment"] and method["kind"] in ("zs", "lp", "clip_adapter"):
+            errors.append(f"{key}.augment: {method['kind']} trains no image tower (lp and clip_adapter read features "
+                          "extracted once)")
+        if "adapter" in method and method["kind"] != "clip_adapter":
+            errors.append(f"{key}.adapter: only clip_adapter has an adapter")
         if "head" in method and finetune_methods[method["kind"]].get("head") != "linear":
             errors.append(f"{key}.head: {method['kind']} classifies with its prompts; only a trained linear head (lp, ft) "
                           "takes `head`")

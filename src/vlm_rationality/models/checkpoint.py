@@ -14,7 +14,7 @@ from torch import nn
 
 from vlm_rationality.io import atomic_path, write_json
 from vlm_rationality.models.base import build_model
-from vlm_rationality.models.heads import ImageClassifier
+from vlm_rationality.models.heads import ClipAdapter, ImageClassifier
 
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
@@ -38,11 +38,16 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def save_classifier(classifier: ImageClassifier, path: str | os.PathLike, sidecar: dict[str, Any]) -> None:
-    """`model.*` holds the backbone in its library's own layout, `head.*` the classifier head."""
+    """`model.*` holds the backbone in its library's own layout, `head.*` the classifier head, `adapter.*` a
+    CLIP-Adapter (its reduction and ratio in the metadata)."""
     state = {f"model.{k}": v for k, v in classifier.model.backbone_state_dict().items()}
     state.update({f"head.{k}": v for k, v in classifier.head.state_dict().items()})
+    metadata = {"head_kind": classifier.kind, "head_input": classifier.head_input}
+    if classifier.adapter is not None:
+        state.update({f"adapter.{k}": v for k, v in classifier.adapter.state_dict().items()})
+        metadata["adapter"] = json.dumps({"reduction": classifier.adapter.reduction, "ratio": classifier.adapter.ratio})
     write_json(sidecar, sidecar_path(path))  # first: the checkpoint's mtime is what Snakemake checks
-    save_state_dict(state, path, metadata={"head_kind": classifier.kind, "head_input": classifier.head_input})
+    save_state_dict(state, path, metadata=metadata)
 
 
 def load_classifier(model_spec: dict[str, Any], path: str | os.PathLike) -> ImageClassifier:
@@ -58,7 +63,12 @@ def load_classifier(model_spec: dict[str, Any], path: str | os.PathLike) -> Imag
     weight = state["head.weight"]
     head = nn.Linear(weight.shape[1], weight.shape[0], bias="head.bias" in state)
     head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
-    return ImageClassifier(model, head.requires_grad_(False), kind, head_input).eval()
+    adapter = None
+    if "adapter" in metadata:
+        adapter = ClipAdapter(weight.shape[1], **json.loads(metadata["adapter"]))
+        adapter.load_state_dict({k[len("adapter."):]: v for k, v in state.items() if k.startswith("adapter.")})
+        adapter.requires_grad_(False)
+    return ImageClassifier(model, head.requires_grad_(False), kind, head_input, adapter).eval()
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Image classifiers on top of a VLM: one module for every method, so the explainers see one interface.
 
 ZS and FLCP classify with the class-prompt text embeddings (scaled by the learned temperature), which makes
-the logits exactly CLIP's image-text logits; LP and FT use a trained linear head. By default both read
+the logits exactly CLIP's image-text logits; LP and FT use a trained linear head; CLIP-Adapter puts a trained
+residual adapter between the frozen image embedding and the frozen prompt head. By default both read
 L2-normalised image embeddings (a cosine head), so a linear head can start from the prompt weights; the
 official code's LP/FT head is a plain `nn.Linear` on the unnormalised embeddings (`head: linear`).
 """
@@ -21,8 +22,25 @@ HeadKind = Literal["prompt", "linear"]
 HEAD_INPUTS = ("cosine", "linear")
 
 
+class ClipAdapter(nn.Module):
+    """CLIP-Adapter (Gao et al.): a bottleneck MLP (ReLU after each layer, no biases) on the image embedding, mixed
+    with it by the residual ratio α: α·A(f) + (1 − α)·f, so α = 0 is the frozen model."""
+
+    def __init__(self, dim: int, reduction: int = 4, ratio: float = 0.2) -> None:
+        super().__init__()
+        self.reduction, self.ratio = reduction, ratio
+        hidden = max(1, dim // reduction)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, dim, bias=False), nn.ReLU())
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.ratio * self.mlp(embeddings) + (1 - self.ratio) * embeddings
+
+
 class ImageClassifier(nn.Module):
-    def __init__(self, model: VisionLanguageModel, head: nn.Linear, kind: HeadKind, head_input: str = "cosine") -> None:
+    def __init__(
+        self, model: VisionLanguageModel, head: nn.Linear, kind: HeadKind, head_input: str = "cosine",
+        adapter: ClipAdapter | None = None,
+    ) -> None:
         super().__init__()
         if head_input not in HEAD_INPUTS:
             raise KeyError(f"unknown head {head_input!r}; use 'cosine' (normalised embeddings) or 'linear' (unnormalised)")
@@ -30,9 +48,12 @@ class ImageClassifier(nn.Module):
         self.head = head
         self.kind = kind
         self.head_input = head_input
+        self.adapter = adapter
 
     def features(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """What the head reads of the image embeddings [B, D]."""
+        """What the head reads of the image embeddings [B, D] (through the adapter, if there is one)."""
+        if self.adapter is not None:
+            embeddings = self.adapter(embeddings)
         return F.normalize(embeddings, dim=-1) if self.head_input == "cosine" else embeddings
 
     @property
