@@ -63,7 +63,7 @@ def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
     text = check(lambda c: c["datasets"].update(cub={**entry, "treshold": 100}))
     assert "datasets.cub.treshold: unknown setting; did you mean threshold?" in text
     text = check(lambda c: c["datasets"].update(cub={**entry, "splits": {"train": {"rho": 0.9}, "test": {}}}))
-    assert "datasets.cub.splits.train.rho: unknown setting; known: masks" in text
+    assert "datasets.cub.splits.train.rho: unknown setting; known: carve, masks" in text
 
 
 @pytest.mark.parametrize("change, message", [
@@ -209,3 +209,20 @@ def test_folders_are_prepared_as_splits_of_each_robustness_dataset(tmp_path):
     stimuli = prepare_spec(config, "tiny-synthetic", "stimuli")
     assert (stimuli["adapter"], stimuli["image_size"], stimuli["splits"]) == ("cue_conflict_stimuli", 32, {"stimuli": {"masks": False}})
     assert prepare_spec(config, "tiny-synthetic", "folder-photos")["adapter"] == "image_folder"
+
+
+def test_a_carve_from_the_scored_split_or_without_a_fraction_fails_naming_the_key(tmp_path):
+    from tests import fixtures
+
+    root = fixtures.caltech101(tmp_path / "caltech").root
+    config = copy.deepcopy(TEST_CONFIG)
+    config["datasets"]["cal"] = {"adapter": "caltech101", "root": str(root), "image_size": 32, "shard_size": 4,
+                                 "splits": {"train": {}, "test": {}, "val": {"carve": {"from": "test", "fraction": 0.2}},
+                                            "val2": {"carve": {"from": "train"}}}}
+    config["datasets"]["tiny-synthetic"]["splits"]["val"] = {"size": 40, "carve": {"from": "train", "fraction": 0.2}}
+    with pytest.raises(ConfigError) as error:
+        check_config(config, copy.deepcopy(SCHEMA))
+    text = str(error.value)
+    assert "datasets.cal.splits.val.carve.from: 'test' is the split that is scored; carve from the training split ('train')" in text
+    assert "datasets.cal.splits.val2.carve: 'fraction' is a required property" in text
+    assert "datasets.tiny-synthetic.splits.val.carve: unknown setting" in text  # generated splits are drawn, not carved

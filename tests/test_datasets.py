@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -227,3 +228,55 @@ def test_official_protocol_options_of_the_file_adapters(tmp_path):
     (dogs_root / "Images" / "n02089078-black-and-tan_coonhound").mkdir()
     cut = build_dataset({**CONFIGS["stanford_dogs"](dogs_root), "names": "cut"})
     assert "black" in cut.class_names and "black-and-tan coonhound" in build_dataset(CONFIGS["stanford_dogs"](dogs_root)).class_names
+
+
+def imagenet_with_train(root, per_class: int):
+    """The ImageNet fixture with `per_class` training images per class (tiny photos: listing and carving only)."""
+    fx = fixtures.imagenet(root)
+    for synset in ("n01440764", "n01443537"):
+        for j in range(2, per_class):
+            fixtures.photo(fx.root / "train" / synset / f"{synset}_{j}.JPEG", size=(16, 12), box=(2, 2, 8, 8), seed=j)
+    return fx
+
+
+def test_a_carved_split_is_a_seeded_per_class_share_held_out_of_its_source(tmp_path):
+    from vlm_rationality.config import prepare_spec
+
+    root = imagenet_with_train(tmp_path / "in", per_class=10).root
+    plain = CONFIGS["imagenet"](root)
+    listed = [item.sample_id for item in build_dataset(plain).items("train")]
+    carved = {**plain, "splits": {**plain["splits"], "val": {"masks": False, "carve": {"from": "train", "fraction": 0.3, "seed": 0}},
+                                  "calib": {"masks": False, "carve": {"from": "train", "fraction": 0.2, "seed": 0}}}}
+    dataset = build_dataset(carved)
+    train, val, calib = ([item.sample_id for item in dataset.items(split)] for split in ("train", "val", "calib"))
+    assert sorted(train + val + calib) == sorted(listed) and len(set(train + val + calib)) == len(listed)
+    for split, per_class in (("train", 5), ("val", 3), ("calib", 2)):  # 10 per class: 0.3 and 0.2 of each class
+        labels = [item.label for item in dataset.items(split)]
+        assert labels.count(0) == labels.count(1) == per_class, split
+    assert train == [sample_id for sample_id in listed if sample_id in set(train)]  # the source's order
+    again = build_dataset(carved)
+    assert [item.sample_id for item in again.items("val")] == val  # asking for the carved split first
+    reseeded = build_dataset({**carved, "splits": {**carved["splits"], "val": {"masks": False, "carve": {"from": "train", "fraction": 0.3, "seed": 1}}}})
+    assert [item.sample_id for item in reseeded.items("val")] != val
+    assert [(s.sample_id, s.mask.any()) for s in dataset.samples("val", 0, 2)] == [(v, False) for v in val[:2]]
+
+    config = {"datasets": {"in": carved}}
+    assert set(prepare_spec(config, "in", "train")["splits"]) == {"train", "val", "calib"}
+    assert set(prepare_spec(config, "in", "val")["splits"]) == {"train", "val", "calib"}
+    assert set(prepare_spec(config, "in", "test")["splits"]) == {"test"}
+    narrowed = build_dataset(prepare_spec(config, "in", "train"))
+    assert [item.sample_id for item in narrowed.items("train")] == train
+
+
+@pytest.mark.parametrize("carves, message", [
+    ({"val": {"from": "training", "fraction": 0.1, "seed": 0}}, "split 'val' is carved from 'training', which is not a configured split"),
+    ({"val": {"from": "train", "fraction": 0.1, "seed": 0}, "val2": {"from": "val", "fraction": 0.5, "seed": 0}},
+     "split 'val2' is carved from 'val', itself carved; carve both from 'train'"),
+    ({"val": {"from": "train", "fraction": 0.6, "seed": 0}, "val2": {"from": "train", "fraction": 0.4, "seed": 0}},
+     "splits val, val2 carve all of 'train': their fractions must sum below 1"),
+])
+def test_a_carve_that_cannot_work_fails_naming_the_splits(tmp_path, carves, message):
+    plain = CONFIGS["caltech101"](fixtures.caltech101(tmp_path / "caltech").root)
+    config = {**plain, "splits": {**plain["splits"], **{name: {"masks": False, "carve": carve} for name, carve in carves.items()}}}
+    with pytest.raises((KeyError, ValueError), match=re.escape(message)):
+        build_dataset(config)

@@ -505,3 +505,33 @@ def test_robustness_predicts_logits_only_and_writes_its_table(run, tmp_path):
         assert row["shape_decisions"] + row["texture_decisions"] <= 40
     assert "## Shape bias" in (results / "tables" / "robustness.md").read_text()
     assert (results / "figures" / "reliability" / "tiny-synthetic" / "tiny-clip.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_validation_split_carved_from_training_is_never_trained_on(tmp_path):
+    """On disk the validation split temperature scaling is fitted on is carved out of the training split: the
+    training shards fine-tuning reads leave its items out, and the predictions score them as the validation set."""
+    from tests import fixtures
+
+    root = fixtures.imagenet(tmp_path / "imagenet").root
+    for synset in ("n01440764", "n01443537"):
+        for j in range(2, 10):
+            fixtures.photo(root / "train" / synset / f"{synset}_{j}.JPEG", seed=j)
+    config = copy.deepcopy(TEST_CONFIG)
+    config["datasets"] = {"mini-in": {
+        "adapter": "imagenet", "root": str(root), "image_size": 32, "shard_size": 8, "split_folders": {"test": "val"},
+        "splits": {"train": {"masks": False}, "test": {},
+                   "val": {"masks": False, "carve": {"from": "train", "fraction": 0.2, "seed": 0}}}}}
+    config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}
+    config["methods"] = {"ft": TEST_CONFIG["methods"]["ft"]}
+    config["robustness"] = {"validation": "val"}
+    snakemake(tmp_path, config, "results/metrics/robustness.parquet")
+    data = tmp_path / "results" / "data" / "mini-in"
+    trained = {i for shard in sorted((data / "train").glob("shard-*.parquet"))
+               for i in pq.read_table(shard, columns=["sample_id"]).column("sample_id").to_pylist()}
+    held_out = set(pq.read_table(data / "val" / "shard-0000.parquet", columns=["sample_id"]).column("sample_id").to_pylist())
+    assert len(trained) == 20 - 4 and len(held_out) == 4 and not trained & held_out  # a fifth of each class's 10
+    predictions = pq.read_table(tmp_path / "results" / "predictions" / "mini-in" / "tiny-clip" / "ft.parquet")
+    validation = predictions.filter(pc.equal(predictions.column("set"), "val"))
+    assert set(validation.column("sample_id").to_pylist()) == held_out
+    row = pq.read_table(tmp_path / "results" / "metrics" / "robustness.parquet").to_pylist()[0]
+    assert row["dataset"] == "mini-in" and 0 < row["temperature"] < 100

@@ -73,6 +73,10 @@ def check_config(config: Config, schema: Schema) -> None:
         for split in (config["eval_split"], config["train_split"]):
             if split not in dataset["splits"]:
                 errors.append(f"{key}.splits: no {split!r} split (named by eval_split/train_split)")
+        for split, entry in dataset["splits"].items():
+            if entry.get("carve", {}).get("from") == config["eval_split"]:
+                errors.append(f"{key}.splits.{split}.carve.from: {config['eval_split']!r} is the split that is scored; "
+                              f"carve from the training split ({config['train_split']!r})")
         if not found:
             try:
                 build_dataset(dataset)
@@ -161,8 +165,9 @@ def _robustness_errors(config: Config) -> list[str]:
     errors = []
     if section["validation"] in (config["eval_split"], config["train_split"]):
         errors.append(f"robustness.validation: {section['validation']!r} is the {'test' if section['validation'] == config['eval_split'] else 'training'} "
-                      "split; fit the temperature on a held-out split of the training distribution (e.g. a synthetic "
-                      "`val` split with the training rho)")
+                      "split; fit the temperature on a held-out split of the training distribution (a synthetic "
+                      "`val` split with the training rho, or on disk one carved from the training split: "
+                      "`val: {masks: false, carve: {from: train, fraction: 0.1}}`)")
     if not robustness_datasets(config):
         errors.append(f"robustness.validation: no dataset has a {section['validation']!r} split")
     named = [*section["ood"], *([section["cue_conflict"]] if "cue_conflict" in section else [])]
@@ -306,7 +311,8 @@ def heatmap_spec(config: Config, heatmap_method: str, method: str) -> Config:
 
 
 def prepare_spec(config: Config, dataset: str, split: str) -> Config:
-    """The dataset config narrowed to one split: resizing another split reruns nothing here. The split
+    """The dataset config narrowed to one split and the splits carved with it (a carved split, its source and the
+    source's other carved splits decide each other's items): resizing another split reruns nothing here. The split
     `folder-<name>` is the OOD folder `robustness.ood_folders.<name>` under this dataset's eval transform."""
     section = config.get("robustness", {})
     folders = section.get("ood_folders", {})
@@ -320,7 +326,9 @@ def prepare_spec(config: Config, dataset: str, split: str) -> Config:
         return {"adapter": adapter, "root": folder, "image_size": source["image_size"],
                 "shard_size": source["shard_size"], **transform, "splits": {split: {"masks": False}}}
     spec = {key: value for key, value in config["datasets"][dataset].items() if key != "shifts"}
-    spec["splits"] = {split: spec["splits"][split]}
+    carved_from = spec["splits"][split].get("carve", {}).get("from", split)
+    spec["splits"] = {name: entry for name, entry in spec["splits"].items()
+                      if name in (split, carved_from) or entry.get("carve", {}).get("from") == carved_from}
     return spec
 
 

@@ -49,9 +49,9 @@ class Caltech101(FileDataset):
         require(self.root / "Annotations", self.layout)
         if not 0 < train_fraction < 1:
             raise ValueError(f"caltech101 train_fraction must be in (0, 1), got {train_fraction}")
-        unknown = set(splits) - {"train", "test"}
+        unknown = set(self.listed_splits) - {"train", "test"}
         if unknown:
-            raise KeyError(f"caltech101 splits are 'train' and 'test' (a seeded split); got {', '.join(sorted(unknown))}")
+            raise KeyError(f"caltech101 splits are 'train' and 'test' (a seeded split; any other is carved from one, `carve`); got {', '.join(sorted(unknown))}")
         self.train_fraction, self.seed, self.split_rule, self.background = train_fraction, seed, split_rule, background
 
     @cached_property

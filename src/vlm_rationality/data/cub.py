@@ -41,9 +41,9 @@ class CUB(FileDataset):
             require(self.segmentations, self.layout)
         if not 0 < threshold <= 255:
             raise ValueError(f"cub segmentation threshold must be in (0, 255], got {threshold}")
-        unknown = set(splits) - {"train", "test"}
+        unknown = set(self.listed_splits) - {"train", "test"}
         if unknown:
-            raise KeyError(f"cub splits are 'train' and 'test' (train_test_split.txt); got {', '.join(sorted(unknown))}")
+            raise KeyError(f"cub splits are 'train' and 'test' (train_test_split.txt; any other is carved from one, `carve`); got {', '.join(sorted(unknown))}")
         self.mask_threshold = threshold
 
     @cached_property

@@ -9,6 +9,7 @@ naming the path and the expected layout.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from abc import abstractmethod
 from pathlib import Path
@@ -48,6 +49,27 @@ def seeded_split(items_by_class: dict[int, list[Item]], train_fraction: float, s
     return sorted(out, key=lambda item: item.sample_id)
 
 
+def carve(items: Sequence[Item], carves: dict[str, dict[str, Any]]) -> tuple[list[Item], dict[str, list[Item]]]:
+    """Carve held-out splits out of one split's items: per class, each carved split (in name order) takes
+    n · fraction of the class's n items (rounded half up), drawn with its own seed from what the splits before it
+    left. The draw depends only on (split name, seed, class, file list), so it is the same on every machine and run.
+    Returns the items left to the source split and each carved split's items, all in the source's order."""
+    by_class: dict[int, list[Item]] = {}
+    for item in items:
+        by_class.setdefault(item.label, []).append(item)
+    taken: dict[str, set[str]] = {name: set() for name in carves}
+    for label, members in sorted(by_class.items()):
+        rest = sorted(item.sample_id for item in members)
+        for name in sorted(carves):
+            count = min(math.floor(len(members) * carves[name]["fraction"] + 0.5), len(rest))
+            drawn = random.Random(f"carve-{name}-{carves[name]['seed']}-{label}").sample(rest, count)
+            taken[name].update(drawn)
+            rest = [sample_id for sample_id in rest if sample_id not in taken[name]]
+    held_out = set().union(*taken.values())
+    return ([item for item in items if item.sample_id not in held_out],
+            {name: [item for item in items if item.sample_id in ids] for name, ids in taken.items()})
+
+
 def check_boxes(boxes: Sequence[tuple[float, float, float, float]], width: int, height: int) -> list[tuple[float, float, float, float]]:
     """Clip boxes to the image; a box with no area inside it is bad input."""
     kept = []
@@ -78,7 +100,21 @@ class FileDataset(Dataset):
     """A dataset read from its original layout under `root`; subclasses list items and build masks."""
 
     layout: str = ""
-    split_options = {"masks": {"type": "boolean", "default": True, "description": "false: a split used without annotations"}}
+    split_options = {
+        "masks": {"type": "boolean", "default": True, "description": "false: a split used without annotations"},
+        "carve": {
+            "type": "object", "additionalProperties": False, "required": ["from", "fraction"],
+            "properties": {
+                "from": {"type": "string", "description": "the split carved from (the training split), which then "
+                                                          "leaves these items out"},
+                "fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                             "description": "share of each class of `from`"},
+                "seed": {"type": "integer", "default": 0},
+            },
+            "description": "this split is a seeded per-class share of another split, held out of it (e.g. the "
+                           "validation split temperature scaling is fitted on)",
+        },
+    }
     mask_threshold: int = 128  # an object mask is 0/255 before resampling; CUB's soft segmentation has its own
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -94,7 +130,23 @@ class FileDataset(Dataset):
         self.resize, self.interpolation, self.mask_interpolation = resize, interpolation, mask_interpolation
         self.names_file = require(Path(class_names).expanduser(), "one class name per line") if class_names else None
         self.splits = splits
+        self.carves = {name: spec["carve"] for name, spec in splits.items() if "carve" in spec}
+        for name, spec in self.carves.items():
+            if spec["from"] not in splits:
+                raise KeyError(f"split {name!r} is carved from {spec['from']!r}, which is not a configured split")
+            if spec["from"] in self.carves:
+                raise ValueError(f"split {name!r} is carved from {spec['from']!r}, itself carved; carve both from "
+                                 f"{self.carves[spec['from']]['from']!r}")
+        for source in {spec["from"] for spec in self.carves.values()}:
+            family = sorted(name for name, spec in self.carves.items() if spec["from"] == source)
+            if sum(self.carves[name]["fraction"] for name in family) >= 1:
+                raise ValueError(f"splits {', '.join(family)} carve all of {source!r}: their fractions must sum below 1")
         self._items: dict[str, list[Item]] = {}
+
+    @property
+    def listed_splits(self) -> list[str]:
+        """The splits read from the layout; the others are carved out of one of these."""
+        return [name for name in self.splits if name not in self.carves]
 
     def prompts(self, template: str) -> list[str]:
         """The class prompts; with `class_names`, from that file (checked against the adapter's class count)."""
@@ -118,8 +170,12 @@ class FileDataset(Dataset):
         if split not in self.splits:
             raise KeyError(f"{type(self).__name__} has no configured split {split!r}; configured: {', '.join(self.splits)}")
         if split not in self._items:
-            self._items[split] = self.list_items(split)
-            log.info("listed %d items of split %s under %s", len(self._items[split]), split, self.root)
+            source = self.carves[split]["from"] if split in self.carves else split
+            family = {name: spec for name, spec in self.carves.items() if spec["from"] == source}
+            self._items[source], carved = carve(self.list_items(source), family)
+            self._items.update(carved)
+            log.info("listed %d items of split %s under %s%s", len(self._items[split]), split, self.root,
+                     "".join(f"; {len(v)} carved out into {k}" for k, v in carved.items()))
         return self._items[split]
 
     def needs_masks(self, split: str) -> bool:

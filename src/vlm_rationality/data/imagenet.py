@@ -59,7 +59,7 @@ class ImageNet(FileDataset):
                  split_folders: dict[str, str] | None = None, **common: Any) -> None:
         super().__init__(root, image_size, splits, **common)
         self.boxes_path = Path(boxes).expanduser() if boxes else self.root / "LOC_val_solution.csv"
-        self.split_folders = {split: (split_folders or {}).get(split, split) for split in splits}  # e.g. test -> val
+        self.split_folders = {split: (split_folders or {}).get(split, split) for split in self.listed_splits}  # e.g. test -> val
         for folder in self.split_folders.values():
             require(self.root / folder, self.layout)
         if any(self.needs_masks(s) for s in splits):

@@ -30,7 +30,7 @@ class StanfordDogs(FileDataset):
         self.box_rule, self.name_rule = boxes, names
         require(self.root / "Images", self.layout)
         require(self.root / "Annotation", self.layout)
-        for split in splits:
+        for split in self.listed_splits:
             require(self.root / f"{split}_list.mat", self.layout)
 
     @cached_property
