@@ -535,3 +535,23 @@ def test_a_validation_split_carved_from_training_is_never_trained_on(tmp_path):
     assert set(validation.column("sample_id").to_pylist()) == held_out
     row = pq.read_table(tmp_path / "results" / "metrics" / "robustness.parquet").to_pylist()[0]
     assert row["dataset"] == "mini-in" and 0 < row["temperature"] < 100
+
+
+def test_the_paper_robustness_grid_dry_runs_on_fixture_folders(tmp_path):
+    """config/paper-robustness.yaml on a fixture ImageNet, fixture OOD folders and stimuli: the config checks, the
+    carved validation split is listed, and one predict job per (model, method) is planned."""
+    from tests import fixtures
+
+    config = yaml.safe_load((REPO / "config" / "paper-robustness.yaml").read_text())
+    config["datasets"]["imagenet"]["root"] = str(fixtures.imagenet(tmp_path / "imagenet").root)
+    section = config["robustness"]
+    for name in section["ood_folders"]:
+        fixtures.photo(tmp_path / "ood" / name / "sub" / "0.jpg")
+        section["ood_folders"][name] = str(tmp_path / "ood" / name)
+    fixtures.photo(tmp_path / "cue-conflict" / "cat" / "cat1-dog2.png")
+    section["cue_conflict_folder"] = str(tmp_path / "cue-conflict")
+    snakemake(tmp_path, config, "--until", "items")
+    listed = sorted(p.parent.name for p in (tmp_path / "results" / "data" / "imagenet").glob("*/items.parquet"))
+    assert listed == ["test", "train", "val"]  # the folders are listed once the plan reaches them
+    jobs = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
+    assert jobs["predict"] == 2 * 4 and jobs["robustness"] == 1 and jobs["finetune"] == 2 * 3
