@@ -266,6 +266,9 @@ def test_a_carved_split_is_a_seeded_per_class_share_held_out_of_its_source(tmp_p
     assert set(prepare_spec(config, "in", "test")["splits"]) == {"test"}
     narrowed = build_dataset(prepare_spec(config, "in", "train"))
     assert [item.sample_id for item in narrowed.items("train")] == train
+    tiny = build_dataset({**plain, "splits": {**plain["splits"], "val": {"masks": False, "carve": {"from": "train", "fraction": 0.04, "seed": 0}}}})
+    with pytest.raises(ValueError, match=re.escape("split 'val': 0.04 of each class of its 20 source items is no item at all")):
+        tiny.items("train")
 
 
 @pytest.mark.parametrize("carves, message", [

@@ -544,6 +544,7 @@ def test_the_paper_robustness_grid_dry_runs_on_fixture_folders(tmp_path):
 
     config = yaml.safe_load((REPO / "config" / "paper-robustness.yaml").read_text())
     config["datasets"]["imagenet"]["root"] = str(fixtures.imagenet(tmp_path / "imagenet").root)
+    config["datasets"]["imagenet"]["splits"]["val"]["carve"]["fraction"] = 0.5  # 2% of 2 images per class is none
     section = config["robustness"]
     for name in section["ood_folders"]:
         fixtures.photo(tmp_path / "ood" / name / "sub" / "0.jpg")

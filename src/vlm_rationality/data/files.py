@@ -65,6 +65,10 @@ def carve(items: Sequence[Item], carves: dict[str, dict[str, Any]]) -> tuple[lis
             drawn = random.Random(f"carve-{name}-{carves[name]['seed']}-{label}").sample(rest, count)
             taken[name].update(drawn)
             rest = [sample_id for sample_id in rest if sample_id not in taken[name]]
+    for name, ids in taken.items():
+        if not ids:
+            raise ValueError(f"split {name!r}: {carves[name]['fraction']} of each class of its {len(items)} source items "
+                             "is no item at all; raise its carve.fraction")
     held_out = set().union(*taken.values())
     return ([item for item in items if item.sample_id not in held_out],
             {name: [item for item in items if item.sample_id in ids] for name, ids in taken.items()})
