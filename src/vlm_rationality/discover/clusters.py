@@ -1,0 +1,56 @@
+"""Clustering region embeddings as RaVL's discovery does: K-Medoids on cosine distance, K by silhouette.
+
+RaVL (Varma et al., NeurIPS 2024; official code `ravl/discover.py`) clusters the unit-norm region embeddings with
+distance clip(1 − E·Eᵀ, 0, 1) and tries K from 2|Y| to 5|Y| − 1, keeping the K of the best silhouette. The official
+code starts its search at silhouette 0 and so fails when no K reaches a positive one; here the best K is kept
+whatever its sign and its silhouette is returned, so a caller can report a clustering that separates nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Clustering:
+    labels: np.ndarray  # int [R]: the cluster of each region
+    medoids: np.ndarray  # int [K]: the region index of each cluster's medoid
+    k: int
+    silhouette: float  # of the chosen K; ≤ 0 when no K separates the regions
+
+
+def k_range(num_classes: int) -> range:
+    """The cluster counts RaVL tries: 2|Y| … 5|Y| − 1."""
+    return range(2 * num_classes, 5 * num_classes)
+
+
+def region_distances(embeddings: np.ndarray) -> np.ndarray:
+    """clip(1 − E·Eᵀ, 0, 1) with a zero diagonal, for unit-norm rows of `embeddings`."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    distances = np.clip(1.0 - e @ e.T, 0.0, 1.0)
+    np.fill_diagonal(distances, 0.0)
+    return distances
+
+
+def cluster_regions(embeddings: np.ndarray, ks: range | list[int], seed: int = 0) -> Clustering:
+    """K-Medoids (FasterPAM, BUILD initialisation) for every K in `ks`; the K with the best silhouette (the first
+    of equals) wins. Raises ValueError when there are too few regions for the largest K."""
+    import kmedoids
+    from sklearn.metrics import silhouette_score
+
+    distances = region_distances(embeddings)
+    n = len(distances)
+    if n <= max(ks):
+        raise ValueError(f"{n} regions cannot form {max(ks)} clusters (K runs {min(ks)}…{max(ks)}); give more images "
+                         "or regions")
+    best: Clustering | None = None
+    for k in ks:
+        result = kmedoids.fasterpam(distances, k, init="build", random_state=seed, n_cpu=1)
+        labels = np.asarray(result.labels, dtype=np.int64)
+        score = float(silhouette_score(distances, labels, metric="precomputed")) if len(set(labels)) > 1 else -1.0
+        if best is None or score > best.silhouette:
+            best = Clustering(labels, np.asarray(result.medoids, dtype=np.int64), k, score)
+    assert best is not None
+    return best

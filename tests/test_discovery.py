@@ -1,0 +1,113 @@
+"""RaVL's Stage 1 on hand-made arrays: the gap and influence formulas, the filters, the K range, the clustering,
+the within-cluster order and Precision@10."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vlm_rationality.discover.clusters import cluster_regions, k_range, region_distances
+from vlm_rationality.discover.identify import (
+    class_text_embeddings, identify, influence, performance_gaps, precision_at, rank_regions, zero_shot_scores,
+)
+
+
+def test_the_gap_weighs_each_class_by_how_balanced_present_and_absent_are():
+    # class 0: 4 images inside, all right; 4 outside, 1 right -> w 1, gap 0.75
+    # class 1: 2 images inside, none right; 6 outside, all right -> w 2·2/8 = 0.5, gap -0.5
+    labels = np.array([0] * 8 + [1] * 8)
+    predictions = np.array([0, 0, 0, 0, 0, 1, 1, 1] + [0, 0, 1, 1, 1, 1, 1, 1])
+    inside = np.array([True] * 4 + [False] * 4 + [True] * 2 + [False] * 6)
+    gaps = performance_gaps(labels, predictions, inside)
+    assert gaps == pytest.approx({0: 0.75, 1: -0.5})
+    assert sum(abs(g) for g in gaps.values()) == pytest.approx(1.25)
+    assert performance_gaps(labels, predictions, labels == 0) == {}  # class 0 has no image outside: no gap
+
+
+def two_region_images(labels, predictions, cluster_of_top_region):
+    """Each image has two regions (2i, 2i+1); the predicted class scores highest on region 2i when
+    `cluster_of_top_region[i]`, which is the region put in cluster 1."""
+    n = len(labels)
+    image_scores = np.eye(3)[predictions] * 0.8 + 0.1
+    region_scores = np.full((2 * n, 3), 0.1)
+    in_cluster = np.zeros(2 * n, dtype=bool)
+    for i, (p, top_inside) in enumerate(zip(predictions, cluster_of_top_region)):
+        in_cluster[2 * i] = True  # every image is in the cluster through its first region
+        region_scores[2 * i if top_inside else 2 * i + 1, p] = 0.9
+    return image_scores, region_scores, in_cluster, np.repeat(np.arange(n), 2)
+
+
+def test_influence_is_the_share_of_errors_whose_top_region_lies_in_the_cluster_for_negative_gap_classes():
+    labels = np.array([1, 1, 1, 1, 2, 2])
+    predictions = np.array([0, 0, 0, 1, 0, 2])  # class 1: three errors; class 2: one error
+    top_inside = [True, True, False, True, True, True]
+    image_scores, region_scores, in_cluster, region_image = two_region_images(labels, predictions, top_inside)
+    assert influence(in_cluster, {1: -0.5, 2: -0.1}, labels, image_scores, region_scores, region_image) == pytest.approx(1.0)  # class 2: 1 of 1
+    assert influence(in_cluster, {1: -0.5, 2: 0.3}, labels, image_scores, region_scores, region_image) == pytest.approx(2 / 3)
+    assert influence(in_cluster, {1: 0.5, 2: 0.3}, labels, image_scores, region_scores, region_image) == -np.inf
+    single = np.arange(6)  # one region per image: no image counts
+    assert influence(in_cluster[::2], {1: -0.5}, labels, image_scores, region_scores[::2], single) == -np.inf
+
+
+def test_clusters_with_same_sign_gaps_or_low_influence_are_not_candidates_and_candidates_rank_by_gap():
+    # 8 images of 2 classes, two regions each. Cluster 0: the "spurious" region: in every class-0 image (all right)
+    # and in two class-1 images (both mispredicted as 0, their top region for class 0 in the cluster).
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    predictions = np.array([0, 0, 0, 1, 0, 0, 1, 1])
+    region_image = np.repeat(np.arange(8), 2)
+    clusters = np.ones(16, dtype=int)  # cluster 1: the object regions
+    clusters[[0, 2, 4, 8, 10]] = 0  # first region of images 0, 1, 2 (class 0) and 4, 5 (class 1)
+    clusters[[13, 15]] = 2  # second region of images 6, 7: class 1, right -> only a positive gap
+    image_scores = np.eye(2)[predictions] * 0.8 + 0.1
+    region_scores = np.full((16, 2), 0.5)
+    region_scores[[8, 10], 0] = 0.9  # the mispredicted class-1 images' top region for class 0 is in cluster 0
+    evidence = identify(clusters, labels, image_scores, region_scores, region_image)
+    by_cluster = {e.cluster: e for e in evidence}
+    spurious = by_cluster[0]
+    # class 0: 3 inside all right, 1 outside wrong -> w 0.5, gap 0.5; class 1: 2 inside none right, 2 outside right -> -1
+    assert spurious.gaps == pytest.approx({0: 0.5, 1: -1.0}) and spurious.gap == pytest.approx(1.5)
+    assert spurious.influence == pytest.approx(1.0) and spurious.candidate and spurious.tied_class == 0
+    assert not by_cluster[2].both_signs and not by_cluster[2].candidate  # gaps of one sign
+    assert [e.cluster for e in evidence][0] == 0
+    low = identify(clusters, labels, image_scores, np.where(np.arange(16)[:, None] % 2 == 1, 0.95, 0.05), region_image)
+    assert not {e.cluster: e for e in low}[0].candidate  # the errors' top regions lie elsewhere: H = 0 < 0.25
+
+
+def test_the_k_range_and_a_clustering_of_separated_groups():
+    assert k_range(3) == range(6, 15)
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:4]
+    points = np.repeat(centres, 10, axis=0) + 0.05 * rng.normal(size=(40, 8))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    distances = region_distances(points)
+    assert np.all(np.diag(distances) == 0) and distances.min() >= 0 and distances.max() <= 1
+    clustering = cluster_regions(points, range(2, 8))
+    assert clustering.k == 4 and clustering.silhouette > 0.8
+    assert all(len(set(clustering.labels[10 * g:10 * g + 10])) == 1 for g in range(4))
+    assert clustering.labels[clustering.medoids].tolist() == list(range(4))
+    with pytest.raises(ValueError, match="12 regions cannot form 14 clusters"):
+        cluster_regions(points[:12], k_range(3))
+
+
+def test_a_clustering_that_separates_nothing_is_kept_with_its_silhouette():
+    points = np.tile(np.eye(4)[:1], (12, 1))  # every region alike: no silhouette is positive
+    clustering = cluster_regions(points, range(2, 4))
+    assert clustering.k in (2, 3) and clustering.silhouette <= 0
+
+
+def test_regions_rank_by_similarity_to_the_medoid_and_precision_divides_by_ten():
+    embeddings = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1], [0.96, 0.28]])
+    clusters = np.array([0, 0, 0, 1, 0])
+    assert rank_regions(embeddings, clusters, np.array([0, 3]), 0).tolist() == [0, 4, 2, 1]
+    assert precision_at(np.array([5, 5, 1, 5, 5]), spurious=5) == pytest.approx(0.4)  # a cluster of five: 4 / 10
+    assert precision_at(np.array([5] * 12), spurious=5) == 1.0
+    assert precision_at(None, spurious=5) == 0.0  # no cluster survived
+
+
+def test_zero_shot_scores_average_unit_prompts_and_soften_by_007():
+    prompts = np.array([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 3.0], [0.0, 1.0]]])  # 2 classes x 2 templates
+    text = class_text_embeddings(prompts)
+    assert text == pytest.approx(np.array([[2 ** -0.5, 2 ** -0.5], [0.0, 1.0]]))
+    scores = zero_shot_scores(np.array([[1.0, 0.0]]), text)
+    assert scores.sum() == pytest.approx(1.0)
+    assert scores[0, 0] == pytest.approx(1 / (1 + np.exp(-(2 ** -0.5) / 0.07)))
