@@ -42,6 +42,8 @@ def test_outputs_exist_with_their_schemas(run):
         assert row["n_RR"] + row["n_RW"] + row["n_WR"] + row["n_WW"] + row["n_undefined"] == 48
         assert 0 <= row["accuracy"] <= 1
         assert row["accuracy_ci_low"] <= row["accuracy"] <= row["accuracy_ci_high"]
+        # worst group over class x (the class's own background present/absent): 8 classes, some groups empty at 48
+        assert 8 <= row["n_groups"] <= 16 and 1 <= row["n_worst_group"] and row["acc_worst_group"] <= row["accuracy"]
     assert (results / "metrics" / "rationality.csv").read_text().startswith("\"dataset\",\"shift\"")
 
     prepared = sorted((results / "data" / "tiny-synthetic" / "test").glob("shard-*.parquet"))

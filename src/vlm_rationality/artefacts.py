@@ -177,6 +177,14 @@ def prepared_rows(path: str | os.PathLike) -> int:
         return pq.ParquetFile(path).metadata.num_rows
 
 
+def read_backgrounds(path: str | os.PathLike) -> dict[str, int]:
+    """sample_id -> the background class of a prepared shard whose split records one (the synthetic benchmark)."""
+    prepared_meta(path)
+    with reading(path):
+        table = pq.read_table(path, columns=["sample_id", "background"])
+    return dict(zip(table.column("sample_id").to_pylist(), table.column("background").to_pylist()))
+
+
 def read_prepared_batches(
     path: str | os.PathLike, batch_size: int, columns_extra: Sequence[str] = ()
 ) -> Iterator[dict[str, Any]]:

@@ -107,9 +107,11 @@ def cmd_score(args: argparse.Namespace) -> None:
     from vlm_rationality.artefacts import write_metrics
     from vlm_rationality.metrics.score import score_table
 
-    table = score_table(args.heatmaps, args.threshold, args.iterations, args.seed, args.undefined_rma, args.sweeps)
+    table = score_table(args.heatmaps, args.threshold, args.iterations, args.seed, args.undefined_rma, args.sweeps,
+                        args.groups)
     write_metrics(table, args.parquet, args.csv,
-                  config_hash([args.threshold, args.iterations, args.seed, args.undefined_rma, args.sweeps]))
+                  config_hash([args.threshold, args.iterations, args.seed, args.undefined_rma, args.sweeps,
+                               {d: g["tied"] for d, g in args.groups.items()}]))
     print(f"{args.parquet}: {table.num_rows} rows")
 
 
@@ -281,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--undefined-rma", default="exclude", choices=UNDEFINED_POLICIES,
                    help="what an undefined RMA counts as (default: exclude it from the quadrants)")
     p.add_argument("--sweeps", type=_json, default={}, help="swept variant -> {method, values} (JSON): setting columns")
+    p.add_argument("--groups", type=_json, default={},
+                   help="dataset -> {tied, shards} (JSON): worst-group accuracy over class x tied cue present/absent")
     p.add_argument("--parquet", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("heatmaps", nargs="+")

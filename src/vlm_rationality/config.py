@@ -346,5 +346,10 @@ def prompts(config: Config, dataset: str) -> list[str]:
     return build_dataset(config["datasets"][dataset]).prompts(config["prompt_template"])
 
 
+def tied_backgrounds(config: Config, dataset: str) -> list[int] | None:
+    """Class -> its tied background, for the worst-group accuracy (class x cue present/absent); None: no groups."""
+    return build_dataset(config["datasets"][dataset]).tied_backgrounds()
+
+
 def class_names(config: Config, dataset: str) -> list[str]:
     return list(build_dataset(config["datasets"][dataset]).class_names)

@@ -42,6 +42,18 @@ def class_prompts(dataset):
     return as_json(settings.prompts(config, dataset))
 
 
+@functools.cache
+def cue_groups():
+    """Dataset -> {tied, shards}: the datasets whose classes are tied to a background cue, with the prepared shards
+    of the scored split that record each sample's background (the score's worst-group accuracy)."""
+    groups = {}
+    for dataset in config["datasets"]:
+        tied = settings.tied_backgrounds(config, dataset)
+        if tied is not None:
+            groups[dataset] = {"tied": tied, "shards": shard_files(dataset, EVAL)}
+    return groups
+
+
 def sweep_labels():
     """Swept variant -> its label {method, values} (sweep.py), for the score table's setting columns."""
     return {name: entry["sweep"] for name, entry in config["methods"].items() if "sweep" in entry}

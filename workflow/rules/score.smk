@@ -1,6 +1,7 @@
 rule score:
     input:
-        lambda wc: heatmap_files(),
+        heatmaps=lambda wc: heatmap_files(),
+        prepared=lambda wc: [path for spec in cue_groups().values() for path in spec["shards"]],
     output:
         parquet="results/metrics/rationality.parquet",
         csv=report(
@@ -24,6 +25,8 @@ rule score:
         seed=config["score"]["seed"],
         undefined=config["score"]["undefined_rma"],
         sweeps=as_json(sweep_labels()),
+        groups=lambda wc: as_json(cue_groups()),
     shell:
         "python -m vlm_rationality score --threshold {params.threshold} --iterations {params.iterations}"
-        " --seed {params.seed} --undefined-rma {params.undefined} --sweeps {params.sweeps:q} --parquet {output.parquet} --csv {output.csv} {input} > {log} 2>&1"
+        " --seed {params.seed} --undefined-rma {params.undefined} --sweeps {params.sweeps:q} --groups {params.groups:q}"
+        " --parquet {output.parquet} --csv {output.csv} {input.heatmaps} > {log} 2>&1"

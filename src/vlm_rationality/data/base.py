@@ -90,6 +90,11 @@ class Dataset(ABC):
     def prompts(self, template: str) -> list[str]:
         return [template.format(name=name) for name in self.class_names]
 
+    def tied_backgrounds(self) -> list[int] | None:
+        """Class -> the background class a spuriously correlated training split ties it to, where the dataset knows
+        (its samples' `background` column then says whether the cue is present); None where it does not."""
+        return None
+
 
 def _defaults(declared: dict[str, Any]) -> dict[str, Any]:
     return {name: spec["default"] for name, spec in declared.items() if "default" in spec}

@@ -9,36 +9,43 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from vlm_rationality.artefacts import HEATMAP_KEYS, NO_PREDICTION, UNDEFINED_RMA, read_heatmaps
+from vlm_rationality.artefacts import HEATMAP_KEYS, NO_PREDICTION, UNDEFINED_RMA, read_backgrounds, read_heatmaps
+from vlm_rationality.metrics.groups import NO_GROUPS, cue_present, worst_group
 from vlm_rationality.metrics.rationality import rationality, resolve_undefined
 
 
 def score_table(
     heatmap_paths: Sequence[str | os.PathLike], threshold: float, iterations: int, seed: int, undefined_rma: str = "exclude",
-    sweeps: dict[str, dict[str, Any]] | None = None,
+    sweeps: dict[str, dict[str, Any]] | None = None, groups: dict[str, dict[str, Any]] | None = None,
 ) -> pa.Table:
     """`undefined_rma`: what an undefined RMA counts as (metrics/rationality.py, UNDEFINED_POLICIES); the
     n_undefined_* columns count the statuses whatever the policy. `sweeps`: variant -> its sweep label
-    ({method, values}); its rows get `sweep_of` and a `setting_<key>` column per swept key (null elsewhere)."""
-    sweeps = sweeps or {}
+    ({method, values}); its rows get `sweep_of` and a `setting_<key>` column per swept key (null elsewhere).
+    `groups`: dataset -> {tied: class -> its training cue's background, shards: the prepared shards of the scored
+    split, which record each sample's background}; its rows get the worst-group accuracy (metrics/groups.py), the
+    other datasets' rows nulls."""
+    sweeps, groups = sweeps or {}, groups or {}
+    backgrounds = {dataset: {k: v for path in spec["shards"] for k, v in read_backgrounds(path).items()}
+                   for dataset, spec in groups.items()}
     swept_keys = sorted({key for label in sweeps.values() for key in label["values"]})
-    groups: dict[tuple[str, ...], list[pa.Table]] = defaultdict(list)
+    tables: dict[tuple[str, ...], list[pa.Table]] = defaultdict(list)
     skipped: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for path in heatmap_paths:
-        meta, table = read_heatmaps(path, ["label", "pred", "rma", "rma_status"])
+        meta, table = read_heatmaps(path, ["sample_id", "label", "pred", "rma", "rma_status"])
         key = tuple(meta["keys"][k] for k in HEATMAP_KEYS)
-        groups[key].append(table)
+        tables[key].append(table)
         for reason, count in meta.get("skipped", {}).items():
             skipped[key][reason] += int(count)
-    if not groups:
+    if not tables:
         raise ValueError("no heatmap shards to score")
 
     rows: list[dict[str, Any]] = []
-    for key in sorted(groups):
-        table = pa.concat_tables(groups[key])
+    for key in sorted(tables):
+        table = pa.concat_tables(tables[key])
         pred = table.column("pred").to_numpy()
         predicted = pred != NO_PREDICTION  # non-finite logits: counted, and left out of every metric
-        correct = pred[predicted] == table.column("label").to_numpy()[predicted]
+        labels = table.column("label").to_numpy()[predicted]
+        correct = pred[predicted] == labels
         statuses = np.asarray(table.column("rma_status").to_pylist())[predicted]
         rma = resolve_undefined(table.column("rma").to_numpy()[predicted], statuses, undefined_rma)
         result = rationality(correct, rma, threshold, iterations, seed)
@@ -47,6 +54,12 @@ def score_table(
         row.update({f"n_undefined_{s}": int(np.sum(statuses == s)) for s in UNDEFINED_RMA})
         row["n_nonfinite_logits"] = int((~predicted).sum())
         row["n_skipped"] = sum(skipped[key].values())
+        dataset = row["dataset"]
+        row.update(NO_GROUPS)
+        if dataset in groups:
+            ids = np.asarray(table.column("sample_id").to_pylist(), dtype=object)[predicted]
+            present = cue_present(labels, np.asarray([backgrounds[dataset][i] for i in ids]), groups[dataset]["tied"])
+            row.update(worst_group(correct, labels, present))
         row["threshold"] = threshold
         row["undefined_rma"] = undefined_rma
         if sweeps:
