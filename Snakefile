@@ -36,6 +36,7 @@ include: "workflow/rules/explain.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/robustness.smk"
+include: "workflow/rules/discovery.smk"
 
 
 # Jobs too small to deserve a cluster submission run where Snakemake runs.
@@ -48,6 +49,7 @@ localrules:
     rho_curve,
     protocol_sensitivity,
     robustness,
+    discovery,
 
 
 rule all:
@@ -59,3 +61,4 @@ rule all:
         figures(),
         rules.rho_curve.output if len(set(settings.training_rhos(config).values())) > 1 else [],
         rules.robustness.output if "robustness" in config else [],
+        rules.discovery.output if "discovery" in config else [],

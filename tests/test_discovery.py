@@ -8,7 +8,7 @@ import pytest
 
 from vlm_rationality.discover.clusters import cluster_regions, k_range, region_distances
 from vlm_rationality.discover.identify import (
-    class_text_embeddings, identify, influence, performance_gaps, precision_at, rank_regions, zero_shot_scores,
+    identify, influence, performance_gaps, precision_at, rank_regions, zero_shot_scores,
 )
 
 
@@ -104,10 +104,49 @@ def test_regions_rank_by_similarity_to_the_medoid_and_precision_divides_by_ten()
     assert precision_at(None, spurious=5) == 0.0  # no cluster survived
 
 
-def test_zero_shot_scores_average_unit_prompts_and_soften_by_007():
-    prompts = np.array([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 3.0], [0.0, 1.0]]])  # 2 classes x 2 templates
-    text = class_text_embeddings(prompts)
-    assert text == pytest.approx(np.array([[2 ** -0.5, 2 ** -0.5], [0.0, 1.0]]))
+def test_zero_shot_scores_soften_cosines_by_007():
+    text = np.array([[2 ** -0.5, 2 ** -0.5], [0.0, 1.0]])
     scores = zero_shot_scores(np.array([[1.0, 0.0]]), text)
     assert scores.sum() == pytest.approx(1.0)
     assert scores[0, 0] == pytest.approx(1 / (1 + np.exp(-(2 ** -0.5) / 0.07)))
+
+
+def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the_dataset_when_too_few(tmp_path):
+    import torch
+
+    from vlm_rationality.artefacts import write_prepared_shard
+    from vlm_rationality.data.synthetic import SyntheticSpec, generate
+    from vlm_rationality.discover.run import BACKGROUND, OBJECT, discover
+    from vlm_rationality.models import build_classifier, build_model
+
+    spec = SyntheticSpec(image_size=32, num_classes=2, num_textures=2)
+    samples = list(generate(spec, "test", 12))
+    shard = tmp_path / "shard-0000.parquet"
+    write_prepared_shard(shard, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
+                         images=np.stack([s.image for s in samples]), masks=np.stack([s.mask for s in samples]),
+                         sources=["synthetic"] * 12, config_hash="h",
+                         extra={"background": [s.extra["background"] for s in samples]})
+    torch.manual_seed(0)
+    classifier = build_classifier(build_model({"adapter": "open_clip", "arch": "tiny-vit-32"}), "prompt",
+                                  ["a photo of a circle", "a photo of a square"]).eval()
+    settings = {"background_boxes": 3, "box_fraction": 0.25, "grid": 3, "seed": 0}
+    row, regions, crops = discover(classifier, [str(shard)], [0, 1], settings, torch.device("cpu"), 8, "tiny")
+    assert row["n_images"] == 12 and row["n_regions"] == len(regions["kind"]) and row["k"] in k_range(2)
+    masks = {s.sample_id: s.mask for s in samples}
+    for sample_id, kind, feature, (x0, y0, x1, y1) in zip(regions["sample_id"], regions["kind"], regions["feature"], regions["box"]):
+        mask = masks[sample_id]
+        sample = next(s for s in samples if s.sample_id == sample_id)
+        if kind == OBJECT:
+            assert mask[y0:y1, x0:x1].sum() == mask.sum() and feature == sample.label
+        else:
+            assert kind == BACKGROUND and not mask[y0:y1, x0:x1].any() and feature == sample.extra["background"]
+    ranked = sorted(r for r in regions["rank"] if r >= 0)
+    assert ranked == list(range(row["top_cluster_size"])) and len(crops) == min(20, row["top_cluster_size"])
+    assert row["precision_at_10"] is None or 0 <= row["precision_at_10"] <= 1
+    few = tmp_path / "few" / "shard-0000.parquet"  # 4 images, their object boxes only: 4 regions, K up to 9
+    few.parent.mkdir()
+    write_prepared_shard(few, sample_ids=[s.sample_id for s in samples[:4]], labels=np.array([s.label for s in samples[:4]]),
+                         images=np.stack([s.image for s in samples[:4]]), masks=np.stack([s.mask for s in samples[:4]]),
+                         sources=["synthetic"] * 4, config_hash="h")
+    with pytest.raises(ValueError, match="dataset tiny: 4 regions cannot form 9 clusters"):
+        discover(classifier, [str(few)], [0, 1], {**settings, "background_boxes": 0}, torch.device("cpu"), 8, "tiny")

@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 from tests.snakemake_runs import REPO, TEST_CONFIG, planned_jobs, snakemake
+from vlm_rationality.artefacts import read_prepared
 from vlm_rationality.io import read_metadata
 from vlm_rationality.models.checkpoint import load_state_dict
 
@@ -558,3 +559,33 @@ def test_the_paper_robustness_grid_dry_runs_on_fixture_folders(tmp_path):
     assert listed == ["test", "train", "val"]  # the folders are listed once the plan reaches them
     jobs = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
     assert jobs["predict"] == 2 * 4 and jobs["robustness"] == 1 and jobs["finetune"] == 2 * 3
+
+
+def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_grids(run, tmp_path):
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    config = copy.deepcopy(TEST_CONFIG)
+    config["discovery"] = {"methods": ["zs", "ft"]}
+    planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
+    assert planned["discover"] == 2 and planned["discovery"] == 1 and set(planned) <= {"discover", "discovery", "all"}
+    snakemake(tmp_path, config)
+    results = tmp_path / "results"
+    assert read_metadata(results / "metrics" / "discovery.parquet")["schema"] == "discovery-metrics/1"
+    rows = {r["method"]: r for r in pq.read_table(results / "metrics" / "discovery.parquet").to_pylist()}
+    assert sorted(rows) == ["ft", "zs"]
+    test = sorted((results / "data" / "tiny-synthetic" / "test").glob("shard-*.parquet"))
+    masks = {}
+    for path in test:
+        prepared = read_prepared(path)
+        masks.update(zip(prepared["sample_id"], prepared["mask"]))
+    for method, row in rows.items():
+        assert row["n_images"] == 48 and 16 <= row["k"] < 40 and -1 <= row["silhouette"] <= 1
+        regions = pq.read_table(results / "discovery" / "tiny-synthetic" / "tiny-clip" / f"{method}.parquet").to_pylist()
+        assert len(regions) == row["n_regions"] and {r["kind"] for r in regions} == {"object", "background"}
+        for r in regions:
+            x0, y0, x1, y1 = r["box"]
+            mask = masks[r["sample_id"]]
+            assert (mask[y0:y1, x0:x1].sum() == mask.sum()) if r["kind"] == "object" else not mask[y0:y1, x0:x1].any()
+        assert sorted(r["rank"] for r in regions if r["rank"] >= 0) == list(range(row["top_cluster_size"]))
+        png = results / "figures" / "discovery" / "tiny-synthetic" / "tiny-clip" / f"{method}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "| tiny-synthetic | tiny-clip | FT |" in (results / "tables" / "discovery.md").read_text()

@@ -14,7 +14,10 @@ name and the hash of the settings that made them (see io.py), and are written at
   read (the validation split, the test split under each shift, OOD and cue-conflict splits), a `set` column
   naming which; the label (-1 for an OOD sample) and, where the split has one, the background's class;
 - metrics: one row per (dataset, shift, model, method, heatmap_method); robustness metrics: one row per
-  (dataset, shift, model, method).
+  (dataset, shift, model, method);
+- discovery regions: RaVL's regions of one (dataset, model, method) on the scored split: image, box, what the
+  region shows (object, background or grid cell, and which), its cluster and rank in the top cluster; the file's
+  metadata holds the discovery summary; discovery metrics: one summary row per (dataset, model, method).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ HEATMAPS = "heatmaps/2"
 METRICS = "rationality-metrics/2"
 PREDICTIONS = "predictions/1"
 ROBUSTNESS = "robustness-metrics/1"
+DISCOVERY_REGIONS = "discovery-regions/1"
+DISCOVERY = "discovery-metrics/1"
 
 OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"caption": pa.string(), "background": pa.int32()}
 # Why a sample's RMA is undefined; the heatmap file stores an index into this tuple (0 = defined).
@@ -351,3 +356,23 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     check_schema(path, METRICS)
     with reading(path):
         return pq.read_table(path).to_pylist()
+
+
+# Discovery -------------------------------------------------------------------------------------------------
+
+
+def write_discovery(path: str | os.PathLike, regions: dict[str, list], summary: dict[str, Any], keys: dict[str, str],
+                    config_hash: str) -> None:
+    table = pa.table({
+        "image": pa.array(regions["image"], pa.int32()), "sample_id": pa.array(regions["sample_id"], pa.string()),
+        "kind": pa.array(regions["kind"], pa.string()), "feature": pa.array(regions["feature"], pa.int32()),
+        "box": pa.array(regions["box"], pa.list_(pa.int32(), 4)), "cluster": pa.array(regions["cluster"], pa.int32()),
+        "rank": pa.array(regions["rank"], pa.int32()),
+    })
+    write_parquet(with_metadata(table, DISCOVERY_REGIONS, config_hash, {"keys": keys, "summary": summary}), path)
+
+
+def read_discovery_summary(path: str | os.PathLike) -> dict[str, Any]:
+    """The (dataset, model, method) keys and the discovery summary of a regions file."""
+    meta = check_schema(path, DISCOVERY_REGIONS)
+    return {**meta["keys"], **meta["summary"]}

@@ -85,6 +85,42 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"{args.out}: {json.dumps(meta['counts'])}")
 
 
+def cmd_discover(args: argparse.Namespace) -> None:
+    from vlm_rationality.artefacts import write_discovery
+    from vlm_rationality.device import resolve_device
+    from vlm_rationality.discover.run import discover
+    from vlm_rationality.models.checkpoint import method_classifier
+    from vlm_rationality.report.discovery import region_grid
+
+    _threads(args)
+    device = resolve_device(args.device)
+    classifier = method_classifier(args.model, args.prompts, args.checkpoint).to(device).eval()
+    summary, regions, crops = discover(classifier, args.shards, args.tied, args.settings, device, args.batch_size,
+                                       args.keys["dataset"])
+    write_discovery(args.out, regions, summary, args.keys,
+                    config_hash([args.model, args.method, args.prompts, args.settings, args.tied, args.keys]))
+    ranked = sorted((r for r in range(len(regions["rank"])) if regions["rank"][r] >= 0), key=regions["rank"].__getitem__)
+    captions = [f"{regions['kind'][r]} {regions['feature'][r]}" for r in ranked[:len(crops)]]
+    names = args.keys
+    region_grid(crops, captions, f"{names['dataset']} · {names['model']} · {names['method']}: top cluster "
+                f"(tied class {summary['tied_class']}, Precision@10 {summary['precision_at_10']})", args.png)
+    print(f"{args.out}: {json.dumps(summary)}")
+
+
+def cmd_discovery(args: argparse.Namespace) -> None:
+    import pyarrow as pa
+
+    from vlm_rationality.artefacts import DISCOVERY, read_discovery_summary, write_metrics
+    from vlm_rationality.io import atomic_path
+    from vlm_rationality.report.discovery import discovery_markdown
+
+    rows = [read_discovery_summary(path) for path in args.regions]
+    write_metrics(pa.Table.from_pylist(rows), args.parquet, args.csv, config_hash([]), DISCOVERY)
+    with atomic_path(args.markdown) as tmp:
+        tmp.write_text(discovery_markdown(rows, args.class_names))
+    print(f"{args.parquet}: {len(rows)} rows")
+
+
 def cmd_robustness(args: argparse.Namespace) -> None:
     import pyarrow as pa
 
@@ -263,6 +299,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--out", required=True)
+
+    p = stage("discover", cmd_discover, "RaVL's Stage 1 for one (dataset, model, method) on the scored split", device=True)
+    model_method_prompts(p)
+    p.add_argument("--shards", type=_json, required=True, help="the scored split's prepared shards (JSON list)")
+    p.add_argument("--tied", type=_json, default=None, help="class -> its tied background (JSON list), if known")
+    p.add_argument("--settings", type=_json, required=True, help="{background_boxes, box_fraction, grid, seed} (JSON)")
+    p.add_argument("--keys", type=_json, required=True, help="dataset/model/method names (JSON)")
+    p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--out", required=True, help="the regions file (Parquet; the summary in its metadata)")
+    p.add_argument("--png", required=True, help="the top cluster's regions as an image grid")
+
+    p = stage("discovery", cmd_discovery, "the discovery table from the regions files")
+    p.add_argument("--class-names", type=_json, required=True, help="dataset -> class names (JSON)")
+    p.add_argument("--parquet", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("regions", nargs="+")
 
     p = stage("robustness", cmd_robustness, "calibration, OOD detection and shape bias from predictions files")
     p.add_argument("--validation", required=True, help="the set temperature scaling is fitted on")

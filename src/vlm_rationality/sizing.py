@@ -11,9 +11,9 @@ import math
 from typing import Any, Literal
 
 Stage = Literal["items", "prepare", "prepare_report", "pretrain", "finetune", "explain", "predict", "score", "report",
-                "robustness"]
+                "robustness", "discover", "discovery"]
 MiB = 2**20
-GPU_STAGES = ("pretrain", "finetune", "explain", "predict")
+GPU_STAGES = ("pretrain", "finetune", "explain", "predict", "discover")
 # What one image costs in each stage besides its pixels: explain keeps logits and a heatmap per sample
 # (ImageNet: 1,000 float16 logits), score a handful of columns.
 ROW_BYTES = {"explain": 8192, "predict": 4096, "score": 64, "robustness": 4096}
@@ -41,11 +41,13 @@ def job_resources(
         held = 3 * pixels  # decoded originals, the prepared image and its mask
     elif stage in ("pretrain", "finetune"):
         held = 1.25 * pixels + 16 * parameters  # the split in memory; weights, gradients and two Adam moments
+    elif stage == "discover":
+        held = pixels + 8 * images**2 + 4 * parameters  # the region crops and their distance matrix (float64)
     else:
         held = 4 * parameters + ROW_BYTES.get(stage, 0) * images
     rate = settings["images_per_second"]
     # a forward pass without the backward of a heatmap: at least explain's rate
-    key = "train" if stage in ("pretrain", "finetune") else "explain" if stage == "predict" else stage
+    key = "train" if stage in ("pretrain", "finetune") else "explain" if stage in ("predict", "discover") else stage
     seconds = images * passes / rate[key] if key in rate else 0.0  # score and report: no per-image work to speak of
     if corrupted:
         seconds += images / rate["corrupt"]  # ImageNet-C corruptions run on the CPU

@@ -166,6 +166,16 @@ def prediction_files():
     )
 
 
+def discovery_files():
+    section = config.get("discovery", {})
+    return expand(
+        rules.discover.output.regions,
+        dataset=config["datasets"],
+        model=config["models"],
+        method=section.get("methods") or config["methods"],
+    )
+
+
 def heatmap_group(dataset, shift, model, heatmap):
     """The heatmap files of every configured method for one (dataset, shift, model, heatmap method)."""
     groups = [f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)]
@@ -249,7 +259,16 @@ def _job_size(stage, wc):
             1,
             1,
         )
-    if stage == "robustness":
+    if stage == "discover":  # the full images and their regions through the encoder
+        regions = 1 + config["discovery"]["background_boxes"]
+        return (
+            _split_images(wc.dataset, EVAL) * regions,
+            config["datasets"][wc.dataset]["image_size"],
+            model_parameters(wc.model),
+            1,
+            1,
+        )
+    if stage in ("robustness", "discovery"):
         return 0, 0, 0, 1, 1
     rows = sum(_split_images(d, EVAL) * len(settings.shifts(config, d)) for d in config["datasets"])
     return rows * len(config["models"]) * len(config["methods"]) * len(config["heatmaps"]["methods"]), 0, 0, 1, 1

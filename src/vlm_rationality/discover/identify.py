@@ -18,13 +18,6 @@ MIN_INFLUENCE = 0.25
 TEMPERATURE = 0.07  # the zero-shot scores' softmax temperature (CLIP's)
 
 
-def class_text_embeddings(prompt_embeddings: np.ndarray) -> np.ndarray:
-    """[classes, templates, dim] -> [classes, dim]: the mean of the unit-norm prompt embeddings, renormalised."""
-    unit = prompt_embeddings / np.linalg.norm(prompt_embeddings, axis=-1, keepdims=True)
-    mean = unit.mean(axis=1)
-    return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
-
-
 def zero_shot_scores(embeddings: np.ndarray, text: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray:
     """Softmax over classes of cosine similarity / temperature, for unit-norm image or region embeddings."""
     logits = embeddings @ text.T / temperature

@@ -1,0 +1,54 @@
+"""RaVL discovery for a person: the top cluster's regions as an image grid, and the discovery table as Markdown."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from vlm_rationality.report.figures import plt, save_figure
+from vlm_rationality.report.names import display_name
+
+
+def region_grid(crops: Sequence[np.ndarray], captions: Sequence[str], title: str, path: str | os.PathLike) -> None:
+    """The regions in rank order, five to a row, each captioned; a note instead when no cluster survived."""
+    columns = 5
+    rows = max(1, math.ceil(len(crops) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.75 * rows + 0.5), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, crop, caption in zip(axes.ravel(), crops, captions):
+        ax.imshow(crop)
+        ax.set_title(caption, fontsize=7)
+    if not len(crops):
+        axes[0, 0].text(0, 0.5, "no cluster passed the filters (influence >= 0.25, gaps of both signs)", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _cell(value: Any, percent: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if percent:
+        return f"{100 * value:.0f}"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def discovery_markdown(rows: Sequence[dict[str, Any]], class_names: dict[str, list[str]]) -> str:
+    lines = ["# RaVL discovery: the region cluster a classifier's errors follow", "",
+             "K-Medoids over the regions of the scored split (K by silhouette); the top cluster is the candidate (influence",
+             ">= 0.25, gaps of both signs) with the largest performance gap G_c; Precision@10 (%) counts its first ten",
+             "regions that show the background tied to the class it is tied to.", "",
+             "| dataset | model | method | regions | K | silhouette | candidates | top cluster size | G_c | H_c | tied class | background share of top 10 (%) | Precision@10 (%) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        names = class_names.get(r["dataset"], [])
+        tied = names[r["tied_class"]] if r["tied_class"] is not None and r["tied_class"] < len(names) else _cell(r["tied_class"])
+        lines.append(f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {r['n_regions']} | {r['k']} | "
+                     f"{_cell(r['silhouette'])} | {r['n_candidates']} | {r['top_cluster_size']} | {_cell(r['top_gap'])} | "
+                     f"{_cell(r['top_influence'])} | {tied} | {_cell(r['top10_background_share'], True)} | "
+                     f"{_cell(r['precision_at_10'], True)} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+# RaVL's Stage 1 (config section `discovery`): regions of the scored split, clustered; which cluster the errors follow.
+
+
+rule discover:
+    input:
+        shards=lambda wc: shard_files(wc.dataset, EVAL),
+        weights=explain_weights,
+    output:
+        regions="results/discovery/{dataset}/{model}/{method}.parquet",
+        png=report(
+            "results/figures/discovery/{dataset}/{model}/{method}.png",
+            caption="../report/discovery.rst",
+            category="3. Figures (report)",
+            subcategory="RaVL discovery",
+            labels={"dataset": "{dataset}", "model": "{model}", "method": "{method}"},
+        ),
+    log:
+        "results/logs/discover/{dataset}/{model}/{method}.log",
+    benchmark:
+        "results/benchmarks/discover/{dataset}/{model}/{method}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        **sized("discover"),
+    params:
+        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
+        method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
+        prompts=lambda wc: class_prompts(wc.dataset),
+        shards=lambda wc, input: as_json(list(input.shards)),
+        tied=lambda wc: as_json(settings.tied_backgrounds(config, wc.dataset)),
+        settings=as_json({k: v for k, v in config.get("discovery", {}).items() if k not in ("methods", "batch_size")}),
+        names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
+        checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
+        batch_size=config.get("discovery", {}).get("batch_size", 256),
+        device=config["device"],
+    shell:
+        "python -m vlm_rationality discover --model {params.model:q} --method {params.method:q}"
+        " --prompts {params.prompts:q} --shards {params.shards:q} --tied {params.tied:q} --settings {params.settings:q}"
+        " --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size} --device {params.device}"
+        " --threads {threads} --out {output.regions} --png {output.png} > {log} 2>&1"
+
+
+rule discovery:
+    input:
+        lambda wc: discovery_files(),
+    output:
+        parquet="results/metrics/discovery.parquet",
+        csv=report(
+            "results/metrics/discovery.csv",
+            caption="../report/discovery.rst",
+            category="1. Metrics (score)",
+            labels={"metrics": "RaVL discovery"},
+        ),
+        markdown=report(
+            "results/tables/discovery.md",
+            caption="../report/discovery.rst",
+            category="2. Tables (report)",
+            labels={"table": "RaVL discovery", "format": "Markdown"},
+        ),
+    log:
+        "results/logs/discovery.log",
+    benchmark:
+        "results/benchmarks/discovery.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **sized("discovery"),
+    params:
+        names=as_json({d: settings.class_names(config, d) for d in config["datasets"]}),
+    shell:
+        "python -m vlm_rationality discovery --class-names {params.names:q} --parquet {output.parquet}"
+        " --csv {output.csv} --markdown {output.markdown} {input} > {log} 2>&1"
