@@ -143,6 +143,15 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
     ranked = sorted(r for r in regions["rank"] if r >= 0)
     assert ranked == list(range(row["top_cluster_size"])) and len(crops) == min(20, row["top_cluster_size"])
     assert row["precision_at_10"] is None or 0 <= row["precision_at_10"] <= 1
+    assert row["n_grid_images"] == 0 and row["n_regions"] == 12 + 3 * 12 - row["n_background_short"]
+    maskless = tmp_path / "maskless" / "shard-0000.parquet"  # no object known: a 3 x 3 grid per image
+    maskless.parent.mkdir()
+    write_prepared_shard(maskless, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
+                         images=np.stack([s.image for s in samples]), masks=np.zeros((12, 32, 32), bool),
+                         sources=["synthetic"] * 12, config_hash="h")
+    row, regions, _ = discover(classifier, [str(maskless)], None, settings, torch.device("cpu"), 8, "tiny")
+    assert row["n_grid_images"] == 12 and set(regions["kind"]) == {"grid"} and row["n_regions"] == 12 * 9
+    assert row["precision_at_10"] is None  # the dataset knows no cue
     few = tmp_path / "few" / "shard-0000.parquet"  # 4 images, their object boxes only: 4 regions, K up to 9
     few.parent.mkdir()
     write_prepared_shard(few, sample_ids=[s.sample_id for s in samples[:4]], labels=np.array([s.label for s in samples[:4]]),

@@ -9,6 +9,7 @@ shows, cluster, rank in the top cluster) and a PNG grid of the top cluster's fir
 
 from __future__ import annotations
 
+import logging
 import zlib
 from typing import Any, Sequence
 
@@ -22,6 +23,7 @@ from vlm_rationality.discover.regions import background_boxes, grid_boxes, objec
 from vlm_rationality.progress import Progress
 
 OBJECT, BACKGROUND, GRID = "object", "background", "grid"
+log = logging.getLogger(__name__)
 
 
 def image_regions(image_mask: np.ndarray, sample_id: str, settings: dict[str, Any]) -> list[tuple[tuple[int, int, int, int], str]]:
@@ -40,6 +42,7 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
     labels_seen: list[int] = []
     regions: dict[str, list] = {"image": [], "sample_id": [], "kind": [], "feature": [], "box": []}
     image_embeddings, region_embeddings, region_shard = [], [], []
+    short = grid_images = 0
     progress = Progress("discover", sum(prepared_rows(path) for path in shards))
     for number, path in enumerate(shards):  # a shard at a time: only embeddings are kept
         shard = read_prepared(path)
@@ -48,6 +51,10 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
         pixels = []
         for i, sample_id in enumerate(shard["sample_id"]):
             boxes = image_regions(shard["mask"][i], sample_id, settings)
+            if boxes[0][1] == GRID:
+                grid_images += 1
+            else:  # background squares that found no room beside the object
+                short += settings["background_boxes"] - (len(boxes) - 1)
             for box, kind in boxes:
                 regions["image"].append(len(labels_seen))
                 regions["sample_id"].append(sample_id)
@@ -61,6 +68,9 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
             region_embeddings.append(embed(classifier, np.concatenate(pixels), device, batch_size))
         progress.update(len(shard["sample_id"]), "images")
     progress.close()
+    if grid_images:
+        log.warning("dataset %s: %d of %d images have no object mask; their regions are a %d x %d grid", dataset,
+                    grid_images, len(labels_seen), settings["grid"], settings["grid"])
     region_embedding = np.concatenate(region_embeddings)
     image_embedding = np.concatenate(image_embeddings)
     text = class_embeddings(classifier)
@@ -80,7 +90,8 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
     regions["cluster"] = clustering.labels.tolist()
     regions["rank"] = rank.tolist()
     row: dict[str, Any] = {
-        "n_images": len(labels_seen), "n_regions": len(region_embedding), "k": clustering.k,
+        "n_images": len(labels_seen), "n_regions": len(region_embedding),
+        "n_background_short": short, "n_grid_images": grid_images, "k": clustering.k,
         "silhouette": clustering.silhouette, "n_candidates": sum(e.candidate for e in evidence),
         "top_cluster": top.cluster if top else None, "top_cluster_size": len(ranked),
         "top_gap": top.gap if top else None, "top_influence": top.influence if top else None,
