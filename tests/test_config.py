@@ -226,3 +226,17 @@ def test_a_carve_from_the_scored_split_or_without_a_fraction_fails_naming_the_ke
     assert "datasets.cal.splits.val.carve.from: 'test' is the split that is scored; carve from the training split ('train')" in text
     assert "datasets.cal.splits.val2.carve: 'fraction' is a required property" in text
     assert "datasets.tiny-synthetic.splits.val.carve: unknown setting" in text  # generated splits are drawn, not carved
+
+
+def test_a_discovery_section_naming_what_is_not_there_fails():
+    config = copy.deepcopy(TEST_CONFIG)
+    config["discovery"] = {"methods": ["zs", "ravl"], "split": "discover", "boxes": 3}
+    with pytest.raises(ConfigError) as error:
+        check_config(config, copy.deepcopy(SCHEMA))
+    assert "discovery.boxes: unknown setting" in str(error.value)
+    del config["discovery"]["boxes"]
+    with pytest.raises(ConfigError) as error:
+        check_config(config, copy.deepcopy(SCHEMA))
+    text = str(error.value)
+    assert "discovery.methods: no method 'ravl' in methods" in text
+    assert "datasets.tiny-synthetic.splits: no 'discover' split (named by discovery.split)" in text

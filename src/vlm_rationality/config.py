@@ -153,9 +153,23 @@ def check_config(config: Config, schema: Schema) -> None:
     if heatmaps["amp"] != "none" and config["device"] == "cpu":
         errors.append(f"heatmaps.amp: {heatmaps['amp']} is mixed precision on CUDA, but device is cpu; set amp: none")
     errors += _robustness_errors(config)
+    errors += _discovery_errors(config)
     errors = _swept_keys(errors, origin)
     if errors:
         raise ConfigError("\n".join(errors))
+
+
+def _discovery_errors(config: Config) -> list[str]:
+    section = config.get("discovery")
+    if section is None:
+        return []
+    errors = [f"discovery.methods: no method {name!r} in methods" for name in section.get("methods", [])
+              if name not in config["methods"]]
+    split = section.get("split")
+    if split is not None:
+        errors += [f"datasets.{name}.splits: no {split!r} split (named by discovery.split)"
+                   for name, dataset in config["datasets"].items() if split not in dataset["splits"]]
+    return errors
 
 
 def _robustness_errors(config: Config) -> list[str]:

@@ -262,7 +262,7 @@ def _job_size(stage, wc):
     if stage == "discover":  # the full images and their regions through the encoder
         regions = 1 + config["discovery"]["background_boxes"]
         return (
-            _split_images(wc.dataset, EVAL) * regions,
+            _split_images(wc.dataset, config["discovery"].get("split", EVAL)) * regions,
             config["datasets"][wc.dataset]["image_size"],
             model_parameters(wc.model),
             1,

@@ -3,7 +3,7 @@
 
 rule discover:
     input:
-        shards=lambda wc: shard_files(wc.dataset, EVAL),
+        shards=lambda wc: shard_files(wc.dataset, config["discovery"].get("split", EVAL)),
         weights=explain_weights,
     output:
         regions="results/discovery/{dataset}/{model}/{method}.parquet",
@@ -29,7 +29,9 @@ rule discover:
         prompts=lambda wc: class_prompts(wc.dataset),
         shards=lambda wc, input: as_json(list(input.shards)),
         tied=lambda wc: as_json(settings.tied_backgrounds(config, wc.dataset)),
-        settings=as_json({k: v for k, v in config.get("discovery", {}).items() if k not in ("methods", "batch_size")}),
+        settings=as_json(
+            {k: v for k, v in config.get("discovery", {}).items() if k not in ("methods", "batch_size", "split")}
+        ),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         batch_size=config.get("discovery", {}).get("batch_size", 256),
