@@ -39,7 +39,7 @@ def _cell(value: Any, percent: bool = False) -> str:
 
 def discovery_markdown(rows: Sequence[dict[str, Any]], class_names: dict[str, list[str]]) -> str:
     lines = ["# RaVL discovery: the region cluster a classifier's errors follow", "",
-             "K-Medoids over the regions of the scored split (K by silhouette); the top cluster is the candidate (influence",
+             "K-Medoids over the regions of the discovery split (K by silhouette); the top cluster is the candidate (influence",
              ">= 0.25, gaps of both signs) with the largest performance gap G_c; Precision@10 (%) counts its first ten",
              "regions that show the background tied to the class it is tied to.", "",
              "| dataset | model | method | regions | K | silhouette | candidates | top cluster size | G_c | H_c | tied class | background share of top 10 (%) | Precision@10 (%) |",
