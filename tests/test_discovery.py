@@ -8,7 +8,7 @@ import pytest
 
 from vlm_rationality.discover.clusters import cluster_regions, k_range, region_distances
 from vlm_rationality.discover.identify import (
-    identify, influence, performance_gaps, precision_at, rank_regions, zero_shot_scores,
+    identify, influence, performance_gaps, top_regions, precision_at, rank_regions, zero_shot_scores,
 )
 
 
@@ -42,11 +42,12 @@ def test_influence_is_the_share_of_errors_whose_top_region_lies_in_the_cluster_f
     predictions = np.array([0, 0, 0, 1, 0, 2])  # class 1: three errors; class 2: one error
     top_inside = [True, True, False, True, True, True]
     image_scores, region_scores, in_cluster, region_image = two_region_images(labels, predictions, top_inside)
-    assert influence(in_cluster, {1: -0.5, 2: -0.1}, labels, image_scores, region_scores, region_image) == pytest.approx(1.0)  # class 2: 1 of 1
-    assert influence(in_cluster, {1: -0.5, 2: 0.3}, labels, image_scores, region_scores, region_image) == pytest.approx(2 / 3)
-    assert influence(in_cluster, {1: 0.5, 2: 0.3}, labels, image_scores, region_scores, region_image) == -np.inf
+    top = top_regions(image_scores, region_scores, region_image)
+    assert influence(in_cluster, {1: -0.5, 2: -0.1}, labels, predictions, top, region_image) == pytest.approx(1.0)  # class 2: 1 of 1
+    assert influence(in_cluster, {1: -0.5, 2: 0.3}, labels, predictions, top, region_image) == pytest.approx(2 / 3)
+    assert influence(in_cluster, {1: 0.5, 2: 0.3}, labels, predictions, top, region_image) == -np.inf
     single = np.arange(6)  # one region per image: no image counts
-    assert influence(in_cluster[::2], {1: -0.5}, labels, image_scores, region_scores[::2], single) == -np.inf
+    assert influence(in_cluster[::2], {1: -0.5}, labels, predictions, top_regions(image_scores, region_scores[::2], single), single) == -np.inf
 
 
 def test_clusters_with_same_sign_gaps_or_low_influence_are_not_candidates_and_candidates_rank_by_gap():
@@ -69,7 +70,7 @@ def test_clusters_with_same_sign_gaps_or_low_influence_are_not_candidates_and_ca
     assert spurious.influence == pytest.approx(1.0) and spurious.candidate and spurious.tied_class == 0
     assert not by_cluster[2].both_signs and not by_cluster[2].candidate  # gaps of one sign
     assert [e.cluster for e in evidence][0] == 0
-    low = identify(clusters, labels, image_scores, np.where(np.arange(16)[:, None] % 2 == 1, 0.95, 0.05), region_image)
+    low = identify(clusters, labels, image_scores, np.where(np.arange(16)[:, None] % 2 == 1, 0.95, 0.05).repeat(2, axis=1), region_image)
     assert not {e.cluster: e for e in low}[0].candidate  # the errors' top regions lie elsewhere: H = 0 < 0.25
 
 

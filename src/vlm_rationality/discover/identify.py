@@ -40,20 +40,28 @@ def performance_gaps(labels: np.ndarray, predictions: np.ndarray, inside: np.nda
     return gaps
 
 
-def influence(in_cluster: np.ndarray, gaps: dict[int, float], labels: np.ndarray, image_scores: np.ndarray,
-              region_scores: np.ndarray, region_image: np.ndarray) -> float:
-    """H_c (−inf where no mispredicted image of a negative-gap class has more than one region); `in_cluster` and
-    `region_image` are per region, the scores per image and per region."""
+def top_regions(image_scores: np.ndarray, region_scores: np.ndarray, region_image: np.ndarray) -> np.ndarray:
+    """Per image, its region scoring highest for the image's predicted class (the first of equals); -1 for an image
+    with one region or none, which the influence leaves out. It does not depend on the cluster: computed once."""
     predictions = image_scores.argmax(axis=1)
-    hits: dict[int, list[bool]] = {}
-    for image in np.unique(region_image[in_cluster]):
-        regions = np.flatnonzero(region_image == image)
-        y = int(labels[image])
-        if len(regions) == 1 or predictions[image] == y or gaps.get(y, 0.0) >= 0:
-            continue
-        top = regions[np.argmax(region_scores[regions, predictions[image]])]
-        hits.setdefault(y, []).append(bool(in_cluster[top]))
-    return max((float(np.mean(v)) for v in hits.values()), default=-np.inf)
+    score = region_scores[np.arange(len(region_image)), predictions[region_image]]
+    order = np.lexsort((np.arange(len(score)), -score, region_image))
+    first = order[np.r_[True, region_image[order][1:] != region_image[order][:-1]]] if len(order) else order
+    top = np.full(len(image_scores), -1)
+    top[region_image[first]] = first
+    top[np.bincount(region_image, minlength=len(image_scores)) <= 1] = -1
+    return top
+
+
+def influence(in_cluster: np.ndarray, gaps: dict[int, float], labels: np.ndarray, predictions: np.ndarray,
+              top: np.ndarray, region_image: np.ndarray) -> float:
+    """H_c (−inf where no mispredicted image of a negative-gap class has more than one region); `in_cluster` and
+    `region_image` are per region, `predictions` and `top` (top_regions) per image."""
+    images = np.unique(region_image[in_cluster])
+    negative = np.array([gaps.get(int(y), 0.0) < 0 for y in labels[images]], dtype=bool)
+    images = images[(top[images] >= 0) & (predictions[images] != labels[images]) & negative]
+    hits = in_cluster[top[images]]
+    return max((float(hits[labels[images] == y].mean()) for y in np.unique(labels[images])), default=-np.inf)
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ def identify(clusters: np.ndarray, labels: np.ndarray, image_scores: np.ndarray,
              region_image: np.ndarray) -> list[ClusterEvidence]:
     """The evidence of every cluster, candidates first by decreasing G_c, then the rest by decreasing G_c."""
     predictions = image_scores.argmax(axis=1)
+    top = top_regions(image_scores, region_scores, region_image)
     evidence = []
     for c in np.unique(clusters):
         in_cluster = clusters == c
@@ -86,7 +95,7 @@ def identify(clusters: np.ndarray, labels: np.ndarray, image_scores: np.ndarray,
         gaps = performance_gaps(labels, predictions, inside)
         evidence.append(ClusterEvidence(
             int(c), gaps, float(sum(abs(g) for g in gaps.values())),
-            influence(in_cluster, gaps, labels, image_scores, region_scores, region_image),
+            influence(in_cluster, gaps, labels, predictions, top, region_image),
             any(g > 0 for g in gaps.values()) and any(g < 0 for g in gaps.values()),
         ))
     return sorted(evidence, key=lambda e: (not e.candidate, -e.gap, e.cluster))
