@@ -76,11 +76,10 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
     text = class_embeddings(classifier)
     labels = np.array(labels_seen)
     region_image = np.array(regions["image"])
-    ks = k_range(len(text))
-    if len(region_embedding) <= max(ks):
-        raise ValueError(f"dataset {dataset}: {len(region_embedding)} regions cannot form {max(ks)} clusters "
-                         f"(K runs {min(ks)}…{max(ks)} for {len(text)} classes); give the scored split more images")
-    clustering = cluster_regions(region_embedding, ks, settings["seed"])
+    try:
+        clustering = cluster_regions(region_embedding, k_range(len(text)), settings["seed"])
+    except ValueError as err:
+        raise ValueError(f"dataset {dataset}: {err}") from None
     evidence = identify(clustering.labels, labels, zero_shot_scores(image_embedding, text),
                         zero_shot_scores(region_embedding, text), region_image)
     top = evidence[0] if evidence and evidence[0].candidate else None
