@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vlm_rationality.report.figures import plt, save_figure
-from vlm_rationality.report.names import display_name
+from vlm_rationality.report.names import display_name, number
 
 
 def region_grid(crops: Sequence[np.ndarray], captions: Sequence[str], title: str, path: str | os.PathLike) -> None:
@@ -29,14 +29,6 @@ def region_grid(crops: Sequence[np.ndarray], captions: Sequence[str], title: str
     save_figure(fig, path)
 
 
-def _cell(value: Any, percent: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if percent:
-        return f"{100 * value:.0f}"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
 def discovery_markdown(rows: Sequence[dict[str, Any]], class_names: dict[str, list[str]]) -> str:
     lines = ["# RaVL discovery: the region cluster a classifier's errors follow", "",
              "K-Medoids over the regions of the discovery split (K by silhouette); the top cluster is the candidate (influence",
@@ -46,9 +38,9 @@ def discovery_markdown(rows: Sequence[dict[str, Any]], class_names: dict[str, li
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         names = class_names.get(r["dataset"], [])
-        tied = names[r["tied_class"]] if r["tied_class"] is not None and r["tied_class"] < len(names) else _cell(r["tied_class"])
+        tied = "–" if r["tied_class"] is None else names[r["tied_class"]] if r["tied_class"] < len(names) else str(r["tied_class"])
         lines.append(f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {r['n_regions']} | {r['k']} | "
-                     f"{_cell(r['silhouette'])} | {r['n_candidates']} | {r['top_cluster_size']} | {_cell(r['top_gap'])} | "
-                     f"{_cell(r['top_influence'])} | {tied} | {_cell(r['top10_background_share'], True)} | "
-                     f"{_cell(r['precision_at_10'], True)} |")
+                     f"{number(r['silhouette'])} | {r['n_candidates']} | {r['top_cluster_size']} | {number(r['top_gap'])} | "
+                     f"{number(r['top_influence'])} | {tied} | {number(r['top10_background_share'], True)} | "
+                     f"{number(r['precision_at_10'], True)} |")
     return "\n".join(lines) + "\n"

@@ -15,13 +15,7 @@ import numpy as np
 from vlm_rationality.metrics.calibration import reliability_bins, softmax
 from vlm_rationality.metrics.robustness import OOD_SCORES, TEST_PREFIX, Predictions
 from vlm_rationality.report.figures import plt, save_figure
-from vlm_rationality.report.names import display_name
-
-
-def _number(value: Any, percent: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{100 * value:.1f}" if percent else f"{value:.3f}"
+from vlm_rationality.report.names import display_name, number
 
 
 def robustness_markdown(rows: Sequence[dict[str, Any]], ood: Sequence[str]) -> str:
@@ -32,22 +26,22 @@ def robustness_markdown(rows: Sequence[dict[str, Any]], ood: Sequence[str]) -> s
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['dataset']} | {r['shift']} | {r['model']} | {display_name(r['method'])} | "
-                     f"{_number(r['accuracy'], True)} | {_number(r['ece'], True)} | {_number(r['ece_ts'], True)} | "
-                     f"{_number(r['nll'])} | {_number(r['nll_ts'])} | {_number(r['temperature'])} |")
+                     f"{number(r['accuracy'], True)} | {number(r['ece'], True)} | {number(r['ece_ts'], True)} | "
+                     f"{number(r['nll'])} | {number(r['nll_ts'])} | {number(r['temperature'])} |")
     clean = [r for r in rows if r["shift"] == "clean"]
     if clean:
         lines += ["", "## In distribution: the validation split, two-fold cross-fitted temperature scaling", "",
                   "| dataset | model | method | ECE | ECE (TS) | NLL | NLL (TS) |", "|---|---|---|---|---|---|---|"]
         for r in clean:
-            lines.append(f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {_number(r['id_ece'], True)} | "
-                         f"{_number(r['id_ece_ts'], True)} | {_number(r['id_nll'])} | {_number(r['id_nll_ts'])} |")
+            lines.append(f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {number(r['id_ece'], True)} | "
+                         f"{number(r['id_ece_ts'], True)} | {number(r['id_nll'])} | {number(r['id_nll_ts'])} |")
     if ood and clean:
         lines += ["", "## OOD detection (clean test set = ID, positive): AUROC / FPR@95, %", "",
                   "| dataset | model | method | OOD set | " + " | ".join(OOD_SCORES) + " |",
                   "|---|---|---|---|" + "---|" * len(OOD_SCORES)]
         for r in clean:
             for name in ood:
-                cells = [f"{_number(r[f'auroc.{name}.{s}'], True)} / {_number(r[f'fpr95.{name}.{s}'], True)}"
+                cells = [f"{number(r[f'auroc.{name}.{s}'], True)} / {number(r[f'fpr95.{name}.{s}'], True)}"
                          for s in OOD_SCORES]
                 lines.append(f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {name} | " + " | ".join(cells) + " |")
     if any("shape_bias" in r for r in clean):
@@ -55,7 +49,7 @@ def robustness_markdown(rows: Sequence[dict[str, Any]], ood: Sequence[str]) -> s
                   "| dataset | model | method | shape bias | shape | texture |", "|---|---|---|---|---|---|"]
         for r in clean:
             if "shape_bias" in r:
-                lines.append(f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {_number(r['shape_bias'], True)} "
+                lines.append(f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {number(r['shape_bias'], True)} "
                              f"| {r['shape_decisions']} | {r['texture_decisions']} |")
     return "\n".join(lines) + "\n"
 
