@@ -240,3 +240,29 @@ def test_a_discovery_section_naming_what_is_not_there_fails():
     text = str(error.value)
     assert "discovery.methods: no method 'ravl' in methods" in text
     assert "datasets.tiny-synthetic.splits: no 'discover' split (named by discovery.split)" in text
+
+
+def test_a_ravl_method_must_mitigate_a_discovered_fine_tuned_method():
+    config = copy.deepcopy(TEST_CONFIG)
+    ravl = {"kind": "ravl", "lr": 1e-4, "epochs": 1, "batch_size": 20}
+    config["methods"]["ravl"] = dict(ravl)
+    with pytest.raises(ConfigError, match="methods.ravl: 'mitigates' is a required property"):
+        check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
+    config["methods"].update(ravl={**ravl, "mitigates": "ft"}, again={**ravl, "mitigates": "ravl"},
+                             zero={**ravl, "mitigates": "zs"}, ghost={**ravl, "mitigates": "nope"})
+    with pytest.raises(ConfigError) as error:
+        check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
+    text = str(error.value)
+    assert "methods.ravl: ravl reads the discovery of 'ft'; add a `discovery` section" in text
+    assert "methods.again.mitigates: 'ravl' must be a fine-tuned method other than ravl" in text
+    assert "methods.zero.mitigates: 'zs' must be a fine-tuned method other than ravl" in text
+    assert "methods.ghost.mitigates: no method 'nope' in methods" in text
+    for name in ("again", "zero", "ghost"):
+        del config["methods"][name]
+    config["discovery"] = {"methods": ["zs"]}
+    with pytest.raises(ConfigError, match="discovery.methods: add 'ft', the method that methods.ravl mitigates"):
+        check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
+    config["discovery"] = {"methods": ["ft"]}
+    check_config(config, copy.deepcopy(SCHEMA))  # fills in the schema's defaults
+    assert config["methods"]["ravl"]["region_loss"] == {"weight": 0.8, "temperature": 0.07, "spurious_clusters": 1,
+                                                         "denominator": "classes"}

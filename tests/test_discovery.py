@@ -131,8 +131,21 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
     classifier = build_classifier(build_model({"adapter": "open_clip", "arch": "tiny-vit-32"}), "prompt",
                                   ["a photo of a circle", "a photo of a square"]).eval()
     settings = {"background_boxes": 3, "box_fraction": 0.25, "grid": 3, "seed": 0}
-    row, regions, crops = discover(classifier, [str(shard)], [0, 1], settings, torch.device("cpu"), 8, "tiny")
+    row, regions, clusters, crops = discover(classifier, [str(shard)], [0, 1], settings, torch.device("cpu"), 8, "tiny")
     assert row["n_images"] == 12 and row["n_regions"] == len(regions["kind"]) and row["k"] in k_range(2)
+    assert [regions["cluster"][m] for m in clusters["medoids"]] == list(range(row["k"]))  # each medoid in its cluster
+    assert clusters["ranked"][:1] == ([row["top_cluster"]] if row["top_cluster"] is not None else [])
+    assert len(clusters["ranked"]) == row["n_candidates"]
+    # Stage 2's assignment of the same split to the nearest medoid gives back the clustering itself
+    from vlm_rationality.artefacts import write_discovery
+    from vlm_rationality.discover.assign import assign_regions
+
+    found = tmp_path / "found.parquet"
+    write_discovery(found, regions, row, clusters, {"dataset": "tiny"}, "h")
+    assigned, summary, ranked = assign_regions(classifier, [str(shard)], str(found), [str(shard)], settings,
+                                               torch.device("cpu"), 8, "tiny")
+    assert assigned["cluster"] == regions["cluster"] and ranked == clusters["ranked"]
+    assert assigned["box"] == regions["box"] and summary["n_top_cluster"] == row["top_cluster_size"]
     masks = {s.sample_id: s.mask for s in samples}
     for sample_id, kind, feature, (x0, y0, x1, y1) in zip(regions["sample_id"], regions["kind"], regions["feature"], regions["box"]):
         mask = masks[sample_id]
@@ -150,7 +163,7 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
     write_prepared_shard(maskless, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
                          images=np.stack([s.image for s in samples]), masks=np.zeros((12, 32, 32), bool),
                          sources=["synthetic"] * 12, config_hash="h")
-    row, regions, _ = discover(classifier, [str(maskless)], None, settings, torch.device("cpu"), 8, "tiny")
+    row, regions, _, _ = discover(classifier, [str(maskless)], None, settings, torch.device("cpu"), 8, "tiny")
     assert row["n_grid_images"] == 12 and set(regions["kind"]) == {"grid"} and row["n_regions"] == 12 * 9
     assert row["precision_at_10"] is None  # the dataset knows no cue
     few = tmp_path / "few" / "shard-0000.parquet"  # 4 images, their object boxes only: 4 regions, K up to 9

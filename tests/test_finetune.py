@@ -36,7 +36,8 @@ def test_contrastive_loss_treats_equal_groups_as_positives():
 @pytest.fixture(scope="module")
 def split():
     samples = list(generate(SyntheticSpec(image_size=32), "train", 48, rho=0.9))
-    return TrainingSplit(torch.from_numpy(np.stack([s.image for s in samples])), torch.tensor([s.label for s in samples]), None)
+    return TrainingSplit(torch.from_numpy(np.stack([s.image for s in samples])), torch.tensor([s.label for s in samples]), None,
+                         [s.sample_id for s in samples])
 
 
 @pytest.mark.parametrize("config", [

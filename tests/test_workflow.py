@@ -589,3 +589,24 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
         png = results / "figures" / "discovery" / "tiny-synthetic" / "tiny-clip" / f"{method}.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
     assert "| tiny-synthetic | tiny-clip | FT |" in (results / "tables" / "discovery.md").read_text()
+
+    # RaVL's Stage 2 on FT's discovery: the training regions are assigned to FT's clusters, then ravl fine-tunes
+    config["methods"]["ravl"] = {"kind": "ravl", "mitigates": "ft", "lr": 1e-4, "epochs": 1, "batch_size": 20, "seed": 0}
+    planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
+    assert planned["assign_regions"] == 1 and planned["finetune"] == 1 and "discover" not in planned
+    snakemake(tmp_path, config)
+    assigned = results / "regions" / "tiny-synthetic" / "train" / "tiny-clip" / "ft.parquet"
+    meta = read_metadata(assigned)
+    assert meta["schema"] == "training-regions/1" and meta["keys"]["method"] == "ft"
+    found = read_metadata(results / "discovery" / "tiny-synthetic" / "tiny-clip" / "ft.parquet")["clusters"]
+    assert meta["ranked"] == found["ranked"] and len(found["medoids"]) == rows["ft"]["k"]
+    regions = pq.read_table(assigned).to_pydict()
+    train = {s for path in (results / "data" / "tiny-synthetic" / "train").glob("shard-*.parquet")
+             for s in read_prepared(path)["sample_id"]}
+    assert set(regions["sample_id"]) == train and set(regions["cluster"]) <= set(range(rows["ft"]["k"]))
+    assert meta["summary"]["n_regions"] == len(regions["sample_id"])
+    sidecar = json.loads((results / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "ravl.json").read_text())
+    assert sidecar["method"]["regions"] == "results/regions/tiny-synthetic/train/tiny-clip/ft.parquet"
+    assert sidecar["method"]["region_loss"]["weight"] == 0.8 and str(assigned.relative_to(tmp_path)) in sidecar["inputs"]
+    scored = {r["method"] for r in pq.read_table(results / "metrics" / "rationality.parquet").to_pylist()}
+    assert "ravl" in scored

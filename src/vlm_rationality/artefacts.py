@@ -17,7 +17,10 @@ name and the hash of the settings that made them (see io.py), and are written at
   (dataset, shift, model, method);
 - discovery regions: RaVL's regions of one (dataset, model, method) on the scored split: image, box, what the
   region shows (object, background or grid cell, and which), its cluster and rank in the top cluster; the file's
-  metadata holds the discovery summary; discovery metrics: one summary row per (dataset, model, method).
+  metadata holds the discovery summary and the clusters (each one's medoid region, the candidates ranked by gap);
+  discovery metrics: one summary row per (dataset, model, method);
+- training regions: the regions of a training split, each assigned to the nearest medoid of one discovery (RaVL's
+  Stage 2 reads which are spurious); the metadata holds the discovery's ranked candidates.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ HEATMAPS = "heatmaps/2"
 METRICS = "rationality-metrics/2"
 PREDICTIONS = "predictions/1"
 ROBUSTNESS = "robustness-metrics/1"
-DISCOVERY_REGIONS = "discovery-regions/1"
+DISCOVERY_REGIONS = "discovery-regions/2"  # 2: the clusters (medoids, ranked candidates) in the metadata
+TRAINING_REGIONS = "training-regions/1"
 DISCOVERY = "discovery-metrics/1"
 
 OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"caption": pa.string(), "background": pa.int32()}
@@ -361,15 +365,38 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
 # Discovery -------------------------------------------------------------------------------------------------
 
 
-def write_discovery(path: str | os.PathLike, regions: dict[str, list], summary: dict[str, Any], keys: dict[str, str],
-                    config_hash: str) -> None:
-    table = pa.table({
-        "image": pa.array(regions["image"], pa.int32()), "sample_id": pa.array(regions["sample_id"], pa.string()),
-        "kind": pa.array(regions["kind"], pa.string()), "feature": pa.array(regions["feature"], pa.int32()),
-        "box": pa.array(regions["box"], pa.list_(pa.int32(), 4)), "cluster": pa.array(regions["cluster"], pa.int32()),
-        "rank": pa.array(regions["rank"], pa.int32()),
-    })
-    write_parquet(with_metadata(table, DISCOVERY_REGIONS, config_hash, {"keys": keys, "summary": summary}), path)
+def _region_table(regions: dict[str, list], extra: dict[str, pa.DataType]) -> pa.Table:
+    columns = {"sample_id": pa.array(regions["sample_id"], pa.string()), "kind": pa.array(regions["kind"], pa.string()),
+               "feature": pa.array(regions["feature"], pa.int32()), "box": pa.array(regions["box"], pa.list_(pa.int32(), 4)),
+               "cluster": pa.array(regions["cluster"], pa.int32())}
+    return pa.table({**columns, **{name: pa.array(regions[name], kind) for name, kind in extra.items()}})
+
+
+def write_discovery(path: str | os.PathLike, regions: dict[str, list], summary: dict[str, Any], clusters: dict[str, list],
+                    keys: dict[str, str], config_hash: str) -> None:
+    table = _region_table(regions, {"image": pa.int32(), "rank": pa.int32()})
+    write_parquet(with_metadata(table, DISCOVERY_REGIONS, config_hash,
+                                {"keys": keys, "summary": summary, "clusters": clusters}), path)
+
+
+def read_discovery_regions(path: str | os.PathLike) -> tuple[dict[str, list], dict[str, list]]:
+    """(the region table's columns, the clusters: {medoids: region row per cluster, ranked: candidate clusters})."""
+    meta = check_schema(path, DISCOVERY_REGIONS)
+    with reading(path):
+        return pq.read_table(path).to_pydict(), meta["clusters"]
+
+
+def write_training_regions(path: str | os.PathLike, regions: dict[str, list], summary: dict[str, Any],
+                           ranked: list[int], keys: dict[str, str], config_hash: str) -> None:
+    write_parquet(with_metadata(_region_table(regions, {}), TRAINING_REGIONS, config_hash,
+                                {"keys": keys, "summary": summary, "ranked": ranked}), path)
+
+
+def read_training_regions(path: str | os.PathLike) -> tuple[dict[str, list], list[int]]:
+    """(sample_id, kind, feature, box and assigned cluster of every region, the discovery's ranked candidates)."""
+    meta = check_schema(path, TRAINING_REGIONS)
+    with reading(path):
+        return pq.read_table(path).to_pydict(), meta["ranked"]
 
 
 def read_discovery_summary(path: str | os.PathLike) -> dict[str, Any]:

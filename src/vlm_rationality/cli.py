@@ -95,15 +95,31 @@ def cmd_discover(args: argparse.Namespace) -> None:
     _threads(args)
     device = resolve_device(args.device)
     classifier = method_classifier(args.model, args.prompts, args.checkpoint).to(device).eval()
-    summary, regions, crops = discover(classifier, args.shards, args.tied, args.settings, device, args.batch_size,
-                                       args.keys["dataset"])
-    write_discovery(args.out, regions, summary, args.keys,
+    summary, regions, clusters, crops = discover(classifier, args.shards, args.tied, args.settings, device,
+                                                 args.batch_size, args.keys["dataset"])
+    write_discovery(args.out, regions, summary, clusters, args.keys,
                     config_hash([args.model, args.method, args.prompts, args.settings, args.tied, args.keys]))
     ranked = sorted((r for r in range(len(regions["rank"])) if regions["rank"][r] >= 0), key=regions["rank"].__getitem__)
     captions = [f"{regions['kind'][r]} {regions['feature'][r]}" for r in ranked[:len(crops)]]
     names = args.keys
     region_grid(crops, captions, f"{names['dataset']} · {names['model']} · {names['method']}: top cluster "
                 f"(tied class {summary['tied_class']}, Precision@10 {summary['precision_at_10']})", args.png)
+    print(f"{args.out}: {json.dumps(summary)}")
+
+
+def cmd_assign_regions(args: argparse.Namespace) -> None:
+    from vlm_rationality.artefacts import write_training_regions
+    from vlm_rationality.device import resolve_device
+    from vlm_rationality.discover.assign import assign_regions
+    from vlm_rationality.models.checkpoint import method_classifier
+
+    _threads(args)
+    device = resolve_device(args.device)
+    classifier = method_classifier(args.model, args.prompts, args.checkpoint).to(device).eval()
+    regions, summary, ranked = assign_regions(classifier, args.shards, args.discovery, args.discovered, args.settings,
+                                              device, args.batch_size, args.keys["dataset"])
+    write_training_regions(args.out, regions, summary, ranked, args.keys,
+                           config_hash([args.model, args.method, args.prompts, args.settings, args.keys]))
     print(f"{args.out}: {json.dumps(summary)}")
 
 
@@ -310,6 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--out", required=True, help="the regions file (Parquet; the summary in its metadata)")
     p.add_argument("--png", required=True, help="the top cluster's regions as an image grid")
+
+    p = stage("assign-regions", cmd_assign_regions, "a training split's regions, each assigned to a discovered cluster "
+              "(what RaVL's Stage 2 reads)", device=True)
+    model_method_prompts(p)
+    p.add_argument("--discovery", required=True, help="the discovery regions file of the method being mitigated")
+    p.add_argument("--discovered", type=_json, required=True, help="the prepared shards it clustered (JSON list)")
+    p.add_argument("--settings", type=_json, required=True, help="{background_boxes, box_fraction, grid, seed} (JSON)")
+    p.add_argument("--keys", type=_json, required=True, help="dataset/split/model/method names (JSON)")
+    p.add_argument("--checkpoint", default=None, help="the mitigated method's checkpoint (not for zs)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--out", required=True, help="the training regions file (Parquet)")
+    p.add_argument("shards", nargs="+", help="the training split's prepared shards")
 
     p = stage("discovery", cmd_discovery, "the discovery table from the regions files")
     p.add_argument("--class-names", type=_json, required=True, help="dataset -> class names (JSON)")

@@ -154,6 +154,7 @@ def check_config(config: Config, schema: Schema) -> None:
         errors.append(f"heatmaps.amp: {heatmaps['amp']} is mixed precision on CUDA, but device is cpu; set amp: none")
     errors += _robustness_errors(config)
     errors += _discovery_errors(config)
+    errors += _ravl_errors(config)
     errors = _swept_keys(errors, origin)
     if errors:
         raise ConfigError("\n".join(errors))
@@ -169,6 +170,25 @@ def _discovery_errors(config: Config) -> list[str]:
     if split is not None:
         errors += [f"datasets.{name}.splits: no {split!r} split (named by discovery.split)"
                    for name, dataset in config["datasets"].items() if split not in dataset["splits"]]
+    return errors
+
+
+def _ravl_errors(config: Config) -> list[str]:
+    """A RaVL method mitigates a trained method that discovery examines, and is not itself mitigated in a cycle."""
+    errors = []
+    for name, entry in config["methods"].items():
+        if not needs_regions(config, name):
+            continue
+        target = entry["mitigates"]
+        if target not in config["methods"]:
+            errors.append(f"methods.{name}.mitigates: no method {target!r} in methods")
+        elif needs_regions(config, target) or not trains(config, target):
+            errors.append(f"methods.{name}.mitigates: {target!r} must be a fine-tuned method other than ravl; its "
+                          "discovery names the regions to ignore")
+        elif "discovery" not in config:
+            errors.append(f"methods.{name}: ravl reads the discovery of {target!r}; add a `discovery` section")
+        elif target not in (config["discovery"].get("methods") or config["methods"]):
+            errors.append(f"discovery.methods: add {target!r}, the method that methods.{name} mitigates")
     return errors
 
 
@@ -236,6 +256,11 @@ def _finetune_methods() -> dict[str, dict[str, Any]]:
 def trains(config: Config, method: str) -> bool:
     """As the method's registration states: a method that trains has a checkpoint to explain."""
     return _finetune_methods()[config["methods"][split_variant(method)[0]]["kind"]]["trains"]
+
+
+def needs_regions(config: Config, method: str) -> bool:
+    """A method that trains on the regions of a discovery (RaVL's Stage 2), as its registration states."""
+    return bool(_finetune_methods()[config["methods"][split_variant(method)[0]]["kind"]].get("regions"))
 
 
 def finetune_spec(config: Config, method: str) -> Config:

@@ -11,9 +11,9 @@ import math
 from typing import Any, Literal
 
 Stage = Literal["items", "prepare", "prepare_report", "pretrain", "finetune", "explain", "predict", "score", "report",
-                "robustness", "discover", "discovery"]
+                "robustness", "discover", "discovery", "assign_regions"]
 MiB = 2**20
-GPU_STAGES = ("pretrain", "finetune", "explain", "predict", "discover")
+GPU_STAGES = ("pretrain", "finetune", "explain", "predict", "discover", "assign_regions")
 # What one image costs in each stage besides its pixels: explain keeps logits and a heatmap per sample
 # (ImageNet: 1,000 float16 logits), score a handful of columns.
 ROW_BYTES = {"explain": 8192, "predict": 4096, "score": 64, "robustness": 4096}
@@ -47,7 +47,7 @@ def job_resources(
         held = 4 * parameters + ROW_BYTES.get(stage, 0) * images
     rate = settings["images_per_second"]
     # a forward pass without the backward of a heatmap: at least explain's rate
-    key = "train" if stage in ("pretrain", "finetune") else "explain" if stage in ("predict", "discover") else stage
+    key = "train" if stage in ("pretrain", "finetune") else "explain" if stage in ("predict", "discover", "assign_regions") else stage
     seconds = images * passes / rate[key] if key in rate else 0.0  # score and report: no per-image work to speak of
     if corrupted:
         seconds += images / rate["corrupt"]  # ImageNet-C corruptions run on the CPU

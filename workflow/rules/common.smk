@@ -176,6 +176,22 @@ def discovery_files():
     )
 
 
+def mitigated(method):
+    """The method whose discovery a RaVL method reads (its `mitigates`); None for every other method."""
+    entry = method_entry(method)
+    return entry["mitigates"] if settings.needs_regions(config, method) else None
+
+
+def training_regions(wildcards):
+    """A RaVL method's input: the training split's regions assigned to the clusters discovered on the method it
+    mitigates (so discovery on that model runs before this fine-tuning job)."""
+    target = mitigated(wildcards.method)
+    if target is None:
+        return []
+    return expand(rules.assign_regions.output[0], dataset=wildcards.dataset, split=config["train_split"],
+                  model=wildcards.model, method=target)
+
+
 def heatmap_group(dataset, shift, model, heatmap):
     """The heatmap files of every configured method for one (dataset, shift, model, heatmap method)."""
     groups = [f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)]
@@ -232,13 +248,14 @@ def _job_size(stage, wc):
             train["epochs"],
             1,
         )
-    if stage == "finetune":
+    if stage == "finetune":  # RaVL also encodes each image's regions in every step
         method = method_entry(wc.method)
+        regions = 1 + config["discovery"]["background_boxes"] if mitigated(wc.method) else 1
         return (
             _split_images(wc.dataset, config["train_split"]),
             config["datasets"][wc.dataset]["image_size"],
             model_parameters(wc.model),
-            method["epochs"],
+            method["epochs"] * regions,
             method["processes"],
         )
     if stage == "explain":
@@ -259,10 +276,11 @@ def _job_size(stage, wc):
             1,
             1,
         )
-    if stage == "discover":  # the full images and their regions through the encoder
+    if stage in ("discover", "assign_regions"):  # the full images and their regions through the encoder
         regions = 1 + config["discovery"]["background_boxes"]
+        split = config["discovery"].get("split", EVAL) if stage == "discover" else wc.split
         return (
-            _split_images(wc.dataset, config["discovery"].get("split", EVAL)) * regions,
+            _split_images(wc.dataset, split) * regions,
             config["datasets"][wc.dataset]["image_size"],
             model_parameters(wc.model),
             1,

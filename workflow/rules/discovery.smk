@@ -1,4 +1,5 @@
 # RaVL's Stage 1 (config section `discovery`): regions of the scored split, clustered; which cluster the errors follow.
+# assign_regions hands a discovery to Stage 2: the training split's regions, each in its nearest discovered cluster.
 
 
 rule discover:
@@ -41,6 +42,42 @@ rule discover:
         " --prompts {params.prompts:q} --shards {params.shards:q} --tied {params.tied:q} --settings {params.settings:q}"
         " --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size} --device {params.device}"
         " --threads {threads} --out {output.regions} --png {output.png} > {log} 2>&1"
+
+
+rule assign_regions:
+    input:
+        shards=lambda wc: shard_files(wc.dataset, wc.split),
+        discovery=rules.discover.output.regions,
+        discovered=lambda wc: shard_files(wc.dataset, config["discovery"].get("split", EVAL)),
+        weights=explain_weights,
+    output:
+        "results/regions/{dataset}/{split}/{model}/{method}.parquet",
+    log:
+        "results/logs/assign_regions/{dataset}/{split}/{model}/{method}.log",
+    benchmark:
+        "results/benchmarks/assign_regions/{dataset}/{split}/{model}/{method}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        **sized("assign_regions"),
+    params:
+        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
+        method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
+        prompts=lambda wc: class_prompts(wc.dataset),
+        discovered=lambda wc, input: as_json(list(input.discovered)),
+        settings=as_json(
+            {k: v for k, v in config.get("discovery", {}).items() if k not in ("methods", "batch_size", "split")}
+        ),
+        names=lambda wc: as_json({k: wc[k] for k in ("dataset", "split", "model", "method")}),
+        checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
+        batch_size=config.get("discovery", {}).get("batch_size", 256),
+        device=config["device"],
+    shell:
+        "python -m vlm_rationality assign-regions --model {params.model:q} --method {params.method:q}"
+        " --prompts {params.prompts:q} --discovery {input.discovery} --discovered {params.discovered:q}"
+        " --settings {params.settings:q} --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size}"
+        " --device {params.device} --threads {threads} --out {output} {input.shards} > {log} 2>&1"
 
 
 rule discovery:

@@ -2,6 +2,7 @@ rule finetune:
     input:
         shards=lambda wc: shard_files(wc.dataset, config["train_split"]),
         base=lambda wc: base_inputs(wc.model),
+        regions=training_regions,
     output:
         weights="results/checkpoints/{dataset}/{model}/{method}.safetensors",
         sidecar="results/checkpoints/{dataset}/{model}/{method}.json",
@@ -16,7 +17,10 @@ rule finetune:
         **sized("finetune"),
     params:
         model=lambda wc: as_json(model_spec(wc.model, wc.method)),
-        method=lambda wc: as_json(settings.finetune_spec(config, wc.method)),
+        # RaVL's regions file travels in its spec, so the method reads it and its hash is in the sidecar's inputs.
+        method=lambda wc: as_json(
+            {**settings.finetune_spec(config, wc.method), **{"regions": path for path in training_regions(wc)}}
+        ),
         prompts=lambda wc: class_prompts(wc.dataset),
         device=config["device"],
         # Data-parallel over `processes` workers (one per GPU; gloo processes on CPU), one process otherwise.

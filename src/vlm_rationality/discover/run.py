@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ from vlm_rationality.discover.clusters import cluster_regions, k_range
 from vlm_rationality.discover.embed import class_embeddings, crops, embed
 from vlm_rationality.discover.identify import identify, precision_at, rank_regions, zero_shot_scores
 from vlm_rationality.discover.regions import background_boxes, grid_boxes, object_box
+from vlm_rationality.metrics.groups import NO_GROUPS, cue_present, worst_group
 from vlm_rationality.progress import Progress
 
 OBJECT, BACKGROUND, GRID = "object", "background", "grid"
@@ -36,15 +38,28 @@ def image_regions(image_mask: np.ndarray, sample_id: str, settings: dict[str, An
     return [(box, OBJECT)] + [(b, BACKGROUND) for b in background_boxes(image_mask, settings["background_boxes"], side, rng)]
 
 
-def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings: dict[str, Any], device,
-             batch_size: int, dataset: str) -> tuple[dict[str, Any], dict[str, list], list[np.ndarray]]:
-    """(the discovery row, the region table's columns, the top cluster's first regions as uint8 crops)."""
+@dataclass
+class EmbeddedRegions:
+    """A split's regions as the classifier sees them: the region table's columns and the embeddings."""
+    regions: dict[str, list]  # image (row of `labels`), sample_id, kind, feature, box
+    region_embedding: np.ndarray  # [regions, D], unit norm
+    image_embedding: np.ndarray  # [images, D], unit norm
+    labels: np.ndarray  # [images]
+    backgrounds: np.ndarray  # [images]: the background's class where the dataset records it, else -1
+    n_background_short: int  # background squares that found no room beside the object
+    n_grid_images: int  # images without an object mask (grid regions)
+
+
+def embed_regions(classifier, shards: Sequence[str], settings: dict[str, Any], device, batch_size: int,
+                  dataset: str, what: str = "discover") -> EmbeddedRegions:
+    """Every image of `shards` and its regions, embedded a shard at a time (only embeddings are kept)."""
     labels_seen: list[int] = []
+    backgrounds_seen: list[int] = []
     regions: dict[str, list] = {"image": [], "sample_id": [], "kind": [], "feature": [], "box": []}
-    image_embeddings, region_embeddings, region_shard = [], [], []
+    image_embeddings, region_embeddings = [], []
     short = grid_images = 0
-    progress = Progress("discover", sum(prepared_rows(path) for path in shards))
-    for number, path in enumerate(shards):  # a shard at a time: only embeddings are kept
+    progress = Progress(what, sum(prepared_rows(path) for path in shards))
+    for path in shards:
         shard = read_prepared(path)
         backgrounds = shard.get("background", [None] * len(shard["sample_id"]))
         image_embeddings.append(embed(classifier, shard["image"], device, batch_size))
@@ -53,7 +68,7 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
             boxes = image_regions(shard["mask"][i], sample_id, settings)
             if boxes[0][1] == GRID:
                 grid_images += 1
-            else:  # background squares that found no room beside the object
+            else:
                 short += settings["background_boxes"] - (len(boxes) - 1)
             for box, kind in boxes:
                 regions["image"].append(len(labels_seen))
@@ -61,9 +76,9 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
                 regions["kind"].append(kind)
                 regions["feature"].append(int(shard["label"][i]) if kind == OBJECT else backgrounds[i] if kind == BACKGROUND else None)
                 regions["box"].append(list(box))
-                region_shard.append(number)
             pixels.append(crops(shard["image"][i], [box for box, _ in boxes]))
             labels_seen.append(int(shard["label"][i]))
+            backgrounds_seen.append(-1 if backgrounds[i] is None else int(backgrounds[i]))
         if pixels:  # a shard whose every sample was skipped as bad input holds no rows
             region_embeddings.append(embed(classifier, np.concatenate(pixels), device, batch_size))
         progress.update(len(shard["sample_id"]), "images")
@@ -71,17 +86,26 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
     if grid_images:
         log.warning("dataset %s: %d of %d images have no object mask; their regions are a %d x %d grid", dataset,
                     grid_images, len(labels_seen), settings["grid"], settings["grid"])
-    region_embedding = np.concatenate(region_embeddings)
-    image_embedding = np.concatenate(image_embeddings)
+    empty = np.zeros((0, classifier.head.in_features), np.float32)
+    return EmbeddedRegions(regions, np.concatenate(region_embeddings) if region_embeddings else empty,
+                           np.concatenate(image_embeddings) if image_embeddings else empty, np.array(labels_seen, int),
+                           np.array(backgrounds_seen, int), short, grid_images)
+
+
+def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings: dict[str, Any], device,
+             batch_size: int, dataset: str) -> tuple[dict[str, Any], dict[str, list], dict[str, list], list[np.ndarray]]:
+    """(the discovery row, the region table's columns, the clusters {medoids: region rows, ranked: candidate
+    clusters by gap}, the top cluster's first regions as uint8 crops)."""
+    seen = embed_regions(classifier, shards, settings, device, batch_size, dataset)
+    regions, region_embedding, labels = seen.regions, seen.region_embedding, seen.labels
     text = class_embeddings(classifier)
-    labels = np.array(labels_seen)
     region_image = np.array(regions["image"])
     try:
         clustering = cluster_regions(region_embedding, k_range(len(text)), settings["seed"])
     except ValueError as err:
         raise ValueError(f"dataset {dataset}: {err}") from None
-    evidence = identify(clustering.labels, labels, zero_shot_scores(image_embedding, text),
-                        zero_shot_scores(region_embedding, text), region_image)
+    image_scores, region_scores = zero_shot_scores(seen.image_embedding, text), zero_shot_scores(region_embedding, text)
+    evidence = identify(clustering.labels, labels, image_scores, region_scores, region_image)
     top = evidence[0] if evidence and evidence[0].candidate else None
     ranked = rank_regions(region_embedding, clustering.labels, clustering.medoids, top.cluster) if top else np.zeros(0, int)
     rank = np.full(len(region_embedding), -1)
@@ -89,8 +113,8 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
     regions["cluster"] = clustering.labels.tolist()
     regions["rank"] = rank.tolist()
     row: dict[str, Any] = {
-        "n_images": len(labels_seen), "n_regions": len(region_embedding),
-        "n_background_short": short, "n_grid_images": grid_images, "k": clustering.k,
+        "n_images": len(labels), "n_regions": len(region_embedding),
+        "n_background_short": seen.n_background_short, "n_grid_images": seen.n_grid_images, "k": clustering.k,
         "silhouette": clustering.silhouette, "n_candidates": sum(e.candidate for e in evidence),
         "top_cluster": top.cluster if top else None, "top_cluster_size": len(ranked),
         "top_gap": top.gap if top else None, "top_influence": top.influence if top else None,
@@ -104,16 +128,42 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
         cue = tied[top.tied_class] if top and top.tied_class is not None else None
         matches = np.array([regions["kind"][r] == BACKGROUND and regions["feature"][r] == cue for r in ranked], int)
         row["spurious_feature"], row["precision_at_10"] = cue, precision_at(matches if top else None, 1)
-    return row, regions, _top_crops(shards, regions, region_shard, ranked[:20])
+    row.update(_accuracies(seen, image_scores, region_scores, tied))
+    clusters = {"medoids": [int(m) for m in clustering.medoids],
+                "ranked": [int(e.cluster) for e in evidence if e.candidate]}
+    top_regions = [(regions["sample_id"][r], tuple(regions["box"][r])) for r in ranked[:20]]
+    return row, regions, clusters, cut_regions(shards, top_regions)
 
 
-def _top_crops(shards: Sequence[str], regions: dict[str, list], region_shard: list[int], top: np.ndarray) -> list[np.ndarray]:
-    """The crops of the `top` regions, cut again from their shards (the images are not kept)."""
-    out = {}
-    for number in sorted({region_shard[r] for r in top}):
-        shard = read_prepared(shards[number])
+def _accuracies(seen: EmbeddedRegions, image_scores: np.ndarray, region_scores: np.ndarray,
+                tied: list[int] | None) -> dict[str, Any]:
+    """Accuracy of the images and of their object regions alone (classified as the images are), overall and in
+    the worst (class, cue present) group where the dataset knows each class's cue: RaVL's image and region
+    accuracies, on the same images."""
+    objects = np.array([r for r, kind in enumerate(seen.regions["kind"]) if kind == OBJECT], int)
+    images = np.array(seen.regions["image"], int)[objects]
+    out: dict[str, Any] = {}
+    for level, correct, which in (("image", image_scores.argmax(1) == seen.labels, np.arange(len(seen.labels))),
+                                  ("region", region_scores[objects].argmax(1) == seen.labels[images], images)):
+        out[f"{level}_accuracy"] = float(correct.mean()) if len(correct) else None
+        worst = (worst_group(correct, seen.labels[which], cue_present(seen.labels[which], seen.backgrounds[which], tied))
+                 if tied is not None and len(correct) else NO_GROUPS)
+        out[f"{level}_acc_worst_group"] = worst["acc_worst_group"]
+    return out
+
+
+def cut_regions(shards: Sequence[str], wanted: Sequence[tuple[str, tuple[int, int, int, int]]]) -> list[np.ndarray]:
+    """uint8 crops of (sample_id, box) regions, cut again from the shards that hold them (the images are not kept)."""
+    out: dict[int, np.ndarray] = {}
+    for path in shards:
+        shard = read_prepared(path)
         position = {sample_id: i for i, sample_id in enumerate(shard["sample_id"])}
-        for r in top:
-            if region_shard[r] == number:
-                out[r] = crops(shard["image"][position[regions["sample_id"][r]]], [tuple(regions["box"][r])])[0]
-    return [out[r] for r in top]
+        for number, (sample_id, box) in enumerate(wanted):
+            if sample_id in position:
+                out[number] = crops(shard["image"][position[sample_id]], [box])[0]
+        if len(out) == len(wanted):
+            break
+    missing = [wanted[n][0] for n in range(len(wanted)) if n not in out]
+    if missing:
+        raise KeyError(f"samples {missing[:3]} are in none of the shards {', '.join(map(str, shards[:3]))}...")
+    return [out[n] for n in range(len(wanted))]

@@ -20,6 +20,7 @@ class TrainingSplit:
     images: torch.Tensor  # uint8 [N, S, S, 3]
     labels: torch.Tensor  # int64 [N]
     captions: list[str] | None
+    sample_ids: list[str]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -31,13 +32,14 @@ class TrainingSplit:
 
 
 def load_split(paths: Sequence[str | os.PathLike], with_captions: bool = False) -> TrainingSplit:
-    images, labels, captions = [], [], []
+    images, labels, captions, sample_ids = [], [], [], []
     for batch in iter_batches(paths, 4096, ("caption",) if with_captions else ()):
         images.append(batch.images)
         labels.append(batch.labels)
+        sample_ids += batch.sample_ids
         captions += batch.extra.get("caption", [])
     if not labels:
         raise ValueError(f"no training samples in {', '.join(map(str, paths))}")
     if with_captions and any(c is None for c in captions):
         raise ValueError("pretraining needs a caption for every sample; this dataset has none")
-    return TrainingSplit(torch.cat(images), torch.cat(labels), captions if with_captions else None)
+    return TrainingSplit(torch.cat(images), torch.cat(labels), captions if with_captions else None, sample_ids)

@@ -46,7 +46,7 @@ def finetune(
         model = build_model(model_spec).to(dev)
         start = time.perf_counter()
         classifier, metrics = method.fit(model, prompts, load_split(shards), dev)
-        inputs = _input_hashes(shards)
+        inputs = _input_hashes([*shards, *([method_spec["regions"]] if "regions" in method_spec else [])])
         if model_spec.get("pretrained") and Path(model_spec["pretrained"]).is_file():
             inputs.update(_input_hashes([model_spec["pretrained"]]))
         sidecar = {"model": model_spec, "method": method_spec, "prompts": list(prompts), "head_kind": classifier.kind,

@@ -1,0 +1,115 @@
+"""RaVL's Stage 2 (Varma et al., NeurIPS 2024): fine-tuning with a region-aware loss that ignores the discovered
+spurious feature.
+
+The training split's regions come assigned to the clusters that Stage 1 found on the method being mitigated
+(`mitigates`, discover/assign.py): regions of the first `spurious_clusters` candidates by gap are spurious (RaVL
+mitigates the top one), every other region is relevant. The image tower learns
+L = λ·L_CLIP + (1 − λ)·mean_i (L_R^i + L_A^i) (losses.region_aware_loss) against the frozen class-prompt texts, and
+classifies with them afterwards, as zero-shot does. Regions are cut and resized as discovery cuts them, so a region
+looks in training as it looked when it was assigned; random crops would move the boxes, hence no `augment`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlm_rationality.artefacts import read_training_regions
+from vlm_rationality.discover.embed import crops
+from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, batch_images
+from vlm_rationality.finetune.distributed import gather, share
+from vlm_rationality.finetune.loop import fit
+from vlm_rationality.finetune.losses import region_aware_loss
+from vlm_rationality.models.heads import build_classifier
+
+@dataclass
+class SplitRegions:
+    """Every training image's regions, padded to the most any image has."""
+    boxes: np.ndarray  # int [N, R, 4]
+    valid: torch.Tensor  # bool [N, R]
+    spurious: torch.Tensor  # bool [N, R]
+
+    @classmethod
+    def read(cls, path: str, sample_ids: Sequence[str], spurious_clusters: int) -> "SplitRegions":
+        table, ranked = read_training_regions(path)
+        position = {sample_id: i for i, sample_id in enumerate(sample_ids)}
+        missing = sorted(set(sample_ids) - set(table["sample_id"]))
+        if missing:
+            raise ValueError(f"{path}: no regions for {len(missing)} training samples (e.g. {missing[0]}); "
+                             "it was assigned on another training split: delete it and rerun")
+        rows: list[list[int]] = [[] for _ in sample_ids]
+        for r, sample_id in enumerate(table["sample_id"]):
+            if sample_id in position:
+                rows[position[sample_id]].append(r)
+        width = max(map(len, rows))
+        boxes = np.zeros((len(rows), width, 4), int)
+        valid = torch.zeros(len(rows), width, dtype=torch.bool)
+        spurious = torch.zeros_like(valid)
+        chosen = set(ranked[:spurious_clusters])
+        for i, mine in enumerate(rows):
+            for j, r in enumerate(mine):
+                boxes[i, j], valid[i, j] = table["box"][r], True
+                spurious[i, j] = table["cluster"][r] in chosen
+        return cls(boxes, valid, spurious)
+
+
+@FINETUNE_METHODS.register("ravl", trains=True, head="prompt", regions=True)
+class RegionAwareFineTune(Method):
+    """`mitigates`: the method whose discovery names the spurious regions; `region_loss`: {weight (λ), temperature
+    (τ), spurious_clusters, denominator} (losses.region_losses)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        if self.augment:
+            raise ValueError("ravl cuts each region at its assigned box; augment: true would move the boxes")
+        self.loss = config["region_loss"]  # its defaults (λ 0.8, τ 0.07, the top cluster) live in the config schema
+
+    def fit(self, model, prompts, split, device):
+        if "regions" not in self.config:
+            raise KeyError("ravl needs `regions`: the training regions file of the method it mitigates "
+                           "(the workflow's assign_regions rule writes it)")
+        torch.manual_seed(self.settings.seed)
+        regions = SplitRegions.read(self.config["regions"], split.sample_ids, self.loss["spurious_clusters"])
+        model.requires_grad_(False)
+        with torch.no_grad():
+            text = F.normalize(model.encode_text(prompts).float(), dim=-1)
+        trained = model.image_parameters()
+        for parameter in trained:
+            parameter.requires_grad_(True)
+        model.train()
+        labels = split.labels.to(device)
+
+        def step(index):
+            target = labels[index.to(device)]
+            mine = share(index)
+            image = gather(model.encode_image(batch_images(model, split, mine, device)), len(index))
+            if self.loss["weight"] == 1:  # λ = 1: the region terms weigh nothing, so no region is encoded
+                region = image.new_zeros(len(index), regions.valid.shape[1], image.shape[-1])
+            else:
+                region = F.normalize(gather(self._encode_regions(model, split, regions, mine, device), len(index)), dim=-1)
+            loss = region_aware_loss(image, region, text, model.logit_scale, regions.valid[index].to(device),
+                                     regions.spurious[index].to(device), target, self.loss["weight"],
+                                     self.loss["temperature"], self.loss["denominator"])
+            correct = int(((F.normalize(image, dim=-1) @ text.T).argmax(1) == target).sum())
+            return loss, correct
+
+        metrics = fit(trained, step, split, self.settings)
+        metrics["spurious_region_share"] = float(regions.spurious.sum() / regions.valid.sum())
+        model.eval().requires_grad_(False)
+        return build_classifier(model, "prompt", prompts), metrics
+
+    @staticmethod
+    def _encode_regions(model, split, regions: SplitRegions, index: torch.Tensor, device) -> torch.Tensor:
+        """[b, R, D] region embeddings of this rank's images (zeros where an image has fewer regions)."""
+        valid = regions.valid[index]
+        pixels = np.concatenate([crops(split.images[i].numpy(), [tuple(box) for box in regions.boxes[i][valid[n]]])
+                                 for n, i in enumerate(index.tolist())]) if len(index) else None
+        if pixels is None:
+            return torch.zeros(0, valid.shape[1], model.embed_dim, device=device)
+        encoded = model.encode_image(model.preprocess(torch.from_numpy(pixels).to(device, non_blocking=True)))
+        out = encoded.new_zeros(len(index), valid.shape[1], encoded.shape[-1])
+        return out.masked_scatter(valid.to(device)[..., None], encoded)

@@ -1,0 +1,166 @@
+"""RaVL's Stage 2: the region-aware loss on hand-made embeddings, and the ravl method on real shards and a real model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vlm_rationality.finetune.losses import contrastive_loss, region_aware_loss, region_losses
+
+
+def _batch(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.randn(6, 8, generator=generator)
+    region = F.normalize(torch.randn(6, 4, 8, generator=generator), dim=-1)
+    text = F.normalize(torch.randn(3, 8, generator=generator), dim=-1)
+    target = torch.tensor([0, 1, 2, 0, 1, 1])
+    valid = torch.ones(6, 4, dtype=torch.bool)
+    valid[2, 3] = False
+    spurious = torch.zeros(6, 4, dtype=torch.bool)
+    spurious[:, 1] = True
+    return image, region, text, target, valid, spurious
+
+
+def test_weight_one_is_exactly_the_clip_loss_in_value_and_gradient():
+    image, region, text, target, valid, spurious = _batch()
+    scale = torch.tensor(14.3)
+    image_a, image_b = image.clone().requires_grad_(True), image.clone().requires_grad_(True)
+    ravl = region_aware_loss(image_a, region, text, scale, valid, spurious, target, 1.0, 0.07)
+    clip = contrastive_loss(image_b, text[target], scale, target)
+    assert torch.equal(ravl, clip)
+    ravl.backward()
+    clip.backward()
+    assert torch.equal(image_a.grad, image_b.grad)
+    mixed = region_aware_loss(image, region, text, scale, valid, spurious, target, 0.8, 0.07)
+    l_r, l_a = region_losses(region, text, valid, spurious, target, 0.07)
+    assert torch.allclose(mixed, 0.8 * clip + 0.2 * (l_r + l_a).mean())
+
+
+def test_the_region_terms_by_hand():
+    """Two images of class 0 and one of class 1, texts e0 and e1, τ = 1 (cosines as logits)."""
+    text = torch.eye(2)
+    c, s = math.cos(0.5), math.sin(0.5)
+    region = torch.tensor([
+        [[1.0, 0.0], [0.0, 1.0]],  # image 0: relevant region = e0, spurious region = e1
+        [[c, s], [1.0, 0.0]],      # image 1: relevant region at 0.5 rad from e0, spurious region = e0
+        [[0.0, 1.0], [0.0, 1.0]],  # image 2 (class 1): no spurious region
+    ])
+    valid = torch.tensor([[True, True], [True, True], [True, False]])
+    spurious = torch.tensor([[False, True], [False, True], [False, False]])
+    target = torch.tensor([0, 0, 1])
+    l_r, l_a = region_losses(region, text, valid, spurious, target, 1.0, "classes")
+    # L_R over the batch's two classes: -log e^m(y) / (e^m(0) + e^m(1))
+    assert l_r[0].item() == pytest.approx(math.log(math.e + 1) - 1)
+    assert l_r[1].item() == pytest.approx(math.log(math.exp(c) + math.exp(s)) - c)
+    # L_A: image 0's spurious region e1 has cosine 0 with its class text e0; image 1's has cosine 1; image 2 has none
+    assert l_a[0].item() == pytest.approx(math.log(math.e + 1) - 1)
+    assert l_a[1].item() == pytest.approx(math.log(math.exp(c) + math.e) - c)
+    assert l_a[2].item() == 0
+    # "items": one text per batch item, so class 0 (two items) counts twice in the denominator
+    items, _ = region_losses(region, text, valid, spurious, target, 1.0, "items")
+    assert items[0].item() == pytest.approx(math.log(2 * math.e + 1) - 1)
+    assert items[2].item() == pytest.approx(math.log(2 * 1 + math.e) - 1)
+    # an image whose every region is spurious has no relevant region: both of its terms are zero
+    only_spurious = spurious.clone()
+    only_spurious[0] = True
+    l_r, l_a = region_losses(region, text, valid, only_spurious, target, 1.0, "classes")
+    assert l_r[0].item() == 0 and l_a[0].item() == 0 and l_r[1].item() > 0
+    with pytest.raises(ValueError, match="region_loss.denominator: 'each'"):
+        region_losses(region, text, valid, spurious, target, 1.0, "each")
+
+
+def test_a_gradient_step_lowers_a_spurious_regions_similarity_to_its_class_text():
+    image, region, text, target, valid, spurious = _batch(1)
+    own = text[target]  # [B, D]: each image's class text
+    region = region.clone()
+    region[:, 1] = F.normalize(own + 0.5 * region[:, 1], dim=-1)  # spurious regions that look like the class text
+    region.requires_grad_(True)
+    before = (region.detach() * own[:, None]).sum(-1)  # [B, R] cosine of each region with its image's class text
+    loss = region_aware_loss(image, region, text, torch.tensor(14.3), valid, spurious, target, 0.8, 0.07)
+    loss.backward()
+    with torch.no_grad():
+        after = (F.normalize(region - 1e-3 * region.grad, dim=-1) * own[:, None]).sum(-1)
+    assert (after[spurious] < before[spurious]).all()
+    # the best relevant region of each image moves towards its class text
+    best = before.masked_fill(spurious | ~valid, -2).argmax(1)
+    rows = torch.arange(len(target))
+    assert (after[rows, best] > before[rows, best]).all()
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """A prepared training shard of the synthetic benchmark and its regions file, each background square of an
+    image on its own class's texture assigned to the spurious cluster 1."""
+    from vlm_rationality.artefacts import write_prepared_shard, write_training_regions
+    from vlm_rationality.data.synthetic import SyntheticSpec, generate
+    from vlm_rationality.discover.run import image_regions
+
+    root = tmp_path_factory.mktemp("ravl")
+    samples = list(generate(SyntheticSpec(image_size=32, num_classes=4, num_textures=4), "train", 32, rho=0.9))
+    shard = root / "shard-0000.parquet"
+    write_prepared_shard(shard, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
+                         images=np.stack([s.image for s in samples]), masks=np.stack([s.mask for s in samples]),
+                         sources=["synthetic"] * len(samples), config_hash="h")
+    regions = {"sample_id": [], "kind": [], "feature": [], "box": [], "cluster": []}
+    settings = {"background_boxes": 3, "box_fraction": 0.25, "grid": 3, "seed": 0}
+    for s in samples:
+        for box, kind in image_regions(s.mask, s.sample_id, settings):
+            own = kind == "background" and s.extra["background"] == s.label
+            regions["sample_id"].append(s.sample_id)
+            regions["kind"].append(kind)
+            regions["feature"].append(s.label if kind == "object" else s.extra["background"])
+            regions["box"].append(list(box))
+            regions["cluster"].append(1 if own else 0)
+    path = root / "regions.parquet"
+    write_training_regions(path, regions, {}, [1, 0], {"dataset": "tiny"}, "h")
+    return shard, path, regions
+
+
+def test_split_regions_pad_images_and_mark_the_chosen_clusters_spurious(shards):
+    from vlm_rationality.finetune.data import load_split
+    from vlm_rationality.finetune.ravl import SplitRegions
+
+    shard, path, table = shards
+    split = load_split([shard])
+    regions = SplitRegions.read(str(path), split.sample_ids, 1)
+    counts = [table["sample_id"].count(s) for s in split.sample_ids]
+    assert regions.valid.sum(1).tolist() == counts and regions.valid.shape[1] == max(counts)
+    assert int(regions.spurious.sum()) == table["cluster"].count(1)
+    assert not (regions.spurious & ~regions.valid).any()
+    both = SplitRegions.read(str(path), split.sample_ids, 2)  # the first two candidates: every region
+    assert torch.equal(both.spurious, both.valid)
+    with pytest.raises(ValueError, match="no regions for 1 training samples"):
+        SplitRegions.read(str(path), [*split.sample_ids, "stranger"], 1)
+
+
+def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts(shards):
+    from vlm_rationality.finetune import build_method
+    from vlm_rationality.finetune.data import load_split
+    from vlm_rationality.models import build_model
+    from vlm_rationality.models.heads import prompt_head
+
+    shard, path, table = shards
+    prompts = [f"a photo of a {name}" for name in ("circle", "square", "triangle", "star")]
+    torch.manual_seed(0)
+    model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
+    text_before = {k: v.clone() for k, v in model.model.named_parameters() if not k.startswith("visual.")}
+    image_before = [p.detach().clone() for p in model.image_parameters()]
+    head_before = prompt_head(model, prompts).weight.detach().clone()
+    config = {"kind": "ravl", "mitigates": "ft", "lr": 1e-3, "epochs": 2, "batch_size": 8, "seed": 0,
+              "regions": str(path),
+              "region_loss": {"weight": 0.8, "temperature": 0.07, "spurious_clusters": 1, "denominator": "classes"}}
+    classifier, metrics = build_method(config).fit(model, prompts, load_split([shard]), torch.device("cpu"))
+    assert classifier.kind == "prompt" and math.isfinite(metrics["train_loss"]) and metrics["steps"] == 8
+    assert metrics["spurious_region_share"] == pytest.approx(table["cluster"].count(1) / len(table["cluster"]))
+    assert all(torch.equal(v, dict(model.model.named_parameters())[k]) for k, v in text_before.items())
+    assert any(not torch.equal(a, b) for a, b in zip(image_before, model.image_parameters()))
+    assert torch.equal(classifier.head.weight, head_before)  # the class texts did not move
+    with pytest.raises(ValueError, match="augment: true would move the boxes"):
+        build_method({**config, "augment": True})
+    with pytest.raises(KeyError, match="ravl needs `regions`"):
+        build_method({k: v for k, v in config.items() if k != "regions"}).fit(model, prompts, load_split([shard]),
+                                                                               torch.device("cpu"))
