@@ -265,4 +265,4 @@ def test_a_ravl_method_must_mitigate_a_discovered_fine_tuned_method():
     config["discovery"] = {"methods": ["ft"]}
     check_config(config, copy.deepcopy(SCHEMA))  # fills in the schema's defaults
     assert config["methods"]["ravl"]["region_loss"] == {"weight": 0.8, "temperature": 0.07, "spurious_clusters": 1,
-                                                         "denominator": "classes"}
+                                                         "denominator": "classes", "view": "crop"}

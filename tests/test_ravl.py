@@ -137,7 +137,8 @@ def test_split_regions_pad_images_and_mark_the_chosen_clusters_spurious(shards):
         SplitRegions.read(str(path), [*split.sample_ids, "stranger"], 1)
 
 
-def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts(shards):
+@pytest.mark.parametrize("view", ["crop", "in_place"])
+def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts(shards, view):
     from vlm_rationality.finetune import build_method
     from vlm_rationality.finetune.data import load_split
     from vlm_rationality.models import build_model
@@ -152,7 +153,8 @@ def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts
     head_before = prompt_head(model, prompts).weight.detach().clone()
     config = {"kind": "ravl", "mitigates": "ft", "lr": 1e-3, "epochs": 2, "batch_size": 8, "seed": 0,
               "regions": str(path),
-              "region_loss": {"weight": 0.8, "temperature": 0.07, "spurious_clusters": 1, "denominator": "classes"}}
+              "region_loss": {"weight": 0.8, "temperature": 0.07, "spurious_clusters": 1, "denominator": "classes",
+                              "view": view}}
     classifier, metrics = build_method(config).fit(model, prompts, load_split([shard]), torch.device("cpu"))
     assert classifier.kind == "prompt" and math.isfinite(metrics["train_loss"]) and metrics["steps"] == 8
     assert metrics["spurious_region_share"] == pytest.approx(table["cluster"].count(1) / len(table["cluster"]))
@@ -164,3 +166,15 @@ def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts
     with pytest.raises(KeyError, match="ravl needs `regions`"):
         build_method({k: v for k, v in config.items() if k != "regions"}).fit(model, prompts, load_split([shard]),
                                                                                torch.device("cpu"))
+
+
+def test_in_place_keeps_a_region_at_its_place_and_scale_on_grey():
+    from vlm_rationality.finetune.ravl import in_place
+
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    shown = in_place(image, [(4, 8, 20, 12), (0, 0, 32, 32)])
+    assert shown.shape == (2, 32, 32, 3) and np.array_equal(shown[1], image)
+    assert np.array_equal(shown[0, 8:12, 4:20], image[8:12, 4:20])
+    outside = np.ones((32, 32), bool)
+    outside[8:12, 4:20] = False
+    assert (shown[0][outside] == 128).all()

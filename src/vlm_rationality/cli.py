@@ -85,16 +85,22 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"{args.out}: {json.dumps(meta['counts'])}")
 
 
-def cmd_discover(args: argparse.Namespace) -> None:
-    from vlm_rationality.artefacts import write_discovery
+def _region_classifier(args: argparse.Namespace):
+    """(the method's classifier on its device, the device) for the region stages."""
     from vlm_rationality.device import resolve_device
-    from vlm_rationality.discover.run import discover
     from vlm_rationality.models.checkpoint import method_classifier
-    from vlm_rationality.report.discovery import region_grid
 
     _threads(args)
     device = resolve_device(args.device)
-    classifier = method_classifier(args.model, args.prompts, args.checkpoint).to(device).eval()
+    return method_classifier(args.model, args.prompts, args.checkpoint).to(device).eval(), device
+
+
+def cmd_discover(args: argparse.Namespace) -> None:
+    from vlm_rationality.artefacts import write_discovery
+    from vlm_rationality.discover.run import discover
+    from vlm_rationality.report.discovery import region_grid
+
+    classifier, device = _region_classifier(args)
     summary, regions, clusters, crops = discover(classifier, args.shards, args.tied, args.settings, device,
                                                  args.batch_size, args.keys["dataset"])
     write_discovery(args.out, regions, summary, clusters, args.keys,
@@ -109,13 +115,9 @@ def cmd_discover(args: argparse.Namespace) -> None:
 
 def cmd_assign_regions(args: argparse.Namespace) -> None:
     from vlm_rationality.artefacts import write_training_regions
-    from vlm_rationality.device import resolve_device
     from vlm_rationality.discover.assign import assign_regions
-    from vlm_rationality.models.checkpoint import method_classifier
 
-    _threads(args)
-    device = resolve_device(args.device)
-    classifier = method_classifier(args.model, args.prompts, args.checkpoint).to(device).eval()
+    classifier, device = _region_classifier(args)
     regions, summary, ranked = assign_regions(classifier, args.shards, args.discovery, args.discovered, args.settings,
                                               device, args.batch_size, args.keys["dataset"])
     write_training_regions(args.out, regions, summary, ranked, args.keys,
@@ -272,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
         return p
 
+    def regions_of(p: argparse.ArgumentParser, keys: str) -> None:
+        """What the region stages (discover, assign-regions) share: how regions are drawn, whose classifier."""
+        p.add_argument("--settings", type=_json, required=True, help="{background_boxes, box_fraction, grid, seed} (JSON)")
+        p.add_argument("--keys", type=_json, required=True, help=f"{keys} names (JSON)")
+        p.add_argument("--checkpoint", default=None, help="the method's fine-tuned checkpoint (not for zs)")
+        p.add_argument("--batch-size", type=int, default=256)
+
     p = stage("items", cmd_items, "list a dataset split once into its item index")
     p.add_argument("--spec", type=_json, required=True, help="dataset config (JSON)")
     p.add_argument("--split", required=True)
@@ -320,10 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_method_prompts(p)
     p.add_argument("--shards", type=_json, required=True, help="the scored split's prepared shards (JSON list)")
     p.add_argument("--tied", type=_json, default=None, help="class -> its tied background (JSON list), if known")
-    p.add_argument("--settings", type=_json, required=True, help="{background_boxes, box_fraction, grid, seed} (JSON)")
-    p.add_argument("--keys", type=_json, required=True, help="dataset/model/method names (JSON)")
-    p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
-    p.add_argument("--batch-size", type=int, default=256)
+    regions_of(p, "dataset/model/method")
     p.add_argument("--out", required=True, help="the regions file (Parquet; the summary in its metadata)")
     p.add_argument("--png", required=True, help="the top cluster's regions as an image grid")
 
@@ -332,10 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_method_prompts(p)
     p.add_argument("--discovery", required=True, help="the discovery regions file of the method being mitigated")
     p.add_argument("--discovered", type=_json, required=True, help="the prepared shards it clustered (JSON list)")
-    p.add_argument("--settings", type=_json, required=True, help="{background_boxes, box_fraction, grid, seed} (JSON)")
-    p.add_argument("--keys", type=_json, required=True, help="dataset/split/model/method names (JSON)")
-    p.add_argument("--checkpoint", default=None, help="the mitigated method's checkpoint (not for zs)")
-    p.add_argument("--batch-size", type=int, default=256)
+    regions_of(p, "dataset/split/model/method")
     p.add_argument("--out", required=True, help="the training regions file (Parquet)")
     p.add_argument("shards", nargs="+", help="the training split's prepared shards")
 

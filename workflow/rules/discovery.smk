@@ -1,6 +1,11 @@
 # RaVL's Stage 1 (config section `discovery`): regions of the scored split, clustered; which cluster the errors follow.
 # assign_regions hands a discovery to Stage 2: the training split's regions, each in its nearest discovered cluster.
 
+# How regions are drawn, the same for discovery and for the training regions assigned to its clusters.
+REGION_SETTINGS = as_json(
+    {k: v for k, v in config.get("discovery", {}).items() if k not in ("methods", "batch_size", "split")}
+)
+
 
 rule discover:
     input:
@@ -30,9 +35,7 @@ rule discover:
         prompts=lambda wc: class_prompts(wc.dataset),
         shards=lambda wc, input: as_json(list(input.shards)),
         tied=lambda wc: as_json(settings.tied_backgrounds(config, wc.dataset)),
-        settings=as_json(
-            {k: v for k, v in config.get("discovery", {}).items() if k not in ("methods", "batch_size", "split")}
-        ),
+        settings=REGION_SETTINGS,
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         batch_size=config.get("discovery", {}).get("batch_size", 256),
@@ -66,9 +69,7 @@ rule assign_regions:
         method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
         prompts=lambda wc: class_prompts(wc.dataset),
         discovered=lambda wc, input: as_json(list(input.discovered)),
-        settings=as_json(
-            {k: v for k, v in config.get("discovery", {}).items() if k not in ("methods", "batch_size", "split")}
-        ),
+        settings=REGION_SETTINGS,
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "split", "model", "method")}),
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         batch_size=config.get("discovery", {}).get("batch_size", 256),

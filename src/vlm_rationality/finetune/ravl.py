@@ -57,10 +57,25 @@ class SplitRegions:
         return cls(boxes, valid, spurious)
 
 
+def in_place(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
+    """uint8 [H, W, 3] -> [len(boxes), H, W, 3]: each box kept at its place and scale, everything outside it grey.
+
+    RaVL embeds regions of CNNs by RoIAlign on the feature map, at the image's scale; a crop resized to the input
+    magnifies a region (a 16 px background square of a 64 px image 4x, and its texture with it)."""
+    out = np.full((len(boxes), *image.shape), 128, np.uint8)
+    for n, (x0, y0, x1, y1) in enumerate(boxes):
+        out[n, y0:y1, x0:x1] = image[y0:y1, x0:x1]
+    return out
+
+
+VIEWS = {"crop": crops, "in_place": in_place}
+
+
 @FINETUNE_METHODS.register("ravl", trains=True, head="prompt", regions=True)
 class RegionAwareFineTune(Method):
     """`mitigates`: the method whose discovery names the spurious regions; `region_loss`: {weight (λ), temperature
-    (τ), spurious_clusters, denominator} (losses.region_losses)."""
+    (τ), spurious_clusters, denominator (losses.region_losses), view: how a region is shown to the encoder (`crop`:
+    cut and resized, as discovery embeds it; `in_place`)}."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
@@ -102,11 +117,11 @@ class RegionAwareFineTune(Method):
         model.eval().requires_grad_(False)
         return build_classifier(model, "prompt", prompts), metrics
 
-    @staticmethod
-    def _encode_regions(model, split, regions: SplitRegions, index: torch.Tensor, device) -> torch.Tensor:
+    def _encode_regions(self, model, split, regions: SplitRegions, index: torch.Tensor, device) -> torch.Tensor:
         """[b, R, D] region embeddings of this rank's images (zeros where an image has fewer regions)."""
         valid = regions.valid[index]
-        pixels = np.concatenate([crops(split.images[i].numpy(), [tuple(box) for box in regions.boxes[i][valid[n]]])
+        view = VIEWS[self.loss["view"]]
+        pixels = np.concatenate([view(split.images[i].numpy(), [tuple(box) for box in regions.boxes[i][valid[n]]])
                                  for n, i in enumerate(index.tolist())]) if len(index) else None
         if pixels is None:
             return torch.zeros(0, valid.shape[1], model.embed_dim, device=device)
