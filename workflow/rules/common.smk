@@ -188,8 +188,13 @@ def training_regions(wildcards):
     target = mitigated(wildcards.method)
     if target is None:
         return []
-    return expand(rules.assign_regions.output[0], dataset=wildcards.dataset, split=config["train_split"],
-                  model=wildcards.model, method=target)
+    return expand(
+        rules.assign_regions.output[0],
+        dataset=wildcards.dataset,
+        split=config["train_split"],
+        model=wildcards.model,
+        method=target,
+    )
 
 
 def heatmap_group(dataset, shift, model, heatmap):
