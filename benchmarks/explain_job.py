@@ -1,0 +1,146 @@
+"""The whole explain job, end to end, and where its time goes.
+
+Writes prepared shards of `--images` random images at the model's input size (random box masks, `--classes`
+labels), runs the real job on them (`explain_shards`: read + decode, the corruption of `--shift`, host -> device,
+forward + backward + rollout, RMA, write), then times each of those steps alone over the same shards, so the split
+names what the job spends its time on. Prints images/s end to end and of the model alone, the share of the job the
+device waits for the host, and peak memory. Random weights: the figures measure throughput, not accuracy.
+
+    python benchmarks/explain_job.py                                   # CUDA: ViT-B-16 at 224, 10,240 images, 1,000 classes
+    python benchmarks/explain_job.py --shift zoom_blur-3 --amp bf16
+    python benchmarks/explain_job.py --arch tiny-vit-32 --images 64 --classes 10   # a CPU smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from vlm_rationality.artefacts import write_prepared_shard
+from vlm_rationality.data.corruptions import apply_shift
+from vlm_rationality.data.shards import iter_batches
+from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
+from vlm_rationality.metrics.rma import relevance_mass_accuracy
+from vlm_rationality.models import build_classifier, build_model
+
+
+def write_shards(root: Path, images: int, size: int, classes: int, shard_size: int, seed: int = 0) -> list[str]:
+    """Random uint8 images with one random box mask each, in prepared shards of `shard_size`."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for first in range(0, images, shard_size):
+        n = min(shard_size, images - first)
+        masks = np.zeros((n, size, size), bool)
+        for mask in masks:
+            x0, y0 = rng.integers(0, size // 2, 2)
+            x1, y1 = x0 + rng.integers(size // 4, size // 2 + 1, 2)
+            mask[y0:y1, x0:x1] = True
+        path = root / f"shard-{len(paths):04d}.parquet"
+        write_prepared_shard(path, sample_ids=[f"s{first + i}" for i in range(n)],
+                             labels=rng.integers(0, classes, n), images=rng.integers(0, 256, (n, size, size, 3), np.uint8),
+                             masks=masks, sources=["random"] * n, config_hash="benchmark")
+        paths.append(str(path))
+    return paths
+
+
+class Stopwatch:
+    """Seconds per named step; the device is synchronised at both ends of each, so queued work is counted where it runs."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.seconds = device, {}
+
+    @contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        self._sync()
+        start = time.perf_counter()
+        yield
+        self._sync()
+        self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def main() -> None:
+    cuda = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="ViT-B-16" if cuda else "ViT-S-16", help="an open_clip architecture")
+    parser.add_argument("--device", default="cuda" if cuda else "cpu")
+    parser.add_argument("--images", type=int, default=10_240 if cuda else 256)
+    parser.add_argument("--classes", type=int, default=1000 if cuda else 100)
+    parser.add_argument("--batch-size", type=int, default=256 if cuda else 32)
+    parser.add_argument("--shard-size", type=int, default=1000)
+    parser.add_argument("--shift", default="clean", help="clean or an ImageNet-C corruption-severity, e.g. zoom_blur-3")
+    parser.add_argument("--method", default="chefer", help="heatmap method")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = build_model({"adapter": "open_clip", "arch": args.arch}).to(device).eval()
+    size = model.preprocess.image_size
+    start = time.perf_counter()
+    classifier = build_classifier(model, "prompt", [f"a photo of a class {i}" for i in range(args.classes)])
+    text_s = time.perf_counter() - start
+    settings = HeatmapSettings(method=args.method, batch_size=args.batch_size, amp=args.amp)
+    with tempfile.TemporaryDirectory(prefix="explain-job-") as tmp:
+        shards = write_shards(Path(tmp), args.images, size, args.classes, args.shard_size)
+        keys = {"dataset": "benchmark", "shift": args.shift, "model": args.arch, "method": "zs"}
+        explain_shards(classifier, shards[:1], Path(tmp) / "warm.parquet", settings, "benchmark", device, keys)  # kernels,
+        # the allocator, the corruption's lazy imports
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        watch = Stopwatch(device)
+        with watch("end to end"):
+            summary = explain_shards(classifier, shards, Path(tmp) / "heatmaps.parquet", settings, "benchmark", device, keys)
+        peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+        explain = settings.build()
+        batches = iter(iter_batches(shards, settings.batch_size))
+        while True:  # the job's steps again, each timed alone
+            with watch("read + decode"):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            if args.shift != "clean":
+                with watch("corruption"):
+                    batch.images = torch.from_numpy(apply_shift(batch.images.numpy(), batch.sample_ids, args.shift))
+            with watch("host -> device"):
+                batch = batch.to(device)
+            with watch("forward + backward + rollout"):
+                result = explain(classifier, classifier.model.preprocess(batch.images), batch.labels)
+            with watch("RMA"):
+                relevance_mass_accuracy(result.relevance, batch.masks())
+        watch.seconds["write + overhead (the rest)"] = max(0.0, watch.seconds["end to end"] - sum(
+            value for step, value in watch.seconds.items() if step != "end to end"))
+
+    total, model_s = watch.seconds["end to end"], watch.seconds["forward + backward + rollout"]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device             {name}")
+    print(f"job                {args.arch} @ {size}px, {args.classes} classes, {args.method}, amp={args.amp}, "
+          f"shift {args.shift}, batch {args.batch_size}, {summary['n']} images")
+    print(f"text features      {text_s:10.2f} s  (once per job)")
+    print(f"end to end         {summary['n'] / total:10.1f} img/s")
+    print(f"model alone        {summary['n'] / model_s:10.1f} img/s")
+    print(f"device waits       {100 * max(0.0, 1 - model_s / total):10.1f} % of the job")
+    print(f"peak memory        {peak:10.0f} MiB  ({'GPU allocated' if device.type == 'cuda' else 'process RSS'})")
+    print("time split (each step timed alone over the same shards; the rest is what end to end spent besides them)")
+    for step, seconds in watch.seconds.items():
+        if step != "end to end":
+            print(f"  {step:30s} {seconds:8.2f} s  {100 * seconds / total:5.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The benchmark scripts run, small, on CPU and print their figures (the figures themselves are never asserted)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize("shift", ["clean", "gaussian_noise-3"])
+def test_the_explain_job_benchmark_times_the_real_job_and_splits_it(shift):
+    out = run("explain_job.py", "--arch", "tiny-vit-32", "--images", "48", "--classes", "5", "--batch-size", "16",
+              "--shard-size", "20", "--threads", "1", "--device", "cpu", "--shift", shift)
+    assert "48 images" in out and f"shift {shift}" in out
+    rates = {name: float(value) for name, value in re.findall(r"^(end to end|model alone)\s+([\d.]+) img/s", out, re.M)}
+    assert set(rates) == {"end to end", "model alone"} and all(rate > 0 for rate in rates.values())
+    steps = re.findall(r"^  (.+?)\s+[\d.]+ s\s+[\d.]+ %$", out, re.M)
+    expected = ["read + decode", "host -> device", "forward + backward + rollout", "RMA", "write + overhead (the rest)"]
+    if shift != "clean":
+        expected.insert(1, "corruption")
+    assert steps == expected
+
+
+def test_the_heatmap_benchmark_compares_the_loop_and_the_batched_rollout():
+    out = run("heatmaps.py", "--arch", "tiny-vit-32", "--images", "8", "--per-sample-images", "4", "--classes", "4",
+              "--batch-size", "4", "--threads", "1", "--device", "cpu")
+    assert re.search(r"^speed-up\s+[\d.]+x$", out, re.M)
+    assert float(re.search(r"^max rel\. diff\s+([\d.e+-]+)", out, re.M).group(1)) < 1e-4
