@@ -60,3 +60,47 @@ def test_bad_heatmap_settings_fail_clearly():
         HeatmapSettings(method="lime")
     with pytest.raises(KeyError, match="amp"):
         HeatmapSettings(amp="fp8")
+
+
+def test_corruptions_in_worker_processes_ahead_of_the_model_give_the_same_file(tiny_model, prompts, shard, tmp_path):
+    """A shifted job read and corrupted ahead (0 workers: in the reading thread; 2: in two processes) writes what
+    the corruption applied batch by batch in line writes: the same rows, the same maps."""
+    from vlm_rationality.data.corruptions import apply_shift
+    from vlm_rationality.explain.heatmaps import shifted
+    from vlm_rationality.data.shards import iter_batches
+
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    settings = HeatmapSettings(batch_size=4)
+    keys = {"shift": "gaussian_noise-3"}
+    tables = []
+    for workers in (0, 2):
+        out = tmp_path / f"workers-{workers}.parquet"
+        explain_shards(classifier, [shard], out, settings, "h", "cpu", keys, workers=workers)
+        tables.append(pq.read_table(out))
+    for name in tables[0].column_names:  # rma: NaN for the empty mask, equal to itself only as an array
+        np.testing.assert_array_equal(np.stack(tables[0].column(name).to_numpy(zero_copy_only=False)),
+                                      np.stack(tables[1].column(name).to_numpy(zero_copy_only=False)))
+    prepared = read_prepared(shard)
+    corrupted = apply_shift(prepared["image"], prepared["sample_id"], "gaussian_noise-3")
+    in_line = np.concatenate([b.images.numpy() for b in shifted(iter_batches([shard], 4), "gaussian_noise-3")])
+    np.testing.assert_array_equal(in_line, corrupted)
+    reference = Chefer()(classifier, tiny_model.preprocess(torch.from_numpy(corrupted)),
+                         torch.from_numpy(prepared["label"]).long())
+    heatmaps = np.stack(tables[1].column("heatmap").to_numpy(zero_copy_only=False)).astype(np.float32)
+    np.testing.assert_allclose(heatmaps, reference.relevance.reshape(11, -1).numpy(), rtol=2e-3, atol=1e-4)
+
+
+def test_prefetching_keeps_the_order_and_raises_where_the_producer_failed():
+    from vlm_rationality.explain.heatmaps import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield from range(5)
+        raise OSError("shard-0003.parquet is truncated")
+
+    seen = []
+    with pytest.raises(OSError, match="truncated"):
+        for item in prefetched(failing(), depth=2):
+            seen.append(item)
+    assert seen == list(range(5))

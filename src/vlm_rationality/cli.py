@@ -72,7 +72,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     _threads(args)
     settings = [args.model, args.method, args.prompts, args.heatmaps, args.keys]
     summary = explain(args.model, args.prompts, args.checkpoint, args.heatmaps, args.shards, args.out, args.device,
-                      args.keys, config_hash(settings))
+                      args.keys, config_hash(settings), args.workers)
     print(f"{args.out}: {json.dumps(summary)}")
 
 
@@ -312,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage("explain", cmd_explain, "heatmaps, predictions and RMA for a group of prepared shards, into one file", device=True)
     model_method_prompts(p)
     p.add_argument("--heatmaps", type=_json, required=True, help="heatmap settings (JSON)")
+    p.add_argument("--workers", type=int, default=0, help="processes corrupting the next batches of a shifted job")
     p.add_argument("--keys", type=_json, required=True, help="dataset/shift/model/method names (JSON)")
     p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
     p.add_argument("--out", required=True)

@@ -331,7 +331,15 @@ def training_rhos(config: Config) -> dict[str, float]:
 
 
 def stage_threads(config: Config, stage: str) -> int:
-    """CPU threads of one job of `stage` (per process): `heatmaps.threads` for explain jobs, else `threads`."""
+    """CPU threads of one job of `stage` (per process): `threads`; for explain jobs `heatmaps.threads` for the model
+    plus `heatmaps.workers`, the corruption processes."""
+    if stage != "explain":
+        return config["threads"]
+    return model_threads(config, stage) + config["heatmaps"].get("workers", 0)
+
+
+def model_threads(config: Config, stage: str) -> int:
+    """The torch threads of a job of `stage`: `heatmaps.threads` for explain jobs (if set), else `threads`."""
     return config["heatmaps"].get("threads", config["threads"]) if stage == "explain" else config["threads"]
 
 
@@ -344,7 +352,7 @@ def heatmap_spec(config: Config, heatmap_method: str, method: str) -> Config:
     """What one heatmap method's maps of one (fine-tuning) method depend on: the global settings with the method's
     own `heatmaps` overrides (e.g. the official code's last-block rollout for ZS/FLCP); not the other heatmap
     methods of the list, nor how shards are grouped into jobs, so adding a heatmap method reruns no existing map."""
-    spec = {key: value for key, value in config["heatmaps"].items() if key not in ("methods", "shards_per_job", "threads")}
+    spec = {key: value for key, value in config["heatmaps"].items() if key not in ("methods", "shards_per_job", "threads", "workers")}
     spec.update(method_entry(config, method).get("heatmaps", {}))
     return {"method": heatmap_method, **spec}
 

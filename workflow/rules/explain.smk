@@ -21,8 +21,11 @@ rule explain:
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "shift", "model", "method")}),
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         device=config["device"],
+        model_threads=settings.model_threads(config, "explain"),
+        # Corruption processes: the job's other threads. Not in the heatmap spec: they change no map.
+        workers=lambda wc: config["heatmaps"]["workers"] if wc.shift != "clean" else 0,
     shell:
         "python -m vlm_rationality explain --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --heatmaps {params.heatmaps:q} --keys {params.names:q}"
-        " {params.checkpoint} --device {params.device} --threads {threads}"
+        " {params.checkpoint} --device {params.device} --threads {params.model_threads} --workers {params.workers}"
         " --out {output} {input.shards} > {log} 2>&1"

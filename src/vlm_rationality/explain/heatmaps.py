@@ -8,21 +8,28 @@ another threshold never recomputes them.
 from __future__ import annotations
 
 import os
-from collections import Counter
+import threading
+from collections import Counter, deque
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence
+from multiprocessing import get_context
+from queue import Queue
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
 
 from vlm_rationality.artefacts import NO_PREDICTION, prepared_meta, prepared_rows, write_heatmap_shard
 from vlm_rationality.data.corruptions import apply_shift
-from vlm_rationality.data.shards import iter_batches
+from vlm_rationality.data.shards import PreparedBatch, iter_batches
 from vlm_rationality.device import AMP_DTYPES
 from vlm_rationality.explain.base import HEATMAP_METHODS, HeatmapMethod, Target
 from vlm_rationality.metrics.rma import relevance_mass_accuracy
 from vlm_rationality.models.heads import ImageClassifier
 from vlm_rationality.progress import Progress
+
+T = TypeVar("T")
+PREFETCH = 2  # batches read (and corrupted) ahead of the device
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,54 @@ class HeatmapSettings:
         return HEATMAP_METHODS.get(self.method)(self.target, self.start_block, AMP_DTYPES[self.amp])
 
 
+def prefetched(items: Iterable[T], depth: int = PREFETCH) -> Iterator[T]:
+    """`items`, produced by a background thread up to `depth` ahead of the consumer (an error is raised where the
+    item it interrupted would have come). Reading a shard and decompressing it then overlap with the device's work."""
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                queue.put((item, None))
+            queue.put((done, None))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
+            queue.put((None, err))
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        item, error = queue.get()
+        if error is not None:
+            raise error
+        if item is done:
+            return
+        yield item
+
+
+def shifted(batches: Iterable[PreparedBatch], shift: str, pool: Executor | None = None,
+            ahead: int = 0) -> Iterator[PreparedBatch]:
+    """Batches with `shift` applied; with a `pool`, the corruptions of up to `ahead` more batches run in its
+    processes while one is explained (a sample's corruption is seeded by its id: the order of work changes nothing)."""
+    if shift == "clean":
+        yield from batches
+        return
+    pin = torch.cuda.is_available()
+
+    def finish(batch: PreparedBatch, images: Any) -> PreparedBatch:
+        images = torch.from_numpy(images.result() if pool is not None else images)
+        batch.images = images.pin_memory() if pin else images
+        return batch
+
+    pending: deque = deque()
+    for batch in batches:
+        work = batch.images.numpy(), batch.sample_ids, shift
+        pending.append((batch, pool.submit(apply_shift, *work) if pool is not None else apply_shift(*work)))
+        if len(pending) > ahead:
+            yield finish(*pending.popleft())
+    while pending:
+        yield finish(*pending.popleft())
+
+
 def explain_shards(
     classifier: ImageClassifier,
     in_paths: Sequence[str | os.PathLike],
@@ -54,12 +109,14 @@ def explain_shards(
     config_hash: str,
     device: torch.device | str = "cpu",
     keys: dict[str, str] | None = None,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Explain every sample of a group of prepared shards into one heatmap file; returns a summary.
 
     Batches never cross a shard boundary, so a shard's rows are the same whichever group it is explained in.
     `keys` (dataset, shift, model, method) go into the file's metadata with the heatmap method, so the score
-    stage needs nothing but the files themselves; `keys["shift"]` (default clean) is applied on the fly.
+    stage needs nothing but the files themselves; `keys["shift"]` (default clean) is applied on the fly, in
+    `workers` processes ahead of the device (0: in the thread that reads the shards ahead).
     """
     keys = {"dataset": "", "shift": "clean", "model": "", "method": "", **(keys or {}), "heatmap_method": settings.method}
     shift = keys["shift"]
@@ -71,25 +128,28 @@ def explain_shards(
     classifier = classifier.to(device).eval()
     columns: dict[str, list] = {name: [] for name in ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained")}
     progress, right = Progress(f"explain {settings.method}", sum(prepared_rows(p) for p in in_paths)), 0
-    for batch in iter_batches(in_paths, settings.batch_size):
-        if shift != "clean":
-            batch.images = torch.from_numpy(apply_shift(batch.images.numpy(), batch.sample_ids, shift))
-        batch = batch.to(device)
-        result = explain(classifier, classifier.model.preprocess(batch.images), batch.labels)
-        rma, status = relevance_mass_accuracy(result.relevance, batch.masks())
-        on_host = [t.cpu() for t in (result.logits, result.relevance, rma, status, result.explained_class)]
-        logits, relevance, rma, status, explained = (t.numpy() for t in on_host)
-        columns["sample_id"] += batch.sample_ids
-        columns["label"].append(batch.labels.cpu().numpy())
-        # A non-finite logit (e.g. a checkpoint with NaN weights) makes no prediction: argmax would say class 0.
-        columns["pred"].append(np.where(np.isfinite(logits).all(axis=1), logits.argmax(axis=1), NO_PREDICTION))
-        columns["logits"].append(logits)
-        columns["heatmap"].append(relevance.reshape(len(relevance), -1))
-        columns["rma"].append(rma)
-        columns["status"].append(status)
-        columns["explained"].append(explained)
-        right += int((columns["pred"][-1] == columns["label"][-1]).sum())
-        progress.update(len(batch.sample_ids), f"shift {shift}", acc=right / len(columns["sample_id"]))
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 0 and shift != "clean" else None
+    try:
+        for batch in prefetched(shifted(iter_batches(in_paths, settings.batch_size), shift, pool, workers)):
+            batch = batch.to(device)
+            result = explain(classifier, classifier.model.preprocess(batch.images), batch.labels)
+            rma, status = relevance_mass_accuracy(result.relevance, batch.masks())
+            on_host = [t.cpu() for t in (result.logits, result.relevance, rma, status, result.explained_class)]
+            logits, relevance, rma, status, explained = (t.numpy() for t in on_host)
+            columns["sample_id"] += batch.sample_ids
+            columns["label"].append(batch.labels.cpu().numpy())
+            # A non-finite logit (e.g. a checkpoint with NaN weights) makes no prediction: argmax would say class 0.
+            columns["pred"].append(np.where(np.isfinite(logits).all(axis=1), logits.argmax(axis=1), NO_PREDICTION))
+            columns["logits"].append(logits)
+            columns["heatmap"].append(relevance.reshape(len(relevance), -1))
+            columns["rma"].append(rma)
+            columns["status"].append(status)
+            columns["explained"].append(explained)
+            right += int((columns["pred"][-1] == columns["label"][-1]).sum())
+            progress.update(len(batch.sample_ids), f"shift {shift}", acc=right / len(columns["sample_id"]))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     progress.close()
     grid = classifier.model.grid_size
     empty = {  # a shard whose every item was bad input still gets its (empty) heatmap shard
