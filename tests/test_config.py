@@ -249,7 +249,8 @@ def test_a_ravl_method_must_mitigate_a_discovered_fine_tuned_method():
     with pytest.raises(ConfigError, match="methods.ravl: 'mitigates' is a required property"):
         check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
     config["methods"].update(ravl={**ravl, "mitigates": "ft"}, again={**ravl, "mitigates": "ravl"},
-                             zero={**ravl, "mitigates": "zs"}, ghost={**ravl, "mitigates": "nope"})
+                             zero={**ravl, "mitigates": "zs"}, ghost={**ravl, "mitigates": "nope"},
+                             lora={"kind": "lora", "lr": 1e-4, "epochs": 1, "batch_size": 20})
     with pytest.raises(ConfigError) as error:
         check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
     text = str(error.value)
@@ -257,7 +258,8 @@ def test_a_ravl_method_must_mitigate_a_discovered_fine_tuned_method():
     assert "methods.again.mitigates: 'ravl' must be a fine-tuned method other than ravl" in text
     assert "methods.zero.mitigates: 'zs' must be a fine-tuned method other than ravl" in text
     assert "methods.ghost.mitigates: no method 'nope' in methods" in text
-    for name in ("again", "zero", "ghost"):
+    assert "methods.lora.kind: unknown method 'lora'" in text  # an unknown kind is reported, not a crash
+    for name in ("again", "zero", "ghost", "lora"):
         del config["methods"][name]
     config["discovery"] = {"methods": ["zs"]}
     with pytest.raises(ConfigError, match="discovery.methods: add 'ft', the method that methods.ravl mitigates"):

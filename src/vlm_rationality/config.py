@@ -182,6 +182,8 @@ def _ravl_errors(config: Config) -> list[str]:
         target = entry["mitigates"]
         if target not in config["methods"]:
             errors.append(f"methods.{name}.mitigates: no method {target!r} in methods")
+        elif config["methods"][target]["kind"] not in _finetune_methods():
+            continue  # its unknown kind is reported on its own
         elif needs_regions(config, target) or not trains(config, target):
             errors.append(f"methods.{name}.mitigates: {target!r} must be a fine-tuned method other than ravl; its "
                           "discovery names the regions to ignore")
@@ -260,7 +262,8 @@ def trains(config: Config, method: str) -> bool:
 
 def needs_regions(config: Config, method: str) -> bool:
     """A method that trains on the regions of a discovery (RaVL's Stage 2), as its registration states."""
-    return bool(_finetune_methods()[config["methods"][split_variant(method)[0]]["kind"]].get("regions"))
+    facts = _finetune_methods().get(config["methods"][split_variant(method)[0]]["kind"], {})  # unknown: reported apart
+    return bool(facts.get("regions"))
 
 
 def finetune_spec(config: Config, method: str) -> Config:

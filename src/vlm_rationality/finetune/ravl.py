@@ -81,7 +81,7 @@ class RegionAwareFineTune(Method):
         super().__init__(config)
         if self.augment:
             raise ValueError("ravl cuts each region at its assigned box; augment: true would move the boxes")
-        self.loss = config["region_loss"]  # its defaults (λ 0.8, τ 0.07, the top cluster) live in the config schema
+        self.loss = config["region_loss"]  # defaults (λ 0.8, τ 0.07, the top cluster, crop) live in the schema
 
     def fit(self, model, prompts, split, device):
         if "regions" not in self.config:
@@ -105,7 +105,8 @@ class RegionAwareFineTune(Method):
             if self.loss["weight"] == 1:  # λ = 1: the region terms weigh nothing, so no region is encoded
                 region = image.new_zeros(len(index), regions.valid.shape[1], image.shape[-1])
             else:
-                region = F.normalize(gather(self._encode_regions(model, split, regions, mine, device), len(index)), dim=-1)
+                local = self._encode_regions(model, split, regions, mine, device)
+                region = F.normalize(gather(local, len(index)), dim=-1)
             loss = region_aware_loss(image, region, text, model.logit_scale, regions.valid[index].to(device),
                                      regions.spurious[index].to(device), target, self.loss["weight"],
                                      self.loss["temperature"], self.loss["denominator"])
