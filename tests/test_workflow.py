@@ -109,6 +109,7 @@ def test_a_second_run_does_nothing(run):
     assert planned_jobs(snakemake(run, TEST_CONFIG, "--dry-run")) == {}
     config = copy.deepcopy(TEST_CONFIG)
     config["heatmaps"]["threads"] = 2  # how many threads an explain job uses changes no result
+    config["heatmaps"]["workers"] = 1  # nor how many processes corrupt ahead
     assert planned_jobs(snakemake(run, config, "--dry-run")) == {}
     shutil.rmtree(run / "results" / "figures" / "gallery")  # figures come from the shards alone
     assert planned_jobs(snakemake(run, TEST_CONFIG, "--dry-run")) == {"gallery": 2, "all": 1}

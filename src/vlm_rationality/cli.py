@@ -69,6 +69,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if trains != bool(args.checkpoint):
         raise SystemExit(f"explain: method kind {args.method['kind']!r} "
                          + ("needs its fine-tuned --checkpoint" if trains else "trains nothing; give no --checkpoint"))
+    args.threads = max(1, args.threads - args.workers) if args.threads else 0  # the rest run the corruption workers
     _threads(args)
     settings = [args.model, args.method, args.prompts, args.heatmaps, args.keys]
     summary = explain(args.model, args.prompts, args.checkpoint, args.heatmaps, args.shards, args.out, args.device,
@@ -312,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage("explain", cmd_explain, "heatmaps, predictions and RMA for a group of prepared shards, into one file", device=True)
     model_method_prompts(p)
     p.add_argument("--heatmaps", type=_json, required=True, help="heatmap settings (JSON)")
-    p.add_argument("--workers", type=int, default=0, help="processes corrupting the next batches of a shifted job")
+    p.add_argument("--workers", type=int, default=0, help="processes corrupting the next batches of a shifted job (out of --threads)")
     p.add_argument("--keys", type=_json, required=True, help="dataset/shift/model/method names (JSON)")
     p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
     p.add_argument("--out", required=True)

@@ -334,16 +334,11 @@ def training_rhos(config: Config) -> dict[str, float]:
 
 
 def stage_threads(config: Config, stage: str) -> int:
-    """CPU threads of one job of `stage` (per process): `threads`; for explain jobs `heatmaps.threads` for the model
-    plus `heatmaps.workers`, the corruption processes."""
+    """CPU threads of one job of `stage` (per process): `threads`; for explain jobs `heatmaps.threads` (if set) plus
+    `heatmaps.workers`, the corruption processes (a clean job's model gets them all)."""
     if stage != "explain":
         return config["threads"]
-    return model_threads(config, stage) + config["heatmaps"].get("workers", 0)
-
-
-def model_threads(config: Config, stage: str) -> int:
-    """The torch threads of a job of `stage`: `heatmaps.threads` for explain jobs (if set), else `threads`."""
-    return config["heatmaps"].get("threads", config["threads"]) if stage == "explain" else config["threads"]
+    return config["heatmaps"].get("threads", config["threads"]) + config["heatmaps"].get("workers", 0)
 
 
 def shard_groups(count: int, per_job: int) -> list[tuple[int, int]]:

@@ -13,6 +13,8 @@ rule explain:
     threads: settings.stage_threads(config, "explain")
     resources:
         **sized("explain"),
+        # Processes corrupting ahead, out of the job's threads; like threads, not a param: they change no map.
+        corruption_workers=lambda wc: config["heatmaps"]["workers"] if wc.shift != "clean" else 0,
     params:
         model=lambda wc: as_json(model_spec(wc.model, wc.method)),
         method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
@@ -21,11 +23,8 @@ rule explain:
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "shift", "model", "method")}),
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         device=config["device"],
-        model_threads=settings.model_threads(config, "explain"),
-        # Corruption processes: the job's other threads. Not in the heatmap spec: they change no map.
-        workers=lambda wc: config["heatmaps"]["workers"] if wc.shift != "clean" else 0,
     shell:
         "python -m vlm_rationality explain --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --heatmaps {params.heatmaps:q} --keys {params.names:q}"
-        " {params.checkpoint} --device {params.device} --threads {params.model_threads} --workers {params.workers}"
+        " {params.checkpoint} --device {params.device} --threads {threads} --workers {resources.corruption_workers}"
         " --out {output} {input.shards} > {log} 2>&1"
