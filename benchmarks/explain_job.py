@@ -16,7 +16,6 @@ throughput, not accuracy.
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from _device import device_arguments, device_name, peak_mib, setup, sync
 from vlm_rationality.artefacts import write_prepared_shard
 from vlm_rationality.data.corruptions import apply_shift
 from vlm_rationality.data.shards import iter_batches
@@ -61,37 +61,24 @@ class Stopwatch:
 
     @contextmanager
     def __call__(self, step: str) -> Iterator[None]:
-        self._sync()
+        sync(self.device)
         start = time.perf_counter()
         yield
-        self._sync()
+        sync(self.device)
         self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - start
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
 
 def main() -> None:
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="ViT-B-16" if cuda else "ViT-S-16", help="an open_clip architecture")
-    parser.add_argument("--device", default="cuda" if cuda else "cpu")
-    parser.add_argument("--images", type=int, default=10_240 if cuda else 256)
-    parser.add_argument("--classes", type=int, default=1000 if cuda else 100)
-    parser.add_argument("--batch-size", type=int, default=256 if cuda else 32)
+    device_arguments(parser, images=(10_240, 256), batch_size=(256, 32))
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--shift", default="clean", help="clean or an ImageNet-C corruption-severity, e.g. zoom_blur-3")
     parser.add_argument("--workers", type=int, default=0, help="corruption processes of the job (heatmaps.workers)")
     parser.add_argument("--method", default="chefer", help="heatmap method")
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    device = torch.device(args.device)
-    torch.manual_seed(0)
+    device = setup(args)
     model = build_model({"adapter": "open_clip", "arch": args.arch}).to(device).eval()
     size = model.preprocess.image_size
     start = time.perf_counter()
@@ -109,8 +96,7 @@ def main() -> None:
         with watch("end to end"):
             summary = explain_shards(classifier, shards, Path(tmp) / "heatmaps.parquet", settings, "benchmark", device, keys,
                                      args.workers)
-        peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+        peak = peak_mib(device)
         explain = settings.build()
         batches = iter(iter_batches(shards, settings.batch_size))
         while True:  # the job's steps again, each timed alone
@@ -129,8 +115,7 @@ def main() -> None:
                 relevance_mass_accuracy(result.relevance, batch.masks())
 
     total, model_s = watch.seconds["end to end"], watch.seconds["forward + backward + rollout"]
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device             {name}")
+    print(f"device             {device_name(device)}")
     print(f"job                {args.arch} @ {size}px, {args.classes} classes, {args.method}, amp={args.amp}, "
           f"shift {args.shift} ({args.workers} corruption workers), batch {args.batch_size}, {summary['n']} images")
     print(f"text features      {text_s:10.2f} s  (once per job)")

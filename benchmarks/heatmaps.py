@@ -14,29 +14,18 @@ ALBEF/BLIP need a WordPiece vocabulary; without --tokenizer a placeholder of ber
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from _device import device_arguments, device_name, peak_mib, setup, sync
 from vlm_rationality.device import AMP_DTYPES
 from vlm_rationality.explain.chefer import Chefer, chefer_relevance_per_sample
 from vlm_rationality.models import MODEL_ADAPTERS, build_classifier, build_model
 
 DEFAULT_ARCH = {"albef": "ALBEF-ViT-B-16", "blip": "BLIP-ViT-B-16"}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
 
 
 def _placeholder_vocab(size: int = 30_522) -> str:
@@ -53,19 +42,10 @@ def main() -> None:
     parser.add_argument("--adapter", default="open_clip", choices=list(MODEL_ADAPTERS))
     parser.add_argument("--arch", help="default: ViT-B-16 on CUDA, ViT-S-16 on CPU; ALBEF-/BLIP-ViT-B-16")
     parser.add_argument("--tokenizer", help="albef/blip: a bert-base-uncased directory (default: a placeholder)")
-    parser.add_argument("--device", default="cuda" if cuda else "cpu")
-    parser.add_argument("--batch-size", type=int, default=128 if cuda else 32)
-    parser.add_argument("--images", type=int, default=1024 if cuda else 64, help="images for the batched path")
+    device_arguments(parser, images=(1024, 64), batch_size=(128, 32))  # images: for the batched path
     parser.add_argument("--per-sample-images", type=int, default=32 if cuda else 16)
-    parser.add_argument("--classes", type=int, default=1000 if cuda else 100)
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    device = torch.device(args.device)
-    torch.manual_seed(0)
+    device = setup(args)
     args.arch = args.arch or DEFAULT_ARCH.get(args.adapter, "ViT-B-16" if cuda else "ViT-S-16")
     spec = {"adapter": args.adapter, "arch": args.arch}
     if args.adapter != "open_clip":
@@ -90,25 +70,24 @@ def main() -> None:
     chefer_relevance_per_sample(classifier, images[:2], labels[:2])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     batched_maps = batched(args.images)
-    _sync(device)
+    sync(device)
     batched_s = time.perf_counter() - start
-    peak_batched = _peak_mib(device)
+    peak_batched = peak_mib(device)
 
     n_loop = min(args.per_sample_images, args.images)
     start = time.perf_counter()
     loop_maps = chefer_relevance_per_sample(classifier, images[:n_loop], labels[:n_loop]).relevance
-    _sync(device)
+    sync(device)
     loop_s = time.perf_counter() - start
 
     exact = Chefer()(classifier, images[:n_loop], labels[:n_loop]).relevance  # fp32 batched
     rel_diff = float((exact - loop_maps).abs().max() / loop_maps.abs().max())
     amp_diff = float((batched_maps[:n_loop].float() - loop_maps).abs().max() / loop_maps.abs().max())
     batched_ips, loop_ips = args.images / batched_s, n_loop / loop_s
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device            {name}")
+    print(f"device            {device_name(device)}")
     print(f"model             {args.adapter} {args.arch} @ {size}px, {args.classes} classes, random weights, amp={args.amp}")
     print(f"parameters        {parameters:,} (image tower + projection {image_parameters:,})")
     print(f"per-sample loop   {loop_ips:10.1f} img/s  ({n_loop} images)")
