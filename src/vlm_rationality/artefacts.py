@@ -379,11 +379,12 @@ def write_discovery(path: str | os.PathLike, regions: dict[str, list], summary: 
                                 {"keys": keys, "summary": summary, "clusters": clusters}), path)
 
 
-def read_discovery_regions(path: str | os.PathLike) -> tuple[dict[str, list], dict[str, list]]:
-    """(the region table's columns, the clusters: {medoids: region row per cluster, ranked: candidate clusters})."""
+def read_discovery_regions(path: str | os.PathLike) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
+    """(the region table's columns, the clusters: {medoids: region row per cluster, ranked: candidate clusters},
+    the discovery summary)."""
     meta = check_schema(path, DISCOVERY_REGIONS)
     with reading(path):
-        return pq.read_table(path).to_pydict(), meta["clusters"]
+        return pq.read_table(path).to_pydict(), meta["clusters"], meta["summary"]
 
 
 def write_training_regions(path: str | os.PathLike, regions: dict[str, list], summary: dict[str, Any],

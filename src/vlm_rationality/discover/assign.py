@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vlm_rationality.artefacts import read_discovery_regions, read_discovery_summary
+from vlm_rationality.artefacts import read_discovery_regions
 from vlm_rationality.discover.embed import embed
 from vlm_rationality.discover.run import BACKGROUND, cut_regions, embed_regions
 
@@ -30,7 +30,7 @@ def assign_regions(classifier, shards: Sequence[str], discovery: str, discovered
                    settings: dict[str, Any], device, batch_size: int,
                    dataset: str) -> tuple[dict[str, list], dict[str, Any], list[int]]:
     """(the region table's columns with `cluster`, a summary, the discovery's candidate clusters by gap)."""
-    found, clusters = read_discovery_regions(discovery)
+    found, clusters, discovered = read_discovery_regions(discovery)
     medoid_regions = [(found["sample_id"][r], tuple(found["box"][r])) for r in clusters["medoids"]]
     medoids = embed(classifier, np.stack(cut_regions(discovered_shards, medoid_regions)), device, batch_size)
     seen = embed_regions(classifier, shards, settings, device, batch_size, dataset, what="assign regions")
@@ -48,7 +48,7 @@ def assign_regions(classifier, shards: Sequence[str], discovery: str, discovered
     if top is None:
         log.warning("dataset %s: the discovery %s found no candidate cluster; no training region is spurious",
                     dataset, discovery)
-    cue = read_discovery_summary(discovery).get("spurious_feature")
+    cue = discovered.get("spurious_feature")
     # Evaluation only, where the dataset knows its cue: how much of the top cluster shows the cue it was found for.
     summary["top_cue_share"] = (float(np.mean([regions["kind"][r] == BACKGROUND and regions["feature"][r] == cue
                                                for r in in_top])) if in_top and cue is not None else None)
