@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import resource
+from pathlib import Path
 
 import torch
 
@@ -34,10 +36,29 @@ def sync(device: torch.device) -> None:
 
 
 def peak_mib(device: torch.device) -> float:
-    """Peak GPU memory allocated, or the process's peak RSS on CPU."""
+    """Peak GPU memory allocated, or the process's peak RSS on CPU (since `reset_peak`)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return host_peak_mib()
+
+
+def host_peak_mib() -> float:
+    """The process's peak resident memory: Linux's VmHWM (which `reset_peak` can restart), else ru_maxrss."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
+    return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+
+
+def reset_peak(device: torch.device) -> None:
+    """Restart the peak memory counters: the GPU allocator's, and the process's VmHWM on Linux."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux: the host peak then covers the whole process
 
 
 def device_name(device: torch.device) -> str:

@@ -40,3 +40,13 @@ def test_the_heatmap_benchmark_compares_the_loop_and_the_batched_rollout():
               "--batch-size", "4", "--threads", "1", "--device", "cpu")
     assert re.search(r"^speed-up\s+[\d.]+x$", out, re.M)
     assert float(re.search(r"^max rel\. diff\s+([\d.e+-]+)", out, re.M).group(1)) < 1e-4
+
+
+def test_the_finetune_benchmark_runs_the_job_held_and_streamed():
+    out = run("finetune_job.py", "--arch", "tiny-vit-32", "--images", "96", "--classes", "4", "--batch-size", "16",
+              "--shard-size", "32", "--threads", "1", "--device", "cpu", "--window", "2")
+    rows = re.findall(r"^(ft|flcp)\s+(in memory|streamed)\s+([\d.]+)\s", out, re.M)
+    assert [(kind, mode) for kind, mode, _ in rows] == [("ft", "in memory"), ("ft", "streamed"), ("flcp", "in memory"),
+                                                         ("flcp", "streamed")]
+    assert all(float(rate) > 0 for *_, rate in rows)
+    assert re.search(r"^streamed / in memory  flcp: [\d.]+x$", out, re.M)

@@ -157,3 +157,18 @@ def test_a_coop_context_longer_than_the_text_tower_fails_naming_its_length(split
     config = {**COOP, "context": {"length": 16, "init": "random", "class_specific": False}}
     with pytest.raises(ValueError, match="16 context tokens .* exceed the text context of tiny-vit-32 \\(16 tokens\\)"):
         build_method(config).fit(tiny_model, prompts, split, torch.device("cpu"))
+
+
+def test_bf16_training_runs_the_steps_in_bf16_and_learns_what_fp32_learns(split, prompts):
+    """bf16 autocast changes the arithmetic (so the weights differ from fp32) but not what is learnt."""
+    results = {}
+    for amp in ("none", "bf16"):
+        torch.manual_seed(0)
+        model = build_model({"arch": "tiny-vit-32"})
+        config = {"kind": "ft", "lr": 1e-3, "epochs": 3, "batch_size": 16, "amp": amp}
+        _, results[amp] = build_method(config).fit(model, prompts, split, torch.device("cpu"))
+        results[amp]["weight"] = model.backbone_state_dict()["visual.positional_embedding"].clone()
+    assert results["bf16"]["train_loss"] == pytest.approx(results["none"]["train_loss"], rel=0.05)
+    assert not torch.equal(results["bf16"]["weight"], results["none"]["weight"])
+    with pytest.raises(KeyError, match="none or bf16"):
+        build_method({"kind": "ft", "lr": 1e-3, "epochs": 1, "batch_size": 16, "amp": "fp16"})

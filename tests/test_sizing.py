@@ -1,6 +1,6 @@
 """Job resources follow the config: model, split and group sizes, device, retries."""
 
-from vlm_rationality.sizing import job_resources
+from vlm_rationality.sizing import job_resources, training_images_held
 
 SETTINGS = {"mem_mb": 4000, "min_runtime": 10, "runtime_margin": 2.0,
             "images_per_second": {"prepare": 100, "train": 300, "explain": 300, "corrupt": 10}}
@@ -16,6 +16,15 @@ def test_memory_grows_with_the_model_the_split_and_each_retry():
     assert big_model["mem_mb"] - small["mem_mb"] == round(16 * 149 * 10**6 / 2**20)
     assert big_split["mem_mb"] > 10 * (small["mem_mb"] - 4000)
     assert retry["mem_mb"] == 2 * small["mem_mb"]
+
+
+def test_a_streamed_split_holds_three_windows_of_shards_whatever_its_size():
+    streaming = {"in_memory_mb": 16000, "window": 8}
+    assert training_images_held(50_000, 224, 1000, streaming) == 50_000  # 7.0 GiB: held
+    assert training_images_held(1_281_167, 224, 1000, streaming) == 24_000  # ImageNet train (180 GiB): streamed
+    imagenet = job_resources(SETTINGS, "cuda", "finetune", images=1_281_167, held_images=24_000)
+    assert imagenet["mem_mb"] == job_resources(SETTINGS, "cuda", "finetune", images=24_000)["mem_mb"]
+    assert imagenet["runtime"] > job_resources(SETTINGS, "cuda", "finetune", images=24_000)["runtime"]  # reads all
 
 
 def test_runtime_follows_images_epochs_and_corruptions():

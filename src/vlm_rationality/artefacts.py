@@ -218,6 +218,29 @@ def read_prepared_batches(
         }
 
 
+def read_prepared_index(path: str | os.PathLike, columns_extra: Sequence[str] = ()) -> dict[str, Any]:
+    """A prepared shard without its pixels: sample_id, label int64, any optional columns asked for, and the rows
+    of each row group (`row_groups`), so a training split can be indexed before any image is read."""
+    prepared_meta(path)
+    with reading(path):
+        handle = pq.ParquetFile(path)
+        table = handle.read(columns=["sample_id", "label", *columns_extra])
+    return {
+        "sample_id": table.column("sample_id").to_pylist(),
+        "label": table.column("label").to_numpy().astype(np.int64),
+        "row_groups": [handle.metadata.row_group(i).num_rows for i in range(handle.metadata.num_row_groups)],
+        **{name: table.column(name).to_pylist() for name in columns_extra},
+    }
+
+
+def read_prepared_images(path: str | os.PathLike, row_group: int) -> np.ndarray:
+    """The images of one row group of a prepared shard, uint8 [rows, H, W, 3]."""
+    height, width = prepared_meta(path)["image_shape"]
+    with reading(path):
+        table = pq.ParquetFile(path).read_row_group(row_group, columns=["image"])
+    return _column_bytes(table, "image", height * width * 3).reshape(-1, height, width, 3)
+
+
 def read_prepared(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
     """A whole shard in memory as numpy arrays (images uint8 [N,H,W,3], masks bool [N,H,W])."""
     height, width = prepared_meta(path)["image_shape"]

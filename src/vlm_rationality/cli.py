@@ -49,7 +49,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from vlm_rationality.finetune.run import pretrain_base
 
     _threads(args)
-    sidecar = pretrain_base(args.model, args.train, args.shards, args.out, args.device)
+    sidecar = pretrain_base(args.model, args.train, args.shards, args.out, args.device, args.training_data)
     print(json.dumps(sidecar["metrics"]), f"({sidecar['seconds']} s on {sidecar['device']})")
 
 
@@ -57,7 +57,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     from vlm_rationality.finetune.run import finetune
 
     _threads(args)
-    sidecar = finetune(args.model, args.method, args.prompts, args.shards, args.out, args.device)
+    sidecar = finetune(args.model, args.method, args.prompts, args.shards, args.out, args.device, args.training_data)
     print(json.dumps(sidecar["metrics"]), f"({sidecar['seconds']} s on {sidecar['device']})")
 
 
@@ -294,9 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", required=True, help="the split's item index")
     p.add_argument("--out", required=True)
 
+    def training_data(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--training-data", type=_json, default=None,
+                       help="the config's training_data (JSON): when to stream the split from its shards; default in memory")
+
     p = stage("pretrain", cmd_pretrain, "contrastively pretrain a base model on captioned shards", device=True)
     p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
     p.add_argument("--train", type=_json, required=True, help="pretraining settings (JSON)")
+    training_data(p)
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+")
 
@@ -307,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = stage("finetune", cmd_finetune, "fine-tune a model with one method; writes a checkpoint and sidecar", device=True)
     model_method_prompts(p)
+    training_data(p)
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+")
 

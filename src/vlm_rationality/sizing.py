@@ -19,6 +19,14 @@ GPU_STAGES = ("pretrain", "finetune", "explain", "predict", "discover", "assign_
 ROW_BYTES = {"explain": 8192, "predict": 4096, "score": 64, "robustness": 4096}
 
 
+def training_images_held(images: int, image_size: int, shard_size: int, training_data: dict[str, Any]) -> int:
+    """Images a training job holds at once: the whole split, or three shuffle windows of shards when it is streamed
+    (finetune/data.py decides the same way)."""
+    if images * image_size * image_size * 3 <= training_data["in_memory_mb"] * MiB:
+        return images
+    return min(images, 3 * training_data["window"] * shard_size)
+
+
 def job_resources(
     settings: dict[str, Any],
     device: str,
@@ -31,16 +39,19 @@ def job_resources(
     threads: int = 1,
     corrupted: bool = False,
     attempt: int = 1,
+    held_images: int | None = None,
 ) -> dict[str, int]:
-    """`images` the job reads (× `passes`, e.g. epochs); `parameters` of its model; `gpus` it trains on.
+    """`images` the job reads (× `passes`, e.g. epochs), `held_images` of them in memory at once (default all: a
+    streamed training split holds fewer); `parameters` of its model; `gpus` it trains on.
 
     Memory grows with each retry (`attempt`), so a job killed for memory gets more the next time.
     """
     pixels = images * image_size * image_size * 3
+    held_pixels = pixels if held_images is None else held_images * image_size * image_size * 3
     if stage == "prepare":
         held = 3 * pixels  # decoded originals, the prepared image and its mask
     elif stage in ("pretrain", "finetune"):
-        held = 1.25 * pixels + 16 * parameters  # the split in memory; weights, gradients and two Adam moments
+        held = 1.25 * held_pixels + 16 * parameters  # the split in memory; weights, gradients and two Adam moments
     elif stage == "discover":
         held = pixels + 8 * images**2 + 4 * parameters  # the region crops and their distance matrix (float64)
     else:

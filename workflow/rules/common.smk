@@ -9,7 +9,7 @@ from snakemake.exceptions import IncompleteCheckpointException
 
 from vlm_rationality.archs import approx_parameters
 from vlm_rationality.artefacts import item_count
-from vlm_rationality.sizing import job_resources
+from vlm_rationality.sizing import job_resources, training_images_held
 from vlm_rationality import protocol
 
 ENV = "../../envs/vlm-rationality.yaml"
@@ -305,6 +305,11 @@ def sized(stage):
             images, image_size, parameters, passes, gpus = _job_size(stage, wc)
         except IncompleteCheckpointException:  # a split not indexed yet: the job is sized again once it is
             images, image_size, parameters, passes, gpus = 0, 0, 0, 1, 1
+        held = images
+        if stage in ("pretrain", "finetune"):
+            dataset = config["models"][wc.model]["pretrain"]["dataset"] if stage == "pretrain" else wc.dataset
+            shard_size = int(config["datasets"][dataset]["shard_size"])
+            held = training_images_held(images, image_size, shard_size, config["training_data"])
         return job_resources(
             config["resources"],
             config["device"],
@@ -317,6 +322,7 @@ def sized(stage):
             settings.stage_threads(config, stage) * gpus,
             wc.get("shift", "clean") != "clean",
             attempt,
+            held,
         )
 
     return {

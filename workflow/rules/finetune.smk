@@ -22,6 +22,7 @@ rule finetune:
             {**settings.finetune_spec(config, wc.method), **{"regions": path for path in training_regions(wc)}}
         ),
         prompts=lambda wc: class_prompts(wc.dataset),
+        training_data=as_json(config["training_data"]),
         device=config["device"],
         # Data-parallel over `processes` workers (one per GPU; gloo processes on CPU), one process otherwise.
         launch=lambda wc: (
@@ -32,5 +33,6 @@ rule finetune:
         threads_per_process=config["threads"],
     shell:
         "{params.launch} vlm_rationality finetune --model {params.model:q} --method {params.method:q}"
-        " --prompts {params.prompts:q} --device {params.device} --threads {params.threads_per_process}"
+        " --prompts {params.prompts:q} --training-data {params.training_data:q} --device {params.device}"
+        " --threads {params.threads_per_process}"
         " --out {output.weights} {input.shards} > {log} 2>&1"

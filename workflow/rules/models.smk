@@ -19,7 +19,9 @@ rule pretrain_base:
     params:
         model=lambda wc: as_json({k: v for k, v in model_spec(wc.model).items() if k != "pretrained"}),
         train=lambda wc: as_json(config["models"][wc.model]["pretrain"]),
+        training_data=as_json(config["training_data"]),
         device=config["device"],
     shell:
         "python -m vlm_rationality pretrain --model {params.model:q} --train {params.train:q}"
-        " --device {params.device} --threads {threads} --out {output.weights} {input} > {log} 2>&1"
+        " --training-data {params.training_data:q} --device {params.device} --threads {threads}"
+        " --out {output.weights} {input} > {log} 2>&1"

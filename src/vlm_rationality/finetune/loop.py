@@ -30,6 +30,7 @@ class TrainSettings:
     optimizer: str = "adamw"
     weight_decay: float = 0.0
     seed: int = 0
+    amp: str = "none"  # bf16: each step's forward under bf16 autocast (bf16 needs no loss scaling, so no fp16)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "TrainSettings":
@@ -37,6 +38,8 @@ class TrainSettings:
         settings = cls(**fields)
         if settings.optimizer not in OPTIMIZERS:
             raise KeyError(f"unknown optimizer {settings.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if settings.amp not in ("none", "bf16"):
+            raise KeyError(f"training amp must be none or bf16, got {settings.amp!r}")
         if settings.lr <= 0 or settings.epochs < 1 or settings.batch_size < 1 or settings.weight_decay < 0:
             raise ValueError(f"training settings must have lr > 0, epochs >= 1, batch_size >= 1, weight_decay >= 0: {settings}")
         return settings
@@ -63,10 +66,12 @@ def fit(
     generator = torch.Generator().manual_seed(settings.seed)
     rank, ranks = world()
     progress = Progress(what, settings.epochs * len(split), enabled=rank == 0)
+    device_type = parameters[0].device.type if parameters else "cpu"
     for epoch in range(settings.epochs):
         total_loss, total_correct, seen, counted = 0.0, 0, 0, True
         for index in split.batches(settings.batch_size, generator):
-            loss, correct = step(index)  # the global batch's loss, the same on every rank
+            with torch.autocast(device_type, torch.bfloat16, enabled=settings.amp == "bf16"):
+                loss, correct = step(index)  # the global batch's loss, the same on every rank
             optimizer.zero_grad(set_to_none=True)
             (loss / ranks).backward()
             sum_gradients(parameters)  # data-parallel: summed over ranks, the global batch's gradient
