@@ -95,6 +95,31 @@ def imagenet(root: Path) -> Fixture:
     return fx
 
 
+def imagenet_c(imagenet_root: Path, root: Path, shifts: list[str]) -> Path:
+    """The published ImageNet-C layout, made as Hendrycks & Dietterich made it: every validation image (the
+    unreadable ones stand in as a blank picture) resized to 256 on its shorter side, centre-cropped to 224, corrupted
+    and saved as JPEG under `<root>/<corruption>/<severity>/<wnid>/<image>.JPEG`."""
+    from vlm_rationality.data.corruptions import apply_shift, parse_shift
+
+    for path in sorted((imagenet_root / "val").glob("*/*.JPEG")):
+        try:
+            with Image.open(path) as handle:
+                image = handle.convert("RGB")
+        except OSError:
+            image = Image.new("RGB", (100, 75))
+        scale = 256 / min(image.size)
+        image = image.resize((max(256, round(image.width * scale)), max(256, round(image.height * scale))),
+                             Image.Resampling.BILINEAR)
+        left, top = (image.width - 224) // 2, (image.height - 224) // 2
+        crop = np.asarray(image.crop((left, top, left + 224, top + 224)))
+        for shift in shifts:
+            corruption, severity = parse_shift(shift)
+            out = root / corruption / str(severity) / path.parent.name / path.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(apply_shift(crop[None], [path.name], shift)[0]).save(out, "JPEG", quality=85)
+    return root
+
+
 def caltech101(root: Path) -> Fixture:
     root.mkdir(parents=True, exist_ok=True)
     fx = Fixture(root)

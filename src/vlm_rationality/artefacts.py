@@ -146,11 +146,13 @@ def write_prepared_shard(
     config_hash: str,
     extra: dict[str, Sequence] | None = None,
     skipped: dict[str, int] | None = None,
+    shift: str = "clean",
 ) -> None:
     """Atomically write one shard; `images` uint8 [N, H, W, 3], `masks` bool [N, H, W].
 
     `skipped` counts the samples of this shard's range left out as bad input, per reason; it travels
-    with the shard's metadata to the score table.
+    with the shard's metadata to the score table. `shift`: the images are already under this shift (read from
+    pre-rendered ImageNet-C), which the metadata records so that no stage applies it again.
     """
     images = np.asarray(images)
     masks = np.asarray(masks)
@@ -171,7 +173,7 @@ def write_prepared_shard(
         *(pa.array(values, OPTIONAL_COLUMNS[name]) for name, values in extra.items()),
     ]
     table = pa.Table.from_arrays(columns, schema=prepared_schema(height, width, list(extra)))
-    meta = {"image_shape": [height, width], "skipped": skipped or {}}
+    meta = {"image_shape": [height, width], "skipped": skipped or {}, **({"shift": shift} if shift != "clean" else {})}
     write_parquet(with_metadata(table, PREPARED, config_hash, meta), path)
 
 

@@ -41,7 +41,8 @@ def cmd_items(args: argparse.Namespace) -> None:
 def cmd_prepare(args: argparse.Namespace) -> None:
     from vlm_rationality.data.prepare import prepare_shard
 
-    counts = prepare_shard(args.spec, args.split, args.shard, args.items, args.out, config_hash([args.spec, args.split]))
+    counts = prepare_shard(args.spec, args.split, args.shard, args.items, args.out, config_hash([args.spec, args.split]),
+                           args.shift, args.imagenet_c, args.clean_shard)
     print(f"{args.out}: {json.dumps(counts)}")
 
 
@@ -292,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", required=True)
     p.add_argument("--shard", type=int, required=True)
     p.add_argument("--items", required=True, help="the split's item index")
+    p.add_argument("--shift", default="clean", help="a corruption-severity read from --imagenet-c")
+    p.add_argument("--imagenet-c", default=None, help="the published ImageNet-C folders (<corruption>/<severity>/<wnid>/...)")
+    p.add_argument("--clean-shard", default=None, help="with --imagenet-c: this shard prepared clean (its samples are kept)")
     p.add_argument("--out", required=True)
 
     def training_data(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from vlm_rationality.archs import MODEL_ARCHS, check_model
-from vlm_rationality.data import DATASET_ADAPTERS, build_dataset
+from vlm_rationality.data import DATASET_ADAPTERS, build_dataset, imagenet_c
 from vlm_rationality.data.corruptions import parse_shift
 from vlm_rationality.protocol import method_entry, model_entry, split_variant
 from vlm_rationality.registry import declared
@@ -79,7 +79,10 @@ def check_config(config: Config, schema: Schema) -> None:
                               f"carve from the training split ({config['train_split']!r})")
         if not found:
             try:
-                build_dataset(dataset)
+                built = build_dataset(dataset)
+                if "imagenet_c" in dataset:
+                    errors += [f"{key}.imagenet_c: {error}" for error in
+                               imagenet_c.folder_errors(built, dataset["imagenet_c"], shifts(config, name))]
             except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
                 errors.append(f"{key}: {err}")
     depths = {}
@@ -370,7 +373,7 @@ def prepare_spec(config: Config, dataset: str, split: str) -> Config:
         transform = {key: source[key] for key in ("resize", "interpolation") if key in source}
         return {"adapter": adapter, "root": folder, "image_size": source["image_size"],
                 "shard_size": source["shard_size"], **transform, "splits": {split: {"masks": False}}}
-    spec = {key: value for key, value in config["datasets"][dataset].items() if key != "shifts"}
+    spec = {key: value for key, value in config["datasets"][dataset].items() if key not in ("shifts", "imagenet_c")}
     carved_from = spec["splits"][split].get("carve", {}).get("from", split)
     spec["splits"] = {name: entry for name, entry in spec["splits"].items()
                       if name in (split, carved_from) or entry.get("carve", {}).get("from") == carved_from}

@@ -82,10 +82,17 @@ def shards(first, last):
     return [f"{k:04d}" for k in range(first, last + 1)]
 
 
-def shard_files(dataset, split):
-    return expand(
-        rules.prepare.output[0], dataset=dataset, split=split, shard=shards(0, shard_count(dataset, split) - 1)
-    )
+def prerendered(dataset, shift):
+    """Whether `shift` of `dataset` is read from the published ImageNet-C folders rather than corrupted on the fly."""
+    return shift != "clean" and "imagenet_c" in config["datasets"][dataset]
+
+
+def shard_files(dataset, split, shift="clean", first=0, last=None):
+    """Prepared shards `first`..`last` (default all) of a split, under `shift` where that is read from ImageNet-C."""
+    last = shard_count(dataset, split) - 1 if last is None else last
+    if prerendered(dataset, shift):
+        return expand(rules.prepare_shift.output[0], dataset=dataset, split=split, shift=shift, shard=shards(first, last))
+    return expand(rules.prepare.output[0], dataset=dataset, split=split, shard=shards(first, last))
 
 
 def base_file(model):
@@ -125,7 +132,7 @@ def shard_groups(dataset):
 
 def group_shards(wildcards):
     first, last = map(int, wildcards.group.split("-"))
-    return expand(rules.prepare.output[0], dataset=wildcards.dataset, split=EVAL, shard=shards(first, last))
+    return shard_files(wildcards.dataset, EVAL, wildcards.shift, first, last)
 
 
 def heatmap_files(methods=None, clean_only=False):
@@ -148,7 +155,7 @@ def heatmap_files(methods=None, clean_only=False):
 def prediction_sets(dataset):
     """[{name, shift, shards}] of one dataset's predict jobs (config.prediction_sets names the splits)."""
     return [
-        {"name": s["name"], "shift": s["shift"], "shards": shard_files(dataset, s["split"])}
+        {"name": s["name"], "shift": s["shift"], "shards": shard_files(dataset, s["split"], s["shift"])}
         for s in settings.prediction_sets(config, dataset)
     ]
 
@@ -320,7 +327,7 @@ def sized(stage):
             passes,
             gpus,
             settings.stage_threads(config, stage) * gpus,
-            wc.get("shift", "clean") != "clean",
+            wc.get("shift", "clean") != "clean" and not prerendered(wc.dataset, wc.shift),
             attempt,
             held,
         )

@@ -14,7 +14,9 @@ rule explain:
     resources:
         **sized("explain"),
         # Processes corrupting ahead, out of the job's threads; like threads, not a param: they change no map.
-        corruption_workers=lambda wc: config["heatmaps"]["workers"] if wc.shift != "clean" else 0,
+        corruption_workers=lambda wc: (
+            config["heatmaps"]["workers"] if wc.shift != "clean" and not prerendered(wc.dataset, wc.shift) else 0
+        ),
     params:
         model=lambda wc: as_json(model_spec(wc.model, wc.method)),
         method=lambda wc: as_json(settings.explain_spec(config, wc.method)),

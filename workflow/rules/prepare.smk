@@ -39,6 +39,32 @@ rule prepare:
         " --shard {wildcards.shard} --items {input.index} --out {output} > {log} 2>&1"
 
 
+# A shift read from the published ImageNet-C folders (datasets.<name>.imagenet_c) is prepared like a split: the clean
+# shard's samples, their images from <imagenet_c>/<corruption>/<severity>/, masks through ImageNet-C's 256/224 crop.
+rule prepare_shift:
+    input:
+        index=rules.items.output[0],
+        clean=rules.prepare.output[0],
+    output:
+        "results/data/{dataset}/{split}/{shift}/shard-{shard}.parquet",
+    log:
+        "results/logs/prepare/{dataset}/{split}/{shift}/shard-{shard}.log",
+    benchmark:
+        "results/benchmarks/prepare/{dataset}/{split}/{shift}/shard-{shard}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **sized("prepare"),
+    params:
+        spec=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, wc.split)),
+        imagenet_c=lambda wc: config["datasets"][wc.dataset]["imagenet_c"],
+    shell:
+        "python -m vlm_rationality prepare --spec {params.spec:q} --split {wildcards.split} --shift {wildcards.shift}"
+        " --imagenet-c {params.imagenet_c:q} --clean-shard {input.clean} --shard {wildcards.shard} --items {input.index}"
+        " --out {output} > {log} 2>&1"
+
+
 # Sums the shards' counts: a second of work, so it runs in Snakemake's own process (no interpreter to start).
 rule prepare_report:
     input:

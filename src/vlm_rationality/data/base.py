@@ -74,6 +74,11 @@ class Dataset(ABC):
         """Where the item's image is read from ('' for generated data)."""
         return ""
 
+    def prerendered_name(self, item: Item) -> str:
+        """The item's path inside a published pre-rendered shift folder (ImageNet-C: `<wnid>/<image>.JPEG`, see
+        imagenet_c.py); only adapters whose items have one override this."""
+        raise NotImplementedError(f"{type(self).__name__} items have no pre-rendered (ImageNet-C) counterpart")
+
     def known_size(self, split: str) -> int | None:
         """A split's size where the config alone tells it (no listing), else None."""
         return None
@@ -101,10 +106,10 @@ def _defaults(declared: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_dataset(config: dict[str, Any]) -> Dataset:
-    """The adapter named by `config["adapter"]`, given every other key except `shard_size` and `shifts`; options
-    and split options the config leaves out take the adapter's declared defaults."""
+    """The adapter named by `config["adapter"]`, given every other key except `shard_size` and the shifts' (`shifts`,
+    `imagenet_c`); options and split options the config leaves out take the adapter's declared defaults."""
     adapter = DATASET_ADAPTERS.get(config["adapter"])
-    options = {key: value for key, value in config.items() if key not in ("adapter", "shard_size", "shifts")}
+    options = {key: value for key, value in config.items() if key not in ("adapter", "shard_size", "shifts", "imagenet_c")}
     options = {**_defaults(adapter.options), **options}
     options["splits"] = {name: {**_defaults(adapter.split_options), **split} for name, split in config["splits"].items()}
     return adapter(**options)

@@ -3,16 +3,20 @@
 A shift is `clean` or `{corruption}-{severity}`. Corruptions are applied to the prepared S×S images (which is
 how ImageNet-C itself was made), through imagecorruptions-imaug (maintained, works on numpy 2). Each sample
 gets its own seed from (shift, sample_id), so a shift is the same whatever the batch or shard split. Masks
-are unchanged: the object stays where it was.
+are unchanged: the object stays where it was. Shards prepared from the published ImageNet-C folders
+(imagenet_c.py) are already under their shift; `shift_to_apply` tells a stage which case it has.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 import zlib
 from typing import Sequence
 
 import numpy as np
+
+from vlm_rationality.artefacts import prepared_meta
 
 CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
@@ -33,6 +37,17 @@ def parse_shift(shift: str) -> tuple[str, int] | None:
 
 def all_shifts() -> list[str]:
     return ["clean"] + [f"{name}-{severity}" for name in CORRUPTIONS for severity in SEVERITIES]
+
+
+def shift_to_apply(paths: Sequence[str | os.PathLike], shift: str) -> str:
+    """The shift a stage must still apply to `paths` to see them under `shift`: none (`clean`) where the shards were
+    prepared under it (pre-rendered ImageNet-C), all of it where they are clean; anything else is a wrong input."""
+    prepared = {os.fspath(p): prepared_meta(p).get("shift", "clean") for p in paths}
+    wrong = [p for p, s in prepared.items() if s not in ("clean", shift)]
+    if wrong or len(set(prepared.values())) > 1:
+        raise ValueError(f"asked for shift {shift!r} of shards prepared under {sorted(set(prepared.values()))}: "
+                         f"{', '.join(wrong or prepared)}; a job's shards must all be clean or all be that shift")
+    return "clean" if shift in prepared.values() else shift
 
 
 def apply_shift(images: np.ndarray, sample_ids: Sequence[str], shift: str) -> np.ndarray:

@@ -98,6 +98,9 @@ class ImageNet(FileDataset):
                     items.append(Item(f"{folder}/{synset}/{path.name}", label, (synset, path.stem)))
         return items
 
+    def prerendered_name(self, item: Item) -> str:
+        return item.sample_id.split("/", 1)[1]  # val/<wnid>/<image>.JPEG -> <wnid>/<image>.JPEG
+
     def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:
         synset, image_id = item.annotation
         if self.boxes_path.is_dir():

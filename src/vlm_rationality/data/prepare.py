@@ -19,8 +19,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from vlm_rationality.artefacts import prepared_meta, read_items, write_items, write_prepared_shard
+from vlm_rationality.artefacts import prepared_meta, read_items, read_prepared_index, write_items, write_prepared_shard
 from vlm_rationality.data.base import Item, Sample, build_dataset
+from vlm_rationality.data.imagenet_c import load_items as load_shifted
 from vlm_rationality.io import write_json
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,31 @@ def write_item_index(dataset_config: dict[str, Any], split: str, out_path: str |
 
 def prepare_shard(
     dataset_config: dict[str, Any], split: str, shard: int, items_path: str | os.PathLike, out_path: str | os.PathLike,
-    config_hash: str,
+    config_hash: str, shift: str = "clean", imagenet_c: str | os.PathLike | None = None,
+    clean_shard: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Write shard `shard` of `split` from its rows of the item index; returns {written, skipped: {reason: count}}."""
+    """Write shard `shard` of `split` from its rows of the item index; returns {written, skipped: {reason: count}}.
+
+    With `imagenet_c` (the published folders), the images are those of `shift` there, and the shard says so; it
+    holds the samples of `clean_shard` (the same shard, clean), whose skips it counts as its own, so a shift is
+    scored on the very samples the clean data is (anything more that the shift leaves out is counted on top)."""
     dataset = build_dataset(dataset_config)
     start = shard * int(dataset_config["shard_size"])
     rows = read_items(items_path, start, start + int(dataset_config["shard_size"]))
     items = [Item(*fields) for fields in zip(rows["sample_id"], rows["label"], map(json.loads, rows["annotation"]))]
     samples: list[Sample] = []
     skipped: Counter[str] = Counter()
-    for entry in tqdm(dataset.load_items(split, items, start), total=len(items), desc=f"{split} shard {shard}",
-                      unit="img", mininterval=5, disable=None):
+    if (imagenet_c is None or clean_shard is None) != (shift == "clean"):
+        raise ValueError(f"shift {shift!r}, ImageNet-C folder {imagenet_c!r}, clean shard {clean_shard!r}: a prepared "
+                         "shift needs all three, a clean shard none")
+    if imagenet_c is None:
+        entries = dataset.load_items(split, items, start)
+    else:
+        kept = set(read_prepared_index(clean_shard)["sample_id"])
+        skipped.update(prepared_meta(clean_shard)["skipped"])
+        entries = load_shifted(dataset, split, [item for item in items if item.sample_id in kept], imagenet_c, shift)
+    for entry in tqdm(entries, total=len(items), desc=f"{split} {shift} shard {shard}", unit="img", mininterval=5,
+                      disable=None):
         if isinstance(entry, Sample):
             samples.append(entry)
         else:
@@ -67,6 +82,7 @@ def prepare_shard(
         config_hash=config_hash,
         extra={name: [x.extra.get(name) for x in samples] for name in dataset.extra_columns},
         skipped=dict(skipped),
+        shift=shift,
     )
     return {"written": len(samples), "skipped": dict(skipped)}
 

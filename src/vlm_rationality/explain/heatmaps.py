@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from vlm_rationality.artefacts import NO_PREDICTION, prepared_meta, prepared_rows, write_heatmap_shard
-from vlm_rationality.data.corruptions import apply_shift
+from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 from vlm_rationality.data.shards import PreparedBatch, iter_batches
 from vlm_rationality.device import AMP_DTYPES
 from vlm_rationality.explain.base import HEATMAP_METHODS, HeatmapMethod, Target
@@ -116,10 +116,12 @@ def explain_shards(
     Batches never cross a shard boundary, so a shard's rows are the same whichever group it is explained in.
     `keys` (dataset, shift, model, method) go into the file's metadata with the heatmap method, so the score
     stage needs nothing but the files themselves; `keys["shift"]` (default clean) is applied on the fly, in
-    `workers` processes ahead of the device (0: in the thread that reads the shards ahead).
+    `workers` processes ahead of the device (0: in the thread that reads the shards ahead), unless the shards were
+    prepared under it (pre-rendered ImageNet-C).
     """
     keys = {"dataset": "", "shift": "clean", "model": "", "method": "", **(keys or {}), "heatmap_method": settings.method}
     shift = keys["shift"]
+    on_the_fly = shift_to_apply(in_paths, shift)
     skipped: Counter[str] = Counter()
     for path in in_paths:
         skipped.update(prepared_meta(path).get("skipped", {}))
@@ -128,9 +130,9 @@ def explain_shards(
     classifier = classifier.to(device).eval()
     columns: dict[str, list] = {name: [] for name in ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained")}
     progress, right = Progress(f"explain {settings.method}", sum(prepared_rows(p) for p in in_paths)), 0
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 0 and shift != "clean" else None
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 0 and on_the_fly != "clean" else None
     try:
-        for batch in prefetched(shifted(iter_batches(in_paths, settings.batch_size), shift, pool, workers)):
+        for batch in prefetched(shifted(iter_batches(in_paths, settings.batch_size), on_the_fly, pool, workers)):
             batch = batch.to(device)
             result = explain(classifier, classifier.model.preprocess(batch.images), batch.labels)
             rma, status = relevance_mass_accuracy(result.relevance, batch.masks())
@@ -160,7 +162,8 @@ def explain_shards(
     stacked = {name: np.concatenate(values) if values else empty[name] for name, values in columns.items() if name != "sample_id"}
     meta = {"grid_size": list(grid), "image_size": classifier.model.preprocess.image_size,
             "heatmap_target": settings.target, "start_block": settings.start_block, "amp": settings.amp,
-            "source_shards": [os.fspath(p) for p in in_paths], "shift": shift, "skipped": dict(skipped)}
+            "source_shards": [os.fspath(p) for p in in_paths], "shift": shift, "skipped": dict(skipped),
+            "shift_source": "on the fly" if on_the_fly != "clean" else "prepared" if shift != "clean" else "none"}
     write_heatmap_shard(
         out_path, sample_ids=columns["sample_id"], labels=stacked["label"], preds=stacked["pred"],
         logits=stacked["logits"], heatmaps=stacked["heatmap"], rma=stacked["rma"], rma_status=stacked["status"],

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import torch
 
 from vlm_rationality.artefacts import prepared_meta, write_predictions
-from vlm_rationality.data.corruptions import apply_shift
+from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 from vlm_rationality.data.shards import iter_batches
 from vlm_rationality.device import resolve_device
 from vlm_rationality.models.checkpoint import method_classifier
@@ -32,11 +32,11 @@ def predict(
     counts, skipped = {}, {}
     progress = Progress("predict", sum(pq.ParquetFile(path).metadata.num_rows for spec in sets for path in spec["shards"]))
     for spec in sets:
-        seen = 0
+        seen, on_the_fly = 0, shift_to_apply(spec["shards"], spec["shift"])
         for batch in iter_batches(spec["shards"], batch_size, _background_column(spec["shards"])):
             images = batch.images
-            if spec["shift"] != "clean":
-                images = torch.from_numpy(apply_shift(images.numpy(), batch.sample_ids, spec["shift"]))
+            if on_the_fly != "clean":
+                images = torch.from_numpy(apply_shift(images.numpy(), batch.sample_ids, on_the_fly))
             logits = classifier(classifier.model.preprocess(images.to(dev))).float().cpu().numpy()
             rows["sets"] += [spec["name"]] * len(logits)
             rows["sample_ids"] += list(batch.sample_ids)

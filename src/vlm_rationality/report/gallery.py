@@ -197,7 +197,7 @@ def render_sample(
 ) -> str:
     """One sample of a heatmap file drawn as the gallery draws it (the image under the file's shift, the object
     outlined, the heatmap as RMA weighs it); the prepared shards default to the file's `source_shards`."""
-    from vlm_rationality.data.corruptions import apply_shift
+    from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 
     meta, table = read_heatmaps(heatmap_path, COLUMNS)
     ids = table.column("sample_id").to_pylist()
@@ -210,7 +210,7 @@ def render_sample(
                          "directory or name them with --prepared")
     row = table.slice(ids.index(sample), 1).to_pylist()[0]
     image, mask = read_samples(shards, {sample})[sample]
-    image = apply_shift(image[None], [sample], meta["keys"]["shift"])[0]
+    image = apply_shift(image[None], [sample], shift_to_apply(shards, meta["keys"]["shift"]))[0]
     heat = heatmap_view(np.asarray(row["heatmap"], np.float32), meta["grid_size"], image.shape[:2])
     rma = float("nan") if row["rma"] is None else row["rma"]
     keys = meta["keys"]
