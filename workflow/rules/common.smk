@@ -91,7 +91,9 @@ def shard_files(dataset, split, shift="clean", first=0, last=None):
     """Prepared shards `first`..`last` (default all) of a split, under `shift` where that is read from ImageNet-C."""
     last = shard_count(dataset, split) - 1 if last is None else last
     if prerendered(dataset, shift):
-        return expand(rules.prepare_shift.output[0], dataset=dataset, split=split, shift=shift, shard=shards(first, last))
+        return expand(
+            rules.prepare_shift.output[0], dataset=dataset, split=split, shift=shift, shard=shards(first, last)
+        )
     return expand(rules.prepare.output[0], dataset=dataset, split=split, shard=shards(first, last))
 
 
