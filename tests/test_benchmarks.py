@@ -50,3 +50,10 @@ def test_the_finetune_benchmark_runs_the_job_held_and_streamed():
                                                          ("flcp", "streamed")]
     assert all(float(rate) > 0 for *_, rate in rows)
     assert re.search(r"^streamed / in memory  flcp: [\d.]+x$", out, re.M)
+
+
+def test_the_amp_agreement_benchmark_compares_bf16_with_fp32():
+    out = run("amp_agreement.py", "--amp", "bf16", "--arch", "tiny-vit-32", "--images", "32", "--classes", "4",
+              "--threads", "1", "--device", "cpu")
+    agreement = float(re.search(r"^validity agrees\s+([\d.]+) %", out, re.M).group(1))
+    assert 0 <= agreement <= 100 and re.search(r"^PT / IR bf16\s+", out, re.M)

@@ -58,8 +58,16 @@ def test_bad_settings_fail_clearly(tiny_model, prompts, images):
         Chefer(start_block=9)(classifier, x, labels)
     with pytest.raises(KeyError, match="heatmap target"):
         Chefer(target="gt")
-    with pytest.raises(ValueError, match="CUDA"):
-        Chefer(amp_dtype=torch.bfloat16)(classifier, x, labels)
+    with pytest.raises(ValueError, match="fp16 heatmaps .* need a CUDA device"):
+        Chefer(amp_dtype=torch.float16)(classifier, x, labels)
+
+
+def test_bf16_maps_on_cpu_stay_near_the_fp32_maps(tiny_model, prompts, images):
+    """bf16 autocast runs on CPU too, so its maps can be checked against fp32 without a GPU."""
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    x, labels = images
+    exact, bf16 = (Chefer(amp_dtype=amp)(classifier, x, labels).relevance for amp in (None, torch.bfloat16))
+    assert 0 < _relative_error(bf16, exact) < 5e-2  # not fp32 (bf16 did run), but close to it
 
 
 @pytest.mark.gpu

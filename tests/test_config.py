@@ -73,7 +73,7 @@ def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
     (lambda c: c["methods"]["zs"].update(heatmaps={"amp": "fp16"}), r"methods\.zs\.heatmaps\.amp: fp16 is mixed precision on CUDA"),
     (lambda c: c["methods"]["zs"].update(head="linear"), r"methods\.zs\.head: zs classifies with its prompts"),
     (lambda c: c["methods"]["ft"].update(head="linear"), r"methods\.ft\.head_init: head: linear is the official code's"),
-    (lambda c: c["heatmaps"].update(amp="bf16"), r"heatmaps\.amp: bf16 is mixed precision on CUDA, but device is cpu; set amp: none"),
+    (lambda c: c["heatmaps"].update(amp="fp16"), r"heatmaps\.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none"),
     (lambda c: c["methods"]["zs"].update(lr=0.1), r"methods\.zs\.lr: zs trains nothing"),
     (lambda c: c["methods"].update({"..": {"kind": "zs"}}), r"methods: the name '\.\.' is a path component"),
     (lambda c: c["datasets"].update({".": c["datasets"]["tiny-synthetic"]}), r"datasets: the name '\.' is a path component"),

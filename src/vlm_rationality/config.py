@@ -130,8 +130,8 @@ def check_config(config: Config, schema: Schema) -> None:
             errors.append(f"{key}.head_init: head: linear is the official code's nn.Linear with its default init; "
                           "drop head_init, or use head: cosine")
         overrides = method.get("heatmaps", {})
-        if overrides.get("amp", "none") != "none" and config["device"] == "cpu":
-            errors.append(f"{key}.heatmaps.amp: {overrides['amp']} is mixed precision on CUDA, but device is cpu")
+        if overrides.get("amp") == "fp16" and config["device"] == "cpu":
+            errors.append(f"{key}.heatmaps.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none")
         for model_name, depth in depths.items():
             start = overrides.get("start_block")
             if start is not None and not -depth <= start < depth:
@@ -153,8 +153,8 @@ def check_config(config: Config, schema: Schema) -> None:
         if not -depth <= heatmaps["start_block"] < depth:
             errors.append(f"heatmaps.start_block: {heatmaps['start_block']} is outside the {depth} vision blocks of model "
                           f"{name!r} (0 is the first, -1 the last)")
-    if heatmaps["amp"] != "none" and config["device"] == "cpu":
-        errors.append(f"heatmaps.amp: {heatmaps['amp']} is mixed precision on CUDA, but device is cpu; set amp: none")
+    if heatmaps["amp"] == "fp16" and config["device"] == "cpu":
+        errors.append("heatmaps.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none")
     errors += _robustness_errors(config)
     errors += _discovery_errors(config)
     errors += _ravl_errors(config)

@@ -19,9 +19,10 @@ def resolve_device(device: str) -> torch.device:
 
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> AbstractContextManager:
-    """Mixed precision on CUDA; `amp_dtype` None is full precision anywhere."""
+    """Mixed precision: bf16 on CUDA or CPU (where it lets the bf16 maps be checked against fp32 without a GPU), fp16
+    on CUDA only; `amp_dtype` None is full precision anywhere."""
     if amp_dtype is None:
         return nullcontext()
-    if device.type != "cuda":
-        raise ValueError("mixed-precision heatmaps (heatmaps.amp) need a CUDA device; set amp: none on CPU")
-    return torch.autocast("cuda", dtype=amp_dtype)
+    if device.type != "cuda" and amp_dtype != torch.bfloat16:
+        raise ValueError("fp16 heatmaps (heatmaps.amp: fp16) need a CUDA device; use bf16 or none on CPU")
+    return torch.autocast(device.type, dtype=amp_dtype)
