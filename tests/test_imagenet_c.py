@@ -142,7 +142,9 @@ def test_the_workflow_reads_the_shift_from_imagenet_c(roots, tmp_path):
     snakemake(tmp_path, config, "--until", "items")
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run", "results/metrics/rationality.parquet")) == {
         "prepare": 3, "prepare_shift": 3, "explain": 2, "score": 1}  # test: 9 items (4 good) in shards of 4
-    snakemake(tmp_path, config, "results/metrics/rationality.parquet")
+    gallery = f"results/figures/gallery/imagenet/{SHIFT}/tiny-clip/chefer/all_right.png"
+    snakemake(tmp_path, config, "results/metrics/rationality.parquet", gallery)  # the gallery draws ImageNet-C's images
+    assert (tmp_path / gallery).read_bytes()[:4] == b"\x89PNG"
     explained = sorted((tmp_path / "results" / "heatmaps" / "imagenet" / SHIFT).rglob("*.parquet"))
     meta, _ = read_heatmaps(explained[0], ["rma"])
     assert meta["shift_source"] == "prepared"

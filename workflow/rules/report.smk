@@ -83,7 +83,7 @@ rule report:
 rule gallery:
     input:
         heatmaps=lambda wc: heatmap_group(wc.dataset, wc.shift, wc.model, wc.heatmap),
-        prepared=lambda wc: shard_files(wc.dataset, EVAL),
+        prepared=lambda wc: shard_files(wc.dataset, EVAL, wc.shift),
     output:
         all_right=report(
             "results/figures/gallery/{dataset}/{shift}/{model}/{heatmap}/all_right.png",

@@ -129,19 +129,19 @@ def all_right_figure(
         _empty(path, f"{title}: no sample was predicted correctly by every method ({', '.join(methods)})")
         return
     cols = 1 + len(methods)
-    fig, axes = plt.subplots(len(chosen), cols, figsize=(1.9 * cols, 2.0 * len(chosen) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(chosen), cols, figsize=(max(1.9 * cols, 6.5), 2.0 * len(chosen) + 0.6), squeeze=False)
     for row, sample in zip(axes, chosen):
         image, mask = samples[sample]
         label = heatmaps[methods[0]].rows[sample][0]
         _panel(row[0], image, mask, None, "", threshold, float("nan"))
-        row[0].set_ylabel(f"{sample}\n{class_names[label]}", fontsize="x-small")
+        row[0].set_ylabel(f"{sample.rsplit('/', 1)[-1]}\n{class_names[label]}", fontsize="x-small")  # a path's file name
         for ax, method in zip(row[1:], methods):
             _, _, rma, grid = heatmaps[method].rows[sample]
             heat = heatmap_view(grid, heatmaps[method].grid_size, image.shape[:2])
             _panel(ax, image, mask, heat, f"RMA {rma:.2f}", threshold, rma)
     for ax, name in zip(axes[0], ["image + object", *(display_name(m) for m in methods)]):
         ax.set_title(name, fontsize="small")
-    fig.suptitle(f"{title}: samples every method got right (RMA green if ≥ {threshold}, red if below)", fontsize="small")
+    fig.suptitle(f"{title}\nsamples every method got right (RMA green if ≥ {threshold}, red if below)", fontsize="small")
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -156,7 +156,7 @@ def rw_figure(
     if width == 0:
         _empty(path, f"{title}: no method has a right-for-the-wrong-reason (RW) sample")
         return
-    fig, axes = plt.subplots(len(methods), width, figsize=(1.9 * width, 2.1 * len(methods) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(methods), width, figsize=(max(1.9 * width, 6.5), 2.1 * len(methods) + 0.6), squeeze=False)
     for row, method in zip(axes, methods):
         for k, ax in enumerate(row):
             if k >= len(chosen[method]):
@@ -168,7 +168,7 @@ def rw_figure(
             heat = heatmap_view(grid, heatmaps[method].grid_size, image.shape[:2])
             _panel(ax, image, mask, heat, f"{class_names[label]} · RMA {rma:.2f}", threshold, rma)
         row[0].set_ylabel(f"{display_name(method)}\n({len(chosen[method])} shown)", fontsize="small")
-    fig.suptitle(f"{title}: right prediction, RMA < {threshold} (RW), per method", fontsize="small")
+    fig.suptitle(f"{title}\nright prediction, RMA < {threshold} (RW), per method", fontsize="small")
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -186,6 +186,12 @@ def galleries(
     right = all_right(heatmaps, methods, count, seed)
     rw = {m: right_wrong_reason(heatmaps[m], threshold, count, seed) for m in methods}
     samples = read_samples(shards, set(right).union(*rw.values()))
+    shift = next(iter(heatmaps.values())).shift
+    if shift != "clean":  # draw each image as it was explained: corrupted on the fly, or read from ImageNet-C
+        from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
+
+        on_the_fly = shift_to_apply(shards, shift)
+        samples = {s: (apply_shift(image[None], [s], on_the_fly)[0], mask) for s, (image, mask) in samples.items()}
     all_right_figure(heatmaps, samples, right, methods, class_names, threshold, title, all_right_path)
     rw_figure(heatmaps, samples, rw, methods, class_names, threshold, title, rw_path)
     return {"all_right": right, "rw": rw}
