@@ -69,6 +69,9 @@ def main() -> None:
     print(f"validity agrees    {100 * float(np.mean(valid[0] == valid[1])):10.2f} %  ({args.amp} vs fp32)")
     print(f"prediction agrees  {100 * float(np.mean(exact['pred'] == mixed['pred'])):10.2f} %")
     print(f"max |RMA diff|     {float(np.abs(exact['rma'][defined] - mixed['rma'][defined]).max()):10.4f}")
+    flipped = np.abs(exact["rma"][defined][valid[0] != valid[1]] - args.threshold)
+    if len(flipped):
+        print(f"flipped samples    {len(flipped)}, fp32 RMA within {float(flipped.max()):.4f} of the threshold")
     for name, run in (("fp32", exact), (args.amp, mixed)):
         counts = category_counts(run["pred"][defined] == run["label"][defined], run["rma"][defined], args.threshold)
         metrics = metrics_from_counts(counts)
