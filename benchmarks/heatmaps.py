@@ -6,6 +6,7 @@ difference between their maps, and peak memory. Random weights: the figures meas
     python benchmarks/heatmaps.py                       # CUDA: ViT-B-16 at 224; CPU: ViT-S-16 at 224
     python benchmarks/heatmaps.py --arch ViT-B-16 --amp bf16 --batch-size 128 --images 1024
     python benchmarks/heatmaps.py --adapter albef        # ALBEF-ViT-B-16 (BLIP: --adapter blip)
+    python benchmarks/heatmaps.py --compile              # also the batched path with torch.compile, side by side
 
 ALBEF/BLIP need a WordPiece vocabulary; without --tokenizer a placeholder of bert-base-uncased's size is used
 (the weights are random, so the words do not matter).
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", help="albef/blip: a bert-base-uncased directory (default: a placeholder)")
     device_arguments(parser, images=(1024, 64), batch_size=(128, 32))  # images: for the batched path
     parser.add_argument("--per-sample-images", type=int, default=32 if cuda else 16)
+    parser.add_argument("--compile", action="store_true", help="also time the batched path with heatmaps.compile")
     args = parser.parse_args()
     device = setup(args)
     args.arch = args.arch or DEFAULT_ARCH.get(args.adapter, "ViT-B-16" if cuda else "ViT-S-16")
@@ -60,8 +62,8 @@ def main() -> None:
     amp = AMP_DTYPES[args.amp]
     chefer = Chefer(amp_dtype=amp)
 
-    def batched(n: int) -> torch.Tensor:
-        maps = [chefer(classifier, images[i:i + args.batch_size], labels[i:i + args.batch_size]).relevance
+    def batched(n: int, explain: Chefer = chefer) -> torch.Tensor:
+        maps = [explain(classifier, images[i:i + args.batch_size], labels[i:i + args.batch_size]).relevance
                 for i in range(0, n, args.batch_size)]
         return torch.cat(maps)
 
@@ -76,6 +78,18 @@ def main() -> None:
     sync(device)
     batched_s = time.perf_counter() - start
     peak_batched = peak_mib(device)
+
+    if args.compile:  # compiled once (the warm-up), then timed on the same images
+        compiled = Chefer(amp_dtype=amp, compiled=True)
+        start = time.perf_counter()
+        batched(min(args.batch_size, args.images), compiled)
+        compile_s = time.perf_counter() - start
+        sync(device)
+        start = time.perf_counter()
+        compiled_maps = batched(args.images, compiled)
+        sync(device)
+        compiled_s = time.perf_counter() - start
+        compiled_diff = float((compiled_maps - batched_maps).abs().max() / batched_maps.abs().max())
 
     n_loop = min(args.per_sample_images, args.images)
     start = time.perf_counter()
@@ -96,6 +110,10 @@ def main() -> None:
     print(f"max rel. diff     {rel_diff:10.2e}  (fp32 batched vs loop)")
     if amp is not None:
         print(f"max rel. diff     {amp_diff:10.2e}  ({args.amp} batched vs fp32 loop)")
+    if args.compile:
+        print(f"compiled          {args.images / compiled_s:10.1f} img/s  ({compile_s:.1f} s to compile and run one batch)")
+        print(f"compiled / eager  {batched_s / compiled_s:10.2f}x")
+        print(f"max rel. diff     {compiled_diff:10.2e}  (compiled vs eager batched)")
     print(f"peak memory       {peak_batched:10.0f} MiB  ({'GPU allocated' if device.type == 'cuda' else 'process RSS'})")
 
 

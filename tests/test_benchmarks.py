@@ -57,3 +57,4 @@ def test_the_amp_agreement_benchmark_compares_bf16_with_fp32():
               "--threads", "1", "--device", "cpu")
     agreement = float(re.search(r"^validity agrees\s+([\d.]+) %", out, re.M).group(1))
     assert 0 <= agreement <= 100 and re.search(r"^PT / IR bf16\s+", out, re.M)
+

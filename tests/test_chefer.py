@@ -1,8 +1,11 @@
+import shutil
+
 import pytest
 import torch
 
 from vlm_rationality.data.synthetic import SyntheticSpec, generate
 from vlm_rationality.explain.chefer import Chefer, chefer_relevance_per_sample
+from vlm_rationality.explain.rollout import Rollout
 from vlm_rationality.models import build_classifier
 
 
@@ -83,3 +86,19 @@ def test_cuda_rollout_matches_cpu(tiny_model, prompts, images, amp):
     finally:
         tiny_model.cpu()
     assert _relative_error(gpu, cpu) < (1e-4 if amp is None else 5e-2)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_the_compiled_attention_gives_the_eager_maps(tiny_model, prompts, images):
+    """heatmaps.compile: the attention through torch.compile, split at the recorded probabilities, so the gradient
+    with respect to them survives; maps and logits equal the eager ones to float rounding, for a batch of another
+    size too (the job's last batch)."""
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    x, labels = images
+    for method, n in ((Chefer, 6), (Chefer, 4), (Rollout, 6)):
+        eager = method()(classifier, x[:n], labels[:n])
+        compiled = method(compiled=True)(classifier, x[:n], labels[:n])
+        assert eager.relevance.abs().max() > 0
+        assert _relative_error(compiled.relevance, eager.relevance) < 1e-4
+        torch.testing.assert_close(compiled.logits, eager.logits, rtol=1e-5, atol=1e-5)

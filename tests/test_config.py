@@ -80,9 +80,11 @@ def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
     (lambda c: c["models"].update({"..": c["models"]["tiny-clip"]}), r"models: the name '\.\.' is a path component"),
     (lambda c: c["models"]["tiny-clip"].update(tokenizer="x"), r"models\.tiny-clip: tokenizer: not a setting of the open_clip"),
     (lambda c: c["heatmaps"].update(methods=["lime"]), r"heatmaps\.methods: unknown heatmap method 'lime'"),
+    (lambda c: (c["heatmaps"].update(compile=True), c["models"].update(a={"adapter": "albef", "arch": "ALBEF-ViT-B-16"})),
+     r"heatmaps\.compile: model 'a' \(albef\) has timm attention; compile supports open_clip's CLIP ViTs only"),
 ], ids=["start-block-too-deep", "start-block-too-negative", "method-start-block", "method-amp-on-cpu", "zs-head",
         "linear-head-init", "amp-on-cpu", "zs-training-setting", "dot-method", "dot-dataset", "dotdot-model",
-        "open-clip-tokenizer", "unknown-heatmap-method"])
+        "open-clip-tokenizer", "unknown-heatmap-method", "compile-albef"])
 def test_settings_that_cannot_work_fail_at_config_check(change, message):
     assert re.search(message, check(change))
 

@@ -155,6 +155,9 @@ def check_config(config: Config, schema: Schema) -> None:
                           f"{name!r} (0 is the first, -1 the last)")
     if heatmaps["amp"] == "fp16" and config["device"] == "cpu":
         errors.append("heatmaps.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none")
+    if heatmaps.get("compile"):
+        errors += [f"heatmaps.compile: model {name!r} ({model['adapter']}) has timm attention; compile supports "
+                   "open_clip's CLIP ViTs only" for name, model in config["models"].items() if model["adapter"] != "open_clip"]
     errors += _robustness_errors(config)
     errors += _discovery_errors(config)
     errors += _ravl_errors(config)

@@ -67,12 +67,14 @@ class HeatmapMethod(ABC):
 
     uses_gradients: ClassVar[bool] = True
 
-    def __init__(self, target: Target = "label", start_block: int = 0, amp_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, target: Target = "label", start_block: int = 0, amp_dtype: torch.dtype | None = None,
+                 compiled: bool = False) -> None:
         if target not in TARGETS:
             raise KeyError(f"unknown heatmap target {target!r}; use 'label' (ground truth) or 'pred'")
         self.target = target
         self.start_block = start_block
         self.amp_dtype = amp_dtype
+        self.compiled = compiled  # the recorded attention through torch.compile (the methods that read attention)
 
     @abstractmethod
     def record(self, model: VisionLanguageModel) -> AbstractContextManager[list[torch.Tensor]]:

@@ -20,7 +20,7 @@ class Chefer(HeatmapMethod):
     """Gradient-weighted attention rollout of the explained logit: one forward, one backward per batch."""
 
     def record(self, model):
-        return model.capture_attention()
+        return model.capture_attention(self.compiled)
 
     def relevance(self, model, selected, recorded):
         blocks = len(model.vision_blocks())

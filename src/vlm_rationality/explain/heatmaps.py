@@ -41,6 +41,7 @@ class HeatmapSettings:
     start_block: int = 0
     batch_size: int = 64
     amp: str | None = None
+    compile: bool = False  # chefer and rollout: the attention through torch.compile (gradcam reads no attention)
 
     def __post_init__(self) -> None:
         HEATMAP_METHODS.get(self.method)
@@ -50,7 +51,7 @@ class HeatmapSettings:
             raise ValueError(f"heatmaps.batch_size must be >= 1, got {self.batch_size}")
 
     def build(self) -> HeatmapMethod:
-        return HEATMAP_METHODS.get(self.method)(self.target, self.start_block, AMP_DTYPES[self.amp])
+        return HEATMAP_METHODS.get(self.method)(self.target, self.start_block, AMP_DTYPES[self.amp], self.compile)
 
 
 def prefetched(items: Iterable[T], depth: int = PREFETCH) -> Iterator[T]:

@@ -17,7 +17,7 @@ class Rollout(HeatmapMethod):
     uses_gradients = False
 
     def record(self, model):
-        return model.capture_attention()
+        return model.capture_attention(self.compiled)
 
     def relevance(self, model, selected, recorded):
         maps = []

@@ -10,6 +10,7 @@ attention class has its forward here; any other fails with a clear error before 
 
 from __future__ import annotations
 
+import functools
 from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator, Sequence
 
@@ -34,9 +35,39 @@ def _check_mha(module: nn.MultiheadAttention) -> None:
         raise NotImplementedError(f"attention capture does not support nn.MultiheadAttention with {', '.join(unsupported)}")
 
 
-def _explicit_mha_forward(module: nn.MultiheadAttention, record: Recorder) -> Callable:
-    """The self-attention forward of `module`, computed with an explicit softmax that is recorded."""
+def _mha_probs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, heads: int,
+               attn_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention probabilities [B, heads, N, N] and values of batch-first tokens x [B, N, D]."""
+    batch, tokens, _ = x.shape
+    q, k, v = F.linear(x, weight, bias).chunk(3, dim=-1)
+    q, k, v = (t.reshape(batch, tokens, heads, -1).transpose(1, 2) for t in (q, k, v))
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if attn_mask is not None:
+        scores = scores + attn_mask
+    return scores.softmax(dim=-1), v
+
+
+def _mha_attend(probs: torch.Tensor, v: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The output projection of the probability-weighted values, [B, N, D]."""
+    batch, _, tokens, _ = probs.shape
+    return F.linear((probs @ v).transpose(1, 2).reshape(batch, tokens, -1), weight, bias)
+
+
+@functools.cache
+def _compiled(function: Callable) -> Callable:
+    """`function` through torch.compile, built once per process and shared by every block (same code, other weights)."""
+    return torch.compile(function, dynamic=None)
+
+
+def _explicit_mha_forward(module: nn.MultiheadAttention, record: Recorder, compiled: bool = False) -> Callable:
+    """The self-attention forward of `module`, computed with an explicit softmax that is recorded.
+
+    `compiled`: each half runs through torch.compile. The recorded probabilities are where one compiled region ends
+    and the next begins, so the gradient a heatmap takes with respect to them still exists: compiling across
+    them would fuse them away.
+    """
     heads = module.num_heads
+    probs_of, attend = (_compiled(_mha_probs), _compiled(_mha_attend)) if compiled else (_mha_probs, _mha_attend)
 
     def forward(query, key=None, value=None, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):
@@ -45,21 +76,16 @@ def _explicit_mha_forward(module: nn.MultiheadAttention, record: Recorder) -> Ca
         if key_padding_mask is not None:
             raise NotImplementedError("attention capture does not support key_padding_mask")
         x = query if module.batch_first else query.transpose(0, 1)
-        batch, tokens, width = x.shape
-        q, k, v = F.linear(x, module.in_proj_weight, module.in_proj_bias).chunk(3, dim=-1)
-        q, k, v = (t.reshape(batch, tokens, heads, -1).transpose(1, 2) for t in (q, k, v))
-        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
         if attn_mask is not None:
             if attn_mask.dim() != 2:
                 raise NotImplementedError("attention capture supports 2-D attention masks only")
             if attn_mask.dtype == torch.bool:
-                attn_mask = torch.zeros_like(attn_mask, dtype=scores.dtype).masked_fill(attn_mask, float("-inf"))
-            scores = scores + attn_mask
-        probs = scores.softmax(dim=-1)
+                attn_mask = torch.zeros_like(attn_mask, dtype=x.dtype).masked_fill(attn_mask, float("-inf"))
+        probs, v = probs_of(x, module.in_proj_weight, module.in_proj_bias, heads, attn_mask)
         record(probs)
         if module.training and module.dropout > 0:
             probs = F.dropout(probs, module.dropout)
-        out = module.out_proj((probs @ v).transpose(1, 2).reshape(batch, tokens, width))
+        out = attend(probs, v, module.out_proj.weight, module.out_proj.bias)
         out = out if module.batch_first else out.transpose(0, 1)
         return out, (probs.mean(1) if average_attn_weights else probs) if need_weights else None
 
@@ -125,10 +151,13 @@ def _patched(module: nn.Module, forward: Callable) -> Iterator[None]:
         del module.forward
 
 
-def _forward_factory(attn: nn.Module) -> Callable[[nn.Module, Recorder], Callable]:
+def _forward_factory(attn: nn.Module, compiled: bool = False) -> Callable[[nn.Module, Recorder], Callable]:
     if isinstance(attn, nn.MultiheadAttention):
         _check_mha(attn)
-        return _explicit_mha_forward
+        return functools.partial(_explicit_mha_forward, compiled=compiled)
+    if compiled:
+        raise NotImplementedError(f"heatmaps.compile supports nn.MultiheadAttention (open_clip's CLIP ViTs), not "
+                                  f"{type(attn).__module__}.{type(attn).__name__}; leave compile out for this model")
     if isinstance(attn, OpenCLIPAttention):
         return _explicit_open_clip_attention_forward
     if isinstance(attn, TimmAttention):
@@ -140,9 +169,10 @@ def _forward_factory(attn: nn.Module) -> Callable[[nn.Module, Recorder], Callabl
 
 
 @contextmanager
-def capture_attention(attention_modules: Sequence[nn.Module]) -> Iterator[list[torch.Tensor]]:
-    """Record the probabilities [B, heads, N, N] of each module, in call order, into the yielded list."""
-    factories = [_forward_factory(attn) for attn in attention_modules]  # fail before patching anything
+def capture_attention(attention_modules: Sequence[nn.Module], compiled: bool = False) -> Iterator[list[torch.Tensor]]:
+    """Record the probabilities [B, heads, N, N] of each module, in call order, into the yielded list; `compiled`:
+    the attention runs through torch.compile (see `_explicit_mha_forward`)."""
+    factories = [_forward_factory(attn, compiled) for attn in attention_modules]  # fail before patching anything
     recorded: list[torch.Tensor] = []
     with ExitStack() as stack:
         for factory, attn in zip(factories, attention_modules):

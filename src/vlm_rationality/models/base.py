@@ -86,9 +86,10 @@ class VisionLanguageModel(nn.Module, ABC):
         the block's attention reads, where Grad-CAM reads a ViT."""
 
     @abstractmethod
-    def capture_attention(self) -> AbstractContextManager[list[torch.Tensor]]:
+    def capture_attention(self, compiled: bool = False) -> AbstractContextManager[list[torch.Tensor]]:
         """Within the context, each forward appends every vision block's attention probabilities
-        [B, heads, N, N] (token 0 = CLS) to the yielded list, kept in the autograd graph."""
+        [B, heads, N, N] (token 0 = CLS) to the yielded list, kept in the autograd graph; `compiled`: the attention
+        runs through torch.compile."""
 
     @property
     @abstractmethod

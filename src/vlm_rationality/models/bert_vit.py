@@ -230,8 +230,8 @@ class BertViT(VisionLanguageModel):
     def vision_block_norms(self) -> list[nn.Module]:
         return [block.norm1 for block in self.vision_blocks()]
 
-    def capture_attention(self) -> AbstractContextManager[list[torch.Tensor]]:
-        return capture_attention([block.attn for block in self.vision_blocks()])
+    def capture_attention(self, compiled: bool = False) -> AbstractContextManager[list[torch.Tensor]]:
+        return capture_attention([block.attn for block in self.vision_blocks()], compiled)
 
     def image_parameters(self) -> list[nn.Parameter]:
         return [*self.visual_encoder.parameters(), *self.vision_proj.parameters()]

@@ -131,8 +131,8 @@ class OpenCLIP(VisionLanguageModel):
     def vision_block_norms(self) -> list[nn.Module]:
         return [block.ln_1 for block in self.vision_blocks()]
 
-    def capture_attention(self) -> AbstractContextManager[list[torch.Tensor]]:
-        return capture_attention([block.attn for block in self.vision_blocks()])
+    def capture_attention(self, compiled: bool = False) -> AbstractContextManager[list[torch.Tensor]]:
+        return capture_attention([block.attn for block in self.vision_blocks()], compiled)
 
     def image_parameters(self) -> list[nn.Parameter]:
         return list(self.model.visual.parameters())
