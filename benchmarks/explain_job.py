@@ -10,6 +10,7 @@ throughput, not accuracy.
 
     python benchmarks/explain_job.py                                   # CUDA: ViT-B-16 at 224, 10,240 images, 1,000 classes
     python benchmarks/explain_job.py --shift zoom_blur-3 --workers 15 --amp bf16
+    python benchmarks/explain_job.py --amp bf16 --auto-batch                   # heatmaps.batch_size: auto
     python benchmarks/explain_job.py --arch tiny-vit-32 --images 64 --classes 10   # a CPU smoke test
 """
 
@@ -30,6 +31,7 @@ from vlm_rationality.artefacts import write_prepared_shard
 from vlm_rationality.data.corruptions import apply_shift
 from vlm_rationality.data.shards import iter_batches
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
+from vlm_rationality.io import read_metadata
 from vlm_rationality.metrics.rma import relevance_mass_accuracy
 from vlm_rationality.models import build_classifier, build_model
 
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--shift", default="clean", help="clean or an ImageNet-C corruption-severity, e.g. zoom_blur-3")
     parser.add_argument("--workers", type=int, default=0, help="corruption processes of the job (heatmaps.workers)")
     parser.add_argument("--method", default="chefer", help="heatmap method")
+    parser.add_argument("--auto-batch", action="store_true", help="heatmaps.batch_size auto: the batch the GPU's memory holds")
     args = parser.parse_args()
     device = setup(args)
     model = build_model({"adapter": "open_clip", "arch": args.arch}).to(device).eval()
@@ -84,7 +87,7 @@ def main() -> None:
     start = time.perf_counter()
     classifier = build_classifier(model, "prompt", [f"a photo of a class {i}" for i in range(args.classes)])
     text_s = time.perf_counter() - start
-    settings = HeatmapSettings(method=args.method, batch_size=args.batch_size, amp=args.amp)
+    settings = HeatmapSettings(method=args.method, batch_size="auto" if args.auto_batch else args.batch_size, amp=args.amp)
     with tempfile.TemporaryDirectory(prefix="explain-job-") as tmp:
         shards = write_shards(Path(tmp), args.images, size, args.classes, args.shard_size)
         keys = {"dataset": "benchmark", "shift": args.shift, "model": args.arch, "method": "zs"}
@@ -97,8 +100,9 @@ def main() -> None:
             summary = explain_shards(classifier, shards, Path(tmp) / "heatmaps.parquet", settings, "benchmark", device, keys,
                                      args.workers)
         peak = peak_mib(device)
+        batch_size = read_metadata(Path(tmp) / "heatmaps.parquet")["batch_size"]
         explain = settings.build()
-        batches = iter(iter_batches(shards, settings.batch_size))
+        batches = iter(iter_batches(shards, batch_size))
         while True:  # the job's steps again, each timed alone
             with watch("read + decode"):
                 batch = next(batches, None)
@@ -117,7 +121,8 @@ def main() -> None:
     total, model_s = watch.seconds["end to end"], watch.seconds["forward + backward + rollout"]
     print(f"device             {device_name(device)}")
     print(f"job                {args.arch} @ {size}px, {args.classes} classes, {args.method}, amp={args.amp}, "
-          f"shift {args.shift} ({args.workers} corruption workers), batch {args.batch_size}, {summary['n']} images")
+          f"shift {args.shift} ({args.workers} corruption workers), batch {batch_size}{' (auto)' * args.auto_batch}, "
+          f"{summary['n']} images")
     print(f"text features      {text_s:10.2f} s  (once per job)")
     print(f"end to end         {summary['n'] / total:10.1f} img/s")
     print(f"model alone        {summary['n'] / model_s:10.1f} img/s")

@@ -21,11 +21,13 @@ def run(script: str, *args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("shift, workers", [("clean", "0"), ("gaussian_noise-3", "2")])
-def test_the_explain_job_benchmark_times_the_real_job_and_splits_it(shift, workers):
-    out = run("explain_job.py", "--arch", "tiny-vit-32", "--images", "48", "--classes", "5", "--batch-size", "16",
+@pytest.mark.parametrize("shift, workers, batch", [("clean", "0", "auto"), ("gaussian_noise-3", "2", "16")])
+def test_the_explain_job_benchmark_times_the_real_job_and_splits_it(shift, workers, batch):
+    size = ["--auto-batch"] if batch == "auto" else ["--batch-size", batch]
+    out = run("explain_job.py", "--arch", "tiny-vit-32", "--images", "48", "--classes", "5", *size,
               "--shard-size", "20", "--threads", "1", "--device", "cpu", "--shift", shift, "--workers", workers)
     assert "48 images" in out and f"shift {shift}" in out
+    assert ("batch 64 (auto)," if batch == "auto" else "batch 16,") in out  # auto is 64 images on CPU
     rates = {name: float(value) for name, value in re.findall(r"^(end to end|model alone)\s+([\d.]+) img/s", out, re.M)}
     assert set(rates) == {"end to end", "model alone"} and all(rate > 0 for rate in rates.values())
     steps = re.findall(r"^  (.+?)\s+[\d.]+ s\s+[\d.]+ %$", out, re.M)

@@ -82,9 +82,10 @@ def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
     (lambda c: c["heatmaps"].update(methods=["lime"]), r"heatmaps\.methods: unknown heatmap method 'lime'"),
     (lambda c: (c["heatmaps"].update(compile=True), c["models"].update(a={"adapter": "albef", "arch": "ALBEF-ViT-B-16"})),
      r"heatmaps\.compile: model 'a' \(albef\) has timm attention; compile supports open_clip's CLIP ViTs only"),
+    (lambda c: c["heatmaps"].update(batch_size="max"), r"heatmaps\.batch_size: 'max' does not match '\^auto\$'"),
 ], ids=["start-block-too-deep", "start-block-too-negative", "method-start-block", "method-amp-on-cpu", "zs-head",
         "linear-head-init", "amp-on-cpu", "zs-training-setting", "dot-method", "dot-dataset", "dotdot-model",
-        "open-clip-tokenizer", "unknown-heatmap-method", "compile-albef"])
+        "open-clip-tokenizer", "unknown-heatmap-method", "compile-albef", "batch-size-word"])
 def test_settings_that_cannot_work_fail_at_config_check(change, message):
     assert re.search(message, check(change))
 
@@ -97,6 +98,8 @@ def test_defaults_come_from_the_schema():
     assert config["datasets"]["synthetic-rho0"]["splits"]["train"]["rho"] == 0.0
     assert config["methods"]["lp"]["processes"] == 1 and config["resources"]["images_per_second"]["explain"] == 300
     assert config["models"]["tiny-clip"]["adapter"] == "open_clip"
+    config["heatmaps"]["batch_size"] = "auto"  # the batch the GPU's memory holds (explain/batch_size.py)
+    check_config(config, SCHEMA)
 
 
 def test_registries_read_from_the_source_equal_the_imported_ones():

@@ -104,3 +104,62 @@ def test_prefetching_keeps_the_order_and_raises_where_the_producer_failed():
         for item in prefetched(failing(), depth=2):
             seen.append(item)
     assert seen == list(range(5))
+
+
+def test_an_auto_batch_is_recorded_and_changes_no_map(tiny_model, prompts, shard, tmp_path):
+    """On CPU `auto` is CPU_BATCH (the whole shard here); its file holds the maps of a batch of 4 to float16."""
+    from vlm_rationality.explain.batch_size import CPU_BATCH
+
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    tables = {}
+    for batch_size in (4, "auto"):
+        out = tmp_path / f"batch-{batch_size}.parquet"
+        explain_shards(classifier, [shard], out, HeatmapSettings(batch_size=batch_size), "h")
+        assert read_metadata(out)["batch_size"] == (4 if batch_size == 4 else CPU_BATCH)
+        tables[batch_size] = pq.read_table(out)
+    assert tables[4].column("sample_id").to_pylist() == tables["auto"].column("sample_id").to_pylist()
+    maps = [np.stack(t.column("heatmap").to_numpy(zero_copy_only=False)).astype(np.float32) for t in tables.values()]
+    np.testing.assert_allclose(maps[0], maps[1], rtol=2e-3, atol=1e-4)
+    np.testing.assert_array_equal(tables[4].column("pred").to_numpy(), tables["auto"].column("pred").to_numpy())
+    with pytest.raises(ValueError, match="heatmaps.batch_size must be an integer >= 1 or auto, got 'big'"):
+        HeatmapSettings(batch_size="big")
+
+
+def test_the_auto_batch_meets_the_free_memory_on_the_line_through_two_probes():
+    from vlm_rationality.explain.batch_size import HEADROOM, MAX_BATCH, fit_batch_size
+
+    mib = 2**20
+    probed = []
+
+    def peak(n: int) -> int:  # what a job's probes measure: a fixed part and a part per image
+        probed.append(n)
+        return 512 * mib + 100 * mib * n
+
+    free = 40 * 1024 * mib
+    batch = fit_batch_size(peak, free)
+    assert len(probed) == 2 and batch % 8 == 0
+    assert peak(batch) <= HEADROOM * free < peak(batch + 8)
+    assert fit_batch_size(peak, 2**50) == MAX_BATCH
+    assert fit_batch_size(peak, 2000 * mib) == 8  # (0.8 * 2000 - 512) / 100 = 10.9, down to a multiple of 8
+    assert fit_batch_size(peak, 1200 * mib) == 4  # 4.5: fewer than 8 are not rounded
+    with pytest.raises(RuntimeError, match="one image needs 100 MiB beyond 512 MiB fixed, more than 80% of the 700 MiB"):
+        fit_batch_size(peak, 700 * mib)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the auto batch is probed on a CUDA device")
+def test_the_auto_batch_fits_the_gpu(tiny_model, prompts, shard, tmp_path):
+    from vlm_rationality.explain.batch_size import auto_batch_size
+
+    device = torch.device("cuda")
+    classifier = build_classifier(tiny_model, "prompt", prompts).to(device).eval()
+    explain = HeatmapSettings().build()
+    batch = auto_batch_size(explain, classifier, device)
+    assert batch >= 8
+    torch.cuda.reset_peak_memory_stats(device)
+    images = torch.zeros((batch, tiny_model.preprocess.image_size, tiny_model.preprocess.image_size, 3), dtype=torch.uint8,
+                         device=device)
+    explain(classifier, classifier.model.preprocess(images), torch.zeros(batch, dtype=torch.long, device=device))
+    assert torch.cuda.max_memory_allocated(device) < torch.cuda.get_device_properties(device).total_memory
+    out = tmp_path / "auto.parquet"
+    explain_shards(classifier, [shard], out, HeatmapSettings(batch_size="auto"), "h", device)
+    assert read_metadata(out)["batch_size"] == batch

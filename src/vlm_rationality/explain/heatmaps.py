@@ -14,7 +14,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from queue import Queue
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Iterable, Iterator, Literal, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 from vlm_rationality.data.shards import PreparedBatch, iter_batches
 from vlm_rationality.device import AMP_DTYPES
 from vlm_rationality.explain.base import HEATMAP_METHODS, HeatmapMethod, Target
+from vlm_rationality.explain.batch_size import auto_batch_size
 from vlm_rationality.metrics.rma import relevance_mass_accuracy
 from vlm_rationality.models.heads import ImageClassifier
 from vlm_rationality.progress import Progress
@@ -39,7 +40,7 @@ class HeatmapSettings:
     method: str = "chefer"
     target: Target = "label"
     start_block: int = 0
-    batch_size: int = 64
+    batch_size: int | Literal["auto"] = 64  # auto: the largest the GPU's free memory holds (batch_size.py)
     amp: str | None = None
     compile: bool = False  # chefer and rollout: the attention through torch.compile (gradcam reads no attention)
 
@@ -47,8 +48,8 @@ class HeatmapSettings:
         HEATMAP_METHODS.get(self.method)
         if self.amp not in AMP_DTYPES:
             raise KeyError(f"heatmaps.amp must be one of none, bf16, fp16; got {self.amp!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"heatmaps.batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"heatmaps.batch_size must be an integer >= 1 or auto, got {self.batch_size!r}")
 
     def build(self) -> HeatmapMethod:
         return HEATMAP_METHODS.get(self.method)(self.target, self.start_block, AMP_DTYPES[self.amp], self.compile)
@@ -129,11 +130,12 @@ def explain_shards(
     device = torch.device(device)
     explain = settings.build()
     classifier = classifier.to(device).eval()
+    batch_size = auto_batch_size(explain, classifier, device) if settings.batch_size == "auto" else settings.batch_size
     columns: dict[str, list] = {name: [] for name in ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained")}
     progress, right = Progress(f"explain {settings.method}", sum(prepared_rows(p) for p in in_paths)), 0
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 0 and on_the_fly != "clean" else None
     try:
-        for batch in prefetched(shifted(iter_batches(in_paths, settings.batch_size), on_the_fly, pool, workers)):
+        for batch in prefetched(shifted(iter_batches(in_paths, batch_size), on_the_fly, pool, workers)):
             batch = batch.to(device)
             result = explain(classifier, classifier.model.preprocess(batch.images), batch.labels)
             rma, status = relevance_mass_accuracy(result.relevance, batch.masks())
@@ -163,6 +165,7 @@ def explain_shards(
     stacked = {name: np.concatenate(values) if values else empty[name] for name, values in columns.items() if name != "sample_id"}
     meta = {"grid_size": list(grid), "image_size": classifier.model.preprocess.image_size,
             "heatmap_target": settings.target, "start_block": settings.start_block, "amp": settings.amp,
+            "batch_size": batch_size,
             "source_shards": [os.fspath(p) for p in in_paths], "shift": shift, "skipped": dict(skipped),
             "shift_source": "on the fly" if on_the_fly != "clean" else "prepared" if shift != "clean" else "none"}
     write_heatmap_shard(
