@@ -221,9 +221,9 @@ def read_prepared_batches(
 
 
 def read_prepared_index(path: str | os.PathLike, columns_extra: Sequence[str] = ()) -> dict[str, Any]:
-    """A prepared shard without its pixels: sample_id, label int64, any optional columns asked for, and the rows
-    of each row group (`row_groups`), so a training split can be indexed before any image is read."""
-    prepared_meta(path)
+    """A prepared shard without its pixels: sample_id, label int64, any optional columns asked for, the rows of each
+    row group (`row_groups`) and `image_shape`, so a training split can be indexed before any image is read."""
+    height, width = prepared_meta(path)["image_shape"]
     with reading(path):
         handle = pq.ParquetFile(path)
         table = handle.read(columns=["sample_id", "label", *columns_extra])
@@ -231,6 +231,7 @@ def read_prepared_index(path: str | os.PathLike, columns_extra: Sequence[str] = 
         "sample_id": table.column("sample_id").to_pylist(),
         "label": table.column("label").to_numpy().astype(np.int64),
         "row_groups": [handle.metadata.row_group(i).num_rows for i in range(handle.metadata.num_row_groups)],
+        "image_shape": (height, width, 3),
         **{name: table.column(name).to_pylist() for name in columns_extra},
     }
 

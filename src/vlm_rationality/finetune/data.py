@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import prepared_meta, read_prepared_images, read_prepared_index
+from vlm_rationality.artefacts import read_prepared_images, read_prepared_index
 from vlm_rationality.finetune.distributed import world
 from vlm_rationality.sizing import MiB
 
@@ -29,10 +29,10 @@ class StreamedImages:
     """uint8 [N, H, W, 3] images of prepared shards, decoded one row group (a block) at a time when first asked
     for, and kept until `retain` lets them go."""
 
-    def __init__(self, paths: Sequence[str | os.PathLike], block_rows: Sequence[tuple[str, int, int]]) -> None:
+    def __init__(self, block_rows: Sequence[tuple[str, int, int]], image_shape: tuple[int, int, int]) -> None:
         self.blocks = list(block_rows)  # (path, row group, rows)
         self.starts = np.cumsum([0] + [rows for _, _, rows in self.blocks])
-        self.shape = (int(self.starts[-1]), *prepared_meta(paths[0])["image_shape"], 3) if paths else (0, 0, 0, 3)
+        self.shape = (int(self.starts[-1]), *image_shape)
         self._held: OrderedDict[int, Future] = OrderedDict()
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
 
@@ -41,9 +41,6 @@ class StreamedImages:
 
     def block_of(self, rows: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.starts, rows, side="right") - 1
-
-    def rows_of(self, block: int) -> np.ndarray:
-        return np.arange(self.starts[block], self.starts[block + 1])
 
     def _load(self, block: int) -> np.ndarray:
         path, group, _ = self.blocks[block]
@@ -170,8 +167,10 @@ def load_split(
         raise ValueError(f"no training samples in {', '.join(map(str, paths))}")
     if with_captions and any(c is None for c in captions):
         raise ValueError("pretraining needs a caption for every sample; this dataset has none")
-    images: torch.Tensor | StreamedImages = StreamedImages(paths, blocks)
-    if streaming is None or np.prod(images.shape) <= streaming.in_memory_mb * MiB:
+    images: torch.Tensor | StreamedImages
+    if streaming is None or len(sample_ids) * np.prod(index["image_shape"]) <= streaming.in_memory_mb * MiB:
         images = torch.from_numpy(np.concatenate([read_prepared_images(path, group) for path, group, _ in blocks]))
+    else:
+        images = StreamedImages(blocks, index["image_shape"])
     return TrainingSplit(images, torch.from_numpy(np.concatenate(labels)), captions if with_captions else None,
                          sample_ids, streaming.window if streaming else 0)
