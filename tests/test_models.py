@@ -42,6 +42,16 @@ def test_captured_attention_is_differentiable(any_tiny_model):
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
+def test_patch_tokens_come_from_the_image_embeddings_own_forward_pass(any_tiny_model):
+    x = _images(any_tiny_model, n=2).requires_grad_(True)
+    embedding, patches = any_tiny_model.encode_image_tokens(x)
+    torch.testing.assert_close(embedding, any_tiny_model.encode_image(x), rtol=1e-5, atol=1e-6)
+    assert patches.shape == (2, *any_tiny_model.grid_size, any_tiny_model.embed_dim)
+    # each token is its own patch's: the gradient of one image's tokens reaches that image only
+    (grad,) = torch.autograd.grad(patches[0].sum(), x)
+    assert grad[0].abs().sum() > 0 and grad[1].abs().sum() == 0
+
+
 def test_custom_attention_blocks_are_probed(tmp_path):
     config = json.loads(open_clip.get_model_config("tiny-vit-32").__repr__().replace("'", '"'))
     config["vision_cfg"].update(block_type="custom", qk_norm=True)

@@ -137,7 +137,7 @@ def test_split_regions_pad_images_and_mark_the_chosen_clusters_spurious(shards):
         SplitRegions.read(str(path), [*split.sample_ids, "stranger"], 1)
 
 
-@pytest.mark.parametrize("view", ["crop", "in_place"])
+@pytest.mark.parametrize("view", ["crop", "in_place", "roi"])
 def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts(shards, view):
     from vlm_rationality.finetune import build_method
     from vlm_rationality.finetune.data import load_split
@@ -178,3 +178,20 @@ def test_in_place_keeps_a_region_at_its_place_and_scale_on_grey():
     outside = np.ones((32, 32), bool)
     outside[8:12, 4:20] = False
     assert (shown[0][outside] == 128).all()
+
+
+def test_roi_pool_averages_the_patch_tokens_a_box_covers():
+    from vlm_rationality.finetune.ravl import roi_pool
+
+    patches = torch.arange(2 * 4 * 4 * 3, dtype=torch.float32).reshape(2, 4, 4, 3)  # 4x4 patches of 8 px, 32 px
+    boxes = np.array([[[8, 0, 16, 8], [0, 0, 16, 16], [0, 0, 0, 0]],
+                      [[16, 8, 32, 16], [0, 0, 0, 0], [0, 0, 0, 0]]])
+    valid = torch.tensor([[True, True, False], [True, False, False]])
+    pooled = roi_pool(patches.requires_grad_(True), boxes, valid, 32)
+    assert pooled.shape == (2, 3, 3)
+    torch.testing.assert_close(pooled[0, 0], patches[0, 0, 1])  # one patch: row 0, column 1
+    torch.testing.assert_close(pooled[0, 1], patches[0, :2, :2].mean((0, 1)))  # 2x2 patches
+    torch.testing.assert_close(pooled[1, 0], patches[1, 1, 2:].mean(0))  # row 1, columns 2-3
+    assert pooled[0, 2].abs().sum() == 0 and pooled[1, 1:].abs().sum() == 0
+    (grad,) = torch.autograd.grad(pooled[1, 0].sum(), patches)
+    assert (grad[1, 1, 2:] == 0.5).all() and grad.abs().sum() == 3  # the two covered patches, half each

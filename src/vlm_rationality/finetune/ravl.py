@@ -68,14 +68,30 @@ def in_place(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> n
     return out
 
 
-VIEWS = {"crop": crops, "in_place": in_place}
+def roi_pool(patches: torch.Tensor, boxes: np.ndarray, valid: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Patch tokens [b, gh, gw, D] -> [b, R, D]: each valid box's RoIAlign average over the patch grid (pixel
+    boxes, half-pixel aligned, one output bin), zeros elsewhere; differentiable into the image's own forward pass."""
+    from torchvision.ops import roi_align
+
+    b, gh, gw, dim = patches.shape
+    rows, slots = valid.nonzero(as_tuple=True)
+    out = patches.new_zeros(b, valid.shape[1], dim)
+    if not len(rows):
+        return out
+    rois = torch.cat([rows[:, None].to(patches), torch.as_tensor(boxes[rows.numpy(), slots.numpy()]).to(patches)], 1)
+    pooled = roi_align(patches.permute(0, 3, 1, 2), rois, output_size=1, spatial_scale=gw / image_size,
+                       sampling_ratio=-1, aligned=True)
+    return out.index_put((rows.to(out.device), slots.to(out.device)), pooled.flatten(1))
+
+
+VIEWS = {"crop": crops, "in_place": in_place}  # pixel views; `roi` reads the patch grid (roi_pool)
 
 
 @FINETUNE_METHODS.register("ravl", trains=True, head="prompt", regions=True)
 class RegionAwareFineTune(Method):
     """`mitigates`: the method whose discovery names the spurious regions; `region_loss`: {weight (λ), temperature
-    (τ), spurious_clusters, denominator (losses.region_losses), view: how a region is shown to the encoder (`crop`:
-    cut and resized, as discovery embeds it; `in_place`)}."""
+    (τ), spurious_clusters, denominator (losses.region_losses), view: how a region reaches the encoder (`crop`: cut
+    and resized, as discovery embeds it; `in_place`; `roi`: pooled from the image's own patch tokens)}."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
@@ -101,12 +117,9 @@ class RegionAwareFineTune(Method):
         def step(index):
             target = labels[index.to(device)]
             mine = share(index)
-            image = gather(model.encode_image(batch_images(model, split, mine, device)), len(index))
-            if self.loss["weight"] == 1:  # λ = 1: the region terms weigh nothing, so no region is encoded
-                region = image.new_zeros(len(index), regions.valid.shape[1], image.shape[-1])
-            else:
-                local = self._encode_regions(model, split, regions, mine, device)
-                region = F.normalize(gather(local, len(index)), dim=-1)
+            local_image, local = self._encode(model, split, regions, mine, device)
+            image = gather(local_image, len(index))
+            region = F.normalize(gather(local, len(index)), dim=-1)
             loss = region_aware_loss(image, region, text, model.logit_scale, regions.valid[index].to(device),
                                      regions.spurious[index].to(device), target, self.loss["weight"],
                                      self.loss["temperature"], self.loss["denominator"])
@@ -118,14 +131,21 @@ class RegionAwareFineTune(Method):
         model.eval().requires_grad_(False)
         return build_classifier(model, "prompt", prompts), metrics
 
-    def _encode_regions(self, model, split, regions: SplitRegions, index: torch.Tensor, device) -> torch.Tensor:
-        """[b, R, D] region embeddings of this rank's images (zeros where an image has fewer regions)."""
+    def _encode(self, model, split, regions: SplitRegions, index: torch.Tensor,
+                device) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's image embeddings [b, D] and region embeddings [b, R, D] (zeros where an image has fewer
+        regions, and everywhere at λ = 1, where the region terms weigh nothing and no region is encoded)."""
+        pixels = batch_images(model, split, index, device)
         valid = regions.valid[index]
+        if self.loss["view"] == "roi":
+            image, patches = model.encode_image_tokens(pixels)
+            return image, roi_pool(patches, regions.boxes[index.numpy()], valid, pixels.shape[-1])
+        image = model.encode_image(pixels)
+        if self.loss["weight"] == 1 or not len(index):
+            return image, image.new_zeros(len(index), valid.shape[1], image.shape[-1])
         view = VIEWS[self.loss["view"]]
-        pixels = np.concatenate([view(split.images[i].numpy(), [tuple(box) for box in regions.boxes[i][valid[n]]])
-                                 for n, i in enumerate(index.tolist())]) if len(index) else None
-        if pixels is None:
-            return torch.zeros(0, valid.shape[1], model.embed_dim, device=device)
-        encoded = model.encode_image(model.preprocess(torch.from_numpy(pixels).to(device, non_blocking=True)))
+        shown = np.concatenate([view(split.images[i].numpy(), [tuple(box) for box in regions.boxes[i][valid[n]]])
+                                 for n, i in enumerate(index.tolist())])
+        encoded = model.encode_image(model.preprocess(torch.from_numpy(shown).to(device, non_blocking=True)))
         out = encoded.new_zeros(len(index), valid.shape[1], encoded.shape[-1])
-        return out.masked_scatter(valid.to(device)[..., None], encoded)
+        return image, out.masked_scatter(valid.to(device)[..., None], encoded)

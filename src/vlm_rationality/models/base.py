@@ -49,6 +49,12 @@ class VisionLanguageModel(nn.Module, ABC):
         """Preprocessed images [B, 3, S, S] -> unnormalised embeddings [B, D]."""
 
     @abstractmethod
+    def encode_image_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`encode_image` and, from the same forward pass, every patch token through the same final norm and
+        projection, [B, gh, gw, D]: features of image regions that are part of the image's own computation (RaVL's
+        RoIAlign on a CNN's feature map, read on a ViT's patch grid)."""
+
+    @abstractmethod
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         """Prompts -> unnormalised embeddings [T, D] (on the model's device)."""
 

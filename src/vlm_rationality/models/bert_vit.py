@@ -184,6 +184,10 @@ class BertViT(VisionLanguageModel):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.vision_proj(self.visual_encoder.forward_features(images)[:, 0])
 
+    def encode_image_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.vision_proj(self.visual_encoder.forward_features(images))  # timm's final norm included
+        return tokens[:, 0], tokens[:, self.visual_encoder.num_prefix_tokens:].unflatten(1, self.grid_size)
+
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         tokens = self.tokenizer(list(prompts), padding="longest", truncation=True,
                                 max_length=self.arch.text.context_length, return_tensors="pt").to(self.device)

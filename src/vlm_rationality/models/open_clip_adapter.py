@@ -76,6 +76,19 @@ class OpenCLIP(VisionLanguageModel):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(images)
 
+    def encode_image_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        visual = self.model.visual
+        if not hasattr(visual, "output_tokens") or getattr(visual, "attn_pool", None) is not None:
+            raise NotImplementedError(f"open_clip model {self.arch}: patch tokens are read from plain CLS-token ViTs")
+        visual.output_tokens = True
+        try:
+            pooled, tokens = visual(images)  # tokens: the patches after ln_post, before the projection
+        finally:
+            visual.output_tokens = False
+        if visual.proj is not None:
+            tokens = tokens @ visual.proj
+        return pooled, tokens.unflatten(1, self.grid_size)
+
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         return self.model.encode_text(self.tokenizer(list(prompts)).to(self.device))
 
