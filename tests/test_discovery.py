@@ -173,3 +173,15 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
                          sources=["synthetic"] * 4, config_hash="h")
     with pytest.raises(ValueError, match="dataset tiny: 4 regions cannot form 9 clusters"):
         discover(classifier, [str(few)], [0, 1], {**settings, "background_boxes": 0}, torch.device("cpu"), 8, "tiny")
+
+
+def test_the_region_grid_names_each_region_by_what_the_dataset_calls_it():
+    from vlm_rationality.data.synthetic import SyntheticDataset
+    from vlm_rationality.report.discovery import region_caption
+
+    dataset = SyntheticDataset({"test": {"size": 4}}, image_size=32, num_classes=3, num_textures=4)
+    names = {"classes": dataset.class_names, "backgrounds": dataset.background_names()}
+    assert [region_caption("object", 0, names), region_caption("background", 1, names)] == ["object circle",
+                                                                                            "background checks"]
+    assert region_caption("background", 1, {"classes": ["a"], "backgrounds": None}) == "background 1"  # unnamed
+    assert region_caption("grid", None, names) == "grid"

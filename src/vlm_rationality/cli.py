@@ -100,7 +100,7 @@ def _region_classifier(args: argparse.Namespace):
 def cmd_discover(args: argparse.Namespace) -> None:
     from vlm_rationality.artefacts import write_discovery
     from vlm_rationality.discover.run import discover
-    from vlm_rationality.report.discovery import region_grid
+    from vlm_rationality.report.discovery import region_caption, region_grid
 
     classifier, device = _region_classifier(args)
     summary, regions, clusters, crops = discover(classifier, args.shards, args.tied, args.settings, device,
@@ -108,10 +108,11 @@ def cmd_discover(args: argparse.Namespace) -> None:
     write_discovery(args.out, regions, summary, clusters, args.keys,
                     config_hash([args.model, args.method, args.prompts, args.settings, args.tied, args.keys]))
     ranked = sorted((r for r in range(len(regions["rank"])) if regions["rank"][r] >= 0), key=regions["rank"].__getitem__)
-    captions = [f"{regions['kind'][r]} {regions['feature'][r]}" for r in ranked[:len(crops)]]
-    names = args.keys
-    region_grid(crops, captions, f"{names['dataset']} · {names['model']} · {names['method']}: top cluster "
-                f"(tied class {summary['tied_class']}, Precision@10 {summary['precision_at_10']})", args.png)
+    captions = [region_caption(regions["kind"][r], regions["feature"][r], args.labels) for r in ranked[:len(crops)]]
+    names, tied = args.keys, summary["tied_class"]
+    region_grid(crops, captions, f"{names['dataset']} · {names['model']} · {names['method']}: top cluster (tied to "
+                f"{'none' if tied is None else args.labels['classes'][tied]}, Precision@10 {summary['precision_at_10']})",
+                args.png)
     print(f"{args.out}: {json.dumps(summary)}")
 
 
@@ -341,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_method_prompts(p)
     p.add_argument("--shards", type=_json, required=True, help="the scored split's prepared shards (JSON list)")
     p.add_argument("--tied", type=_json, default=None, help="class -> its tied background (JSON list), if known")
+    p.add_argument("--labels", type=_json, required=True,
+                   help="{classes, backgrounds} (JSON): the names of a region's feature ids, for the figure")
     regions_of(p, "dataset/model/method")
     p.add_argument("--out", required=True, help="the regions file (Parquet; the summary in its metadata)")
     p.add_argument("--png", required=True, help="the top cluster's regions as an image grid")

@@ -404,3 +404,9 @@ def tied_backgrounds(config: Config, dataset: str) -> list[int] | None:
 
 def class_names(config: Config, dataset: str) -> list[str]:
     return list(build_dataset(config["datasets"][dataset]).class_names)
+
+
+def region_names(config: Config, dataset: str) -> dict[str, list[str] | None]:
+    """What a region's `feature` id names: {classes: object regions', backgrounds: background regions' (or None)}."""
+    built = build_dataset(config["datasets"][dataset])
+    return {"classes": list(built.class_names), "backgrounds": built.background_names()}

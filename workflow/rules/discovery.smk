@@ -35,6 +35,7 @@ rule discover:
         prompts=lambda wc: class_prompts(wc.dataset),
         shards=lambda wc, input: as_json(list(input.shards)),
         tied=lambda wc: as_json(settings.tied_backgrounds(config, wc.dataset)),
+        labels=lambda wc: as_json(settings.region_names(config, wc.dataset)),
         settings=REGION_SETTINGS,
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
@@ -42,7 +43,8 @@ rule discover:
         device=config["device"],
     shell:
         "python -m vlm_rationality discover --model {params.model:q} --method {params.method:q}"
-        " --prompts {params.prompts:q} --shards {params.shards:q} --tied {params.tied:q} --settings {params.settings:q}"
+        " --prompts {params.prompts:q} --shards {params.shards:q} --tied {params.tied:q} --labels {params.labels:q}"
+        " --settings {params.settings:q}"
         " --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size} --device {params.device}"
         " --threads {threads} --out {output.regions} --png {output.png} > {log} 2>&1"
 

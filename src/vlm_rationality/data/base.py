@@ -100,6 +100,10 @@ class Dataset(ABC):
         (its samples' `background` column then says whether the cue is present); None where it does not."""
         return None
 
+    def background_names(self) -> list[str] | None:
+        """Background id -> its name, where the samples record a `background` (what a background region shows)."""
+        return None
+
 
 def _defaults(declared: dict[str, Any]) -> dict[str, Any]:
     return {name: spec["default"] for name, spec in declared.items() if "default" in spec}

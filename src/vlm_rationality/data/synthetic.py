@@ -298,6 +298,9 @@ class SyntheticDataset(Dataset):
     def tied_backgrounds(self) -> list[int]:
         return [self.spec.own_texture(label) for label in range(self.spec.num_classes)]
 
+    def background_names(self) -> list[str]:
+        return self.spec.texture_names
+
     def known_size(self, split: str) -> int:
         if split not in self.splits:
             raise KeyError(f"synthetic dataset has no split {split!r}; configured: {', '.join(self.splits)}")

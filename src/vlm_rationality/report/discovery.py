@@ -12,6 +12,15 @@ from vlm_rationality.report.figures import plt, save_figure
 from vlm_rationality.report.names import display_name, number
 
 
+def region_caption(kind: str, feature: int | None, names: dict[str, list[str] | None]) -> str:
+    """'object circle', 'background stripes': a region's feature by name (by id where the dataset names none; the
+    kind alone for a grid cell, which shows no known feature)."""
+    if feature is None:
+        return kind
+    table = {"object": names["classes"], "background": names.get("backgrounds")}.get(kind)
+    return f"{kind} {table[feature] if table is not None and 0 <= feature < len(table) else feature}"
+
+
 def region_grid(crops: Sequence[np.ndarray], captions: Sequence[str], title: str, path: str | os.PathLike) -> None:
     """The regions in rank order, five to a row, each captioned; a note instead when no cluster survived."""
     columns = 5
