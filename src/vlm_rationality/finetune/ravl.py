@@ -73,7 +73,7 @@ def roi_pool(patches: torch.Tensor, boxes: np.ndarray, valid: torch.Tensor, imag
     boxes, half-pixel aligned, one output bin), zeros elsewhere; differentiable into the image's own forward pass."""
     from torchvision.ops import roi_align
 
-    b, gh, gw, dim = patches.shape
+    b, _, gw, dim = patches.shape
     rows, slots = valid.nonzero(as_tuple=True)
     out = patches.new_zeros(b, valid.shape[1], dim)
     if not len(rows):
@@ -134,7 +134,8 @@ class RegionAwareFineTune(Method):
     def _encode(self, model, split, regions: SplitRegions, index: torch.Tensor,
                 device) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's image embeddings [b, D] and region embeddings [b, R, D] (zeros where an image has fewer
-        regions, and everywhere at λ = 1, where the region terms weigh nothing and no region is encoded)."""
+        regions; with a pixel view, zeros everywhere at λ = 1, where the region terms weigh nothing, so no region
+        takes a second encoder pass)."""
         pixels = batch_images(model, split, index, device)
         valid = regions.valid[index]
         if self.loss["view"] == "roi":

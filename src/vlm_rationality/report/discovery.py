@@ -18,7 +18,7 @@ def region_caption(kind: str, feature: int | None, names: dict[str, list[str] | 
     if feature is None:
         return kind
     table = {"object": names["classes"], "background": names.get("backgrounds")}.get(kind)
-    return f"{kind} {table[feature] if table is not None and 0 <= feature < len(table) else feature}"
+    return f"{kind} {feature if table is None else table[feature]}"
 
 
 def region_grid(crops: Sequence[np.ndarray], captions: Sequence[str], title: str, path: str | os.PathLike) -> None:
