@@ -37,6 +37,7 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/robustness.smk"
 include: "workflow/rules/discovery.smk"
+include: "workflow/rules/twins.smk"
 
 
 # Jobs too small to deserve a cluster submission run where Snakemake runs.
@@ -50,6 +51,7 @@ localrules:
     protocol_sensitivity,
     robustness,
     discovery,
+    validity,
 
 
 rule all:
@@ -62,3 +64,4 @@ rule all:
         rules.rho_curve.output if len(set(settings.training_rhos(config).values())) > 1 else [],
         rules.robustness.output if "robustness" in config else [],
         rules.discovery.output if "discovery" in config else [],
+        rules.validity.output if "twins" in config else [],

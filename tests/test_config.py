@@ -273,3 +273,26 @@ def test_a_ravl_method_must_mitigate_a_discovered_fine_tuned_method():
     check_config(config, copy.deepcopy(SCHEMA))  # fills in the schema's defaults
     assert config["methods"]["ravl"]["region_loss"] == {"weight": 0.8, "temperature": 0.07, "spurious_clusters": 1,
                                                          "denominator": "classes", "view": "crop"}
+
+
+def test_a_twins_section_is_checked_against_the_pool_of_backgrounds_and_the_mask_variants(tmp_path):
+    from tests import fixtures
+
+    root = fixtures.cub(tmp_path / "cub").root
+    cub = {"adapter": "cub", "root": str(root), "image_size": 32, "shard_size": 5, "splits": {"train": {}, "test": {}}}
+
+    def twins_on_cub(c):
+        c["datasets"] = {"cub": cub}
+        c["models"]["tiny-clip"].pop("pretrain")  # its pretraining split was synthetic's
+        c["models"]["tiny-clip"]["pretrained"] = None
+        c["twins"] = {"backgrounds": 8}
+
+    assert ("twins.backgrounds: 8 backgrounds per sample need at least 10 images per explain job, but dataset 'cub' "
+            "has 5 (shard_size x heatmaps.shards_per_job); lower twins.backgrounds") in check(twins_on_cub)
+    config = copy.deepcopy(TEST_CONFIG)
+    config["twins"] = {"backgrounds": 100}
+    check_config(config, SCHEMA)  # the synthetic generator renders its own backgrounds: no pool needed
+    assert config["twins"] == {"backgrounds": 100, "agreement": 1.0, "masks": ["exact", "dilate-2", "dilate-4", "box"],
+                               "seed": 0, "batch_size": 512}
+    assert "twins.masks.0" in check(lambda c: c.update(twins={"masks": ["dilate-0"]}))
+    assert "datasets.tiny-synthetic.mask" in check(lambda c: c["datasets"]["tiny-synthetic"].update(mask="boxes"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -611,3 +612,52 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
     assert sidecar["method"]["region_loss"]["weight"] == 0.8 and str(assigned.relative_to(tmp_path)) in sidecar["inputs"]
     scored = {r["method"] for r in pq.read_table(results / "metrics" / "rationality.parquet").to_pylist()}
     assert "ravl" in scored
+
+
+def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_what_reads_the_twins(run, tmp_path):
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    config = copy.deepcopy(TEST_CONFIG)
+    config["twins"] = {"masks": ["exact", "dilate-1", "box"]}
+    results = tmp_path / "results"
+    existing = {p: p.stat().st_mtime_ns for p in [*results.rglob("*.parquet"), *results.rglob("*.safetensors")]
+                if "metrics" not in p.parts}
+    planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
+    assert planned["twins"] == 8 and planned["validity"] == 1  # 4 methods x 2 shard groups
+    assert set(planned) == {"twins", "validity", "score", "report", "all"}
+    snakemake(tmp_path, config)
+    assert {p: p.stat().st_mtime_ns for p in existing} == existing
+
+    rows = pq.read_table(results / "metrics" / "rationality.parquet").to_pylist()
+    for row in rows:
+        assert 0 <= row["n_object_grounded"] <= row["n"] == 48
+        assert row["pt_true_ci_low"] <= row["pt_true"] <= row["pt_true_ci_high"] or math.isnan(row["pt_true"])
+        assert 0 <= row["acc_background_alone"] <= 1 and row["twins_agreement"] == 1.0
+    twins = pq.read_table(results / "twins" / "tiny-synthetic" / "tiny-clip" / "ft" / "shards-0000-0000.parquet")
+    assert read_metadata(results / "twins" / "tiny-synthetic" / "tiny-clip" / "ft" / "shards-0000-0000.parquet")[
+        "schema"] == "twins/1"
+    assert twins.num_rows == 40 and twins.schema.field("twin_pred").type == pa.list_(pa.int32(), 8)
+    heatmaps = pq.read_table(results / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft" / "chefer"
+                             / "shards-0000-0000.parquet", columns=["sample_id", "pred"])
+    assert twins.column("sample_id").to_pylist() == heatmaps.column("sample_id").to_pylist()
+    assert twins.column("pred").to_pylist() == heatmaps.column("pred").to_pylist()  # the classifier explain ran
+    validity = pq.read_table(results / "metrics" / "validity.parquet").to_pylist()
+    assert len(validity) == 4 * 2 * 3  # methods x heatmap methods x masks
+    by_key = {(r["method"], r["heatmap_method"], r["mask"]): r for r in validity}
+    score = {(r["method"], r["heatmap_method"]): r for r in rows}
+    for (method, heatmap), row in score.items():  # RMA recomputed from the stored maps: the score table's PT
+        exact = by_key[(method, heatmap, "exact")]
+        assert exact["pt_true"] == pytest.approx(row["pt_true"], nan_ok=True)
+        assert exact["prediction_trustworthiness"] == pytest.approx(row["prediction_trustworthiness"], abs=0.03,
+                                                                    nan_ok=True)
+        assert by_key[(method, heatmap, "box")]["mean_rma_right"] >= exact["mean_rma_right"] - 1e-6 or math.isnan(
+            exact["mean_rma_right"])
+    assert "True prediction trustworthiness" in (results / "tables" / "pt_ir.md").read_text()
+    assert "| chefer | dilate-1 |" in (results / "tables" / "validity.md").read_text()
+    assert (results / "figures" / "validity.png").read_bytes()[:4] == b"\x89PNG"
+
+    config["twins"]["backgrounds"] = 4  # the twins' own setting: their jobs and what reads them
+    planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
+    assert planned == {"twins": 8, "score": 1, "validity": 1, "report": 1, "all": 1}
+    config["twins"]["backgrounds"] = 8
+    config["twins"]["agreement"] = 0.5  # read by the score and validity jobs only
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"score": 1, "validity": 1, "report": 1, "all": 1}

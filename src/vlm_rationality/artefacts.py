@@ -20,7 +20,10 @@ name and the hash of the settings that made them (see io.py), and are written at
   metadata holds the discovery summary and the clusters (each one's medoid region, the candidates ranked by gap);
   discovery metrics: one summary row per (dataset, model, method);
 - training regions: the regions of a training split, each assigned to the nearest medoid of one discovery (RaVL's
-  Stage 2 reads which are spurious); the metadata holds the discovery's ranked candidates.
+  Stage 2 reads which are spurious); the metadata holds the discovery's ranked candidates;
+- twins: per scored sample of one (dataset, model, method) the prediction on the image, on each counterfactual twin
+  (the object on another background) and on the background alone, and which twins show the background the sample's
+  class is tied to; validity metrics: one row per (dataset, model, method, heatmap method, mask variant).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ ROBUSTNESS = "robustness-metrics/1"
 DISCOVERY_REGIONS = "discovery-regions/2"  # 2: the clusters (medoids, ranked candidates) in the metadata
 TRAINING_REGIONS = "training-regions/1"
 DISCOVERY = "discovery-metrics/1"
+TWINS = "twins/1"
+VALIDITY = "validity-metrics/1"
 
 OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"caption": pa.string(), "background": pa.int32()}
 # Why a sample's RMA is undefined; the heatmap file stores an index into this tuple (0 = defined).
@@ -147,12 +152,14 @@ def write_prepared_shard(
     extra: dict[str, Sequence] | None = None,
     skipped: dict[str, int] | None = None,
     shift: str = "clean",
+    mask: str = "exact",
 ) -> None:
     """Atomically write one shard; `images` uint8 [N, H, W, 3], `masks` bool [N, H, W].
 
     `skipped` counts the samples of this shard's range left out as bad input, per reason; it travels
     with the shard's metadata to the score table. `shift`: the images are already under this shift (read from
-    pre-rendered ImageNet-C), which the metadata records so that no stage applies it again.
+    pre-rendered ImageNet-C), which the metadata records so that no stage applies it again. `mask`: the tolerance
+    the masks were loosened by (data/masks.py), recorded where it is not `exact`.
     """
     images = np.asarray(images)
     masks = np.asarray(masks)
@@ -173,7 +180,8 @@ def write_prepared_shard(
         *(pa.array(values, OPTIONAL_COLUMNS[name]) for name, values in extra.items()),
     ]
     table = pa.Table.from_arrays(columns, schema=prepared_schema(height, width, list(extra)))
-    meta = {"image_shape": [height, width], "skipped": skipped or {}, **({"shift": shift} if shift != "clean" else {})}
+    meta = {"image_shape": [height, width], "skipped": skipped or {}, **({"shift": shift} if shift != "clean" else {}),
+            **({"mask": mask} if mask != "exact" else {})}
     write_parquet(with_metadata(table, PREPARED, config_hash, meta), path)
 
 
@@ -369,6 +377,49 @@ def read_predictions(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str,
     background = np.asarray([-1 if b is None else b for b in table.column("background").to_pylist()], np.int64)
     return meta, {name: {"label": labels[sets == name], "background": background[sets == name],
                          "logits": logits[sets == name]} for name in dict.fromkeys(sets.tolist())}
+
+
+# Twins -----------------------------------------------------------------------------------------------------
+
+
+def write_twins(path: str | os.PathLike, *, sample_ids: Sequence[str], labels: np.ndarray, preds: np.ndarray,
+                twin_preds: np.ndarray, same_class: np.ndarray, alone_preds: np.ndarray, config_hash: str,
+                meta: dict[str, Any]) -> None:
+    """One twins file: `preds` [N], `twin_preds` [N, K] and `alone_preds` [N] (NO_PREDICTION where the logits are not
+    all finite), `same_class` bool [N, K]; `meta["keys"]` names the (dataset, model, method)."""
+    twin_preds, same_class = np.asarray(twin_preds, np.int32), np.asarray(same_class, bool)
+    count = twin_preds.shape[1] if twin_preds.ndim == 2 else 0
+    table = pa.Table.from_arrays([
+        pa.array(sample_ids, pa.string()),
+        pa.array(np.asarray(labels, np.int32)),
+        pa.array(np.asarray(preds, np.int32)),
+        pa.FixedSizeListArray.from_arrays(pa.array(twin_preds.reshape(-1), pa.int32()), count),
+        pa.FixedSizeListArray.from_arrays(pa.array(same_class.reshape(-1), pa.bool_()), count),
+        pa.array(np.asarray(alone_preds, np.int32)),
+    ], schema=pa.schema([
+        pa.field("sample_id", pa.string(), nullable=False), pa.field("label", pa.int32(), nullable=False),
+        pa.field("pred", pa.int32(), nullable=False),
+        pa.field("twin_pred", pa.list_(pa.int32(), count), nullable=False),
+        pa.field("twin_same_class", pa.list_(pa.bool_(), count), nullable=False),
+        pa.field("alone_pred", pa.int32(), nullable=False),
+    ]))
+    write_parquet(with_metadata(table, TWINS, config_hash, meta), path)
+
+
+def read_twins(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metadata, columns as numpy: sample_id list, label, pred, twin_pred [N, K], twin_same_class [N, K], alone_pred)."""
+    meta = check_schema(path, TWINS)
+    with reading(path):
+        table = pq.read_table(path)
+    n = table.num_rows
+
+    def matrix(name: str, dtype: type) -> np.ndarray:
+        values = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return np.asarray(values, dtype).reshape(n, -1)
+
+    return meta, {"sample_id": table.column("sample_id").to_pylist(), "label": table.column("label").to_numpy(),
+                  "pred": table.column("pred").to_numpy(), "twin_pred": matrix("twin_pred", np.int32),
+                  "twin_same_class": matrix("twin_same_class", bool), "alone_pred": table.column("alone_pred").to_numpy()}
 
 
 # Metrics ---------------------------------------------------------------------------------------------------

@@ -87,6 +87,39 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"{args.out}: {json.dumps(meta['counts'])}")
 
 
+def cmd_twins(args: argparse.Namespace) -> None:
+    from vlm_rationality.predict.twins import predict_twins
+
+    _threads(args)
+    summary = predict_twins(args.model, args.prompts, args.checkpoint, args.dataset, args.split, args.shards,
+                            args.settings, args.out, args.device, args.batch_size,
+                            config_hash([args.model, args.method, args.prompts, args.dataset, args.split,
+                                         args.settings, args.keys]), args.keys)
+    print(f"{args.out}: {json.dumps(summary)}")
+
+
+def cmd_validity(args: argparse.Namespace) -> None:
+    import pyarrow as pa
+
+    from vlm_rationality.artefacts import VALIDITY, write_metrics
+    from vlm_rationality.io import atomic_path
+    from vlm_rationality.metrics.validity import validity_rows
+    from vlm_rationality.report import validity
+
+    rows = validity_rows(args.heatmaps, args.twins, args.masks, args.threshold, args.agreement)
+    if not rows:
+        raise SystemExit("validity: no (dataset, model, method) has both clean heatmaps and twins")
+    gaps = validity.rho_gaps(rows, args.rhos)
+    summary = validity.signal_summary(rows, gaps, args.trained)
+    write_metrics(pa.Table.from_pylist(rows), args.parquet, args.csv,
+                  config_hash([args.masks, args.threshold, args.agreement]), schema=VALIDITY)
+    with atomic_path(args.markdown) as tmp:
+        tmp.write_text(validity.markdown(rows, gaps, summary))
+    validity.figure(rows, summary, args.figure)
+    meeting = [f"{s['heatmap_method']}/{s['mask']}" for s in summary if s["meets_goal"]]
+    print(f"{args.parquet}: {len(rows)} rows; signals meeting the goal: {', '.join(meeting) or 'none'}")
+
+
 def _region_classifier(args: argparse.Namespace):
     """(the method's classifier on its device, the device) for the region stages."""
     from vlm_rationality.device import resolve_device
@@ -165,10 +198,10 @@ def cmd_score(args: argparse.Namespace) -> None:
     from vlm_rationality.metrics.score import score_table
 
     table = score_table(args.heatmaps, args.threshold, args.iterations, args.seed, args.undefined_rma, args.sweeps,
-                        args.groups)
-    write_metrics(table, args.parquet, args.csv,
-                  config_hash([args.threshold, args.iterations, args.seed, args.undefined_rma, args.sweeps,
-                               {d: g["tied"] for d, g in args.groups.items()}]))
+                        args.groups, args.twins, args.agreement)
+    settings = [args.threshold, args.iterations, args.seed, args.undefined_rma, args.sweeps,
+                {d: g["tied"] for d, g in args.groups.items()}]
+    write_metrics(table, args.parquet, args.csv, config_hash(settings + ([args.agreement] if args.twins else [])))
     print(f"{args.parquet}: {table.num_rows} rows")
 
 
@@ -338,6 +371,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--out", required=True)
 
+    p = stage("twins", cmd_twins, "one (dataset, model, method) on the counterfactual twins of a group of scored "
+              "shards: predictions only", device=True)
+    model_method_prompts(p)
+    p.add_argument("--dataset", type=_json, required=True, help="the dataset config of the scored split (JSON)")
+    p.add_argument("--split", required=True, help="the scored split")
+    p.add_argument("--settings", type=_json, required=True, help="{backgrounds, seed} (JSON)")
+    p.add_argument("--keys", type=_json, required=True, help="dataset/model/method names (JSON)")
+    p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
+    p.add_argument("--batch-size", type=int, default=256, help="images through the model at once")
+    p.add_argument("--out", required=True)
+    p.add_argument("shards", nargs="+", help="the group's prepared shards (also the pool of other backgrounds)")
+
+    p = stage("validity", cmd_validity, "RMA's PT/IR and per-sample signal against the twins' truth, per heatmap "
+              "method and mask variant")
+    p.add_argument("--masks", type=_json, required=True, help="mask variants (JSON list: exact, dilate-N, box)")
+    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--agreement", type=float, required=True)
+    p.add_argument("--rhos", type=_json, default={}, help="dataset -> its training rho (JSON): the rho gaps")
+    p.add_argument("--trained", type=_json, default=[], help="the methods that train (JSON list): the goal's scope")
+    p.add_argument("--twins", nargs="+", required=True)
+    p.add_argument("--parquet", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--figure", required=True)
+    p.add_argument("heatmaps", nargs="+", help="heatmap files (clean ones are read)")
+
     p = stage("discover", cmd_discover, "RaVL's Stage 1 for one (dataset, model, method) on the scored split", device=True)
     model_method_prompts(p)
     p.add_argument("--shards", type=_json, required=True, help="the scored split's prepared shards (JSON list)")
@@ -385,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweeps", type=_json, default={}, help="swept variant -> {method, values} (JSON): setting columns")
     p.add_argument("--groups", type=_json, default={},
                    help="dataset -> {tied, shards} (JSON): worst-group accuracy over class x tied cue present/absent")
+    p.add_argument("--twins", nargs="*", default=[], help="twins files: the true rationale (PT*, IR*) per clean row")
+    p.add_argument("--agreement", type=float, default=1.0, help="share of twins a grounded prediction survives")
     p.add_argument("--parquet", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("heatmaps", nargs="+")

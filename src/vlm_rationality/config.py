@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from vlm_rationality.archs import MODEL_ARCHS, check_model
-from vlm_rationality.data import DATASET_ADAPTERS, build_dataset, imagenet_c
+from vlm_rationality.data import DATASET_ADAPTERS, Dataset, build_dataset, imagenet_c
 from vlm_rationality.data.corruptions import parse_shift
 from vlm_rationality.protocol import method_entry, model_entry, split_variant
 from vlm_rationality.registry import declared
@@ -161,6 +161,7 @@ def check_config(config: Config, schema: Schema) -> None:
     errors += _robustness_errors(config)
     errors += _discovery_errors(config)
     errors += _ravl_errors(config)
+    errors += _twins_errors(config)
     errors = _swept_keys(errors, origin)
     if errors:
         raise ConfigError("\n".join(errors))
@@ -197,6 +198,24 @@ def _ravl_errors(config: Config) -> list[str]:
             errors.append(f"methods.{name}: ravl reads the discovery of {target!r}; add a `discovery` section")
         elif target not in (config["discovery"].get("methods") or config["methods"]):
             errors.append(f"discovery.methods: add {target!r}, the method that methods.{name} mitigates")
+    return errors
+
+
+def _twins_errors(config: Config) -> list[str]:
+    """On disk, a sample's twins take their backgrounds from the other images of its explain job's shards."""
+    section = config.get("twins")
+    if section is None:
+        return []
+    errors = []
+    for name, dataset in config["datasets"].items():
+        adapter = DATASET_ADAPTERS.get(dataset["adapter"]) if dataset["adapter"] in DATASET_ADAPTERS else None
+        if adapter is None or adapter.twins is not Dataset.twins:
+            continue  # unknown (reported above), or a generator that renders its own backgrounds
+        pool = dataset["shard_size"] * config["heatmaps"]["shards_per_job"]
+        if pool < section["backgrounds"] + 2:
+            errors.append(f"twins.backgrounds: {section['backgrounds']} backgrounds per sample need at least "
+                          f"{section['backgrounds'] + 2} images per explain job, but dataset {name!r} has "
+                          f"{pool} (shard_size x heatmaps.shards_per_job); lower twins.backgrounds")
     return errors
 
 

@@ -11,12 +11,12 @@ import math
 from typing import Any, Literal
 
 Stage = Literal["items", "prepare", "prepare_report", "pretrain", "finetune", "explain", "predict", "score", "report",
-                "robustness", "discover", "discovery", "assign_regions"]
+                "robustness", "discover", "discovery", "assign_regions", "twins", "validity"]
 MiB = 2**20
-GPU_STAGES = ("pretrain", "finetune", "explain", "predict", "discover", "assign_regions")
+GPU_STAGES = ("pretrain", "finetune", "explain", "predict", "discover", "assign_regions", "twins")
 # What one image costs in each stage besides its pixels: explain keeps logits and a heatmap per sample
 # (ImageNet: 1,000 float16 logits), score a handful of columns.
-ROW_BYTES = {"explain": 8192, "predict": 4096, "score": 64, "robustness": 4096}
+ROW_BYTES = {"explain": 8192, "predict": 4096, "score": 64, "robustness": 4096, "validity": 16384}
 
 
 def training_images_held(images: int, image_size: int, shard_size: int, training_data: dict[str, Any]) -> int:
@@ -52,13 +52,15 @@ def job_resources(
         held = 3 * pixels  # decoded originals, the prepared image and its mask
     elif stage in ("pretrain", "finetune"):
         held = 1.25 * held_pixels + 16 * parameters  # the split in memory; weights, gradients and two Adam moments
+    elif stage == "twins":
+        held = 1.25 * pixels + 4 * parameters  # the group's images (the pool of backgrounds) and their masks
     elif stage == "discover":
         held = pixels + 8 * images**2 + 4 * parameters  # the region crops and their distance matrix (float64)
     else:
         held = 4 * parameters + ROW_BYTES.get(stage, 0) * images
     rate = settings["images_per_second"]
     # a forward pass without the backward of a heatmap: at least explain's rate
-    key = "train" if stage in ("pretrain", "finetune") else "explain" if stage in ("predict", "discover", "assign_regions") else stage
+    key = "train" if stage in ("pretrain", "finetune") else "explain" if stage in ("predict", "discover", "assign_regions", "twins") else stage
     seconds = images * passes / rate[key] if key in rate else 0.0  # score and report: no per-image work to speak of
     if corrupted:
         seconds += images / rate["corrupt"]  # ImageNet-C corruptions run on the CPU

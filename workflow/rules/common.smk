@@ -300,6 +300,15 @@ def _job_size(stage, wc):
             1,
             1,
         )
+    if stage == "twins":  # each image through the model once as it is, once per twin, once as its background alone
+        first, last = map(int, wc.group.split("-"))
+        return (
+            (last - first + 1) * int(config["datasets"][wc.dataset]["shard_size"]),
+            config["datasets"][wc.dataset]["image_size"],
+            model_parameters(wc.model),
+            config["twins"]["backgrounds"] + 2,
+            1,
+        )
     if stage in ("robustness", "discovery"):
         return 0, 0, 0, 1, 1
     rows = sum(_split_images(d, EVAL) * len(settings.shifts(config, d)) for d in config["datasets"])

@@ -2,6 +2,7 @@ rule score:
     input:
         heatmaps=lambda wc: heatmap_files(),
         prepared=lambda wc: [path for spec in cue_groups().values() for path in spec["shards"]],
+        twins=lambda wc: twin_files() if "twins" in config else [],
     output:
         parquet="results/metrics/rationality.parquet",
         csv=report(
@@ -26,7 +27,10 @@ rule score:
         undefined=config["score"]["undefined_rma"],
         sweeps=as_json(sweep_labels()),
         groups=lambda wc: as_json(cue_groups()),
+        twins=lambda wc, input: f"--twins {' '.join(input.twins)}" if "twins" in config else "",
+        agreement=f"--agreement {config['twins']['agreement']}" if "twins" in config else "",
     shell:
         "python -m vlm_rationality score --threshold {params.threshold} --iterations {params.iterations}"
         " --seed {params.seed} --undefined-rma {params.undefined} --sweeps {params.sweeps:q} --groups {params.groups:q}"
+        " {params.twins} {params.agreement}"
         " --parquet {output.parquet} --csv {output.csv} {input.heatmaps} > {log} 2>&1"

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from vlm_rationality.artefacts import prepared_meta, read_items, read_prepared_index, write_items, write_prepared_shard
 from vlm_rationality.data.base import Item, Sample, build_dataset
 from vlm_rationality.data.imagenet_c import load_items as load_shifted
+from vlm_rationality.data.masks import EXACT, mask_variant
 from vlm_rationality.io import write_json
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def prepare_shard(
 
     With `imagenet_c` (the published folders), the images are those of `shift` there, and the shard says so; it
     holds the samples of `clean_shard` (the same shard, clean), whose skips it counts as its own, so a shift is
-    scored on the very samples the clean data is (anything more that the shift leaves out is counted on top)."""
+    scored on the very samples the clean data is (anything more that the shift leaves out is counted on top).
+    The dataset's `mask` tolerance (data/masks.py; exact when left out) is applied to every mask and recorded."""
     dataset = build_dataset(dataset_config)
     start = shard * int(dataset_config["shard_size"])
     rows = read_items(items_path, start, start + int(dataset_config["shard_size"]))
@@ -72,17 +74,20 @@ def prepare_shard(
             skipped[entry.reason] += 1
             log.warning("skipped %s (%s)", entry.sample_id, entry.detail or entry.reason)
     s = dataset.image_size
+    variant = dataset_config.get("mask", EXACT)
+    masks = np.stack([x.mask for x in samples]) if samples else np.zeros((0, s, s), bool)
     write_prepared_shard(
         out_path,
         sample_ids=[x.sample_id for x in samples],
         labels=np.array([x.label for x in samples], dtype=np.int32),
         images=np.stack([x.image for x in samples]) if samples else np.zeros((0, s, s, 3), np.uint8),
-        masks=np.stack([x.mask for x in samples]) if samples else np.zeros((0, s, s), bool),
+        masks=mask_variant(masks, variant),
         sources=[x.source for x in samples],
         config_hash=config_hash,
         extra={name: [x.extra.get(name) for x in samples] for name in dataset.extra_columns},
         skipped=dict(skipped),
         shift=shift,
+        mask=variant,
     )
     return {"written": len(samples), "skipped": dict(skipped)}
 

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from vlm_rationality.data.base import DATASET_ADAPTERS, Dataset, Item, Sample
+from vlm_rationality.data.twins import Pool, Twins
 
 # In the order classes are taken (`num_classes` takes the first ones). Diamond and hexagon come last: within a
 # few degrees of rotation a diamond is a turned square, and at 8-pixel patches a hexagon is nearly a circle.
@@ -58,6 +59,7 @@ TEXTURE_TONES: np.ndarray = np.array([
 SPLITS: dict[str, int] = {"pretrain": 0, "train": 1, "test": 2}  # seed streams; other names hash to their own
 KINDS = ("standard", "held_out_shape", "texture_only", "cue_conflict")
 OOD_LABEL = -1  # the label of a sample of no class
+TWIN_STREAM = 1000  # a twin's background on texture t is drawn from the seed (seed, split stream, index, 1000 + t)
 PROMPT_TEMPLATE = "a photo of a {name}"
 
 
@@ -193,9 +195,20 @@ def check_kind(spec: SyntheticSpec, kind: str) -> None:
         raise ValueError("kind cue_conflict ties every class to its own texture: num_textures >= num_classes")
 
 
-def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0, kind: str = "standard") -> Sample:
+def _texture_image(spec: SyntheticSpec, texture: int, x: np.ndarray, y: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    """A float [S, S, 3] background of `texture`: its two tones jittered, its pattern at a random period and phase."""
+    tones = TEXTURE_TONES[texture] + rng.uniform(-8, 8, size=(2, 3))
+    pattern = texture_pattern(spec.texture_names[texture], x, y, rng.uniform(0.12, 0.2) * spec.image_size, rng)
+    return tones[0] + pattern[..., None] * (tones[1] - tones[0])
+
+
+def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0, kind: str = "standard",
+                draw_object: bool = True) -> Sample:
     """Generate sample `index` of `split`; `rho` ties the background to the class (train/test only); `kind` as
     the module says. `extra` holds the caption, the background texture index and the object colour name.
+    `draw_object=False` makes the same image without its object (every random draw is the same, so every pixel
+    off the object is bit-identical): the background-alone twin.
     """
     if not 0.0 <= rho <= 1.0:
         raise ValueError(f"spurious strength rho must be in [0, 1], got {rho}")
@@ -213,9 +226,7 @@ def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0, k
         label = OOD_LABEL
 
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    tones = TEXTURE_TONES[background] + rng.uniform(-8, 8, size=(2, 3))
-    pattern = texture_pattern(spec.texture_names[background], x, y, rng.uniform(0.12, 0.2) * size, rng)
-    image = tones[0] + pattern[..., None] * (tones[1] - tones[0])
+    image = _texture_image(spec, background, x, y, rng)
 
     scale = rng.uniform(spec.min_scale, spec.max_scale) * size
     free = (size / 2 - scale * 1.05) * spec.jitter
@@ -224,7 +235,7 @@ def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0, k
     cos, sin = math.cos(angle), math.sin(angle)
     u = ((x - cx) * cos + (y - cy) * sin) / scale
     v = (-(x - cx) * sin + (y - cy) * cos) / scale
-    mask = shape_mask(shape, u, v) if kind != "texture_only" else np.zeros((size, size), bool)
+    mask = shape_mask(shape, u, v) if kind != "texture_only" and draw_object else np.zeros((size, size), bool)
 
     colour = list(OBJECT_COLOURS)[int(rng.integers(len(OBJECT_COLOURS)))]
     image[mask] = np.asarray(OBJECT_COLOURS[colour], dtype=np.float32)
@@ -253,6 +264,22 @@ def generate(spec: SyntheticSpec, split: str, count: int, rho: float = 0.0, star
     """Samples `start … start+count-1` of a split, in order."""
     for index in range(start, start + count):
         yield make_sample(spec, split, index, rho, kind)
+
+
+def render_twins(spec: SyntheticSpec, split: str, index: int, image: np.ndarray, mask: np.ndarray, rho: float = 0.0,
+                 kind: str = "standard") -> tuple[np.ndarray, np.ndarray]:
+    """The counterfactual twins of sample `index` (its prepared `image` and `mask`): its object on every texture,
+    uint8 [T, S, S, 3] (each texture freshly drawn from the twin's own seed, the object's pixels copied bit for
+    bit), and the original background without the object, uint8 [S, S, 3]."""
+    size = spec.image_size
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    stream = SPLITS.get(split, len(SPLITS) + zlib.crc32(split.encode()))
+    twins = np.empty((spec.num_textures, size, size, 3), np.uint8)
+    for texture in range(spec.num_textures):
+        rng = np.random.default_rng([spec.seed, stream, index, TWIN_STREAM + texture])
+        background = _texture_image(spec, texture, x, y, rng) + rng.normal(0.0, spec.noise, size=(size, size, 3))
+        twins[texture] = np.where(mask[..., None], image, np.clip(np.rint(background), 0, 255).astype(np.uint8))
+    return twins, make_sample(spec, split, index, rho, kind, draw_object=False).image
 
 
 def class_prompts(spec: SyntheticSpec, template: str = PROMPT_TEMPLATE) -> list[str]:
@@ -312,6 +339,19 @@ class SyntheticDataset(Dataset):
         return [Item(f"{split}-{i:06d}",
                      OOD_LABEL if ood else int(sample_rng(self.spec.seed, split, i).integers(self.spec.num_classes)), None)
                 for i in range(self.known_size(split))]
+
+    def twins(self, split: str, sample_ids: Sequence[str], labels: np.ndarray, images: np.ndarray, masks: np.ndarray,
+              pool: Pool, count: int, seed: int) -> Twins:
+        """Every texture rendered afresh under each object (`count`, `pool` and `seed` are not needed: the sample's
+        own seed decides), and the sample regenerated without its object."""
+        entry = self.splits[split]
+        rendered = [render_twins(self.spec, split, int(sample_id[len(split) + 1:]), image, mask, float(entry["rho"]),
+                                 entry.get("kind", "standard"))
+                    for sample_id, image, mask in zip(sample_ids, images, masks)]
+        tied = np.asarray(self.tied_backgrounds())[np.asarray(labels)]
+        same = np.arange(self.spec.num_textures)[None, :] == tied[:, None]
+        return Twins(np.stack([r[0] for r in rendered]), same, np.stack([r[1] for r in rendered]),
+                     np.zeros_like(masks))
 
     def load_items(self, split: str, items: Sequence[Item], start: int) -> Iterator[Sample]:
         spec = self.splits[split]

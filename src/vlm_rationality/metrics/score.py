@@ -9,7 +9,10 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from vlm_rationality.artefacts import HEATMAP_KEYS, NO_PREDICTION, UNDEFINED_RMA, read_backgrounds, read_heatmaps
+from vlm_rationality.artefacts import (
+    HEATMAP_KEYS, NO_PREDICTION, UNDEFINED_RMA, read_backgrounds, read_heatmaps, read_twins,
+)
+from vlm_rationality.metrics.grounding import NO_GROUNDING, grounding
 from vlm_rationality.metrics.groups import NO_GROUPS, cue_present, worst_group
 from vlm_rationality.metrics.rationality import rationality, resolve_undefined
 
@@ -17,13 +20,16 @@ from vlm_rationality.metrics.rationality import rationality, resolve_undefined
 def score_table(
     heatmap_paths: Sequence[str | os.PathLike], threshold: float, iterations: int, seed: int, undefined_rma: str = "exclude",
     sweeps: dict[str, dict[str, Any]] | None = None, groups: dict[str, dict[str, Any]] | None = None,
+    twins: Sequence[str | os.PathLike] = (), agreement: float = 1.0,
 ) -> pa.Table:
     """`undefined_rma`: what an undefined RMA counts as (metrics/rationality.py, UNDEFINED_POLICIES); the
     n_undefined_* columns count the statuses whatever the policy. `sweeps`: variant -> its sweep label
     ({method, values}); its rows get `sweep_of` and a `setting_<key>` column per swept key (null elsewhere).
     `groups`: dataset -> {tied: class -> its training cue's background, shards: the prepared shards of the scored
     split, which record each sample's background}; its rows get the worst-group accuracy (metrics/groups.py), the
-    other datasets' rows nulls."""
+    other datasets' rows nulls. `twins`: twins files (predict/twins.py); with any, every row gets the true rationale
+    (metrics/grounding.py: PT*, IR*, background-alone accuracy, BG-gap) of its (dataset, model, method) on the clean
+    data, at `agreement`, and nulls where it has none (a shifted row, a pair without twins)."""
     sweeps, groups = sweeps or {}, groups or {}
     backgrounds = {dataset: {k: v for path in spec["shards"] for k, v in read_backgrounds(path).items()}
                    for dataset, spec in groups.items()}
@@ -38,6 +44,7 @@ def score_table(
             skipped[key][reason] += int(count)
     if not tables:
         raise ValueError("no heatmap shards to score")
+    truth = twin_columns(twins)
 
     rows: list[dict[str, Any]] = []
     for key in sorted(tables):
@@ -60,6 +67,11 @@ def score_table(
             ids = np.asarray(table.column("sample_id").to_pylist(), dtype=object)[predicted]
             present = cue_present(labels, np.asarray([backgrounds[dataset][i] for i in ids]), groups[dataset]["tied"])
             row.update(worst_group(correct, labels, present))
+        if twins:
+            found = truth.get((row["dataset"], row["model"], row["method"])) if row["shift"] == "clean" else None
+            row.update(NO_GROUNDING if found is None else grounding(
+                found["label"], found["pred"], found["twin_pred"], found["twin_same_class"], found["alone_pred"],
+                agreement, iterations, seed))
         row["threshold"] = threshold
         row["undefined_rma"] = undefined_rma
         if sweeps:
@@ -68,3 +80,14 @@ def score_table(
             row.update({f"setting_{key}": label["values"].get(key) for key in swept_keys})
         rows.append(row)
     return pa.Table.from_pylist(rows)
+
+
+def twin_columns(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(dataset, model, method) -> its twins files' columns, concatenated in file order."""
+    parts: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for path in paths:
+        meta, columns = read_twins(path)
+        parts[tuple(meta["keys"][k] for k in ("dataset", "model", "method"))].append(columns)
+    return {key: {name: (sum((c[name] for c in found), []) if name == "sample_id"
+                         else np.concatenate([c[name] for c in found])) for name in found[0]}
+            for key, found in parts.items()}

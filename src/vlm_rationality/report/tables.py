@@ -19,8 +19,24 @@ BLOCKS = (
     ("inference_reliability", "Inference reliability (IR = RR / (RR + WR))"),
     ("accuracy", "Accuracy"),
 )
+# With counterfactual twins (config section `twins`), the true rationale's block follows: the same ratios with
+# object-groundedness (metrics/grounding.py) in place of RMA-validity.
+TRUE_BLOCKS = (
+    ("pt_true", "True prediction trustworthiness (PT* = RR* / (RR* + RW*), object-grounded by the twins)"),
+    ("ir_true", "True inference reliability (IR* = RR* / (RR* + WR*))"),
+)
 TEX_ESCAPES = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 ABLATION_COLUMNS = (("accuracy", "accuracy"), ("prediction_trustworthiness", "PT"), ("inference_reliability", "IR"))
+
+
+def blocks(rows: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """Table 2's blocks: PT, IR, accuracy, and PT*, IR* where any row has them."""
+    return BLOCKS + (TRUE_BLOCKS if any(r.get("pt_true") is not None for r in rows) else ())
+
+
+def _value(row: dict[str, Any] | None, metric: str) -> float:
+    value = None if row is None else row.get(metric)
+    return math.nan if value is None else value
 
 
 def _percent(value: float) -> str:
@@ -30,7 +46,7 @@ def _percent(value: float) -> str:
 def _cell(row: dict[str, Any] | None, metric: str) -> str:
     if row is None:
         return "–"
-    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    low, high = _value(row, f"{metric}_ci_low"), _value(row, f"{metric}_ci_high")
     interval = "" if math.isnan(low) else f" [{_percent(low)}, {_percent(high)}]"
     return _percent(row[metric]) + interval
 
@@ -54,7 +70,7 @@ def _block(
         for model in models:
             cells = [index.get((method, model, d)) for d in datasets]
             if any(c is not None for c in cells):
-                table.append((method, model, cells, _average([math.nan if c is None else c[metric] for c in cells])))
+                table.append((method, model, cells, _average([_value(c, metric) for c in cells])))
     return table
 
 
@@ -70,7 +86,7 @@ def markdown_table(
     """One heatmap method and shift: a block per metric, the best average in bold; cells are % with 95% CIs."""
     chosen = [r for r in rows if r["shift"] == shift]
     lines = [f"### Shift: {shift}", ""]
-    for metric, title in BLOCKS:
+    for metric, title in blocks(chosen):
         lines += [f"#### {title}", "", "| method | model | " + " | ".join(datasets) + " | average |",
                   "|---|---|" + "---|" * (len(datasets) + 1)]
         table = _block(chosen, metric, methods, models, datasets)
@@ -105,14 +121,14 @@ def latex_tables(
                     f"\\caption{{PT, IR and accuracy (\\%), heatmap method {_tex(heatmap)}, shift {_tex(shift)}.}}",
                     "\\begin{tabular}{ll" + "r" * (len(datasets) + 1) + "}", "\\toprule",
                     "Method & Model & " + " & ".join(_tex(d) for d in datasets) + " & Avg. \\\\"]
-            for metric, title in BLOCKS:
+            for metric, title in blocks(at_shift):
                 out += ["\\midrule", f"\\multicolumn{{{width}}}{{l}}{{\\emph{{{_tex(title)}}}}} \\\\"]
                 table = _block(at_shift, metric, methods, models, datasets)
                 best, second = _ranked([a for *_, a in table])
                 for method, model, cells, average in table:
                     shown = _percent(average)
                     shown = f"\\textbf{{{shown}}}" if average == best else f"\\underline{{{shown}}}" if average == second else shown
-                    values = [_percent(math.nan if c is None else c[metric]) for c in cells]
+                    values = [_percent(_value(c, metric)) for c in cells]
                     out.append(" & ".join([_tex(display_name(method)), _tex(model), *values, shown]) + " \\\\")
             out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(out).replace("–", "--")
@@ -135,7 +151,7 @@ def html_tables(
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
         for shift in _shifts(chosen):
             out.append(f"<h2>Heatmap method: {html.escape(heatmap)} · shift: {html.escape(shift)}</h2>")
-            for metric, title in BLOCKS:
+            for metric, title in blocks([r for r in chosen if r["shift"] == shift]):
                 table = _block([r for r in chosen if r["shift"] == shift], metric, methods, models, datasets)
                 best, _ = _ranked([a for *_, a in table])
                 out += [f"<table><caption>{html.escape(title)}</caption>", "<tr><th>method</th><th>model</th>"
@@ -162,12 +178,12 @@ def csv_rows(
     for heatmap in heatmap_methods:
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
         for shift in _shifts(chosen):
-            for metric, _ in BLOCKS:
+            for metric, _ in blocks([r for r in chosen if r["shift"] == shift]):
                 for method, model, cells, average in _block([r for r in chosen if r["shift"] == shift], metric, methods, models, datasets):
                     keys = {"heatmap_method": heatmap, "shift": shift, "metric": metric, "method": method, "model": model}
                     for dataset, cell in zip(datasets, cells):
                         if cell is not None:
-                            out.append({**keys, "dataset": dataset, **{k: _round(cell[f"{metric}{s}"]) for k, s in (
+                            out.append({**keys, "dataset": dataset, **{k: _round(_value(cell, f"{metric}{s}")) for k, s in (
                                 ("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}})
                     out.append({**keys, "dataset": "average", "value": _round(average), "ci_low": None, "ci_high": None})
     return out

@@ -1,0 +1,61 @@
+"""The true rationale: is a prediction object-grounded, by its counterfactual twins?
+
+A prediction is *object-grounded* when it stays the same while only the background changes: on every twin (the
+object on each other background), or on at least the share `agreement` of them. That is the ground truth RMA is
+meant to estimate, so the true quadrants RR*, RW*, WR*, WW* (right/wrong prediction × grounded or not) and
+PT* = RR*/(RR*+RW*), IR* = RR*/(RR*+WR*) follow the paper's definitions with "grounded" in place of "RMA ≥
+threshold", with the same count-bootstrap intervals (metrics/rationality.py).
+
+Beside them, the Backgrounds Challenge's numbers: accuracy on the background alone (chance if the background
+carries no class information), and the BG-gap: accuracy on twins whose background is the one the sample's class is
+tied to minus accuracy on the others.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vlm_rationality.artefacts import NO_PREDICTION
+from vlm_rationality.metrics.rationality import rationality
+
+COLUMNS = ("pt_true", "ir_true")
+NO_GROUNDING: dict[str, Any] = {
+    **{f"{name}{suffix}": None for name in COLUMNS for suffix in ("", "_ci_low", "_ci_high")},
+    "n_object_grounded": None, "acc_background_alone": None, "bg_gap": None, "twins_agreement": None,
+}
+
+
+def object_grounded(pred: np.ndarray, twin_pred: np.ndarray, agreement: float = 1.0) -> np.ndarray:
+    """bool [N]: the share of twins predicted as the original is at least `agreement` (1.0: every twin)."""
+    pred, twin_pred = np.asarray(pred), np.asarray(twin_pred)
+    if twin_pred.shape[1] == 0:
+        raise ValueError("no twins to decide object-groundedness from (twins.backgrounds is 0?)")
+    same = (twin_pred == pred[:, None]).mean(axis=1)
+    return (same >= agreement - 1e-12) & (pred != NO_PREDICTION)
+
+
+def _share(hits: np.ndarray) -> float | None:
+    return float(hits.mean()) if hits.size else None
+
+
+def grounding(label: np.ndarray, pred: np.ndarray, twin_pred: np.ndarray, same_class: np.ndarray,
+              alone_pred: np.ndarray, agreement: float = 1.0, iterations: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """PT*, IR* with intervals, the number of grounded samples, background-alone accuracy and the BG-gap, over the
+    samples that made a prediction."""
+    predicted = np.asarray(pred) != NO_PREDICTION
+    label, pred = np.asarray(label)[predicted], np.asarray(pred)[predicted]
+    twin_pred, same_class = np.asarray(twin_pred)[predicted], np.asarray(same_class, bool)[predicted]
+    grounded = object_grounded(pred, twin_pred, agreement)
+    result = rationality(pred == label, grounded.astype(np.float64), 0.5, iterations, seed)
+    row: dict[str, Any] = {}
+    for name, metric in zip(COLUMNS, ("prediction_trustworthiness", "inference_reliability")):
+        low, high = result.intervals[metric]
+        row.update({name: result.metrics[metric], f"{name}_ci_low": low, f"{name}_ci_high": high})
+    twin_right = twin_pred == label[:, None]
+    own, other = _share(twin_right[same_class]), _share(twin_right[~same_class])
+    row.update(n_object_grounded=int(grounded.sum()),
+               acc_background_alone=_share(np.asarray(alone_pred)[predicted] == label),
+               bg_gap=None if own is None or other is None else own - other, twins_agreement=agreement)
+    return row

@@ -1,0 +1,97 @@
+# The ground truth for the rationale (config section `twins`): each scored sample's counterfactual twins through each
+# classifier (logits only), then RMA's PT/IR set against the truth per heatmap method and mask variant.
+
+
+def twin_files():
+    """Every twins file: one per (dataset, model, method) and explain shard group, clean data only."""
+    return [
+        path
+        for dataset in config["datasets"]
+        for path in expand(
+            rules.twins.output[0],
+            dataset=dataset,
+            model=config["models"],
+            method=config["methods"],
+            group=[f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)],
+        )
+    ]
+
+
+rule twins:
+    input:
+        shards=lambda wc: shard_files(wc.dataset, EVAL, "clean", *map(int, wc.group.split("-"))),
+        weights=explain_weights,
+    output:
+        "results/twins/{dataset}/{model}/{method}/shards-{group}.parquet",
+    log:
+        "results/logs/twins/{dataset}/{model}/{method}/shards-{group}.log",
+    benchmark:
+        "results/benchmarks/twins/{dataset}/{model}/{method}/shards-{group}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        **sized("twins"),
+    params:
+        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
+        method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
+        prompts=lambda wc: class_prompts(wc.dataset),
+        dataset=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, EVAL)),
+        settings=as_json({k: config.get("twins", {}).get(k) for k in ("backgrounds", "seed")}),
+        names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
+        checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
+        batch_size=config.get("twins", {}).get("batch_size", 512),
+        device=config["device"],
+    shell:
+        "python -m vlm_rationality twins --model {params.model:q} --method {params.method:q}"
+        " --prompts {params.prompts:q} --dataset {params.dataset:q} --split {EVAL} --settings {params.settings:q}"
+        " --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size} --device {params.device}"
+        " --threads {threads} --out {output} {input.shards} > {log} 2>&1"
+
+
+rule validity:
+    input:
+        heatmaps=lambda wc: heatmap_files(clean_only=True),
+        twins=lambda wc: twin_files(),
+        prepared=lambda wc: [path for dataset in config["datasets"] for path in shard_files(dataset, EVAL)],
+    output:
+        parquet="results/metrics/validity.parquet",
+        csv=report(
+            "results/metrics/validity.csv",
+            caption="../report/validity.rst",
+            category="1. Metrics (score)",
+            labels={"metrics": "validity of RMA against the twins"},
+        ),
+        markdown=report(
+            "results/tables/validity.md",
+            caption="../report/validity.rst",
+            category="2. Tables (report)",
+            labels={"table": "validity of the rationale metric", "format": "Markdown"},
+        ),
+        figure=report(
+            "results/figures/validity.png",
+            caption="../report/validity.rst",
+            category="3. Figures (report)",
+            subcategory="validity",
+            labels={"figure": "PT against PT*, per-sample AUROC"},
+        ),
+    log:
+        "results/logs/validity.log",
+    benchmark:
+        "results/benchmarks/validity.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **sized("validity"),
+    params:
+        masks=as_json(config.get("twins", {}).get("masks", [])),
+        threshold=config["score"]["threshold"],
+        agreement=config.get("twins", {}).get("agreement", 1.0),
+        rhos=as_json(settings.training_rhos(config)),
+        trained=as_json([method for method in config["methods"] if settings.trains(config, method)]),
+    shell:
+        "python -m vlm_rationality validity --masks {params.masks:q} --threshold {params.threshold}"
+        " --agreement {params.agreement} --rhos {params.rhos:q} --trained {params.trained:q} --twins {input.twins}"
+        " --parquet {output.parquet} --csv {output.csv} --markdown {output.markdown} --figure {output.figure}"
+        " {input.heatmaps} > {log} 2>&1"
