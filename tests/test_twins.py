@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import maximum_filter
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from tests import fixtures
@@ -186,6 +187,11 @@ def test_mask_variants_by_hand_and_recorded_by_prepare(tmp_path):
     box = mask_variant(mask, "box")[0]
     assert box.sum() == 9 and box[2:5, 3:6].all()
     assert np.array_equal(mask_variant(mask, "exact"), mask)
+    rng = np.random.default_rng(0)
+    for pixels in (1, 2, 4):  # against scipy's square maximum filter
+        masks = rng.random((3, 20, 17)) < 0.03
+        assert np.array_equal(mask_variant(masks, f"dilate-{pixels}"), maximum_filter(
+            masks, size=(1, 2 * pixels + 1, 2 * pixels + 1), mode="constant", cval=False))
     empty = np.zeros((2, 5, 5), bool)
     assert not any(mask_variant(empty, v).any() for v in ("box", "dilate-3"))
     with pytest.raises(ValueError, match="unknown mask variant 'dilate-0'"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from scipy.ndimage import maximum_filter
 
 EXACT = "exact"
 VARIANT = re.compile(r"^(exact|box|dilate-[1-9][0-9]*)$")
@@ -35,5 +34,15 @@ def mask_variant(masks: np.ndarray, variant: str) -> np.ndarray:
             if len(rows):
                 out[b, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = True
         return out
-    width = 2 * int(variant.split("-")[1]) + 1
-    return maximum_filter(masks, size=(1, width, width), mode="constant", cval=False)
+    return _grow(_grow(masks, int(variant.split("-")[1]), axis=1), int(variant.split("-")[1]), axis=2)
+
+
+def _grow(masks: np.ndarray, pixels: int, axis: int) -> np.ndarray:
+    """Each True spread `pixels` either way along `axis` (a square dilation is this along rows, then columns);
+    numpy alone, so preparing a split imports nothing heavier."""
+    size = masks.shape[axis]
+    padded = np.pad(masks, [(pixels, pixels) if a == axis else (0, 0) for a in range(masks.ndim)])
+    out = np.zeros_like(masks)
+    for offset in range(2 * pixels + 1):
+        out |= np.take(padded, np.arange(offset, offset + size), axis=axis)
+    return out
