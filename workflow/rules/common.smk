@@ -154,6 +154,21 @@ def heatmap_files(methods=None, clean_only=False):
     ]
 
 
+def twin_files():
+    """Every twins file: one per (dataset, model, method) and explain shard group, clean data only."""
+    return [
+        path
+        for dataset in config["datasets"]
+        for path in expand(
+            rules.twins.output[0],
+            dataset=dataset,
+            model=config["models"],
+            method=config["methods"],
+            group=[f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)],
+        )
+    ]
+
+
 def prediction_sets(dataset):
     """[{name, shift, shards}] of one dataset's predict jobs (config.prediction_sets names the splits)."""
     return [

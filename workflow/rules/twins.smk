@@ -2,21 +2,6 @@
 # classifier (logits only), then RMA's PT/IR set against the truth per heatmap method and mask variant.
 
 
-def twin_files():
-    """Every twins file: one per (dataset, model, method) and explain shard group, clean data only."""
-    return [
-        path
-        for dataset in config["datasets"]
-        for path in expand(
-            rules.twins.output[0],
-            dataset=dataset,
-            model=config["models"],
-            method=config["methods"],
-            group=[f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)],
-        )
-    ]
-
-
 rule twins:
     input:
         shards=lambda wc: shard_files(wc.dataset, EVAL, "clean", *map(int, wc.group.split("-"))),
@@ -42,9 +27,10 @@ rule twins:
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         batch_size=config.get("twins", {}).get("batch_size", 512),
         device=config["device"],
+        split=EVAL,
     shell:
         "python -m vlm_rationality twins --model {params.model:q} --method {params.method:q}"
-        " --prompts {params.prompts:q} --dataset {params.dataset:q} --split {EVAL} --settings {params.settings:q}"
+        " --prompts {params.prompts:q} --dataset {params.dataset:q} --split {params.split} --settings {params.settings:q}"
         " --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size} --device {params.device}"
         " --threads {threads} --out {output} {input.shards} > {log} 2>&1"
 
