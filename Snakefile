@@ -15,12 +15,15 @@ sys.path.insert(0, SRC)
 from vlm_rationality import config as settings
 
 # A config given with --configfile replaces the default (merging would keep the default's datasets and models
-# in the grid); `--config key=value` alone still overrides single keys of it.
+# in the grid); `--config key=value` alone still overrides single keys of it, and `--configfile config.yaml mine.yaml`
+# overlays mine.yaml on the default.
 if not workflow.config_settings.configfiles:
 
     configfile: "config.yaml"
 
 
+# A key given twice in a config file is refused (YAML would keep the last without a word).
+settings.check_files(workflow.config_settings.configfiles or ["config.yaml"])
 # Closed schema: an unknown key fails here, named with its path and the key probably meant; defaults filled in.
 settings.check_config(config, yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text()))
 

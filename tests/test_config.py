@@ -296,3 +296,98 @@ def test_a_twins_section_is_checked_against_the_pool_of_backgrounds_and_the_mask
                                "seed": 0, "batch_size": 512}
     assert "twins.masks.0" in check(lambda c: c.update(twins={"masks": ["dilate-0"]}))
     assert "datasets.tiny-synthetic.mask" in check(lambda c: c["datasets"]["tiny-synthetic"].update(mask="boxes"))
+
+
+def _numeric_paths(value, path=()):
+    """Every number of a filled-in config, as a key path (booleans are not numbers here)."""
+    if isinstance(value, dict):
+        return [p for key, sub in value.items() for p in _numeric_paths(sub, (*path, key))]
+    if isinstance(value, list):
+        return [p for i, sub in enumerate(value) for p in _numeric_paths(sub, (*path, i))]
+    return [path] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def _key(path) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+
+
+def test_nan_and_inf_are_refused_at_every_numeric_key():
+    """NaN passes every range (it compares false), so `score.threshold: .nan` would score PT 0.0 everywhere."""
+    filled = copy.deepcopy(TEST_CONFIG)
+    filled["robustness"] = {"validation": "val"}
+    filled["datasets"]["tiny-synthetic"]["splits"]["val"] = {"size": 40, "rho": 0.9}
+    check_config(filled, copy.deepcopy(SCHEMA))
+    paths = _numeric_paths(filled)
+    assert len(paths) > 40 and ("score", "threshold") in paths and ("methods", "ft", "lr") in paths
+    for path in paths:
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            config = copy.deepcopy(filled)
+            node = config
+            for part in path[:-1]:
+                node = node[part]
+            node[path[-1]] = bad
+            with pytest.raises(ConfigError) as error:
+                check_config(config, copy.deepcopy(SCHEMA))
+            assert f"{_key(path)}: {bad} is not a finite number; give a finite value" in str(error.value).splitlines()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(shifts=["clean", "clean"]), "shifts: ['clean', 'clean'] has non-unique elements"),
+    (lambda c: c["datasets"]["tiny-synthetic"].update(shifts=["clean", "clean"]),
+     "datasets.tiny-synthetic.shifts: ['clean', 'clean'] has non-unique elements"),
+    (lambda c: c["heatmaps"].update(methods=["chefer", "chefer"]), "heatmaps.methods: ['chefer', 'chefer'] has non-unique"),
+    (lambda c: c["datasets"]["tiny-synthetic"]["splits"].update({"..": {"size": 4}}),
+     "datasets.tiny-synthetic.splits: the name '..' is a path component"),
+    (lambda c: c["datasets"]["tiny-synthetic"]["splits"].update({"tr ain": {"size": 4}}),
+     "datasets.tiny-synthetic.splits: the name 'tr ain' is a path component"),
+    (lambda c: c["datasets"]["tiny-synthetic"]["splits"].update({"-x": {"size": 4}}),
+     "datasets.tiny-synthetic.splits: the name '-x' is a path component"),
+    (lambda c: c["methods"].update({"-ft": c["methods"]["ft"]}), "methods: the name '-ft' is a path component"),
+    (lambda c: c["datasets"].update({"d" * 300: c["datasets"]["tiny-synthetic"]}),
+     "datasets: the name dddddddddddddddddddddddd... is 300 characters; it becomes part of file names (the filesystem "
+     "allows 255 bytes, and the workflow adds suffixes), so use at most 96"),
+    (lambda c: c["methods"].update({"m" * 235: c["methods"]["ft"]}), "methods: the name mmmmmmmmmmmmmmmmmmmmmmmm... is 235"),
+    (lambda c: c["methods"]["zs"].update(weight_decay=0.1), "methods.zs.weight_decay: zs trains nothing"),
+    (lambda c: c["methods"]["zs"].update(seed=3), "methods.zs.seed: zs trains nothing"),
+    (lambda c: c["methods"]["zs"].update(processes=2), "methods.zs.processes: zs trains nothing"),
+    (lambda c: c.update(prompt_template="a photo of a {name} in {other}"),
+     "prompt_template: 'a photo of a {name} in {other}' cannot be filled in (KeyError: 'other'); only {name} is a "
+     "placeholder, write a literal brace as {{ or }}"),
+    (lambda c: c["datasets"]["tiny-synthetic"].update(image_size=60),
+     "datasets.tiny-synthetic.image_size: 60 is not the input size of model 'tiny-clip' (32); prepare the dataset at 32"),
+], ids=["shifts", "dataset-shifts", "heatmap-methods", "dotdot-split", "space-split", "dash-split", "dash-method",
+        "long-dataset", "long-method", "zs-weight-decay", "zs-seed", "zs-processes", "prompt-placeholder", "image-size"])
+def test_a_config_that_would_run_to_wrong_numbers_or_a_late_failure_is_refused(change, message):
+    assert message in check(change)
+
+
+def test_schema_and_registry_errors_are_reported_at_once():
+    text = check(lambda c: (c["score"].update(treshold=0.3), c["methods"]["ft"].update(kind="fullft"),
+                            c["heatmaps"].update(methods=["lime"]), c["models"]["tiny-clip"].update(adapter="clap")))
+    assert text.splitlines() == [
+        "score.treshold: unknown setting; did you mean threshold?",
+        "models.tiny-clip.adapter: unknown model adapter 'clap'; known: albef, blip, open_clip",
+        "methods.ft.kind: unknown method 'fullft'; known: clip_adapter, coop, flcp, ft, lp, ravl, zs",
+        "heatmaps.methods: unknown heatmap method 'lime'; known: chefer, gradcam, rollout",
+    ]
+
+
+def test_a_partial_configfile_says_how_to_overlay_it():
+    with pytest.raises(ConfigError) as error:
+        check_config({"threads": 1}, copy.deepcopy(SCHEMA))
+    assert "config: 'datasets' is a required property" in str(error.value)
+    assert ("give config.yaml first and yours after it (snakemake --configfile config.yaml mine.yaml)"
+            in str(error.value))
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused_with_both_lines(tmp_path):
+    from vlm_rationality.config import check_files
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("threads: 1\nscore:\n  threshold: 0.5\n  seed: 1\n  threshold: 0.3\nbase: &b {a: 1}\n"
+                    "other:\n  <<: *b\n  a: 2\n")
+    with pytest.raises(ConfigError) as error:
+        check_files([str(path)])
+    assert str(error.value) == (f"{path}: the key 'threshold' is given twice, on lines 3 and 5; keep one (YAML would "
+                                "silently keep the last)")
+    check_files([str(REPO / "config.yaml"), *map(str, sorted((REPO / "config").glob("*.yaml")))])

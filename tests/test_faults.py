@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -81,6 +83,36 @@ def test_a_decompression_bomb_is_counted_as_unreadable_with_its_path(tmp_path, c
         counts = prepare_shard(config, "val", 0, tmp_path / "items.parquet", tmp_path / "shard-0000.parquet", "h")
     assert counts["skipped"]["unreadable_image"] == fixture.bad["unreadable_image"] + 1
     assert any(victim in record.getMessage() and str(fixture.root) in record.getMessage() for record in caplog.records)
+
+
+def _strip(path, width, height):
+    from PIL import Image
+
+    Image.new("RGB", (width, height), (200, 30, 30)).save(path, format="PNG")  # a few hundred bytes
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda path: _strip(path, 30_000, 1), "extreme_aspect_ratio"),
+    (lambda path: _strip(path, 1, 30_000), "extreme_aspect_ratio"),
+    (lambda path: (path.unlink(), os.mkfifo(path)), "not_a_file"),
+], ids=["very-wide", "very-tall", "fifo"])
+def test_an_image_that_would_exhaust_memory_or_block_is_skipped_and_counted(tmp_path, damage, reason):
+    """A 30000x1 strip resized to a 32-pixel short side would be ~1 M pixels wide (at 224: 6.7 M x 224, gigabytes);
+    a FIFO blocks whoever opens it. Both are skipped by their shape or type, before decoding or opening."""
+    fixture = fixtures.imagenet(tmp_path / "in")
+    victim = next(sample_id for sample_id in fixture.boxes)
+    damage(fixture.root / victim)
+    config = {"adapter": "imagenet", "root": str(fixture.root), "image_size": 32, "shard_size": 100,
+              "splits": {"val": {}}}
+    signal.alarm(120)  # a FIFO that is opened blocks forever: fail instead
+    try:
+        write_item_index(config, "val", tmp_path / "items.parquet", "h")
+        counts = prepare_shard(config, "val", 0, tmp_path / "items.parquet", tmp_path / "shard-0000.parquet", "h")
+    finally:
+        signal.alarm(0)
+    assert counts["skipped"][reason] == 1
+    assert counts["written"] == len(fixture.boxes) - 1 and counts["skipped"]["unreadable_image"] == fixture.bad["unreadable_image"]
+    assert victim not in read_prepared(tmp_path / "shard-0000.parquet")["sample_id"]
 
 
 def test_non_finite_logits_make_no_prediction_and_are_counted(prompts, shard, tmp_path):

@@ -43,6 +43,10 @@ class Arch(ABC):
     def approx_parameters(self, **spec: Any) -> int:
         """Parameter count, to size a job's memory."""
 
+    @abstractmethod
+    def input_size(self, **spec: Any) -> int:
+        """Side of the square images the model takes: every dataset it sees is prepared at this size."""
+
 
 MODEL_ARCHS: Registry[Arch] = Registry("model adapter")
 
@@ -63,6 +67,11 @@ def check_model(config: dict[str, Any]) -> int:
 def approx_parameters(config: dict[str, Any]) -> int:
     arch, spec = _entry(config)
     return arch.approx_parameters(**spec)
+
+
+def input_size(config: dict[str, Any]) -> int:
+    arch, spec = _entry(config)
+    return arch.input_size(**spec)
 
 
 def resolve_open_clip_pretrained(arch: str, pretrained: str | os.PathLike | None) -> str | None:
@@ -93,6 +102,10 @@ class OpenCLIPArch(Arch):
 
     def vision_layers(self, arch: str, **_: Any) -> int:
         return int(open_clip_data.model_config(arch)["vision_cfg"]["layers"])
+
+    def input_size(self, arch: str, **_: Any) -> int:
+        size = open_clip_data.model_config(arch)["vision_cfg"]["image_size"]
+        return int(size if isinstance(size, int) else size[0])
 
     def approx_parameters(self, arch: str, **_: Any) -> int:
         config = open_clip_data.model_config(arch)
@@ -203,6 +216,9 @@ class BertViTArch(Arch):
 
     def vision_layers(self, arch: str, **_: Any) -> int:
         return self.resolve(arch).vision.layers
+
+    def input_size(self, arch: str, image_size: int | None = None, **_: Any) -> int:
+        return image_size or self.resolve(arch).image_size
 
     def approx_parameters(self, arch: str, **_: Any) -> int:
         config = self.resolve(arch)

@@ -9,10 +9,14 @@ workflow passes it as the rule's params, so a changed value reruns exactly the j
 from __future__ import annotations
 
 import copy
+import math
 import re
+from pathlib import Path
 from typing import Any
 
-from vlm_rationality.archs import MODEL_ARCHS, check_model
+import yaml
+
+from vlm_rationality.archs import MODEL_ARCHS, check_model, input_size
 from vlm_rationality.data import DATASET_ADAPTERS, Dataset, build_dataset, imagenet_c
 from vlm_rationality.data.corruptions import parse_shift
 from vlm_rationality.protocol import method_entry, model_entry, split_variant
@@ -23,8 +27,14 @@ from vlm_rationality.sweep import LABEL as SWEEP_LABEL, SweepError, expand
 Config = dict[str, Any]
 FOLDER_SPLIT = "folder-"  # robustness.ood_folders.<name> is prepared as the split folder-<name> of a dataset
 STIMULI_SPLIT = "stimuli"  # robustness.cue_conflict_folder, prepared as this split of a dataset
-# A dataset, model or method name becomes a path component of every result it has.
-PLAIN_NAME = re.compile(r"^(?!\.+$)[A-Za-z0-9_.-]+$")
+# A dataset, split, model or method name becomes a path component of every result it has, and a word of a shell
+# command: not only dots, no leading dash.
+PLAIN_NAME = re.compile(r"^(?!\.+$)(?!-)[A-Za-z0-9_.-]+$")
+# The filesystem allows 255 bytes per path component; a name gets suffixes (`.safetensors.json`, a temp file's
+# `.tmp-<pid>`) and a sweep variant gets `.<key>=<value>`, so names stay well below it.
+MAX_NAME = 96
+OVERLAY_HINT = ("a --configfile replaces config.yaml; to change a few keys, give config.yaml first and yours after it "
+                "(snakemake --configfile config.yaml mine.yaml): later files overlay earlier ones")
 
 
 class ConfigError(ValueError):
@@ -47,26 +57,26 @@ def check_config(config: Config, schema: Schema) -> None:
     cannot: names against the registries, each adapter's own options, references between sections, and
     settings that cannot work with a model or device. Every error is reported, each naming its key. A swept
     method is replaced by its variants first (sweep.py); an error in a variant names the swept entry's key."""
+    errors = _non_finite(config)
     origin: dict[str, str] = {}
     if isinstance(config.get("methods"), dict):
         try:
             config["methods"], origin = expand(config["methods"])
         except SweepError as err:
-            raise ConfigError(str(err)) from None
-    errors = _swept_keys(validate(config, schema), origin)
-    if errors:
+            raise ConfigError("\n".join([*errors, str(err)])) from None
+    schema_errors = _swept_keys(validate(config, schema), origin)
+    if any(re.match(r"config: '[a-z_]+' is a required property", error) for error in schema_errors):
+        schema_errors.append(f"config: {OVERLAY_HINT}")
+    errors += schema_errors + _swept_keys(_registry_errors(config, origin), origin)
+    if schema_errors:
         raise ConfigError("\n".join(errors))
-    finetune_methods, heatmap_methods = _finetune_methods(), declared("vlm_rationality.explain", "HEATMAP_METHODS")
-
-    for section in ("datasets", "models", "methods"):
-        for name in config[section]:
-            if not PLAIN_NAME.match(origin.get(name, name) if section == "methods" else name):
-                errors.append(f"{section}: the name {name!r} is a path component of its results; use letters, "
-                              "digits, '_', '.' and '-', not only dots")
+    finetune_methods = _finetune_methods()
+    # A setting of a method that trains nothing is refused unless it is the schema's default (filled in, or harmless).
+    training_settings = {**schema["definitions"]["training"]["properties"], "head_init": {},
+                         "processes": {"default": 1}}
     for name, dataset in config["datasets"].items():
         key = f"datasets.{name}"
         if dataset["adapter"] not in DATASET_ADAPTERS:
-            errors.append(f"{key}.adapter: unknown dataset adapter {dataset['adapter']!r}; known: {', '.join(DATASET_ADAPTERS)}")
             continue
         found = validate(dataset, _dataset_schema(schema, DATASET_ADAPTERS.get(dataset["adapter"])), [*key.split(".", 1)])
         errors += found
@@ -89,10 +99,10 @@ def check_config(config: Config, schema: Schema) -> None:
     for name, model in config["models"].items():
         key = f"models.{name}"
         if model["adapter"] not in MODEL_ARCHS:
-            errors.append(f"{key}.adapter: unknown model adapter {model['adapter']!r}; known: {', '.join(MODEL_ARCHS)}")
             continue
         try:
             depths[name] = check_model(model)
+            errors += _input_size_errors(config, name)
         except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
             errors.append(f"{key}: {err}")
         pretrain = model.get("pretrain")
@@ -107,11 +117,11 @@ def check_config(config: Config, schema: Schema) -> None:
     for name, method in config["methods"].items():
         key = f"methods.{name}"
         if method["kind"] not in finetune_methods:
-            errors.append(f"{key}.kind: unknown method {method['kind']!r}; known: {', '.join(finetune_methods)}")
             continue
         if not finetune_methods[method["kind"]]["trains"]:
             errors += [f"{key}.{setting}: {method['kind']} trains nothing, so it takes no training setting"
-                       for setting in ("lr", "epochs", "batch_size", "head_init") if setting in method]
+                       for setting, entry in training_settings.items()
+                       if setting in method and method[setting] != entry.get("default", object())]
         facts = finetune_methods[method["kind"]]
         if method["augment"] and (not facts["trains"] or facts.get("frozen_features")):
             errors.append(f"{key}.augment: {method['kind']} trains no image tower (it "
@@ -146,9 +156,6 @@ def check_config(config: Config, schema: Schema) -> None:
             except ValueError as err:
                 errors.append(f"{key}: {err}")
     heatmaps = config["heatmaps"]
-    for heatmap in heatmaps["methods"]:
-        if heatmap not in heatmap_methods:
-            errors.append(f"heatmaps.methods: unknown heatmap method {heatmap!r}; known: {', '.join(heatmap_methods)}")
     for name, depth in depths.items():
         if not -depth <= heatmaps["start_block"] < depth:
             errors.append(f"heatmaps.start_block: {heatmaps['start_block']} is outside the {depth} vision blocks of model "
@@ -163,6 +170,98 @@ def check_config(config: Config, schema: Schema) -> None:
     errors += _ravl_errors(config)
     errors += _twins_errors(config)
     errors = _swept_keys(errors, origin)
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+
+def _non_finite(value: Any, path: str = "") -> list[str]:
+    """NaN and Inf pass every range of the schema (NaN compares false), so they are refused here, anywhere."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{path or 'config'}: {value} is not a finite number; give a finite value"]
+    if isinstance(value, dict):
+        return [error for key, sub in value.items() for error in _non_finite(sub, f"{path}.{key}" if path else str(key))]
+    if isinstance(value, list):
+        return [error for i, sub in enumerate(value) for error in _non_finite(sub, f"{path}[{i}]")]
+    return []
+
+
+def _name_error(key: str, name: Any) -> list[str]:
+    if not isinstance(name, str) or not PLAIN_NAME.match(name):
+        return [f"{key}: the name {name!r} is a path component of its results; use letters, digits, '_', '.' and "
+                "'-', not only dots and not a leading '-'"]
+    if len(name) > MAX_NAME:
+        return [f"{key}: the name {name[:24]}... is {len(name)} characters; it becomes part of file names (the "
+                f"filesystem allows 255 bytes, and the workflow adds suffixes), so use at most {MAX_NAME}"]
+    return []
+
+
+def _registry_errors(config: Config, origin: dict[str, str]) -> list[str]:
+    """Names: path components that must be plain, and plugins that must be registered. Made on any config, valid
+    or not, so a config's schema and registry errors are all reported at once."""
+    errors = []
+    sections = {section: config[section] for section in ("datasets", "models", "methods")
+                if isinstance(config.get(section), dict)}
+    for section, entries in sections.items():
+        for name in entries:
+            errors += _name_error(section, origin.get(name, name) if section == "methods" else name)
+    for name, dataset in sections.get("datasets", {}).items():
+        if isinstance(dataset, dict) and isinstance(dataset.get("splits"), dict):
+            for split in dataset["splits"]:
+                errors += _name_error(f"datasets.{name}.splits", split)
+    registries = [("datasets", "adapter", "dataset adapter", list(DATASET_ADAPTERS)),
+                  ("models", "adapter", "model adapter", list(MODEL_ARCHS)),
+                  ("methods", "kind", "method", list(_finetune_methods()))]
+    for section, key, what, known in registries:
+        for name, entry in sections.get(section, {}).items():
+            value = entry.get(key) if isinstance(entry, dict) else None
+            if isinstance(value, str) and value not in known:
+                errors.append(f"{section}.{name}.{key}: unknown {what} {value!r}; known: {', '.join(known)}")
+    heatmaps = config.get("heatmaps", {})
+    heatmap_methods = declared("vlm_rationality.explain", "HEATMAP_METHODS")
+    for heatmap in heatmaps.get("methods", []) if isinstance(heatmaps, dict) else []:
+        if isinstance(heatmap, str) and heatmap not in heatmap_methods:
+            errors.append(f"heatmaps.methods: unknown heatmap method {heatmap!r}; known: {', '.join(heatmap_methods)}")
+    template = config.get("prompt_template")
+    if isinstance(template, str):
+        try:
+            template.format(name="x")
+        except (KeyError, IndexError, ValueError) as err:
+            errors.append(f"prompt_template: {template!r} cannot be filled in ({type(err).__name__}: {err}); only "
+                          "{name} is a placeholder, write a literal brace as {{ or }}")
+    return errors
+
+
+def _input_size_errors(config: Config, model: str) -> list[str]:
+    """Every dataset is prepared once, at its image_size, for every model: each model's input size must match."""
+    size = input_size(config["models"][model])
+    return [f"datasets.{name}.image_size: {dataset['image_size']} is not the input size of model {model!r} ({size}); "
+            f"prepare the dataset at {size}" for name, dataset in config["datasets"].items()
+            if dataset["adapter"] in DATASET_ADAPTERS and dataset["image_size"] != size]
+
+
+def check_files(paths: list[str]) -> None:
+    """A key given twice in one YAML map is refused with both lines (YAML loaders silently keep the last)."""
+    errors = []
+
+    class Strict(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            lines: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *anchor` keys may be overridden: that is what a merge is for
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in lines:
+                    errors.append(f"{path}: the key {key!r} is given twice, on lines {lines[key]} and {line}; "
+                                  "keep one (YAML would silently keep the last)")
+                lines[key] = line
+            return super().construct_mapping(node, deep)
+
+    for path in paths:
+        try:
+            yaml.load(Path(path).read_text(), Loader=Strict)
+        except yaml.YAMLError as err:
+            errors.append(f"{path}: not valid YAML: {err}")
     if errors:
         raise ConfigError("\n".join(errors))
 

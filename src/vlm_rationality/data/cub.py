@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vlm_rationality.data.base import DATASET_ADAPTERS
-from vlm_rationality.data.files import BadInput, FileDataset, Item, require
+from vlm_rationality.data.files import BadInput, FileDataset, Item, regular, require
 
 TABLES = ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt")
 
@@ -64,7 +64,7 @@ class CUB(FileDataset):
         ]
 
     def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:
-        path = self.segmentations / item.annotation
+        path = regular(self.segmentations / item.annotation)
         try:
             with Image.open(path) as handle:
                 soft = np.asarray(handle.convert("L"))

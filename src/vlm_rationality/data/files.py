@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vlm_rationality.data.base import Dataset, Item, Sample, Skipped
-from vlm_rationality.data.transform import eval_transform
+from vlm_rationality.data.transform import eval_transform, resize_crop_box
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,27 @@ class BadInput(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+
+
+# The shorter side is resized to `resize` before the centre crop, so a 30000x1 strip would become gigabytes: the
+# resized image may hold at most this many crops' worth of pixels (an aspect ratio of 64:1).
+MAX_RESIZED_CROPS = 64
+
+
+def regular(path: Path) -> Path:
+    """Opening a FIFO blocks and a device streams forever: anything but a regular file is refused by its type."""
+    if path.exists() and not path.is_file():
+        raise BadInput("not_a_file", f"{path} is not a regular file (a folder, FIFO or device); remove it")
+    return path
+
+
+def bounded_resize(path: Path, width: int, height: int, size: int, resize: int | None) -> None:
+    """Refuse an image whose resize before the crop would allocate more than MAX_RESIZED_CROPS crops."""
+    (new_w, new_h), _ = resize_crop_box(width, height, size, resize)
+    side = resize or size
+    if new_w * new_h > MAX_RESIZED_CROPS * side * side:
+        raise BadInput("extreme_aspect_ratio", f"{path}: {width}x{height} would be resized to {new_w}x{new_h} before "
+                                               f"the centre crop (more than {MAX_RESIZED_CROPS}:1)")
 
 
 def require(path: Path, layout: str) -> Path:
@@ -187,9 +208,10 @@ class FileDataset(Dataset):
         return bool(self.splits[split]["masks"])
 
     def load(self, item: Item, with_mask: bool) -> Sample:
-        path = self.root / item.sample_id
+        path = regular(self.root / item.sample_id)
         try:
             with Image.open(path) as handle:
+                bounded_resize(path, handle.width, handle.height, self.image_size, self.resize)
                 handle.load()
                 image = handle.copy()
         except FileNotFoundError as err:

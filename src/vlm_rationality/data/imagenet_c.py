@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from vlm_rationality.data.base import Dataset, Item, Sample, Skipped
 from vlm_rationality.data.corruptions import parse_shift
-from vlm_rationality.data.files import BadInput, FileDataset
+from vlm_rationality.data.files import BadInput, FileDataset, bounded_resize, regular
 from vlm_rationality.data.transform import INTERPOLATIONS, to_rgb
 
 RESIZE, SIZE = 256, 224  # how the published ImageNet-C was cropped
@@ -70,7 +70,7 @@ def folder_errors(dataset: Dataset, root: str | os.PathLike, shifts: Sequence[st
 
 def load_shifted(dataset: FileDataset, item: Item, folder: Path, with_mask: bool) -> Sample:
     """`item`'s ImageNet-C image under `folder`, with the item's mask through the resize-256 / crop-224 transform."""
-    path = folder / dataset.prerendered_name(item)
+    path = regular(folder / dataset.prerendered_name(item))
     try:
         with Image.open(path) as handle:
             handle.load()
@@ -85,8 +85,9 @@ def load_shifted(dataset: FileDataset, item: Item, folder: Path, with_mask: bool
     if with_mask:
         original = dataset.root / item.sample_id
         try:
-            with Image.open(original) as handle:  # the header alone: the mask needs the original's size
+            with Image.open(regular(original)) as handle:  # the header alone: the mask needs the original's size
                 width, height = handle.size
+            bounded_resize(original, width, height, SIZE, RESIZE)
         except FileNotFoundError as err:
             raise BadInput("missing_image", str(original)) from err
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as err:
