@@ -22,6 +22,8 @@ from vlm_rationality.data.synthetic import SyntheticSpec, generate
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.metrics.score import score_table
 from vlm_rationality.models import build_classifier, build_model
+from vlm_rationality.report.figures import pt_ir_figure
+from vlm_rationality.report.tables import latex_tables, markdown_table
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +117,7 @@ def test_an_image_that_would_exhaust_memory_or_block_is_skipped_and_counted(tmp_
     assert victim not in read_prepared(tmp_path / "shard-0000.parquet")["sample_id"]
 
 
-def test_non_finite_logits_make_no_prediction_and_are_counted(prompts, shard, tmp_path):
+def test_non_finite_logits_make_no_prediction_are_counted_and_mark_the_classifier_broken(prompts, shard, tmp_path, caplog):
     model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
     classifier = build_classifier(model, "linear", prompts)
     with torch.no_grad():
@@ -126,8 +128,18 @@ def test_non_finite_logits_make_no_prediction_and_are_counted(prompts, shard, tm
     assert summary["nonfinite_logits"] == 10 and math.isnan(summary["accuracy"])
     _, table = read_heatmaps(out, ["pred"])
     assert set(table.column("pred").to_pylist()) == {-1}
-    row = score_table([out], 0.5, 10, 0).to_pylist()[0]
+    with caplog.at_level(logging.WARNING, logger="vlm_rationality"):
+        rows = score_table([out], 0.5, 10, 0).to_pylist()
+    row = rows[0]
     assert row["n_nonfinite_logits"] == 10 and row["n"] == 0 and math.isnan(row["accuracy"])
+    assert any("d/clean/m/ft/chefer: 10 of 10 samples have non-finite logits, so this classifier is broken"
+               in record.getMessage() for record in caplog.records)
+    # Every table says so where the numbers would be; the figure writes it over the missing bars.
+    markdown = markdown_table(rows, ["ft"], ["m"], ["d"], "clean")
+    assert "| FT | m | broken: 10 non-finite logits | – |" in markdown
+    assert "broken: 10 non-finite logits" in latex_tables(rows, ["ft"], ["m"], ["d"], ["chefer"])
+    pt_ir_figure(rows, ["ft"], ["m"], ["d"], ["chefer"], tmp_path / "pt_ir.png")
+    assert (tmp_path / "pt_ir.png").stat().st_size > 0
 
 
 def test_a_pickle_checkpoint_refused_by_weights_only_is_named_with_why(tmp_path):

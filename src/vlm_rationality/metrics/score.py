@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from typing import Any, Sequence
@@ -15,6 +16,8 @@ from vlm_rationality.artefacts import (
 from vlm_rationality.metrics.grounding import NO_GROUNDING, grounding
 from vlm_rationality.metrics.groups import NO_GROUPS, cue_present, worst_group
 from vlm_rationality.metrics.rationality import rationality, resolve_undefined
+
+log = logging.getLogger(__name__)
 
 
 def score_table(
@@ -60,6 +63,10 @@ def score_table(
         row.update(result.as_row())
         row.update({f"n_undefined_{s}": int(np.sum(statuses == s)) for s in UNDEFINED_RMA})
         row["n_nonfinite_logits"] = int((~predicted).sum())
+        if row["n_nonfinite_logits"]:
+            log.warning("%s: %d of %d samples have non-finite logits, so this classifier is broken (NaN or Inf in its "
+                        "checkpoint, or a diverged fine-tuning); its metrics leave them out and the tables mark it",
+                        "/".join(key), row["n_nonfinite_logits"], len(pred))
         row["n_skipped"] = sum(skipped[key].values())
         dataset = row["dataset"]
         row.update(NO_GROUPS)

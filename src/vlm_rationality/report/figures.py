@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from vlm_rationality.io import atomic_path  # noqa: E402
 from vlm_rationality.report.names import display_name  # noqa: E402
+from vlm_rationality.report.tables import broken  # noqa: E402
 
 METRICS = (("prediction_trustworthiness", "PT"), ("inference_reliability", "IR"), ("accuracy", "accuracy"))
 
@@ -53,6 +54,11 @@ def pt_ir_figure(
                     highs.append(row.get(f"{metric}_ci_high", np.nan) - value)
                 x = np.arange(len(groups)) + (k - (len(METRICS) - 1) / 2) * width
                 ax.bar(x, values, width, label=label, yerr=np.nan_to_num([lows, highs]), capsize=2)
+            for i, (method, model) in enumerate(groups):
+                mark = broken(index.get((heatmap, dataset, method, model)))
+                if mark:  # a classifier with non-finite logits: said where its bars are (or are missing)
+                    ax.text(i, 0.5, mark, rotation=90, ha="center", va="center", color="crimson", fontsize="small")
+                    ax.set_xlim(-0.6, len(groups) - 0.4)
             names = [display_name(m) if len(models) == 1 else f"{display_name(m)}\n{model}" for m, model in groups]
             ax.set_xticks(np.arange(len(groups)), names, rotation=35 if long_names else 0,
                           ha="right" if long_names else "center", fontsize="small" if long_names else None)

@@ -43,12 +43,23 @@ def _percent(value: float) -> str:
     return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
 
+def broken(row: dict[str, Any] | None) -> str:
+    """'' for a sound classifier; for one with non-finite logits, what a cell says of it (never a bare –)."""
+    count = (row or {}).get("n_nonfinite_logits") or 0
+    return f"broken: {count} non-finite logits" if count else ""
+
+
 def _cell(row: dict[str, Any] | None, metric: str) -> str:
     if row is None:
         return "–"
     low, high = _value(row, f"{metric}_ci_low"), _value(row, f"{metric}_ci_high")
     interval = "" if math.isnan(low) else f" [{_percent(low)}, {_percent(high)}]"
-    return _percent(row[metric]) + interval
+    return _marked(row, _percent(row[metric]) + interval)
+
+
+def _marked(row: dict[str, Any] | None, shown: str) -> str:
+    mark = broken(row)
+    return shown if not mark else mark if shown == "–" else f"{shown} ({mark})"
 
 
 def _average(values: list[float]) -> float:
@@ -128,7 +139,7 @@ def latex_tables(
                 for method, model, cells, average in table:
                     shown = _percent(average)
                     shown = f"\\textbf{{{shown}}}" if average == best else f"\\underline{{{shown}}}" if average == second else shown
-                    values = [_percent(_value(c, metric)) for c in cells]
+                    values = [_marked(c, _percent(_value(c, metric))) for c in cells]
                     out.append(" & ".join([_tex(display_name(method)), _tex(model), *values, shown]) + " \\\\")
             out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(out).replace("–", "--")
