@@ -51,11 +51,46 @@ def test_a_truncated_parquet_file_is_named_with_what_to_do(shard, tmp_path, read
         read(damaged)
 
 
+def _damaged_in_the_middle(path, tmp_path):
+    """Bytes overwritten in the first page's data, as a bad disk sector or an interrupted rsync leaves them."""
+    import pyarrow.parquet as pq
+
+    column = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    data = bytearray(path.read_bytes())
+    middle = column.data_page_offset + column.total_compressed_size // 2
+    data[middle:middle + 16] = bytes(16 - i for i in range(16))
+    damaged = tmp_path / ("mid-" + path.name)
+    damaged.write_bytes(bytes(data))
+    return damaged
+
+
+@pytest.mark.parametrize("read", [read_prepared, lambda p: list(read_prepared_batches(p, 4))], ids=["whole", "batches"])
+def test_a_parquet_file_damaged_in_the_middle_is_named_not_read(shard, tmp_path, read):
+    """Every page carries a CRC: an overwritten page is refused, naming the file, where it would decode to wrong
+    pixels (an incompressible page is stored raw) or fail with pyarrow's message alone."""
+    damaged = _damaged_in_the_middle(shard, tmp_path)
+    with pytest.raises(ValueError, match=rf"{damaged}: not a readable Parquet file .*delete it and rerun"):
+        read(damaged)
+
+
+def test_a_truncated_safetensors_base_is_named(tmp_path):
+    from vlm_rationality.models.checkpoint import save_state_dict
+
+    path = tmp_path / "base.safetensors"
+    save_state_dict(build_model({"adapter": "open_clip", "arch": "tiny-vit-32"}).model.state_dict(), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=rf"checkpoint {path} is not a readable safetensors file"):
+        build_model({"adapter": "open_clip", "arch": "tiny-vit-32", "pretrained": str(path)})
+
+
 def test_a_damaged_heatmap_file_fails_the_score_naming_it(tiny_model, prompts, shard, tmp_path):
     out = tmp_path / "heatmaps.parquet"
     explain_shards(build_classifier(tiny_model, "prompt", prompts), [shard], out, HeatmapSettings(batch_size=8), "h")
     (tmp_path / "damaged").mkdir()
     damaged = _truncated(out, tmp_path / "damaged")
+    with pytest.raises(ValueError, match=rf"{damaged}: not a readable Parquet file"):
+        score_table([out, damaged], 0.5, 10, 0)
+    damaged = _damaged_in_the_middle(out, tmp_path / "damaged")
     with pytest.raises(ValueError, match=rf"{damaged}: not a readable Parquet file"):
         score_table([out, damaged], 0.5, 10, 0)
 

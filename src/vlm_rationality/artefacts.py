@@ -37,7 +37,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from vlm_rationality.io import atomic_path, check_schema, reading, with_metadata, write_parquet
+from vlm_rationality.io import (
+    atomic_path, check_schema, parquet_file, read_table, reading, with_metadata, write_parquet,
+)
 
 ITEMS = "items/1"
 PREPARED = "prepared-samples/1"
@@ -90,21 +92,20 @@ def write_items(
         "sample_id": pa.array(sample_ids, pa.string()), "label": pa.array(labels, pa.int32()),
         "image": pa.array(images, pa.string()), "annotation": pa.array(annotations, pa.string()),
     })
-    with atomic_path(path) as tmp:
-        pq.write_table(with_metadata(table, ITEMS, config_hash), tmp, compression="zstd", row_group_size=shard_size)
+    write_parquet(with_metadata(table, ITEMS, config_hash), path, row_group_size=shard_size)
 
 
 def item_count(path: str | os.PathLike) -> int:
     check_schema(path, ITEMS)
     with reading(path):
-        return pq.ParquetFile(path).metadata.num_rows
+        return parquet_file(path).metadata.num_rows
 
 
 def read_items(path: str | os.PathLike, start: int, stop: int) -> dict[str, list]:
     """Rows start … stop-1 of an item index, reading only the row groups that hold them."""
     check_schema(path, ITEMS)
     with reading(path):
-        handle = pq.ParquetFile(path)
+        handle = parquet_file(path)
         groups, first, offset = [], None, 0
         for index in range(handle.metadata.num_row_groups):
             rows = handle.metadata.row_group(index).num_rows
@@ -193,14 +194,14 @@ def prepared_meta(path: str | os.PathLike) -> dict[str, Any]:
 def prepared_rows(path: str | os.PathLike) -> int:
     prepared_meta(path)
     with reading(path):
-        return pq.ParquetFile(path).metadata.num_rows
+        return parquet_file(path).metadata.num_rows
 
 
 def read_backgrounds(path: str | os.PathLike) -> dict[str, int]:
     """sample_id -> the background class of a prepared shard whose split records one (the synthetic benchmark)."""
     prepared_meta(path)
     with reading(path):
-        table = pq.read_table(path, columns=["sample_id", "background"])
+        table = read_table(path, columns=["sample_id", "background"])
     return dict(zip(table.column("sample_id").to_pylist(), table.column("background").to_pylist()))
 
 
@@ -213,7 +214,7 @@ def read_prepared_batches(
     n_image, n_mask = height * width * 3, packed_mask_bytes(height, width)
     wanted = ["sample_id", "label", "image", "mask", *columns_extra]
     with reading(path):
-        batches = pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=wanted)
+        batches = parquet_file(path).iter_batches(batch_size=batch_size, columns=wanted)
     while True:
         with reading(path):  # damage in the middle of a file shows up only when its pages are read
             batch = next(batches, None)
@@ -233,7 +234,7 @@ def read_prepared_index(path: str | os.PathLike, columns_extra: Sequence[str] = 
     row group (`row_groups`) and `image_shape`, so a training split can be indexed before any image is read."""
     height, width = prepared_meta(path)["image_shape"]
     with reading(path):
-        handle = pq.ParquetFile(path)
+        handle = parquet_file(path)
         table = handle.read(columns=["sample_id", "label", *columns_extra])
     return {
         "sample_id": table.column("sample_id").to_pylist(),
@@ -248,7 +249,7 @@ def read_prepared_images(path: str | os.PathLike, row_group: int) -> np.ndarray:
     """The images of one row group of a prepared shard, uint8 [rows, H, W, 3]."""
     height, width = prepared_meta(path)["image_shape"]
     with reading(path):
-        table = pq.ParquetFile(path).read_row_group(row_group, columns=["image"])
+        table = parquet_file(path).read_row_group(row_group, columns=["image"])
     return _column_bytes(table, "image", height * width * 3).reshape(-1, height, width, 3)
 
 
@@ -256,7 +257,7 @@ def read_prepared(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
     """A whole shard in memory as numpy arrays (images uint8 [N,H,W,3], masks bool [N,H,W])."""
     height, width = prepared_meta(path)["image_shape"]
     with reading(path):
-        table = pq.read_table(path)
+        table = read_table(path)
     out: dict[str, np.ndarray | list] = {
         "sample_id": table.column("sample_id").to_pylist(),
         "label": table.column("label").to_numpy().astype(np.int32),
@@ -339,7 +340,7 @@ def read_heatmaps(path: str | os.PathLike, columns: Sequence[str]) -> tuple[dict
     if missing:
         raise ValueError(f"{path}: heatmap metadata lacks {', '.join(missing)}; delete it and rerun the explain stage")
     with reading(path):
-        return meta, pq.read_table(path, columns=list(columns))
+        return meta, read_table(path, columns=list(columns))
 
 
 # Predictions -----------------------------------------------------------------------------------------------
@@ -369,7 +370,7 @@ def read_predictions(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str,
     """(metadata, set -> {label, background, logits [N, C]}) of a predictions file."""
     meta = check_schema(path, PREDICTIONS)
     with reading(path):
-        table = pq.read_table(path)
+        table = read_table(path)
     sets = np.asarray(table.column("set").to_pylist())
     logits = np.asarray(table.column("logits").combine_chunks().flatten().to_numpy(), np.float32)
     logits = logits.reshape(len(sets), -1) if len(sets) else logits.reshape(0, 0)
@@ -410,7 +411,7 @@ def read_twins(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]
     """(metadata, columns as numpy: sample_id list, label, pred, twin_pred [N, K], twin_same_class [N, K], alone_pred)."""
     meta = check_schema(path, TWINS)
     with reading(path):
-        table = pq.read_table(path)
+        table = read_table(path)
     n = table.num_rows
 
     def matrix(name: str, dtype: type) -> np.ndarray:
@@ -436,7 +437,7 @@ def write_metrics(table: pa.Table, parquet_path: str | os.PathLike, csv_path: st
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     check_schema(path, METRICS)
     with reading(path):
-        return pq.read_table(path).to_pylist()
+        return read_table(path).to_pylist()
 
 
 # Discovery -------------------------------------------------------------------------------------------------
@@ -461,7 +462,7 @@ def read_discovery_regions(path: str | os.PathLike) -> tuple[dict[str, list], di
     the discovery summary)."""
     meta = check_schema(path, DISCOVERY_REGIONS)
     with reading(path):
-        return pq.read_table(path).to_pydict(), meta["clusters"], meta["summary"]
+        return read_table(path).to_pydict(), meta["clusters"], meta["summary"]
 
 
 def write_training_regions(path: str | os.PathLike, regions: dict[str, list], summary: dict[str, Any],
@@ -474,7 +475,7 @@ def read_training_regions(path: str | os.PathLike) -> tuple[dict[str, list], lis
     """(sample_id, kind, feature, box and assigned cluster of every region, the discovery's ranked candidates)."""
     meta = check_schema(path, TRAINING_REGIONS)
     with reading(path):
-        return pq.read_table(path).to_pydict(), meta["ranked"]
+        return read_table(path).to_pydict(), meta["ranked"]
 
 
 def read_discovery_summary(path: str | os.PathLike) -> dict[str, Any]:

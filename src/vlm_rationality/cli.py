@@ -12,9 +12,8 @@ import logging
 import sys
 from typing import Any
 
-import pyarrow.parquet as pq
 
-from vlm_rationality.io import config_hash, read_metadata, reading
+from vlm_rationality.io import config_hash, parquet_file, read_metadata, reading
 from vlm_rationality.metrics.rationality import UNDEFINED_POLICIES
 
 
@@ -288,7 +287,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         print(render_sample(args.path, args.sample, args.png, args.prepared))
         return
     with reading(args.path):
-        parquet = pq.ParquetFile(args.path)
+        parquet = parquet_file(args.path)
     print(f"{args.path}: {parquet.metadata.num_rows} rows, {parquet.metadata.num_row_groups} row group(s)")
     print(json.dumps(read_metadata(args.path), indent=2))
     print(parquet.schema_arrow.remove_metadata())

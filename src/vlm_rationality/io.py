@@ -57,9 +57,20 @@ def with_metadata(table: pa.Table, schema_name: str, cfg_hash: str, extra: dict[
     return table.replace_schema_metadata(meta)
 
 
-def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
+def write_parquet(table: pa.Table, path: str | os.PathLike, **options: Any) -> None:
+    """zstd pages, each with a CRC: damage in the middle of a file (random bytes in an incompressible image page
+    decode without a word otherwise) fails its read, naming the file (`reading`)."""
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", write_page_checksum=True, **options)
+
+
+def parquet_file(path: str | os.PathLike) -> pq.ParquetFile:
+    """A Parquet file whose pages are checked against their CRCs as they are read."""
+    return pq.ParquetFile(path, page_checksum_verification=True)
+
+
+def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(path, columns=columns, page_checksum_verification=True)
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
@@ -73,7 +84,9 @@ def reading(path: str | os.PathLike) -> Iterator[None]:
     disk) otherwise fails with pyarrow's message alone, e.g. 'Parquet magic bytes not found in footer'."""
     try:
         yield
-    except pa.ArrowException as err:
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as err:  # pyarrow reports a damaged page (CRC, zstd) as an OSError
         raise ValueError(f"{path}: not a readable Parquet file ({err}); delete it and rerun the stage that "
                          "writes it") from err
 

@@ -16,10 +16,9 @@ from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from vlm_rationality.artefacts import prepared_meta, read_items, read_prepared_index, write_items, write_prepared_shard
+from vlm_rationality.artefacts import prepared_meta, prepared_rows, read_items, read_prepared_index, write_items, write_prepared_shard
 from vlm_rationality.data.base import Item, Sample, build_dataset
 from vlm_rationality.data.imagenet_c import load_items as load_shifted
 from vlm_rationality.data.masks import EXACT, mask_variant
@@ -97,7 +96,7 @@ def split_report(shards: Sequence[str | os.PathLike], out_path: str | os.PathLik
     written, skipped = 0, Counter()
     for path in shards:
         skipped.update(prepared_meta(path).get("skipped", {}))
-        written += pq.ParquetFile(path).metadata.num_rows
+        written += prepared_rows(path)
     report = {"shards": len(shards), "written": written, "skipped": dict(skipped), "skipped_total": sum(skipped.values())}
     write_json(report, out_path)
     return report

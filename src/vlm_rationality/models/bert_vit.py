@@ -50,9 +50,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(path)
+        try:
+            return load_file(path)
+        except SafetensorError as err:  # a truncated or damaged file: safetensors' message does not name it
+            raise ValueError(f"checkpoint {path} is not a readable safetensors file ({err}); restore it") from err
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a pickle needing arbitrary classes, or not a torch file at all

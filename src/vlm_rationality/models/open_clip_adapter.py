@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import open_clip
 import torch
+from safetensors import SafetensorError
 from open_clip.model import get_model_preprocess_cfg
 from open_clip.transformer import VisionTransformer, text_global_pool
 from torch import nn
@@ -66,6 +67,9 @@ class OpenCLIP(VisionLanguageModel):
                 "dict alone (torch.save(model.state_dict(), path), or safetensors) where you trust the file, and set "
                 "`pretrained` to that"
             ) from None
+        except SafetensorError as err:  # a truncated or damaged file: safetensors' message does not name it
+            raise ValueError(f"checkpoint {source} is not a readable safetensors file ({err}); delete it and rerun the "
+                             "stage that writes it (or restore the file)") from err
         except RuntimeError as err:
             raise RuntimeError(
                 f"could not load open_clip {arch} weights {source!r}: {err}. Without network access, download the "

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from vlm_rationality.artefacts import prepared_meta, write_predictions
+from vlm_rationality.artefacts import prepared_meta, prepared_rows, write_predictions
 from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 from vlm_rationality.data.shards import iter_batches
 from vlm_rationality.device import resolve_device
@@ -30,7 +30,7 @@ def predict(
     classifier = method_classifier(model_spec, prompts, checkpoint).to(dev).eval()
     rows: dict[str, list] = {"sets": [], "sample_ids": [], "labels": [], "backgrounds": [], "logits": []}
     counts, skipped = {}, {}
-    progress = Progress("predict", sum(pq.ParquetFile(path).metadata.num_rows for spec in sets for path in spec["shards"]))
+    progress = Progress("predict", sum(prepared_rows(path) for spec in sets for path in spec["shards"]))
     for spec in sets:
         seen, on_the_fly = 0, shift_to_apply(spec["shards"], spec["shift"])
         for batch in iter_batches(spec["shards"], batch_size, _background_column(spec["shards"])):

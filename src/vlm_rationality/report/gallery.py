@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from vlm_rationality.artefacts import read_heatmaps, read_prepared_batches
-from vlm_rationality.io import reading
+from vlm_rationality.io import read_table, reading
 from vlm_rationality.metrics.rma import minmax_normalize, upsample
 from vlm_rationality.report.figures import plt, save_figure
 from vlm_rationality.report.names import display_name
@@ -67,7 +66,7 @@ def read_samples(shards: Sequence[str | os.PathLike], wanted: set[str]) -> dict[
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for path in shards:
         with reading(path):
-            if wanted.isdisjoint(pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist()):
+            if wanted.isdisjoint(read_table(path, columns=["sample_id"]).column("sample_id").to_pylist()):
                 continue  # only the shards that hold a drawn sample have their images read
         for batch in read_prepared_batches(path, 512):
             height, width = batch["image"].shape[1:3]
