@@ -184,3 +184,20 @@ def test_a_pickle_checkpoint_refused_by_weights_only_is_named_with_why(tmp_path)
     with pytest.raises(ValueError, match=rf"{path} is refused: .*\(argparse\.Namespace\).*arbitrary code") as error:
         build_model({"adapter": "open_clip", "arch": "tiny-vit-32", "pretrained": str(path)})
     assert "weights_only=False" not in str(error.value)
+
+
+def test_identical_checkpoints_are_byte_identical_across_processes(tmp_path):
+    """safetensors writes its metadata in a per-process hash order; the saved header is sorted."""
+    import subprocess
+    import sys
+
+    script = ("import sys, torch; from vlm_rationality.models.checkpoint import save_state_dict; "
+              "save_state_dict({'w': torch.arange(6.0)}, sys.argv[1], metadata={k: k * 2 for k in 'abcdefgh'})")
+    paths = [tmp_path / f"{i}.safetensors" for i in range(3)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True)
+    assert len({path.read_bytes() for path in paths}) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(paths[0]), framework="pt") as handle:
+        assert handle.metadata() == {k: k * 2 for k in "abcdefgh"} and handle.get_tensor("w").tolist() == list(range(6))

@@ -21,6 +21,23 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike, 
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in state.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        _sort_metadata(tmp)
+
+
+def _sort_metadata(path: str | os.PathLike) -> None:
+    """safetensors writes its metadata map in hash order, which differs between processes: sorted in place (same
+    header length, tensors untouched), identical runs give byte-identical checkpoints."""
+    with open(path, "r+b") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+        if "__metadata__" not in header:
+            return
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps({"__metadata__": header.pop("__metadata__"), **header}, separators=(",", ":"),
+                          ensure_ascii=False).encode()
+        if len(text) <= size:  # the same JSON, compact as safetensors writes it; padded as it pads
+            handle.seek(8)
+            handle.write(text.ljust(size, b" "))
 
 
 def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
