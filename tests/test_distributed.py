@@ -19,8 +19,8 @@ MODEL = {"adapter": "open_clip", "arch": "tiny-vit-32"}  # random weights: every
 
 
 def _cli(*args: str, processes: int = 1) -> None:
-    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
-    command = [sys.executable, *launch, "-m", "vlm_rationality", *args]
+    """The CLI as the workflow calls it: with `--processes K`, it starts torchrun with K ranks itself."""
+    command = [sys.executable, "-m", "vlm_rationality", *args, *(["--processes", str(processes)] if processes > 1 else [])]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

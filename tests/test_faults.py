@@ -201,3 +201,4 @@ def test_identical_checkpoints_are_byte_identical_across_processes(tmp_path):
 
     with safe_open(str(paths[0]), framework="pt") as handle:
         assert handle.metadata() == {k: k * 2 for k in "abcdefgh"} and handle.get_tensor("w").tolist() == list(range(6))
+

@@ -1,6 +1,6 @@
 """Job resources follow the config: model, split and group sizes, device, retries."""
 
-from vlm_rationality.sizing import job_resources, training_images_held
+from vlm_rationality.sizing import gpu_model, job_resources, training_images_held
 
 SETTINGS = {"mem_mb": 4000, "min_runtime": 10, "runtime_margin": 2.0,
             "images_per_second": {"prepare": 100, "train": 300, "explain": 300, "corrupt": 10}}
@@ -37,8 +37,16 @@ def test_runtime_follows_images_epochs_and_corruptions():
 
 
 def test_gpus_only_where_a_model_runs_on_a_gpu():
-    assert job_resources(SETTINGS, "auto", "finetune", images=1, gpus=4, threads=8)["gpu"] == 4
-    assert job_resources(SETTINGS, "auto", "finetune", images=1, gpus=4, threads=8)["cpus_per_task"] == 8
+    assert job_resources(SETTINGS, "auto", "finetune", images=1, gpus=4)["gpu"] == 4
+    # CPUs are the rule's threads (the SLURM plugin's fallback), so a one-thread prepare job reserves one CPU
+    assert "cpus_per_task" not in job_resources(SETTINGS, "auto", "prepare", images=1)
     assert job_resources(SETTINGS, "cpu", "explain", images=1)["gpu"] == 0
     assert job_resources(SETTINGS, "cuda", "prepare", images=1)["gpu"] == 0
     assert job_resources(SETTINGS, "cuda", "score", images=1)["gpu"] == 0
+
+
+def test_a_gpu_model_is_asked_for_by_gpu_jobs_only():
+    settings = {**SETTINGS, "gpu_model": "h100"}
+    assert gpu_model(settings, "auto", "explain") == gpu_model(settings, "cuda", "finetune") == "h100"
+    assert gpu_model(settings, "auto", "prepare") == gpu_model(settings, "cpu", "explain") == ""
+    assert gpu_model(SETTINGS, "auto", "explain") == ""

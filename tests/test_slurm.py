@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 # One heatmap method keeps the cluster run at 21 sbatch jobs; the local run explains with more.
 CONFIG = copy.deepcopy(TEST_CONFIG)
 CONFIG["heatmaps"]["methods"] = ["chefer"]
+CONFIG["heatmaps"]["threads"] = 2  # explain jobs ask for 2 CPUs, the one-thread jobs for 1 (their maps do not change)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,9 @@ def submit(cluster: SlurmCluster, workdir: Path, config: dict, *args: str, check
 
 def sbatch_jobs(cluster: SlurmCluster, workdir: Path) -> list[dict[str, str]]:
     """The jobs sacct recorded for this workflow run (their comment names the rule)."""
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-a", "--format", "JobID,State,WorkDir%200,Comment%100"],
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-a", "--format", "JobID,State,WorkDir%200,Comment%100,ReqCPUS"],
                          env=cluster.env, capture_output=True, text=True, check=True).stdout
-    rows = [dict(zip(("id", "state", "workdir", "comment"), line.split("|"))) for line in out.splitlines() if line]
+    rows = [dict(zip(("id", "state", "workdir", "comment", "cpus"), line.split("|"))) for line in out.splitlines() if line]
     return [row for row in rows if row["workdir"].startswith(str(workdir)) or str(workdir) in row["comment"]]
 
 
@@ -69,6 +70,9 @@ def test_the_workflow_runs_through_sbatch_and_matches_the_local_run(cluster, slu
     print(f"SLURM run: {seconds:.0f} s, {len(jobs)} sbatch jobs")
     # items 3, prepare 5, pretrain 1, finetune 3, explain 8, score 1; prepare_report and report are local rules
     assert len(jobs) == 21 and {job["state"] for job in jobs} == {"COMPLETED"}
+    # each job reserves the CPUs its rule uses: 2 for explaining, the config's 1 thread for training, 1 elsewhere
+    assert {job["cpus"] for job in jobs if "explain" in job["comment"]} == {"2"}, jobs
+    assert {job["cpus"] for job in jobs if "explain" not in job["comment"]} == {"1"}, jobs
     assert metrics(workdir) == metrics(local_run)
 
 

@@ -111,6 +111,8 @@ def test_a_second_run_does_nothing(run):
     config = copy.deepcopy(TEST_CONFIG)
     config["heatmaps"]["threads"] = 2  # how many threads an explain job uses changes no result
     config["heatmaps"]["workers"] = 1  # nor how many processes corrupt ahead
+    config["threads"] = 2  # nor how many threads train
+    config["methods"]["ft"]["processes"] = 2  # nor over how many data-parallel processes
     assert planned_jobs(snakemake(run, config, "--dry-run")) == {}
     shutil.rmtree(run / "results" / "figures" / "gallery")  # figures come from the shards alone
     assert planned_jobs(snakemake(run, TEST_CONFIG, "--dry-run")) == {"gallery": 2, "all": 1}
@@ -300,6 +302,24 @@ def test_a_configfile_replaces_the_default_config():
     sweep = subprocess.run([*command[:-1], "config/rho-sweep.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert len(set(re.findall(r"dataset=([^,\s]+)", sweep.stdout + sweep.stderr))) == 6
     assert planned_jobs(sweep)["rho_curve"] == 1 and planned_jobs(sweep)["pretrain_base"] == 1
+
+
+def test_a_partial_configfile_is_told_how_to_overlay_and_overlays_when_given_after_the_default(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "mine.yaml").write_text("score:\n  threshold: 0.4\n")
+    command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile"]
+    alone = subprocess.run([*command, str(tmp_path / "mine.yaml")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert alone.returncode != 0 and "give config.yaml first and yours after it" in alone.stdout + alone.stderr
+    overlaid = subprocess.run([*command, "config.yaml", str(tmp_path / "mine.yaml")], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+    assert overlaid.returncode == 0, overlaid.stderr[-3000:]
+    assert set(re.findall(r"dataset=([^,\s]+)", overlaid.stdout + overlaid.stderr)) == {"synthetic-rho0.9", "synthetic-rho0"}
+    (tmp_path / "twice.yaml").write_text((REPO / ".test" / "config.yaml").read_text() + "threads: 1\nthreads: 2\n")
+    twice = subprocess.run([*command, str(tmp_path / "twice.yaml")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert twice.returncode != 0 and re.search(r"twice\.yaml: the key 'threads' is given twice, on lines \d+ and \d+",
+                                               twice.stdout + twice.stderr)
 
 
 def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):

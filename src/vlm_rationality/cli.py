@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -56,6 +57,11 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def cmd_finetune(args: argparse.Namespace) -> None:
     from vlm_rationality.finetune.run import finetune
 
+    if args.processes > 1 and "LOCAL_RANK" not in os.environ:  # data-parallel: this command again, once per rank
+        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.processes}",
+                "-m", "vlm_rationality", *sys.argv[1:]]
+        os.execv(sys.executable, argv)
+    args.threads = max(1, args.threads // args.processes) if args.threads else 0  # --threads: the whole job's
     _threads(args)
     sidecar = finetune(args.model, args.method, args.prompts, args.shards, args.out, args.device, args.training_data)
     print(json.dumps(sidecar["metrics"]), f"({sidecar['seconds']} s on {sidecar['device']})")
@@ -350,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage("finetune", cmd_finetune, "fine-tune a model with one method; writes a checkpoint and sidecar", device=True)
     model_method_prompts(p)
     training_data(p)
+    p.add_argument("--processes", type=int, default=1,
+                   help="data-parallel processes (torchrun, one per GPU; gloo on CPU), sharing --threads")
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+")
 
@@ -516,7 +524,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("vlm_rationality").setLevel(logging.INFO)  # e.g. the checkpoint tensors a model leaves unused
     args = build_parser().parse_args(argv)
-    args.run(args)
+    if getattr(args, "device", None) is None:
+        args.run(args)
+        return 0
+    from vlm_rationality.device import gpu_slot
+
+    with gpu_slot(args.device) as args.device:  # one GPU per job, held while it runs
+        args.run(args)
     return 0
 
 

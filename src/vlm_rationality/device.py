@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+import fcntl
+import logging
+import os
+import tempfile
+import time
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import IO, Iterator
 
 import torch
+
+log = logging.getLogger(__name__)
+# Where the per-GPU locks live: one folder per machine, shared by every job of every run of this user.
+LOCKS = "VLM_RATIONALITY_GPU_LOCKS"
+SLOTS = "VLM_RATIONALITY_JOBS_PER_GPU"  # jobs one GPU takes at once (1: a job has the GPU's memory to itself)
 
 AMP_DTYPES: dict[str | None, torch.dtype | None] = {None: None, "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -26,3 +38,48 @@ def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> AbstractCon
     if device.type != "cuda" and amp_dtype != torch.bfloat16:
         raise ValueError("fp16 heatmaps (heatmaps.amp: fp16) need a CUDA device; use bf16 or none on CPU")
     return torch.autocast(device.type, dtype=amp_dtype)
+
+
+def take_slot(folder: Path, gpus: dict[int, str], slots: int) -> tuple[int, IO] | None:
+    """The first GPU (index -> UUID) with a free slot, and the open lock file that holds it; None if all are taken.
+    The lock is the kernel's (flock): it goes with the process, however the job ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, uuid in gpus.items():
+        for slot in range(slots):
+            handle = open(folder / f"{uuid}-{slot}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            return index, handle
+    return None
+
+
+@contextmanager
+def gpu_slot(device: str, poll_seconds: float = 2.0) -> Iterator[str]:
+    """The device a job runs on, held for the job: on a machine with several GPUs, Snakemake starts GPU jobs side
+    by side, and each of `auto`/`cuda` would land on cuda:0. Each job takes the first GPU with a free slot (lock
+    files named by the GPU's UUID, so jobs that each see their own GPU as cuda:0 under SLURM never wait on each
+    other) and waits while every slot is taken. `cuda:N` waits for GPU N; `cpu`, a machine without CUDA and the
+    ranks of a data-parallel run (torchrun places them) are left as they are."""
+    if device == "cpu" or not torch.cuda.is_available() or "LOCAL_RANK" in os.environ:
+        yield device
+        return
+    candidates = [int(device.split(":")[1])] if ":" in device else list(range(torch.cuda.device_count()))
+    gpus = {index: str(torch.cuda.get_device_properties(index).uuid) for index in candidates}
+    folder = Path(os.environ.get(LOCKS) or Path(tempfile.gettempdir()) / f"vlm-rationality-gpus-{os.getuid()}")
+    slots = max(1, int(os.environ.get(SLOTS, "1")))
+    taken = take_slot(folder, gpus, slots)
+    if taken is None:
+        log.info("every GPU slot is taken (%d job(s) per GPU: %s); waiting for one", slots, SLOTS)
+    while taken is None:
+        time.sleep(poll_seconds)
+        taken = take_slot(folder, gpus, slots)
+    index, handle = taken
+    try:
+        log.info("running on cuda:%d (%s)", index, gpus[index])
+        torch.cuda.set_device(index)
+        yield f"cuda:{index}"
+    finally:
+        handle.close()

@@ -1,8 +1,10 @@
-"""Job resources (memory, runtime, GPUs, CPUs) sized from what a job holds and computes.
+"""Job resources (memory, runtime, GPUs) sized from what a job holds and computes.
 
 The workflow declares these on every rule, so any executor (a workstation, the SLURM plugin) sees requests
 that follow the config: a bigger model, split or shard group asks for more, a CPU-only run asks for no GPU.
 The throughputs in the config's `resources` section are the one guess; set them to what your device does.
+CPUs are the rule's own `threads` (the SLURM plugin requests them when no cpus_per_task is given), so a
+single-thread job never reserves the config's `threads`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ def job_resources(
     parameters: int = 0,
     passes: int = 1,
     gpus: int = 1,
-    threads: int = 1,
     corrupted: bool = False,
     attempt: int = 1,
     held_images: int | None = None,
@@ -68,5 +69,9 @@ def job_resources(
         "mem_mb": int(attempt * (settings["mem_mb"] + math.ceil(held / MiB))),
         "runtime": int(settings["min_runtime"] + math.ceil(settings["runtime_margin"] * seconds / 60)),
         "gpu": gpus if stage in GPU_STAGES and device != "cpu" else 0,
-        "cpus_per_task": threads,
     }
+
+
+def gpu_model(settings: dict[str, Any], device: str, stage: Stage) -> str:
+    """`resources.gpu_model` for the jobs that get a GPU, '' for the others (`--gpus=<model>:0` would be refused)."""
+    return settings.get("gpu_model", "") if stage in GPU_STAGES and device != "cpu" else ""

@@ -9,7 +9,7 @@ from snakemake.exceptions import IncompleteCheckpointException
 
 from vlm_rationality.archs import approx_parameters
 from vlm_rationality.artefacts import item_count
-from vlm_rationality.sizing import job_resources, training_images_held
+from vlm_rationality.sizing import gpu_model, job_resources, training_images_held
 from vlm_rationality import protocol
 
 ENV = "../../envs/vlm-rationality.yaml"
@@ -352,16 +352,17 @@ def sized(stage):
             parameters,
             passes,
             gpus,
-            settings.stage_threads(config, stage) * gpus,
             wc.get("shift", "clean") != "clean" and not prerendered(wc.dataset, wc.shift),
             attempt,
             held,
         )
 
-    return {
-        key: (lambda wc, attempt, key=key: compute(wc, attempt)[key])
-        for key in ("mem_mb", "runtime", "gpu", "cpus_per_task")
+    resources = {
+        key: (lambda wc, attempt, key=key: compute(wc, attempt)[key]) for key in ("mem_mb", "runtime", "gpu")
     }
+    if config["resources"].get("gpu_model"):  # --gpus=<model>:N on the GPU jobs only
+        resources["gpu_model"] = gpu_model(config["resources"], config["device"], stage)
+    return resources
 
 
 def prepare_reports():

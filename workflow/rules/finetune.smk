@@ -15,6 +15,9 @@ rule finetune:
     threads: lambda wc: config["threads"] * method_entry(wc.method)["processes"]
     resources:
         **sized("finetune"),
+        # Neither the job's threads nor its data-parallel processes change the checkpoint: not params, so changing
+        # them re-trains nothing (the CLI starts torchrun itself for processes > 1).
+        processes=lambda wc: method_entry(wc.method)["processes"],
     params:
         model=lambda wc: as_json(model_spec(wc.model, wc.method)),
         # RaVL's regions file travels in its spec, so the method reads it and its hash is in the sidecar's inputs.
@@ -24,15 +27,8 @@ rule finetune:
         prompts=lambda wc: class_prompts(wc.dataset),
         training_data=as_json(config["training_data"]),
         device=config["device"],
-        # Data-parallel over `processes` workers (one per GPU; gloo processes on CPU), one process otherwise.
-        launch=lambda wc: (
-            f"torchrun --standalone --nproc_per_node={method_entry(wc.method)['processes']} -m"
-            if method_entry(wc.method)["processes"] > 1
-            else "python -m"
-        ),
-        threads_per_process=config["threads"],
     shell:
-        "{params.launch} vlm_rationality finetune --model {params.model:q} --method {params.method:q}"
+        "python -m vlm_rationality finetune --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --training-data {params.training_data:q} --device {params.device}"
-        " --threads {params.threads_per_process}"
+        " --processes {resources.processes} --threads {threads}"
         " --out {output.weights} {input.shards} > {log} 2>&1"
