@@ -357,9 +357,7 @@ def sized(stage):
             held,
         )
 
-    resources = {
-        key: (lambda wc, attempt, key=key: compute(wc, attempt)[key]) for key in ("mem_mb", "runtime", "gpu")
-    }
+    resources = {key: (lambda wc, attempt, key=key: compute(wc, attempt)[key]) for key in ("mem_mb", "runtime", "gpu")}
     if config["resources"].get("gpu_model"):  # --gpus=<model>:N on the GPU jobs only
         resources["gpu_model"] = gpu_model(config["resources"], config["device"], stage)
     return resources
