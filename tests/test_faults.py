@@ -202,3 +202,15 @@ def test_identical_checkpoints_are_byte_identical_across_processes(tmp_path):
     with safe_open(str(paths[0]), framework="pt") as handle:
         assert handle.metadata() == {k: k * 2 for k in "abcdefgh"} and handle.get_tensor("w").tolist() == list(range(6))
 
+
+
+def test_an_explain_batch_out_of_memory_names_the_batch_size_setting():
+    from vlm_rationality.explain.batch_size import batch_memory
+
+    with pytest.raises(MemoryError, match=r"out of memory explaining a batch of 64 images on cpu: lower "
+                                          r"heatmaps\.batch_size, or on CUDA set it to auto"):
+        with batch_memory(64, torch.device("cpu")):
+            torch.empty(2**50, dtype=torch.uint8)  # the CPU allocator's real refusal (4 PiB)
+    with pytest.raises(RuntimeError, match="not a memory error"):
+        with batch_memory(64, torch.device("cpu")):
+            raise RuntimeError("not a memory error")

@@ -50,3 +50,38 @@ def test_a_gpu_model_is_asked_for_by_gpu_jobs_only():
     assert gpu_model(settings, "auto", "explain") == gpu_model(settings, "cuda", "finetune") == "h100"
     assert gpu_model(settings, "auto", "prepare") == gpu_model(settings, "cpu", "explain") == ""
     assert gpu_model(SETTINGS, "auto", "explain") == ""
+
+
+_PEAK = """
+import resource, sys, torch
+from vlm_rationality.explain.heatmaps import HeatmapSettings
+from vlm_rationality.models import build_classifier, build_model
+torch.set_num_threads(2)
+batch = int(sys.argv[1])
+classifier = build_classifier(build_model({"adapter": "open_clip", "arch": "ViT-B-32"}), "prompt", ["a", "b"]).eval()
+images = torch.randint(0, 255, (batch, 224, 224, 3), dtype=torch.uint8)
+HeatmapSettings(batch_size=batch, method="chefer").build()(classifier, classifier.model.preprocess(images),
+                                                            torch.zeros(batch, dtype=torch.long))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def test_an_explain_jobs_memory_covers_its_batch_as_measured_on_the_cpu():
+    """The per-image bytes the explain jobs are sized with, against the peak host memory of real explain batches
+    of ViT-B/32 at 224 (randomly initialised: the same shapes as the pretrained model)."""
+    import subprocess
+    import sys
+
+    from vlm_rationality.archs import explain_bytes_per_image
+    from vlm_rationality.sizing import explain_batch_bytes
+
+    peaks = [int(subprocess.run([sys.executable, "-c", _PEAK, str(batch)], capture_output=True, text=True,
+                                check=True).stdout.split()[-1]) for batch in (2, 8)]
+    measured = (peaks[1] - peaks[0]) / 6
+    sized = explain_bytes_per_image({"adapter": "open_clip", "arch": "ViT-B-32"})
+    assert 0.8 < sized / measured < 1.5, (sized, measured)
+    per_image = explain_bytes_per_image({"adapter": "open_clip", "arch": "ViT-B-16"})
+    cpu = job_resources(SETTINGS, "cpu", "explain", images=3_000, parameters=150_000_000,
+                        batch_bytes=explain_batch_bytes(64, "cpu", per_image))
+    assert cpu["mem_mb"] > 12_000  # ViT-B/16 at batch 64 on the CPU: ~11 GB of activations besides the model
+    assert explain_batch_bytes(64, "cuda", per_image) == 0  # on a GPU the batch is in its memory, not the host's

@@ -47,6 +47,10 @@ class Arch(ABC):
     def input_size(self, **spec: Any) -> int:
         """Side of the square images the model takes: every dataset it sees is prepared at this size."""
 
+    @abstractmethod
+    def vision_shape(self, **spec: Any) -> tuple[int, int, int, int]:
+        """(layers, heads, tokens, width) of the vision tower at its input size: what an explanation holds."""
+
 
 MODEL_ARCHS: Registry[Arch] = Registry("model adapter")
 
@@ -72,6 +76,19 @@ def approx_parameters(config: dict[str, Any]) -> int:
 def input_size(config: dict[str, Any]) -> int:
     arch, spec = _entry(config)
     return arch.input_size(**spec)
+
+
+# Bytes an explanation holds per image, per block: per attention weight (heads x tokens^2) and per token activation
+# (tokens x width), fitted to the peak host memory of chefer on CPU (2 threads, batches of 2 and 8): ViT-B/16 at 224,
+# 171 MiB per image; ViT-B/32, 38 MiB (gradcam 147 MiB and rollout 39 MiB on ViT-B/16 stay below chefer's).
+BYTES_PER_ATTENTION, BYTES_PER_ACTIVATION = 6, 82
+
+
+def explain_bytes_per_image(config: dict[str, Any]) -> int:
+    """Memory one image adds to an explain batch (activations and attention kept for the backward pass)."""
+    arch, spec = _entry(config)
+    layers, heads, tokens, width = arch.vision_shape(**spec)
+    return layers * (BYTES_PER_ATTENTION * heads * tokens**2 + BYTES_PER_ACTIVATION * tokens * width)
 
 
 def resolve_open_clip_pretrained(arch: str, pretrained: str | os.PathLike | None) -> str | None:
@@ -106,6 +123,11 @@ class OpenCLIPArch(Arch):
     def input_size(self, arch: str, **_: Any) -> int:
         size = open_clip_data.model_config(arch)["vision_cfg"]["image_size"]
         return int(size if isinstance(size, int) else size[0])
+
+    def vision_shape(self, arch: str, **_: Any) -> tuple[int, int, int, int]:
+        vision = open_clip_data.model_config(arch)["vision_cfg"]
+        tokens = (self.input_size(arch) // vision["patch_size"]) ** 2 + 1
+        return int(vision["layers"]), vision["width"] // vision.get("head_width", 64), tokens, int(vision["width"])
 
     def approx_parameters(self, arch: str, **_: Any) -> int:
         config = open_clip_data.model_config(arch)
@@ -219,6 +241,10 @@ class BertViTArch(Arch):
 
     def input_size(self, arch: str, image_size: int | None = None, **_: Any) -> int:
         return image_size or self.resolve(arch).image_size
+
+    def vision_shape(self, arch: str, image_size: int | None = None, **_: Any) -> tuple[int, int, int, int]:
+        v = self.resolve(arch).vision
+        return v.layers, v.heads, (self.input_size(arch, image_size) // v.patch_size) ** 2 + 1, v.width
 
     def approx_parameters(self, arch: str, **_: Any) -> int:
         config = self.resolve(arch)

@@ -19,6 +19,7 @@ GPU_STAGES = ("pretrain", "finetune", "explain", "predict", "discover", "assign_
 # What one image costs in each stage besides its pixels: explain keeps logits and a heatmap per sample
 # (ImageNet: 1,000 float16 logits), score a handful of columns.
 ROW_BYTES = {"explain": 8192, "predict": 4096, "score": 64, "robustness": 4096, "validity": 16384}
+CPU_BATCH = 64  # heatmaps.batch_size auto on the CPU (host memory is not what limits it; throughput stops growing)
 
 
 def training_images_held(images: int, image_size: int, shard_size: int, training_data: dict[str, Any]) -> int:
@@ -41,9 +42,11 @@ def job_resources(
     corrupted: bool = False,
     attempt: int = 1,
     held_images: int | None = None,
+    batch_bytes: int = 0,
 ) -> dict[str, int]:
     """`images` the job reads (× `passes`, e.g. epochs), `held_images` of them in memory at once (default all: a
-    streamed training split holds fewer); `parameters` of its model; `gpus` it trains on.
+    streamed training split holds fewer); `parameters` of its model; `gpus` it trains on; `batch_bytes` what one
+    batch holds in host memory besides (an explain batch on the CPU: its activations and attention).
 
     Memory grows with each retry (`attempt`), so a job killed for memory gets more the next time.
     """
@@ -59,6 +62,7 @@ def job_resources(
         held = pixels + 8 * images**2 + 4 * parameters  # the region crops and their distance matrix (float64)
     else:
         held = 4 * parameters + ROW_BYTES.get(stage, 0) * images
+    held += batch_bytes
     rate = settings["images_per_second"]
     # a forward pass without the backward of a heatmap: at least explain's rate
     key = "train" if stage in ("pretrain", "finetune") else "explain" if stage in ("predict", "discover", "assign_regions", "twins") else stage
@@ -70,6 +74,14 @@ def job_resources(
         "runtime": int(settings["min_runtime"] + math.ceil(settings["runtime_margin"] * seconds / 60)),
         "gpu": gpus if stage in GPU_STAGES and device != "cpu" else 0,
     }
+
+
+def explain_batch_bytes(batch_size: int | str, device: str, per_image: int) -> int:
+    """Host memory of one explain batch's activations: none where the config puts the model on a GPU (`cuda`);
+    on `cpu`, and on `auto` (which is the CPU on a machine without one), the batch's."""
+    if device.startswith("cuda"):
+        return 0
+    return (CPU_BATCH if batch_size == "auto" else int(batch_size)) * per_image
 
 
 def gpu_model(settings: dict[str, Any], device: str, stage: Stage) -> str:

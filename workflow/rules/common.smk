@@ -7,9 +7,9 @@ import shlex
 
 from snakemake.exceptions import IncompleteCheckpointException
 
-from vlm_rationality.archs import approx_parameters
+from vlm_rationality.archs import approx_parameters, explain_bytes_per_image
 from vlm_rationality.artefacts import item_count
-from vlm_rationality.sizing import gpu_model, job_resources, training_images_held
+from vlm_rationality.sizing import explain_batch_bytes, gpu_model, job_resources, training_images_held
 from vlm_rationality import protocol
 
 ENV = "../../envs/vlm-rationality.yaml"
@@ -338,7 +338,10 @@ def sized(stage):
             images, image_size, parameters, passes, gpus = _job_size(stage, wc)
         except IncompleteCheckpointException:  # a split not indexed yet: the job is sized again once it is
             images, image_size, parameters, passes, gpus = 0, 0, 0, 1, 1
-        held = images
+        held, batch = images, 0
+        if stage == "explain":
+            per_image = explain_bytes_per_image(config["models"][wc.model])
+            batch = explain_batch_bytes(config["heatmaps"]["batch_size"], config["device"], per_image)
         if stage in ("pretrain", "finetune"):
             dataset = config["models"][wc.model]["pretrain"]["dataset"] if stage == "pretrain" else wc.dataset
             shard_size = int(config["datasets"][dataset]["shard_size"])
@@ -355,6 +358,7 @@ def sized(stage):
             wc.get("shift", "clean") != "clean" and not prerendered(wc.dataset, wc.shift),
             attempt,
             held,
+            batch,
         )
 
     resources = {key: (lambda wc, attempt, key=key: compute(wc, attempt)[key]) for key in ("mem_mb", "runtime", "gpu")}

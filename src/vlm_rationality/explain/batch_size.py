@@ -8,14 +8,15 @@ batch it is explained in (to float rounding), so the choice moves throughput, no
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 
 from vlm_rationality.explain.base import HeatmapMethod
 from vlm_rationality.models.heads import ImageClassifier
+from vlm_rationality.sizing import CPU_BATCH
 
-CPU_BATCH = 64  # host memory is not the limit on CPU; throughput stops growing well below this
 PROBES = (2, 8)  # images per probe batch: large enough that the per-image part dominates the noise
 HEADROOM = 0.8  # share of the free memory a batch may take: the allocator fragments, the rest of the job allocates
 MAX_BATCH = 2048  # beyond this a bigger batch buys nothing on any current GPU
@@ -58,3 +59,18 @@ def auto_batch_size(explain: HeatmapMethod, classifier: ImageClassifier, device:
     free, _ = torch.cuda.mem_get_info(device)
     cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     return fit_batch_size(peak_bytes, free + cached)
+
+
+@contextmanager
+def batch_memory(batch_size: int, device: torch.device) -> Iterator[None]:
+    """An explain batch that runs out of memory (CUDA's allocator, or the CPU's) fails naming the setting to change."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not isinstance(err, torch.OutOfMemoryError) and \
+                "can't allocate memory" not in str(err):
+            raise
+        raise MemoryError(f"out of memory explaining a batch of {batch_size} images on {device}: lower "
+                          "heatmaps.batch_size, or on CUDA set it to auto, the "
+                          f"largest batch that fits in the GPU's free memory ({type(err).__name__}: "
+                          f"{str(err)[:200]})") from err

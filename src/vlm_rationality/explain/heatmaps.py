@@ -24,7 +24,7 @@ from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 from vlm_rationality.data.shards import PreparedBatch, iter_batches
 from vlm_rationality.device import AMP_DTYPES
 from vlm_rationality.explain.base import HEATMAP_METHODS, HeatmapMethod, Target
-from vlm_rationality.explain.batch_size import auto_batch_size
+from vlm_rationality.explain.batch_size import auto_batch_size, batch_memory
 from vlm_rationality.metrics.rma import relevance_mass_accuracy
 from vlm_rationality.models.heads import ImageClassifier
 from vlm_rationality.progress import Progress
@@ -137,7 +137,8 @@ def explain_shards(
     try:
         for batch in prefetched(shifted(iter_batches(in_paths, batch_size), on_the_fly, pool, workers)):
             batch = batch.to(device)
-            result = explain(classifier, classifier.model.preprocess(batch.images), batch.labels)
+            with batch_memory(batch_size, device):
+                result = explain(classifier, classifier.model.preprocess(batch.images), batch.labels)
             rma, status = relevance_mass_accuracy(result.relevance, batch.masks())
             on_host = [t.cpu() for t in (result.logits, result.relevance, rma, status, result.explained_class)]
             logits, relevance, rma, status, explained = (t.numpy() for t in on_host)
