@@ -62,6 +62,7 @@ rule all:
     input:
         rules.report.output,
         rules.score.output,
+        trained_weights(),
         prepare_reports(),
         figures(),
         rules.rho_curve.output if len(set(settings.training_rhos(config).values())) > 1 else [],

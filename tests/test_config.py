@@ -350,13 +350,14 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
     (lambda c: c["methods"]["zs"].update(weight_decay=0.1), "methods.zs.weight_decay: zs trains nothing"),
     (lambda c: c["methods"]["zs"].update(seed=3), "methods.zs.seed: zs trains nothing"),
     (lambda c: c["methods"]["zs"].update(processes=2), "methods.zs.processes: zs trains nothing"),
+    (lambda c: c["methods"]["ft"].update(mitigates="lp"), "methods.ft.mitigates: only a method that trains on discovered"),
     (lambda c: c.update(prompt_template="a photo of a {name} in {other}"),
      "prompt_template: 'a photo of a {name} in {other}' cannot be filled in (KeyError: 'other'); only {name} is a "
      "placeholder, write a literal brace as {{ or }}"),
     (lambda c: c["datasets"]["tiny-synthetic"].update(image_size=60),
      "datasets.tiny-synthetic.image_size: 60 is not the input size of model 'tiny-clip' (32); prepare the dataset at 32"),
 ], ids=["shifts", "dataset-shifts", "heatmap-methods", "dotdot-split", "space-split", "dash-split", "dash-method",
-        "long-dataset", "long-method", "zs-weight-decay", "zs-seed", "zs-processes", "prompt-placeholder", "image-size"])
+        "long-dataset", "long-method", "zs-weight-decay", "zs-seed", "zs-processes", "ft-mitigates", "prompt-placeholder", "image-size"])
 def test_a_config_that_would_run_to_wrong_numbers_or_a_late_failure_is_refused(change, message):
     assert message in check(change)
 

@@ -31,7 +31,8 @@ def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
     summary = explain_shards(classifier, [shard], out, HeatmapSettings(batch_size=4), "cfg123")
     table = pq.read_table(out)
     assert table.column_names == [
-        "sample_id", "label", "pred", "logits", "heatmap", "rma", "rma_status", "explained_class", "heatmap_method",
+        "sample_id", "label", "pred", "logits", "heatmap", "rma", "rma_status", "explained_class", "dataset", "shift",
+        "model", "method", "heatmap_method",
     ]
     assert str(table.schema.field("logits").type) == "fixed_size_list<element: halffloat>[8]"
     assert str(table.schema.field("heatmap").type) == "fixed_size_list<element: halffloat>[16]"

@@ -214,3 +214,19 @@ def test_an_explain_batch_out_of_memory_names_the_batch_size_setting():
     with pytest.raises(RuntimeError, match="not a memory error"):
         with batch_memory(64, torch.device("cpu")):
             raise RuntimeError("not a memory error")
+
+
+def test_a_shard_of_another_split_or_config_is_refused_naming_it(shard):
+    """What a model job checks before it reads a shard (cli.py `--expect-prepared`): split and config hash."""
+    from vlm_rationality.artefacts import check_prepared
+
+    check_prepared([shard], {"test": "h"})
+    with pytest.raises(ValueError, match=rf"{shard} was prepared with another config \(hash h; the plan's is h2\)"):
+        check_prepared([shard], {"test": "h2"})
+    samples = list(generate(SyntheticSpec(image_size=32), "train", 2))
+    train = shard.with_name("train-shard.parquet")
+    write_prepared_shard(train, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
+                         images=np.stack([s.image for s in samples]), masks=np.stack([s.mask for s in samples]),
+                         sources=["synthetic"] * 2, config_hash="h", split="train")
+    with pytest.raises(ValueError, match=rf"{train} holds split 'train', but this job reads 'test': a shard copied"):
+        check_prepared([train], {"test": "h"})

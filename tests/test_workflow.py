@@ -681,3 +681,40 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
     config["twins"]["backgrounds"] = 8
     config["twins"]["agreement"] = 0.5  # read by the score and validity jobs only
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"score": 1, "validity": 1, "report": 1, "all": 1}
+
+
+def test_a_deleted_checkpoint_is_trained_again_with_what_reads_it(run, tmp_path):
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "results" / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "ft.safetensors").unlink()
+    explained = list((tmp_path / "results" / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft").rglob("*.parquet"))
+    planned = planned_jobs(snakemake(tmp_path, TEST_CONFIG, "--dry-run"))
+    assert planned["finetune"] == 1 and planned["explain"] == len(explained) > 0 and planned["score"] == 1, planned
+
+
+def test_a_shard_copied_from_another_split_is_refused_naming_it(run, tmp_path):
+    """Scored, it would add the training samples to the test split's counts without a word."""
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    data = tmp_path / "results" / "data" / "tiny-synthetic"
+    shutil.copy(data / "train" / "shard-0000.parquet", data / "test" / "shard-0000.parquet")
+    result = snakemake(tmp_path, TEST_CONFIG, check=False)
+    assert result.returncode != 0
+    logs = "\n".join(p.read_text() for p in (tmp_path / "results" / "logs" / "explain").rglob("*.log"))
+    assert f"{Path('results/data/tiny-synthetic/test/shard-0000.parquet')} holds split 'train', but this job reads 'test'" in logs
+
+
+def test_the_heatmap_files_read_as_one_table_with_pandas_polars_and_duckdb(run):
+    """Each file carries its dataset, shift, model, method and heatmap method as columns: a glob is one table."""
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    files = sorted((run / "results" / "heatmaps").rglob("*.parquet"))
+    columns = ["dataset", "shift", "model", "method", "heatmap_method", "label", "pred"]
+    by_pandas = pd.concat([pd.read_parquet(path, columns=columns) for path in files])
+    by_polars = pl.scan_parquet(str(run / "results" / "heatmaps" / "**" / "*.parquet")).select(columns).collect()
+    by_duckdb = duckdb.sql(f"SELECT method, heatmap_method, avg((label = pred)::DOUBLE) AS accuracy FROM "
+                           f"read_parquet('{run}/results/heatmaps/**/*.parquet') GROUP BY ALL").fetchall()
+    metrics = {(r["method"], r["heatmap_method"]): r for r in pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()}
+    assert len(by_pandas) == len(by_polars) == sum(r["n"] for r in metrics.values())
+    assert set(by_polars["dataset"].unique()) == {"tiny-synthetic"} and set(by_pandas["shift"]) == {"clean"}
+    assert {(m, h): pytest.approx(a) for m, h, a in by_duckdb} == {key: r["accuracy"] for key, r in metrics.items()}

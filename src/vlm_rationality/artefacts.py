@@ -9,10 +9,12 @@ name and the hash of the settings that made them (see io.py), and are written at
 - prepared samples: uint8 H×W×3 images after the eval transform and bit-packed masks (np.packbits, big-endian
   bit order), as fixed-size binary columns, so a whole column reads as one contiguous buffer;
 - heatmaps: per sample the label, prediction, float16 logits, the float16 patch-grid heatmap, RMA and why RMA
-  is undefined where it is; the file's metadata names its (dataset, shift, model, method, heatmap_method);
+  is undefined where it is; its (dataset, shift, model, method, heatmap_method), in the metadata and as a column
+  each (so a glob over the files reads as one table: docs in the README);
 - predictions: float32 logits of one (dataset, model, method) on every evaluation set the robustness metrics
   read (the validation split, the test split under each shift, OOD and cue-conflict splits), a `set` column
-  naming which; the label (-1 for an OOD sample) and, where the split has one, the background's class;
+  naming which; the label (-1 for an OOD sample) and, where the split has one, the background's class; its
+  (dataset, model, method) as columns;
 - metrics: one row per (dataset, shift, model, method, heatmap_method); robustness metrics: one row per
   (dataset, shift, model, method);
 - discovery regions: RaVL's regions of one (dataset, model, method) on the scored split: image, box, what the
@@ -23,7 +25,7 @@ name and the hash of the settings that made them (see io.py), and are written at
   Stage 2 reads which are spurious); the metadata holds the discovery's ranked candidates;
 - twins: per scored sample of one (dataset, model, method) the prediction on the image, on each counterfactual twin
   (the object on another background) and on the background alone, and which twins show the background the sample's
-  class is tied to; validity metrics: one row per (dataset, model, method, heatmap method, mask variant).
+  class is tied to; its (dataset, model, method) as columns; validity metrics: one row per (dataset, model, method, heatmap method, mask variant).
 """
 
 from __future__ import annotations
@@ -78,6 +80,21 @@ def _column_bytes(table: pa.Table | pa.RecordBatch, name: str, width: int) -> np
 
 def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+KEY_TYPE = pa.dictionary(pa.int8(), pa.string())
+
+
+def _key_columns(table: pa.Table, keys: dict[str, str], names: Sequence[str]) -> pa.Table:
+    """`table` with a column per name, each row the file's key (dictionary-encoded: a few bytes per file), so that
+    a glob over a stage's files (pandas, polars, DuckDB) reads as one table whose rows say what they are."""
+    n = table.num_rows
+    for name in names:
+        if name not in keys:
+            raise ValueError(f"the keys {keys} lack {name!r}")
+        column = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array([keys[name]], pa.string()))
+        table = table.append_column(pa.field(name, KEY_TYPE, nullable=False), column)
+    return table
 
 
 # Items -----------------------------------------------------------------------------------------------------
@@ -154,13 +171,15 @@ def write_prepared_shard(
     skipped: dict[str, int] | None = None,
     shift: str = "clean",
     mask: str = "exact",
+    split: str | None = None,
 ) -> None:
     """Atomically write one shard; `images` uint8 [N, H, W, 3], `masks` bool [N, H, W].
 
     `skipped` counts the samples of this shard's range left out as bad input, per reason; it travels
     with the shard's metadata to the score table. `shift`: the images are already under this shift (read from
     pre-rendered ImageNet-C), which the metadata records so that no stage applies it again. `mask`: the tolerance
-    the masks were loosened by (data/masks.py), recorded where it is not `exact`.
+    the masks were loosened by (data/masks.py), recorded where it is not `exact`. `split`: recorded, so a job can
+    refuse a shard of another split (`check_prepared`).
     """
     images = np.asarray(images)
     masks = np.asarray(masks)
@@ -182,13 +201,30 @@ def write_prepared_shard(
     ]
     table = pa.Table.from_arrays(columns, schema=prepared_schema(height, width, list(extra)))
     meta = {"image_shape": [height, width], "skipped": skipped or {}, **({"shift": shift} if shift != "clean" else {}),
-            **({"mask": mask} if mask != "exact" else {})}
+            **({"mask": mask} if mask != "exact" else {}), **({"split": split} if split is not None else {})}
     write_parquet(with_metadata(table, PREPARED, config_hash, meta), path)
 
 
 def prepared_meta(path: str | os.PathLike) -> dict[str, Any]:
     """A prepared shard's metadata (image shape, skipped counts), failing clearly on any other file."""
     return check_schema(path, PREPARED)
+
+
+def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str]) -> None:
+    """Every prepared shard a job reads comes from a split the plan names (`expected`: split -> the hash of the
+    config it is prepared with). A shard copied in from another split, or left over from another config where
+    Snakemake could not tell (results copied without .snakemake/), would be read as if it were the plan's."""
+    for path in paths:
+        meta = prepared_meta(path)
+        split, found = meta.get("split"), str(meta.get("config_hash"))
+        if split is not None and split not in expected:
+            raise ValueError(f"{path} holds split {split!r}, but this job reads {' or '.join(map(repr, expected))}: "
+                             "a shard copied from another split? delete it and rerun (Snakemake prepares it again)")
+        if found not in expected.values():
+            raise ValueError(f"{path} was prepared with another config (hash {found}; the plan's is "
+                             f"{' or '.join(expected.values())}): delete it and rerun, or rerun with "
+                             "--forcerun prepare; Snakemake misses a config change when results/ was copied without "
+                             ".snakemake/")
 
 
 def prepared_rows(path: str | os.PathLike) -> int:
@@ -293,7 +329,6 @@ def heatmap_schema(num_classes: int, grid_cells: int) -> pa.Schema:
         pa.field("rma", pa.float32()),
         pa.field("rma_status", pa.dictionary(pa.int8(), pa.string()), nullable=False),
         pa.field("explained_class", pa.int32(), nullable=False),
-        pa.field("heatmap_method", pa.dictionary(pa.int8(), pa.string()), nullable=False),
     ])
 
 
@@ -318,7 +353,6 @@ def write_heatmap_shard(
     missing = [key for key in HEATMAP_KEYS if key not in keys]
     if missing:
         raise ValueError(f"{path}: heatmap keys lack {', '.join(missing)}")
-    n = len(sample_ids)
     table = pa.Table.from_arrays([
         pa.array(sample_ids, pa.string()),
         pa.array(np.asarray(labels, np.int32)),
@@ -328,8 +362,8 @@ def write_heatmap_shard(
         pa.array(np.asarray(rma, np.float32), pa.float32()),
         pa.DictionaryArray.from_arrays(pa.array(np.asarray(rma_status, np.int8), pa.int8()), pa.array(RMA_STATUSES)),
         pa.array(np.asarray(explained_class, np.int32)),
-        pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array([keys["heatmap_method"]])),
     ], schema=heatmap_schema(np.shape(logits)[1], np.shape(heatmaps)[1]))
+    table = _key_columns(table, keys, HEATMAP_KEYS)
     write_parquet(with_metadata(table, HEATMAPS, config_hash, {**meta, "keys": keys}), path)
 
 
@@ -363,6 +397,7 @@ def write_predictions(
         pa.field("label", pa.int32(), nullable=False), pa.field("background", pa.int32()),
         pa.field("logits", pa.list_(pa.float32(), int(np.shape(logits)[1])), nullable=False),
     ]))
+    table = _key_columns(table, meta["keys"], ("dataset", "model", "method"))
     write_parquet(with_metadata(table, PREDICTIONS, config_hash, meta), path)
 
 
@@ -404,6 +439,7 @@ def write_twins(path: str | os.PathLike, *, sample_ids: Sequence[str], labels: n
         pa.field("twin_same_class", pa.list_(pa.bool_(), count), nullable=False),
         pa.field("alone_pred", pa.int32(), nullable=False),
     ]))
+    table = _key_columns(table, meta["keys"], ("dataset", "model", "method"))
     write_parquet(with_metadata(table, TWINS, config_hash, meta), path)
 
 

@@ -310,9 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     def stage(name: str, run, help_text: str, device: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(run=run)
-        if device:
+        if device:  # a model stage: it reads prepared shards
             p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
             p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+            p.add_argument("--expect-prepared", type=_json, default=None,
+                           help="split -> config hash (JSON): every prepared shard read must be of one of them")
         return p
 
     def regions_of(p: argparse.ArgumentParser, keys: str) -> None:
@@ -520,10 +522,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prepared_paths(args: argparse.Namespace) -> list[str]:
+    """The prepared shards a model stage reads: its positional shards, or discover's and assign's lists, or
+    predict's sets."""
+    paths = list(getattr(args, "shards", None) or []) + list(getattr(args, "discovered", None) or [])
+    return paths + [path for entry in getattr(args, "sets", None) or [] for path in entry["shards"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("vlm_rationality").setLevel(logging.INFO)  # e.g. the checkpoint tensors a model leaves unused
     args = build_parser().parse_args(argv)
+    if getattr(args, "expect_prepared", None):
+        from vlm_rationality.artefacts import check_prepared
+
+        check_prepared(_prepared_paths(args), args.expect_prepared)
     if getattr(args, "device", None) is None:
         args.run(args)
         return 0

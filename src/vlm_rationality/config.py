@@ -126,6 +126,8 @@ def check_config(config: Config, schema: Schema) -> None:
         if method["augment"] and (not facts["trains"] or facts.get("frozen_features")):
             errors.append(f"{key}.augment: {method['kind']} trains no image tower (it "
                           f"{'trains nothing' if not facts['trains'] else 'reads image embeddings extracted once'})")
+        errors += [f"{key}.{setting}: only a method that trains on discovered regions (ravl) takes {setting}"
+                   for setting in ("mitigates", "region_loss") if setting in method and not facts.get("regions")]
         if "adapter" in method and method["kind"] != "clip_adapter":
             errors.append(f"{key}.adapter: only clip_adapter has an adapter")
         if "context" in method and method["kind"] != "coop":

@@ -9,6 +9,7 @@ from snakemake.exceptions import IncompleteCheckpointException
 
 from vlm_rationality.archs import approx_parameters, explain_bytes_per_image
 from vlm_rationality.artefacts import item_count
+from vlm_rationality.io import config_hash
 from vlm_rationality.sizing import explain_batch_bytes, gpu_model, job_resources, training_images_held
 from vlm_rationality import protocol
 
@@ -116,6 +117,16 @@ def checkpoint_file(dataset, model, method):
     return expand(rules.finetune.output.weights, dataset=dataset, model=model, method=owner)[0]
 
 
+def trained_weights():
+    """Every base the workflow pretrains and every fine-tuned checkpoint: targets of `all`, so one that is deleted is
+    trained again and what reads it is rerun (an intermediate file that is missing would otherwise go unnoticed)."""
+    bases = [base_file(model) for model in config["models"] if "pretrain" in config["models"][model]]
+    trained = [method for method in config["methods"] if settings.trains(config, method)]
+    return bases + expand(
+        rules.finetune.output.weights, dataset=config["datasets"], model=config["models"], method=trained
+    )
+
+
 def explain_weights(wildcards):
     if settings.trains(config, wildcards.method):
         return [checkpoint_file(wildcards.dataset, wildcards.model, wildcards.method)]
@@ -152,6 +163,11 @@ def heatmap_files(methods=None, clean_only=False):
             heatmap=config["heatmaps"]["methods"],
         )
     ]
+
+
+def expected_prepared(dataset, splits):
+    """split -> the hash its prepared shards carry (cli.py's prepare): a model job refuses any other shard."""
+    return as_json({split: config_hash([settings.prepare_spec(config, dataset, split), split]) for split in splits})
 
 
 def twin_files():

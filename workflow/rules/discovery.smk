@@ -41,12 +41,13 @@ rule discover:
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         batch_size=config.get("discovery", {}).get("batch_size", 256),
         device=config["device"],
+        expect=lambda wc: expected_prepared(wc.dataset, [config["discovery"].get("split", EVAL)]),
     shell:
         "python -m vlm_rationality discover --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --shards {params.shards:q} --tied {params.tied:q} --labels {params.labels:q}"
         " --settings {params.settings:q}"
         " --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size} --device {params.device}"
-        " --threads {threads} --out {output.regions} --png {output.png} > {log} 2>&1"
+        " --threads {threads} --expect-prepared {params.expect:q} --out {output.regions} --png {output.png} > {log} 2>&1"
 
 
 rule assign_regions:
@@ -76,11 +77,13 @@ rule assign_regions:
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         batch_size=config.get("discovery", {}).get("batch_size", 256),
         device=config["device"],
+        expect=lambda wc: expected_prepared(wc.dataset, {wc.split, config["discovery"].get("split", EVAL)}),
     shell:
         "python -m vlm_rationality assign-regions --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --discovery {input.discovery} --discovered {params.discovered:q}"
         " --settings {params.settings:q} --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size}"
-        " --device {params.device} --threads {threads} --out {output} {input.shards} > {log} 2>&1"
+        " --device {params.device} --threads {threads} --expect-prepared {params.expect:q} --out {output} {input.shards}"
+        " > {log} 2>&1"
 
 
 rule discovery:

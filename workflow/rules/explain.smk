@@ -25,8 +25,9 @@ rule explain:
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "shift", "model", "method")}),
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         device=config["device"],
+        expect=lambda wc: expected_prepared(wc.dataset, [EVAL]),
     shell:
         "python -m vlm_rationality explain --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --heatmaps {params.heatmaps:q} --keys {params.names:q}"
         " {params.checkpoint} --device {params.device} --threads {threads} --workers {resources.corruption_workers}"
-        " --out {output} {input.shards} > {log} 2>&1"
+        " --expect-prepared {params.expect:q} --out {output} {input.shards} > {log} 2>&1"

@@ -26,9 +26,10 @@ rule finetune:
         ),
         prompts=lambda wc: class_prompts(wc.dataset),
         training_data=as_json(config["training_data"]),
+        expect=lambda wc: expected_prepared(wc.dataset, [config["train_split"]]),
         device=config["device"],
     shell:
         "python -m vlm_rationality finetune --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --training-data {params.training_data:q} --device {params.device}"
         " --processes {resources.processes} --threads {threads}"
-        " --out {output.weights} {input.shards} > {log} 2>&1"
+        " --expect-prepared {params.expect:q} --out {output.weights} {input.shards} > {log} 2>&1"

@@ -20,8 +20,11 @@ rule pretrain_base:
         model=lambda wc: as_json({k: v for k, v in model_spec(wc.model).items() if k != "pretrained"}),
         train=lambda wc: as_json(config["models"][wc.model]["pretrain"]),
         training_data=as_json(config["training_data"]),
+        expect=lambda wc: expected_prepared(
+            config["models"][wc.model]["pretrain"]["dataset"], [config["models"][wc.model]["pretrain"]["split"]]
+        ),
         device=config["device"],
     shell:
         "python -m vlm_rationality pretrain --model {params.model:q} --train {params.train:q}"
         " --training-data {params.training_data:q} --device {params.device} --threads {threads}"
-        " --out {output.weights} {input} > {log} 2>&1"
+        " --expect-prepared {params.expect:q} --out {output.weights} {input} > {log} 2>&1"

@@ -25,10 +25,14 @@ rule predict:
         checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         batch_size=config.get("robustness", {}).get("batch_size", 256),
         device=config["device"],
+        expect=lambda wc: expected_prepared(
+            wc.dataset, sorted({s["split"] for s in settings.prediction_sets(config, wc.dataset)})
+        ),
     shell:
         "python -m vlm_rationality predict --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --sets {params.sets:q} --keys {params.names:q} {params.checkpoint}"
-        " --batch-size {params.batch_size} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+        " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
+        " --expect-prepared {params.expect:q} --out {output} > {log} 2>&1"
 
 
 rule robustness:

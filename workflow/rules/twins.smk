@@ -28,11 +28,12 @@ rule twins:
         batch_size=config.get("twins", {}).get("batch_size", 512),
         device=config["device"],
         split=EVAL,
+        expect=lambda wc: expected_prepared(wc.dataset, [EVAL]),
     shell:
         "python -m vlm_rationality twins --model {params.model:q} --method {params.method:q}"
         " --prompts {params.prompts:q} --dataset {params.dataset:q} --split {params.split} --settings {params.settings:q}"
         " --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size} --device {params.device}"
-        " --threads {threads} --out {output} {input.shards} > {log} 2>&1"
+        " --threads {threads} --expect-prepared {params.expect:q} --out {output} {input.shards} > {log} 2>&1"
 
 
 rule validity:

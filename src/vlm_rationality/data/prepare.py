@@ -86,6 +86,7 @@ def prepare_shard(
         extra={name: [x.extra.get(name) for x in samples] for name in dataset.extra_columns},
         skipped=dict(skipped),
         shift=shift,
+        split=split,
         mask=variant,
     )
     return {"written": len(samples), "skipped": dict(skipped)}
