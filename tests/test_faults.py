@@ -230,3 +230,12 @@ def test_a_shard_of_another_split_or_config_is_refused_naming_it(shard):
                          sources=["synthetic"] * 2, config_hash="h", split="train")
     with pytest.raises(ValueError, match=rf"{train} holds split 'train', but this job reads 'test': a shard copied"):
         check_prepared([train], {"test": "h"})
+
+
+def test_a_damaged_sidecar_is_named(tmp_path):
+    from vlm_rationality.models.checkpoint import read_sidecar
+
+    checkpoint = tmp_path / "ft.safetensors"
+    checkpoint.with_suffix(".json").write_text('{"config": ')  # cut off mid-write by hand
+    with pytest.raises(ValueError, match=rf"{checkpoint.with_suffix('.json')}: not valid JSON .*delete {checkpoint}"):
+        read_sidecar(checkpoint)

@@ -9,7 +9,6 @@ The adapters themselves (models/) build from the same files.
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vlm_rationality import open_clip_data
+from vlm_rationality.io import read_json
 from vlm_rationality.registry import Registry
 
 CONFIG_DIR = Path(__file__).parent / "models" / "configs"
@@ -171,7 +171,7 @@ class ArchConfig:
 
     @classmethod
     def from_json(cls, path: Path) -> "ArchConfig":
-        raw = json.loads(path.read_text())
+        raw = read_json(path, "fix the architecture file")
         try:
             return cls(
                 embed_dim=raw["embed_dim"], image_size=raw["image_size"], mean=tuple(raw["mean"]),

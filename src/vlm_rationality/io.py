@@ -73,6 +73,16 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pa.
     return pq.read_table(path, columns=columns, page_checksum_verification=True)
 
 
+def read_json(path: str | os.PathLike, what: str = "rerun the stage that writes it") -> Any:
+    """A JSON file, or an error naming it and `what` to do (json's own message names no file)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist; {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); {what}") from err
+
+
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vlm_rationality.io import atomic_path, write_json
+from vlm_rationality.io import atomic_path, read_json, write_json
 from vlm_rationality.models.base import build_model
 from vlm_rationality.models.heads import ClipAdapter, ImageClassifier, PromptContext, build_classifier
 
@@ -104,4 +104,4 @@ def method_classifier(model_spec: dict[str, Any], prompts: Sequence[str], checkp
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads(sidecar_path(path).read_text())
+    return read_json(sidecar_path(path), f"delete {path} and rerun the stage that writes it")
