@@ -61,8 +61,9 @@ def test_scores_rank_a_confident_sample_above_a_flat_one():
         values = score(logits)
         assert values[0] > values[1], name
     assert ood.energy(logits)[1] == pytest.approx(1 + np.log(3))
-    cosines = logits / 100  # a prompt head's logits are logit_scale x cosine
-    assert ood.mcm(logits, 100.0) == pytest.approx(ood.msp(cosines))
+    cosines = logits / 100
+    assert ood.mcm(cosines) == pytest.approx(ood.msp(cosines))
+    assert ood.mcm(cosines)[0] > ood.mcm(cosines)[1]
 
 
 def test_shape_bias_counts_shape_and_texture_decisions_and_drops_images_without_conflict():
@@ -130,7 +131,7 @@ def test_the_robustness_table_from_a_predictions_file(tmp_path):
         logits.append(lg)
     path = tmp_path / "predictions.parquet"
     write_predictions(path, sets=names, sample_ids=ids, labels=np.concatenate(labels), backgrounds=backgrounds,
-                      logits=np.concatenate(logits), config_hash="x",
+                      logits=np.concatenate(logits), cosines=np.concatenate(logits) / 10, config_hash="x",
                       meta={"keys": {"dataset": "d", "model": "m", "method": "zs"}, "logit_scale": 10.0})
     _, read = read_predictions(path)
     np.testing.assert_array_equal(read["val"]["logits"], (3 * z[val]).astype(np.float32))  # float32 kept exactly
@@ -223,3 +224,80 @@ def test_an_imagenet_classifier_decides_among_the_16_categories_by_mean_member_p
     assert cue_decisions(np.eye(16)[[3, 5]], "imagenet16").tolist() == [3, 5]  # a 16-way classifier decides itself
     with pytest.raises(ValueError, match="a classifier of 8 classes has no mapping"):
         cue_decisions(np.zeros((1, 8)), "imagenet16")
+
+
+@pytest.mark.parametrize("head_input", ["cosine", "linear"])
+def test_mcm_reads_each_images_cosines_to_the_class_prompts_for_a_linear_head_too(tmp_path, head_input):
+    """A linear head (LP/FT) classifies with weight rows of any norm and a bias: its logits / logit_scale are not the
+    cosines MCM is defined on. The predictions file keeps the cosines themselves, from the model's own towers."""
+    import torch
+    import torch.nn.functional as F
+
+    from vlm_rationality.artefacts import read_predictions, write_prepared_shard
+    from vlm_rationality.data.synthetic import SyntheticSpec, generate
+    from vlm_rationality.models import build_classifier, build_model
+    from vlm_rationality.models.checkpoint import save_classifier
+    from vlm_rationality.predict.run import predict
+
+    spec = {"adapter": "open_clip", "arch": "tiny-vit-32"}
+    prompts = [f"a photo of a {name}" for name in SyntheticSpec(image_size=32).class_names]
+    samples = list(generate(SyntheticSpec(image_size=32), "test", 12))
+    shard = tmp_path / "shard-0000.parquet"
+    write_prepared_shard(shard, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
+                         images=np.stack([s.image for s in samples]), masks=np.stack([s.mask for s in samples]),
+                         sources=["synthetic"] * 12, config_hash="h")
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    classifier = build_classifier(model, "linear", prompts, init_from_prompts=False, head_input=head_input)
+    with torch.no_grad():
+        classifier.head.weight.mul_(7.0)  # rows far from unit norm, as trained ones are
+    save_classifier(classifier, tmp_path / "lp.safetensors", {"method": "lp"})
+    predict(spec, prompts, str(tmp_path / "lp.safetensors"), [{"name": "test/clean", "shift": "clean", "shards": [shard]}],
+            str(tmp_path / "predictions.parquet"), "cpu", 5, "h", {"dataset": "d", "model": "m", "method": "lp"})
+    read = read_predictions(tmp_path / "predictions.parquet")[1]["test/clean"]
+    with torch.no_grad():
+        images = model.preprocess(torch.from_numpy(np.stack([s.image for s in samples])))
+        expected = F.normalize(model.encode_image(images), dim=-1) @ F.normalize(model.encode_text(prompts), dim=-1).T
+        logits = classifier(images)
+    np.testing.assert_allclose(read["cosines"], expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(read["logits"], logits.numpy(), atol=1e-4)
+    assert np.abs(read["logits"] / model.logit_scale.item() - read["cosines"]).max() > 0.1  # what MCM used to read
+
+
+def _torchmetrics_rule(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """torchmetrics >= 1.0 by hand: float32 confidences, bins [lo, hi), a confidence of exactly 1.0 a bin apart."""
+    confidence = probs.astype(np.float32).max(1)
+    correct = probs.argmax(1) == labels
+    index = np.searchsorted(np.linspace(0, 1, bins + 1, dtype=np.float32), confidence, side="right") - 1
+    gap = np.abs(np.bincount(index, correct, bins + 1) - np.bincount(index, confidence.astype(np.float64), bins + 1))
+    return float(gap.sum() / len(labels))
+
+
+def test_ece_bins_against_the_current_torchmetrics_including_saturated_confidences():
+    """Random logits agree to float32 rounding. They part where the top bin mixes float32-saturated confidences (exactly
+    1.0: torchmetrics' bin of their own) that are overconfident with unsaturated ones that are underconfident."""
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    from vlm_rationality.metrics.calibration import expected_calibration_error, softmax
+
+    def both(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        probs32 = torch.softmax(torch.tensor(logits, dtype=torch.float32), dim=1)
+        theirs = float(multiclass_calibration_error(probs32, torch.tensor(labels), num_classes=10, n_bins=15, norm="l1"))
+        assert theirs == pytest.approx(_torchmetrics_rule(probs32.numpy(), labels), abs=1e-5)  # float32 sums
+        return expected_calibration_error(softmax(logits), labels), theirs
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 4000)
+    logits = rng.normal(size=(4000, 10)) * 3
+    logits[np.arange(2000), labels[:2000]] += 6
+    ours, theirs = both(logits, labels)
+    assert ours == pytest.approx(theirs, abs=1e-5)
+    # 1,000 images at a logit margin of 100 (float32 confidence 1.0), 90% right; 1,000 at confidence 0.95, all right
+    logits = np.zeros((2000, 10))
+    logits[:1000, 0], logits[1000:, 0] = 100.0, np.log(0.95 / 0.05 * 9)
+    labels = np.zeros(2000, int)
+    labels[:100] = 1
+    ours, theirs = both(logits, labels)
+    assert ours == pytest.approx(abs(900 + 1000 - 1000 - 950) / 2000)  # one bin (14/15, 1]: |0.95 - 0.975|
+    assert theirs == pytest.approx((100 + 50) / 2000, abs=1e-4)  # the 1.0 bin (0.1 off) apart from the 0.95 one

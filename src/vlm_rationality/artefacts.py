@@ -47,7 +47,7 @@ ITEMS = "items/1"
 PREPARED = "prepared-samples/1"
 HEATMAPS = "heatmaps/2"
 METRICS = "rationality-metrics/2"
-PREDICTIONS = "predictions/1"
+PREDICTIONS = "predictions/2"
 ROBUSTNESS = "robustness-metrics/1"
 DISCOVERY_REGIONS = "discovery-regions/2"  # 2: the clusters (medoids, ranked candidates) in the metadata
 TRAINING_REGIONS = "training-regions/1"
@@ -382,37 +382,45 @@ def read_heatmaps(path: str | os.PathLike, columns: Sequence[str]) -> tuple[dict
 
 def write_predictions(
     path: str | os.PathLike, *, sets: Sequence[str], sample_ids: Sequence[str], labels: np.ndarray,
-    backgrounds: Sequence[int | None], logits: np.ndarray, config_hash: str, meta: dict[str, Any],
+    backgrounds: Sequence[int | None], logits: np.ndarray, cosines: np.ndarray, config_hash: str, meta: dict[str, Any],
 ) -> None:
     """Logits [N, C] stored as float32, so calibration and OOD scores read what the model computed (the heatmap
-    files' float16 rounds a logit of a scale-100 head by up to 0.016 once |logit| ≥ 32)."""
+    files' float16 rounds a logit of a scale-100 head by up to 0.016 once |logit| ≥ 32); `cosines` [N, C], each
+    image's cosine to each class prompt (MCM's score)."""
     table = pa.Table.from_arrays([
         pa.array(sets, pa.string()),
         pa.array(sample_ids, pa.string()),
         pa.array(np.asarray(labels, np.int32)),
         pa.array(list(backgrounds), pa.int32()),
         _fixed_list(np.asarray(logits, np.float32)),
+        _fixed_list(np.asarray(cosines, np.float32)),
     ], schema=pa.schema([
         pa.field("set", pa.string(), nullable=False), pa.field("sample_id", pa.string(), nullable=False),
         pa.field("label", pa.int32(), nullable=False), pa.field("background", pa.int32()),
         pa.field("logits", pa.list_(pa.float32(), int(np.shape(logits)[1])), nullable=False),
+        pa.field("cosines", pa.list_(pa.float32(), int(np.shape(cosines)[1])), nullable=False),
     ]))
     table = _key_columns(table, meta["keys"], ("dataset", "model", "method"))
     write_parquet(with_metadata(table, PREDICTIONS, config_hash, meta), path)
 
 
 def read_predictions(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
-    """(metadata, set -> {label, background, logits [N, C]}) of a predictions file."""
+    """(metadata, set -> {label, background, logits [N, C], cosines [N, C]}) of a predictions file."""
     meta = check_schema(path, PREDICTIONS)
     with reading(path):
         table = read_table(path)
     sets = np.asarray(table.column("set").to_pylist())
-    logits = np.asarray(table.column("logits").combine_chunks().flatten().to_numpy(), np.float32)
-    logits = logits.reshape(len(sets), -1) if len(sets) else logits.reshape(0, 0)
+
+    def matrix(name: str) -> np.ndarray:
+        values = np.asarray(table.column(name).combine_chunks().flatten().to_numpy(), np.float32)
+        return values.reshape(len(sets), -1) if len(sets) else values.reshape(0, 0)
+
+    logits, cosines = matrix("logits"), matrix("cosines")
     labels = table.column("label").to_numpy()
     background = np.asarray([-1 if b is None else b for b in table.column("background").to_pylist()], np.int64)
     return meta, {name: {"label": labels[sets == name], "background": background[sets == name],
-                         "logits": logits[sets == name]} for name in dict.fromkeys(sets.tolist())}
+                         "logits": logits[sets == name], "cosines": cosines[sets == name]}
+                  for name in dict.fromkeys(sets.tolist())}
 
 
 # Twins -----------------------------------------------------------------------------------------------------

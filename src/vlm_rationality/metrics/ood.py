@@ -26,10 +26,12 @@ def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return temperature * logsumexp(np.asarray(logits, np.float64) / temperature, axis=1)
 
 
-def mcm(logits: np.ndarray, logit_scale: float, temperature: float = 1.0) -> np.ndarray:
-    """Maximum concept matching (Ming et al.): max softmax of the cosine similarities / T. A prompt head's logits
-    are logit_scale × cosine, so the cosines are recovered by dividing the scale out."""
-    return softmax(np.asarray(logits, np.float64) / logit_scale / temperature, axis=1).max(axis=1)
+def mcm(cosines: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Maximum concept matching (Ming et al.): max softmax of an image's cosine similarities to the class prompts,
+    / T. From the cosines themselves (predict/run.py), for every method: a linear head's logits are no scaled
+    cosines (rows of norm 14-19 and biases on the default run's LP), so dividing them by the logit scale would not
+    give MCM."""
+    return softmax(np.asarray(cosines, np.float64) / temperature, axis=1).max(axis=1)
 
 
 SCORES = {"msp": msp, "max_logit": max_logit, "energy": energy}

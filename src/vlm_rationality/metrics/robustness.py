@@ -30,8 +30,8 @@ def _finite(logits: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
     return (logits[keep], *(o[keep] for o in others))
 
 
-def _scores(logits: np.ndarray, logit_scale: float) -> dict[str, np.ndarray]:
-    return {**{name: score(logits) for name, score in SCORES.items()}, "mcm": mcm(logits, logit_scale)}
+def _scores(logits: np.ndarray, cosines: np.ndarray) -> dict[str, np.ndarray]:
+    return {**{name: score(logits) for name, score in SCORES.items()}, "mcm": mcm(cosines)}
 
 
 def _calibration(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, float]:
@@ -80,7 +80,7 @@ def robustness_rows(predictions: Sequence[Predictions], validation: str, ood: Se
                     cue_conflict: str | None, cue_categories: str | None = None) -> list[dict[str, Any]]:
     rows = []
     for meta, sets in predictions:
-        keys, scale, skipped = meta["keys"], float(meta["logit_scale"]), meta.get("skipped", {})
+        keys, skipped = meta["keys"], meta.get("skipped", {})
         temperature, in_distribution = math.nan, cross_fitted(np.zeros((0, 1)), np.zeros(0))
         if validation in sets:
             logits, labels = _finite(sets[validation]["logits"], sets[validation]["label"])
@@ -89,18 +89,18 @@ def robustness_rows(predictions: Sequence[Predictions], validation: str, ood: Se
         clean_id = None
         for name in sorted((n for n in sets if n.startswith(TEST_PREFIX)), key=lambda n: (n != TEST_PREFIX + "clean", n)):
             shift = name[len(TEST_PREFIX):]
-            logits, labels = _finite(sets[name]["logits"], sets[name]["label"])
+            logits, labels, cosines = _finite(sets[name]["logits"], sets[name]["label"], sets[name]["cosines"])
             row: dict[str, Any] = {**{k: keys[k] for k in ("dataset", "model", "method")}, "shift": shift,
                                    "n": int(len(labels)), **_calibration(logits, labels, temperature),
                                    "temperature": temperature, "n_nonfinite_logits": len(sets[name]["label"]) - len(labels),
                                    "n_skipped": int(skipped.get(name, 0))}
             if shift == "clean":
                 row.update(in_distribution)
-                clean_id = _scores(logits, scale)
+                clean_id = _scores(logits, cosines)
                 for ood_name in ood:
                     row[f"n_skipped.{ood_name}"] = int(skipped.get(ood_name, 0))
-                    outside = _finite(sets[ood_name]["logits"])[0] if ood_name in sets else np.zeros((0, logits.shape[1]))
-                    scores = _scores(outside, scale) if len(outside) else {s: np.zeros(0) for s in OOD_SCORES}
+                    outside = _finite(sets[ood_name]["logits"], sets[ood_name]["cosines"]) if ood_name in sets else ()
+                    scores = _scores(*outside) if outside and len(outside[0]) else {s: np.zeros(0) for s in OOD_SCORES}
                     for score in OOD_SCORES:
                         row[f"auroc.{ood_name}.{score}"] = auroc(clean_id[score], scores[score])
                         row[f"fpr95.{ood_name}.{score}"] = fpr_at_tpr(clean_id[score], scores[score])

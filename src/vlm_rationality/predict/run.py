@@ -2,6 +2,9 @@
 
 A set is a named list of prepared shards and the shift applied to them on the fly, as the explain stage applies
 it: `val` (temperature fitting), `test/<shift>`, OOD splits, the cue-conflict split. The model loads once per job.
+Besides the logits, each image's cosine to every class prompt ("a photo of a {name}" through the model's text
+tower, against the image features the head reads): MCM's own score, for a linear head (LP, FT) too, whose logits
+are no scaled cosines.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+import torch.nn.functional as F
 
 from vlm_rationality.artefacts import prepared_meta, prepared_rows, write_predictions
 from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
@@ -28,7 +32,8 @@ def predict(
     """`sets`: [{name, shift, shards}]. Writes the predictions file; returns what it counted per set."""
     dev = resolve_device(device)
     classifier = method_classifier(model_spec, prompts, checkpoint).to(dev).eval()
-    rows: dict[str, list] = {"sets": [], "sample_ids": [], "labels": [], "backgrounds": [], "logits": []}
+    prompt_features = F.normalize(classifier.model.encode_text(list(prompts)).float(), dim=-1)
+    rows: dict[str, list] = {"sets": [], "sample_ids": [], "labels": [], "backgrounds": [], "logits": [], "cosines": []}
     counts, skipped = {}, {}
     progress = Progress("predict", sum(prepared_rows(path) for spec in sets for path in spec["shards"]))
     for spec in sets:
@@ -37,7 +42,9 @@ def predict(
             images = batch.images
             if on_the_fly != "clean":
                 images = torch.from_numpy(apply_shift(images.numpy(), batch.sample_ids, on_the_fly))
-            logits = classifier(classifier.model.preprocess(images.to(dev))).float().cpu().numpy()
+            features = classifier.features(classifier.model.encode_image(classifier.model.preprocess(images.to(dev))))
+            logits = classifier.head(features).float().cpu().numpy()
+            rows["cosines"].append((F.normalize(features.float(), dim=-1) @ prompt_features.T).cpu().numpy())
             rows["sets"] += [spec["name"]] * len(logits)
             rows["sample_ids"] += list(batch.sample_ids)
             rows["labels"].append(batch.labels.numpy())
@@ -48,12 +55,13 @@ def predict(
         counts[spec["name"]] = seen
         skipped[spec["name"]] = sum(sum(prepared_meta(path).get("skipped", {}).values()) for path in spec["shards"])
     progress.close()
-    logits = np.concatenate(rows["logits"]) if rows["logits"] else np.zeros((0, classifier.num_classes), np.float32)
+    empty = np.zeros((0, classifier.num_classes), np.float32)
+    logits, cosines = (np.concatenate(rows[name]) if rows[name] else empty for name in ("logits", "cosines"))
     meta = {"keys": keys, "logit_scale": float(classifier.model.logit_scale), "head_kind": classifier.kind,
             "counts": counts, "skipped": skipped}
     write_predictions(out, sets=rows["sets"], sample_ids=rows["sample_ids"],
                       labels=np.concatenate(rows["labels"]) if rows["labels"] else np.zeros(0, np.int32),
-                      backgrounds=rows["backgrounds"], logits=logits, config_hash=config_hash, meta=meta)
+                      backgrounds=rows["backgrounds"], logits=logits, cosines=cosines, config_hash=config_hash, meta=meta)
     return meta
 
 
