@@ -7,6 +7,8 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -206,8 +208,6 @@ def test_a_second_run_killed_and_resumed_gives_identical_metrics(run, tmp_path):
     --unlock: the metric table equals the first run's byte for byte (determinism and resumption at once)."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TEST_CONFIG))
@@ -233,9 +233,6 @@ def test_a_second_run_killed_and_resumed_gives_identical_metrics(run, tmp_path):
 def test_parsing_the_workflow_imports_no_ml_stack(tmp_path):
     """Checking the config and sizing jobs (every Snakemake start, inside every cluster job too) must not pay for
     torch, open_clip, timm or transformers: here they cannot even be imported, and the dry run still plans."""
-    import subprocess
-    import sys
-
     blocked = tmp_path / "blocked"
     for name in ("torch", "open_clip", "timm", "transformers"):
         (blocked / name).mkdir(parents=True)
@@ -286,9 +283,6 @@ def test_a_split_is_listed_once_and_the_plan_builds_from_its_index(tmp_path):
 def test_a_configfile_replaces_the_default_config():
     """`snakemake --configfile FILE` from the repository root plans FILE's grid alone; the default's datasets and
     models would otherwise stay in it (Snakemake merges a --configfile into the Snakefile's configfile)."""
-    import subprocess
-    import sys
-
     command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", ".test/config.yaml"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -305,9 +299,6 @@ def test_a_configfile_replaces_the_default_config():
 
 
 def test_a_partial_configfile_is_told_how_to_overlay_and_overlays_when_given_after_the_default(tmp_path):
-    import subprocess
-    import sys
-
     (tmp_path / "mine.yaml").write_text("score:\n  threshold: 0.4\n")
     command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile"]
     alone = subprocess.run([*command, str(tmp_path / "mine.yaml")], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -385,8 +376,16 @@ def test_the_paper_grid_dry_runs_on_fixture_roots(tmp_path, grid):
         checkpoint.touch()
         config["models"][model].update(pretrained=str(checkpoint), tokenizer=str(vocab))
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run"))["items"] == 4 * 2  # the plan waits for the indexes
+    # `plan` counts the items from the folders now: its jobs are those Snakemake plans once the indexes exist
+    priced = subprocess.run([sys.executable, "-m", "vlm_rationality", "plan", "--configfile", str(tmp_path / "config.yaml")],
+                            capture_output=True, text=True, check=True).stdout
+    priced_jobs = {row.split("|")[1].strip(): int(row.split("|")[2].replace(",", "")) for row in priced.splitlines()
+                   if row.startswith("| ") and not row.startswith("| stage")}
     snakemake(tmp_path, config, "--until", "items")  # lists each split once; builds no model
     jobs = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
+    assert priced_jobs["prepare"] == jobs["prepare"] + jobs.get("prepare_shift", 0)
+    assert all(priced_jobs[stage] == jobs[stage] for stage in ("finetune", "explain")), (priced, jobs)
+    assert "GPU hours" in priced and "TiB" not in priced
     assert jobs["finetune"] == 4 * 4 * 3  # datasets x models x trained methods
     assert jobs["explain"] > 4 * 4 * 4  # ImageNet adds 75 corruption shifts
     assert not (tmp_path / "results" / "models").exists() and not (tmp_path / "results" / "checkpoints").exists()

@@ -78,6 +78,11 @@ def input_size(config: dict[str, Any]) -> int:
     return arch.input_size(**spec)
 
 
+def vision_shape(config: dict[str, Any]) -> tuple[int, int, int, int]:
+    arch, spec = _entry(config)
+    return arch.vision_shape(**spec)
+
+
 # Bytes an explanation holds per image, per block: per attention weight (heads x tokens^2) and per token activation
 # (tokens x width), fitted to the peak host memory of chefer on CPU (2 threads, batches of 2 and 8): ViT-B/16 at 224,
 # 171 MiB per image; ViT-B/32, 38 MiB (gradcam 147 MiB and rollout 39 MiB on ViT-B/16 stay below chefer's).
@@ -86,8 +91,7 @@ BYTES_PER_ATTENTION, BYTES_PER_ACTIVATION = 6, 82
 
 def explain_bytes_per_image(config: dict[str, Any]) -> int:
     """Memory one image adds to an explain batch (activations and attention kept for the backward pass)."""
-    arch, spec = _entry(config)
-    layers, heads, tokens, width = arch.vision_shape(**spec)
+    layers, heads, tokens, width = vision_shape(config)
     return layers * (BYTES_PER_ATTENTION * heads * tokens**2 + BYTES_PER_ACTIVATION * tokens * width)
 
 

@@ -11,10 +11,14 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 
 from vlm_rationality.io import config_hash, parquet_file, read_metadata, reading
+
+# The checkout's workflow schema (the package runs from its checkout: pip install -e, or the workflow's PYTHONPATH).
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 from vlm_rationality.metrics.rationality import UNDEFINED_POLICIES
 
 
@@ -208,6 +212,28 @@ def cmd_score(args: argparse.Namespace) -> None:
                 {d: g["tied"] for d, g in args.groups.items()}]
     write_metrics(table, args.parquet, args.csv, config_hash(settings + ([args.agreement] if args.twins else [])))
     print(f"{args.parquet}: {table.num_rows} rows")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    import yaml
+
+    from vlm_rationality.config import check_config, check_files
+    from vlm_rationality.plan import markdown, plan
+
+    check_files(args.configfile)
+    config: dict[str, Any] = {}
+    for path in args.configfile:  # later files overlay earlier ones, as Snakemake merges --configfile
+        _overlay(config, yaml.safe_load(Path(path).read_text()) or {})
+    check_config(config, yaml.safe_load(Path(args.schema).read_text()))
+    print(markdown(plan(config), config))
+
+
+def _overlay(base: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _overlay(base[key], value)
+        else:
+            base[key] = value
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -467,6 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("heatmaps", nargs="+", help="heatmap files of the configured methods and their variants")
+
+    p = stage("plan", cmd_plan, "jobs, device hours, memory and disk of a config's grid, before any job runs")
+    p.add_argument("--configfile", nargs="+", default=["config.yaml"],
+                   help="the workflow's config file(s), later ones overlaying earlier ones (default: config.yaml)")
+    p.add_argument("--schema", default=str(SCHEMA), help="the workflow's config schema")
 
     p = stage("report", cmd_report, "Table 2 per heatmap method (Markdown, LaTeX, CSV), the heatmap-method ablation "
               "table and the PT/IR figure")

@@ -1,0 +1,162 @@
+"""The cost of a config's default target before any job runs: jobs per model stage, device hours, peak memory, disk.
+
+`vlm-rationality plan --configfile …` reads the config as the workflow does, counts each split's items from the
+dataset folders themselves (the workflow learns them only once its `items` jobs have listed them), and prices the
+model stages with the config's `resources.images_per_second` and the same per-image memory the jobs are sized
+with (sizing.py, archs.py). Hours are the images a stage pushes through a model over its rate: a budget to check
+before submitting a grid, not a measurement. Bookkeeping jobs (items, reports, scoring) take minutes and are left
+out; so are the targets outside `all` (protocol_sensitivity) and RaVL's region assignment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from vlm_rationality import config as settings
+from vlm_rationality.archs import approx_parameters, explain_bytes_per_image, vision_shape
+from vlm_rationality.data import build_dataset
+from vlm_rationality.sizing import CPU_BATCH, MiB
+
+Config = dict[str, Any]
+GiB = 2**30
+# Bytes on disk per item: a prepared image is stored raw (uint8 pixels, bit-packed mask; zstd keeps photos near
+# their size); a heatmap row holds float16 logits and grid plus ~40 bytes of ids and RMA; a prediction float32
+# logits and cosines.
+ROW_OVERHEAD = 40
+
+
+@dataclass
+class Stage:
+    name: str
+    jobs: int = 0
+    images: int = 0  # images through a model (x epochs, x twins, ...)
+    hours: float = 0.0  # device hours at the configured images_per_second
+    peak_mb: int = 0  # the largest job's device (or host, on CPU) memory for its model and batch
+    disk_bytes: int = 0
+
+
+def _splits(config: Config, dataset: str) -> set[str]:
+    """Every split of `dataset` the workflow prepares."""
+    splits = {config["train_split"], config["eval_split"]}
+    for model in config["models"].values():
+        if model.get("pretrain", {}).get("dataset") == dataset:
+            splits.add(model["pretrain"]["split"])
+    if dataset in settings.robustness_datasets(config):
+        splits |= {entry["split"] for entry in settings.prediction_sets(config, dataset)}
+    if "discovery" in config:
+        splits.add(config["discovery"].get("split", config["eval_split"]))
+    return splits
+
+
+def split_sizes(config: Config) -> dict[tuple[str, str], int]:
+    """(dataset, split) -> items, listed from the dataset's folders (or the generator's config) now."""
+    sizes = {}
+    for dataset in config["datasets"]:
+        for split in sorted(_splits(config, dataset)):
+            known = settings.known_size(config, dataset, split)
+            sizes[dataset, split] = known if known is not None else len(
+                build_dataset(settings.prepare_spec(config, dataset, split)).items(split))
+    return sizes
+
+
+def _model_mb(config: Config, model: str, batch: int, training: bool) -> int:
+    """Weights (with gradients and two Adam moments when training) and one batch's activations."""
+    entry = config["models"][model]
+    weights = approx_parameters(entry) * (16 if training else 4)
+    return math.ceil((weights + batch * explain_bytes_per_image(entry)) / MiB)
+
+
+def plan(config: Config) -> list[Stage]:
+    """The stages of a checked config (check_config fills its defaults), with their jobs and costs."""
+    rate = config["resources"]["images_per_second"]
+    sizes = split_sizes(config)
+    stages = {name: Stage(name) for name in ("prepare", "pretrain", "finetune", "explain", "predict", "twins",
+                                             "discover")}
+    for (dataset, split), items in sizes.items():
+        entry = config["datasets"][dataset]
+        shards = math.ceil(items / entry["shard_size"])
+        pixels = entry["image_size"] ** 2 * 3 + entry["image_size"] ** 2 // 8
+        prerendered = [s for s in settings.shifts(config, dataset) if s != "clean"] if (
+            "imagenet_c" in entry and split == config["eval_split"]) else []
+        stages["prepare"].jobs += shards * (1 + len(prerendered))
+        stages["prepare"].images += items * (1 + len(prerendered))
+        stages["prepare"].disk_bytes += items * pixels * (1 + len(prerendered))
+    stages["prepare"].hours = stages["prepare"].images / rate["prepare"] / 3600
+    trained = [method for method in config["methods"] if settings.trains(config, method)]
+    for name, model in config["models"].items():
+        if "pretrain" in model:
+            train = model["pretrain"]
+            stage = stages["pretrain"]
+            stage.jobs += 1
+            stage.images += sizes[train["dataset"], train["split"]] * train["epochs"]
+            stage.peak_mb = max(stage.peak_mb, _model_mb(config, name, train["batch_size"], True))
+            stage.disk_bytes += approx_parameters(model) * 4
+    for dataset, entry in config["datasets"].items():
+        train_items, eval_items = sizes[dataset, config["train_split"]], sizes[dataset, config["eval_split"]]
+        groups = len(settings.shard_groups(math.ceil(eval_items / entry["shard_size"]),
+                                           config["heatmaps"]["shards_per_job"]))
+        classes = len(settings.class_names(config, dataset))
+        grid_bytes = 2 * classes + ROW_OVERHEAD
+        for model in config["models"]:
+            for method in trained:
+                method_entry = config["methods"][method]
+                regions = 1 + config["discovery"]["background_boxes"] if settings.needs_regions(config, method) else 1
+                stage = stages["finetune"]
+                stage.jobs += 1
+                stage.images += train_items * method_entry["epochs"] * regions
+                stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, method_entry["batch_size"], True))
+                stage.disk_bytes += approx_parameters(config["models"][model]) * 4
+            heatmaps = len(config["methods"]) * len(settings.shifts(config, dataset)) * len(config["heatmaps"]["methods"])
+            batch = CPU_BATCH if config["heatmaps"]["batch_size"] == "auto" else config["heatmaps"]["batch_size"]
+            cells = vision_shape(config["models"][model])[2] - 1  # the heatmap's patch grid
+            stage = stages["explain"]
+            stage.jobs += heatmaps * groups
+            stage.images += heatmaps * eval_items
+            stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, batch, False))
+            stage.disk_bytes += heatmaps * eval_items * (grid_bytes + 2 * cells)
+            if dataset in settings.robustness_datasets(config):
+                seen = sum(sizes[dataset, s["split"]] for s in settings.prediction_sets(config, dataset))
+                stage = stages["predict"]
+                stage.jobs += len(config["methods"])
+                stage.images += len(config["methods"]) * seen
+                stage.disk_bytes += len(config["methods"]) * seen * (8 * classes + ROW_OVERHEAD)
+            if "twins" in config:
+                stage = stages["twins"]
+                stage.jobs += len(config["methods"]) * groups
+                stage.images += len(config["methods"]) * eval_items * (config["twins"]["backgrounds"] + 2)
+            if "discovery" in config:
+                methods = config["discovery"].get("methods") or list(config["methods"])
+                split = config["discovery"].get("split", config["eval_split"])
+                stage = stages["discover"]
+                stage.jobs += len(methods)
+                stage.images += len(methods) * sizes[dataset, split] * (1 + config["discovery"]["background_boxes"])
+    for name in ("pretrain", "finetune"):
+        stages[name].hours = stages[name].images / rate["train"] / 3600
+    for name in ("explain", "predict", "twins", "discover"):
+        stages[name].hours = stages[name].images / rate["explain"] / 3600
+    return [stage for stage in stages.values() if stage.jobs]
+
+
+def markdown(stages: list[Stage], config: Config) -> str:
+    lines = [f"| stage | jobs | images through a model | {'CPU' if config['device'] == 'cpu' else 'GPU'} hours | "
+             "peak memory per job | disk |", "|---|---:|---:|---:|---:|---:|"]
+    for stage in stages:
+        lines.append(f"| {stage.name} | {stage.jobs:,} | {stage.images:,} | {stage.hours:,.1f} | "
+                     f"{_size(stage.peak_mb * MiB) if stage.peak_mb else '–'} | "
+                     f"{_size(stage.disk_bytes) if stage.disk_bytes else '–'} |")
+    total = sum(s.hours for s in stages if s.name != "prepare")
+    rates = ", ".join(f"{key} {value:g}" for key, value in config["resources"]["images_per_second"].items())
+    lines += ["", f"Model stages: {total:,.1f} hours at resources.images_per_second ({rates}); disk "
+              f"{_size(sum(s.disk_bytes for s in stages))}; peak memory for heatmaps.batch_size "
+              f"{config['heatmaps']['batch_size']} ({CPU_BATCH} where auto: on a GPU, auto fills 80% of its free memory). "
+              "Items, scoring and reports add minutes."]
+    return "\n".join(lines)
+
+
+def _size(count: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", GiB), ("MiB", MiB)):
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{count / 2**10:,.0f} KiB"
