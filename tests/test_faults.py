@@ -177,12 +177,17 @@ def test_non_finite_logits_make_no_prediction_are_counted_and_mark_the_classifie
     assert (tmp_path / "pt_ir.png").stat().st_size > 0
 
 
-def test_a_pickle_checkpoint_refused_by_weights_only_is_named_with_why(tmp_path):
+@pytest.mark.parametrize("adapter", ["open_clip", "albef"])
+def test_a_pickle_checkpoint_refused_by_weights_only_is_named_with_why(tmp_path, adapter):
+    from vlm_rationality.models.bert_vit import read_checkpoint
+
     model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
     path = tmp_path / "trainer-state.pt"
     torch.save({"state_dict": model.model.state_dict(), "args": argparse.Namespace(lr=1e-4)}, path)
+    load = {"open_clip": lambda: build_model({"adapter": "open_clip", "arch": "tiny-vit-32", "pretrained": str(path)}),
+            "albef": lambda: read_checkpoint(path)}[adapter]  # ALBEF's and BLIP's official .pth go through here
     with pytest.raises(ValueError, match=rf"{path} is refused: .*\(argparse\.Namespace\).*arbitrary code") as error:
-        build_model({"adapter": "open_clip", "arch": "tiny-vit-32", "pretrained": str(path)})
+        load()
     assert "weights_only=False" not in str(error.value)
 
 

@@ -6,6 +6,7 @@ the attention blocks whose probabilities the explainers read. Nothing model-spec
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -15,6 +16,16 @@ import torch
 from torch import nn
 
 from vlm_rationality.registry import Registry
+
+
+def refused_pickle(path: Any, err: Exception) -> ValueError:
+    """torch's weights_only refusal, said without its advice (weights_only=False runs the pickle's code)."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    return ValueError(
+        f"checkpoint {path} is refused: it is a pickle that holds Python objects besides tensors"
+        f"{f' ({found.group(1)})' if found else ''}, and loading those could run arbitrary code. Save its state "
+        "dict alone (torch.save(model.state_dict(), path), or safetensors) where you trust the file, and set "
+        "`pretrained` to that")
 
 MODEL_ADAPTERS: Registry[type["VisionLanguageModel"]] = Registry("model adapter", ("vlm_rationality.models", "MODEL_ADAPTERS"))
 

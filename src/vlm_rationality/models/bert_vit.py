@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 from collections import Counter
 from contextlib import AbstractContextManager
@@ -29,7 +30,7 @@ from torch import nn
 
 from vlm_rationality.archs import MODEL_ARCHS, ArchConfig, TextConfig, check_vocabulary
 from vlm_rationality.models.attention import capture_attention
-from vlm_rationality.models.base import Preprocess, VisionLanguageModel
+from vlm_rationality.models.base import Preprocess, VisionLanguageModel, refused_pickle
 
 log = logging.getLogger(__name__)
 POS_EMBED = "visual_encoder.pos_embed"
@@ -59,7 +60,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise ValueError(f"checkpoint {path} is not a readable safetensors file ({err}); restore it") from err
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a pickle needing arbitrary classes, or not a torch file at all
+    except pickle.UnpicklingError as err:  # a pickle needing arbitrary classes: torch's advice would run its code
+        raise refused_pickle(path, err) from None
+    except Exception as err:  # not a torch file at all
         raise ValueError(f"checkpoint {path} is not a plain torch state dict ({err})") from err
     state = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import re
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +16,7 @@ from torch import nn
 
 from vlm_rationality.models.attention import capture_attention
 from vlm_rationality.archs import resolve_open_clip_pretrained
-from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLanguageModel
+from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLanguageModel, refused_pickle
 
 # Tiny architectures for the synthetic benchmark and the tests, registered next to open_clip's own.
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -60,13 +59,7 @@ class OpenCLIP(VisionLanguageModel):
         try:
             model = open_clip.create_model(arch, pretrained=source, **create_kwargs)
         except pickle.UnpicklingError as err:  # torch's message advises weights_only=False, which runs the pickle's code
-            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-            raise ValueError(
-                f"open_clip checkpoint {source} is refused: it is a pickle that holds Python objects besides tensors"
-                f"{f' ({found.group(1)})' if found else ''}, and loading those could run arbitrary code. Save its state "
-                "dict alone (torch.save(model.state_dict(), path), or safetensors) where you trust the file, and set "
-                "`pretrained` to that"
-            ) from None
+            raise refused_pickle(source, err) from None
         except SafetensorError as err:  # a truncated or damaged file: safetensors' message does not name it
             raise ValueError(f"checkpoint {source} is not a readable safetensors file ({err}); delete it and rerun the "
                              "stage that writes it (or restore the file)") from err
