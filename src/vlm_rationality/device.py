@@ -67,7 +67,8 @@ def gpu_slot(device: str, poll_seconds: float = 2.0) -> Iterator[str]:
         yield device
         return
     candidates = [int(device.split(":")[1])] if ":" in device else list(range(torch.cuda.device_count()))
-    gpus = {index: str(torch.cuda.get_device_properties(index).uuid) for index in candidates}
+    gpus = {index: str(getattr(torch.cuda.get_device_properties(index), "uuid", "") or f"cuda-{index}")
+            for index in candidates}  # the UUID names the physical GPU whatever CUDA_VISIBLE_DEVICES numbers it
     folder = Path(os.environ.get(LOCKS) or Path(tempfile.gettempdir()) / f"vlm-rationality-gpus-{os.getuid()}")
     slots = max(1, int(os.environ.get(SLOTS, "1")))
     taken = take_slot(folder, gpus, slots)
