@@ -466,7 +466,8 @@ def test_a_sweep_trains_one_named_variant_per_combination_and_an_edit_reruns_onl
     kept = [p for p in results.rglob("*") if p.is_file() and "lr=0.01" in str(p)]
     dry = snakemake(tmp_path, config, "--dry-run")
     assert planned_jobs(dry) == {"finetune": 2, "explain": 2 * 2, "score": 1, "report": 1, "gallery": 1, "all": 1}
-    planned = set(re.findall(r"results/checkpoints/tiny-synthetic/tiny-clip/(\S+)\.safetensors", dry.stdout))
+    # the finetune jobs' outputs (`all` lists every checkpoint among its inputs)
+    planned = set(re.findall(r"output: results/checkpoints/tiny-synthetic/tiny-clip/(\S+)\.safetensors", dry.stdout))
     assert planned == {"lp.lr=0.02.optimizer=adamw", "lp.lr=0.02.optimizer=sgd"}
     assert kept and all("lr=0.01" in p.name or "lr=0.01" in str(p.parent) for p in kept)
 
@@ -506,7 +507,7 @@ def test_robustness_predicts_logits_only_and_writes_its_table(run, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in existing} == existing
 
     predictions = results / "predictions" / "tiny-synthetic" / "tiny-clip" / "ft.parquet"
-    assert read_metadata(predictions)["schema"] == "predictions/1"
+    assert read_metadata(predictions)["schema"] == "predictions/2"
     table = pq.read_table(predictions)
     assert table.schema.field("logits").type == pa.list_(pa.float32(), 8)
     assert sorted(set(table.column("set").to_pylist())) == ["cue", "ood", "photos", "test/clean", "textures", "val"]
