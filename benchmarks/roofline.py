@@ -3,8 +3,9 @@
 Three figures per stage, side by side:
 - **achieved GFLOP/s**: the model FLOPs of the stage's real job in a finished default run (`results/`): FLOPs per
   image counted with `torch.utils.flop_counter` on the job's own function (one epoch over the first prepared
-  shard), times the images the job pushed (split size × epochs), over the job's wall seconds in
-  `results/benchmarks/` (start-up and data loading included: what a user waits for);
+  shard; the whole job for a method that embeds its split once and trains a head, LP), times the images the job
+  pushed (split size × epochs), over the job's wall seconds in `results/benchmarks/` (start-up and data loading
+  included: what a user waits for);
 - **matmul GFLOP/s**: the sustained rate of the stage's own matrix shapes (every linear layer of the model at the
   stage's batch, attention's batched products), a FLOP-weighted mean, measured here in the same process;
 - the **fraction** of the second the first reaches.
@@ -30,6 +31,7 @@ from vlm_rationality.artefacts import prepared_rows
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.finetune.run import finetune, pretrain_base
 from vlm_rationality.models import build_classifier, build_model
+from vlm_rationality.registry import declared
 
 
 def matmul_rate(m: int, k: int, n: int, batch: int = 1, seconds: float = 0.4) -> float:
@@ -98,12 +100,20 @@ def main() -> None:
         rows.append(("pretrain", flops / prepared_rows(source[0]), images, job_seconds(results, "pretrain_base", f"{model_name}.tsv"),
                      pretrain["batch_size"], config["threads"]))
         for name, method in config["methods"].items():
-            if method["kind"] == "zs":
+            facts = declared("vlm_rationality.finetune", "FINETUNE_METHODS")[method["kind"]]
+            if not facts["trains"]:
                 continue
-            shards = first(config["train_split"])
-            flops = counted(lambda: finetune(base, {**method, "epochs": 1}, prompts, shards, f"{tmp}/{name}.safetensors", "cpu"))
             images = dataset["splits"][config["train_split"]]["size"] * method["epochs"]
-            rows.append((f"finetune {name}", flops / prepared_rows(shards[0]), images,
+            if facts.get("frozen_features"):  # embeds the split once, then trains a head: the whole job is counted
+                shards = [str(p) for p in sorted((data / args.dataset / config["train_split"]).glob("shard-*.parquet"))]
+                flops = counted(lambda: finetune(base, method, prompts, shards, f"{tmp}/{name}.safetensors", "cpu"))
+                per_image = flops / images
+            else:
+                shards = first(config["train_split"])
+                flops = counted(lambda: finetune(base, {**method, "epochs": 1}, prompts, shards, f"{tmp}/{name}.safetensors",
+                                                 "cpu"))
+                per_image = flops / prepared_rows(shards[0])
+            rows.append((f"finetune {name}", per_image, images,
                          job_seconds(results, "finetune", args.dataset, model_name, f"{name}.tsv"), method["batch_size"],
                          config["threads"]))
         classifier = build_classifier(build_model(base).eval(), "prompt", prompts)
