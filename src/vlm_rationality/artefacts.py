@@ -82,6 +82,12 @@ def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
 
 
+def _matrix(table: pa.Table, name: str, dtype: type) -> np.ndarray:
+    """A fixed-size list column as [rows, width] (width 0 for an empty table)."""
+    values = np.asarray(table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False), dtype)
+    return values.reshape(table.num_rows, -1) if table.num_rows else values.reshape(0, 0)
+
+
 KEY_TYPE = pa.dictionary(pa.int8(), pa.string())
 
 
@@ -411,11 +417,7 @@ def read_predictions(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str,
         table = read_table(path)
     sets = np.asarray(table.column("set").to_pylist())
 
-    def matrix(name: str) -> np.ndarray:
-        values = np.asarray(table.column(name).combine_chunks().flatten().to_numpy(), np.float32)
-        return values.reshape(len(sets), -1) if len(sets) else values.reshape(0, 0)
-
-    logits, cosines = matrix("logits"), matrix("cosines")
+    logits, cosines = _matrix(table, "logits", np.float32), _matrix(table, "cosines", np.float32)
     labels = table.column("label").to_numpy()
     background = np.asarray([-1 if b is None else b for b in table.column("background").to_pylist()], np.int64)
     return meta, {name: {"label": labels[sets == name], "background": background[sets == name],
@@ -456,15 +458,10 @@ def read_twins(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]
     meta = check_schema(path, TWINS)
     with reading(path):
         table = read_table(path)
-    n = table.num_rows
-
-    def matrix(name: str, dtype: type) -> np.ndarray:
-        values = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        return np.asarray(values, dtype).reshape(n, -1)
 
     return meta, {"sample_id": table.column("sample_id").to_pylist(), "label": table.column("label").to_numpy(),
-                  "pred": table.column("pred").to_numpy(), "twin_pred": matrix("twin_pred", np.int32),
-                  "twin_same_class": matrix("twin_same_class", bool), "alone_pred": table.column("alone_pred").to_numpy()}
+                  "pred": table.column("pred").to_numpy(), "twin_pred": _matrix(table, "twin_pred", np.int32),
+                  "twin_same_class": _matrix(table, "twin_same_class", bool), "alone_pred": table.column("alone_pred").to_numpy()}
 
 
 # Metrics ---------------------------------------------------------------------------------------------------

@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from vlm_rationality.io import config_hash, parquet_file, read_metadata, reading
+from vlm_rationality.metrics.rationality import UNDEFINED_POLICIES
 
 # The checkout's workflow schema (the package runs from its checkout: pip install -e, or the workflow's PYTHONPATH).
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-from vlm_rationality.metrics.rationality import UNDEFINED_POLICIES
 
 
 def _json(text: str) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 from vlm_rationality import config as settings
 from vlm_rationality.archs import approx_parameters, explain_bytes_per_image, vision_shape
 from vlm_rationality.data import build_dataset
-from vlm_rationality.sizing import CPU_BATCH, MiB
+from vlm_rationality.sizing import CPU_BATCH, MiB, cpu_batch
 
 Config = dict[str, Any]
 GiB = 2**30
@@ -109,7 +109,7 @@ def plan(config: Config) -> list[Stage]:
                 stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, method_entry["batch_size"], True))
                 stage.disk_bytes += approx_parameters(config["models"][model]) * 4
             heatmaps = len(config["methods"]) * len(settings.shifts(config, dataset)) * len(config["heatmaps"]["methods"])
-            batch = CPU_BATCH if config["heatmaps"]["batch_size"] == "auto" else config["heatmaps"]["batch_size"]
+            batch = cpu_batch(config["heatmaps"]["batch_size"])
             cells = vision_shape(config["models"][model])[2] - 1  # the heatmap's patch grid
             stage = stages["explain"]
             stage.jobs += heatmaps * groups

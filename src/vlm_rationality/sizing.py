@@ -76,12 +76,15 @@ def job_resources(
     }
 
 
+def cpu_batch(batch_size: int | str) -> int:
+    """The images of an explain batch on the CPU, where `auto` is CPU_BATCH."""
+    return CPU_BATCH if batch_size == "auto" else int(batch_size)
+
+
 def explain_batch_bytes(batch_size: int | str, device: str, per_image: int) -> int:
     """Host memory of one explain batch's activations: none where the config puts the model on a GPU (`cuda`);
     on `cpu`, and on `auto` (which is the CPU on a machine without one), the batch's."""
-    if device.startswith("cuda"):
-        return 0
-    return (CPU_BATCH if batch_size == "auto" else int(batch_size)) * per_image
+    return 0 if device.startswith("cuda") else cpu_batch(batch_size) * per_image
 
 
 def gpu_model(settings: dict[str, Any], device: str, stage: Stage) -> str:
