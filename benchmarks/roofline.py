@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vlm_rationality import open_clip_data
 from vlm_rationality.artefacts import prepared_rows
+from vlm_rationality.config import stage_threads
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.finetune.run import finetune, pretrain_base
 from vlm_rationality.models import build_classifier, build_model
@@ -115,7 +116,7 @@ def main() -> None:
                 per_image = flops / prepared_rows(shards[0])
             rows.append((f"finetune {name}", per_image, images,
                          job_seconds(results, "finetune", args.dataset, model_name, f"{name}.tsv"), method["batch_size"],
-                         config["threads"]))
+                         stage_threads(config, "finetune", name)))
         classifier = build_classifier(build_model(base).eval(), "prompt", prompts)
         heatmaps = config["heatmaps"]
         settings = HeatmapSettings(batch_size=heatmaps["batch_size"], method=heatmaps["methods"][0])

@@ -152,6 +152,21 @@ def test_explain_jobs_take_their_own_thread_count():
     assert "threads" not in heatmap_spec(config, "chefer", "zs")  # the maps do not depend on it: no rerun
 
 
+def test_a_method_takes_its_own_thread_count_and_its_checkpoint_does_not_depend_on_it():
+    from vlm_rationality.config import explain_spec, finetune_spec, stage_threads
+
+    config = copy.deepcopy(TEST_CONFIG)
+    config["threads"] = 2
+    config["methods"]["ft"]["threads"] = 1
+    check_config(config, SCHEMA)
+    assert stage_threads(config, "finetune", "ft") == 1 and stage_threads(config, "finetune", "lp") == 2
+    assert stage_threads(config, "pretrain") == 2
+    assert "threads" not in finetune_spec(config, "ft") and "threads" not in explain_spec(config, "ft")
+    config["methods"]["zs"]["threads"] = 1
+    with pytest.raises(ConfigError, match=r"methods\.zs\.threads: zs trains nothing"):
+        check_config(config, SCHEMA)
+
+
 @pytest.mark.parametrize("robustness, message", [
     ({"validation": "test"}, "robustness.validation: 'test' is the test split"),
     ({"validation": "train"}, "robustness.validation: 'train' is the training split"),

@@ -73,7 +73,7 @@ def check_config(config: Config, schema: Schema) -> None:
     finetune_methods = _finetune_methods()
     # A setting of a method that trains nothing is refused unless it is the schema's default (filled in, or harmless).
     training_settings = {**schema["definitions"]["training"]["properties"], "head_init": {},
-                         "processes": {"default": 1}}
+                         "processes": {"default": 1}, "threads": {}}
     for name, dataset in config["datasets"].items():
         key = f"datasets.{name}"
         if dataset["adapter"] not in DATASET_ADAPTERS:
@@ -392,18 +392,21 @@ def needs_regions(config: Config, method: str) -> bool:
     return bool(facts.get("regions"))
 
 
+RUNS_ON = ("processes", "threads")  # how a method's training is spread over the machine, not what it computes
+
+
 def finetune_spec(config: Config, method: str) -> Config:
-    """What a method's checkpoint depends on: not `processes` (the same training spread over more workers), nor its
-    heatmap settings; the prompt template where the method's registration says it reads it (CoOp)."""
+    """What a method's checkpoint depends on: not `processes` or `threads` (the same training spread over more
+    workers), nor its heatmap settings; the prompt template where the method's registration says it reads it (CoOp)."""
     spec = {key: value for key, value in method_entry(config, method).items()
-            if key not in ("processes", "heatmaps", SWEEP_LABEL)}
+            if key not in (*RUNS_ON, "heatmaps", SWEEP_LABEL)}
     if _finetune_methods()[spec["kind"]].get("template"):
         spec["prompt_template"] = config["prompt_template"]
     return spec
 
 
 def explain_spec(config: Config, method: str) -> Config:
-    return {key: value for key, value in method_entry(config, method).items() if key not in ("processes", SWEEP_LABEL)}
+    return {key: value for key, value in method_entry(config, method).items() if key not in (*RUNS_ON, SWEEP_LABEL)}
 
 
 def checkpoint_method(config: Config, model: str, method: str) -> str:
@@ -459,9 +462,12 @@ def training_rhos(config: Config) -> dict[str, float]:
             if "rho" in spec.get("splits", {}).get(train, {})}
 
 
-def stage_threads(config: Config, stage: str) -> int:
-    """CPU threads of one job of `stage` (per process): `threads`; for explain jobs `heatmaps.threads` (if set) plus
-    `heatmaps.workers`, the corruption processes (a clean job's model gets them all)."""
+def stage_threads(config: Config, stage: str, method: str | None = None) -> int:
+    """CPU threads of one job of `stage` (per process): `threads`; for a fine-tuning job its method's `threads` (if
+    set); for explain jobs `heatmaps.threads` (if set) plus `heatmaps.workers`, the corruption processes (a clean
+    job's model gets them all)."""
+    if stage == "finetune" and method is not None:
+        return method_entry(config, method).get("threads", config["threads"])
     if stage != "explain":
         return config["threads"]
     return config["heatmaps"].get("threads", config["threads"]) + config["heatmaps"].get("workers", 0)

@@ -17,7 +17,7 @@ from typing import Any
 
 Entry = dict[str, Any]
 LABEL = "sweep"
-NOT_SWEPT = ("kind", "processes", "heatmaps", LABEL)  # a sweep varies how a method trains, not what it is
+NOT_SWEPT = ("kind", "processes", "threads", "heatmaps", LABEL)  # a sweep varies how a method trains, not what it is
 VALUE_TEXT = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
 
 
@@ -89,8 +89,3 @@ def expand(methods: dict[str, Entry]) -> tuple[dict[str, Entry], dict[str, str]]
     if errors:
         raise SweepError("\n".join(errors))
     return out, origin
-
-
-def swept_values(entry: Entry) -> Entry:
-    """A variant's swept settings (empty for a method that is not a sweep's)."""
-    return dict(entry.get(LABEL, {}).get("values", {}))

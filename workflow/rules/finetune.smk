@@ -12,7 +12,7 @@ rule finetune:
         "results/benchmarks/finetune/{dataset}/{model}/{method}.tsv"
     conda:
         ENV
-    threads: lambda wc: config["threads"] * method_entry(wc.method)["processes"]
+    threads: lambda wc: settings.stage_threads(config, "finetune", wc.method) * method_entry(wc.method)["processes"]
     resources:
         **sized("finetune"),
         # Neither the job's threads nor its data-parallel processes change the checkpoint: not params, so changing

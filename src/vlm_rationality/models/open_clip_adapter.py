@@ -21,6 +21,7 @@ from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLangua
 # Tiny architectures for the synthetic benchmark and the tests, registered next to open_clip's own.
 CONFIG_DIR = Path(__file__).parent / "configs"
 open_clip.add_model_config(CONFIG_DIR)
+TOKEN_CACHE = 1 << 16
 
 
 def _check_arch(arch: str) -> None:
@@ -47,6 +48,7 @@ class OpenCLIP(VisionLanguageModel):
         self.arch = arch
         self.pretrained = pretrained
         self.tokenizer = open_clip.get_tokenizer(arch)
+        self._token_ids: dict[str, torch.Tensor] = {}
         cfg = get_model_preprocess_cfg(model)
         size = cfg["size"]
         size = size if isinstance(size, int) else size[0]
@@ -87,7 +89,18 @@ class OpenCLIP(VisionLanguageModel):
         return pooled, tokens.unflatten(1, self.grid_size)
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
-        return self.model.encode_text(self.tokenizer(list(prompts)).to(self.device))
+        return self.model.encode_text(self._tokens(prompts))
+
+    def _tokens(self, texts: Sequence[str]) -> torch.Tensor:
+        """Token ids [T, L] of `texts`, each text tokenized once per model (its row does not depend on the others):
+        training re-encodes the same captions and class prompts every step, and tokenizing them there was 3 % of
+        a pretraining step. At most TOKEN_CACHE texts are kept."""
+        new = [text for text in dict.fromkeys(texts) if text not in self._token_ids]
+        if new and len(self._token_ids) + len(new) <= TOKEN_CACHE:
+            self._token_ids.update(zip(new, self.tokenizer(new)))
+        elif new:
+            return self.tokenizer(list(texts)).to(self.device)
+        return torch.stack([self._token_ids[text] for text in texts]).to(self.device)
 
     def _text_tower(self) -> nn.Module:
         if not hasattr(self.model, "token_embedding"):
