@@ -27,6 +27,13 @@ def _no_network(self: socket.socket, address, *args, **kwargs):
 socket.socket.connect = _no_network  # type: ignore[method-assign]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on the shared workflow run is slow (the run takes minutes): `pytest -m "not slow"` is the fast lane."""
+    for item in items:
+        if "local_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     from vlm_rationality.models import build_model

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # each test starts a benchmark script in its own process
 
 
 def run(script: str, *args: str) -> str:
@@ -58,5 +59,13 @@ def test_the_amp_agreement_benchmark_compares_bf16_with_fp32():
     out = run("amp_agreement.py", "--amp", "bf16", "--arch", "tiny-vit-32", "--images", "32", "--classes", "4",
               "--threads", "1", "--device", "cpu")
     agreement = float(re.search(r"^validity agrees\s+([\d.]+) %", out, re.M).group(1))
-    assert 0 <= agreement <= 100 and re.search(r"^PT / IR bf16\s+", out, re.M)
+    defined = int(re.search(r"^samples\s+32 \((\d+) with RMA defined in both\)", out, re.M).group(1))
+    largest = float(re.search(r"^max \|RMA diff\|\s+([\d.]+)", out, re.M).group(1))
+    flips = re.search(r"^flipped samples\s+(\d+), fp32 RMA within ([\d.]+) of the threshold", out, re.M)
+    flipped = int(flips.group(1)) if flips else 0
+    # the agreement counts exactly the flips it lists, and only a sample nearer the threshold than bf16 moved an RMA
+    # can flip
+    assert defined > 0 and agreement == round(100 * (1 - flipped / defined), 2)
+    assert not flips or float(flips.group(2)) <= largest + 1e-4
+    assert re.search(r"^PT / IR bf16\s+[\d.]+ / [\d.]+", out, re.M)
 

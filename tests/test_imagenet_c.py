@@ -136,6 +136,7 @@ def test_a_missing_file_fails_the_prepare_job_naming_it(roots, tmp_path):
                       tmp_path / "clean.parquet")
 
 
+@pytest.mark.slow
 def test_the_workflow_reads_the_shift_from_imagenet_c(roots, tmp_path):
     """Prepared once per shift and shard, explained and scored like any shift, with nothing corrupted on the fly."""
     config = config_with(roots, tmp_path)

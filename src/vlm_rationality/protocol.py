@@ -112,10 +112,6 @@ def model_entry(config: Entry, model: str, method: str) -> Entry:
     return _overlay(entry, SWITCHES[switch].model) if switch else entry
 
 
-def score_settings(config: Entry, switch: str | None) -> Entry:
-    return {**config["score"], **(SWITCHES[switch].score if switch else {})}
-
-
 def chosen(config: Entry) -> dict[str, Switch]:
     """The switches `protocol_sensitivity.switches` names (all of them by default)."""
     names = config.get("protocol_sensitivity", {}).get("switches", list(SWITCHES))
