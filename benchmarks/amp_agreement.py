@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _device import device_arguments, device_name, setup
 from explain_job import write_shards
+
 from vlm_rationality.artefacts import read_heatmaps
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.metrics.rationality import category_counts, metrics_from_counts
@@ -33,7 +33,9 @@ from vlm_rationality.models.checkpoint import method_classifier, read_sidecar
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("shards", nargs="*", help="prepared shards (default: random images)")
-    parser.add_argument("--checkpoint", help="a fine-tuned classifier from results/checkpoints (default: random weights)")
+    parser.add_argument(
+        "--checkpoint", help="a fine-tuned classifier from results/checkpoints (default: random weights)"
+    )
     parser.add_argument("--arch", default="tiny-vit-32", help="without --checkpoint: an open_clip architecture")
     device_arguments(parser, images=(1024, 64), batch_size=(256, 64))
     parser.add_argument("--method", default="chefer", help="heatmap method")
@@ -51,13 +53,20 @@ def main() -> None:
             model = build_model({"adapter": "open_clip", "arch": args.arch})
             classifier = build_classifier(model, "prompt", [f"a photo of a class {i}" for i in range(args.classes)])
             what = f"{args.arch}, random weights"
-        shards = args.shards or write_shards(Path(tmp), args.images, classifier.model.preprocess.image_size,
-                                             args.classes, 1000)
+        shards = args.shards or write_shards(
+            Path(tmp), args.images, classifier.model.preprocess.image_size, args.classes, 1000
+        )
         runs = {}
         for amp in ("none", args.amp):
             out = Path(tmp) / f"{amp}.parquet"
-            explain_shards(classifier, shards, out, HeatmapSettings(args.method, batch_size=args.batch_size, amp=amp),
-                           "benchmark", device)
+            explain_shards(
+                classifier,
+                shards,
+                out,
+                HeatmapSettings(args.method, batch_size=args.batch_size, amp=amp),
+                "benchmark",
+                device,
+            )
             _, table = read_heatmaps(out, ["label", "pred", "rma", "rma_status"])
             runs[amp] = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
     exact, mixed = runs["none"], runs[args.amp]
@@ -75,8 +84,10 @@ def main() -> None:
     for name, run in (("fp32", exact), (args.amp, mixed)):
         counts = category_counts(run["pred"][defined] == run["label"][defined], run["rma"][defined], args.threshold)
         metrics = metrics_from_counts(counts)
-        print(f"PT / IR {name:10s} {float(metrics['prediction_trustworthiness']):.4f} / "
-              f"{float(metrics['inference_reliability']):.4f}")
+        print(
+            f"PT / IR {name:10s} {float(metrics['prediction_trustworthiness']):.4f} / "
+            f"{float(metrics['inference_reliability']):.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ their sum where reading and corrupting overlap with the model. Prints images/s e
 the share of the job the device waits for the host, and peak memory. Random weights: the figures measure
 throughput, not accuracy.
 
-    python benchmarks/explain_job.py                                   # CUDA: ViT-B-16 at 224, 10,240 images, 1,000 classes
+    python benchmarks/explain_job.py                   # CUDA: ViT-B-16 at 224, 10,240 images, 1,000 classes
     python benchmarks/explain_job.py --shift zoom_blur-3 --workers 15 --amp bf16
     python benchmarks/explain_job.py --amp bf16 --auto-batch                   # heatmaps.batch_size: auto
     python benchmarks/explain_job.py --arch tiny-vit-32 --images 64 --classes 10   # a CPU smoke test
@@ -25,8 +25,8 @@ from typing import Iterator
 
 import numpy as np
 import torch
-
 from _device import device_arguments, device_name, peak_mib, setup, sync
+
 from vlm_rationality.artefacts import write_prepared_shard
 from vlm_rationality.data.corruptions import apply_shift
 from vlm_rationality.data.shards import iter_batches
@@ -48,15 +48,22 @@ def write_shards(root: Path, images: int, size: int, classes: int, shard_size: i
             x1, y1 = x0 + rng.integers(size // 4, size // 2 + 1, 2)
             mask[y0:y1, x0:x1] = True
         path = root / f"shard-{len(paths):04d}.parquet"
-        write_prepared_shard(path, sample_ids=[f"s{first + i}" for i in range(n)],
-                             labels=rng.integers(0, classes, n), images=rng.integers(0, 256, (n, size, size, 3), np.uint8),
-                             masks=masks, sources=["random"] * n, config_hash="benchmark")
+        write_prepared_shard(
+            path,
+            sample_ids=[f"s{first + i}" for i in range(n)],
+            labels=rng.integers(0, classes, n),
+            images=rng.integers(0, 256, (n, size, size, 3), np.uint8),
+            masks=masks,
+            sources=["random"] * n,
+            config_hash="benchmark",
+        )
         paths.append(str(path))
     return paths
 
 
 class Stopwatch:
-    """Seconds per named step; the device is synchronised at both ends of each, so queued work is counted where it runs."""
+    """Seconds per named step; the device is synchronised at both ends of each, so queued work is counted where
+    it runs."""
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.seconds = device, {}
@@ -79,7 +86,9 @@ def main() -> None:
     parser.add_argument("--shift", default="clean", help="clean or an ImageNet-C corruption-severity, e.g. zoom_blur-3")
     parser.add_argument("--workers", type=int, default=0, help="corruption processes of the job (heatmaps.workers)")
     parser.add_argument("--method", default="chefer", help="heatmap method")
-    parser.add_argument("--auto-batch", action="store_true", help="heatmaps.batch_size auto: the batch the GPU's memory holds")
+    parser.add_argument(
+        "--auto-batch", action="store_true", help="heatmaps.batch_size auto: the batch the GPU's memory holds"
+    )
     args = parser.parse_args()
     device = setup(args)
     model = build_model({"adapter": "open_clip", "arch": args.arch}).to(device).eval()
@@ -87,18 +96,22 @@ def main() -> None:
     start = time.perf_counter()
     classifier = build_classifier(model, "prompt", [f"a photo of a class {i}" for i in range(args.classes)])
     text_s = time.perf_counter() - start
-    settings = HeatmapSettings(method=args.method, batch_size="auto" if args.auto_batch else args.batch_size, amp=args.amp)
+    settings = HeatmapSettings(
+        method=args.method, batch_size="auto" if args.auto_batch else args.batch_size, amp=args.amp
+    )
     with tempfile.TemporaryDirectory(prefix="explain-job-") as tmp:
         shards = write_shards(Path(tmp), args.images, size, args.classes, args.shard_size)
         keys = {"dataset": "benchmark", "shift": args.shift, "model": args.arch, "method": "zs"}
-        explain_shards(classifier, shards[:1], Path(tmp) / "warm.parquet", settings, "benchmark", device, keys,
-                       args.workers)  # kernels, the allocator, the corruption's lazy imports
+        explain_shards(
+            classifier, shards[:1], Path(tmp) / "warm.parquet", settings, "benchmark", device, keys, args.workers
+        )  # kernels, the allocator, the corruption's lazy imports
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         watch = Stopwatch(device)
         with watch("end to end"):
-            summary = explain_shards(classifier, shards, Path(tmp) / "heatmaps.parquet", settings, "benchmark", device, keys,
-                                     args.workers)
+            summary = explain_shards(
+                classifier, shards, Path(tmp) / "heatmaps.parquet", settings, "benchmark", device, keys, args.workers
+            )
         peak = peak_mib(device)
         batch_size = read_metadata(Path(tmp) / "heatmaps.parquet")["batch_size"]
         explain = settings.build()
@@ -120,9 +133,11 @@ def main() -> None:
 
     total, model_s = watch.seconds["end to end"], watch.seconds["forward + backward + rollout"]
     print(f"device             {device_name(device)}")
-    print(f"job                {args.arch} @ {size}px, {args.classes} classes, {args.method}, amp={args.amp}, "
-          f"shift {args.shift} ({args.workers} corruption workers), batch {batch_size}{' (auto)' * args.auto_batch}, "
-          f"{summary['n']} images")
+    print(
+        f"job                {args.arch} @ {size}px, {args.classes} classes, {args.method}, amp={args.amp}, "
+        f"shift {args.shift} ({args.workers} corruption workers), batch {batch_size}{' (auto)' * args.auto_batch}, "
+        f"{summary['n']} images"
+    )
     print(f"text features      {text_s:10.2f} s  (once per job)")
     print(f"end to end         {summary['n'] / total:10.1f} img/s")
     print(f"model alone        {summary['n'] / model_s:10.1f} img/s")

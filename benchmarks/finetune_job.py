@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from _device import device_arguments, device_name, host_peak_mib, peak_mib, reset_peak, setup
 from explain_job import write_shards
+
 from vlm_rationality.finetune.run import finetune
 from vlm_rationality.models import build_model
 
@@ -46,21 +46,49 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="finetune-job-") as tmp:
         shards = write_shards(Path(tmp), args.images, size, args.classes, args.shard_size)
         for kind in args.methods:
-            method = {"kind": kind, "optimizer": "adamw", "lr": 1e-5, "epochs": args.epochs, "batch_size": args.batch_size,
-                      "weight_decay": 0.1, "seed": 0, "amp": args.amp}
-            finetune(model_spec, method, prompts, shards[:1], str(Path(tmp) / "warm.safetensors"), args.device)  # kernels
+            method = {
+                "kind": kind,
+                "optimizer": "adamw",
+                "lr": 1e-5,
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "weight_decay": 0.1,
+                "seed": 0,
+                "amp": args.amp,
+            }
+            finetune(
+                model_spec, method, prompts, shards[:1], str(Path(tmp) / "warm.safetensors"), args.device
+            )  # kernels
             for mode, in_memory_mb in MODES.items():
                 training_data = None if in_memory_mb is None else {"in_memory_mb": in_memory_mb, "window": args.window}
                 reset_peak(device)
-                sidecar = finetune(model_spec, method, prompts, shards, str(Path(tmp) / f"{kind}.safetensors"),
-                                   args.device, training_data)
+                sidecar = finetune(
+                    model_spec,
+                    method,
+                    prompts,
+                    shards,
+                    str(Path(tmp) / f"{kind}.safetensors"),
+                    args.device,
+                    training_data,
+                )
                 assert sidecar["streamed"] == (in_memory_mb is not None)
-                rows.append((kind, mode, args.epochs * args.images / sidecar["seconds"], sidecar["seconds"],
-                             host_peak_mib(), peak_mib(device) if device.type == "cuda" else float("nan")))
+                rows.append(
+                    (
+                        kind,
+                        mode,
+                        args.epochs * args.images / sidecar["seconds"],
+                        sidecar["seconds"],
+                        host_peak_mib(),
+                        peak_mib(device) if device.type == "cuda" else float("nan"),
+                    )
+                )
 
     print(f"device             {device_name(device)}")
-    print(f"job                {args.arch} @ {size}px, {args.classes} classes, AdamW, amp={args.amp}, batch "
-          f"{args.batch_size}, {args.images} images x {args.epochs} epoch(s), shards of {args.shard_size}, window {args.window}")
+    print(
+        f"job                {args.arch} @ {size}px, {args.classes} classes, AdamW, amp={args.amp}, batch "
+        f"{args.batch_size}, {args.images} images x {args.epochs} epoch(s), shards of {args.shard_size}, "
+        f"window {args.window}"
+    )
     print(f"{'method':8s} {'split':10s} {'img/s':>10s} {'seconds':>9s} {'host peak MiB':>14s} {'GPU peak MiB':>13s}")
     for kind, mode, rate, seconds, host, gpu in rows:
         print(f"{kind:8s} {mode:10s} {rate:10.1f} {seconds:9.2f} {host:14.0f} {gpu:13.0f}")

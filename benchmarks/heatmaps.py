@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from _device import device_arguments, device_name, peak_mib, setup, sync
+
 from vlm_rationality.device import AMP_DTYPES
 from vlm_rationality.explain.chefer import Chefer, chefer_relevance_per_sample
 from vlm_rationality.models import MODEL_ADAPTERS, build_classifier, build_model
@@ -63,8 +63,10 @@ def main() -> None:
     chefer = Chefer(amp_dtype=amp)
 
     def batched(n: int, explain: Chefer = chefer) -> torch.Tensor:
-        maps = [explain(classifier, images[i:i + args.batch_size], labels[i:i + args.batch_size]).relevance
-                for i in range(0, n, args.batch_size)]
+        maps = [
+            explain(classifier, images[i : i + args.batch_size], labels[i : i + args.batch_size]).relevance
+            for i in range(0, n, args.batch_size)
+        ]
         return torch.cat(maps)
 
     # Warm-up (kernel selection, allocator), then time each path on its own images.
@@ -102,7 +104,10 @@ def main() -> None:
     amp_diff = float((batched_maps[:n_loop].float() - loop_maps).abs().max() / loop_maps.abs().max())
     batched_ips, loop_ips = args.images / batched_s, n_loop / loop_s
     print(f"device            {device_name(device)}")
-    print(f"model             {args.adapter} {args.arch} @ {size}px, {args.classes} classes, random weights, amp={args.amp}")
+    print(
+        f"model             {args.adapter} {args.arch} @ {size}px, {args.classes} classes, random weights, "
+        f"amp={args.amp}"
+    )
     print(f"parameters        {parameters:,} (image tower + projection {image_parameters:,})")
     print(f"per-sample loop   {loop_ips:10.1f} img/s  ({n_loop} images)")
     print(f"batched           {batched_ips:10.1f} img/s  ({args.images} images, batch {args.batch_size})")
@@ -111,10 +116,15 @@ def main() -> None:
     if amp is not None:
         print(f"max rel. diff     {amp_diff:10.2e}  ({args.amp} batched vs fp32 loop)")
     if args.compile:
-        print(f"compiled          {args.images / compiled_s:10.1f} img/s  ({compile_s:.1f} s to compile and run one batch)")
+        print(
+            f"compiled          {args.images / compiled_s:10.1f} img/s  "
+            f"({compile_s:.1f} s to compile and run one batch)"
+        )
         print(f"compiled / eager  {batched_s / compiled_s:10.2f}x")
         print(f"max rel. diff     {compiled_diff:10.2e}  (compiled vs eager batched)")
-    print(f"peak memory       {peak_batched:10.0f} MiB  ({'GPU allocated' if device.type == 'cuda' else 'process RSS'})")
+    print(
+        f"peak memory       {peak_batched:10.0f} MiB  ({'GPU allocated' if device.type == 'cuda' else 'process RSS'})"
+    )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vlm_rationality.artefacts import read_prepared
 from vlm_rationality.data.corruptions import CORRUPTIONS, apply_shift
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
-from vlm_rationality.artefacts import read_prepared
 
 
 def make_imagenet(root: Path, images: int, seed: int = 0) -> None:
@@ -52,19 +52,35 @@ def main() -> None:
         root = Path(tmp) / "imagenet"
         make_imagenet(root, args.images)
         shard_size = math.ceil(args.images / args.workers)
-        config = {"adapter": "imagenet", "root": str(root), "image_size": 224, "shard_size": shard_size,
-                  "splits": {"val": {}}}
+        config = {
+            "adapter": "imagenet",
+            "root": str(root),
+            "image_size": 224,
+            "shard_size": shard_size,
+            "splits": {"val": {}},
+        }
         outs = [Path(tmp) / f"shard-{k:04d}.parquet" for k in range(args.workers)]
         index = Path(tmp) / "items.parquet"
         start = time.perf_counter()
         write_item_index(config, "val", index, "bench")
         with ProcessPoolExecutor(args.workers) as pool:
-            counts = list(pool.map(prepare_shard, [config] * args.workers, ["val"] * args.workers,
-                                   range(args.workers), [index] * args.workers, outs, ["bench"] * args.workers))
+            counts = list(
+                pool.map(
+                    prepare_shard,
+                    [config] * args.workers,
+                    ["val"] * args.workers,
+                    range(args.workers),
+                    [index] * args.workers,
+                    outs,
+                    ["bench"] * args.workers,
+                )
+            )
         seconds = time.perf_counter() - start
         written = sum(c["written"] for c in counts)
-        print(f"prepare: {written} JPEGs (~500x375) -> 224 px in {seconds:.1f} s with {args.workers} shard jobs: "
-              f"{written / seconds:.1f} img/s")
+        print(
+            f"prepare: {written} JPEGs (~500x375) -> 224 px in {seconds:.1f} s with {args.workers} shard jobs: "
+            f"{written / seconds:.1f} img/s"
+        )
 
         images = read_prepared(outs[0])
         batch, ids = images["image"][: args.corruption_images], images["sample_id"][: args.corruption_images]

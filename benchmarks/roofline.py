@@ -53,8 +53,14 @@ def model_shapes(arch: str, batch: int) -> list[tuple[int, int, int, int]]:
     tokens = (vision["image_size"] // vision["patch_size"]) ** 2 + 1
     hidden = int(width * vision.get("mlp_ratio", 4.0))
     rows = batch * tokens
-    return [(1, rows, width, 3 * width), (1, rows, width, width), (1, rows, width, hidden), (1, rows, hidden, width),
-            (batch * heads, tokens, width // heads, tokens), (batch * heads, tokens, tokens, width // heads)]
+    return [
+        (1, rows, width, 3 * width),
+        (1, rows, width, width),
+        (1, rows, width, hidden),
+        (1, rows, hidden, width),
+        (batch * heads, tokens, width // heads, tokens),
+        (batch * heads, tokens, tokens, width // heads),
+    ]
 
 
 def shapes_rate(arch: str, batch: int) -> float:
@@ -96,10 +102,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="roofline-") as tmp:
         source = first(pretrain["split"], pretrain["dataset"])
-        flops = counted(lambda: pretrain_base(spec, {**pretrain, "epochs": 1}, source, f"{tmp}/base.safetensors", "cpu"))
+        flops = counted(
+            lambda: pretrain_base(spec, {**pretrain, "epochs": 1}, source, f"{tmp}/base.safetensors", "cpu")
+        )
         images = dataset["splits"][pretrain["split"]]["size"] * pretrain["epochs"]
-        rows.append(("pretrain", flops / prepared_rows(source[0]), images, job_seconds(results, "pretrain_base", f"{model_name}.tsv"),
-                     pretrain["batch_size"], config["threads"]))
+        rows.append(
+            (
+                "pretrain",
+                flops / prepared_rows(source[0]),
+                images,
+                job_seconds(results, "pretrain_base", f"{model_name}.tsv"),
+                pretrain["batch_size"],
+                config["threads"],
+            )
+        )
         for name, method in config["methods"].items():
             facts = declared("vlm_rationality.finetune", "FINETUNE_METHODS")[method["kind"]]
             if not facts["trains"]:
@@ -111,36 +127,61 @@ def main() -> None:
                 per_image = flops / images
             else:
                 shards = first(config["train_split"])
-                flops = counted(lambda: finetune(base, {**method, "epochs": 1}, prompts, shards, f"{tmp}/{name}.safetensors",
-                                                 "cpu"))
+                flops = counted(
+                    lambda: finetune(base, {**method, "epochs": 1}, prompts, shards, f"{tmp}/{name}.safetensors", "cpu")
+                )
                 per_image = flops / prepared_rows(shards[0])
-            rows.append((f"finetune {name}", per_image, images,
-                         job_seconds(results, "finetune", args.dataset, model_name, f"{name}.tsv"), method["batch_size"],
-                         stage_threads(config, "finetune", name)))
+            rows.append(
+                (
+                    f"finetune {name}",
+                    per_image,
+                    images,
+                    job_seconds(results, "finetune", args.dataset, model_name, f"{name}.tsv"),
+                    method["batch_size"],
+                    stage_threads(config, "finetune", name),
+                )
+            )
         classifier = build_classifier(build_model(base).eval(), "prompt", prompts)
         heatmaps = config["heatmaps"]
         settings = HeatmapSettings(batch_size=heatmaps["batch_size"], method=heatmaps["methods"][0])
         shards = first(config["eval_split"])
         flops = counted(lambda: explain_shards(classifier, shards, f"{tmp}/heatmaps.parquet", settings, "roofline"))
-        explain_files = sorted((results / "benchmarks" / "explain" / args.dataset / "clean" / model_name / "ft").rglob("*.tsv"))
+        explain_files = sorted(
+            (results / "benchmarks" / "explain" / args.dataset / "clean" / model_name / "ft").rglob("*.tsv")
+        )
         seconds = sum(float(p.read_text().splitlines()[1].split("\t")[0]) for p in explain_files)
-        rows.append((f"explain {settings.method} (FT)", flops / prepared_rows(shards[0]),
-                     dataset["splits"][config["eval_split"]]["size"], seconds, heatmaps["batch_size"],
-                     heatmaps.get("threads", config["threads"])))
+        rows.append(
+            (
+                f"explain {settings.method} (FT)",
+                flops / prepared_rows(shards[0]),
+                dataset["splits"][config["eval_split"]]["size"],
+                seconds,
+                heatmaps["batch_size"],
+                heatmaps.get("threads", config["threads"]),
+            )
+        )
     peaks = {}
     for threads in sorted({row[-1] for row in rows}):
         torch.set_num_threads(threads)
         peaks[threads] = matmul_rate(1024, 1024, 1024, seconds=1.0)
-    print(f"{arch} at {dataset['image_size']} px; square 1024³ float32 matmul: "
-          + ", ".join(f"{rate:.1f} GFLOP/s on {threads} thread(s)" for threads, rate in peaks.items()) + "\n")
-    print("| stage | GFLOP per image | images | job seconds | images/s | achieved GFLOP/s | its shapes' matmul GFLOP/s "
-          "(batch, threads) | achieved / shapes | achieved / 1024³ |")
+    print(
+        f"{arch} at {dataset['image_size']} px; square 1024³ float32 matmul: "
+        + ", ".join(f"{rate:.1f} GFLOP/s on {threads} thread(s)" for threads, rate in peaks.items())
+        + "\n"
+    )
+    print(
+        "| stage | GFLOP per image | images | job seconds | images/s | achieved GFLOP/s | its shapes' matmul GFLOP/s "
+        "(batch, threads) | achieved / shapes | achieved / 1024³ |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for stage, per_image, images, seconds, batch, threads in rows:
         torch.set_num_threads(threads)  # the job's own thread count
         achieved, shapes = per_image * images / seconds / 1e9, shapes_rate(arch, batch)
-        print(f"| {stage} | {per_image / 1e9:.4f} | {images:,} | {seconds:.1f} | {images / seconds:.0f} | {achieved:.2f} | "
-              f"{shapes:.1f} ({batch}, {threads}) | {achieved / shapes:.1%} | {achieved / peaks[threads]:.1%} |")
+        print(
+            f"| {stage} | {per_image / 1e9:.4f} | {images:,} | {seconds:.1f} | {images / seconds:.0f} | "
+            f"{achieved:.2f} | {shapes:.1f} ({batch}, {threads}) | {achieved / shapes:.1%} | "
+            f"{achieved / peaks[threads]:.1%} |"
+        )
 
 
 if __name__ == "__main__":

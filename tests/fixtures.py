@@ -30,11 +30,15 @@ def photo(path: Path, box=BOX, size=(100, 75), seed=0, mode="RGB") -> None:
     width, height = size
     pixels = rng.integers(0, 90, size=(height, width, 3), dtype=np.uint8)
     xmin, ymin, xmax, ymax = box
-    pixels[max(ymin, 0):ymax + 1, max(xmin, 0):xmax + 1] = (240, 220, 40)
+    pixels[max(ymin, 0) : ymax + 1, max(xmin, 0) : xmax + 1] = (240, 220, 40)
     image = Image.fromarray(pixels)
     image = image.convert(mode) if mode != "RGB" else image
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, quality=95) if path.suffix.lower() in (".jpg", ".jpeg") and mode in ("RGB", "L", "CMYK") else image.save(path)
+    image.save(path, quality=95) if path.suffix.lower() in (".jpg", ".jpeg") and mode in (
+        "RGB",
+        "L",
+        "CMYK",
+    ) else image.save(path)
 
 
 def corrupt_file(path: Path) -> None:
@@ -51,17 +55,22 @@ def truncated_jpeg(path: Path) -> None:
 def voc_xml(path: Path, boxes: list[tuple[str, tuple[int, int, int, int]]], size=(100, 75)) -> None:
     objects = "".join(
         f"<object><name>{name}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax>"
-        f"<ymax>{b[3]}</ymax></bndbox></object>" for name, b in boxes
+        f"<ymax>{b[3]}</ymax></bndbox></object>"
+        for name, b in boxes
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size>{objects}</annotation>")
+    path.write_text(
+        f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size>{objects}</annotation>"
+    )
 
 
 def imagenet(root: Path) -> Fixture:
     root.mkdir(parents=True, exist_ok=True)
     fx = Fixture(root)
     synsets = ["n01440764", "n01443537"]
-    (root / "LOC_synset_mapping.txt").write_text("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n")
+    (root / "LOC_synset_mapping.txt").write_text(
+        "n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n"
+    )
     rows = ["ImageId,PredictionString"]
     for k, synset in enumerate(synsets):
         for j in range(2):
@@ -72,7 +81,9 @@ def imagenet(root: Path) -> Fixture:
             box = BOX if j == 0 else (10, 30, 40, 70)
             photo(root / "val" / synset / f"{image_id}.JPEG", box=box, size=size, seed=100 + k * 10 + j)
             other = synsets[1 - k]
-            rows.append(f"{image_id},{synset} {' '.join(map(str, box))} {other} 0 0 5 5")  # the other class's box is ignored
+            rows.append(
+                f"{image_id},{synset} {' '.join(map(str, box))} {other} 0 0 5 5"
+            )  # the other class's box is ignored
             fx.boxes[f"val/{synset}/{image_id}.JPEG"] = box
             fx.sizes[f"val/{synset}/{image_id}.JPEG"] = size
     bad = root / "val" / synsets[0]
@@ -88,7 +99,7 @@ def imagenet(root: Path) -> Fixture:
         image_id, boxes = row.split(",")
         fields = boxes.split()
         if len(fields) % 5 == 0:
-            objects = [(fields[i], tuple(int(v) for v in fields[i + 1:i + 5])) for i in range(0, len(fields), 5)]
+            objects = [(fields[i], tuple(int(v) for v in fields[i + 1 : i + 5])) for i in range(0, len(fields), 5)]
             voc_xml(root / "val_xml" / f"{image_id}.xml", objects)
     (root / "val_xml" / "ILSVRC2012_val_00000094.xml").write_text("<annotation><object>")  # malformed
     fx.bad = {"unreadable_image": 2, "missing_annotation": 1, "box_outside_image": 1, "malformed_annotation": 1}
@@ -108,8 +119,9 @@ def imagenet_c(imagenet_root: Path, root: Path, shifts: list[str]) -> Path:
         except OSError:
             image = Image.new("RGB", (100, 75))
         scale = 256 / min(image.size)
-        image = image.resize((max(256, round(image.width * scale)), max(256, round(image.height * scale))),
-                             Image.Resampling.BILINEAR)
+        image = image.resize(
+            (max(256, round(image.width * scale)), max(256, round(image.height * scale))), Image.Resampling.BILINEAR
+        )
         left, top = (image.width - 224) // 2, (image.height - 224) // 2
         crop = np.asarray(image.crop((left, top, left + 224, top + 224)))
         for shift in shifts:
@@ -132,13 +144,17 @@ def caltech101(root: Path) -> Fixture:
             xmin, ymin, xmax, ymax = BOX
             # 1-based MATLAB coordinates; the contour is relative to the box's top-left corner.
             box_coord = np.array([[ymin + 1, ymax + 1, xmin + 1, xmax + 1]], dtype=float)
-            contour = np.array([[1, xmax - xmin + 1, xmax - xmin + 1, 1], [1, 1, ymax - ymin + 1, ymax - ymin + 1]], float)
+            contour = np.array(
+                [[1, xmax - xmin + 1, xmax - xmin + 1, 1], [1, 1, ymax - ymin + 1, ymax - ymin + 1]], float
+            )
             path = root / "Annotations" / annotation_folder / f"annotation_{j:04d}.mat"
             path.parent.mkdir(parents=True, exist_ok=True)
             scipy.io.savemat(path, {"box_coord": box_coord, "obj_contour": contour})
     photo(root / "101_ObjectCategories" / "BACKGROUND_Google" / "image_0001.jpg")
     (root / "Annotations" / "ant" / "annotation_0004.mat").unlink()  # missing annotation
-    scipy.io.savemat(root / "Annotations" / "ant" / "annotation_0003.mat", {"box_coord": np.zeros((1, 4))})  # no contour
+    scipy.io.savemat(
+        root / "Annotations" / "ant" / "annotation_0003.mat", {"box_coord": np.zeros((1, 4))}
+    )  # no contour
     for sample_id in ("101_ObjectCategories/ant/image_0004.jpg", "101_ObjectCategories/ant/image_0003.jpg"):
         fx.boxes.pop(sample_id)
     fx.bad = {"missing_annotation": 1, "malformed_annotation": 1}
@@ -171,11 +187,14 @@ def stanford_dogs(root: Path) -> Fixture:
     (root / "Annotation" / breeds[1] / "n02085782_9").write_text("<annotation><object><bndbox>")  # malformed XML
     lists["test"].append((bad, 2))
     for split, entries in lists.items():
-        scipy.io.savemat(root / f"{split}_list.mat", {
-            "file_list": _cell([e[0] for e in entries]),
-            "annotation_list": _cell([e[0].rsplit(".", 1)[0] for e in entries]),
-            "labels": np.array([[e[1]] for e in entries], dtype=float),
-        })
+        scipy.io.savemat(
+            root / f"{split}_list.mat",
+            {
+                "file_list": _cell([e[0] for e in entries]),
+                "annotation_list": _cell([e[0].rsplit(".", 1)[0] for e in entries]),
+                "labels": np.array([[e[1]] for e in entries], dtype=float),
+            },
+        )
     fx.bad = {"malformed_annotation": 1}
     return fx
 
@@ -198,8 +217,8 @@ def cub(root: Path) -> Fixture:
                 suffix_path.with_suffix(".png").rename(suffix_path)  # CUB's files are .jpg; PIL reads by content
             segmentation = np.zeros((75, 100), dtype=np.uint8)
             xmin, ymin, xmax, ymax = BOX
-            segmentation[ymin:ymax + 1, xmin:xmax + 1] = 200
-            segmentation[ymin:ymax + 1, xmax + 1:xmax + 6] = 100  # soft edge below the default threshold
+            segmentation[ymin : ymax + 1, xmin : xmax + 1] = 200
+            segmentation[ymin : ymax + 1, xmax + 1 : xmax + 6] = 100  # soft edge below the default threshold
             seg_path = root / "segmentations" / name.replace(".jpg", ".png")
             seg_path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(segmentation).save(seg_path)
@@ -212,8 +231,13 @@ def cub(root: Path) -> Fixture:
     empty = root / "segmentations" / images[-1].split(" ", 1)[1].replace(".jpg", ".png")
     Image.fromarray(np.zeros((75, 100), dtype=np.uint8)).save(empty)  # empty mask
     fx.boxes.pop("images/" + images[-1].split(" ", 1)[1])
-    for name, lines in {"images.txt": images, "image_class_labels.txt": labels, "train_test_split.txt": split,
-                        "bounding_boxes.txt": bboxes, "classes.txt": [f"{i + 1} {c}" for i, c in enumerate(classes)]}.items():
+    for name, lines in {
+        "images.txt": images,
+        "image_class_labels.txt": labels,
+        "train_test_split.txt": split,
+        "bounding_boxes.txt": bboxes,
+        "classes.txt": [f"{i + 1} {c}" for i, c in enumerate(classes)],
+    }.items():
         (root / name).write_text("\n".join(lines) + "\n")
     fx.bad = {"empty_mask": 1}
     return fx
@@ -224,7 +248,21 @@ def wordpiece_vocab(directory: Path, size: int) -> Path:
     then [unused] fillers, as bert-base-uncased pads its own. The directory is what a model's `tokenizer` names."""
     from vlm_rationality.data.synthetic import OBJECT_COLOURS, SHAPES, TEXTURES
 
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "an", "photo", "of", "on", *SHAPES, *TEXTURES, *OBJECT_COLOURS]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "a",
+        "an",
+        "photo",
+        "of",
+        "on",
+        *SHAPES,
+        *TEXTURES,
+        *OBJECT_COLOURS,
+    ]
     if size < len(words):
         raise ValueError(f"a vocab of {size} tokens cannot hold the {len(words)} caption words")
     directory.mkdir(parents=True, exist_ok=True)

@@ -38,17 +38,28 @@ def _official_file(adapter: str, model, path: Path) -> dict[str, torch.Tensor]:
     state["temp"] = torch.tensor(0.05)
     prefix = TEXT_PREFIX[adapter]
     extra = {
-        "itm_head.weight": torch.randn(2, 32), "itm_head.bias": torch.zeros(2),
-        "image_queue": torch.randn(32, 8), "text_queue": torch.randn(32, 8), "queue_ptr": torch.zeros(1, dtype=torch.long),
+        "itm_head.weight": torch.randn(2, 32),
+        "itm_head.bias": torch.zeros(2),
+        "image_queue": torch.randn(32, 8),
+        "text_queue": torch.randn(32, 8),
+        "queue_ptr": torch.zeros(1, dtype=torch.long),
         f"{prefix}embeddings.position_ids": torch.arange(32)[None],
-        **{f"visual_encoder_m.{k[len('visual_encoder.'):]}": v for k, v in state.items() if k.startswith("visual_encoder.")},
+        **{
+            f"visual_encoder_m.{k[len('visual_encoder.') :]}": v
+            for k, v in state.items()
+            if k.startswith("visual_encoder.")
+        },
     }
     if adapter == "albef":  # layers 2-3 of the tiny BERT are fusion layers, and there is an MLM head
-        extra.update({f"{prefix}encoder.layer.{i}.crossattention.self.query.weight": torch.randn(32, 32) for i in (2, 3)})
+        extra.update(
+            {f"{prefix}encoder.layer.{i}.crossattention.self.query.weight": torch.randn(32, 32) for i in (2, 3)}
+        )
         extra.update({f"{prefix}encoder.layer.{i}.output.dense.weight": torch.randn(32, 64) for i in (2, 3)})
         extra["text_encoder.cls.predictions.bias"] = torch.zeros(64)
     else:  # BLIP: cross-attention in every layer, and a decoder
-        extra.update({f"{prefix}encoder.layer.{i}.crossattention.self.query.weight": torch.randn(32, 32) for i in (0, 1)})
+        extra.update(
+            {f"{prefix}encoder.layer.{i}.crossattention.self.query.weight": torch.randn(32, 32) for i in (0, 1)}
+        )
         extra["text_decoder.cls.predictions.bias"] = torch.zeros(66)
     state.update(extra)
     torch.save({"model": state, "config": {"image_res": 32, "embed_dim": 32}, "epoch": 29}, path)
@@ -58,7 +69,9 @@ def _official_file(adapter: str, model, path: Path) -> dict[str, torch.Tensor]:
 def _reference_image(state: dict[str, torch.Tensor], x: torch.Tensor, patch: int, heads: int) -> torch.Tensor:
     """ViT-B-style tower written out from the file's tensors: pre-norm blocks, LayerNorm eps 1e-6, CLS token."""
     p = lambda name: state[f"visual_encoder.{name}"]  # noqa: E731
-    tokens = F.conv2d(x, p("patch_embed.proj.weight"), p("patch_embed.proj.bias"), stride=patch).flatten(2).transpose(1, 2)
+    tokens = (
+        F.conv2d(x, p("patch_embed.proj.weight"), p("patch_embed.proj.bias"), stride=patch).flatten(2).transpose(1, 2)
+    )
     h = torch.cat([p("cls_token").expand(len(x), -1, -1), tokens], 1) + p("pos_embed")
     width, layers = h.shape[-1], 1 + max(int(k.split(".")[2]) for k in state if k.startswith("visual_encoder.blocks."))
     norm = lambda t, name: F.layer_norm(t, (width,), p(f"{name}.weight"), p(f"{name}.bias"), 1e-6)  # noqa: E731
@@ -86,9 +99,14 @@ def _reference_text(state, prefix: str, ids: torch.Tensor, mask: torch.Tensor, l
     bias = torch.zeros(mask.shape).masked_fill(mask == 0, float("-inf"))[:, None, None, :]
     for i in range(layers):
         b = f"encoder.layer.{i}."
-        q, k, v = (lin(h, b + f"attention.self.{n}").unflatten(-1, (heads, -1)).transpose(1, 2) for n in ("query", "key", "value"))
+        q, k, v = (
+            lin(h, b + f"attention.self.{n}").unflatten(-1, (heads, -1)).transpose(1, 2)
+            for n in ("query", "key", "value")
+        )
         attn = ((q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1]) + bias).softmax(-1) @ v
-        h = norm(h + lin(attn.transpose(1, 2).flatten(2), b + "attention.output.dense"), b + "attention.output.LayerNorm")
+        h = norm(
+            h + lin(attn.transpose(1, 2).flatten(2), b + "attention.output.dense"), b + "attention.output.LayerNorm"
+        )
         h = norm(h + lin(F.gelu(lin(h, b + "intermediate.dense")), b + "output.dense"), b + "output.LayerNorm")
     return F.linear(h[:, 0], state["text_proj.weight"], state["text_proj.bias"])
 
@@ -99,17 +117,30 @@ def test_an_official_checkpoint_loads_and_matches_the_reference(adapter, tiny_vo
     state = _official_file(adapter, _tiny(adapter, tiny_vocab), path)
     with caplog.at_level(logging.INFO):
         model = _tiny(adapter, tiny_vocab, pretrained=str(path))
-    assert "itm_head ×2" in caplog.text and "visual_encoder_m.blocks.{0..3}" in caplog.text and "queue_ptr ×1" in caplog.text
+    assert (
+        "itm_head ×2" in caplog.text
+        and "visual_encoder_m.blocks.{0..3}" in caplog.text
+        and "queue_ptr ×1" in caplog.text
+    )
     x = _images()
     tokens = model.tokenizer(PROMPTS, padding="longest", return_tensors="pt")
     assert (tokens.attention_mask == 0).any()
     with torch.no_grad():
-        torch.testing.assert_close(model.encode_image(x), _reference_image(state, x, patch=8, heads=4), rtol=1e-4, atol=1e-5)
-        expected_text = _reference_text(state, TEXT_PREFIX[adapter], tokens.input_ids, tokens.attention_mask, layers=2, heads=2)
+        torch.testing.assert_close(
+            model.encode_image(x), _reference_image(state, x, patch=8, heads=4), rtol=1e-4, atol=1e-5
+        )
+        expected_text = _reference_text(
+            state, TEXT_PREFIX[adapter], tokens.input_ids, tokens.attention_mask, layers=2, heads=2
+        )
         torch.testing.assert_close(model.encode_text(PROMPTS), expected_text, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(model.logit_scale.detach(), torch.tensor(20.0))
-    assert model.describe() == {"adapter": adapter, "arch": f"tiny-{adapter}", "tokenizer": str(tiny_vocab),
-                                "pretrained": str(path), "image_size": 32}
+    assert model.describe() == {
+        "adapter": adapter,
+        "arch": f"tiny-{adapter}",
+        "tokenizer": str(tiny_vocab),
+        "pretrained": str(path),
+        "image_size": 32,
+    }
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)
@@ -118,7 +149,10 @@ def test_the_written_layout_reloads_to_identical_features(adapter, tiny_vocab, t
     _official_file(adapter, _tiny(adapter, tiny_vocab), path)
     trained = _tiny(adapter, tiny_vocab, pretrained=str(path))
     written = trained.backbone_state_dict()
-    assert all(k.startswith(("visual_encoder.", TEXT_PREFIX[adapter], "vision_proj.", "text_proj.")) or k == "temp" for k in written)
+    assert all(
+        k.startswith(("visual_encoder.", TEXT_PREFIX[adapter], "vision_proj.", "text_proj.")) or k == "temp"
+        for k in written
+    )
     fresh = _tiny(adapter, tiny_vocab)
     fresh.load_backbone_state_dict(written)
     x = _images()
@@ -131,8 +165,12 @@ def test_the_written_layout_reloads_to_identical_features(adapter, tiny_vocab, t
 def test_a_truncated_or_mismatched_checkpoint_fails_naming_the_keys(adapter, tiny_vocab, tmp_path):
     model = _tiny(adapter, tiny_vocab)
     state = model.backbone_state_dict()
-    truncated = {k: v for k, v in state.items() if k not in ("visual_encoder.blocks.3.attn.qkv.weight", "text_proj.bias")}
-    with pytest.raises(ValueError, match=r"2 tensors .* missing.*visual_encoder\.blocks\.3\.attn\.qkv\.weight.*text_proj\.bias"):
+    truncated = {
+        k: v for k, v in state.items() if k not in ("visual_encoder.blocks.3.attn.qkv.weight", "text_proj.bias")
+    }
+    with pytest.raises(
+        ValueError, match=r"2 tensors .* missing.*visual_encoder\.blocks\.3\.attn\.qkv\.weight.*text_proj\.bias"
+    ):
         model.load_backbone_state_dict(truncated)
     with pytest.raises(ValueError, match=r"vision_proj\.weight \(16, 64\) in the file, \(32, 64\) in tiny-"):
         model.load_backbone_state_dict({**state, "vision_proj.weight": torch.zeros(16, 64)})
@@ -191,10 +229,13 @@ def test_config_check_names_the_model_key(tiny_vocab):
 # Published sizes: ViT-B/16 without its classifier has 85,798,656 parameters at 224 px (+60x768 positions at
 # 256 px); bert-base-uncased without its pooler 108,891,648, of which 23,837,184 are embeddings and 7,087,872
 # each layer; the two projections 768->256 with biases 393,728; plus the temperature.
-@pytest.mark.parametrize("adapter, arch, vision, text, size", [
-    ("albef", "ALBEF-ViT-B-16", 85_798_656 + 60 * 768, 23_837_184 + 6 * 7_087_872, 256),
-    ("blip", "BLIP-ViT-B-16", 85_798_656, 108_891_648, 224),
-])
+@pytest.mark.parametrize(
+    "adapter, arch, vision, text, size",
+    [
+        ("albef", "ALBEF-ViT-B-16", 85_798_656 + 60 * 768, 23_837_184 + 6 * 7_087_872, 256),
+        ("blip", "BLIP-ViT-B-16", 85_798_656, 108_891_648, 224),
+    ],
+)
 def test_the_full_size_models_build_with_their_published_sizes(adapter, arch, vision, text, size, tmp_path):
     model = build_model({"adapter": adapter, "arch": arch, "tokenizer": str(wordpiece_vocab(tmp_path, 30_522))})
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731

@@ -88,8 +88,9 @@ def test_cuda_rollout_matches_cpu(tiny_model, prompts, images, amp):
     assert _relative_error(gpu, cpu) < (1e-4 if amp is None else 5e-2)
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
-                    reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("c++") is None, reason="torch.compile on CPU needs a C++ compiler"
+)
 def test_the_compiled_attention_gives_the_eager_maps(tiny_model, prompts, images):
     """heatmaps.compile: the attention through torch.compile, split at the recorded probabilities, so the gradient
     with respect to them survives; maps and logits equal the eager ones to float rounding, for a batch of another

@@ -23,69 +23,157 @@ def check(change) -> str:
     return str(error.value)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c.update(treads=2), "treads: unknown setting; did you mean threads?"),
-    (lambda c: c["datasets"]["tiny-synthetic"].update(shard_sise=4),
-     "datasets.tiny-synthetic.shard_sise: unknown setting; did you mean shard_size?"),
-    (lambda c: c["datasets"]["tiny-synthetic"].update(num_clases=4),
-     "datasets.tiny-synthetic.num_clases: unknown setting; did you mean num_classes?"),
-    (lambda c: c["datasets"]["tiny-synthetic"]["splits"]["train"].update(rhoo=0.9),
-     "datasets.tiny-synthetic.splits.train.rhoo: unknown setting; did you mean rho?"),
-    (lambda c: c["models"]["tiny-clip"].update(pretrianed="x"),
-     "models.tiny-clip.pretrianed: unknown setting; did you mean pretrained?"),
-    (lambda c: c["models"]["tiny-clip"]["pretrain"].update(epoch=2),
-     "models.tiny-clip.pretrain.epoch: unknown setting; did you mean epochs?"),
-    (lambda c: c["methods"]["ft"].update(head_int="prompts"), "methods.ft.head_int: unknown setting; did you mean head_init?"),
-    (lambda c: c["methods"]["lp"].update(weight_decai=0.1),
-     "methods.lp.weight_decai: unknown setting; did you mean weight_decay?"),
-    (lambda c: c["heatmaps"].update(method="chefer"), "heatmaps.method: unknown setting; did you mean methods?"),
-    (lambda c: c["score"].update(treshold=0.3), "score.treshold: unknown setting; did you mean threshold?"),
-    (lambda c: c.update(resources={"mem": 100}), "resources.mem: unknown setting; did you mean mem_mb?"),
-    (lambda c: c.update(resources={"images_per_second": {"explian": 3}}),
-     "resources.images_per_second.explian: unknown setting; did you mean explain?"),
-], ids=["top", "dataset", "dataset-adapter-option", "split", "model", "pretrain", "method", "method-training",
-        "heatmaps", "score", "resources", "images-per-second"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c.update(treads=2), "treads: unknown setting; did you mean threads?"),
+        (
+            lambda c: c["datasets"]["tiny-synthetic"].update(shard_sise=4),
+            "datasets.tiny-synthetic.shard_sise: unknown setting; did you mean shard_size?",
+        ),
+        (
+            lambda c: c["datasets"]["tiny-synthetic"].update(num_clases=4),
+            "datasets.tiny-synthetic.num_clases: unknown setting; did you mean num_classes?",
+        ),
+        (
+            lambda c: c["datasets"]["tiny-synthetic"]["splits"]["train"].update(rhoo=0.9),
+            "datasets.tiny-synthetic.splits.train.rhoo: unknown setting; did you mean rho?",
+        ),
+        (
+            lambda c: c["models"]["tiny-clip"].update(pretrianed="x"),
+            "models.tiny-clip.pretrianed: unknown setting; did you mean pretrained?",
+        ),
+        (
+            lambda c: c["models"]["tiny-clip"]["pretrain"].update(epoch=2),
+            "models.tiny-clip.pretrain.epoch: unknown setting; did you mean epochs?",
+        ),
+        (
+            lambda c: c["methods"]["ft"].update(head_int="prompts"),
+            "methods.ft.head_int: unknown setting; did you mean head_init?",
+        ),
+        (
+            lambda c: c["methods"]["lp"].update(weight_decai=0.1),
+            "methods.lp.weight_decai: unknown setting; did you mean weight_decay?",
+        ),
+        (lambda c: c["heatmaps"].update(method="chefer"), "heatmaps.method: unknown setting; did you mean methods?"),
+        (lambda c: c["score"].update(treshold=0.3), "score.treshold: unknown setting; did you mean threshold?"),
+        (lambda c: c.update(resources={"mem": 100}), "resources.mem: unknown setting; did you mean mem_mb?"),
+        (
+            lambda c: c.update(resources={"images_per_second": {"explian": 3}}),
+            "resources.images_per_second.explian: unknown setting; did you mean explain?",
+        ),
+    ],
+    ids=[
+        "top",
+        "dataset",
+        "dataset-adapter-option",
+        "split",
+        "model",
+        "pretrain",
+        "method",
+        "method-training",
+        "heatmaps",
+        "score",
+        "resources",
+        "images-per-second",
+    ],
+)
 def test_a_typo_in_any_map_names_its_path_and_the_key_meant(change, message):
     assert message in check(change)
 
 
 def test_every_error_is_reported_at_once():
     text = check(lambda c: (c["methods"]["ft"].update(head_int="prompts"), c["score"].update(treshold=0.3)))
-    assert text.splitlines() == ["methods.ft.head_int: unknown setting; did you mean head_init?",
-                                 "score.treshold: unknown setting; did you mean threshold?"]
+    assert text.splitlines() == [
+        "methods.ft.head_int: unknown setting; did you mean head_init?",
+        "score.treshold: unknown setting; did you mean threshold?",
+    ]
 
 
 def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
     from tests import fixtures
 
     root = fixtures.cub(tmp_path / "cub").root
-    entry = {"adapter": "cub", "root": str(root), "image_size": 32, "shard_size": 4, "splits": {"train": {}, "test": {}}}
+    entry = {
+        "adapter": "cub",
+        "root": str(root),
+        "image_size": 32,
+        "shard_size": 4,
+        "splits": {"train": {}, "test": {}},
+    }
     text = check(lambda c: c["datasets"].update(cub={**entry, "treshold": 100}))
     assert "datasets.cub.treshold: unknown setting; did you mean threshold?" in text
     text = check(lambda c: c["datasets"].update(cub={**entry, "splits": {"train": {"rho": 0.9}, "test": {}}}))
     assert "datasets.cub.splits.train.rho: unknown setting; known: carve, masks" in text
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c["heatmaps"].update(start_block=2), r"heatmaps\.start_block: 2 is outside the 2 vision blocks of model 'tiny-clip'"),
-    (lambda c: c["heatmaps"].update(start_block=-3), r"heatmaps\.start_block: -3 is outside the 2 vision blocks"),
-    (lambda c: c["methods"]["flcp"].update(heatmaps={"start_block": 2}), r"methods\.flcp\.heatmaps\.start_block: 2 is outside"),
-    (lambda c: c["methods"]["zs"].update(heatmaps={"amp": "fp16"}), r"methods\.zs\.heatmaps\.amp: fp16 is mixed precision on CUDA"),
-    (lambda c: c["methods"]["zs"].update(head="linear"), r"methods\.zs\.head: zs classifies with its prompts"),
-    (lambda c: c["methods"]["ft"].update(head="linear"), r"methods\.ft\.head_init: head: linear is the official code's"),
-    (lambda c: c["heatmaps"].update(amp="fp16"), r"heatmaps\.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none"),
-    (lambda c: c["methods"]["zs"].update(lr=0.1), r"methods\.zs\.lr: zs trains nothing"),
-    (lambda c: c["methods"].update({"..": {"kind": "zs"}}), r"methods: the name '\.\.' is a path component"),
-    (lambda c: c["datasets"].update({".": c["datasets"]["tiny-synthetic"]}), r"datasets: the name '\.' is a path component"),
-    (lambda c: c["models"].update({"..": c["models"]["tiny-clip"]}), r"models: the name '\.\.' is a path component"),
-    (lambda c: c["models"]["tiny-clip"].update(tokenizer="x"), r"models\.tiny-clip: tokenizer: not a setting of the open_clip"),
-    (lambda c: c["heatmaps"].update(methods=["lime"]), r"heatmaps\.methods: unknown heatmap method 'lime'"),
-    (lambda c: (c["heatmaps"].update(compile=True), c["models"].update(a={"adapter": "albef", "arch": "ALBEF-ViT-B-16"})),
-     r"heatmaps\.compile: model 'a' \(albef\) has timm attention; compile supports open_clip's CLIP ViTs only"),
-    (lambda c: c["heatmaps"].update(batch_size="max"), r"heatmaps\.batch_size: 'max' does not match '\^auto\$'"),
-], ids=["start-block-too-deep", "start-block-too-negative", "method-start-block", "method-amp-on-cpu", "zs-head",
-        "linear-head-init", "amp-on-cpu", "zs-training-setting", "dot-method", "dot-dataset", "dotdot-model",
-        "open-clip-tokenizer", "unknown-heatmap-method", "compile-albef", "batch-size-word"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda c: c["heatmaps"].update(start_block=2),
+            r"heatmaps\.start_block: 2 is outside the 2 vision blocks of model 'tiny-clip'",
+        ),
+        (lambda c: c["heatmaps"].update(start_block=-3), r"heatmaps\.start_block: -3 is outside the 2 vision blocks"),
+        (
+            lambda c: c["methods"]["flcp"].update(heatmaps={"start_block": 2}),
+            r"methods\.flcp\.heatmaps\.start_block: 2 is outside",
+        ),
+        (
+            lambda c: c["methods"]["zs"].update(heatmaps={"amp": "fp16"}),
+            r"methods\.zs\.heatmaps\.amp: fp16 is mixed precision on CUDA",
+        ),
+        (lambda c: c["methods"]["zs"].update(head="linear"), r"methods\.zs\.head: zs classifies with its prompts"),
+        (
+            lambda c: c["methods"]["ft"].update(head="linear"),
+            r"methods\.ft\.head_init: head: linear is the official code's",
+        ),
+        (
+            lambda c: c["heatmaps"].update(amp="fp16"),
+            r"heatmaps\.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none",
+        ),
+        (lambda c: c["methods"]["zs"].update(lr=0.1), r"methods\.zs\.lr: zs trains nothing"),
+        (lambda c: c["methods"].update({"..": {"kind": "zs"}}), r"methods: the name '\.\.' is a path component"),
+        (
+            lambda c: c["datasets"].update({".": c["datasets"]["tiny-synthetic"]}),
+            r"datasets: the name '\.' is a path component",
+        ),
+        (
+            lambda c: c["models"].update({"..": c["models"]["tiny-clip"]}),
+            r"models: the name '\.\.' is a path component",
+        ),
+        (
+            lambda c: c["models"]["tiny-clip"].update(tokenizer="x"),
+            r"models\.tiny-clip: tokenizer: not a setting of the open_clip",
+        ),
+        (lambda c: c["heatmaps"].update(methods=["lime"]), r"heatmaps\.methods: unknown heatmap method 'lime'"),
+        (
+            lambda c: (
+                c["heatmaps"].update(compile=True),
+                c["models"].update(a={"adapter": "albef", "arch": "ALBEF-ViT-B-16"}),
+            ),
+            r"heatmaps\.compile: model 'a' \(albef\) has timm attention; compile supports open_clip's CLIP ViTs only",
+        ),
+        (lambda c: c["heatmaps"].update(batch_size="max"), r"heatmaps\.batch_size: 'max' does not match '\^auto\$'"),
+    ],
+    ids=[
+        "start-block-too-deep",
+        "start-block-too-negative",
+        "method-start-block",
+        "method-amp-on-cpu",
+        "zs-head",
+        "linear-head-init",
+        "amp-on-cpu",
+        "zs-training-setting",
+        "dot-method",
+        "dot-dataset",
+        "dotdot-model",
+        "open-clip-tokenizer",
+        "unknown-heatmap-method",
+        "compile-albef",
+        "batch-size-word",
+    ],
+)
 def test_settings_that_cannot_work_fail_at_config_check(change, message):
     assert re.search(message, check(change))
 
@@ -111,14 +199,23 @@ def test_registries_read_from_the_source_equal_the_imported_ones():
 
     methods = declared("vlm_rationality.finetune", "FINETUNE_METHODS")
     assert list(methods) == list(FINETUNE_METHODS) and methods["zs"] == {"trains": False, "head": "prompt"}
-    assert all(FINETUNE_METHODS.get(name).trains == facts["trains"] and FINETUNE_METHODS.get(name).head == facts["head"]
-               for name, facts in methods.items())
+    assert all(
+        FINETUNE_METHODS.get(name).trains == facts["trains"] and FINETUNE_METHODS.get(name).head == facts["head"]
+        for name, facts in methods.items()
+    )
     assert list(declared("vlm_rationality.explain", "HEATMAP_METHODS")) == list(HEATMAP_METHODS)
     assert list(MODEL_ARCHS) == list(MODEL_ADAPTERS)
 
 
-@pytest.mark.parametrize("spec", [{"adapter": "open_clip", "arch": "tiny-vit-32"}, {"adapter": "open_clip", "arch": "ViT-B-16"},
-                                  {"adapter": "albef", "arch": "tiny-albef"}, {"adapter": "blip", "arch": "BLIP-ViT-B-16"}])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"adapter": "open_clip", "arch": "tiny-vit-32"},
+        {"adapter": "open_clip", "arch": "ViT-B-16"},
+        {"adapter": "albef", "arch": "tiny-albef"},
+        {"adapter": "blip", "arch": "BLIP-ViT-B-16"},
+    ],
+)
 def test_architecture_facts_read_as_data_match_the_built_model(spec, tiny_vocab, tmp_path):
     from tests.fixtures import wordpiece_vocab
     from vlm_rationality.archs import approx_parameters, check_model
@@ -133,11 +230,14 @@ def test_architecture_facts_read_as_data_match_the_built_model(spec, tiny_vocab,
 
 
 def test_training_rhos_name_the_datasets_whose_training_split_declares_one():
-    config = {"train_split": "train", "datasets": {
-        "spurious": {"adapter": "synthetic", "splits": {"train": {"size": 4, "rho": 0.9}}},
-        "clean": {"adapter": "synthetic", "splits": {"train": {"size": 4, "rho": 0}, "test": {"size": 4}}},
-        "imagenet": {"adapter": "imagenet", "root": "/data"},
-    }}
+    config = {
+        "train_split": "train",
+        "datasets": {
+            "spurious": {"adapter": "synthetic", "splits": {"train": {"size": 4, "rho": 0.9}}},
+            "clean": {"adapter": "synthetic", "splits": {"train": {"size": 4, "rho": 0}, "test": {"size": 4}}},
+            "imagenet": {"adapter": "imagenet", "root": "/data"},
+        },
+    }
     assert training_rhos(config) == {"spurious": 0.9, "clean": 0.0}
 
 
@@ -167,13 +267,16 @@ def test_a_method_takes_its_own_thread_count_and_its_checkpoint_does_not_depend_
         check_config(config, SCHEMA)
 
 
-@pytest.mark.parametrize("robustness, message", [
-    ({"validation": "test"}, "robustness.validation: 'test' is the test split"),
-    ({"validation": "train"}, "robustness.validation: 'train' is the training split"),
-    ({"validation": "val2"}, "robustness.validation: no dataset has a 'val2' split"),
-    ({"validation": "val", "ood": ["ood"]}, "datasets.tiny-synthetic.splits: no 'ood' split (named by robustness)"),
-    ({"validation": "val", "oods": ["ood"]}, "robustness.oods: unknown setting; did you mean ood?"),
-])
+@pytest.mark.parametrize(
+    "robustness, message",
+    [
+        ({"validation": "test"}, "robustness.validation: 'test' is the test split"),
+        ({"validation": "train"}, "robustness.validation: 'train' is the training split"),
+        ({"validation": "val2"}, "robustness.validation: no dataset has a 'val2' split"),
+        ({"validation": "val", "ood": ["ood"]}, "datasets.tiny-synthetic.splits: no 'ood' split (named by robustness)"),
+        ({"validation": "val", "oods": ["ood"]}, "robustness.oods: unknown setting; did you mean ood?"),
+    ],
+)
 def test_a_robustness_section_naming_what_is_not_there_fails(robustness, message):
     config = copy.deepcopy(TEST_CONFIG)
     config["datasets"]["tiny-synthetic"]["splits"]["val"] = {"size": 40, "rho": 0.9}
@@ -184,12 +287,20 @@ def test_a_robustness_section_naming_what_is_not_there_fails(robustness, message
 
 def test_an_ood_folder_that_is_missing_or_empty_fails_naming_its_path(tmp_path):
     config = copy.deepcopy(TEST_CONFIG)
-    config["datasets"]["tiny-synthetic"]["splits"].update(val={"size": 40, "rho": 0.9}, ood={"size": 8, "kind": "texture_only"})
+    config["datasets"]["tiny-synthetic"]["splits"].update(
+        val={"size": 40, "rho": 0.9}, ood={"size": 8, "kind": "texture_only"}
+    )
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "sub" / "notes.txt").write_text("not an image")
-    config["robustness"] = {"validation": "val", "ood": ["ood"],
-                            "ood_folders": {"inat": str(tmp_path / "missing"), "places": str(tmp_path / "empty"),
-                                            "ood": str(tmp_path / "empty")}}
+    config["robustness"] = {
+        "validation": "val",
+        "ood": ["ood"],
+        "ood_folders": {
+            "inat": str(tmp_path / "missing"),
+            "places": str(tmp_path / "empty"),
+            "ood": str(tmp_path / "empty"),
+        },
+    }
     with pytest.raises(ConfigError) as error:
         check_config(config, copy.deepcopy(SCHEMA))
     text = str(error.value)
@@ -200,9 +311,13 @@ def test_an_ood_folder_that_is_missing_or_empty_fails_naming_its_path(tmp_path):
 
 def test_the_cue_conflict_stimuli_folder_is_checked_and_given_once(tmp_path):
     config = copy.deepcopy(TEST_CONFIG)
-    config["datasets"]["tiny-synthetic"]["splits"].update(val={"size": 40, "rho": 0.9}, cue={"size": 8, "kind": "cue_conflict"})
+    config["datasets"]["tiny-synthetic"]["splits"].update(
+        val={"size": 40, "rho": 0.9}, cue={"size": 8, "kind": "cue_conflict"}
+    )
     config["robustness"] = {"validation": "val", "cue_conflict_folder": str(tmp_path / "stimuli")}
-    with pytest.raises(ConfigError, match=re.escape(f"robustness.cue_conflict_folder: {tmp_path / 'stimuli'} does not exist")):
+    with pytest.raises(
+        ConfigError, match=re.escape(f"robustness.cue_conflict_folder: {tmp_path / 'stimuli'} does not exist")
+    ):
         check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
     config["robustness"]["cue_conflict"] = "cue"
     with pytest.raises(ConfigError, match="give the cue-conflict images once"):
@@ -220,14 +335,25 @@ def test_folders_are_prepared_as_splits_of_each_robustness_dataset(tmp_path):
     Image.new("RGB", (20, 20)).save(tmp_path / "photos" / "x.jpg")
     config = copy.deepcopy(TEST_CONFIG)
     config["datasets"]["tiny-synthetic"]["splits"]["val"] = {"size": 40, "rho": 0.9}
-    config["robustness"] = {"validation": "val", "cue_conflict_folder": str(tmp_path / "stimuli"),
-                            "ood_folders": {"photos": str(tmp_path / "photos")}}
+    config["robustness"] = {
+        "validation": "val",
+        "cue_conflict_folder": str(tmp_path / "stimuli"),
+        "ood_folders": {"photos": str(tmp_path / "photos")},
+    }
     check_config(config, copy.deepcopy(SCHEMA))
     assert [(s["name"], s["split"]) for s in prediction_sets(config, "tiny-synthetic")] == [
-        ("val", "val"), ("test/clean", "test"), ("stimuli", "stimuli"), ("photos", "folder-photos")]
+        ("val", "val"),
+        ("test/clean", "test"),
+        ("stimuli", "stimuli"),
+        ("photos", "folder-photos"),
+    ]
     assert (ood_sets(config), cue_conflict_set(config)) == (["photos"], "stimuli")
     stimuli = prepare_spec(config, "tiny-synthetic", "stimuli")
-    assert (stimuli["adapter"], stimuli["image_size"], stimuli["splits"]) == ("cue_conflict_stimuli", 32, {"stimuli": {"masks": False}})
+    assert (stimuli["adapter"], stimuli["image_size"], stimuli["splits"]) == (
+        "cue_conflict_stimuli",
+        32,
+        {"stimuli": {"masks": False}},
+    )
     assert prepare_spec(config, "tiny-synthetic", "folder-photos")["adapter"] == "image_folder"
 
 
@@ -236,14 +362,26 @@ def test_a_carve_from_the_scored_split_or_without_a_fraction_fails_naming_the_ke
 
     root = fixtures.caltech101(tmp_path / "caltech").root
     config = copy.deepcopy(TEST_CONFIG)
-    config["datasets"]["cal"] = {"adapter": "caltech101", "root": str(root), "image_size": 32, "shard_size": 4,
-                                 "splits": {"train": {}, "test": {}, "val": {"carve": {"from": "test", "fraction": 0.2}},
-                                            "val2": {"carve": {"from": "train"}}}}
+    config["datasets"]["cal"] = {
+        "adapter": "caltech101",
+        "root": str(root),
+        "image_size": 32,
+        "shard_size": 4,
+        "splits": {
+            "train": {},
+            "test": {},
+            "val": {"carve": {"from": "test", "fraction": 0.2}},
+            "val2": {"carve": {"from": "train"}},
+        },
+    }
     config["datasets"]["tiny-synthetic"]["splits"]["val"] = {"size": 40, "carve": {"from": "train", "fraction": 0.2}}
     with pytest.raises(ConfigError) as error:
         check_config(config, copy.deepcopy(SCHEMA))
     text = str(error.value)
-    assert "datasets.cal.splits.val.carve.from: 'test' is the split that is scored; carve from the training split ('train')" in text
+    assert (
+        "datasets.cal.splits.val.carve.from: 'test' is the split that is scored; "
+        "carve from the training split ('train')" in text
+    )
     assert "datasets.cal.splits.val2.carve: 'fraction' is a required property" in text
     assert "datasets.tiny-synthetic.splits.val.carve: unknown setting" in text  # generated splits are drawn, not carved
 
@@ -268,9 +406,13 @@ def test_a_ravl_method_must_mitigate_a_discovered_fine_tuned_method():
     config["methods"]["ravl"] = dict(ravl)
     with pytest.raises(ConfigError, match="methods.ravl: 'mitigates' is a required property"):
         check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
-    config["methods"].update(ravl={**ravl, "mitigates": "ft"}, again={**ravl, "mitigates": "ravl"},
-                             zero={**ravl, "mitigates": "zs"}, ghost={**ravl, "mitigates": "nope"},
-                             lora={"kind": "lora", "lr": 1e-4, "epochs": 1, "batch_size": 20})
+    config["methods"].update(
+        ravl={**ravl, "mitigates": "ft"},
+        again={**ravl, "mitigates": "ravl"},
+        zero={**ravl, "mitigates": "zs"},
+        ghost={**ravl, "mitigates": "nope"},
+        lora={"kind": "lora", "lr": 1e-4, "epochs": 1, "batch_size": 20},
+    )
     with pytest.raises(ConfigError) as error:
         check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
     text = str(error.value)
@@ -286,8 +428,13 @@ def test_a_ravl_method_must_mitigate_a_discovered_fine_tuned_method():
         check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
     config["discovery"] = {"methods": ["ft"]}
     check_config(config, copy.deepcopy(SCHEMA))  # fills in the schema's defaults
-    assert config["methods"]["ravl"]["region_loss"] == {"weight": 0.8, "temperature": 0.07, "spurious_clusters": 1,
-                                                         "denominator": "classes", "view": "crop"}
+    assert config["methods"]["ravl"]["region_loss"] == {
+        "weight": 0.8,
+        "temperature": 0.07,
+        "spurious_clusters": 1,
+        "denominator": "classes",
+        "view": "crop",
+    }
 
 
 def test_a_twins_section_is_checked_against_the_pool_of_backgrounds_and_the_mask_variants(tmp_path):
@@ -302,13 +449,20 @@ def test_a_twins_section_is_checked_against_the_pool_of_backgrounds_and_the_mask
         c["models"]["tiny-clip"]["pretrained"] = None
         c["twins"] = {"backgrounds": 8}
 
-    assert ("twins.backgrounds: 8 backgrounds per sample need at least 10 images per explain job, but dataset 'cub' "
-            "has 5 (shard_size x heatmaps.shards_per_job); lower twins.backgrounds") in check(twins_on_cub)
+    assert (
+        "twins.backgrounds: 8 backgrounds per sample need at least 10 images per explain job, but dataset 'cub' "
+        "has 5 (shard_size x heatmaps.shards_per_job); lower twins.backgrounds"
+    ) in check(twins_on_cub)
     config = copy.deepcopy(TEST_CONFIG)
     config["twins"] = {"backgrounds": 100}
     check_config(config, SCHEMA)  # the synthetic generator renders its own backgrounds: no pool needed
-    assert config["twins"] == {"backgrounds": 100, "agreement": 1.0, "masks": ["exact", "dilate-2", "dilate-4", "box"],
-                               "seed": 0, "batch_size": 512}
+    assert config["twins"] == {
+        "backgrounds": 100,
+        "agreement": 1.0,
+        "masks": ["exact", "dilate-2", "dilate-4", "box"],
+        "seed": 0,
+        "batch_size": 512,
+    }
     assert "twins.masks.0" in check(lambda c: c.update(twins={"masks": ["dilate-0"]}))
     assert "datasets.tiny-synthetic.mask" in check(lambda c: c["datasets"]["tiny-synthetic"].update(mask="boxes"))
 
@@ -346,40 +500,91 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
             assert f"{_key(path)}: {bad} is not a finite number; give a finite value" in str(error.value).splitlines()
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c.update(shifts=["clean", "clean"]), "shifts: ['clean', 'clean'] has non-unique elements"),
-    (lambda c: c["datasets"]["tiny-synthetic"].update(shifts=["clean", "clean"]),
-     "datasets.tiny-synthetic.shifts: ['clean', 'clean'] has non-unique elements"),
-    (lambda c: c["heatmaps"].update(methods=["chefer", "chefer"]), "heatmaps.methods: ['chefer', 'chefer'] has non-unique"),
-    (lambda c: c["datasets"]["tiny-synthetic"]["splits"].update({"..": {"size": 4}}),
-     "datasets.tiny-synthetic.splits: the name '..' is a path component"),
-    (lambda c: c["datasets"]["tiny-synthetic"]["splits"].update({"tr ain": {"size": 4}}),
-     "datasets.tiny-synthetic.splits: the name 'tr ain' is a path component"),
-    (lambda c: c["datasets"]["tiny-synthetic"]["splits"].update({"-x": {"size": 4}}),
-     "datasets.tiny-synthetic.splits: the name '-x' is a path component"),
-    (lambda c: c["methods"].update({"-ft": c["methods"]["ft"]}), "methods: the name '-ft' is a path component"),
-    (lambda c: c["datasets"].update({"d" * 300: c["datasets"]["tiny-synthetic"]}),
-     "datasets: the name dddddddddddddddddddddddd... is 300 characters; it becomes part of file names (the filesystem "
-     "allows 255 bytes, and the workflow adds suffixes), so use at most 96"),
-    (lambda c: c["methods"].update({"m" * 235: c["methods"]["ft"]}), "methods: the name mmmmmmmmmmmmmmmmmmmmmmmm... is 235"),
-    (lambda c: c["methods"]["zs"].update(weight_decay=0.1), "methods.zs.weight_decay: zs trains nothing"),
-    (lambda c: c["methods"]["zs"].update(seed=3), "methods.zs.seed: zs trains nothing"),
-    (lambda c: c["methods"]["zs"].update(processes=2), "methods.zs.processes: zs trains nothing"),
-    (lambda c: c["methods"]["ft"].update(mitigates="lp"), "methods.ft.mitigates: only a method that trains on discovered"),
-    (lambda c: c.update(prompt_template="a photo of a {name} in {other}"),
-     "prompt_template: 'a photo of a {name} in {other}' cannot be filled in (KeyError: 'other'); only {name} is a "
-     "placeholder, write a literal brace as {{ or }}"),
-    (lambda c: c["datasets"]["tiny-synthetic"].update(image_size=60),
-     "datasets.tiny-synthetic.image_size: 60 is not the input size of model 'tiny-clip' (32); prepare the dataset at 32"),
-], ids=["shifts", "dataset-shifts", "heatmap-methods", "dotdot-split", "space-split", "dash-split", "dash-method",
-        "long-dataset", "long-method", "zs-weight-decay", "zs-seed", "zs-processes", "ft-mitigates", "prompt-placeholder", "image-size"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c.update(shifts=["clean", "clean"]), "shifts: ['clean', 'clean'] has non-unique elements"),
+        (
+            lambda c: c["datasets"]["tiny-synthetic"].update(shifts=["clean", "clean"]),
+            "datasets.tiny-synthetic.shifts: ['clean', 'clean'] has non-unique elements",
+        ),
+        (
+            lambda c: c["heatmaps"].update(methods=["chefer", "chefer"]),
+            "heatmaps.methods: ['chefer', 'chefer'] has non-unique",
+        ),
+        (
+            lambda c: c["datasets"]["tiny-synthetic"]["splits"].update({"..": {"size": 4}}),
+            "datasets.tiny-synthetic.splits: the name '..' is a path component",
+        ),
+        (
+            lambda c: c["datasets"]["tiny-synthetic"]["splits"].update({"tr ain": {"size": 4}}),
+            "datasets.tiny-synthetic.splits: the name 'tr ain' is a path component",
+        ),
+        (
+            lambda c: c["datasets"]["tiny-synthetic"]["splits"].update({"-x": {"size": 4}}),
+            "datasets.tiny-synthetic.splits: the name '-x' is a path component",
+        ),
+        (lambda c: c["methods"].update({"-ft": c["methods"]["ft"]}), "methods: the name '-ft' is a path component"),
+        (
+            lambda c: c["datasets"].update({"d" * 300: c["datasets"]["tiny-synthetic"]}),
+            "datasets: the name dddddddddddddddddddddddd... is 300 characters; "
+            "it becomes part of file names (the filesystem "
+            "allows 255 bytes, and the workflow adds suffixes), so use at most 96",
+        ),
+        (
+            lambda c: c["methods"].update({"m" * 235: c["methods"]["ft"]}),
+            "methods: the name mmmmmmmmmmmmmmmmmmmmmmmm... is 235",
+        ),
+        (lambda c: c["methods"]["zs"].update(weight_decay=0.1), "methods.zs.weight_decay: zs trains nothing"),
+        (lambda c: c["methods"]["zs"].update(seed=3), "methods.zs.seed: zs trains nothing"),
+        (lambda c: c["methods"]["zs"].update(processes=2), "methods.zs.processes: zs trains nothing"),
+        (
+            lambda c: c["methods"]["ft"].update(mitigates="lp"),
+            "methods.ft.mitigates: only a method that trains on discovered",
+        ),
+        (
+            lambda c: c.update(prompt_template="a photo of a {name} in {other}"),
+            "prompt_template: 'a photo of a {name} in {other}' cannot be filled in (KeyError: 'other'); "
+            "only {name} is a "
+            "placeholder, write a literal brace as {{ or }}",
+        ),
+        (
+            lambda c: c["datasets"]["tiny-synthetic"].update(image_size=60),
+            "datasets.tiny-synthetic.image_size: 60 is not the input size of model 'tiny-clip' (32); "
+            "prepare the dataset at 32",
+        ),
+    ],
+    ids=[
+        "shifts",
+        "dataset-shifts",
+        "heatmap-methods",
+        "dotdot-split",
+        "space-split",
+        "dash-split",
+        "dash-method",
+        "long-dataset",
+        "long-method",
+        "zs-weight-decay",
+        "zs-seed",
+        "zs-processes",
+        "ft-mitigates",
+        "prompt-placeholder",
+        "image-size",
+    ],
+)
 def test_a_config_that_would_run_to_wrong_numbers_or_a_late_failure_is_refused(change, message):
     assert message in check(change)
 
 
 def test_schema_and_registry_errors_are_reported_at_once():
-    text = check(lambda c: (c["score"].update(treshold=0.3), c["methods"]["ft"].update(kind="fullft"),
-                            c["heatmaps"].update(methods=["lime"]), c["models"]["tiny-clip"].update(adapter="clap")))
+    text = check(
+        lambda c: (
+            c["score"].update(treshold=0.3),
+            c["methods"]["ft"].update(kind="fullft"),
+            c["heatmaps"].update(methods=["lime"]),
+            c["models"]["tiny-clip"].update(adapter="clap"),
+        )
+    )
     assert text.splitlines() == [
         "score.treshold: unknown setting; did you mean threshold?",
         "models.tiny-clip.adapter: unknown model adapter 'clap'; known: albef, blip, open_clip",
@@ -392,18 +597,21 @@ def test_a_partial_configfile_says_how_to_overlay_it():
     with pytest.raises(ConfigError) as error:
         check_config({"threads": 1}, copy.deepcopy(SCHEMA))
     assert "config: 'datasets' is a required property" in str(error.value)
-    assert ("give config.yaml first and yours after it (snakemake --configfile config.yaml mine.yaml)"
-            in str(error.value))
+    assert "give config.yaml first and yours after it (snakemake --configfile config.yaml mine.yaml)" in str(
+        error.value
+    )
 
 
 def test_a_key_given_twice_in_a_config_file_is_refused_with_both_lines(tmp_path):
     from vlm_rationality.config import check_files
 
     path = tmp_path / "mine.yaml"
-    path.write_text("threads: 1\nscore:\n  threshold: 0.5\n  seed: 1\n  threshold: 0.3\nbase: &b {a: 1}\n"
-                    "other:\n  <<: *b\n  a: 2\n")
+    path.write_text(
+        "threads: 1\nscore:\n  threshold: 0.5\n  seed: 1\n  threshold: 0.3\nbase: &b {a: 1}\nother:\n  <<: *b\n  a: 2\n"
+    )
     with pytest.raises(ConfigError) as error:
         check_files([str(path)])
-    assert str(error.value) == (f"{path}: the key 'threshold' is given twice, on lines 3 and 5; keep one (YAML would "
-                                "silently keep the last)")
+    assert str(error.value) == (
+        f"{path}: the key 'threshold' is given twice, on lines 3 and 5; keep one (YAML would silently keep the last)"
+    )
     check_files([str(REPO / "config.yaml"), *map(str, sorted((REPO / "config").glob("*.yaml")))])

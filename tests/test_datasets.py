@@ -17,14 +17,37 @@ from vlm_rationality.data.transform import eval_transform, resize_crop_box, to_r
 
 SIZE = 32
 CONFIGS = {
-    "imagenet": lambda root: {"adapter": "imagenet", "root": str(root), "image_size": SIZE, "shard_size": 5,
-                              "splits": {"train": {"masks": False}, "test": {}}, "split_folders": {"test": "val"}},
-    "caltech101": lambda root: {"adapter": "caltech101", "root": str(root), "image_size": SIZE, "shard_size": 5,
-                                "train_fraction": 0.5, "seed": 0, "splits": {"train": {}, "test": {}}},
-    "stanford_dogs": lambda root: {"adapter": "stanford_dogs", "root": str(root), "image_size": SIZE, "shard_size": 5,
-                                   "splits": {"train": {}, "test": {}}},
-    "cub": lambda root: {"adapter": "cub", "root": str(root), "image_size": SIZE, "shard_size": 5,
-                         "splits": {"train": {"masks": False}, "test": {}}},
+    "imagenet": lambda root: {
+        "adapter": "imagenet",
+        "root": str(root),
+        "image_size": SIZE,
+        "shard_size": 5,
+        "splits": {"train": {"masks": False}, "test": {}},
+        "split_folders": {"test": "val"},
+    },
+    "caltech101": lambda root: {
+        "adapter": "caltech101",
+        "root": str(root),
+        "image_size": SIZE,
+        "shard_size": 5,
+        "train_fraction": 0.5,
+        "seed": 0,
+        "splits": {"train": {}, "test": {}},
+    },
+    "stanford_dogs": lambda root: {
+        "adapter": "stanford_dogs",
+        "root": str(root),
+        "image_size": SIZE,
+        "shard_size": 5,
+        "splits": {"train": {}, "test": {}},
+    },
+    "cub": lambda root: {
+        "adapter": "cub",
+        "root": str(root),
+        "image_size": SIZE,
+        "shard_size": 5,
+        "splits": {"train": {"masks": False}, "test": {}},
+    },
 }
 
 
@@ -33,7 +56,12 @@ def expected_box(box, size, s=SIZE):
     (new_w, new_h), (left, top, _r, _b) = resize_crop_box(*size, s)
     scale_x, scale_y = new_w / size[0], new_h / size[1]
     xmin, ymin, xmax, ymax = box
-    return (xmin * scale_x - left, ymin * scale_y - top, (xmax + 1) * scale_x - left - 1, (ymax + 1) * scale_y - top - 1)
+    return (
+        xmin * scale_x - left,
+        ymin * scale_y - top,
+        (xmax + 1) * scale_x - left - 1,
+        (ymax + 1) * scale_y - top - 1,
+    )
 
 
 @pytest.fixture(params=sorted(CONFIGS))
@@ -89,8 +117,6 @@ def test_prepare_writes_shards_and_a_report(dataset, tmp_path):
             assert len(prepared["sample_id"]) == 0 or max(prepared["label"]) < len(adapter.class_names)
             assert all(m.any() for m in prepared["mask"])
     assert written == len(fixture.boxes) and skipped == fixture.bad
-
-
 
 
 def test_class_names_and_splits(tmp_path):
@@ -161,7 +187,9 @@ def test_the_item_index_has_a_row_group_per_shard_and_reads_any_slice(tmp_path):
     assert pq.ParquetFile(path).metadata.num_row_groups == 5
     everything = read_items(path, 0, 30)
     samples = list(generate(SyntheticSpec(image_size=32), "train", 30, rho=0.5))
-    assert everything["sample_id"] == [s.sample_id for s in samples] and everything["label"] == [s.label for s in samples]
+    assert everything["sample_id"] == [s.sample_id for s in samples] and everything["label"] == [
+        s.label for s in samples
+    ]
     for start, stop in ((5, 16), (14, 21), (28, 40), (30, 37)):
         assert read_items(path, start, stop)["sample_id"] == everything["sample_id"][start:stop]
 
@@ -169,14 +197,19 @@ def test_the_item_index_has_a_row_group_per_shard_and_reads_any_slice(tmp_path):
 def test_resize_256_and_crop_224_keeps_a_box_aligned_within_a_pixel():
     image, box = Image.new("RGB", (400, 300), (30, 60, 90)), (120, 40, 300, 250)
     mask = np.zeros((300, 400), dtype=bool)
-    mask[box[1]:box[3] + 1, box[0]:box[2] + 1] = True
+    mask[box[1] : box[3] + 1, box[0] : box[2] + 1] = True
     pixels, out = eval_transform(image, mask, 224, resize=256, interpolation="bilinear")
     assert pixels.shape == (224, 224, 3)
     ys, xs = np.nonzero(out)
     (new_w, new_h), (left, top, _r, _b) = resize_crop_box(400, 300, 224, 256)
     assert (new_w, new_h) == (341, 256) and (left, top) == (58, 16)
     scale = 256 / 300
-    expected = (box[0] * scale - left, box[1] * scale - top, (box[2] + 1) * scale - left - 1, (box[3] + 1) * scale - top - 1)
+    expected = (
+        box[0] * scale - left,
+        box[1] * scale - top,
+        (box[2] + 1) * scale - left - 1,
+        (box[3] + 1) * scale - top - 1,
+    )
     for got, want in zip((xs.min(), ys.min(), xs.max(), ys.max()), expected):
         assert abs(got - want) <= 1
     with pytest.raises(ValueError, match="resize 200 is smaller than the crop 224"):
@@ -190,7 +223,9 @@ def test_a_soft_segmentation_kept_only_at_255_after_a_bilinear_resize_shrinks_to
     image = Image.new("RGB", (100, 75))
     _, nearest = eval_transform(image, soft, 32)  # the default: nearest, kept >= 128
     _, bool_mask = eval_transform(image, soft >= 128, 32)
-    _, official = eval_transform(image, soft, 32, interpolation="bilinear", mask_interpolation="bilinear", mask_threshold=255)
+    _, official = eval_transform(
+        image, soft, 32, interpolation="bilinear", mask_interpolation="bilinear", mask_threshold=255
+    )
     assert np.array_equal(nearest, bool_mask)  # thresholding before or after a nearest resize is the same
     assert official.sum() < nearest.sum() and not (official & ~nearest).any()
 
@@ -206,19 +241,25 @@ def test_official_protocol_options_of_the_file_adapters(tmp_path):
         build_dataset({**CONFIGS["imagenet"](imagenet_root), "class_names": str(names)}).prompts("{name}")
 
     caltech_root = fixtures.caltech101(tmp_path / "caltech").root
-    official = build_dataset({**CONFIGS["caltech101"](caltech_root), "train_fraction": 0.8, "split_rule": "every_nth",
-                              "background": True})
+    official = build_dataset(
+        {**CONFIGS["caltech101"](caltech_root), "train_fraction": 0.8, "split_rule": "every_nth", "background": True}
+    )
     assert official.class_names == ["background google", "faces", "airplanes", "ant"]
     # 11 images have an annotation file; int(11 * 0.2) = 2 test images, every 5th from position 1.
     annotated = [i for i in official.items("train") + official.items("test")]
-    assert len(annotated) == 11 and all("BACKGROUND" not in i.sample_id and "ant/image_0004" not in i.sample_id
-                                        for i in annotated)
-    assert [i.sample_id for i in official.items("test")] == ["101_ObjectCategories/Faces/image_0002.jpg",
-                                                             "101_ObjectCategories/airplanes/image_0003.jpg"]
+    assert len(annotated) == 11 and all(
+        "BACKGROUND" not in i.sample_id and "ant/image_0004" not in i.sample_id for i in annotated
+    )
+    assert [i.sample_id for i in official.items("test")] == [
+        "101_ObjectCategories/Faces/image_0002.jpg",
+        "101_ObjectCategories/airplanes/image_0003.jpg",
+    ]
 
     dogs_root = fixtures.stanford_dogs(tmp_path / "dogs").root
-    fixtures.voc_xml(dogs_root / "Annotation" / "n02085620-Chihuahua" / "n02085620_1", [("dog", (10, 10, 40, 40)),
-                                                                                        ("dog", (60, 30, 90, 60))])
+    fixtures.voc_xml(
+        dogs_root / "Annotation" / "n02085620-Chihuahua" / "n02085620_1",
+        [("dog", (10, 10, 40, 40)), ("dog", (60, 30, 90, 60))],
+    )
     union = build_dataset(CONFIGS["stanford_dogs"](dogs_root))
     last = build_dataset({**CONFIGS["stanford_dogs"](dogs_root), "boxes": "last", "names": "cut"})
     item = next(i for i in union.items("test") if i.annotation.endswith("n02085620_1"))
@@ -227,7 +268,10 @@ def test_official_protocol_options_of_the_file_adapters(tmp_path):
     assert last.class_names == ["Chihuahua", "Japanese spaniel"]  # no second hyphen: cut changes nothing here
     (dogs_root / "Images" / "n02089078-black-and-tan_coonhound").mkdir()
     cut = build_dataset({**CONFIGS["stanford_dogs"](dogs_root), "names": "cut"})
-    assert "black" in cut.class_names and "black-and-tan coonhound" in build_dataset(CONFIGS["stanford_dogs"](dogs_root)).class_names
+    assert (
+        "black" in cut.class_names
+        and "black-and-tan coonhound" in build_dataset(CONFIGS["stanford_dogs"](dogs_root)).class_names
+    )
 
 
 def imagenet_with_train(root, per_class: int):
@@ -245,8 +289,14 @@ def test_a_carved_split_is_a_seeded_per_class_share_held_out_of_its_source(tmp_p
     root = imagenet_with_train(tmp_path / "in", per_class=10).root
     plain = CONFIGS["imagenet"](root)
     listed = [item.sample_id for item in build_dataset(plain).items("train")]
-    carved = {**plain, "splits": {**plain["splits"], "val": {"masks": False, "carve": {"from": "train", "fraction": 0.3, "seed": 0}},
-                                  "calib": {"masks": False, "carve": {"from": "train", "fraction": 0.2, "seed": 0}}}}
+    carved = {
+        **plain,
+        "splits": {
+            **plain["splits"],
+            "val": {"masks": False, "carve": {"from": "train", "fraction": 0.3, "seed": 0}},
+            "calib": {"masks": False, "carve": {"from": "train", "fraction": 0.2, "seed": 0}},
+        },
+    }
     dataset = build_dataset(carved)
     train, val, calib = ([item.sample_id for item in dataset.items(split)] for split in ("train", "val", "calib"))
     assert sorted(train + val + calib) == sorted(listed) and len(set(train + val + calib)) == len(listed)
@@ -256,7 +306,15 @@ def test_a_carved_split_is_a_seeded_per_class_share_held_out_of_its_source(tmp_p
     assert train == [sample_id for sample_id in listed if sample_id in set(train)]  # the source's order
     again = build_dataset(carved)
     assert [item.sample_id for item in again.items("val")] == val  # asking for the carved split first
-    reseeded = build_dataset({**carved, "splits": {**carved["splits"], "val": {"masks": False, "carve": {"from": "train", "fraction": 0.3, "seed": 1}}}})
+    reseeded = build_dataset(
+        {
+            **carved,
+            "splits": {
+                **carved["splits"],
+                "val": {"masks": False, "carve": {"from": "train", "fraction": 0.3, "seed": 1}},
+            },
+        }
+    )
     assert [item.sample_id for item in reseeded.items("val")] != val
     assert [(s.sample_id, s.mask.any()) for s in dataset.samples("val", 0, 2)] == [(v, False) for v in val[:2]]
 
@@ -266,20 +324,46 @@ def test_a_carved_split_is_a_seeded_per_class_share_held_out_of_its_source(tmp_p
     assert set(prepare_spec(config, "in", "test")["splits"]) == {"test"}
     narrowed = build_dataset(prepare_spec(config, "in", "train"))
     assert [item.sample_id for item in narrowed.items("train")] == train
-    tiny = build_dataset({**plain, "splits": {**plain["splits"], "val": {"masks": False, "carve": {"from": "train", "fraction": 0.04, "seed": 0}}}})
-    with pytest.raises(ValueError, match=re.escape("split 'val': 0.04 of each class of its 20 source items is no item at all")):
+    tiny = build_dataset(
+        {
+            **plain,
+            "splits": {
+                **plain["splits"],
+                "val": {"masks": False, "carve": {"from": "train", "fraction": 0.04, "seed": 0}},
+            },
+        }
+    )
+    with pytest.raises(
+        ValueError, match=re.escape("split 'val': 0.04 of each class of its 20 source items is no item at all")
+    ):
         tiny.items("train")
 
 
-@pytest.mark.parametrize("carves, message", [
-    ({"val": {"from": "training", "fraction": 0.1, "seed": 0}}, "split 'val' is carved from 'training', which is not a configured split"),
-    ({"val": {"from": "train", "fraction": 0.1, "seed": 0}, "val2": {"from": "val", "fraction": 0.5, "seed": 0}},
-     "split 'val2' is carved from 'val', itself carved; carve both from 'train'"),
-    ({"val": {"from": "train", "fraction": 0.6, "seed": 0}, "val2": {"from": "train", "fraction": 0.4, "seed": 0}},
-     "splits val, val2 carve all of 'train': their fractions must sum below 1"),
-])
+@pytest.mark.parametrize(
+    "carves, message",
+    [
+        (
+            {"val": {"from": "training", "fraction": 0.1, "seed": 0}},
+            "split 'val' is carved from 'training', which is not a configured split",
+        ),
+        (
+            {"val": {"from": "train", "fraction": 0.1, "seed": 0}, "val2": {"from": "val", "fraction": 0.5, "seed": 0}},
+            "split 'val2' is carved from 'val', itself carved; carve both from 'train'",
+        ),
+        (
+            {
+                "val": {"from": "train", "fraction": 0.6, "seed": 0},
+                "val2": {"from": "train", "fraction": 0.4, "seed": 0},
+            },
+            "splits val, val2 carve all of 'train': their fractions must sum below 1",
+        ),
+    ],
+)
 def test_a_carve_that_cannot_work_fails_naming_the_splits(tmp_path, carves, message):
     plain = CONFIGS["caltech101"](fixtures.caltech101(tmp_path / "caltech").root)
-    config = {**plain, "splits": {**plain["splits"], **{name: {"masks": False, "carve": carve} for name, carve in carves.items()}}}
+    config = {
+        **plain,
+        "splits": {**plain["splits"], **{name: {"masks": False, "carve": carve} for name, carve in carves.items()}},
+    }
     with pytest.raises((KeyError, ValueError), match=re.escape(message)):
         build_dataset(config)

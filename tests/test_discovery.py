@@ -8,7 +8,13 @@ import pytest
 
 from vlm_rationality.discover.clusters import cluster_regions, k_range, region_distances
 from vlm_rationality.discover.identify import (
-    identify, influence, performance_gaps, top_regions, precision_at, rank_regions, zero_shot_scores,
+    identify,
+    influence,
+    performance_gaps,
+    precision_at,
+    rank_regions,
+    top_regions,
+    zero_shot_scores,
 )
 
 
@@ -43,11 +49,23 @@ def test_influence_is_the_share_of_errors_whose_top_region_lies_in_the_cluster_f
     top_inside = [True, True, False, True, True, True]
     image_scores, region_scores, in_cluster, region_image = two_region_images(labels, predictions, top_inside)
     top = top_regions(image_scores, region_scores, region_image)
-    assert influence(in_cluster, {1: -0.5, 2: -0.1}, labels, predictions, top, region_image) == pytest.approx(1.0)  # class 2: 1 of 1
+    assert influence(in_cluster, {1: -0.5, 2: -0.1}, labels, predictions, top, region_image) == pytest.approx(
+        1.0
+    )  # class 2: 1 of 1
     assert influence(in_cluster, {1: -0.5, 2: 0.3}, labels, predictions, top, region_image) == pytest.approx(2 / 3)
     assert influence(in_cluster, {1: 0.5, 2: 0.3}, labels, predictions, top, region_image) == -np.inf
     single = np.arange(6)  # one region per image: no image counts
-    assert influence(in_cluster[::2], {1: -0.5}, labels, predictions, top_regions(image_scores, region_scores[::2], single), single) == -np.inf
+    assert (
+        influence(
+            in_cluster[::2],
+            {1: -0.5},
+            labels,
+            predictions,
+            top_regions(image_scores, region_scores[::2], single),
+            single,
+        )
+        == -np.inf
+    )
 
 
 def test_clusters_with_same_sign_gaps_or_low_influence_are_not_candidates_and_candidates_rank_by_gap():
@@ -65,12 +83,19 @@ def test_clusters_with_same_sign_gaps_or_low_influence_are_not_candidates_and_ca
     evidence = identify(clusters, labels, image_scores, region_scores, region_image)
     by_cluster = {e.cluster: e for e in evidence}
     spurious = by_cluster[0]
-    # class 0: 3 inside all right, 1 outside wrong -> w 0.5, gap 0.5; class 1: 2 inside none right, 2 outside right -> -1
+    # class 0: 3 inside all right, 1 outside wrong -> w 0.5, gap 0.5;
+    # class 1: 2 inside none right, 2 outside right -> -1
     assert spurious.gaps == pytest.approx({0: 0.5, 1: -1.0}) and spurious.gap == pytest.approx(1.5)
     assert spurious.influence == pytest.approx(1.0) and spurious.candidate and spurious.tied_class == 0
     assert not by_cluster[2].both_signs and not by_cluster[2].candidate  # gaps of one sign
     assert [e.cluster for e in evidence][0] == 0
-    low = identify(clusters, labels, image_scores, np.where(np.arange(16)[:, None] % 2 == 1, 0.95, 0.05).repeat(2, axis=1), region_image)
+    low = identify(
+        clusters,
+        labels,
+        image_scores,
+        np.where(np.arange(16)[:, None] % 2 == 1, 0.95, 0.05).repeat(2, axis=1),
+        region_image,
+    )
     assert not {e.cluster: e for e in low}[0].candidate  # the errors' top regions lie elsewhere: H = 0 < 0.25
 
 
@@ -84,7 +109,7 @@ def test_the_k_range_and_a_clustering_of_separated_groups():
     assert np.all(np.diag(distances) == 0) and distances.min() >= 0 and distances.max() <= 1
     clustering = cluster_regions(points, range(2, 8))
     assert clustering.k == 4 and clustering.silhouette > 0.8
-    assert all(len(set(clustering.labels[10 * g:10 * g + 10])) == 1 for g in range(4))
+    assert all(len(set(clustering.labels[10 * g : 10 * g + 10])) == 1 for g in range(4))
     assert clustering.labels[clustering.medoids].tolist() == list(range(4))
     with pytest.raises(ValueError, match="12 regions cannot form 14 clusters"):
         cluster_regions(points[:12], k_range(3))
@@ -106,10 +131,10 @@ def test_regions_rank_by_similarity_to_the_medoid_and_precision_divides_by_ten()
 
 
 def test_zero_shot_scores_soften_cosines_by_007():
-    text = np.array([[2 ** -0.5, 2 ** -0.5], [0.0, 1.0]])
+    text = np.array([[2**-0.5, 2**-0.5], [0.0, 1.0]])
     scores = zero_shot_scores(np.array([[1.0, 0.0]]), text)
     assert scores.sum() == pytest.approx(1.0)
-    assert scores[0, 0] == pytest.approx(1 / (1 + np.exp(-(2 ** -0.5) / 0.07)))
+    assert scores[0, 0] == pytest.approx(1 / (1 + np.exp(-(2**-0.5) / 0.07)))
 
 
 def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the_dataset_when_too_few(tmp_path):
@@ -123,13 +148,22 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
     spec = SyntheticSpec(image_size=32, num_classes=2, num_textures=2)
     samples = list(generate(spec, "test", 12))
     shard = tmp_path / "shard-0000.parquet"
-    write_prepared_shard(shard, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
-                         images=np.stack([s.image for s in samples]), masks=np.stack([s.mask for s in samples]),
-                         sources=["synthetic"] * 12, config_hash="h",
-                         extra={"background": [s.extra["background"] for s in samples]})
+    write_prepared_shard(
+        shard,
+        sample_ids=[s.sample_id for s in samples],
+        labels=np.array([s.label for s in samples]),
+        images=np.stack([s.image for s in samples]),
+        masks=np.stack([s.mask for s in samples]),
+        sources=["synthetic"] * 12,
+        config_hash="h",
+        extra={"background": [s.extra["background"] for s in samples]},
+    )
     torch.manual_seed(0)
-    classifier = build_classifier(build_model({"adapter": "open_clip", "arch": "tiny-vit-32"}), "prompt",
-                                  ["a photo of a circle", "a photo of a square"]).eval()
+    classifier = build_classifier(
+        build_model({"adapter": "open_clip", "arch": "tiny-vit-32"}),
+        "prompt",
+        ["a photo of a circle", "a photo of a square"],
+    ).eval()
     settings = {"background_boxes": 3, "box_fraction": 0.25, "grid": 3, "seed": 0}
     row, regions, clusters, crops = discover(classifier, [str(shard)], [0, 1], settings, torch.device("cpu"), 8, "tiny")
     assert row["n_images"] == 12 and row["n_regions"] == len(regions["kind"]) and row["k"] in k_range(2)
@@ -142,12 +176,15 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
 
     found = tmp_path / "found.parquet"
     write_discovery(found, regions, row, clusters, {"dataset": "tiny"}, "h")
-    assigned, summary, ranked = assign_regions(classifier, [str(shard)], str(found), [str(shard)], settings,
-                                               torch.device("cpu"), 8, "tiny")
+    assigned, summary, ranked = assign_regions(
+        classifier, [str(shard)], str(found), [str(shard)], settings, torch.device("cpu"), 8, "tiny"
+    )
     assert assigned["cluster"] == regions["cluster"] and ranked == clusters["ranked"]
     assert assigned["box"] == regions["box"] and summary["n_top_cluster"] == row["top_cluster_size"]
     masks = {s.sample_id: s.mask for s in samples}
-    for sample_id, kind, feature, (x0, y0, x1, y1) in zip(regions["sample_id"], regions["kind"], regions["feature"], regions["box"]):
+    for sample_id, kind, feature, (x0, y0, x1, y1) in zip(
+        regions["sample_id"], regions["kind"], regions["feature"], regions["box"]
+    ):
         mask = masks[sample_id]
         sample = next(s for s in samples if s.sample_id == sample_id)
         if kind == OBJECT:
@@ -160,17 +197,29 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
     assert row["n_grid_images"] == 0 and row["n_regions"] == 12 + 3 * 12 - row["n_background_short"]
     maskless = tmp_path / "maskless" / "shard-0000.parquet"  # no object known: a 3 x 3 grid per image
     maskless.parent.mkdir()
-    write_prepared_shard(maskless, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
-                         images=np.stack([s.image for s in samples]), masks=np.zeros((12, 32, 32), bool),
-                         sources=["synthetic"] * 12, config_hash="h")
+    write_prepared_shard(
+        maskless,
+        sample_ids=[s.sample_id for s in samples],
+        labels=np.array([s.label for s in samples]),
+        images=np.stack([s.image for s in samples]),
+        masks=np.zeros((12, 32, 32), bool),
+        sources=["synthetic"] * 12,
+        config_hash="h",
+    )
     row, regions, _, _ = discover(classifier, [str(maskless)], None, settings, torch.device("cpu"), 8, "tiny")
     assert row["n_grid_images"] == 12 and set(regions["kind"]) == {"grid"} and row["n_regions"] == 12 * 9
     assert row["precision_at_10"] is None  # the dataset knows no cue
     few = tmp_path / "few" / "shard-0000.parquet"  # 4 images, their object boxes only: 4 regions, K up to 9
     few.parent.mkdir()
-    write_prepared_shard(few, sample_ids=[s.sample_id for s in samples[:4]], labels=np.array([s.label for s in samples[:4]]),
-                         images=np.stack([s.image for s in samples[:4]]), masks=np.stack([s.mask for s in samples[:4]]),
-                         sources=["synthetic"] * 4, config_hash="h")
+    write_prepared_shard(
+        few,
+        sample_ids=[s.sample_id for s in samples[:4]],
+        labels=np.array([s.label for s in samples[:4]]),
+        images=np.stack([s.image for s in samples[:4]]),
+        masks=np.stack([s.mask for s in samples[:4]]),
+        sources=["synthetic"] * 4,
+        config_hash="h",
+    )
     with pytest.raises(ValueError, match="dataset tiny: 4 regions cannot form 9 clusters"):
         discover(classifier, [str(few)], [0, 1], {**settings, "background_boxes": 0}, torch.device("cpu"), 8, "tiny")
 
@@ -181,7 +230,9 @@ def test_the_region_grid_names_each_region_by_what_the_dataset_calls_it():
 
     dataset = SyntheticDataset({"test": {"size": 4}}, image_size=32, num_classes=3, num_textures=4)
     names = {"classes": dataset.class_names, "backgrounds": dataset.background_names()}
-    assert [region_caption("object", 0, names), region_caption("background", 1, names)] == ["object circle",
-                                                                                            "background checks"]
+    assert [region_caption("object", 0, names), region_caption("background", 1, names)] == [
+        "object circle",
+        "background checks",
+    ]
     assert region_caption("background", 1, {"classes": ["a"], "backgrounds": None}) == "background 1"  # unnamed
     assert region_caption("grid", None, names) == "grid"

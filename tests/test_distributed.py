@@ -20,7 +20,13 @@ MODEL = {"adapter": "open_clip", "arch": "tiny-vit-32"}  # random weights: every
 
 def _cli(*args: str, processes: int = 1) -> None:
     """The CLI as the workflow calls it: with `--processes K`, it starts torchrun with K ranks itself."""
-    command = [sys.executable, "-m", "vlm_rationality", *args, *(["--processes", str(processes)] if processes > 1 else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "vlm_rationality",
+        *args,
+        *(["--processes", str(processes)] if processes > 1 else []),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -35,21 +41,65 @@ def shard(tmp_path_factory) -> Path:
     spec = settings.prepare_spec(config, "tiny-synthetic", "train")
     index = out.with_name("items.parquet")
     _cli("items", "--spec", json.dumps(spec), "--split", "train", "--out", str(index))
-    _cli("prepare", "--spec", json.dumps(spec), "--split", "train", "--shard", "0", "--items", str(index), "--out", str(out))
+    _cli(
+        "prepare",
+        "--spec",
+        json.dumps(spec),
+        "--split",
+        "train",
+        "--shard",
+        "0",
+        "--items",
+        str(index),
+        "--out",
+        str(out),
+    )
     return out
 
 
 # SGD for the backbone methods: Adam divides by sqrt(v), which turns float-level differences of near-zero
 # gradients into lr-sized steps, so it would test rounding rather than the summed gradient.
-@pytest.mark.parametrize("method", [
-    {"kind": "ft", "optimizer": "sgd", "lr": 1e-2, "epochs": 2, "batch_size": 16, "weight_decay": 0.1, "seed": 0, "head_init": "prompts"},
-    {"kind": "flcp", "optimizer": "sgd", "lr": 1e-2, "epochs": 2, "batch_size": 16, "weight_decay": 0.1, "seed": 0},  # global negatives
-    {"kind": "lp", "lr": 1e-2, "epochs": 2, "batch_size": 16, "seed": 0},
-], ids=lambda m: m["kind"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        {
+            "kind": "ft",
+            "optimizer": "sgd",
+            "lr": 1e-2,
+            "epochs": 2,
+            "batch_size": 16,
+            "weight_decay": 0.1,
+            "seed": 0,
+            "head_init": "prompts",
+        },
+        {
+            "kind": "flcp",
+            "optimizer": "sgd",
+            "lr": 1e-2,
+            "epochs": 2,
+            "batch_size": 16,
+            "weight_decay": 0.1,
+            "seed": 0,
+        },  # global negatives
+        {"kind": "lp", "lr": 1e-2, "epochs": 2, "batch_size": 16, "seed": 0},
+    ],
+    ids=lambda m: m["kind"],
+)
 def test_two_gloo_processes_train_what_one_process_trains(shard, tmp_path, method):
     prompts = settings.prompts(TEST_CONFIG, "tiny-synthetic")
-    common = ["finetune", "--model", json.dumps(MODEL), "--method", json.dumps(method), "--prompts", json.dumps(prompts),
-              "--device", "cpu", "--threads", "1"]
+    common = [
+        "finetune",
+        "--model",
+        json.dumps(MODEL),
+        "--method",
+        json.dumps(method),
+        "--prompts",
+        json.dumps(prompts),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     _cli(*common, "--out", str(tmp_path / "one.safetensors"), str(shard))
     _cli(*common, "--out", str(tmp_path / "two.safetensors"), str(shard), processes=2)
     one, two = load_state_dict(tmp_path / "one.safetensors"), load_state_dict(tmp_path / "two.safetensors")
@@ -76,12 +126,39 @@ def test_two_gloo_processes_train_on_a_streamed_split(tmp_path):
     _cli("items", "--spec", json.dumps(spec), "--split", "train", "--out", str(index))
     shards = [str(tmp_path / f"train-{s}.parquet") for s in range(3)]
     for s, out in enumerate(shards):
-        _cli("prepare", "--spec", json.dumps(spec), "--split", "train", "--shard", str(s), "--items", str(index), "--out", out)
+        _cli(
+            "prepare",
+            "--spec",
+            json.dumps(spec),
+            "--split",
+            "train",
+            "--shard",
+            str(s),
+            "--items",
+            str(index),
+            "--out",
+            out,
+        )
     method = {"kind": "ft", "lr": 1e-3, "epochs": 2, "batch_size": 16, "seed": 0}
-    _cli("finetune", "--model", json.dumps(MODEL), "--method", json.dumps(method),
-         "--prompts", json.dumps(settings.prompts(TEST_CONFIG, "tiny-synthetic")), "--device", "cpu", "--threads", "1",
-         "--training-data", json.dumps({"in_memory_mb": 0, "window": 2}), "--out", str(tmp_path / "two.safetensors"),
-         *shards, processes=2)
+    _cli(
+        "finetune",
+        "--model",
+        json.dumps(MODEL),
+        "--method",
+        json.dumps(method),
+        "--prompts",
+        json.dumps(settings.prompts(TEST_CONFIG, "tiny-synthetic")),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--training-data",
+        json.dumps({"in_memory_mb": 0, "window": 2}),
+        "--out",
+        str(tmp_path / "two.safetensors"),
+        *shards,
+        processes=2,
+    )
     sidecar = read_sidecar(tmp_path / "two.safetensors")
     assert sidecar["processes"] == 2 and sidecar["streamed"] is True
     assert sidecar["metrics"]["steps"] == 2 * 4 and 0 <= sidecar["metrics"]["train_accuracy"] <= 1

@@ -39,5 +39,6 @@ def test_the_conda_env_pins_every_runtime_dependency_at_a_version_the_package_ac
             refused.append(f"{name}=={pins[name]} (pyproject: {requirement.specifier})")
     assert not missing, f"envs/vlm-rationality.yaml lacks {missing}: a job that imports them fails under --sdm conda"
     assert not refused, f"envs/vlm-rationality.yaml pins versions pyproject.toml refuses: {refused}"
-    assert set(pins) <= {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}, \
+    assert set(pins) <= {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}, (
         "the env pins a package pyproject.toml does not depend on"
+    )

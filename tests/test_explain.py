@@ -19,8 +19,13 @@ def shard(tmp_path_factory):
     masks[4] = False  # an empty mask: RMA undefined
     path = tmp_path_factory.mktemp("prepared") / "shard-0000.parquet"
     write_prepared_shard(
-        path, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
-        images=np.stack([s.image for s in samples]), masks=masks, sources=["synthetic"] * 11, config_hash="h",
+        path,
+        sample_ids=[s.sample_id for s in samples],
+        labels=np.array([s.label for s in samples]),
+        images=np.stack([s.image for s in samples]),
+        masks=masks,
+        sources=["synthetic"] * 11,
+        config_hash="h",
     )
     return path
 
@@ -31,8 +36,19 @@ def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
     summary = explain_shards(classifier, [shard], out, HeatmapSettings(batch_size=4), "cfg123")
     table = pq.read_table(out)
     assert table.column_names == [
-        "sample_id", "label", "pred", "logits", "heatmap", "rma", "rma_status", "explained_class", "dataset", "shift",
-        "model", "method", "heatmap_method",
+        "sample_id",
+        "label",
+        "pred",
+        "logits",
+        "heatmap",
+        "rma",
+        "rma_status",
+        "explained_class",
+        "dataset",
+        "shift",
+        "model",
+        "method",
+        "heatmap_method",
     ]
     assert str(table.schema.field("logits").type) == "fixed_size_list<element: halffloat>[8]"
     assert str(table.schema.field("heatmap").type) == "fixed_size_list<element: halffloat>[16]"
@@ -52,8 +68,12 @@ def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
     assert np.isnan(rma[4]) and table.column("rma_status").to_pylist()[4] == "empty_mask"
     assert set(table.column("heatmap_method").to_pylist()) == {"chefer"}
     np.testing.assert_array_equal(table.column("pred").to_numpy(), reference.logits.argmax(1).numpy())
-    assert summary == {"n": 11, "accuracy": pytest.approx(float((reference.logits.argmax(1) == labels).float().mean())),
-                       "nonfinite_logits": 0, "undefined_rma": 1}
+    assert summary == {
+        "n": 11,
+        "accuracy": pytest.approx(float((reference.logits.argmax(1) == labels).float().mean())),
+        "nonfinite_logits": 0,
+        "undefined_rma": 1,
+    }
 
 
 def test_bad_heatmap_settings_fail_clearly():
@@ -67,8 +87,8 @@ def test_corruptions_in_worker_processes_ahead_of_the_model_give_the_same_file(t
     """A shifted job read and corrupted ahead (0 workers: in the reading thread; 2: in two processes) writes what
     the corruption applied batch by batch in line writes: the same rows, the same maps."""
     from vlm_rationality.data.corruptions import apply_shift
-    from vlm_rationality.explain.heatmaps import shifted
     from vlm_rationality.data.shards import iter_batches
+    from vlm_rationality.explain.heatmaps import shifted
 
     classifier = build_classifier(tiny_model, "prompt", prompts)
     settings = HeatmapSettings(batch_size=4)
@@ -79,14 +99,17 @@ def test_corruptions_in_worker_processes_ahead_of_the_model_give_the_same_file(t
         explain_shards(classifier, [shard], out, settings, "h", "cpu", keys, workers=workers)
         tables.append(pq.read_table(out))
     for name in tables[0].column_names:  # rma: NaN for the empty mask, equal to itself only as an array
-        np.testing.assert_array_equal(np.stack(tables[0].column(name).to_numpy(zero_copy_only=False)),
-                                      np.stack(tables[1].column(name).to_numpy(zero_copy_only=False)))
+        np.testing.assert_array_equal(
+            np.stack(tables[0].column(name).to_numpy(zero_copy_only=False)),
+            np.stack(tables[1].column(name).to_numpy(zero_copy_only=False)),
+        )
     prepared = read_prepared(shard)
     corrupted = apply_shift(prepared["image"], prepared["sample_id"], "gaussian_noise-3")
     in_line = np.concatenate([b.images.numpy() for b in shifted(iter_batches([shard], 4), "gaussian_noise-3")])
     np.testing.assert_array_equal(in_line, corrupted)
-    reference = Chefer()(classifier, tiny_model.preprocess(torch.from_numpy(corrupted)),
-                         torch.from_numpy(prepared["label"]).long())
+    reference = Chefer()(
+        classifier, tiny_model.preprocess(torch.from_numpy(corrupted)), torch.from_numpy(prepared["label"]).long()
+    )
     heatmaps = np.stack(tables[1].column("heatmap").to_numpy(zero_copy_only=False)).astype(np.float32)
     np.testing.assert_allclose(heatmaps, reference.relevance.reshape(11, -1).numpy(), rtol=2e-3, atol=1e-4)
 
@@ -143,7 +166,9 @@ def test_the_auto_batch_meets_the_free_memory_on_the_line_through_two_probes():
     assert fit_batch_size(peak, 2**50) == MAX_BATCH
     assert fit_batch_size(peak, 2000 * mib) == 8  # (0.8 * 2000 - 512) / 100 = 10.9, down to a multiple of 8
     assert fit_batch_size(peak, 1200 * mib) == 4  # 4.5: fewer than 8 are not rounded
-    with pytest.raises(RuntimeError, match="one image needs 100 MiB beyond 512 MiB fixed, more than 80% of the 700 MiB"):
+    with pytest.raises(
+        RuntimeError, match="one image needs 100 MiB beyond 512 MiB fixed, more than 80% of the 700 MiB"
+    ):
         fit_batch_size(peak, 700 * mib)
 
 
@@ -157,8 +182,9 @@ def test_the_auto_batch_fits_the_gpu(tiny_model, prompts, shard, tmp_path):
     batch = auto_batch_size(explain, classifier, device)
     assert batch >= 8
     torch.cuda.reset_peak_memory_stats(device)
-    images = torch.zeros((batch, tiny_model.preprocess.image_size, tiny_model.preprocess.image_size, 3), dtype=torch.uint8,
-                         device=device)
+    images = torch.zeros(
+        (batch, tiny_model.preprocess.image_size, tiny_model.preprocess.image_size, 3), dtype=torch.uint8, device=device
+    )
     explain(classifier, classifier.model.preprocess(images), torch.zeros(batch, dtype=torch.long, device=device))
     assert torch.cuda.max_memory_allocated(device) < torch.cuda.get_device_properties(device).total_memory
     out = tmp_path / "auto.parquet"

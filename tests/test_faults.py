@@ -14,7 +14,12 @@ import torch
 
 from tests import fixtures
 from vlm_rationality.artefacts import (
-    prepared_meta, read_heatmaps, read_metrics, read_prepared, read_prepared_batches, write_prepared_shard,
+    prepared_meta,
+    read_heatmaps,
+    read_metrics,
+    read_prepared,
+    read_prepared_batches,
+    write_prepared_shard,
 )
 from vlm_rationality.data import Sample, Skipped, build_dataset
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
@@ -30,9 +35,15 @@ from vlm_rationality.report.tables import latex_tables, markdown_table
 def shard(tmp_path_factory):
     samples = list(generate(SyntheticSpec(image_size=32), "test", 10))
     path = tmp_path_factory.mktemp("prepared") / "shard-0000.parquet"
-    write_prepared_shard(path, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
-                         images=np.stack([s.image for s in samples]), masks=np.stack([s.mask for s in samples]),
-                         sources=["synthetic"] * 10, config_hash="h")
+    write_prepared_shard(
+        path,
+        sample_ids=[s.sample_id for s in samples],
+        labels=np.array([s.label for s in samples]),
+        images=np.stack([s.image for s in samples]),
+        masks=np.stack([s.mask for s in samples]),
+        sources=["synthetic"] * 10,
+        config_hash="h",
+    )
     return path
 
 
@@ -42,9 +53,17 @@ def _truncated(path, tmp_path):
     return damaged
 
 
-@pytest.mark.parametrize("read", [prepared_meta, read_prepared, lambda p: list(read_prepared_batches(p, 4)),
-                                  lambda p: read_heatmaps(p, ["rma"]), read_metrics],
-                         ids=["meta", "prepared", "batches", "heatmaps", "metrics"])
+@pytest.mark.parametrize(
+    "read",
+    [
+        prepared_meta,
+        read_prepared,
+        lambda p: list(read_prepared_batches(p, 4)),
+        lambda p: read_heatmaps(p, ["rma"]),
+        read_metrics,
+    ],
+    ids=["meta", "prepared", "batches", "heatmaps", "metrics"],
+)
 def test_a_truncated_parquet_file_is_named_with_what_to_do(shard, tmp_path, read):
     damaged = _truncated(shard, tmp_path)
     with pytest.raises(ValueError, match=rf"{damaged}: not a readable Parquet file .*magic bytes.*delete it and rerun"):
@@ -58,7 +77,7 @@ def _damaged_in_the_middle(path, tmp_path):
     column = pq.ParquetFile(path).metadata.row_group(0).column(0)
     data = bytearray(path.read_bytes())
     middle = column.data_page_offset + column.total_compressed_size // 2
-    data[middle:middle + 16] = bytes(16 - i for i in range(16))
+    data[middle : middle + 16] = bytes(16 - i for i in range(16))
     damaged = tmp_path / ("mid-" + path.name)
     damaged.write_bytes(bytes(data))
     return damaged
@@ -100,7 +119,7 @@ def _bomb_jpeg(path, side: int = 14_000) -> None:
     fixtures.photo(path)
     data = bytearray(path.read_bytes())
     sof = data.index(b"\xff\xc0")  # baseline start-of-frame: length (2), precision (1), height (2), width (2)
-    data[sof + 5:sof + 9] = side.to_bytes(2, "big") * 2
+    data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2
     path.write_bytes(bytes(data))
 
 
@@ -108,8 +127,13 @@ def test_a_decompression_bomb_is_counted_as_unreadable_with_its_path(tmp_path, c
     fixture = fixtures.imagenet(tmp_path / "in")
     victim = next(sample_id for sample_id in fixture.boxes)
     _bomb_jpeg(fixture.root / victim)
-    config = {"adapter": "imagenet", "root": str(fixture.root), "image_size": 32, "shard_size": 100,
-              "splits": {"val": {}}}
+    config = {
+        "adapter": "imagenet",
+        "root": str(fixture.root),
+        "image_size": 32,
+        "shard_size": 100,
+        "splits": {"val": {}},
+    }
     dataset = build_dataset(config)
     entries = list(dataset.samples("val", 0, dataset.split_size("val")))
     bombs = [e for e in entries if isinstance(e, Skipped) and e.sample_id == victim]
@@ -128,19 +152,28 @@ def _strip(path, width, height):
     Image.new("RGB", (width, height), (200, 30, 30)).save(path, format="PNG")  # a few hundred bytes
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (lambda path: _strip(path, 30_000, 1), "extreme_aspect_ratio"),
-    (lambda path: _strip(path, 1, 30_000), "extreme_aspect_ratio"),
-    (lambda path: (path.unlink(), os.mkfifo(path)), "not_a_file"),
-], ids=["very-wide", "very-tall", "fifo"])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda path: _strip(path, 30_000, 1), "extreme_aspect_ratio"),
+        (lambda path: _strip(path, 1, 30_000), "extreme_aspect_ratio"),
+        (lambda path: (path.unlink(), os.mkfifo(path)), "not_a_file"),
+    ],
+    ids=["very-wide", "very-tall", "fifo"],
+)
 def test_an_image_that_would_exhaust_memory_or_block_is_skipped_and_counted(tmp_path, damage, reason):
     """A 30000x1 strip resized to a 32-pixel short side would be ~1 M pixels wide (at 224: 6.7 M x 224, gigabytes);
     a FIFO blocks whoever opens it. Both are skipped by their shape or type, before decoding or opening."""
     fixture = fixtures.imagenet(tmp_path / "in")
     victim = next(sample_id for sample_id in fixture.boxes)
     damage(fixture.root / victim)
-    config = {"adapter": "imagenet", "root": str(fixture.root), "image_size": 32, "shard_size": 100,
-              "splits": {"val": {}}}
+    config = {
+        "adapter": "imagenet",
+        "root": str(fixture.root),
+        "image_size": 32,
+        "shard_size": 100,
+        "splits": {"val": {}},
+    }
     signal.alarm(120)  # a FIFO that is opened blocks forever: fail instead
     try:
         write_item_index(config, "val", tmp_path / "items.parquet", "h")
@@ -148,18 +181,29 @@ def test_an_image_that_would_exhaust_memory_or_block_is_skipped_and_counted(tmp_
     finally:
         signal.alarm(0)
     assert counts["skipped"][reason] == 1
-    assert counts["written"] == len(fixture.boxes) - 1 and counts["skipped"]["unreadable_image"] == fixture.bad["unreadable_image"]
+    assert (
+        counts["written"] == len(fixture.boxes) - 1
+        and counts["skipped"]["unreadable_image"] == fixture.bad["unreadable_image"]
+    )
     assert victim not in read_prepared(tmp_path / "shard-0000.parquet")["sample_id"]
 
 
-def test_non_finite_logits_make_no_prediction_are_counted_and_mark_the_classifier_broken(prompts, shard, tmp_path, caplog):
+def test_non_finite_logits_make_no_prediction_are_counted_and_mark_the_classifier_broken(
+    prompts, shard, tmp_path, caplog
+):
     model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
     classifier = build_classifier(model, "linear", prompts)
     with torch.no_grad():
         classifier.head.weight[:, 0] = math.nan  # a checkpoint with NaN weights: every logit NaN
     out = tmp_path / "heatmaps.parquet"
-    summary = explain_shards(classifier, [shard], out, HeatmapSettings(batch_size=8), "h",
-                             keys={"dataset": "d", "model": "m", "method": "ft"})
+    summary = explain_shards(
+        classifier,
+        [shard],
+        out,
+        HeatmapSettings(batch_size=8),
+        "h",
+        keys={"dataset": "d", "model": "m", "method": "ft"},
+    )
     assert summary["nonfinite_logits"] == 10 and math.isnan(summary["accuracy"])
     _, table = read_heatmaps(out, ["pred"])
     assert set(table.column("pred").to_pylist()) == {-1}
@@ -167,8 +211,11 @@ def test_non_finite_logits_make_no_prediction_are_counted_and_mark_the_classifie
         rows = score_table([out], 0.5, 10, 0).to_pylist()
     row = rows[0]
     assert row["n_nonfinite_logits"] == 10 and row["n"] == 0 and math.isnan(row["accuracy"])
-    assert any("d/clean/m/ft/chefer: 10 of 10 samples have non-finite logits, so this classifier is broken"
-               in record.getMessage() for record in caplog.records)
+    assert any(
+        "d/clean/m/ft/chefer: 10 of 10 samples have non-finite logits, so this classifier is broken"
+        in record.getMessage()
+        for record in caplog.records
+    )
     # Every table says so where the numbers would be; the figure writes it over the missing bars.
     markdown = markdown_table(rows, ["ft"], ["m"], ["d"], "clean")
     assert "| FT | m | broken: 10 non-finite logits | – |" in markdown
@@ -184,8 +231,10 @@ def test_a_pickle_checkpoint_refused_by_weights_only_is_named_with_why(tmp_path,
     model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
     path = tmp_path / "trainer-state.pt"
     torch.save({"state_dict": model.model.state_dict(), "args": argparse.Namespace(lr=1e-4)}, path)
-    load = {"open_clip": lambda: build_model({"adapter": "open_clip", "arch": "tiny-vit-32", "pretrained": str(path)}),
-            "albef": lambda: read_checkpoint(path)}[adapter]  # ALBEF's and BLIP's official .pth go through here
+    load = {
+        "open_clip": lambda: build_model({"adapter": "open_clip", "arch": "tiny-vit-32", "pretrained": str(path)}),
+        "albef": lambda: read_checkpoint(path),
+    }[adapter]  # ALBEF's and BLIP's official .pth go through here
     with pytest.raises(ValueError, match=rf"{path} is refused: .*\(argparse\.Namespace\).*arbitrary code") as error:
         load()
     assert "weights_only=False" not in str(error.value)
@@ -196,8 +245,10 @@ def test_identical_checkpoints_are_byte_identical_across_processes(tmp_path):
     import subprocess
     import sys
 
-    script = ("import sys, torch; from vlm_rationality.models.checkpoint import save_state_dict; "
-              "save_state_dict({'w': torch.arange(6.0)}, sys.argv[1], metadata={k: k * 2 for k in 'abcdefgh'})")
+    script = (
+        "import sys, torch; from vlm_rationality.models.checkpoint import save_state_dict; "
+        "save_state_dict({'w': torch.arange(6.0)}, sys.argv[1], metadata={k: k * 2 for k in 'abcdefgh'})"
+    )
     paths = [tmp_path / f"{i}.safetensors" for i in range(3)]
     for path in paths:
         subprocess.run([sys.executable, "-c", script, str(path)], check=True)
@@ -208,12 +259,14 @@ def test_identical_checkpoints_are_byte_identical_across_processes(tmp_path):
         assert handle.metadata() == {k: k * 2 for k in "abcdefgh"} and handle.get_tensor("w").tolist() == list(range(6))
 
 
-
 def test_an_explain_batch_out_of_memory_names_the_batch_size_setting():
     from vlm_rationality.explain.batch_size import batch_memory
 
-    with pytest.raises(MemoryError, match=r"out of memory explaining a batch of 64 images on cpu: lower "
-                                          r"heatmaps\.batch_size, or on CUDA set it to auto"):
+    with pytest.raises(
+        MemoryError,
+        match=r"out of memory explaining a batch of 64 images on cpu: lower "
+        r"heatmaps\.batch_size, or on CUDA set it to auto",
+    ):
         with batch_memory(64, torch.device("cpu")):
             torch.empty(2**50, dtype=torch.uint8)  # the CPU allocator's real refusal (4 PiB)
     with pytest.raises(RuntimeError, match="not a memory error"):
@@ -230,9 +283,16 @@ def test_a_shard_of_another_split_or_config_is_refused_naming_it(shard):
         check_prepared([shard], {"test": "h2"})
     samples = list(generate(SyntheticSpec(image_size=32), "train", 2))
     train = shard.with_name("train-shard.parquet")
-    write_prepared_shard(train, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
-                         images=np.stack([s.image for s in samples]), masks=np.stack([s.mask for s in samples]),
-                         sources=["synthetic"] * 2, config_hash="h", split="train")
+    write_prepared_shard(
+        train,
+        sample_ids=[s.sample_id for s in samples],
+        labels=np.array([s.label for s in samples]),
+        images=np.stack([s.image for s in samples]),
+        masks=np.stack([s.mask for s in samples]),
+        sources=["synthetic"] * 2,
+        config_hash="h",
+        split="train",
+    )
     with pytest.raises(ValueError, match=rf"{train} holds split 'train', but this job reads 'test': a shard copied"):
         check_prepared([train], {"test": "h"})
 

@@ -36,18 +36,32 @@ def test_contrastive_loss_treats_equal_groups_as_positives():
 @pytest.fixture(scope="module")
 def split():
     samples = list(generate(SyntheticSpec(image_size=32), "train", 48, rho=0.9))
-    return TrainingSplit(torch.from_numpy(np.stack([s.image for s in samples])), torch.tensor([s.label for s in samples]), None,
-                         [s.sample_id for s in samples])
+    return TrainingSplit(
+        torch.from_numpy(np.stack([s.image for s in samples])),
+        torch.tensor([s.label for s in samples]),
+        None,
+        [s.sample_id for s in samples],
+    )
 
 
-@pytest.mark.parametrize("config", [
-    {"kind": "lp", "lr": 0.1, "epochs": 3, "batch_size": 16},
-    {"kind": "ft", "lr": 1e-3, "epochs": 2, "batch_size": 16, "augment": True},
-    {"kind": "flcp", "lr": 1e-3, "epochs": 2, "batch_size": 16, "augment": True},
-    {"kind": "clip_adapter", "lr": 1e-2, "epochs": 3, "batch_size": 16, "adapter": {"reduction": 4, "ratio": 0.2}},
-    {"kind": "coop", "optimizer": "sgd", "lr": 2e-3, "epochs": 2, "batch_size": 16, "prompt_template": "a photo of a {name}",
-     "context": {"length": 4, "init": "random", "class_specific": True}},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"kind": "lp", "lr": 0.1, "epochs": 3, "batch_size": 16},
+        {"kind": "ft", "lr": 1e-3, "epochs": 2, "batch_size": 16, "augment": True},
+        {"kind": "flcp", "lr": 1e-3, "epochs": 2, "batch_size": 16, "augment": True},
+        {"kind": "clip_adapter", "lr": 1e-2, "epochs": 3, "batch_size": 16, "adapter": {"reduction": 4, "ratio": 0.2}},
+        {
+            "kind": "coop",
+            "optimizer": "sgd",
+            "lr": 2e-3,
+            "epochs": 2,
+            "batch_size": 16,
+            "prompt_template": "a photo of a {name}",
+            "context": {"length": 4, "init": "random", "class_specific": True},
+        },
+    ],
+)
 def test_methods_train_and_are_deterministic(split, prompts, config):
     results = []
     for _ in range(2):
@@ -63,10 +77,13 @@ def test_methods_train_and_are_deterministic(split, prompts, config):
 def test_lp_refuses_augmentation(split, prompts):
     with pytest.raises(ValueError, match="augment"):
         build_method({"kind": "lp", "lr": 0.1, "epochs": 1, "batch_size": 16, "augment": True}).fit(
-            build_model({"arch": "tiny-vit-32"}), prompts, split, torch.device("cpu"))
+            build_model({"arch": "tiny-vit-32"}), prompts, split, torch.device("cpu")
+        )
 
 
-def test_clip_adapter_trains_only_its_adapter_and_round_trips_through_its_checkpoint(split, prompts, tmp_path, any_tiny_model):
+def test_clip_adapter_trains_only_its_adapter_and_round_trips_through_its_checkpoint(
+    split, prompts, tmp_path, any_tiny_model
+):
     from vlm_rationality.models.checkpoint import load_classifier, load_state_dict, save_classifier
     from vlm_rationality.models.heads import build_classifier
 
@@ -76,7 +93,13 @@ def test_clip_adapter_trains_only_its_adapter_and_round_trips_through_its_checkp
     images = model.preprocess(split.images[:8])
     with torch.no_grad():
         frozen_logits = zero_shot(images)
-    config = {"kind": "clip_adapter", "lr": 1e-2, "epochs": 3, "batch_size": 16, "adapter": {"reduction": 4, "ratio": 0.2}}
+    config = {
+        "kind": "clip_adapter",
+        "lr": 1e-2,
+        "epochs": 3,
+        "batch_size": 16,
+        "adapter": {"reduction": 4, "ratio": 0.2},
+    }
     torch.manual_seed(0)
     classifier, _ = build_method(config).fit(model, prompts, split, torch.device("cpu"))
     after = model.backbone_state_dict()
@@ -94,15 +117,25 @@ def test_clip_adapter_trains_only_its_adapter_and_round_trips_through_its_checkp
     path = tmp_path / "clip_adapter.safetensors"
     save_classifier(classifier, path, {"method": config})
     assert sorted(k for k in load_state_dict(path) if not k.startswith("model.")) == [
-        "adapter.mlp.0.weight", "adapter.mlp.2.weight", "head.weight"]
+        "adapter.mlp.0.weight",
+        "adapter.mlp.2.weight",
+        "head.weight",
+    ]
     reloaded = load_classifier(model.describe(), path)
     assert (reloaded.adapter.reduction, reloaded.adapter.ratio) == (4, 0.2)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(images), adapted)
 
 
-COOP = {"kind": "coop", "optimizer": "sgd", "lr": 2e-2, "epochs": 3, "batch_size": 16,
-        "prompt_template": "a photo of a {name}", "context": {"init": "template", "class_specific": False}}
+COOP = {
+    "kind": "coop",
+    "optimizer": "sgd",
+    "lr": 2e-2,
+    "epochs": 3,
+    "batch_size": 16,
+    "prompt_template": "a photo of a {name}",
+    "context": {"init": "template", "class_specific": False},
+}
 
 
 def test_coop_with_the_templates_words_as_context_is_the_zero_shot_classifier(split, prompts, any_tiny_model):
@@ -118,6 +151,7 @@ def test_coop_with_the_templates_words_as_context_is_the_zero_shot_classifier(sp
         torch.testing.assert_close(context.text_features(model), model.encode_text(prompts), rtol=0, atol=1e-5)
         zero_shot = build_classifier(model, "prompt", prompts)(images)
         from vlm_rationality.models.heads import ImageClassifier, prompt_head
+
         coop = ImageClassifier(model, prompt_head(model, context), "prompt", context=context)(images)
     torch.testing.assert_close(coop, zero_shot, rtol=0, atol=1e-5)
 

@@ -46,8 +46,8 @@ def test_a_sample_map_does_not_depend_on_its_batch_mates(case, name):
     whole = method(classifier, images, labels).relevance
     scale = float(whole.abs().max())  # a map may be all zero (Grad-CAM), so tolerances scale with the batch's
     for i in (0, 3):
-        alone = method(classifier, images[i:i + 1], labels[i:i + 1]).relevance
-        assert float((whole[i:i + 1] - alone).abs().max()) < 1e-5 * scale
+        alone = method(classifier, images[i : i + 1], labels[i : i + 1]).relevance
+        assert float((whole[i : i + 1] - alone).abs().max()) < 1e-5 * scale
     shuffled = method(classifier, images.flip(0), labels.flip(0)).relevance.flip(0)
     assert _relative_error(shuffled, whole) < 1e-5
 
@@ -78,7 +78,10 @@ def test_gradient_methods_explain_the_asked_class(case, name):
     classifier, images, labels = case
     method = HEATMAP_METHODS.get(name)()
     other = (labels + 1) % classifier.num_classes
-    assert _relative_error(method(classifier, images, labels).relevance, method(classifier, images, other).relevance) > 1e-3
+    assert (
+        _relative_error(method(classifier, images, labels).relevance, method(classifier, images, other).relevance)
+        > 1e-3
+    )
     pred = HEATMAP_METHODS.get(name)(target="pred")(classifier, images, labels)
     torch.testing.assert_close(pred.explained_class, pred.logits.argmax(1))
 

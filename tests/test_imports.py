@@ -13,9 +13,15 @@ PACKAGE = Path(vlm_rationality.__file__).parent
 # the bottom import no stage at all.
 STAGES = ("data", "models", "metrics", "explain", "finetune", "predict", "report")
 FORBIDDEN = {
-    "data": ("explain", "finetune", "predict"), "models": ("explain", "finetune", "predict"),
-    "metrics": ("explain", "finetune", "predict"), "explain": ("finetune", "predict"),
-    "predict": ("explain", "finetune"), "artefacts": STAGES, "io": STAGES, "registry": STAGES, "device": STAGES,
+    "data": ("explain", "finetune", "predict"),
+    "models": ("explain", "finetune", "predict"),
+    "metrics": ("explain", "finetune", "predict"),
+    "explain": ("finetune", "predict"),
+    "predict": ("explain", "finetune"),
+    "artefacts": STAGES,
+    "io": STAGES,
+    "registry": STAGES,
+    "device": STAGES,
 }
 LIGHT = ("artefacts", "io", "registry")  # readable without the ML stack
 
@@ -50,13 +56,19 @@ def test_the_package_imports_only_downward():
 
 
 def test_an_upward_import_is_found(tmp_path):
-    for folder, source in (("metrics", "from vlm_rationality.explain.base import Explanation\n"),
-                           ("explain", "import vlm_rationality.finetune.run\n"), ("data", "import os\n")):
+    for folder, source in (
+        ("metrics", "from vlm_rationality.explain.base import Explanation\n"),
+        ("explain", "import vlm_rationality.finetune.run\n"),
+        ("data", "import os\n"),
+    ):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "x.py").write_text(source)
     (tmp_path / "artefacts.py").write_text("import torch\nfrom vlm_rationality.data import shards\n")
     assert upward_imports(tmp_path) == [
-        "artefacts.py -> torch", "artefacts.py -> vlm_rationality.data", "artefacts.py -> vlm_rationality.data.shards",
-        "explain/x.py -> vlm_rationality.finetune.run", "metrics/x.py -> vlm_rationality.explain.base",
+        "artefacts.py -> torch",
+        "artefacts.py -> vlm_rationality.data",
+        "artefacts.py -> vlm_rationality.data.shards",
+        "explain/x.py -> vlm_rationality.finetune.run",
+        "metrics/x.py -> vlm_rationality.explain.base",
         "metrics/x.py -> vlm_rationality.explain.base.Explanation",
     ]

@@ -18,17 +18,46 @@ sys.exit(code)
 
 
 def heavy_imports(*args: str, cwd, prelude: str = "") -> list[str]:
-    done = subprocess.run([sys.executable, "-c", f"{prelude}\nHEAVY = {HEAVY!r}\n{PROBE}", *args], cwd=cwd,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", f"{prelude}\nHEAVY = {HEAVY!r}\n{PROBE}", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_synthetic_items_and_prepare_import_no_ml_stack(tmp_path):
-    spec = json.dumps({"adapter": "synthetic", "image_size": 32, "num_classes": 3, "num_textures": 3, "seed": 0,
-                       "shard_size": 8, "splits": {"test": {"size": 10, "rho": 0.0}}})
+    spec = json.dumps(
+        {
+            "adapter": "synthetic",
+            "image_size": 32,
+            "num_classes": 3,
+            "num_textures": 3,
+            "seed": 0,
+            "shard_size": 8,
+            "splits": {"test": {"size": 10, "rho": 0.0}},
+        }
+    )
     items = ("items", "--spec", spec, "--split", "test", "--out", "items.parquet")
     assert heavy_imports(*items, cwd=tmp_path) == []
     assert heavy_imports(*items, cwd=tmp_path, prelude="import torch") == ["torch"]  # the probe does see imports
-    assert heavy_imports("prepare", "--spec", spec, "--split", "test", "--shard", "1", "--items", "items.parquet",
-                         "--out", "shard.parquet", cwd=tmp_path) == []
+    assert (
+        heavy_imports(
+            "prepare",
+            "--spec",
+            spec,
+            "--split",
+            "test",
+            "--shard",
+            "1",
+            "--items",
+            "items.parquet",
+            "--out",
+            "shard.parquet",
+            cwd=tmp_path,
+        )
+        == []
+    )
     assert (tmp_path / "shard.parquet").stat().st_size > 0

@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from vlm_rationality.metrics.rationality import (
-    CATEGORIES, bootstrap_intervals, category_counts, metrics_from_counts, rationality,
+    CATEGORIES,
+    bootstrap_intervals,
+    category_counts,
+    metrics_from_counts,
+    rationality,
 )
 from vlm_rationality.metrics.rma import STATUSES, relevance_mass_accuracy, upsample
 
@@ -28,17 +32,25 @@ def test_rma_by_hand():
 
 
 def test_rma_undefined_cases_are_nan_with_a_reason():
-    relevance = torch.tensor([
-        [[0.0, 1.0], [2.0, 3.0]],  # fine
-        [[0.0, 1.0], [2.0, 3.0]],  # empty mask
-        [[5.0, 5.0], [5.0, 5.0]],  # constant
-        [[0.0, 0.0], [0.0, 0.0]],  # sum H = 0
-        [[0.0, float("nan")], [1.0, 2.0]],  # non-finite
-    ])
+    relevance = torch.tensor(
+        [
+            [[0.0, 1.0], [2.0, 3.0]],  # fine
+            [[0.0, 1.0], [2.0, 3.0]],  # empty mask
+            [[5.0, 5.0], [5.0, 5.0]],  # constant
+            [[0.0, 0.0], [0.0, 0.0]],  # sum H = 0
+            [[0.0, float("nan")], [1.0, 2.0]],  # non-finite
+        ]
+    )
     masks = torch.ones(5, 4, 4, dtype=torch.bool)
     masks[1] = False
     rma, status = relevance_mass_accuracy(relevance, masks)
-    assert [STATUSES[s] for s in status.tolist()] == ["ok", "empty_mask", "constant_heatmap", "zero_mass", "nonfinite_heatmap"]
+    assert [STATUSES[s] for s in status.tolist()] == [
+        "ok",
+        "empty_mask",
+        "constant_heatmap",
+        "zero_mass",
+        "nonfinite_heatmap",
+    ]
     assert rma[0].item() == pytest.approx(1.0)
     assert torch.isnan(rma[1:]).all()
 
@@ -63,7 +75,12 @@ def test_quadrants_pt_ir_by_hand():
     rma = np.array([0.9, 0.5, 0.2, 0.7, 0.1, np.nan, np.nan, 0.49])
     counts = category_counts(correct, rma, threshold=0.5)
     assert dict(zip(CATEGORIES, counts.tolist())) == {
-        "RR": 2, "RW": 2, "WR": 1, "WW": 1, "R_undefined": 1, "W_undefined": 1,
+        "RR": 2,
+        "RW": 2,
+        "WR": 1,
+        "WW": 1,
+        "R_undefined": 1,
+        "W_undefined": 1,
     }
     result = rationality(correct, rma, threshold=0.5, iterations=200)
     assert result.metrics["accuracy"] == pytest.approx(5 / 8)  # undefined RMA keeps its prediction

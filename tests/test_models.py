@@ -136,8 +136,10 @@ def test_texts_tokenized_once_give_the_embeddings_of_a_fresh_tokenization(tiny_m
     kept = dict(tiny_model._token_ids)
     try:  # past the cache's bound, texts are tokenized afresh and not kept
         open_clip_adapter.TOKEN_CACHE = len(kept)
-        assert torch.equal(tiny_model.encode_text(["one more caption", texts[0]]),
-                           tiny_model.model.encode_text(tiny_model.tokenizer(["one more caption", texts[0]])))
+        assert torch.equal(
+            tiny_model.encode_text(["one more caption", texts[0]]),
+            tiny_model.model.encode_text(tiny_model.tokenizer(["one more caption", texts[0]])),
+        )
         assert tiny_model._token_ids == kept
     finally:
         open_clip_adapter.TOKEN_CACHE = 1 << 16

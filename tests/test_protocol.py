@@ -12,7 +12,12 @@ from torch import nn
 from tests.snakemake_runs import SCHEMA, TEST_CONFIG
 from vlm_rationality import protocol
 from vlm_rationality.config import check_config, checkpoint_method, finetune_spec, heatmap_spec
-from vlm_rationality.metrics.rationality import UNDEFINED_POLICIES, category_counts, metrics_from_counts, resolve_undefined
+from vlm_rationality.metrics.rationality import (
+    UNDEFINED_POLICIES,
+    category_counts,
+    metrics_from_counts,
+    resolve_undefined,
+)
 
 
 def test_undefined_rma_policies_move_pt_as_counted_by_hand():
@@ -20,8 +25,10 @@ def test_undefined_rma_policies_move_pt_as_counted_by_hand():
     correct = np.array([True, True, True, True, False, False])
     rma = np.array([0.9, 0.1, np.nan, np.nan, 0.8, np.nan])
     status = np.array(["ok", "ok", "constant_heatmap", "empty_mask", "ok", "zero_mass"], dtype=object)
-    found = {p: metrics_from_counts(category_counts(correct, resolve_undefined(rma, status, p), 0.5))
-          for p in UNDEFINED_POLICIES}
+    found = {
+        p: metrics_from_counts(category_counts(correct, resolve_undefined(rma, status, p), 0.5))
+        for p in UNDEFINED_POLICIES
+    }
     # exclude: RR=1, RW=1 -> 1/2; valid: the constant map joins RR, the empty mask RW -> 2/4; invalid: RR=1 of 4.
     assert found["exclude"]["prediction_trustworthiness"] == pytest.approx(1 / 2)
     assert found["valid"]["prediction_trustworthiness"] == pytest.approx(2 / 4)
@@ -32,7 +39,9 @@ def test_undefined_rma_policies_move_pt_as_counted_by_hand():
     assert all(found[p]["accuracy"] == pytest.approx(4 / 6) for p in found)  # accuracy never depends on the policy
 
 
-def test_the_linear_head_gives_the_logits_of_a_plain_linear_layer_on_unnormalised_features(tiny_model, prompts, tmp_path):
+def test_the_linear_head_gives_the_logits_of_a_plain_linear_layer_on_unnormalised_features(
+    tiny_model, prompts, tmp_path
+):
     from vlm_rationality.models import build_classifier
     from vlm_rationality.models.checkpoint import load_classifier, save_classifier
 
@@ -119,7 +128,10 @@ def test_a_variant_reuses_its_bases_checkpoint_unless_training_changes(config):
     assert head["head"] == "linear" and "head_init" not in head  # the official head keeps nn.Linear's init
     assert checkpoint_method(config, "tiny-clip", "ft@head") == "ft@head"
     assert checkpoint_method(config, "tiny-clip", "lp@normalization") == "lp@normalization"  # the model changes
-    assert protocol.model_entry(config, "tiny-clip", "zs@normalization")["normalization"] == protocol.IMAGENET_NORMALIZATION
+    assert (
+        protocol.model_entry(config, "tiny-clip", "zs@normalization")["normalization"]
+        == protocol.IMAGENET_NORMALIZATION
+    )
     with pytest.raises(KeyError, match="unknown protocol switch 'fp8'"):
         protocol.method_entry(config, "zs@fp8")
     with pytest.raises(KeyError, match="does not apply to method 'zs'"):

@@ -1,4 +1,5 @@
-"""RaVL's Stage 2: the region-aware loss on hand-made embeddings, and the ravl method on real shards and a real model."""
+"""RaVL's Stage 2: the region-aware loss on hand-made embeddings, and the ravl method on real shards and a real
+model."""
 
 from __future__ import annotations
 
@@ -44,11 +45,13 @@ def test_the_region_terms_by_hand():
     """Two images of class 0 and one of class 1, texts e0 and e1, τ = 1 (cosines as logits)."""
     text = torch.eye(2)
     c, s = math.cos(0.5), math.sin(0.5)
-    region = torch.tensor([
-        [[1.0, 0.0], [0.0, 1.0]],  # image 0: relevant region = e0, spurious region = e1
-        [[c, s], [1.0, 0.0]],      # image 1: relevant region at 0.5 rad from e0, spurious region = e0
-        [[0.0, 1.0], [0.0, 1.0]],  # image 2 (class 1): no spurious region
-    ])
+    region = torch.tensor(
+        [
+            [[1.0, 0.0], [0.0, 1.0]],  # image 0: relevant region = e0, spurious region = e1
+            [[c, s], [1.0, 0.0]],  # image 1: relevant region at 0.5 rad from e0, spurious region = e0
+            [[0.0, 1.0], [0.0, 1.0]],  # image 2 (class 1): no spurious region
+        ]
+    )
     valid = torch.tensor([[True, True], [True, True], [True, False]])
     spurious = torch.tensor([[False, True], [False, True], [False, False]])
     target = torch.tensor([0, 0, 1])
@@ -102,9 +105,15 @@ def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("ravl")
     samples = list(generate(SyntheticSpec(image_size=32, num_classes=4, num_textures=4), "train", 32, rho=0.9))
     shard = root / "shard-0000.parquet"
-    write_prepared_shard(shard, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
-                         images=np.stack([s.image for s in samples]), masks=np.stack([s.mask for s in samples]),
-                         sources=["synthetic"] * len(samples), config_hash="h")
+    write_prepared_shard(
+        shard,
+        sample_ids=[s.sample_id for s in samples],
+        labels=np.array([s.label for s in samples]),
+        images=np.stack([s.image for s in samples]),
+        masks=np.stack([s.mask for s in samples]),
+        sources=["synthetic"] * len(samples),
+        config_hash="h",
+    )
     regions = {"sample_id": [], "kind": [], "feature": [], "box": [], "cluster": []}
     settings = {"background_boxes": 3, "box_fraction": 0.25, "grid": 3, "seed": 0}
     for s in samples:
@@ -151,10 +160,22 @@ def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts
     text_before = {k: v.clone() for k, v in model.model.named_parameters() if not k.startswith("visual.")}
     image_before = [p.detach().clone() for p in model.image_parameters()]
     head_before = prompt_head(model, prompts).weight.detach().clone()
-    config = {"kind": "ravl", "mitigates": "ft", "lr": 1e-3, "epochs": 2, "batch_size": 8, "seed": 0,
-              "regions": str(path),
-              "region_loss": {"weight": 0.8, "temperature": 0.07, "spurious_clusters": 1, "denominator": "classes",
-                              "view": view}}
+    config = {
+        "kind": "ravl",
+        "mitigates": "ft",
+        "lr": 1e-3,
+        "epochs": 2,
+        "batch_size": 8,
+        "seed": 0,
+        "regions": str(path),
+        "region_loss": {
+            "weight": 0.8,
+            "temperature": 0.07,
+            "spurious_clusters": 1,
+            "denominator": "classes",
+            "view": view,
+        },
+    }
     classifier, metrics = build_method(config).fit(model, prompts, load_split([shard]), torch.device("cpu"))
     assert classifier.kind == "prompt" and math.isfinite(metrics["train_loss"]) and metrics["steps"] == 8
     assert metrics["spurious_region_share"] == pytest.approx(table["cluster"].count(1) / len(table["cluster"]))
@@ -164,8 +185,9 @@ def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts
     with pytest.raises(ValueError, match="augment: true would move the boxes"):
         build_method({**config, "augment": True})
     with pytest.raises(KeyError, match="ravl needs `regions`"):
-        build_method({k: v for k, v in config.items() if k != "regions"}).fit(model, prompts, load_split([shard]),
-                                                                               torch.device("cpu"))
+        build_method({k: v for k, v in config.items() if k != "regions"}).fit(
+            model, prompts, load_split([shard]), torch.device("cpu")
+        )
 
 
 def test_in_place_keeps_a_region_at_its_place_and_scale_on_grey():
@@ -184,8 +206,7 @@ def test_roi_pool_averages_the_patch_tokens_a_box_covers():
     from vlm_rationality.finetune.ravl import roi_pool
 
     patches = torch.arange(2 * 4 * 4 * 3, dtype=torch.float32).reshape(2, 4, 4, 3)  # 4x4 patches of 8 px, 32 px
-    boxes = np.array([[[8, 0, 16, 8], [0, 0, 16, 16], [0, 0, 0, 0]],
-                      [[16, 8, 32, 16], [0, 0, 0, 0], [0, 0, 0, 0]]])
+    boxes = np.array([[[8, 0, 16, 8], [0, 0, 16, 16], [0, 0, 0, 0]], [[16, 8, 32, 16], [0, 0, 0, 0], [0, 0, 0, 0]]])
     valid = torch.tensor([[True, True, False], [True, False, False]])
     pooled = roi_pool(patches.requires_grad_(True), boxes, valid, 32)
     assert pooled.shape == (2, 3, 3)

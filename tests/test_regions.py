@@ -15,7 +15,9 @@ def test_the_object_box_is_tight_and_background_boxes_touch_no_object_pixel():
         mask = sample.mask
         x0, y0, x1, y1 = object_box(mask)
         assert mask[y0:y1, x0:x1].sum() == mask.sum()  # every object pixel inside
-        assert mask[y0, x0:x1].any() and mask[y1 - 1, x0:x1].any() and mask[y0:y1, x0].any() and mask[y0:y1, x1 - 1].any()
+        assert (
+            mask[y0, x0:x1].any() and mask[y1 - 1, x0:x1].any() and mask[y0:y1, x0].any() and mask[y0:y1, x1 - 1].any()
+        )
         boxes = background_boxes(mask, 4, 16, np.random.default_rng(index))
         covered = np.zeros_like(mask, dtype=int)
         for bx0, by0, bx1, by1 in boxes:

@@ -43,8 +43,15 @@ def shards(tmp_path_factory):
     masks = np.zeros((n, size, size), bool)
     masks[:, 2:6, 2:6] = True
     prepared = root / "shard-0000.parquet"
-    write_prepared_shard(prepared, sample_ids=ids, labels=labels, images=rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8),
-                         masks=masks, sources=ids, config_hash="x")
+    write_prepared_shard(
+        prepared,
+        sample_ids=ids,
+        labels=labels,
+        images=rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8),
+        masks=masks,
+        sources=ids,
+        config_hash="x",
+    )
     paths = []
     for m, method in enumerate(METHODS):
         preds = np.where(rng.random(n) < 0.7, labels, (labels + 1) % 3)
@@ -53,10 +60,20 @@ def shards(tmp_path_factory):
         rma[m] = np.nan  # undefined for one sample per method: never drawn
         path = root / method / "shards-0000-0000.parquet"
         path.parent.mkdir()
-        write_heatmap_shard(path, sample_ids=ids, labels=labels, preds=preds, logits=rng.random((n, 3)), heatmaps=heat,
-                            rma=rma, rma_status=np.where(np.isnan(rma), 1, 0), explained_class=labels,
-                            keys={"dataset": "d", "shift": "clean", "model": "m", "method": method, "heatmap_method": "chefer"},
-                            config_hash="x", meta={"grid_size": [4, 4], "source_shards": [str(prepared)]})
+        write_heatmap_shard(
+            path,
+            sample_ids=ids,
+            labels=labels,
+            preds=preds,
+            logits=rng.random((n, 3)),
+            heatmaps=heat,
+            rma=rma,
+            rma_status=np.where(np.isnan(rma), 1, 0),
+            explained_class=labels,
+            keys={"dataset": "d", "shift": "clean", "model": "m", "method": method, "heatmap_method": "chefer"},
+            config_hash="x",
+            meta={"grid_size": [4, 4], "source_shards": [str(prepared)]},
+        )
         paths.append(path)
     return prepared, paths
 
@@ -73,18 +90,27 @@ def _truth(paths):
 def test_the_galleries_draw_only_samples_of_their_kind_and_the_same_ones_every_run(shards, tmp_path):
     prepared, paths = shards
     truth = _truth(paths)
-    drawn = gallery.galleries(paths, [prepared], list(METHODS), ["a", "b", "c"], 0.5, 5, 0, "d", tmp_path / "r.png",
-                              tmp_path / "rw.png")
-    every_right = {s for s in truth["zs"] if all(truth[m][s]["pred"] == truth[m][s]["label"]
-                                                 and truth[m][s]["rma"] is not None and not math.isnan(truth[m][s]["rma"])
-                                                 for m in METHODS)}
+    drawn = gallery.galleries(
+        paths, [prepared], list(METHODS), ["a", "b", "c"], 0.5, 5, 0, "d", tmp_path / "r.png", tmp_path / "rw.png"
+    )
+    every_right = {
+        s
+        for s in truth["zs"]
+        if all(
+            truth[m][s]["pred"] == truth[m][s]["label"]
+            and truth[m][s]["rma"] is not None
+            and not math.isnan(truth[m][s]["rma"])
+            for m in METHODS
+        )
+    }
     assert len(every_right) > 5 and len(drawn["all_right"]) == 5 and set(drawn["all_right"]) <= every_right
     for method in METHODS:
         rows = truth[method]
         assert len(drawn["rw"][method]) == 5
         assert all(rows[s]["pred"] == rows[s]["label"] and rows[s]["rma"] < 0.5 for s in drawn["rw"][method])
-    again = gallery.galleries(paths, [prepared], list(METHODS), ["a", "b", "c"], 0.5, 5, 0, "d", tmp_path / "r2.png",
-                              tmp_path / "rw2.png")
+    again = gallery.galleries(
+        paths, [prepared], list(METHODS), ["a", "b", "c"], 0.5, 5, 0, "d", tmp_path / "r2.png", tmp_path / "rw2.png"
+    )
     assert again == drawn
     for name in ("r.png", "rw.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
@@ -92,8 +118,9 @@ def test_the_galleries_draw_only_samples_of_their_kind_and_the_same_ones_every_r
 
 def test_a_gallery_with_no_candidate_says_so_instead_of_failing(shards, tmp_path):
     prepared, paths = shards
-    drawn = gallery.galleries(paths, [prepared], list(METHODS), ["a", "b", "c"], 0.0, 5, 0, "d", tmp_path / "r.png",
-                              tmp_path / "rw.png")
+    drawn = gallery.galleries(
+        paths, [prepared], list(METHODS), ["a", "b", "c"], 0.0, 5, 0, "d", tmp_path / "r.png", tmp_path / "rw.png"
+    )
     assert drawn["rw"] == {m: [] for m in METHODS}  # nothing is below a threshold of 0
     assert (tmp_path / "rw.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -119,11 +146,19 @@ def _row(shift: str, method: str, value: float) -> dict:
 def test_shift_curves_have_one_point_per_severity_present(tmp_path, monkeypatch):
     kept = []
     monkeypatch.setattr(plt, "close", kept.append)
-    rows = [_row("clean", "ft", 0.9), _row("gaussian_noise-1", "ft", 0.8), _row("gaussian_noise-3", "ft", 0.5),
-            _row("clean", "zs", 0.7), _row("gaussian_noise-3", "zs", 0.4), _row("fog-5", "zs", 0.2)]
+    rows = [
+        _row("clean", "ft", 0.9),
+        _row("gaussian_noise-1", "ft", 0.8),
+        _row("gaussian_noise-3", "ft", 0.5),
+        _row("clean", "zs", 0.7),
+        _row("gaussian_noise-3", "zs", 0.4),
+        _row("fog-5", "zs", 0.2),
+    ]
     figures.shift_figure(rows, "d", "m", "chefer", ["zs", "ft"], tmp_path / "shift.png")
     panels = kept[0].axes
-    assert [ax.get_title() for ax in panels] == [f"{m} · {c}" for c in ("fog", "gaussian_noise") for m in ("PT", "IR", "accuracy")]
+    assert [ax.get_title() for ax in panels] == [
+        f"{m} · {c}" for c in ("fog", "gaussian_noise") for m in ("PT", "IR", "accuracy")
+    ]
     fog, noise = panels[0], panels[3]
     (zs_fog,) = fog.get_lines()  # ft has no fog rows, so no line there
     assert list(zs_fog.get_xdata()) == [0, 5] and list(zs_fog.get_ydata()) == pytest.approx([0.7, 0.2])
@@ -160,7 +195,12 @@ def test_the_csv_table_has_every_cell_and_the_average(tmp_path):
     assert len(out) == 2 * 2 * len(tables.BLOCKS)  # (d, average) per method and metric
     first = out[0]
     assert (first["metric"], first["method"], first["dataset"], first["value"], first["ci_low"]) == (
-        "prediction_trustworthiness", "zs", "d", 25.0, 20.0)
+        "prediction_trustworthiness",
+        "zs",
+        "d",
+        25.0,
+        20.0,
+    )
     assert out[1]["dataset"] == "average" and out[1]["ci_low"] is None
 
 

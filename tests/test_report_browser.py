@@ -25,7 +25,13 @@ def browser():
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not look for a browser online
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=webdriver.ChromeService(DRIVER), options=options)
     yield driver
@@ -76,8 +82,13 @@ def test_the_report_shows_table_2_and_the_figures_in_a_browser(local_run, browse
     for label in ("every method right", "right for the wrong reason"):
         row = _wait(lambda: browser.find_elements(By.XPATH, f"//tr[td[text()='{label}']]"))[0]
         row.find_element(By.XPATH, ".//a[@iconname='eye']").click()
-        image = _wait(lambda: [i for i in browser.find_elements(By.TAG_NAME, "img")
-                               if i.get_attribute("src").startswith("data:image/png") and i.size["width"] > 300])
+        image = _wait(
+            lambda: [
+                i
+                for i in browser.find_elements(By.TAG_NAME, "img")
+                if i.get_attribute("src").startswith("data:image/png") and i.size["width"] > 300
+            ]
+        )
         assert image, f"the {label} gallery is not shown"
         shown.append(image[0].get_attribute("src"))
     assert shown[0] != shown[1]

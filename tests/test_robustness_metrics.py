@@ -28,10 +28,14 @@ def test_temperature_scaling_recovers_the_temperature_that_made_the_logits():
     logits = 3 * z  # overconfident by a factor 3
     fitted = calibration.fit_temperature(logits, labels)
     assert fitted == pytest.approx(3.0, rel=0.05)
-    before = (calibration.negative_log_likelihood(logits, labels),
-              calibration.expected_calibration_error(calibration.softmax(logits), labels))
-    after = (calibration.negative_log_likelihood(logits, labels, fitted),
-             calibration.expected_calibration_error(calibration.softmax(logits, fitted), labels))
+    before = (
+        calibration.negative_log_likelihood(logits, labels),
+        calibration.expected_calibration_error(calibration.softmax(logits), labels),
+    )
+    after = (
+        calibration.negative_log_likelihood(logits, labels, fitted),
+        calibration.expected_calibration_error(calibration.softmax(logits, fitted), labels),
+    )
     assert after[0] < before[0] and after[1] < before[1] / 3
     assert (calibration.softmax(logits, fitted).argmax(1) == logits.argmax(1)).all()  # accuracy unchanged
 
@@ -75,7 +79,11 @@ def test_shape_bias_counts_shape_and_texture_decisions_and_drops_images_without_
     # conflict images: 6 (car/car dropped); shape: cat, car = 2; texture: car, cat, oven = 3; other: boat = 1
     result = shape_bias(decisions, shapes, textures)
     assert (result.shape_decisions, result.texture_decisions, result.other_decisions, result.dropped_no_conflict) == (
-        2, 3, 1, 1)
+        2,
+        3,
+        1,
+        1,
+    )
     assert result.shape_bias == pytest.approx(2 / 5)
     assert np.isnan(shape_bias(np.array([1]), np.array([0]), np.array([2])).shape_bias)  # no shape or texture decision
 
@@ -118,9 +126,13 @@ def test_the_robustness_table_from_a_predictions_file(tmp_path):
     val, test = np.arange(3000), np.arange(3000, 6000)
     cue_logits = np.eye(5)[[0, 1, 2, 0]] * 10  # decisions 0, 1, 2, 0 on shapes 0, 1, 3, 4 over textures 1, 2, 2, 0
     ood = np.full((500, 5), -50.0)  # uniform and low: below every ID sample in MSP, MCM, max logit and energy
-    sets = {"val": (3 * z[val], drawn(val), None), "test/clean": (3 * z[test], drawn(test), None),
-            "test/gaussian_noise-3": (3 * z[test] / 2, drawn(test), None), "ood_shape": (ood, np.full(500, -1), None),
-            "cue": (cue_logits, np.array([0, 1, 3, 4]), [1, 2, 2, 0])}
+    sets = {
+        "val": (3 * z[val], drawn(val), None),
+        "test/clean": (3 * z[test], drawn(test), None),
+        "test/gaussian_noise-3": (3 * z[test] / 2, drawn(test), None),
+        "ood_shape": (ood, np.full(500, -1), None),
+        "cue": (cue_logits, np.array([0, 1, 3, 4]), [1, 2, 2, 0]),
+    }
     sets["test/clean"][0][0] = np.nan  # one non-finite row: left out, counted
     names, ids, labels, backgrounds, logits = [], [], [], [], []
     for name, (lg, lb, bg) in sets.items():
@@ -130,9 +142,17 @@ def test_the_robustness_table_from_a_predictions_file(tmp_path):
         backgrounds += bg if bg is not None else [None] * len(lg)
         logits.append(lg)
     path = tmp_path / "predictions.parquet"
-    write_predictions(path, sets=names, sample_ids=ids, labels=np.concatenate(labels), backgrounds=backgrounds,
-                      logits=np.concatenate(logits), cosines=np.concatenate(logits) / 10, config_hash="x",
-                      meta={"keys": {"dataset": "d", "model": "m", "method": "zs"}, "logit_scale": 10.0})
+    write_predictions(
+        path,
+        sets=names,
+        sample_ids=ids,
+        labels=np.concatenate(labels),
+        backgrounds=backgrounds,
+        logits=np.concatenate(logits),
+        cosines=np.concatenate(logits) / 10,
+        config_hash="x",
+        meta={"keys": {"dataset": "d", "model": "m", "method": "zs"}, "logit_scale": 10.0},
+    )
     _, read = read_predictions(path)
     np.testing.assert_array_equal(read["val"]["logits"], (3 * z[val]).astype(np.float32))  # float32 kept exactly
 
@@ -154,11 +174,11 @@ def test_the_robustness_table_from_a_predictions_file(tmp_path):
 def test_reliability_bins_are_the_bins_ece_sums_over():
     from vlm_rationality.metrics.calibration import expected_calibration_error, reliability_bins
 
-    probs = np.array([[.25, .2, .55], [.55, .05, .4], [.1, .3, .6], [.9, .05, .05]])
+    probs = np.array([[0.25, 0.2, 0.55], [0.55, 0.05, 0.4], [0.1, 0.3, 0.6], [0.9, 0.05, 0.05]])
     labels = np.array([0, 1, 2, 0])
     confidence, accuracy, counts = reliability_bins(probs, labels, bins=3)
     assert counts.tolist() == [0, 3, 1] and np.isnan(confidence[0]) and np.isnan(accuracy[0])
-    np.testing.assert_allclose(confidence[1:], [(.55 + .55 + .6) / 3, .9])
+    np.testing.assert_allclose(confidence[1:], [(0.55 + 0.55 + 0.6) / 3, 0.9])
     np.testing.assert_allclose(accuracy[1:], [1 / 3, 1.0])
     gaps = np.nansum(counts / counts.sum() * np.abs(accuracy - confidence))
     assert gaps == pytest.approx(expected_calibration_error(probs, labels, bins=3)) == pytest.approx(0.2)
@@ -193,14 +213,22 @@ def test_the_stimuli_folder_labels_shape_and_texture_by_category(tmp_path):
     from vlm_rationality.metrics.shape_bias import imagenet16
 
     categories = list(imagenet16())
-    root = _stimuli(tmp_path / "stimuli", ["cat/cat1-elephant2.png", "elephant/elephant3-cat1.png", "cat/cat2-cat4.png"])
-    spec = {"adapter": "cue_conflict_stimuli", "root": str(root), "image_size": 32, "splits": {"stimuli": {"masks": False}}}
+    root = _stimuli(
+        tmp_path / "stimuli", ["cat/cat1-elephant2.png", "elephant/elephant3-cat1.png", "cat/cat2-cat4.png"]
+    )
+    spec = {
+        "adapter": "cue_conflict_stimuli",
+        "root": str(root),
+        "image_size": 32,
+        "splits": {"stimuli": {"masks": False}},
+    }
     dataset = build_dataset(spec)
     items = dataset.items("stimuli")
     assert [(i.sample_id, i.label, i.annotation["texture"]) for i in items] == [
         ("cat/cat1-elephant2.png", categories.index("cat"), categories.index("elephant")),
         ("cat/cat2-cat4.png", categories.index("cat"), categories.index("cat")),
-        ("elephant/elephant3-cat1.png", categories.index("elephant"), categories.index("cat"))]
+        ("elephant/elephant3-cat1.png", categories.index("elephant"), categories.index("cat")),
+    ]
     sample = next(iter(dataset.load_items("stimuli", items[:1], 0)))
     assert sample.image.shape == (32, 32, 3) and sample.extra["background"] == categories.index("elephant")
     _stimuli(root, ["cat/cat9-zebra1.png"])
@@ -243,17 +271,32 @@ def test_mcm_reads_each_images_cosines_to_the_class_prompts_for_a_linear_head_to
     prompts = [f"a photo of a {name}" for name in SyntheticSpec(image_size=32).class_names]
     samples = list(generate(SyntheticSpec(image_size=32), "test", 12))
     shard = tmp_path / "shard-0000.parquet"
-    write_prepared_shard(shard, sample_ids=[s.sample_id for s in samples], labels=np.array([s.label for s in samples]),
-                         images=np.stack([s.image for s in samples]), masks=np.stack([s.mask for s in samples]),
-                         sources=["synthetic"] * 12, config_hash="h")
+    write_prepared_shard(
+        shard,
+        sample_ids=[s.sample_id for s in samples],
+        labels=np.array([s.label for s in samples]),
+        images=np.stack([s.image for s in samples]),
+        masks=np.stack([s.mask for s in samples]),
+        sources=["synthetic"] * 12,
+        config_hash="h",
+    )
     torch.manual_seed(0)
     model = build_model(spec).eval()
     classifier = build_classifier(model, "linear", prompts, init_from_prompts=False, head_input=head_input)
     with torch.no_grad():
         classifier.head.weight.mul_(7.0)  # rows far from unit norm, as trained ones are
     save_classifier(classifier, tmp_path / "lp.safetensors", {"method": "lp"})
-    predict(spec, prompts, str(tmp_path / "lp.safetensors"), [{"name": "test/clean", "shift": "clean", "shards": [shard]}],
-            str(tmp_path / "predictions.parquet"), "cpu", 5, "h", {"dataset": "d", "model": "m", "method": "lp"})
+    predict(
+        spec,
+        prompts,
+        str(tmp_path / "lp.safetensors"),
+        [{"name": "test/clean", "shift": "clean", "shards": [shard]}],
+        str(tmp_path / "predictions.parquet"),
+        "cpu",
+        5,
+        "h",
+        {"dataset": "d", "model": "m", "method": "lp"},
+    )
     read = read_predictions(tmp_path / "predictions.parquet")[1]["test/clean"]
     with torch.no_grad():
         images = model.preprocess(torch.from_numpy(np.stack([s.image for s in samples])))
@@ -283,7 +326,9 @@ def test_ece_bins_against_the_current_torchmetrics_including_saturated_confidenc
 
     def both(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         probs32 = torch.softmax(torch.tensor(logits, dtype=torch.float32), dim=1)
-        theirs = float(multiclass_calibration_error(probs32, torch.tensor(labels), num_classes=10, n_bins=15, norm="l1"))
+        theirs = float(
+            multiclass_calibration_error(probs32, torch.tensor(labels), num_classes=10, n_bins=15, norm="l1")
+        )
         assert theirs == pytest.approx(_torchmetrics_rule(probs32.numpy(), labels), abs=1e-5)  # float32 sums
         return expected_calibration_error(softmax(logits), labels), theirs
 

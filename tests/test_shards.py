@@ -18,8 +18,14 @@ def _arrays(n=7, h=13, w=11, seed=0):
 def _write(path, images, masks, **kw):
     n = len(images)
     write_prepared_shard(
-        path, sample_ids=[f"s{i}" for i in range(n)], labels=np.arange(n) % 3, images=images, masks=masks,
-        sources=["fixture"] * n, config_hash="cafe", **kw,
+        path,
+        sample_ids=[f"s{i}" for i in range(n)],
+        labels=np.arange(n) % 3,
+        images=images,
+        masks=masks,
+        sources=["fixture"] * n,
+        config_hash="cafe",
+        **kw,
     )
 
 
@@ -42,7 +48,7 @@ def test_round_trip_is_exact_with_odd_sizes(tmp_path):
 def test_streaming_batches_cover_every_sample_in_order(tmp_path):
     images, masks = _arrays(n=10)
     for k in range(2):
-        _write(tmp_path / f"shard-{k:04d}.parquet", images[k * 5:(k + 1) * 5], masks[k * 5:(k + 1) * 5])
+        _write(tmp_path / f"shard-{k:04d}.parquet", images[k * 5 : (k + 1) * 5], masks[k * 5 : (k + 1) * 5])
     batches = list(iter_batches(shard_paths(tmp_path), batch_size=3))
     assert [len(b.sample_ids) for b in batches] == [3, 2, 3, 2]
     got_images = torch.cat([b.images for b in batches]).numpy()

@@ -2,8 +2,12 @@
 
 from vlm_rationality.sizing import gpu_model, job_resources, training_images_held
 
-SETTINGS = {"mem_mb": 4000, "min_runtime": 10, "runtime_margin": 2.0,
-            "images_per_second": {"prepare": 100, "train": 300, "explain": 300, "corrupt": 10}}
+SETTINGS = {
+    "mem_mb": 4000,
+    "min_runtime": 10,
+    "runtime_margin": 2.0,
+    "images_per_second": {"prepare": 100, "train": 300, "explain": 300, "corrupt": 10},
+}
 
 
 def test_memory_grows_with_the_model_the_split_and_each_retry():
@@ -33,7 +37,10 @@ def test_runtime_follows_images_epochs_and_corruptions():
     assert one["runtime"] == 10 + 2 * 36_000 / 300 / 60 and ten["runtime"] == 10 + 10 * 4
     clean = job_resources(SETTINGS, "cuda", "explain", images=6_000)
     corrupted = job_resources(SETTINGS, "cuda", "explain", images=6_000, corrupted=True)
-    assert (clean["runtime"], corrupted["runtime"]) == (10 + 1, 10 + 21)  # + 600 s of corruptions at 10 img/s, x2 margin
+    assert (clean["runtime"], corrupted["runtime"]) == (
+        10 + 1,
+        10 + 21,
+    )  # + 600 s of corruptions at 10 img/s, x2 margin
 
 
 def test_gpus_only_where_a_model_runs_on_a_gpu():
@@ -77,13 +84,25 @@ def test_an_explain_jobs_memory_covers_its_batch_as_measured_on_the_cpu():
     from vlm_rationality.archs import explain_bytes_per_image
     from vlm_rationality.sizing import explain_batch_bytes
 
-    peaks = [int(subprocess.run([sys.executable, "-c", _PEAK, str(batch)], capture_output=True, text=True,
-                                check=True).stdout.split()[-1]) for batch in (2, 8)]
+    peaks = [
+        int(
+            subprocess.run(
+                [sys.executable, "-c", _PEAK, str(batch)], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        for batch in (2, 8)
+    ]
     measured = (peaks[1] - peaks[0]) / 6
     sized = explain_bytes_per_image({"adapter": "open_clip", "arch": "ViT-B-32"})
     assert 0.7 < sized / measured < 1.6, (sized, measured)
     per_image = explain_bytes_per_image({"adapter": "open_clip", "arch": "ViT-B-16"})
-    cpu = job_resources(SETTINGS, "cpu", "explain", images=3_000, parameters=150_000_000,
-                        batch_bytes=explain_batch_bytes(64, "cpu", per_image))
+    cpu = job_resources(
+        SETTINGS,
+        "cpu",
+        "explain",
+        images=3_000,
+        parameters=150_000_000,
+        batch_bytes=explain_batch_bytes(64, "cpu", per_image),
+    )
     assert cpu["mem_mb"] > 12_000  # ViT-B/16 at batch 64 on the CPU: ~11 GB of activations besides the model
     assert explain_batch_bytes(64, "cuda", per_image) == 0  # on a GPU the batch is in its memory, not the host's

@@ -28,27 +28,50 @@ CONFIG["heatmaps"]["threads"] = 2  # explain jobs ask for 2 CPUs, the one-thread
 def cluster(tmp_path_factory):
     missing = missing_programs()
     if missing:
-        pytest.skip(f"SLURM is not installed ({', '.join(missing)} missing): install Debian's slurmctld slurmd slurmdbd "
-                    "slurm-client mariadb-server munge (.ci/run does, as root)")
+        pytest.skip(
+            f"SLURM is not installed ({', '.join(missing)} missing): install Debian's slurmctld slurmd slurmdbd "
+            "slurm-client mariadb-server munge (.ci/run does, as root)"
+        )
     if os.geteuid() != 0:
         pytest.skip("the test cluster's slurmd must run as root to start jobs; run the tests as root (CI does)")
     with SlurmCluster(tmp_path_factory.mktemp("slurm")) as cluster:
         yield cluster
 
 
-def submit(cluster: SlurmCluster, workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def submit(
+    cluster: SlurmCluster, workdir: Path, config: dict, *args: str, check: bool = True
+) -> subprocess.CompletedProcess:
     """Snakemake with the slurm profile, as a user runs it, with this cluster's partition and account."""
-    return snakemake(workdir, config, "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
-                     "--default-resources", f"slurm_partition={PARTITION}", f"slurm_account={ACCOUNT}",
-                     "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "5", *args,
-                     check=check, env=cluster.env)
+    return snakemake(
+        workdir,
+        config,
+        "--profile",
+        str(REPO / "workflow" / "profiles" / "slurm"),
+        "--default-resources",
+        f"slurm_partition={PARTITION}",
+        f"slurm_account={ACCOUNT}",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--latency-wait",
+        "5",
+        *args,
+        check=check,
+        env=cluster.env,
+    )
 
 
 def sbatch_jobs(cluster: SlurmCluster, workdir: Path) -> list[dict[str, str]]:
     """The jobs sacct recorded for this workflow run (their comment names the rule)."""
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-a", "--format", "JobID,State,WorkDir%200,Comment%100,ReqCPUS"],
-                         env=cluster.env, capture_output=True, text=True, check=True).stdout
-    rows = [dict(zip(("id", "state", "workdir", "comment", "cpus"), line.split("|"))) for line in out.splitlines() if line]
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-a", "--format", "JobID,State,WorkDir%200,Comment%100,ReqCPUS"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = [
+        dict(zip(("id", "state", "workdir", "comment", "cpus"), line.split("|"))) for line in out.splitlines() if line
+    ]
     return [row for row in rows if row["workdir"].startswith(str(workdir)) or str(workdir) in row["comment"]]
 
 

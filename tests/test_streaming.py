@@ -24,9 +24,13 @@ def write_shards(directory, shards: int, rows: int, size: int, classes: int = 4)
     for s in range(shards):
         path = directory / f"shard-{s:05d}.parquet"
         write_prepared_shard(
-            path, sample_ids=[f"s{s}-{i}" for i in range(rows)], labels=rng.integers(0, classes, rows),
-            images=rng.integers(0, 256, (rows, size, size, 3), dtype=np.uint8), masks=np.ones((rows, size, size), bool),
-            sources=[""] * rows, config_hash="test",
+            path,
+            sample_ids=[f"s{s}-{i}" for i in range(rows)],
+            labels=rng.integers(0, classes, rows),
+            images=rng.integers(0, 256, (rows, size, size, 3), dtype=np.uint8),
+            masks=np.ones((rows, size, size), bool),
+            sources=[""] * rows,
+            config_hash="test",
         )
         paths.append(str(path))
     return paths
@@ -94,7 +98,8 @@ def test_fine_tuning_trains_on_a_streamed_split(shards, prompts):
     torch.manual_seed(0)
     model = build_model({"arch": "tiny-vit-32"})
     _, metrics = build_method({"kind": "ft", "lr": 1e-3, "epochs": 2, "batch_size": 16}).fit(
-        model, prompts[:4], split, torch.device("cpu"))
+        model, prompts[:4], split, torch.device("cpu")
+    )
     assert np.isfinite(metrics["train_loss"]) and metrics["steps"] == 2 * 8
 
 
@@ -126,8 +131,16 @@ LIVE_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "131072", "ARROW_DEFAULT_MEMORY_POOL": 
 def peak_mb(paths: list[str], in_memory_mb: float, runs: int = 1) -> dict:
     """What loading the split and one epoch add to a fresh process's resident memory; the least of `runs`."""
     env = {**os.environ, **LIVE_MEMORY}
-    outs = [subprocess.run([sys.executable, "-c", PEAK, json.dumps(paths), str(in_memory_mb)], check=True,
-                           capture_output=True, text=True, env=env).stdout for _ in range(runs)]
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", PEAK, json.dumps(paths), str(in_memory_mb)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
+        for _ in range(runs)
+    ]
     return min((json.loads(out.splitlines()[-1]) for out in outs), key=lambda r: r["peak_mb"])
 
 

@@ -19,10 +19,19 @@ def _checked(methods: dict) -> dict:
 
 
 def test_a_two_by_two_sweep_makes_four_named_variants_with_their_values():
-    config = _checked({"zs": {"kind": "zs"}, "ft": {"kind": "ft", "optimizer": ["adamw", "sgd"], "lr": [1.0e-5, 1.0e-4],
-                                                    "epochs": 1, "batch_size": 20}})
-    assert list(config["methods"]) == ["zs", "ft.lr=1e-05.optimizer=adamw", "ft.lr=1e-05.optimizer=sgd",
-                                       "ft.lr=0.0001.optimizer=adamw", "ft.lr=0.0001.optimizer=sgd"]
+    config = _checked(
+        {
+            "zs": {"kind": "zs"},
+            "ft": {"kind": "ft", "optimizer": ["adamw", "sgd"], "lr": [1.0e-5, 1.0e-4], "epochs": 1, "batch_size": 20},
+        }
+    )
+    assert list(config["methods"]) == [
+        "zs",
+        "ft.lr=1e-05.optimizer=adamw",
+        "ft.lr=1e-05.optimizer=sgd",
+        "ft.lr=0.0001.optimizer=adamw",
+        "ft.lr=0.0001.optimizer=sgd",
+    ]
     variant = config["methods"]["ft.lr=0.0001.optimizer=sgd"]
     assert (variant["optimizer"], variant["lr"], variant["epochs"]) == ("sgd", 1.0e-4, 1)
     assert variant["sweep"] == {"method": "ft", "values": {"lr": 1.0e-4, "optimizer": "sgd"}}
@@ -45,17 +54,32 @@ def test_a_variant_name_depends_only_on_its_own_values():
     assert set(one["methods"]) ^ set(other["methods"]) == {"lp.lr=0.1", "lp.lr=0.2"}
 
 
-@pytest.mark.parametrize("method, messages", [
-    ({"kind": "ft", "optimizer": ["adamw", "adam"], "lr": 1.0e-4, "epochs": 1, "batch_size": 20},
-     ["methods.ft.optimizer: 'adam' is not one of ['adamw', 'sgd'] (variant ft.optimizer=adam)"]),
-    ({"kind": "ft", "lr": [1.0e-4, -1], "epochs": [1, 2], "batch_size": 20},
-     ["methods.ft.lr: -1 is less than or equal to the minimum of 0 (variant ft.epochs=1.lr=-1)"]),
-    ({"kind": ["ft", "lp"], "lr": 1.0e-4, "epochs": 1, "batch_size": 20}, ["methods.ft.kind: `kind` cannot be swept"]),
-    ({"kind": "ft", "lr": [], "epochs": 1, "batch_size": 20}, ["methods.ft.lr: an empty list sweeps nothing"]),
-    ({"kind": "ft", "lr": [0.1, 0.1], "epochs": 1, "batch_size": 20}, ["methods.ft.lr: the swept values [0.1, 0.1] repeat"]),
-    ({"kind": "ft", "optimizer": ["sgd", "a/b"], "lr": 0.1, "epochs": 1, "batch_size": 20},
-     ["methods.ft.optimizer: 'a/b' cannot be part of a path"]),
-])
+@pytest.mark.parametrize(
+    "method, messages",
+    [
+        (
+            {"kind": "ft", "optimizer": ["adamw", "adam"], "lr": 1.0e-4, "epochs": 1, "batch_size": 20},
+            ["methods.ft.optimizer: 'adam' is not one of ['adamw', 'sgd'] (variant ft.optimizer=adam)"],
+        ),
+        (
+            {"kind": "ft", "lr": [1.0e-4, -1], "epochs": [1, 2], "batch_size": 20},
+            ["methods.ft.lr: -1 is less than or equal to the minimum of 0 (variant ft.epochs=1.lr=-1)"],
+        ),
+        (
+            {"kind": ["ft", "lp"], "lr": 1.0e-4, "epochs": 1, "batch_size": 20},
+            ["methods.ft.kind: `kind` cannot be swept"],
+        ),
+        ({"kind": "ft", "lr": [], "epochs": 1, "batch_size": 20}, ["methods.ft.lr: an empty list sweeps nothing"]),
+        (
+            {"kind": "ft", "lr": [0.1, 0.1], "epochs": 1, "batch_size": 20},
+            ["methods.ft.lr: the swept values [0.1, 0.1] repeat"],
+        ),
+        (
+            {"kind": "ft", "optimizer": ["sgd", "a/b"], "lr": 0.1, "epochs": 1, "batch_size": 20},
+            ["methods.ft.optimizer: 'a/b' cannot be part of a path"],
+        ),
+    ],
+)
 def test_a_bad_swept_value_fails_naming_the_key_the_user_wrote(method, messages):
     with pytest.raises(ConfigError) as error:
         _checked({"ft": method})
@@ -67,5 +91,9 @@ def test_a_bad_swept_value_fails_naming_the_key_the_user_wrote(method, messages)
 
 def test_a_variant_may_not_take_a_configured_methods_name():
     with pytest.raises(ConfigError, match="methods.lp: its variant 'lp.lr=0.1' has the name of a configured method"):
-        _checked({"lp": {"kind": "lp", "lr": [0.1, 0.2], "epochs": 1, "batch_size": 20},
-                  "lp.lr=0.1": {"kind": "lp", "lr": 0.1, "epochs": 1, "batch_size": 20}})
+        _checked(
+            {
+                "lp": {"kind": "lp", "lr": [0.1, 0.2], "epochs": 1, "batch_size": 20},
+                "lp.lr=0.1": {"kind": "lp", "lr": 0.1, "epochs": 1, "batch_size": 20},
+            }
+        )

@@ -49,7 +49,9 @@ def test_captions_always_name_the_shape_and_the_rest_as_often_as_caption_detail_
         assert spec.class_names[s.label] in s.extra["caption"].split()
         assert s.extra["caption"].startswith(("a ", "an ", "a photo of a"))
     with_colour = np.mean([s.extra["colour"] in s.extra["caption"].split() for s in samples])
-    with_background = np.mean([spec.texture_names[s.extra["background"]] in s.extra["caption"].split() for s in samples])
+    with_background = np.mean(
+        [spec.texture_names[s.extra["background"]] in s.extra["caption"].split() for s in samples]
+    )
     assert low <= with_colour <= high and low <= with_background <= high
     # The zero-shot class prompt is itself a caption the text tower sees in pretraining.
     prompts = set(class_prompts(spec))
@@ -101,12 +103,16 @@ def test_robustness_kinds_draw_what_they_promise():
     held_out = list(generate(spec, "ood", 60, kind="held_out_shape"))
     assert {s.label for s in held_out} == {OOD_LABEL} and all(s.mask.sum() > 0 for s in held_out)
     names = {word for s in held_out for word in s.extra["caption"].split() if word in SHAPES}  # the drawn shape
-    assert names == set(SHAPES[spec.num_classes:])
+    assert names == set(SHAPES[spec.num_classes :])
     empty = list(generate(spec, "textures", 20, kind="texture_only"))
     assert {s.label for s in empty} == {OOD_LABEL} and not any(s.mask.any() for s in empty)
     conflict = list(generate(spec, "cue", 200, kind="cue_conflict"))
     assert all(0 <= s.label < spec.num_classes and s.extra["background"] != spec.own_texture(s.label) for s in conflict)
     assert len({s.extra["background"] for s in conflict}) == spec.num_textures  # every other class's texture
-    dataset = SyntheticDataset({"ood": {"size": 3, "kind": "held_out_shape"}, "cue": {"size": 3, "kind": "cue_conflict"}})
+    dataset = SyntheticDataset(
+        {"ood": {"size": 3, "kind": "held_out_shape"}, "cue": {"size": 3, "kind": "cue_conflict"}}
+    )
     assert [i.label for i in dataset.items("ood")] == [OOD_LABEL] * 3
-    assert [i.label for i in dataset.items("cue")] == [s.label for s in generate(SyntheticSpec(), "cue", 3, kind="cue_conflict")]
+    assert [i.label for i in dataset.items("cue")] == [
+        s.label for s in generate(SyntheticSpec(), "cue", 3, kind="cue_conflict")
+    ]

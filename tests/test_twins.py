@@ -12,6 +12,7 @@ from scipy.ndimage import maximum_filter
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from tests import fixtures
+from tests.test_datasets import CONFIGS
 from vlm_rationality.artefacts import prepared_meta, read_prepared
 from vlm_rationality.data import build_dataset
 from vlm_rationality.data.masks import mask_variant
@@ -21,17 +22,29 @@ from vlm_rationality.data.twins import Pool
 from vlm_rationality.metrics.agreement import auroc, cohen_kappa
 from vlm_rationality.metrics.grounding import grounding, object_grounded
 from vlm_rationality.predict.twins import twin_predictions
-from tests.test_datasets import CONFIGS
 
-SYNTHETIC = {"adapter": "synthetic", "image_size": 32, "shard_size": 64, "num_classes": 8, "num_textures": 8,
-             "max_rotation": 20, "jitter": 0.3, "noise": 0.0, "splits": {"test": {"size": 64, "rho": 0.9}}}
+SYNTHETIC = {
+    "adapter": "synthetic",
+    "image_size": 32,
+    "shard_size": 64,
+    "num_classes": 8,
+    "num_textures": 8,
+    "max_rotation": 20,
+    "jitter": 0.3,
+    "noise": 0.0,
+    "splits": {"test": {"size": 64, "rho": 0.9}},
+}
 
 
 def synthetic_pool(config=SYNTHETIC, split="test"):
     dataset = build_dataset(config)
     samples = list(dataset.samples(split, 0, dataset.split_size(split)))
-    return dataset, Pool([s.sample_id for s in samples], np.array([s.label for s in samples]),
-                         np.stack([s.image for s in samples]), np.stack([s.mask for s in samples]))
+    return dataset, Pool(
+        [s.sample_id for s in samples],
+        np.array([s.label for s in samples]),
+        np.stack([s.image for s in samples]),
+        np.stack([s.mask for s in samples]),
+    )
 
 
 def test_synthetic_twins_keep_the_object_bit_for_bit_and_change_only_the_background():
@@ -121,11 +134,19 @@ def _truth(classify, tmp_path):
 
     dataset, pool = synthetic_pool()
     path = tmp_path / "shard-0000.parquet"
-    write_prepared_shard(path, sample_ids=pool.sample_ids, labels=pool.labels, images=pool.images, masks=pool.masks,
-                         sources=["synthetic"] * len(pool.labels), config_hash="h")
+    write_prepared_shard(
+        path,
+        sample_ids=pool.sample_ids,
+        labels=pool.labels,
+        images=pool.images,
+        masks=pool.masks,
+        sources=["synthetic"] * len(pool.labels),
+        config_hash="h",
+    )
     found = twin_predictions(classify, dataset, "test", [str(path)], 8, 0, batch_size=100)
-    return found, grounding(found["label"], found["pred"], found["twin_pred"], found["same_class"],
-                            found["alone_pred"], iterations=0)
+    return found, grounding(
+        found["label"], found["pred"], found["twin_pred"], found["same_class"], found["alone_pred"], iterations=0
+    )
 
 
 def test_a_classifier_reading_only_the_background_is_never_object_grounded(tmp_path):
@@ -190,8 +211,10 @@ def test_mask_variants_by_hand_and_recorded_by_prepare(tmp_path):
     rng = np.random.default_rng(0)
     for pixels in (1, 2, 4):  # against scipy's square maximum filter
         masks = rng.random((3, 20, 17)) < 0.03
-        assert np.array_equal(mask_variant(masks, f"dilate-{pixels}"), maximum_filter(
-            masks, size=(1, 2 * pixels + 1, 2 * pixels + 1), mode="constant", cval=False))
+        assert np.array_equal(
+            mask_variant(masks, f"dilate-{pixels}"),
+            maximum_filter(masks, size=(1, 2 * pixels + 1, 2 * pixels + 1), mode="constant", cval=False),
+        )
     empty = np.zeros((2, 5, 5), bool)
     assert not any(mask_variant(empty, v).any() for v in ("box", "dilate-3"))
     with pytest.raises(ValueError, match="unknown mask variant 'dilate-0'"):

@@ -39,7 +39,8 @@ def test_outputs_exist_with_their_schemas(run):
     assert read_metadata(results / "metrics" / "rationality.parquet")["schema"] == "rationality-metrics/2"
     rows = metrics.to_pylist()
     assert sorted((r["method"], r["heatmap_method"]) for r in rows) == [
-        (method, heatmap) for method in ("flcp", "ft", "lp", "zs") for heatmap in ("chefer", "gradcam")]
+        (method, heatmap) for method in ("flcp", "ft", "lp", "zs") for heatmap in ("chefer", "gradcam")
+    ]
     for row in rows:
         assert row["dataset"] == "tiny-synthetic" and row["shift"] == "clean" and row["model"] == "tiny-clip"
         assert row["n"] == 48 and row["n_skipped"] == 0 and row["threshold"] == 0.5
@@ -48,7 +49,7 @@ def test_outputs_exist_with_their_schemas(run):
         assert row["accuracy_ci_low"] <= row["accuracy"] <= row["accuracy_ci_high"]
         # worst group over class x (the class's own background present/absent): 8 classes, some groups empty at 48
         assert 8 <= row["n_groups"] <= 16 and 1 <= row["n_worst_group"] and row["acc_worst_group"] <= row["accuracy"]
-    assert (results / "metrics" / "rationality.csv").read_text().startswith("\"dataset\",\"shift\"")
+    assert (results / "metrics" / "rationality.csv").read_text().startswith('"dataset","shift"')
 
     prepared = sorted((results / "data" / "tiny-synthetic" / "test").glob("shard-*.parquet"))
     assert [p.name for p in prepared] == ["shard-0000.parquet", "shard-0001.parquet"]
@@ -58,12 +59,19 @@ def test_outputs_exist_with_their_schemas(run):
     assert heatmaps[0].parent.name == "chefer" and heatmaps[2].parent.name == "gradcam"
     meta = read_metadata(heatmaps[0])
     assert meta["schema"] == "heatmaps/2" and meta["grid_size"] == [4, 4]
-    assert meta["keys"] == {"dataset": "tiny-synthetic", "shift": "clean", "model": "tiny-clip", "method": "flcp",
-                            "heatmap_method": "chefer"}
+    assert meta["keys"] == {
+        "dataset": "tiny-synthetic",
+        "shift": "clean",
+        "model": "tiny-clip",
+        "method": "flcp",
+        "heatmap_method": "chefer",
+    }
     assert pq.read_schema(heatmaps[0]).names[:5] == ["sample_id", "label", "pred", "logits", "heatmap"]
 
     assert (results / "models" / "tiny-clip" / "base.safetensors").is_file()
-    checkpoints = sorted(p.stem for p in (results / "checkpoints" / "tiny-synthetic" / "tiny-clip").glob("*.safetensors"))
+    checkpoints = sorted(
+        p.stem for p in (results / "checkpoints" / "tiny-synthetic" / "tiny-clip").glob("*.safetensors")
+    )
     assert checkpoints == ["flcp", "ft", "lp"]  # zero-shot writes none
     sidecar = yaml.safe_load((results / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "ft.json").read_text())
     assert sidecar["method"]["kind"] == "ft" and "train_loss" in sidecar["metrics"] and sidecar["inputs"]
@@ -77,14 +85,22 @@ def test_outputs_exist_with_their_schemas(run):
     for method in ("zs", "lp", "flcp", "ft"):
         for heatmap in ("chefer", "gradcam"):
             row = by_row[(method, heatmap)]
-            pt = "–" if row["prediction_trustworthiness"] != row["prediction_trustworthiness"] else f"{100 * row['prediction_trustworthiness']:.1f}"
+            pt = (
+                "–"
+                if row["prediction_trustworthiness"] != row["prediction_trustworthiness"]
+                else f"{100 * row['prediction_trustworthiness']:.1f}"
+            )
             line = next(x for x in ablation.splitlines() if x.startswith(f"| {method.upper()} | {heatmap} |"))
             assert line.split(" | ")[3].startswith(pt)  # method | heatmap | accuracy | PT | IR
         assert by_row[(method, "chefer")]["accuracy"] == by_row[(method, "gradcam")]["accuracy"]
     ablations = (results / "tables" / "ablations.md").read_text()  # Table 3's layout: no sweep here
     family = ablations.split("## tiny-synthetic · tiny-clip · clean: fine-tuning family", 1)[1].split("##", 1)[0]
     assert sorted(x.split(" | ")[0] for x in family.splitlines() if x.startswith("| ") and "accuracy" not in x) == [
-        "| FLCP", "| FT", "| LP", "| ZS"]  # in the config's order (the test writes its YAML with sorted keys)
+        "| FLCP",
+        "| FT",
+        "| LP",
+        "| ZS",
+    ]  # in the config's order (the test writes its YAML with sorted keys)
     assert ": explanation method" in ablations and " sweep" not in ablations
     assert (results / "figures" / "pt_ir.png").read_bytes()[:4] == b"\x89PNG"
     assert (results / "logs" / "score.log").is_file() and (results / "benchmarks" / "score.tsv").is_file()
@@ -92,16 +108,23 @@ def test_outputs_exist_with_their_schemas(run):
     assert r"\toprule" in (results / "tables" / "pt_ir.tex").read_text()
     long_form = pacsv.read_csv(results / "tables" / "pt_ir.csv").to_pylist()
     zs = next(r for r in rows if (r["method"], r["heatmap_method"]) == ("zs", "chefer"))
-    cell = next(r for r in long_form if (r["method"], r["heatmap_method"], r["metric"], r["dataset"]) == (
-        "zs", "chefer", "accuracy", "tiny-synthetic"))
+    cell = next(
+        r
+        for r in long_form
+        if (r["method"], r["heatmap_method"], r["metric"], r["dataset"])
+        == ("zs", "chefer", "accuracy", "tiny-synthetic")
+    )
     assert cell["value"] == pytest.approx(100 * zs["accuracy"], abs=0.006)
     assert "<table>" in (results / "tables" / "pt_ir.html").read_text()
     for heatmap in ("chefer", "gradcam"):
         drawn = results / "figures" / "gallery" / "tiny-synthetic" / "clean" / "tiny-clip" / heatmap
         assert {p.name for p in drawn.glob("*.png")} == {"all_right.png", "rw.png"}
     # Progress lines in the job logs: the first and the last step at least, with rate and ETA.
-    for log in ("pretrain_base/tiny-clip.log", "finetune/tiny-synthetic/tiny-clip/ft.log",
-                "explain/tiny-synthetic/clean/tiny-clip/ft/chefer/shards-0000-0000.log"):
+    for log in (
+        "pretrain_base/tiny-clip.log",
+        "finetune/tiny-synthetic/tiny-clip/ft.log",
+        "explain/tiny-synthetic/clean/tiny-clip/ft/chefer/shards-0000-0000.log",
+    ):
         lines = [x for x in (results / "logs" / log).read_text().splitlines() if "vlm_rationality.progress" in x]
         assert len(lines) >= 2 and all("img/s" in x and "ETA" in x for x in lines), log
         assert "(100%)" in lines[-1], log
@@ -144,7 +167,12 @@ def test_adding_a_heatmap_method_reruns_no_training_and_no_existing_heatmap(run,
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"score": 1, "report": 1, "all": 1}
     config["heatmaps"]["methods"] = ["chefer", "gradcam", "rollout"]
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {
-        "explain": 8, "score": 1, "report": 1, "gallery": 1, "all": 1}
+        "explain": 8,
+        "score": 1,
+        "report": 1,
+        "gallery": 1,
+        "all": 1,
+    }
     snakemake(tmp_path, config)
     assert {p: p.stat().st_mtime_ns for p in heatmaps} == before
     rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
@@ -162,17 +190,28 @@ def test_explain_results_do_not_depend_on_how_shards_are_grouped_into_jobs(run, 
     config = copy.deepcopy(TEST_CONFIG)
     config["heatmaps"]["shards_per_job"] = 2  # both test shards in one job
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {
-        "explain": 8, "score": 1, "report": 1, "gallery": 2, "all": 1}
+        "explain": 8,
+        "score": 1,
+        "report": 1,
+        "gallery": 2,
+        "all": 1,
+    }
     snakemake(tmp_path, config)
     grouped = sorted((tmp_path / "results" / "heatmaps").rglob("shards-0000-0001.parquet"))
     assert len(grouped) == 8
-    assert read_metadata(grouped[0])["source_shards"] == [f"results/data/tiny-synthetic/test/shard-000{k}.parquet" for k in (0, 1)]
+    assert read_metadata(grouped[0])["source_shards"] == [
+        f"results/data/tiny-synthetic/test/shard-000{k}.parquet" for k in (0, 1)
+    ]
     for method in TEST_CONFIG["methods"]:
         grouped_rows = _heatmap_rows(tmp_path, method, ["0000-0001"])
         per_shard_rows = _heatmap_rows(run, method, ["0000-0000", "0001-0001"])
-        assert grouped_rows.num_rows == 48 and json.dumps(grouped_rows.to_pylist()) == json.dumps(per_shard_rows.to_pylist())
+        assert grouped_rows.num_rows == 48 and json.dumps(grouped_rows.to_pylist()) == json.dumps(
+            per_shard_rows.to_pylist()
+        )
     first = pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
-    assert json.dumps(pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()) == json.dumps(first)
+    assert json.dumps(
+        pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
+    ) == json.dumps(first)
 
 
 def _broken(change) -> dict:
@@ -184,15 +223,24 @@ def _broken(change) -> dict:
 @pytest.mark.parametrize(
     "config, message",
     [
-        (_broken(lambda c: c["methods"].update(lora={"kind": "lora", "lr": 1e-3, "epochs": 1, "batch_size": 4})),
-         r"methods\.lora\.kind: unknown method 'lora'"),
+        (
+            _broken(lambda c: c["methods"].update(lora={"kind": "lora", "lr": 1e-3, "epochs": 1, "batch_size": 4})),
+            r"methods\.lora\.kind: unknown method 'lora'",
+        ),
         (_broken(lambda c: c["methods"]["ft"].update(lr=-1e-4)), r"methods.*ft.*lr|-0\.0001"),
         (_broken(lambda c: c["datasets"]["tiny-synthetic"].pop("shard_size")), r"shard_size"),
-        (_broken(lambda c: c["models"]["tiny-clip"]["pretrain"].update(dataset="imagenet")),
-         r"models\.tiny-clip\.pretrain\.dataset: no dataset 'imagenet'"),
-        (_broken(lambda c: c["datasets"]["tiny-synthetic"].update(num_classes=99)), r"datasets\.tiny-synthetic: .*num_classes"),
-        (_broken(lambda c: c["methods"]["ft"].update(head_int="prompts")),
-         r"methods\.ft\.head_int: unknown setting; did you mean head_init\?"),
+        (
+            _broken(lambda c: c["models"]["tiny-clip"]["pretrain"].update(dataset="imagenet")),
+            r"models\.tiny-clip\.pretrain\.dataset: no dataset 'imagenet'",
+        ),
+        (
+            _broken(lambda c: c["datasets"]["tiny-synthetic"].update(num_classes=99)),
+            r"datasets\.tiny-synthetic: .*num_classes",
+        ),
+        (
+            _broken(lambda c: c["methods"]["ft"].update(head_int="prompts")),
+            r"methods\.ft\.head_int: unknown setting; did you mean head_init\?",
+        ),
     ],
     ids=["unknown-method", "negative-lr", "missing-dataset-key", "dangling-reference", "bad-adapter-option", "typo"],
 )
@@ -211,8 +259,19 @@ def test_a_second_run_killed_and_resumed_gives_identical_metrics(run, tmp_path):
     import time
 
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TEST_CONFIG))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--cores",
+        "2",
+    ]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not list((tmp_path / "results" / "checkpoints").rglob("*.safetensors")) and time.monotonic() < deadline:
@@ -227,7 +286,9 @@ def test_a_second_run_killed_and_resumed_gives_identical_metrics(run, tmp_path):
     snakemake(tmp_path, TEST_CONFIG, "--unlock")
     snakemake(tmp_path, TEST_CONFIG, "--rerun-incomplete")
     first = pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
-    assert json.dumps(pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()) == json.dumps(first)
+    assert json.dumps(
+        pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
+    ) == json.dumps(first)
 
 
 def test_parsing_the_workflow_imports_no_ml_stack(tmp_path):
@@ -236,10 +297,24 @@ def test_parsing_the_workflow_imports_no_ml_stack(tmp_path):
     blocked = tmp_path / "blocked"
     for name in ("torch", "open_clip", "timm", "transformers"):
         (blocked / name).mkdir(parents=True)
-        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} imported while parsing the workflow')\n")
+        (blocked / name / "__init__.py").write_text(
+            f"raise ImportError('{name} imported while parsing the workflow')\n"
+        )
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TEST_CONFIG))
-    command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-               "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--cores",
+        "1",
+    ]
     env = {**__import__("os").environ, "PYTHONPATH": str(blocked)}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -259,8 +334,15 @@ def test_a_split_is_listed_once_and_the_plan_builds_from_its_index(tmp_path):
             (root / "train" / synset / f"{synset}_{j:05d}.JPEG").touch()
     config = copy.deepcopy(TEST_CONFIG)
     config.update(train_split="train", eval_split="val")
-    config["datasets"] = {"big": {"adapter": "imagenet", "root": str(root), "image_size": 32, "shard_size": 1000,
-                                  "splits": {"train": {"masks": False}, "val": {}}}}
+    config["datasets"] = {
+        "big": {
+            "adapter": "imagenet",
+            "root": str(root),
+            "image_size": 32,
+            "shard_size": 1000,
+            "splits": {"train": {"masks": False}, "val": {}},
+        }
+    }
     config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}
     config["methods"] = {name: TEST_CONFIG["methods"][name] for name in ("zs", "ft")}
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run"))["items"] == 2  # the plan waits for the indexes
@@ -273,7 +355,9 @@ def test_a_split_is_listed_once_and_the_plan_builds_from_its_index(tmp_path):
     assert planned["prepare"] == 101 + 1 and "items" not in planned and seconds < 60
     snakemake(tmp_path, config, "results/data/big/train/shard-0100.parquet", "results/data/big/val/shard-0000.parquet")
     logs = tmp_path / "results" / "logs"
-    listings = [log.name for log in sorted(logs.rglob("*.log")) if re.search(r"listed \d+ items of split", log.read_text())]
+    listings = [
+        log.name for log in sorted(logs.rglob("*.log")) if re.search(r"listed \d+ items of split", log.read_text())
+    ]
     assert listings == ["train.log", "val.log"]  # the two items jobs, and no prepare job
     assert "listed 100004 items of split train" in (logs / "items" / "big" / "train.log").read_text()
     last = tmp_path / "results" / "data" / "big" / "train" / "shard-0100.parquet"  # items 100,000-100,003: empty files
@@ -290,10 +374,17 @@ def test_a_configfile_replaces_the_default_config():
     assert set(re.findall(r"dataset=([^,\s]+)", text)) == {"tiny-synthetic"}
     assert set(re.findall(r"model=([^,\s]+)", text)) == {"tiny-clip"}
     assert "rho_curve" not in planned_jobs(result)  # one training rho: no curve to draw
-    merged = subprocess.run([*command[:-2], "--config", "threads=1"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert set(re.findall(r"dataset=([^,\s]+)", merged.stdout + merged.stderr)) == {"synthetic-rho0.9", "synthetic-rho0"}
+    merged = subprocess.run(
+        [*command[:-2], "--config", "threads=1"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert set(re.findall(r"dataset=([^,\s]+)", merged.stdout + merged.stderr)) == {
+        "synthetic-rho0.9",
+        "synthetic-rho0",
+    }
     assert planned_jobs(merged)["rho_curve"] == 1
-    sweep = subprocess.run([*command[:-1], "config/rho-sweep.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    sweep = subprocess.run(
+        [*command[:-1], "config/rho-sweep.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert len(set(re.findall(r"dataset=([^,\s]+)", sweep.stdout + sweep.stderr))) == 6
     assert planned_jobs(sweep)["rho_curve"] == 1 and planned_jobs(sweep)["pretrain_base"] == 1
 
@@ -301,16 +392,25 @@ def test_a_configfile_replaces_the_default_config():
 def test_a_partial_configfile_is_told_how_to_overlay_and_overlays_when_given_after_the_default(tmp_path):
     (tmp_path / "mine.yaml").write_text("score:\n  threshold: 0.4\n")
     command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile"]
-    alone = subprocess.run([*command, str(tmp_path / "mine.yaml")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    alone = subprocess.run(
+        [*command, str(tmp_path / "mine.yaml")], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert alone.returncode != 0 and "give config.yaml first and yours after it" in alone.stdout + alone.stderr
-    overlaid = subprocess.run([*command, "config.yaml", str(tmp_path / "mine.yaml")], cwd=REPO, capture_output=True,
-                              text=True, timeout=300)
+    overlaid = subprocess.run(
+        [*command, "config.yaml", str(tmp_path / "mine.yaml")], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert overlaid.returncode == 0, overlaid.stderr[-3000:]
-    assert set(re.findall(r"dataset=([^,\s]+)", overlaid.stdout + overlaid.stderr)) == {"synthetic-rho0.9", "synthetic-rho0"}
+    assert set(re.findall(r"dataset=([^,\s]+)", overlaid.stdout + overlaid.stderr)) == {
+        "synthetic-rho0.9",
+        "synthetic-rho0",
+    }
     (tmp_path / "twice.yaml").write_text((REPO / ".test" / "config.yaml").read_text() + "threads: 1\nthreads: 2\n")
-    twice = subprocess.run([*command, str(tmp_path / "twice.yaml")], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert twice.returncode != 0 and re.search(r"twice\.yaml: the key 'threads' is given twice, on lines \d+ and \d+",
-                                               twice.stdout + twice.stderr)
+    twice = subprocess.run(
+        [*command, str(tmp_path / "twice.yaml")], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert twice.returncode != 0 and re.search(
+        r"twice\.yaml: the key 'threads' is given twice, on lines \d+ and \d+", twice.stdout + twice.stderr
+    )
 
 
 def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
@@ -318,22 +418,52 @@ def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
 
     cub = fixtures.cub(tmp_path / "cub")
     config = copy.deepcopy(TEST_CONFIG)
-    config["datasets"] = {"mini-cub": {
-        "adapter": "cub", "root": str(cub.root), "image_size": 32, "shard_size": 4,
-        "splits": {"train": {"masks": False}, "test": {}}, "shifts": ["clean", "gaussian_noise-3"],
-    }}
+    config["datasets"] = {
+        "mini-cub": {
+            "adapter": "cub",
+            "root": str(cub.root),
+            "image_size": 32,
+            "shard_size": 4,
+            "splits": {"train": {"masks": False}, "test": {}},
+            "shifts": ["clean", "gaussian_noise-3"],
+        }
+    }
     config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}  # random weights, no pretraining
     config["methods"] = {name: TEST_CONFIG["methods"][name] for name in ("zs", "ft")}
     config["heatmaps"]["methods"] = ["chefer"]
     snakemake(tmp_path, config)
     rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
     assert sorted((r["shift"], r["method"]) for r in rows) == [
-        ("clean", "ft"), ("clean", "zs"), ("gaussian_noise-3", "ft"), ("gaussian_noise-3", "zs")]
+        ("clean", "ft"),
+        ("clean", "zs"),
+        ("gaussian_noise-3", "ft"),
+        ("gaussian_noise-3", "zs"),
+    ]
     assert {r["n"] for r in rows} == {len(cub.boxes)} and {r["n_skipped"] for r in rows} == {sum(cub.bad.values())}
     report = json.loads((tmp_path / "results" / "data" / "mini-cub" / "test" / "report.json").read_text())
     assert report["skipped"] == cub.bad
-    clean = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "clean" / "tiny-clip" / "zs" / "chefer" / "shards-0000-0000.parquet")
-    noisy = pq.read_table(tmp_path / "results" / "heatmaps" / "mini-cub" / "gaussian_noise-3" / "tiny-clip" / "zs" / "chefer" / "shards-0000-0000.parquet")
+    clean = pq.read_table(
+        tmp_path
+        / "results"
+        / "heatmaps"
+        / "mini-cub"
+        / "clean"
+        / "tiny-clip"
+        / "zs"
+        / "chefer"
+        / "shards-0000-0000.parquet"
+    )
+    noisy = pq.read_table(
+        tmp_path
+        / "results"
+        / "heatmaps"
+        / "mini-cub"
+        / "gaussian_noise-3"
+        / "tiny-clip"
+        / "zs"
+        / "chefer"
+        / "shards-0000-0000.parquet"
+    )
     assert clean.column("logits").to_pylist() != noisy.column("logits").to_pylist()
     assert "## Shift: gaussian_noise-3" in (tmp_path / "results" / "tables" / "pt_ir.md").read_text()
     figures = tmp_path / "results" / "figures"
@@ -344,17 +474,29 @@ def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
 def test_tiny_albef_and_blip_run_every_method_end_to_end(tmp_path, tiny_vocab):
     config = copy.deepcopy(TEST_CONFIG)
     pretrain = config["models"].pop("tiny-clip")["pretrain"]
-    config["models"] = {name: {"adapter": name.split("-")[1], "arch": name, "tokenizer": str(tiny_vocab), "pretrain": pretrain}
-                        for name in ("tiny-albef", "tiny-blip")}
+    config["models"] = {
+        name: {"adapter": name.split("-")[1], "arch": name, "tokenizer": str(tiny_vocab), "pretrain": pretrain}
+        for name in ("tiny-albef", "tiny-blip")
+    }
     config["heatmaps"]["methods"] = ["chefer"]  # every heatmap method on ALBEF/BLIP: test_heatmap_methods.py
     config["methods"].update(  # the parameter-efficient families, through the BERT text towers
         clip_adapter={"kind": "clip_adapter", "lr": 1.0e-2, "epochs": 2, "batch_size": 20},
-        coop={"kind": "coop", "context": {"init": "template"}, "optimizer": "sgd", "lr": 2.0e-3, "epochs": 2, "batch_size": 20})
+        coop={
+            "kind": "coop",
+            "context": {"init": "template"},
+            "optimizer": "sgd",
+            "lr": 2.0e-3,
+            "epochs": 2,
+            "batch_size": 20,
+        },
+    )
     snakemake(tmp_path, config)
     rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
     assert sorted((r["model"], r["method"]) for r in rows) == [
-        (model, method) for model in ("tiny-albef", "tiny-blip")
-        for method in ("clip_adapter", "coop", "flcp", "ft", "lp", "zs")]
+        (model, method)
+        for model in ("tiny-albef", "tiny-blip")
+        for method in ("clip_adapter", "coop", "flcp", "ft", "lp", "zs")
+    ]
     assert all(r["n"] == 48 and r["n_undefined"] < 48 for r in rows)
     ft = load_state_dict(tmp_path / "results" / "checkpoints" / "tiny-synthetic" / "tiny-albef" / "ft.safetensors")
     assert "model.text_encoder.bert.embeddings.word_embeddings.weight" in ft and "model.temp" in ft
@@ -377,10 +519,17 @@ def test_the_paper_grid_dry_runs_on_fixture_roots(tmp_path, grid):
         config["models"][model].update(pretrained=str(checkpoint), tokenizer=str(vocab))
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run"))["items"] == 4 * 2  # the plan waits for the indexes
     # `plan` counts the items from the folders now: its jobs are those Snakemake plans once the indexes exist
-    priced = subprocess.run([sys.executable, "-m", "vlm_rationality", "plan", "--configfile", str(tmp_path / "config.yaml")],
-                            capture_output=True, text=True, check=True).stdout
-    priced_jobs = {row.split("|")[1].strip(): int(row.split("|")[2].replace(",", "")) for row in priced.splitlines()
-                   if row.startswith("| ") and not row.startswith("| stage")}
+    priced = subprocess.run(
+        [sys.executable, "-m", "vlm_rationality", "plan", "--configfile", str(tmp_path / "config.yaml")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    priced_jobs = {
+        row.split("|")[1].strip(): int(row.split("|")[2].replace(",", ""))
+        for row in priced.splitlines()
+        if row.startswith("| ") and not row.startswith("| stage")
+    }
     snakemake(tmp_path, config, "--until", "items")  # lists each split once; builds no model
     jobs = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
     assert priced_jobs["prepare"] == jobs["prepare"] + jobs.get("prepare_shift", 0)
@@ -403,7 +552,10 @@ def test_protocol_sensitivity_switches_one_choice_at_a_time_and_reuses_what_it_d
     existing = {p: p.stat().st_mtime_ns for p in [*results.rglob("*.parquet"), *results.rglob("*.safetensors")]}
     # lp@head trains; flcp@rollout_depth explains flcp's own checkpoint; undefined_rma re-scores what exists.
     assert planned_jobs(snakemake(tmp_path, config, "protocol_sensitivity", "--dry-run")) == {
-        "finetune": 1, "explain": 3 * 2, "protocol_sensitivity": 1}
+        "finetune": 1,
+        "explain": 3 * 2,
+        "protocol_sensitivity": 1,
+    }
     snakemake(tmp_path, config, "protocol_sensitivity")
     assert {p: p.stat().st_mtime_ns for p in existing} == existing
     checkpoints = results / "checkpoints" / "tiny-synthetic" / "tiny-clip"
@@ -417,12 +569,17 @@ def test_protocol_sensitivity_switches_one_choice_at_a_time_and_reuses_what_it_d
     assert base.column("pred").to_pylist() == last_block.column("pred").to_pylist()  # the same checkpoint
     assert base.column("heatmap").to_pylist() != last_block.column("heatmap").to_pylist()
 
-    rows = {(r["switch"], r["method"]): r for r in pacsv.read_csv(results / "tables" / "protocol_sensitivity.csv").to_pylist()}
-    assert sorted(rows) == sorted([("undefined_rma", m) for m in ("zs", "lp", "flcp")] + [
-        ("rollout_depth", "zs"), ("rollout_depth", "flcp"), ("head", "lp")])
+    rows = {
+        (r["switch"], r["method"]): r
+        for r in pacsv.read_csv(results / "tables" / "protocol_sensitivity.csv").to_pylist()
+    }
+    assert sorted(rows) == sorted(
+        [("undefined_rma", m) for m in ("zs", "lp", "flcp")]
+        + [("rollout_depth", "zs"), ("rollout_depth", "flcp"), ("head", "lp")]
+    )
     assert rows[("rollout_depth", "flcp")]["accuracy_delta"] == 0
     zs = heatmaps("zs")  # undefined_rma: valid, by hand: a map-undefined RMA is valid, an empty mask invalid
-    correct = (zs.column("pred").to_numpy() == zs.column("label").to_numpy())
+    correct = zs.column("pred").to_numpy() == zs.column("label").to_numpy()
     rma = zs.column("rma").to_numpy(zero_copy_only=False).copy()
     status = zs.column("rma_status").to_pylist()
     rma[[s in ("constant_heatmap", "zero_mass", "nonfinite_heatmap") for s in status]] = 1.0
@@ -439,27 +596,42 @@ def test_protocol_sensitivity_switches_one_choice_at_a_time_and_reuses_what_it_d
 def test_a_sweep_trains_one_named_variant_per_combination_and_an_edit_reruns_only_its_variants(run, tmp_path):
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     config = copy.deepcopy(TEST_CONFIG)
-    config["methods"] = {"zs": {"kind": "zs"},
-                         "lp": {**config["methods"]["lp"], "optimizer": ["adamw", "sgd"], "lr": [1.0e-2, 5.0e-2]}}
+    config["methods"] = {
+        "zs": {"kind": "zs"},
+        "lp": {**config["methods"]["lp"], "optimizer": ["adamw", "sgd"], "lr": [1.0e-2, 5.0e-2]},
+    }
     config["heatmaps"]["methods"] = ["chefer"]
-    variants = ["lp.lr=0.01.optimizer=adamw", "lp.lr=0.01.optimizer=sgd", "lp.lr=0.05.optimizer=adamw",
-                "lp.lr=0.05.optimizer=sgd"]
+    variants = [
+        "lp.lr=0.01.optimizer=adamw",
+        "lp.lr=0.01.optimizer=sgd",
+        "lp.lr=0.05.optimizer=adamw",
+        "lp.lr=0.05.optimizer=sgd",
+    ]
     snakemake(tmp_path, config)
     results = tmp_path / "results"
     checkpoints = results / "checkpoints" / "tiny-synthetic" / "tiny-clip"
     assert sorted(p.stem for p in checkpoints.glob("lp.*.safetensors")) == variants
     rows = {r["method"]: r for r in pq.read_table(results / "metrics" / "rationality.parquet").to_pylist()}
     assert sorted(rows) == sorted(["zs", *variants])
-    assert (rows["lp.lr=0.05.optimizer=sgd"]["setting_optimizer"], rows["lp.lr=0.05.optimizer=sgd"]["setting_lr"],
-            rows["lp.lr=0.05.optimizer=sgd"]["sweep_of"]) == ("sgd", 0.05, "lp")
+    assert (
+        rows["lp.lr=0.05.optimizer=sgd"]["setting_optimizer"],
+        rows["lp.lr=0.05.optimizer=sgd"]["setting_lr"],
+        rows["lp.lr=0.05.optimizer=sgd"]["sweep_of"],
+    ) == ("sgd", 0.05, "lp")
     assert (rows["zs"]["setting_lr"], rows["zs"]["sweep_of"]) == (None, None)
     table = (results / "tables" / "ablations.md").read_text()
-    assert "## tiny-synthetic · tiny-clip · clean: lp sweep" in table and "| method | lr | optimizer | accuracy |" in table
+    assert (
+        "## tiny-synthetic · tiny-clip · clean: lp sweep" in table and "| method | lr | optimizer | accuracy |" in table
+    )
     assert re.search(r"^\| LP \| 0\.05 \| sgd \| [0-9.]+ \[", table, re.M)
     assert "| ZS | " in table.split("fine-tuning family", 1)[1].split("##", 1)[0]
     ablations = pacsv.read_csv(results / "tables" / "ablations.csv").to_pylist()
     assert {r["settings"] for r in ablations if r["axis"] == "lp"} == {
-        "lr=0.01;optimizer=adamw", "lr=0.01;optimizer=sgd", "lr=0.05;optimizer=adamw", "lr=0.05;optimizer=sgd"}
+        "lr=0.01;optimizer=adamw",
+        "lr=0.01;optimizer=sgd",
+        "lr=0.05;optimizer=adamw",
+        "lr=0.05;optimizer=sgd",
+    }
     assert "\\begin{tabular}{lllrrr}" in (results / "tables" / "ablations.tex").read_text()
 
     config["methods"]["lp"]["lr"] = [1.0e-2, 2.0e-2]  # one value edited: its two variants, nothing else
@@ -488,15 +660,22 @@ def test_robustness_predicts_logits_only_and_writes_its_table(run, tmp_path):
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     config = copy.deepcopy(TEST_CONFIG)
     config["datasets"]["tiny-synthetic"]["splits"].update(
-        val={"size": 40, "rho": 0.9}, ood={"size": 40, "kind": "held_out_shape"},
-        textures={"size": 40, "kind": "texture_only"}, cue={"size": 40, "kind": "cue_conflict"})
+        val={"size": 40, "rho": 0.9},
+        ood={"size": 40, "kind": "held_out_shape"},
+        textures={"size": 40, "kind": "texture_only"},
+        cue={"size": 40, "kind": "cue_conflict"},
+    )
     folder = tmp_path / "ood-photos"  # an OOD set on disk: any layout, one unreadable file among the images
     (folder / "a" / "b").mkdir(parents=True)
     for i, size in enumerate([(50, 40), (32, 32), (64, 48)]):
         Image.fromarray(np.full((*size[::-1], 3), 60 * i, np.uint8)).save(folder / ("a" if i else "a/b") / f"{i}.png")
     (folder / "a" / "broken.jpg").write_bytes(b"not a jpeg")
-    config["robustness"] = {"validation": "val", "ood": ["ood", "textures"], "cue_conflict": "cue",
-                            "ood_folders": {"photos": str(folder)}}
+    config["robustness"] = {
+        "validation": "val",
+        "ood": ["ood", "textures"],
+        "cue_conflict": "cue",
+        "ood_folders": {"photos": str(folder)},
+    }
     results = tmp_path / "results"
     existing = {p: p.stat().st_mtime_ns for p in [*results.rglob("*.parquet"), *results.rglob("*.safetensors")]}
     # new splits are listed and prepared (the folder's size waits for its index); nothing else reruns
@@ -513,13 +692,19 @@ def test_robustness_predicts_logits_only_and_writes_its_table(run, tmp_path):
     assert sorted(set(table.column("set").to_pylist())) == ["cue", "ood", "photos", "test/clean", "textures", "val"]
     assert table.column("set").to_pylist().count("photos") == 3  # at the eval transform of the dataset: 32 x 32
     cue = table.filter(pc.equal(table.column("set"), "cue"))
-    assert all(b is not None and b != label for b, label in zip(cue.column("background").to_pylist(),
-                                                                 cue.column("label").to_pylist()))
+    assert all(
+        b is not None and b != label
+        for b, label in zip(cue.column("background").to_pylist(), cue.column("label").to_pylist())
+    )
     rows = {r["method"]: r for r in pq.read_table(results / "metrics" / "robustness.parquet").to_pylist()}
     assert read_metadata(results / "metrics" / "robustness.parquet")["schema"] == "robustness-metrics/1"
-    assert sorted(rows) == ["flcp", "ft", "lp", "zs"] and all(r["shift"] == "clean" and r["n"] == 48 for r in rows.values())
-    heatmaps = pq.read_table(results / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft" / "chefer"
-                             / "shards-0000-0000.parquet", columns=["pred", "label"])
+    assert sorted(rows) == ["flcp", "ft", "lp", "zs"] and all(
+        r["shift"] == "clean" and r["n"] == 48 for r in rows.values()
+    )
+    heatmaps = pq.read_table(
+        results / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft" / "chefer" / "shards-0000-0000.parquet",
+        columns=["pred", "label"],
+    )
     first = table.filter(pc.equal(table.column("set"), "test/clean")).slice(0, heatmaps.num_rows)
     predicted = np.asarray(first.column("logits").to_pylist()).argmax(1)
     assert predicted.tolist() == heatmaps.column("pred").to_pylist()  # the explain stage's predictions, at float32
@@ -542,18 +727,33 @@ def test_a_validation_split_carved_from_training_is_never_trained_on(tmp_path):
         for j in range(2, 10):
             fixtures.photo(root / "train" / synset / f"{synset}_{j}.JPEG", seed=j)
     config = copy.deepcopy(TEST_CONFIG)
-    config["datasets"] = {"mini-in": {
-        "adapter": "imagenet", "root": str(root), "image_size": 32, "shard_size": 8, "split_folders": {"test": "val"},
-        "splits": {"train": {"masks": False}, "test": {},
-                   "val": {"masks": False, "carve": {"from": "train", "fraction": 0.2, "seed": 0}}}}}
+    config["datasets"] = {
+        "mini-in": {
+            "adapter": "imagenet",
+            "root": str(root),
+            "image_size": 32,
+            "shard_size": 8,
+            "split_folders": {"test": "val"},
+            "splits": {
+                "train": {"masks": False},
+                "test": {},
+                "val": {"masks": False, "carve": {"from": "train", "fraction": 0.2, "seed": 0}},
+            },
+        }
+    }
     config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}
     config["methods"] = {"ft": TEST_CONFIG["methods"]["ft"]}
     config["robustness"] = {"validation": "val"}
     snakemake(tmp_path, config, "results/metrics/robustness.parquet")
     data = tmp_path / "results" / "data" / "mini-in"
-    trained = {i for shard in sorted((data / "train").glob("shard-*.parquet"))
-               for i in pq.read_table(shard, columns=["sample_id"]).column("sample_id").to_pylist()}
-    held_out = set(pq.read_table(data / "val" / "shard-0000.parquet", columns=["sample_id"]).column("sample_id").to_pylist())
+    trained = {
+        i
+        for shard in sorted((data / "train").glob("shard-*.parquet"))
+        for i in pq.read_table(shard, columns=["sample_id"]).column("sample_id").to_pylist()
+    }
+    held_out = set(
+        pq.read_table(data / "val" / "shard-0000.parquet", columns=["sample_id"]).column("sample_id").to_pylist()
+    )
     assert len(trained) == 20 - 4 and len(held_out) == 4 and not trained & held_out  # a fifth of each class's 10
     predictions = pq.read_table(tmp_path / "results" / "predictions" / "mini-in" / "tiny-clip" / "ft.parquet")
     validation = predictions.filter(pc.equal(predictions.column("set"), "val"))
@@ -601,7 +801,9 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
         masks.update(zip(prepared["sample_id"], prepared["mask"]))
     for method, row in rows.items():
         assert row["n_images"] == 48 and 16 <= row["k"] < 40 and -1 <= row["silhouette"] <= 1
-        regions = pq.read_table(results / "discovery" / "tiny-synthetic" / "tiny-clip" / f"{method}.parquet").to_pylist()
+        regions = pq.read_table(
+            results / "discovery" / "tiny-synthetic" / "tiny-clip" / f"{method}.parquet"
+        ).to_pylist()
         assert len(regions) == row["n_regions"] and {r["kind"] for r in regions} == {"object", "background"}
         for r in regions:
             x0, y0, x1, y1 = r["box"]
@@ -613,7 +815,14 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
     assert "| tiny-synthetic | tiny-clip | FT |" in (results / "tables" / "discovery.md").read_text()
 
     # RaVL's Stage 2 on FT's discovery: the training regions are assigned to FT's clusters, then ravl fine-tunes
-    config["methods"]["ravl"] = {"kind": "ravl", "mitigates": "ft", "lr": 1e-4, "epochs": 1, "batch_size": 20, "seed": 0}
+    config["methods"]["ravl"] = {
+        "kind": "ravl",
+        "mitigates": "ft",
+        "lr": 1e-4,
+        "epochs": 1,
+        "batch_size": 20,
+        "seed": 0,
+    }
     planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
     assert planned["assign_regions"] == 1 and planned["finetune"] == 1 and "discover" not in planned
     snakemake(tmp_path, config)
@@ -623,13 +832,18 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
     found = read_metadata(results / "discovery" / "tiny-synthetic" / "tiny-clip" / "ft.parquet")["clusters"]
     assert meta["ranked"] == found["ranked"] and len(found["medoids"]) == rows["ft"]["k"]
     regions = pq.read_table(assigned).to_pydict()
-    train = {s for path in (results / "data" / "tiny-synthetic" / "train").glob("shard-*.parquet")
-             for s in read_prepared(path)["sample_id"]}
+    train = {
+        s
+        for path in (results / "data" / "tiny-synthetic" / "train").glob("shard-*.parquet")
+        for s in read_prepared(path)["sample_id"]
+    }
     assert set(regions["sample_id"]) == train and set(regions["cluster"]) <= set(range(rows["ft"]["k"]))
     assert meta["summary"]["n_regions"] == len(regions["sample_id"])
     sidecar = json.loads((results / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "ravl.json").read_text())
     assert sidecar["method"]["regions"] == "results/regions/tiny-synthetic/train/tiny-clip/ft.parquet"
-    assert sidecar["method"]["region_loss"]["weight"] == 0.8 and str(assigned.relative_to(tmp_path)) in sidecar["inputs"]
+    assert (
+        sidecar["method"]["region_loss"]["weight"] == 0.8 and str(assigned.relative_to(tmp_path)) in sidecar["inputs"]
+    )
     scored = {r["method"] for r in pq.read_table(results / "metrics" / "rationality.parquet").to_pylist()}
     assert "ravl" in scored
 
@@ -639,8 +853,11 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
     config = copy.deepcopy(TEST_CONFIG)
     config["twins"] = {"masks": ["exact", "dilate-1", "box"]}
     results = tmp_path / "results"
-    existing = {p: p.stat().st_mtime_ns for p in [*results.rglob("*.parquet"), *results.rglob("*.safetensors")]
-                if "metrics" not in p.parts}
+    existing = {
+        p: p.stat().st_mtime_ns
+        for p in [*results.rglob("*.parquet"), *results.rglob("*.safetensors")]
+        if "metrics" not in p.parts
+    }
     planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
     assert planned["twins"] == 8 and planned["validity"] == 1  # 4 methods x 2 shard groups
     assert set(planned) == {"twins", "validity", "score", "report", "all"}
@@ -653,11 +870,15 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
         assert row["pt_true_ci_low"] <= row["pt_true"] <= row["pt_true_ci_high"] or math.isnan(row["pt_true"])
         assert 0 <= row["acc_background_alone"] <= 1 and row["twins_agreement"] == 1.0
     twins = pq.read_table(results / "twins" / "tiny-synthetic" / "tiny-clip" / "ft" / "shards-0000-0000.parquet")
-    assert read_metadata(results / "twins" / "tiny-synthetic" / "tiny-clip" / "ft" / "shards-0000-0000.parquet")[
-        "schema"] == "twins/1"
+    assert (
+        read_metadata(results / "twins" / "tiny-synthetic" / "tiny-clip" / "ft" / "shards-0000-0000.parquet")["schema"]
+        == "twins/1"
+    )
     assert twins.num_rows == 40 and twins.schema.field("twin_pred").type == pa.list_(pa.int32(), 8)
-    heatmaps = pq.read_table(results / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft" / "chefer"
-                             / "shards-0000-0000.parquet", columns=["sample_id", "pred"])
+    heatmaps = pq.read_table(
+        results / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft" / "chefer" / "shards-0000-0000.parquet",
+        columns=["sample_id", "pred"],
+    )
     assert twins.column("sample_id").to_pylist() == heatmaps.column("sample_id").to_pylist()
     assert twins.column("pred").to_pylist() == heatmaps.column("pred").to_pylist()  # the classifier explain ran
     validity = pq.read_table(results / "metrics" / "validity.parquet").to_pylist()
@@ -667,10 +888,12 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
     for (method, heatmap), row in score.items():  # RMA recomputed from the stored maps: the score table's PT
         exact = by_key[(method, heatmap, "exact")]
         assert exact["pt_true"] == pytest.approx(row["pt_true"], nan_ok=True)
-        assert exact["prediction_trustworthiness"] == pytest.approx(row["prediction_trustworthiness"], abs=0.03,
-                                                                    nan_ok=True)
+        assert exact["prediction_trustworthiness"] == pytest.approx(
+            row["prediction_trustworthiness"], abs=0.03, nan_ok=True
+        )
         assert by_key[(method, heatmap, "box")]["mean_rma_right"] >= exact["mean_rma_right"] - 1e-6 or math.isnan(
-            exact["mean_rma_right"])
+            exact["mean_rma_right"]
+        )
     assert "True prediction trustworthiness" in (results / "tables" / "pt_ir.md").read_text()
     assert "| chefer | dilate-1 |" in (results / "tables" / "validity.md").read_text()
     assert (results / "figures" / "validity.png").read_bytes()[:4] == b"\x89PNG"
@@ -686,7 +909,9 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
 def test_a_deleted_checkpoint_is_trained_again_with_what_reads_it(run, tmp_path):
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     (tmp_path / "results" / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "ft.safetensors").unlink()
-    explained = list((tmp_path / "results" / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft").rglob("*.parquet"))
+    explained = list(
+        (tmp_path / "results" / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft").rglob("*.parquet")
+    )
     planned = planned_jobs(snakemake(tmp_path, TEST_CONFIG, "--dry-run"))
     assert planned["finetune"] == 1 and planned["explain"] == len(explained) > 0 and planned["score"] == 1, planned
 
@@ -699,7 +924,10 @@ def test_a_shard_copied_from_another_split_is_refused_naming_it(run, tmp_path):
     result = snakemake(tmp_path, TEST_CONFIG, check=False)
     assert result.returncode != 0
     logs = "\n".join(p.read_text() for p in (tmp_path / "results" / "logs" / "explain").rglob("*.log"))
-    assert f"{Path('results/data/tiny-synthetic/test/shard-0000.parquet')} holds split 'train', but this job reads 'test'" in logs
+    assert (
+        f"{Path('results/data/tiny-synthetic/test/shard-0000.parquet')} holds split 'train', but this job reads 'test'"
+        in logs
+    )
 
 
 def test_the_heatmap_files_read_as_one_table_with_pandas_polars_and_duckdb(run):
@@ -712,9 +940,14 @@ def test_the_heatmap_files_read_as_one_table_with_pandas_polars_and_duckdb(run):
     columns = ["dataset", "shift", "model", "method", "heatmap_method", "label", "pred"]
     by_pandas = pd.concat([pd.read_parquet(path, columns=columns) for path in files])
     by_polars = pl.scan_parquet(str(run / "results" / "heatmaps" / "**" / "*.parquet")).select(columns).collect()
-    by_duckdb = duckdb.sql(f"SELECT method, heatmap_method, avg((label = pred)::DOUBLE) AS accuracy FROM "
-                           f"read_parquet('{run}/results/heatmaps/**/*.parquet') GROUP BY ALL").fetchall()
-    metrics = {(r["method"], r["heatmap_method"]): r for r in pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()}
+    by_duckdb = duckdb.sql(
+        f"SELECT method, heatmap_method, avg((label = pred)::DOUBLE) AS accuracy FROM "
+        f"read_parquet('{run}/results/heatmaps/**/*.parquet') GROUP BY ALL"
+    ).fetchall()
+    metrics = {
+        (r["method"], r["heatmap_method"]): r
+        for r in pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
+    }
     assert len(by_pandas) == len(by_polars) == sum(r["n"] for r in metrics.values())
     assert set(by_polars["dataset"].unique()) == {"tiny-synthetic"} and set(by_pandas["shift"]) == {"clean"}
     assert {(m, h): pytest.approx(a) for m, h, a in by_duckdb} == {key: r["accuracy"] for key, r in metrics.items()}

@@ -116,8 +116,10 @@ def resolve_open_clip_pretrained(arch: str, pretrained: str | os.PathLike | None
 class OpenCLIPArch(Arch):
     def check(self, arch: str, pretrained: str | None = None, **others: Any) -> None:
         if others:
-            raise ValueError(f"{', '.join(sorted(others))}: not a setting of the open_clip adapter (tokenizer and "
-                             "image_size are albef/blip settings)")
+            raise ValueError(
+                f"{', '.join(sorted(others))}: not a setting of the open_clip adapter (tokenizer and "
+                "image_size are albef/blip settings)"
+            )
         open_clip_data.model_config(arch)
         resolve_open_clip_pretrained(arch, pretrained)
 
@@ -136,10 +138,12 @@ class OpenCLIPArch(Arch):
     def approx_parameters(self, arch: str, **_: Any) -> int:
         config = open_clip_data.model_config(arch)
         vision, text = config["vision_cfg"], config["text_cfg"]
-        return (transformer_parameters(vision["width"], vision["layers"], vision.get("mlp_ratio", 4.0))
-                + 3 * vision["patch_size"] ** 2 * vision["width"]
-                + transformer_parameters(text["width"], text["layers"], text.get("mlp_ratio", 4.0))
-                + text["vocab_size"] * text["width"])
+        return (
+            transformer_parameters(vision["width"], vision["layers"], vision.get("mlp_ratio", 4.0))
+            + 3 * vision["patch_size"] ** 2 * vision["width"]
+            + transformer_parameters(text["width"], text["layers"], text.get("mlp_ratio", 4.0))
+            + text["vocab_size"] * text["width"]
+        )
 
 
 @dataclass(frozen=True)
@@ -178,8 +182,12 @@ class ArchConfig:
         raw = read_json(path, "fix the architecture file")
         try:
             return cls(
-                embed_dim=raw["embed_dim"], image_size=raw["image_size"], mean=tuple(raw["mean"]),
-                std=tuple(raw["std"]), vision=VisionConfig(**raw["vision"]), text=TextConfig(**raw["text"]),
+                embed_dim=raw["embed_dim"],
+                image_size=raw["image_size"],
+                mean=tuple(raw["mean"]),
+                std=tuple(raw["std"]),
+                vision=VisionConfig(**raw["vision"]),
+                text=TextConfig(**raw["text"]),
                 tokenizer_vocab_size=raw["tokenizer_vocab_size"],
             )
         except (KeyError, TypeError) as err:
@@ -195,7 +203,9 @@ def check_vocabulary(source: str, expected_size: int) -> None:
     if os.path.isdir(source):
         path = os.path.join(source, "vocab.txt")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"tokenizer {source!r}: the directory holds no vocab.txt (bert-base-uncased's WordPiece)")
+            raise FileNotFoundError(
+                f"tokenizer {source!r}: the directory holds no vocab.txt (bert-base-uncased's WordPiece)"
+            )
     else:
         from huggingface_hub import try_to_load_from_cache
 
@@ -230,11 +240,18 @@ class BertViTArch(Arch):
             raise KeyError(f"unknown {self.adapter} arch {arch!r}; known: {', '.join(known)} (or the path of a .json)")
         config = ArchConfig.from_json(path)
         if image_size is not None and image_size % config.vision.patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of {arch}'s patch size {config.vision.patch_size}")
+            raise ValueError(
+                f"image_size {image_size} is not a multiple of {arch}'s patch size {config.vision.patch_size}"
+            )
         return config
 
-    def check(self, arch: str, tokenizer: str = "bert-base-uncased", pretrained: str | None = None,
-              image_size: int | None = None) -> None:
+    def check(
+        self,
+        arch: str,
+        tokenizer: str = "bert-base-uncased",
+        pretrained: str | None = None,
+        image_size: int | None = None,
+    ) -> None:
         config = self.resolve(arch, image_size)
         if pretrained not in (None, "", "none") and not os.path.isfile(pretrained):
             raise FileNotFoundError(f"pretrained: {self.adapter} checkpoint {pretrained!r} does not exist")
@@ -253,8 +270,12 @@ class BertViTArch(Arch):
     def approx_parameters(self, arch: str, **_: Any) -> int:
         config = self.resolve(arch)
         v, t = config.vision, config.text
-        return (transformer_parameters(v.width, v.layers, v.mlp_ratio) + 3 * v.patch_size ** 2 * v.width
-                + transformer_parameters(t.width, t.layers, t.intermediate_size / t.width) + t.vocab_size * t.width)
+        return (
+            transformer_parameters(v.width, v.layers, v.mlp_ratio)
+            + 3 * v.patch_size**2 * v.width
+            + transformer_parameters(t.width, t.layers, t.intermediate_size / t.width)
+            + t.vocab_size * t.width
+        )
 
 
 MODEL_ARCHS.register("open_clip")(OpenCLIPArch())

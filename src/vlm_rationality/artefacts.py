@@ -25,7 +25,8 @@ name and the hash of the settings that made them (see io.py), and are written at
   Stage 2 reads which are spurious); the metadata holds the discovery's ranked candidates;
 - twins: per scored sample of one (dataset, model, method) the prediction on the image, on each counterfactual twin
   (the object on another background) and on the background alone, and which twins show the background the sample's
-  class is tied to; its (dataset, model, method) as columns; validity metrics: one row per (dataset, model, method, heatmap method, mask variant).
+  class is tied to; its (dataset, model, method) as columns; validity metrics: one row per (dataset, model,
+  method, heatmap method, mask variant).
 """
 
 from __future__ import annotations
@@ -37,10 +38,15 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from vlm_rationality.io import (
-    atomic_path, check_schema, parquet_file, read_table, reading, with_metadata, write_parquet,
+    atomic_path,
+    check_schema,
+    parquet_file,
+    read_table,
+    reading,
+    with_metadata,
+    write_parquet,
 )
 
 ITEMS = "items/1"
@@ -107,14 +113,24 @@ def _key_columns(table: pa.Table, keys: dict[str, str], names: Sequence[str]) ->
 
 
 def write_items(
-    path: str | os.PathLike, *, sample_ids: Sequence[str], labels: Sequence[int], images: Sequence[str],
-    annotations: Sequence[str], shard_size: int, config_hash: str,
+    path: str | os.PathLike,
+    *,
+    sample_ids: Sequence[str],
+    labels: Sequence[int],
+    images: Sequence[str],
+    annotations: Sequence[str],
+    shard_size: int,
+    config_hash: str,
 ) -> None:
     """A split's item index; a row group per `shard_size` items, so a prepare job reads its shard's rows alone."""
-    table = pa.table({
-        "sample_id": pa.array(sample_ids, pa.string()), "label": pa.array(labels, pa.int32()),
-        "image": pa.array(images, pa.string()), "annotation": pa.array(annotations, pa.string()),
-    })
+    table = pa.table(
+        {
+            "sample_id": pa.array(sample_ids, pa.string()),
+            "label": pa.array(labels, pa.int32()),
+            "image": pa.array(images, pa.string()),
+            "annotation": pa.array(annotations, pa.string()),
+        }
+    )
     write_parquet(with_metadata(table, ITEMS, config_hash), path, row_group_size=shard_size)
 
 
@@ -206,8 +222,13 @@ def write_prepared_shard(
         *(pa.array(values, OPTIONAL_COLUMNS[name]) for name, values in extra.items()),
     ]
     table = pa.Table.from_arrays(columns, schema=prepared_schema(height, width, list(extra)))
-    meta = {"image_shape": [height, width], "skipped": skipped or {}, **({"shift": shift} if shift != "clean" else {}),
-            **({"mask": mask} if mask != "exact" else {}), **({"split": split} if split is not None else {})}
+    meta = {
+        "image_shape": [height, width],
+        "skipped": skipped or {},
+        **({"shift": shift} if shift != "clean" else {}),
+        **({"mask": mask} if mask != "exact" else {}),
+        **({"split": split} if split is not None else {}),
+    }
     write_parquet(with_metadata(table, PREPARED, config_hash, meta), path)
 
 
@@ -224,13 +245,17 @@ def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str])
         meta = prepared_meta(path)
         split, found = meta.get("split"), str(meta.get("config_hash"))
         if split is not None and split not in expected:
-            raise ValueError(f"{path} holds split {split!r}, but this job reads {' or '.join(map(repr, expected))}: "
-                             "a shard copied from another split? delete it and rerun (Snakemake prepares it again)")
+            raise ValueError(
+                f"{path} holds split {split!r}, but this job reads {' or '.join(map(repr, expected))}: "
+                "a shard copied from another split? delete it and rerun (Snakemake prepares it again)"
+            )
         if found not in expected.values():
-            raise ValueError(f"{path} was prepared with another config (hash {found}; the plan's is "
-                             f"{' or '.join(expected.values())}): delete it and rerun, or rerun with "
-                             "--forcerun prepare; Snakemake misses a config change when results/ was copied without "
-                             ".snakemake/")
+            raise ValueError(
+                f"{path} was prepared with another config (hash {found}; the plan's is "
+                f"{' or '.join(expected.values())}): delete it and rerun, or rerun with "
+                "--forcerun prepare; Snakemake misses a config change when results/ was copied without "
+                ".snakemake/"
+            )
 
 
 def prepared_rows(path: str | os.PathLike) -> int:
@@ -306,7 +331,9 @@ def read_prepared(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
         "image": _column_bytes(table, "image", height * width * 3).reshape(-1, height, width, 3),
         "mask": np.unpackbits(_column_bytes(table, "mask", packed_mask_bytes(height, width)), axis=1)[
             :, : height * width
-        ].reshape(-1, height, width).astype(bool),
+        ]
+        .reshape(-1, height, width)
+        .astype(bool),
         "source": table.column("source").to_pylist(),
     }
     for name in OPTIONAL_COLUMNS:
@@ -326,16 +353,18 @@ def shard_paths(directory: str | os.PathLike) -> list[Path]:
 
 
 def heatmap_schema(num_classes: int, grid_cells: int) -> pa.Schema:
-    return pa.schema([
-        pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("label", pa.int32(), nullable=False),
-        pa.field("pred", pa.int32(), nullable=False),
-        pa.field("logits", pa.list_(pa.float16(), num_classes), nullable=False),
-        pa.field("heatmap", pa.list_(pa.float16(), grid_cells), nullable=False),
-        pa.field("rma", pa.float32()),
-        pa.field("rma_status", pa.dictionary(pa.int8(), pa.string()), nullable=False),
-        pa.field("explained_class", pa.int32(), nullable=False),
-    ])
+    return pa.schema(
+        [
+            pa.field("sample_id", pa.string(), nullable=False),
+            pa.field("label", pa.int32(), nullable=False),
+            pa.field("pred", pa.int32(), nullable=False),
+            pa.field("logits", pa.list_(pa.float16(), num_classes), nullable=False),
+            pa.field("heatmap", pa.list_(pa.float16(), grid_cells), nullable=False),
+            pa.field("rma", pa.float32()),
+            pa.field("rma_status", pa.dictionary(pa.int8(), pa.string()), nullable=False),
+            pa.field("explained_class", pa.int32(), nullable=False),
+        ]
+    )
 
 
 def write_heatmap_shard(
@@ -354,21 +383,26 @@ def write_heatmap_shard(
     meta: dict[str, Any],
 ) -> None:
     """Atomically write one heatmap file: `preds` from the full-precision logits (NO_PREDICTION where they are
-    not all finite), `logits` [N, C] (stored as float16), `heatmaps` [N, gh·gw], `rma_status` indices into RMA_STATUSES; `keys` (dataset, shift, model,
-    method, heatmap_method) name what the rows are."""
+    not all finite), `logits` [N, C] (stored as float16), `heatmaps` [N, gh·gw], `rma_status` indices into
+    RMA_STATUSES; `keys` (dataset, shift, model, method, heatmap_method) name what the rows are."""
     missing = [key for key in HEATMAP_KEYS if key not in keys]
     if missing:
         raise ValueError(f"{path}: heatmap keys lack {', '.join(missing)}")
-    table = pa.Table.from_arrays([
-        pa.array(sample_ids, pa.string()),
-        pa.array(np.asarray(labels, np.int32)),
-        pa.array(np.asarray(preds, np.int32)),
-        _fixed_list(np.asarray(logits, np.float16)),
-        _fixed_list(np.asarray(heatmaps, np.float16)),
-        pa.array(np.asarray(rma, np.float32), pa.float32()),
-        pa.DictionaryArray.from_arrays(pa.array(np.asarray(rma_status, np.int8), pa.int8()), pa.array(RMA_STATUSES)),
-        pa.array(np.asarray(explained_class, np.int32)),
-    ], schema=heatmap_schema(np.shape(logits)[1], np.shape(heatmaps)[1]))
+    table = pa.Table.from_arrays(
+        [
+            pa.array(sample_ids, pa.string()),
+            pa.array(np.asarray(labels, np.int32)),
+            pa.array(np.asarray(preds, np.int32)),
+            _fixed_list(np.asarray(logits, np.float16)),
+            _fixed_list(np.asarray(heatmaps, np.float16)),
+            pa.array(np.asarray(rma, np.float32), pa.float32()),
+            pa.DictionaryArray.from_arrays(
+                pa.array(np.asarray(rma_status, np.int8), pa.int8()), pa.array(RMA_STATUSES)
+            ),
+            pa.array(np.asarray(explained_class, np.int32)),
+        ],
+        schema=heatmap_schema(np.shape(logits)[1], np.shape(heatmaps)[1]),
+    )
     table = _key_columns(table, keys, HEATMAP_KEYS)
     write_parquet(with_metadata(table, HEATMAPS, config_hash, {**meta, "keys": keys}), path)
 
@@ -387,25 +421,40 @@ def read_heatmaps(path: str | os.PathLike, columns: Sequence[str]) -> tuple[dict
 
 
 def write_predictions(
-    path: str | os.PathLike, *, sets: Sequence[str], sample_ids: Sequence[str], labels: np.ndarray,
-    backgrounds: Sequence[int | None], logits: np.ndarray, cosines: np.ndarray, config_hash: str, meta: dict[str, Any],
+    path: str | os.PathLike,
+    *,
+    sets: Sequence[str],
+    sample_ids: Sequence[str],
+    labels: np.ndarray,
+    backgrounds: Sequence[int | None],
+    logits: np.ndarray,
+    cosines: np.ndarray,
+    config_hash: str,
+    meta: dict[str, Any],
 ) -> None:
     """Logits [N, C] stored as float32, so calibration and OOD scores read what the model computed (the heatmap
     files' float16 rounds a logit of a scale-100 head by up to 0.016 once |logit| ≥ 32); `cosines` [N, C], each
     image's cosine to each class prompt (MCM's score)."""
-    table = pa.Table.from_arrays([
-        pa.array(sets, pa.string()),
-        pa.array(sample_ids, pa.string()),
-        pa.array(np.asarray(labels, np.int32)),
-        pa.array(list(backgrounds), pa.int32()),
-        _fixed_list(np.asarray(logits, np.float32)),
-        _fixed_list(np.asarray(cosines, np.float32)),
-    ], schema=pa.schema([
-        pa.field("set", pa.string(), nullable=False), pa.field("sample_id", pa.string(), nullable=False),
-        pa.field("label", pa.int32(), nullable=False), pa.field("background", pa.int32()),
-        pa.field("logits", pa.list_(pa.float32(), int(np.shape(logits)[1])), nullable=False),
-        pa.field("cosines", pa.list_(pa.float32(), int(np.shape(cosines)[1])), nullable=False),
-    ]))
+    table = pa.Table.from_arrays(
+        [
+            pa.array(sets, pa.string()),
+            pa.array(sample_ids, pa.string()),
+            pa.array(np.asarray(labels, np.int32)),
+            pa.array(list(backgrounds), pa.int32()),
+            _fixed_list(np.asarray(logits, np.float32)),
+            _fixed_list(np.asarray(cosines, np.float32)),
+        ],
+        schema=pa.schema(
+            [
+                pa.field("set", pa.string(), nullable=False),
+                pa.field("sample_id", pa.string(), nullable=False),
+                pa.field("label", pa.int32(), nullable=False),
+                pa.field("background", pa.int32()),
+                pa.field("logits", pa.list_(pa.float32(), int(np.shape(logits)[1])), nullable=False),
+                pa.field("cosines", pa.list_(pa.float32(), int(np.shape(cosines)[1])), nullable=False),
+            ]
+        ),
+    )
     table = _key_columns(table, meta["keys"], ("dataset", "model", "method"))
     write_parquet(with_metadata(table, PREDICTIONS, config_hash, meta), path)
 
@@ -420,55 +469,87 @@ def read_predictions(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str,
     logits, cosines = _matrix(table, "logits", np.float32), _matrix(table, "cosines", np.float32)
     labels = table.column("label").to_numpy()
     background = np.asarray([-1 if b is None else b for b in table.column("background").to_pylist()], np.int64)
-    return meta, {name: {"label": labels[sets == name], "background": background[sets == name],
-                         "logits": logits[sets == name], "cosines": cosines[sets == name]}
-                  for name in dict.fromkeys(sets.tolist())}
+    return meta, {
+        name: {
+            "label": labels[sets == name],
+            "background": background[sets == name],
+            "logits": logits[sets == name],
+            "cosines": cosines[sets == name],
+        }
+        for name in dict.fromkeys(sets.tolist())
+    }
 
 
 # Twins -----------------------------------------------------------------------------------------------------
 
 
-def write_twins(path: str | os.PathLike, *, sample_ids: Sequence[str], labels: np.ndarray, preds: np.ndarray,
-                twin_preds: np.ndarray, same_class: np.ndarray, alone_preds: np.ndarray, config_hash: str,
-                meta: dict[str, Any]) -> None:
+def write_twins(
+    path: str | os.PathLike,
+    *,
+    sample_ids: Sequence[str],
+    labels: np.ndarray,
+    preds: np.ndarray,
+    twin_preds: np.ndarray,
+    same_class: np.ndarray,
+    alone_preds: np.ndarray,
+    config_hash: str,
+    meta: dict[str, Any],
+) -> None:
     """One twins file: `preds` [N], `twin_preds` [N, K] and `alone_preds` [N] (NO_PREDICTION where the logits are not
     all finite), `same_class` bool [N, K]; `meta["keys"]` names the (dataset, model, method)."""
     twin_preds, same_class = np.asarray(twin_preds, np.int32), np.asarray(same_class, bool)
     count = twin_preds.shape[1] if twin_preds.ndim == 2 else 0
-    table = pa.Table.from_arrays([
-        pa.array(sample_ids, pa.string()),
-        pa.array(np.asarray(labels, np.int32)),
-        pa.array(np.asarray(preds, np.int32)),
-        pa.FixedSizeListArray.from_arrays(pa.array(twin_preds.reshape(-1), pa.int32()), count),
-        pa.FixedSizeListArray.from_arrays(pa.array(same_class.reshape(-1), pa.bool_()), count),
-        pa.array(np.asarray(alone_preds, np.int32)),
-    ], schema=pa.schema([
-        pa.field("sample_id", pa.string(), nullable=False), pa.field("label", pa.int32(), nullable=False),
-        pa.field("pred", pa.int32(), nullable=False),
-        pa.field("twin_pred", pa.list_(pa.int32(), count), nullable=False),
-        pa.field("twin_same_class", pa.list_(pa.bool_(), count), nullable=False),
-        pa.field("alone_pred", pa.int32(), nullable=False),
-    ]))
+    table = pa.Table.from_arrays(
+        [
+            pa.array(sample_ids, pa.string()),
+            pa.array(np.asarray(labels, np.int32)),
+            pa.array(np.asarray(preds, np.int32)),
+            pa.FixedSizeListArray.from_arrays(pa.array(twin_preds.reshape(-1), pa.int32()), count),
+            pa.FixedSizeListArray.from_arrays(pa.array(same_class.reshape(-1), pa.bool_()), count),
+            pa.array(np.asarray(alone_preds, np.int32)),
+        ],
+        schema=pa.schema(
+            [
+                pa.field("sample_id", pa.string(), nullable=False),
+                pa.field("label", pa.int32(), nullable=False),
+                pa.field("pred", pa.int32(), nullable=False),
+                pa.field("twin_pred", pa.list_(pa.int32(), count), nullable=False),
+                pa.field("twin_same_class", pa.list_(pa.bool_(), count), nullable=False),
+                pa.field("alone_pred", pa.int32(), nullable=False),
+            ]
+        ),
+    )
     table = _key_columns(table, meta["keys"], ("dataset", "model", "method"))
     write_parquet(with_metadata(table, TWINS, config_hash, meta), path)
 
 
 def read_twins(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(metadata, columns as numpy: sample_id list, label, pred, twin_pred [N, K], twin_same_class [N, K], alone_pred)."""
+    """(metadata, columns as numpy: sample_id list, label, pred, twin_pred [N, K], twin_same_class [N, K],
+    alone_pred)."""
     meta = check_schema(path, TWINS)
     with reading(path):
         table = read_table(path)
 
-    return meta, {"sample_id": table.column("sample_id").to_pylist(), "label": table.column("label").to_numpy(),
-                  "pred": table.column("pred").to_numpy(), "twin_pred": _matrix(table, "twin_pred", np.int32),
-                  "twin_same_class": _matrix(table, "twin_same_class", bool), "alone_pred": table.column("alone_pred").to_numpy()}
+    return meta, {
+        "sample_id": table.column("sample_id").to_pylist(),
+        "label": table.column("label").to_numpy(),
+        "pred": table.column("pred").to_numpy(),
+        "twin_pred": _matrix(table, "twin_pred", np.int32),
+        "twin_same_class": _matrix(table, "twin_same_class", bool),
+        "alone_pred": table.column("alone_pred").to_numpy(),
+    }
 
 
 # Metrics ---------------------------------------------------------------------------------------------------
 
 
-def write_metrics(table: pa.Table, parquet_path: str | os.PathLike, csv_path: str | os.PathLike, config_hash: str,
-                  schema: str = METRICS) -> None:
+def write_metrics(
+    table: pa.Table,
+    parquet_path: str | os.PathLike,
+    csv_path: str | os.PathLike,
+    config_hash: str,
+    schema: str = METRICS,
+) -> None:
     """A metrics table as Parquet (stamped `schema`: the rationality or the robustness table) and CSV."""
     write_parquet(with_metadata(table, schema, config_hash), parquet_path)
     with atomic_path(csv_path) as tmp:
@@ -485,17 +566,29 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _region_table(regions: dict[str, list], extra: dict[str, pa.DataType]) -> pa.Table:
-    columns = {"sample_id": pa.array(regions["sample_id"], pa.string()), "kind": pa.array(regions["kind"], pa.string()),
-               "feature": pa.array(regions["feature"], pa.int32()), "box": pa.array(regions["box"], pa.list_(pa.int32(), 4)),
-               "cluster": pa.array(regions["cluster"], pa.int32())}
+    columns = {
+        "sample_id": pa.array(regions["sample_id"], pa.string()),
+        "kind": pa.array(regions["kind"], pa.string()),
+        "feature": pa.array(regions["feature"], pa.int32()),
+        "box": pa.array(regions["box"], pa.list_(pa.int32(), 4)),
+        "cluster": pa.array(regions["cluster"], pa.int32()),
+    }
     return pa.table({**columns, **{name: pa.array(regions[name], kind) for name, kind in extra.items()}})
 
 
-def write_discovery(path: str | os.PathLike, regions: dict[str, list], summary: dict[str, Any], clusters: dict[str, list],
-                    keys: dict[str, str], config_hash: str) -> None:
+def write_discovery(
+    path: str | os.PathLike,
+    regions: dict[str, list],
+    summary: dict[str, Any],
+    clusters: dict[str, list],
+    keys: dict[str, str],
+    config_hash: str,
+) -> None:
     table = _region_table(regions, {"image": pa.int32(), "rank": pa.int32()})
-    write_parquet(with_metadata(table, DISCOVERY_REGIONS, config_hash,
-                                {"keys": keys, "summary": summary, "clusters": clusters}), path)
+    write_parquet(
+        with_metadata(table, DISCOVERY_REGIONS, config_hash, {"keys": keys, "summary": summary, "clusters": clusters}),
+        path,
+    )
 
 
 def read_discovery_regions(path: str | os.PathLike) -> tuple[dict[str, list], dict[str, list], dict[str, Any]]:
@@ -506,10 +599,23 @@ def read_discovery_regions(path: str | os.PathLike) -> tuple[dict[str, list], di
         return read_table(path).to_pydict(), meta["clusters"], meta["summary"]
 
 
-def write_training_regions(path: str | os.PathLike, regions: dict[str, list], summary: dict[str, Any],
-                           ranked: list[int], keys: dict[str, str], config_hash: str) -> None:
-    write_parquet(with_metadata(_region_table(regions, {}), TRAINING_REGIONS, config_hash,
-                                {"keys": keys, "summary": summary, "ranked": ranked}), path)
+def write_training_regions(
+    path: str | os.PathLike,
+    regions: dict[str, list],
+    summary: dict[str, Any],
+    ranked: list[int],
+    keys: dict[str, str],
+    config_hash: str,
+) -> None:
+    write_parquet(
+        with_metadata(
+            _region_table(regions, {}),
+            TRAINING_REGIONS,
+            config_hash,
+            {"keys": keys, "summary": summary, "ranked": ranked},
+        ),
+        path,
+    )
 
 
 def read_training_regions(path: str | os.PathLike) -> tuple[dict[str, list], list[int]]:

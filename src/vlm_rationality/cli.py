@@ -38,14 +38,25 @@ def _threads(args: argparse.Namespace) -> None:
 def cmd_items(args: argparse.Namespace) -> None:
     from vlm_rationality.data.prepare import write_item_index
 
-    print(f"{args.out}: {write_item_index(args.spec, args.split, args.out, config_hash([args.spec, args.split]))} items")
+    print(
+        f"{args.out}: {write_item_index(args.spec, args.split, args.out, config_hash([args.spec, args.split]))} items"
+    )
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     from vlm_rationality.data.prepare import prepare_shard
 
-    counts = prepare_shard(args.spec, args.split, args.shard, args.items, args.out, config_hash([args.spec, args.split]),
-                           args.shift, args.imagenet_c, args.clean_shard)
+    counts = prepare_shard(
+        args.spec,
+        args.split,
+        args.shard,
+        args.items,
+        args.out,
+        config_hash([args.spec, args.split]),
+        args.shift,
+        args.imagenet_c,
+        args.clean_shard,
+    )
     print(f"{args.out}: {json.dumps(counts)}")
 
 
@@ -61,8 +72,16 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     from vlm_rationality.finetune.run import finetune
 
     if args.processes > 1 and "LOCAL_RANK" not in os.environ:  # data-parallel: this command again, once per rank
-        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.processes}",
-                "-m", "vlm_rationality", *sys.argv[1:]]
+        argv = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={args.processes}",
+            "-m",
+            "vlm_rationality",
+            *sys.argv[1:],
+        ]
         os.execv(sys.executable, argv)
     args.threads = max(1, args.threads // args.processes) if args.threads else 0  # --threads: the whole job's
     _threads(args)
@@ -76,13 +95,25 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
     trains = FINETUNE_METHODS.get(args.method["kind"]).trains
     if trains != bool(args.checkpoint):
-        raise SystemExit(f"explain: method kind {args.method['kind']!r} "
-                         + ("needs its fine-tuned --checkpoint" if trains else "trains nothing; give no --checkpoint"))
+        raise SystemExit(
+            f"explain: method kind {args.method['kind']!r} "
+            + ("needs its fine-tuned --checkpoint" if trains else "trains nothing; give no --checkpoint")
+        )
     args.threads = max(1, args.threads - args.workers) if args.threads else 0  # the rest run the corruption workers
     _threads(args)
     settings = [args.model, args.method, args.prompts, args.heatmaps, args.keys]
-    summary = explain(args.model, args.prompts, args.checkpoint, args.heatmaps, args.shards, args.out, args.device,
-                      args.keys, config_hash(settings), args.workers)
+    summary = explain(
+        args.model,
+        args.prompts,
+        args.checkpoint,
+        args.heatmaps,
+        args.shards,
+        args.out,
+        args.device,
+        args.keys,
+        config_hash(settings),
+        args.workers,
+    )
     print(f"{args.out}: {json.dumps(summary)}")
 
 
@@ -90,8 +121,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from vlm_rationality.predict.run import predict
 
     _threads(args)
-    meta = predict(args.model, args.prompts, args.checkpoint, args.sets, args.out, args.device, args.batch_size,
-                   config_hash([args.model, args.method, args.prompts, args.sets, args.keys]), args.keys)
+    meta = predict(
+        args.model,
+        args.prompts,
+        args.checkpoint,
+        args.sets,
+        args.out,
+        args.device,
+        args.batch_size,
+        config_hash([args.model, args.method, args.prompts, args.sets, args.keys]),
+        args.keys,
+    )
     print(f"{args.out}: {json.dumps(meta['counts'])}")
 
 
@@ -99,10 +139,20 @@ def cmd_twins(args: argparse.Namespace) -> None:
     from vlm_rationality.predict.twins import predict_twins
 
     _threads(args)
-    summary = predict_twins(args.model, args.prompts, args.checkpoint, args.dataset, args.split, args.shards,
-                            args.settings, args.out, args.device, args.batch_size,
-                            config_hash([args.model, args.method, args.prompts, args.dataset, args.split,
-                                         args.settings, args.keys]), args.keys)
+    summary = predict_twins(
+        args.model,
+        args.prompts,
+        args.checkpoint,
+        args.dataset,
+        args.split,
+        args.shards,
+        args.settings,
+        args.out,
+        args.device,
+        args.batch_size,
+        config_hash([args.model, args.method, args.prompts, args.dataset, args.split, args.settings, args.keys]),
+        args.keys,
+    )
     print(f"{args.out}: {json.dumps(summary)}")
 
 
@@ -119,8 +169,13 @@ def cmd_validity(args: argparse.Namespace) -> None:
         raise SystemExit("validity: no (dataset, model, method) has both clean heatmaps and twins")
     gaps = validity.rho_gaps(rows, args.rhos)
     summary = validity.signal_summary(rows, gaps, args.trained)
-    write_metrics(pa.Table.from_pylist(rows), args.parquet, args.csv,
-                  config_hash([args.masks, args.threshold, args.agreement]), schema=VALIDITY)
+    write_metrics(
+        pa.Table.from_pylist(rows),
+        args.parquet,
+        args.csv,
+        config_hash([args.masks, args.threshold, args.agreement]),
+        schema=VALIDITY,
+    )
     with atomic_path(args.markdown) as tmp:
         tmp.write_text(validity.markdown(rows, gaps, summary))
     validity.figure(rows, summary, args.figure)
@@ -144,16 +199,29 @@ def cmd_discover(args: argparse.Namespace) -> None:
     from vlm_rationality.report.discovery import region_caption, region_grid
 
     classifier, device = _region_classifier(args)
-    summary, regions, clusters, crops = discover(classifier, args.shards, args.tied, args.settings, device,
-                                                 args.batch_size, args.keys["dataset"])
-    write_discovery(args.out, regions, summary, clusters, args.keys,
-                    config_hash([args.model, args.method, args.prompts, args.settings, args.tied, args.keys]))
-    ranked = sorted((r for r in range(len(regions["rank"])) if regions["rank"][r] >= 0), key=regions["rank"].__getitem__)
-    captions = [region_caption(regions["kind"][r], regions["feature"][r], args.labels) for r in ranked[:len(crops)]]
+    summary, regions, clusters, crops = discover(
+        classifier, args.shards, args.tied, args.settings, device, args.batch_size, args.keys["dataset"]
+    )
+    write_discovery(
+        args.out,
+        regions,
+        summary,
+        clusters,
+        args.keys,
+        config_hash([args.model, args.method, args.prompts, args.settings, args.tied, args.keys]),
+    )
+    ranked = sorted(
+        (r for r in range(len(regions["rank"])) if regions["rank"][r] >= 0), key=regions["rank"].__getitem__
+    )
+    captions = [region_caption(regions["kind"][r], regions["feature"][r], args.labels) for r in ranked[: len(crops)]]
     names, tied = args.keys, summary["tied_class"]
-    region_grid(crops, captions, f"{names['dataset']} · {names['model']} · {names['method']}: top cluster (tied to "
-                f"{'none' if tied is None else args.labels['classes'][tied]}, Precision@10 {summary['precision_at_10']})",
-                args.png)
+    region_grid(
+        crops,
+        captions,
+        f"{names['dataset']} · {names['model']} · {names['method']}: top cluster (tied to "
+        f"{'none' if tied is None else args.labels['classes'][tied]}, Precision@10 {summary['precision_at_10']})",
+        args.png,
+    )
     print(f"{args.out}: {json.dumps(summary)}")
 
 
@@ -162,10 +230,24 @@ def cmd_assign_regions(args: argparse.Namespace) -> None:
     from vlm_rationality.discover.assign import assign_regions
 
     classifier, device = _region_classifier(args)
-    regions, summary, ranked = assign_regions(classifier, args.shards, args.discovery, args.discovered, args.settings,
-                                              device, args.batch_size, args.keys["dataset"])
-    write_training_regions(args.out, regions, summary, ranked, args.keys,
-                           config_hash([args.model, args.method, args.prompts, args.settings, args.keys]))
+    regions, summary, ranked = assign_regions(
+        classifier,
+        args.shards,
+        args.discovery,
+        args.discovered,
+        args.settings,
+        device,
+        args.batch_size,
+        args.keys["dataset"],
+    )
+    write_training_regions(
+        args.out,
+        regions,
+        summary,
+        ranked,
+        args.keys,
+        config_hash([args.model, args.method, args.prompts, args.settings, args.keys]),
+    )
     print(f"{args.out}: {json.dumps(summary)}")
 
 
@@ -193,8 +275,13 @@ def cmd_robustness(args: argparse.Namespace) -> None:
 
     predictions = [read_predictions(path) for path in args.predictions]  # read once: the table and the figures
     rows = robustness_rows(predictions, args.validation, args.ood, args.cue_conflict, args.cue_categories)
-    write_metrics(pa.Table.from_pylist(rows), args.parquet, args.csv,
-                  config_hash([args.validation, args.ood, args.cue_conflict, args.cue_categories]), ROBUSTNESS)
+    write_metrics(
+        pa.Table.from_pylist(rows),
+        args.parquet,
+        args.csv,
+        config_hash([args.validation, args.ood, args.cue_conflict, args.cue_categories]),
+        ROBUSTNESS,
+    )
     with atomic_path(args.markdown) as tmp:
         tmp.write_text(robustness_markdown(rows, args.ood))
     figures = reliability_figures(predictions, rows, args.validation, args.reliability)
@@ -205,10 +292,25 @@ def cmd_score(args: argparse.Namespace) -> None:
     from vlm_rationality.artefacts import write_metrics
     from vlm_rationality.metrics.score import score_table
 
-    table = score_table(args.heatmaps, args.threshold, args.iterations, args.seed, args.undefined_rma, args.sweeps,
-                        args.groups, args.twins, args.agreement)
-    settings = [args.threshold, args.iterations, args.seed, args.undefined_rma, args.sweeps,
-                {d: g["tied"] for d, g in args.groups.items()}]
+    table = score_table(
+        args.heatmaps,
+        args.threshold,
+        args.iterations,
+        args.seed,
+        args.undefined_rma,
+        args.sweeps,
+        args.groups,
+        args.twins,
+        args.agreement,
+    )
+    settings = [
+        args.threshold,
+        args.iterations,
+        args.seed,
+        args.undefined_rma,
+        args.sweeps,
+        {d: g["tied"] for d, g in args.groups.items()},
+    ]
     write_metrics(table, args.parquet, args.csv, config_hash(settings + ([args.agreement] if args.twins else [])))
     print(f"{args.parquet}: {table.num_rows} rows")
 
@@ -244,36 +346,65 @@ def cmd_report(args: argparse.Namespace) -> None:
     from vlm_rationality.report import ablations
     from vlm_rationality.report.figures import pt_ir_figure
     from vlm_rationality.report.tables import (
-        CSV_COLUMNS, ablation_markdown, csv_rows, html_tables, latex_tables, report_markdown,
+        CSV_COLUMNS,
+        ablation_markdown,
+        csv_rows,
+        html_tables,
+        latex_tables,
+        report_markdown,
     )
 
     rows = read_metrics(args.metrics)
     order = (args.methods, args.models, args.datasets, args.heatmap_methods)
-    texts = ((args.markdown, report_markdown(rows, *order)), (args.latex, latex_tables(rows, *order)),
-             (args.html, html_tables(rows, *order)), (args.ablation, ablation_markdown(rows, *order)))
+    texts = (
+        (args.markdown, report_markdown(rows, *order)),
+        (args.latex, latex_tables(rows, *order)),
+        (args.html, html_tables(rows, *order)),
+        (args.ablation, ablation_markdown(rows, *order)),
+    )
     blocks, threshold = ablations.blocks(rows, *order), rows[0]["threshold"] if rows else 0.5
-    texts += ((args.ablations_markdown, ablations.markdown(blocks, threshold)),
-              (args.ablations_latex, ablations.latex(blocks, threshold)))
+    texts += (
+        (args.ablations_markdown, ablations.markdown(blocks, threshold)),
+        (args.ablations_latex, ablations.latex(blocks, threshold)),
+    )
     for path, text in texts:
         with atomic_path(path) as tmp:
             tmp.write_text(text)
-    tables = ((args.csv, csv_rows(rows, *order), CSV_COLUMNS, 6),
-              (args.ablations_csv, ablations.csv_rows(blocks), ablations.CSV_COLUMNS, 8))
+    tables = (
+        (args.csv, csv_rows(rows, *order), CSV_COLUMNS, 6),
+        (args.ablations_csv, ablations.csv_rows(blocks), ablations.CSV_COLUMNS, 8),
+    )
     for path, found, columns, text_columns in tables:
-        table = pa.Table.from_pylist(found, schema=pa.schema(
-            [(c, pa.string()) for c in columns[:text_columns]] + [(c, pa.float64()) for c in columns[text_columns:]]))
+        table = pa.Table.from_pylist(
+            found,
+            schema=pa.schema(
+                [(c, pa.string()) for c in columns[:text_columns]] + [(c, pa.float64()) for c in columns[text_columns:]]
+            ),
+        )
         with atomic_path(path) as tmp:
             pacsv.write_csv(table, tmp)
     pt_ir_figure(rows, *order, args.figure)
-    print(f"wrote {args.markdown}, {args.latex}, {args.html}, {args.csv}, {args.ablation}, {args.ablations_markdown} "
-          f"(and its LaTeX and CSV) and {args.figure}")
+    print(
+        f"wrote {args.markdown}, {args.latex}, {args.html}, {args.csv}, {args.ablation}, {args.ablations_markdown} "
+        f"(and its LaTeX and CSV) and {args.figure}"
+    )
 
 
 def cmd_gallery(args: argparse.Namespace) -> None:
     from vlm_rationality.report.gallery import galleries
 
-    drawn = galleries(args.heatmaps, args.prepared, args.methods, args.class_names, args.threshold, args.samples,
-                      args.seed, args.title, args.all_right, args.rw)
+    drawn = galleries(
+        args.heatmaps,
+        args.prepared,
+        args.methods,
+        args.class_names,
+        args.threshold,
+        args.samples,
+        args.seed,
+        args.title,
+        args.all_right,
+        args.rw,
+    )
     print(f"all methods right: {len(drawn['all_right'])} samples drawn: {', '.join(drawn['all_right'])}")
     for method, samples in drawn["rw"].items():
         print(f"RW of {method}: {len(samples)} samples drawn: {', '.join(samples)}")
@@ -324,7 +455,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     print(parquet.schema_arrow.remove_metadata())
     columns = [n for n in parquet.schema_arrow.names if n not in ("image", "mask", "heatmap", "logits")]
     head = next(parquet.iter_batches(batch_size=max(args.rows, 1), columns=columns), None)
-    for row in (head.to_pylist()[: args.rows] if head is not None else []):
+    for row in head.to_pylist()[: args.rows] if head is not None else []:
         print(row)
 
 
@@ -338,13 +469,19 @@ def build_parser() -> argparse.ArgumentParser:
         if device:  # a model stage: it reads prepared shards
             p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
             p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-            p.add_argument("--expect-prepared", type=_json, default=None,
-                           help="split -> config hash (JSON): every prepared shard read must be of one of them")
+            p.add_argument(
+                "--expect-prepared",
+                type=_json,
+                default=None,
+                help="split -> config hash (JSON): every prepared shard read must be of one of them",
+            )
         return p
 
     def regions_of(p: argparse.ArgumentParser, keys: str) -> None:
         """What the region stages (discover, assign-regions) share: how regions are drawn, whose classifier."""
-        p.add_argument("--settings", type=_json, required=True, help="{background_boxes, box_fraction, grid, seed} (JSON)")
+        p.add_argument(
+            "--settings", type=_json, required=True, help="{background_boxes, box_fraction, grid, seed} (JSON)"
+        )
         p.add_argument("--keys", type=_json, required=True, help=f"{keys} names (JSON)")
         p.add_argument("--checkpoint", default=None, help="the method's fine-tuned checkpoint (not for zs)")
         p.add_argument("--batch-size", type=int, default=256)
@@ -360,13 +497,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=int, required=True)
     p.add_argument("--items", required=True, help="the split's item index")
     p.add_argument("--shift", default="clean", help="a corruption-severity read from --imagenet-c")
-    p.add_argument("--imagenet-c", default=None, help="the published ImageNet-C folders (<corruption>/<severity>/<wnid>/...)")
-    p.add_argument("--clean-shard", default=None, help="with --imagenet-c: this shard prepared clean (its samples are kept)")
+    p.add_argument(
+        "--imagenet-c", default=None, help="the published ImageNet-C folders (<corruption>/<severity>/<wnid>/...)"
+    )
+    p.add_argument(
+        "--clean-shard", default=None, help="with --imagenet-c: this shard prepared clean (its samples are kept)"
+    )
     p.add_argument("--out", required=True)
 
     def training_data(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--training-data", type=_json, default=None,
-                       help="the config's training_data (JSON): when to stream the split from its shards; default in memory")
+        p.add_argument(
+            "--training-data",
+            type=_json,
+            default=None,
+            help="the config's training_data (JSON): when to stream the split from its shards; default in memory",
+        )
 
     p = stage("pretrain", cmd_pretrain, "contrastively pretrain a base model on captioned shards", device=True)
     p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
@@ -380,24 +525,42 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--method", type=_json, required=True, help="method config (JSON)")
         p.add_argument("--prompts", type=_json, required=True, help="class prompts (JSON list)")
 
-    p = stage("finetune", cmd_finetune, "fine-tune a model with one method; writes a checkpoint and sidecar", device=True)
+    p = stage(
+        "finetune", cmd_finetune, "fine-tune a model with one method; writes a checkpoint and sidecar", device=True
+    )
     model_method_prompts(p)
     training_data(p)
-    p.add_argument("--processes", type=int, default=1,
-                   help="data-parallel processes (torchrun, one per GPU; gloo on CPU), sharing --threads")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="data-parallel processes (torchrun, one per GPU; gloo on CPU), sharing --threads",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+")
 
-    p = stage("explain", cmd_explain, "heatmaps, predictions and RMA for a group of prepared shards, into one file", device=True)
+    p = stage(
+        "explain",
+        cmd_explain,
+        "heatmaps, predictions and RMA for a group of prepared shards, into one file",
+        device=True,
+    )
     model_method_prompts(p)
     p.add_argument("--heatmaps", type=_json, required=True, help="heatmap settings (JSON)")
-    p.add_argument("--workers", type=int, default=0, help="processes corrupting the next batches of a shifted job (out of --threads)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes corrupting the next batches of a shifted job (out of --threads)",
+    )
     p.add_argument("--keys", type=_json, required=True, help="dataset/shift/model/method names (JSON)")
     p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+", help="prepared shards, explained in this order")
 
-    p = stage("predict", cmd_predict, "float32 logits of one (dataset, model, method) on the robustness sets", device=True)
+    p = stage(
+        "predict", cmd_predict, "float32 logits of one (dataset, model, method) on the robustness sets", device=True
+    )
     model_method_prompts(p)
     p.add_argument("--sets", type=_json, required=True, help="[{name, shift, shards}] (JSON)")
     p.add_argument("--keys", type=_json, required=True, help="dataset/model/method names (JSON)")
@@ -405,8 +568,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--out", required=True)
 
-    p = stage("twins", cmd_twins, "one (dataset, model, method) on the counterfactual twins of a group of scored "
-              "shards: predictions only", device=True)
+    p = stage(
+        "twins",
+        cmd_twins,
+        "one (dataset, model, method) on the counterfactual twins of a group of scored shards: predictions only",
+        device=True,
+    )
     model_method_prompts(p)
     p.add_argument("--dataset", type=_json, required=True, help="the dataset config of the scored split (JSON)")
     p.add_argument("--split", required=True, help="the scored split")
@@ -417,8 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+", help="the group's prepared shards (also the pool of other backgrounds)")
 
-    p = stage("validity", cmd_validity, "RMA's PT/IR and per-sample signal against the twins' truth, per heatmap "
-              "method and mask variant")
+    p = stage(
+        "validity",
+        cmd_validity,
+        "RMA's PT/IR and per-sample signal against the twins' truth, per heatmap method and mask variant",
+    )
     p.add_argument("--masks", type=_json, required=True, help="mask variants (JSON list: exact, dilate-N, box)")
     p.add_argument("--threshold", type=float, required=True)
     p.add_argument("--agreement", type=float, required=True)
@@ -431,18 +601,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", required=True)
     p.add_argument("heatmaps", nargs="+", help="heatmap files (clean ones are read)")
 
-    p = stage("discover", cmd_discover, "RaVL's Stage 1 for one (dataset, model, method) on the scored split", device=True)
+    p = stage(
+        "discover", cmd_discover, "RaVL's Stage 1 for one (dataset, model, method) on the scored split", device=True
+    )
     model_method_prompts(p)
     p.add_argument("--shards", type=_json, required=True, help="the scored split's prepared shards (JSON list)")
     p.add_argument("--tied", type=_json, default=None, help="class -> its tied background (JSON list), if known")
-    p.add_argument("--labels", type=_json, required=True,
-                   help="{classes, backgrounds} (JSON): the names of a region's feature ids, for the figure")
+    p.add_argument(
+        "--labels",
+        type=_json,
+        required=True,
+        help="{classes, backgrounds} (JSON): the names of a region's feature ids, for the figure",
+    )
     regions_of(p, "dataset/model/method")
     p.add_argument("--out", required=True, help="the regions file (Parquet; the summary in its metadata)")
     p.add_argument("--png", required=True, help="the top cluster's regions as an image grid")
 
-    p = stage("assign-regions", cmd_assign_regions, "a training split's regions, each assigned to a discovered cluster "
-              "(what RaVL's Stage 2 reads)", device=True)
+    p = stage(
+        "assign-regions",
+        cmd_assign_regions,
+        "a training split's regions, each assigned to a discovered cluster (what RaVL's Stage 2 reads)",
+        device=True,
+    )
     model_method_prompts(p)
     p.add_argument("--discovery", required=True, help="the discovery regions file of the method being mitigated")
     p.add_argument("--discovered", type=_json, required=True, help="the prepared shards it clustered (JSON list)")
@@ -461,8 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation", required=True, help="the set temperature scaling is fitted on")
     p.add_argument("--ood", type=_json, required=True, help="OOD set names (JSON list)")
     p.add_argument("--cue-conflict", default=None, help="the cue-conflict set, if any")
-    p.add_argument("--cue-categories", choices=["imagenet16"], default=None,
-                   help="the cue-conflict labels are the 16 stimulus categories: ImageNet-1k logits decide among them")
+    p.add_argument(
+        "--cue-categories",
+        choices=["imagenet16"],
+        default=None,
+        help="the cue-conflict labels are the 16 stimulus categories: ImageNet-1k logits decide among them",
+    )
     p.add_argument("--parquet", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
@@ -473,19 +657,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, required=True)
     p.add_argument("--iterations", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--undefined-rma", default="exclude", choices=UNDEFINED_POLICIES,
-                   help="what an undefined RMA counts as (default: exclude it from the quadrants)")
+    p.add_argument(
+        "--undefined-rma",
+        default="exclude",
+        choices=UNDEFINED_POLICIES,
+        help="what an undefined RMA counts as (default: exclude it from the quadrants)",
+    )
     p.add_argument("--sweeps", type=_json, default={}, help="swept variant -> {method, values} (JSON): setting columns")
-    p.add_argument("--groups", type=_json, default={},
-                   help="dataset -> {tied, shards} (JSON): worst-group accuracy over class x tied cue present/absent")
+    p.add_argument(
+        "--groups",
+        type=_json,
+        default={},
+        help="dataset -> {tied, shards} (JSON): worst-group accuracy over class x tied cue present/absent",
+    )
     p.add_argument("--twins", nargs="*", default=[], help="twins files: the true rationale (PT*, IR*) per clean row")
     p.add_argument("--agreement", type=float, default=1.0, help="share of twins a grounded prediction survives")
     p.add_argument("--parquet", required=True)
     p.add_argument("--csv", required=True)
     p.add_argument("heatmaps", nargs="+")
 
-    p = stage("protocol-sensitivity", cmd_protocol_sensitivity,
-              "how far each official-code choice, alone, moves accuracy, PT and IR (protocol.py)")
+    p = stage(
+        "protocol-sensitivity",
+        cmd_protocol_sensitivity,
+        "how far each official-code choice, alone, moves accuracy, PT and IR (protocol.py)",
+    )
     p.add_argument("--score", type=_json, required=True, help="this project's score settings (JSON)")
     p.add_argument("--switches", type=_json, required=True, help="switch -> {official, here, score} (JSON)")
     p.add_argument("--not-run", type=_json, required=True, help="switch -> why it made no variant (JSON)")
@@ -494,23 +689,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("heatmaps", nargs="+", help="heatmap files of the configured methods and their variants")
 
     p = stage("plan", cmd_plan, "jobs, device hours, memory and disk of a config's grid, before any job runs")
-    p.add_argument("--configfile", nargs="+", default=["config.yaml"],
-                   help="the workflow's config file(s), later ones overlaying earlier ones (default: config.yaml)")
+    p.add_argument(
+        "--configfile",
+        nargs="+",
+        default=["config.yaml"],
+        help="the workflow's config file(s), later ones overlaying earlier ones (default: config.yaml)",
+    )
     p.add_argument("--schema", default=str(SCHEMA), help="the workflow's config schema")
 
-    p = stage("report", cmd_report, "Table 2 per heatmap method (Markdown, LaTeX, CSV), the heatmap-method ablation "
-              "table and the PT/IR figure")
+    p = stage(
+        "report",
+        cmd_report,
+        "Table 2 per heatmap method (Markdown, LaTeX, CSV), the heatmap-method ablation table and the PT/IR figure",
+    )
     p.add_argument("--metrics", required=True)
     for name in ("methods", "models", "datasets", "heatmap-methods"):
-        p.add_argument(f"--{name}", type=_json, required=True, help=f"{name.replace('-', ' ')} in table order (JSON list)")
+        p.add_argument(
+            f"--{name}", type=_json, required=True, help=f"{name.replace('-', ' ')} in table order (JSON list)"
+        )
     p.add_argument("--markdown", required=True)
     p.add_argument("--latex", required=True, help="Table 2 as booktabs LaTeX")
     p.add_argument("--html", required=True, help="Table 2 as an HTML page (shown inline by snakemake --report)")
     p.add_argument("--csv", required=True, help="Table 2 in long form")
     p.add_argument("--ablation", required=True, help="the heatmap-method ablation table (Markdown)")
     for suffix, what in (("markdown", "Markdown"), ("latex", "booktabs LaTeX"), ("csv", "CSV, long form")):
-        p.add_argument(f"--ablations-{suffix}", required=True,
-                       help=f"the ablation table (fine-tuning family, sweeps, explanation method) as {what}")
+        p.add_argument(
+            f"--ablations-{suffix}",
+            required=True,
+            help=f"the ablation table (fine-tuning family, sweeps, explanation method) as {what}",
+        )
     p.add_argument("--figure", required=True)
 
     p = stage("rho-curve", cmd_rho_curve, "accuracy, PT and IR against the training split's spurious strength rho")
@@ -520,8 +727,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=_json, required=True, help=f"{name.replace('-', ' ')} (JSON list)")
     p.add_argument("--figure", required=True)
 
-    p = stage("gallery", cmd_gallery, "the paper's Figure 3: heatmaps of samples every method got right, and RW "
-              "samples per method, for one (dataset, model, heatmap method)")
+    p = stage(
+        "gallery",
+        cmd_gallery,
+        "the paper's Figure 3: heatmaps of samples every method got right, and RW "
+        "samples per method, for one (dataset, model, heatmap method)",
+    )
     p.add_argument("--heatmaps", nargs="+", required=True, help="heatmap files, one or more per method")
     p.add_argument("--prepared", nargs="+", required=True, help="the prepared shards they explain")
     p.add_argument("--methods", type=_json, required=True, help="methods in column order (JSON list)")
@@ -533,7 +744,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-right", required=True, help="PNG: samples every method got right")
     p.add_argument("--rw", required=True, help="PNG: right-for-the-wrong-reason samples per method")
 
-    p = stage("shift-curves", cmd_shift_curves, "the paper's Figures 4-5: PT, IR and accuracy against corruption severity")
+    p = stage(
+        "shift-curves", cmd_shift_curves, "the paper's Figures 4-5: PT, IR and accuracy against corruption severity"
+    )
     p.add_argument("--metrics", required=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", required=True)
@@ -541,14 +754,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", type=_json, required=True, help="methods, one line each (JSON list)")
     p.add_argument("--figure", required=True)
 
-    p = stage("inspect", cmd_inspect, "print the schema, metadata and first rows of a Parquet artefact, or draw one "
-              "sample of a heatmap file as RMA sees it")
+    p = stage(
+        "inspect",
+        cmd_inspect,
+        "print the schema, metadata and first rows of a Parquet artefact, or draw one "
+        "sample of a heatmap file as RMA sees it",
+    )
     p.add_argument("path")
     p.add_argument("--rows", type=int, default=5)
     p.add_argument("--sample", default=None, help="a sample_id of the heatmap file to draw (with --png)")
     p.add_argument("--png", default=None, help="where to write the sample's heatmap overlay")
-    p.add_argument("--prepared", nargs="+", default=None,
-                   help="prepared shards holding the sample (default: the heatmap file's source_shards)")
+    p.add_argument(
+        "--prepared",
+        nargs="+",
+        default=None,
+        help="prepared shards holding the sample (default: the heatmap file's source_shards)",
+    )
     return parser
 
 

@@ -22,7 +22,8 @@ from vlm_rationality.data.corruptions import parse_shift
 from vlm_rationality.protocol import method_entry, model_entry, split_variant
 from vlm_rationality.registry import declared
 from vlm_rationality.schema import Schema, validate
-from vlm_rationality.sweep import LABEL as SWEEP_LABEL, SweepError, expand
+from vlm_rationality.sweep import LABEL as SWEEP_LABEL
+from vlm_rationality.sweep import SweepError, expand
 
 Config = dict[str, Any]
 FOLDER_SPLIT = "folder-"  # robustness.ood_folders.<name> is prepared as the split folder-<name> of a dataset
@@ -33,8 +34,10 @@ PLAIN_NAME = re.compile(r"^(?!\.+$)(?!-)[A-Za-z0-9_.-]+$")
 # The filesystem allows 255 bytes per path component; a name gets suffixes (`.safetensors.json`, a temp file's
 # `.tmp-<pid>`) and a sweep variant gets `.<key>=<value>`, so names stay well below it.
 MAX_NAME = 96
-OVERLAY_HINT = ("a --configfile replaces config.yaml; to change a few keys, give config.yaml first and yours after it "
-                "(snakemake --configfile config.yaml mine.yaml): later files overlay earlier ones")
+OVERLAY_HINT = (
+    "a --configfile replaces config.yaml; to change a few keys, give config.yaml first and yours after it "
+    "(snakemake --configfile config.yaml mine.yaml): later files overlay earlier ones"
+)
 
 
 class ConfigError(ValueError):
@@ -47,7 +50,9 @@ def _dataset_schema(schema: Schema, adapter: type) -> Schema:
     entry["properties"].update(adapter.options)
     entry["additionalProperties"] = False
     entry["properties"]["splits"]["additionalProperties"] = {
-        "type": "object", "properties": adapter.split_options, "additionalProperties": False,
+        "type": "object",
+        "properties": adapter.split_options,
+        "additionalProperties": False,
     }
     return entry
 
@@ -72,27 +77,37 @@ def check_config(config: Config, schema: Schema) -> None:
         raise ConfigError("\n".join(errors))
     finetune_methods = _finetune_methods()
     # A setting of a method that trains nothing is refused unless it is the schema's default (filled in, or harmless).
-    training_settings = {**schema["definitions"]["training"]["properties"], "head_init": {},
-                         "processes": {"default": 1}, "threads": {}}
+    training_settings = {
+        **schema["definitions"]["training"]["properties"],
+        "head_init": {},
+        "processes": {"default": 1},
+        "threads": {},
+    }
     for name, dataset in config["datasets"].items():
         key = f"datasets.{name}"
         if dataset["adapter"] not in DATASET_ADAPTERS:
             continue
-        found = validate(dataset, _dataset_schema(schema, DATASET_ADAPTERS.get(dataset["adapter"])), [*key.split(".", 1)])
+        found = validate(
+            dataset, _dataset_schema(schema, DATASET_ADAPTERS.get(dataset["adapter"])), [*key.split(".", 1)]
+        )
         errors += found
         for split in (config["eval_split"], config["train_split"]):
             if split not in dataset["splits"]:
                 errors.append(f"{key}.splits: no {split!r} split (named by eval_split/train_split)")
         for split, entry in dataset["splits"].items():
             if entry.get("carve", {}).get("from") == config["eval_split"]:
-                errors.append(f"{key}.splits.{split}.carve.from: {config['eval_split']!r} is the split that is scored; "
-                              f"carve from the training split ({config['train_split']!r})")
+                errors.append(
+                    f"{key}.splits.{split}.carve.from: {config['eval_split']!r} is the split that is scored; "
+                    f"carve from the training split ({config['train_split']!r})"
+                )
         if not found:
             try:
                 built = build_dataset(dataset)
                 if "imagenet_c" in dataset:
-                    errors += [f"{key}.imagenet_c: {error}" for error in
-                               imagenet_c.folder_errors(built, dataset["imagenet_c"], shifts(config, name))]
+                    errors += [
+                        f"{key}.imagenet_c: {error}"
+                        for error in imagenet_c.folder_errors(built, dataset["imagenet_c"], shifts(config, name))
+                    ]
             except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
                 errors.append(f"{key}: {err}")
     depths = {}
@@ -113,42 +128,59 @@ def check_config(config: Config, schema: Schema) -> None:
             if source is None:
                 errors.append(f"{key}.pretrain.dataset: no dataset {pretrain['dataset']!r} in datasets")
             elif pretrain["split"] not in source["splits"]:
-                errors.append(f"{key}.pretrain.split: dataset {pretrain['dataset']!r} has no split {pretrain['split']!r}")
+                errors.append(
+                    f"{key}.pretrain.split: dataset {pretrain['dataset']!r} has no split {pretrain['split']!r}"
+                )
     for name, method in config["methods"].items():
         key = f"methods.{name}"
         if method["kind"] not in finetune_methods:
             continue
         if not finetune_methods[method["kind"]]["trains"]:
-            errors += [f"{key}.{setting}: {method['kind']} trains nothing, so it takes no training setting"
-                       for setting, entry in training_settings.items()
-                       if setting in method and method[setting] != entry.get("default", object())]
+            errors += [
+                f"{key}.{setting}: {method['kind']} trains nothing, so it takes no training setting"
+                for setting, entry in training_settings.items()
+                if setting in method and method[setting] != entry.get("default", object())
+            ]
         facts = finetune_methods[method["kind"]]
         if method["augment"] and (not facts["trains"] or facts.get("frozen_features")):
-            errors.append(f"{key}.augment: {method['kind']} trains no image tower (it "
-                          f"{'trains nothing' if not facts['trains'] else 'reads image embeddings extracted once'})")
-        errors += [f"{key}.{setting}: only a method that trains on discovered regions (ravl) takes {setting}"
-                   for setting in ("mitigates", "region_loss") if setting in method and not facts.get("regions")]
+            errors.append(
+                f"{key}.augment: {method['kind']} trains no image tower (it "
+                f"{'trains nothing' if not facts['trains'] else 'reads image embeddings extracted once'})"
+            )
+        errors += [
+            f"{key}.{setting}: only a method that trains on discovered regions (ravl) takes {setting}"
+            for setting in ("mitigates", "region_loss")
+            if setting in method and not facts.get("regions")
+        ]
         if "adapter" in method and method["kind"] != "clip_adapter":
             errors.append(f"{key}.adapter: only clip_adapter has an adapter")
         if "context" in method and method["kind"] != "coop":
             errors.append(f"{key}.context: only coop learns a prompt context")
         elif method.get("context", {}).get("init") == "template" and "length" in method["context"]:
-            errors.append(f"{key}.context.length: init: template takes the length of the template's words before "
-                          "{name}; drop length")
+            errors.append(
+                f"{key}.context.length: init: template takes the length of the template's words before "
+                "{name}; drop length"
+            )
         if "head" in method and finetune_methods[method["kind"]].get("head") != "linear":
-            errors.append(f"{key}.head: {method['kind']} classifies with its prompts; only a trained linear head (lp, ft) "
-                          "takes `head`")
+            errors.append(
+                f"{key}.head: {method['kind']} classifies with its prompts; only a trained linear head (lp, ft) "
+                "takes `head`"
+            )
         if method.get("head") == "linear" and "head_init" in method:
-            errors.append(f"{key}.head_init: head: linear is the official code's nn.Linear with its default init; "
-                          "drop head_init, or use head: cosine")
+            errors.append(
+                f"{key}.head_init: head: linear is the official code's nn.Linear with its default init; "
+                "drop head_init, or use head: cosine"
+            )
         overrides = method.get("heatmaps", {})
         if overrides.get("amp") == "fp16" and config["device"] == "cpu":
             errors.append(f"{key}.heatmaps.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none")
         for model_name, depth in depths.items():
             start = overrides.get("start_block")
             if start is not None and not -depth <= start < depth:
-                errors.append(f"{key}.heatmaps.start_block: {start} is outside the {depth} vision blocks of model "
-                              f"{model_name!r} (0 is the first, -1 the last)")
+                errors.append(
+                    f"{key}.heatmaps.start_block: {start} is outside the {depth} vision blocks of model "
+                    f"{model_name!r} (0 is the first, -1 the last)"
+                )
     for key, shift_list in [("shifts", config["shifts"])] + [
         (f"datasets.{name}.shifts", d["shifts"]) for name, d in config["datasets"].items() if "shifts" in d
     ]:
@@ -160,13 +192,19 @@ def check_config(config: Config, schema: Schema) -> None:
     heatmaps = config["heatmaps"]
     for name, depth in depths.items():
         if not -depth <= heatmaps["start_block"] < depth:
-            errors.append(f"heatmaps.start_block: {heatmaps['start_block']} is outside the {depth} vision blocks of model "
-                          f"{name!r} (0 is the first, -1 the last)")
+            errors.append(
+                f"heatmaps.start_block: {heatmaps['start_block']} is outside the {depth} vision blocks of model "
+                f"{name!r} (0 is the first, -1 the last)"
+            )
     if heatmaps["amp"] == "fp16" and config["device"] == "cpu":
         errors.append("heatmaps.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none")
     if heatmaps.get("compile"):
-        errors += [f"heatmaps.compile: model {name!r} ({model['adapter']}) has timm attention; compile supports "
-                   "open_clip's CLIP ViTs only" for name, model in config["models"].items() if model["adapter"] != "open_clip"]
+        errors += [
+            f"heatmaps.compile: model {name!r} ({model['adapter']}) has timm attention; compile supports "
+            "open_clip's CLIP ViTs only"
+            for name, model in config["models"].items()
+            if model["adapter"] != "open_clip"
+        ]
     errors += _robustness_errors(config)
     errors += _discovery_errors(config)
     errors += _ravl_errors(config)
@@ -181,7 +219,9 @@ def _non_finite(value: Any, path: str = "") -> list[str]:
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{path or 'config'}: {value} is not a finite number; give a finite value"]
     if isinstance(value, dict):
-        return [error for key, sub in value.items() for error in _non_finite(sub, f"{path}.{key}" if path else str(key))]
+        return [
+            error for key, sub in value.items() for error in _non_finite(sub, f"{path}.{key}" if path else str(key))
+        ]
     if isinstance(value, list):
         return [error for i, sub in enumerate(value) for error in _non_finite(sub, f"{path}[{i}]")]
     return []
@@ -189,11 +229,15 @@ def _non_finite(value: Any, path: str = "") -> list[str]:
 
 def _name_error(key: str, name: Any) -> list[str]:
     if not isinstance(name, str) or not PLAIN_NAME.match(name):
-        return [f"{key}: the name {name!r} is a path component of its results; use letters, digits, '_', '.' and "
-                "'-', not only dots and not a leading '-'"]
+        return [
+            f"{key}: the name {name!r} is a path component of its results; use letters, digits, '_', '.' and "
+            "'-', not only dots and not a leading '-'"
+        ]
     if len(name) > MAX_NAME:
-        return [f"{key}: the name {name[:24]}... is {len(name)} characters; it becomes part of file names (the "
-                f"filesystem allows 255 bytes, and the workflow adds suffixes), so use at most {MAX_NAME}"]
+        return [
+            f"{key}: the name {name[:24]}... is {len(name)} characters; it becomes part of file names (the "
+            f"filesystem allows 255 bytes, and the workflow adds suffixes), so use at most {MAX_NAME}"
+        ]
     return []
 
 
@@ -201,8 +245,11 @@ def _registry_errors(config: Config, origin: dict[str, str]) -> list[str]:
     """Names: path components that must be plain, and plugins that must be registered. Made on any config, valid
     or not, so a config's schema and registry errors are all reported at once."""
     errors = []
-    sections = {section: config[section] for section in ("datasets", "models", "methods")
-                if isinstance(config.get(section), dict)}
+    sections = {
+        section: config[section]
+        for section in ("datasets", "models", "methods")
+        if isinstance(config.get(section), dict)
+    }
     for section, entries in sections.items():
         for name in entries:
             errors += _name_error(section, origin.get(name, name) if section == "methods" else name)
@@ -210,9 +257,11 @@ def _registry_errors(config: Config, origin: dict[str, str]) -> list[str]:
         if isinstance(dataset, dict) and isinstance(dataset.get("splits"), dict):
             for split in dataset["splits"]:
                 errors += _name_error(f"datasets.{name}.splits", split)
-    registries = [("datasets", "adapter", "dataset adapter", list(DATASET_ADAPTERS)),
-                  ("models", "adapter", "model adapter", list(MODEL_ARCHS)),
-                  ("methods", "kind", "method", list(_finetune_methods()))]
+    registries = [
+        ("datasets", "adapter", "dataset adapter", list(DATASET_ADAPTERS)),
+        ("models", "adapter", "model adapter", list(MODEL_ARCHS)),
+        ("methods", "kind", "method", list(_finetune_methods())),
+    ]
     for section, key, what, known in registries:
         for name, entry in sections.get(section, {}).items():
             value = entry.get(key) if isinstance(entry, dict) else None
@@ -228,17 +277,22 @@ def _registry_errors(config: Config, origin: dict[str, str]) -> list[str]:
         try:
             template.format(name="x")
         except (KeyError, IndexError, ValueError) as err:
-            errors.append(f"prompt_template: {template!r} cannot be filled in ({type(err).__name__}: {err}); only "
-                          "{name} is a placeholder, write a literal brace as {{ or }}")
+            errors.append(
+                f"prompt_template: {template!r} cannot be filled in ({type(err).__name__}: {err}); only "
+                "{name} is a placeholder, write a literal brace as {{ or }}"
+            )
     return errors
 
 
 def _input_size_errors(config: Config, model: str) -> list[str]:
     """Every dataset is prepared once, at its image_size, for every model: each model's input size must match."""
     size = input_size(config["models"][model])
-    return [f"datasets.{name}.image_size: {dataset['image_size']} is not the input size of model {model!r} ({size}); "
-            f"prepare the dataset at {size}" for name, dataset in config["datasets"].items()
-            if dataset["adapter"] in DATASET_ADAPTERS and dataset["image_size"] != size]
+    return [
+        f"datasets.{name}.image_size: {dataset['image_size']} is not the input size of model {model!r} ({size}); "
+        f"prepare the dataset at {size}"
+        for name, dataset in config["datasets"].items()
+        if dataset["adapter"] in DATASET_ADAPTERS and dataset["image_size"] != size
+    ]
 
 
 def check_files(paths: list[str]) -> None:
@@ -254,8 +308,10 @@ def check_files(paths: list[str]) -> None:
                 key = self.construct_object(key_node, deep=True)
                 line = key_node.start_mark.line + 1
                 if key in lines:
-                    errors.append(f"{path}: the key {key!r} is given twice, on lines {lines[key]} and {line}; "
-                                  "keep one (YAML would silently keep the last)")
+                    errors.append(
+                        f"{path}: the key {key!r} is given twice, on lines {lines[key]} and {line}; "
+                        "keep one (YAML would silently keep the last)"
+                    )
                 lines[key] = line
             return super().construct_mapping(node, deep)
 
@@ -272,12 +328,18 @@ def _discovery_errors(config: Config) -> list[str]:
     section = config.get("discovery")
     if section is None:
         return []
-    errors = [f"discovery.methods: no method {name!r} in methods" for name in section.get("methods", [])
-              if name not in config["methods"]]
+    errors = [
+        f"discovery.methods: no method {name!r} in methods"
+        for name in section.get("methods", [])
+        if name not in config["methods"]
+    ]
     split = section.get("split")
     if split is not None:
-        errors += [f"datasets.{name}.splits: no {split!r} split (named by discovery.split)"
-                   for name, dataset in config["datasets"].items() if split not in dataset["splits"]]
+        errors += [
+            f"datasets.{name}.splits: no {split!r} split (named by discovery.split)"
+            for name, dataset in config["datasets"].items()
+            if split not in dataset["splits"]
+        ]
     return errors
 
 
@@ -293,8 +355,10 @@ def _ravl_errors(config: Config) -> list[str]:
         elif config["methods"][target]["kind"] not in _finetune_methods():
             continue  # its unknown kind is reported on its own
         elif needs_regions(config, target) or not trains(config, target):
-            errors.append(f"methods.{name}.mitigates: {target!r} must be a fine-tuned method other than ravl; its "
-                          "discovery names the regions to ignore")
+            errors.append(
+                f"methods.{name}.mitigates: {target!r} must be a fine-tuned method other than ravl; its "
+                "discovery names the regions to ignore"
+            )
         elif "discovery" not in config:
             errors.append(f"methods.{name}: ravl reads the discovery of {target!r}; add a `discovery` section")
         elif target not in (config["discovery"].get("methods") or config["methods"]):
@@ -314,9 +378,11 @@ def _twins_errors(config: Config) -> list[str]:
             continue  # unknown (reported above), or a generator that renders its own backgrounds
         pool = dataset["shard_size"] * config["heatmaps"]["shards_per_job"]
         if pool < section["backgrounds"] + 2:
-            errors.append(f"twins.backgrounds: {section['backgrounds']} backgrounds per sample need at least "
-                          f"{section['backgrounds'] + 2} images per explain job, but dataset {name!r} has "
-                          f"{pool} (shard_size x heatmaps.shards_per_job); lower twins.backgrounds")
+            errors.append(
+                f"twins.backgrounds: {section['backgrounds']} backgrounds per sample need at least "
+                f"{section['backgrounds'] + 2} images per explain job, but dataset {name!r} has "
+                f"{pool} (shard_size x heatmaps.shards_per_job); lower twins.backgrounds"
+            )
     return errors
 
 
@@ -326,19 +392,27 @@ def _robustness_errors(config: Config) -> list[str]:
         return []
     errors = []
     if section["validation"] in (config["eval_split"], config["train_split"]):
-        errors.append(f"robustness.validation: {section['validation']!r} is the {'test' if section['validation'] == config['eval_split'] else 'training'} "
-                      "split; fit the temperature on a held-out split of the training distribution (a synthetic "
-                      "`val` split with the training rho, or on disk one carved from the training split: "
-                      "`val: {masks: false, carve: {from: train, fraction: 0.1}}`)")
+        errors.append(
+            f"robustness.validation: {section['validation']!r} is the "
+            f"{'test' if section['validation'] == config['eval_split'] else 'training'} "
+            "split; fit the temperature on a held-out split of the training distribution (a synthetic "
+            "`val` split with the training rho, or on disk one carved from the training split: "
+            "`val: {masks: false, carve: {from: train, fraction: 0.1}}`)"
+        )
     if not robustness_datasets(config):
         errors.append(f"robustness.validation: no dataset has a {section['validation']!r} split")
     named = [*section["ood"], *([section["cue_conflict"]] if "cue_conflict" in section else [])]
     for dataset in robustness_datasets(config):
-        errors += [f"datasets.{dataset}.splits: no {split!r} split (named by robustness)"
-                   for split in named if split not in config["datasets"][dataset]["splits"]]
+        errors += [
+            f"datasets.{dataset}.splits: no {split!r} split (named by robustness)"
+            for split in named
+            if split not in config["datasets"][dataset]["splits"]
+        ]
     if "cue_conflict" in section and "cue_conflict_folder" in section:
-        errors.append("robustness.cue_conflict_folder: give the cue-conflict images once, as a split (cue_conflict) "
-                      "or as the stimuli folder")
+        errors.append(
+            "robustness.cue_conflict_folder: give the cue-conflict images once, as a split (cue_conflict) "
+            "or as the stimuli folder"
+        )
     elif "cue_conflict_folder" in section:
         for dataset in robustness_datasets(config)[:1]:
             try:
@@ -364,7 +438,7 @@ def _swept_keys(errors: list[str], origin: dict[str, str]) -> list[str]:
         for variant in sorted(origin, key=len, reverse=True):
             prefix = f"methods.{variant}"
             if error.startswith((prefix + ".", prefix + ":")):
-                error = f"methods.{origin[variant]}{error[len(prefix):]} (variant {variant})"
+                error = f"methods.{origin[variant]}{error[len(prefix) :]} (variant {variant})"
                 break
         unique = re.sub(r" \(variant [^)]*\)$", "", error)
         if all(re.sub(r" \(variant [^)]*\)$", "", seen) != unique for seen in out):
@@ -398,8 +472,11 @@ RUNS_ON = ("processes", "threads")  # how a method's training is spread over the
 def finetune_spec(config: Config, method: str) -> Config:
     """What a method's checkpoint depends on: not `processes` or `threads` (the same training spread over more
     workers), nor its heatmap settings; the prompt template where the method's registration says it reads it (CoOp)."""
-    spec = {key: value for key, value in method_entry(config, method).items()
-            if key not in (*RUNS_ON, "heatmaps", SWEEP_LABEL)}
+    spec = {
+        key: value
+        for key, value in method_entry(config, method).items()
+        if key not in (*RUNS_ON, "heatmaps", SWEEP_LABEL)
+    }
     if _finetune_methods()[spec["kind"]].get("template"):
         spec["prompt_template"] = config["prompt_template"]
     return spec
@@ -412,8 +489,9 @@ def explain_spec(config: Config, method: str) -> Config:
 def checkpoint_method(config: Config, model: str, method: str) -> str:
     """Whose checkpoint a (variant) method explains: its base's where the variant trains the same way."""
     base, switch = split_variant(method)
-    same = (finetune_spec(config, method) == finetune_spec(config, base)
-            and model_entry(config, model, method) == model_entry(config, model, base))
+    same = finetune_spec(config, method) == finetune_spec(config, base) and model_entry(
+        config, model, method
+    ) == model_entry(config, model, base)
     return base if switch is None or same else method
 
 
@@ -436,7 +514,9 @@ def prediction_sets(config: Config, dataset: str) -> list[Config]:
     split under shift s `test/s`; an OOD folder is the split `folder-<name>`)."""
     section = config["robustness"]
     sets = [{"name": section["validation"], "split": section["validation"], "shift": "clean"}]
-    sets += [{"name": f"test/{shift}", "split": config["eval_split"], "shift": shift} for shift in shifts(config, dataset)]
+    sets += [
+        {"name": f"test/{shift}", "split": config["eval_split"], "shift": shift} for shift in shifts(config, dataset)
+    ]
     named = [*section["ood"], *([section["cue_conflict"]] if "cue_conflict" in section else [])]
     sets += [{"name": split, "split": split, "shift": "clean"} for split in named]
     if "cue_conflict_folder" in section:
@@ -458,8 +538,11 @@ def known_size(config: Config, dataset: str, split: str) -> int | None:
 def training_rhos(config: Config) -> dict[str, float]:
     """Dataset -> the spurious strength `rho` of its training split, for the datasets whose split declares one."""
     train = config["train_split"]
-    return {name: float(spec["splits"][train]["rho"]) for name, spec in config["datasets"].items()
-            if "rho" in spec.get("splits", {}).get(train, {})}
+    return {
+        name: float(spec["splits"][train]["rho"])
+        for name, spec in config["datasets"].items()
+        if "rho" in spec.get("splits", {}).get(train, {})
+    }
 
 
 def stage_threads(config: Config, stage: str, method: str | None = None) -> int:
@@ -482,7 +565,11 @@ def heatmap_spec(config: Config, heatmap_method: str, method: str) -> Config:
     """What one heatmap method's maps of one (fine-tuning) method depend on: the global settings with the method's
     own `heatmaps` overrides (e.g. the official code's last-block rollout for ZS/FLCP); not the other heatmap
     methods of the list, nor how shards are grouped into jobs, so adding a heatmap method reruns no existing map."""
-    spec = {key: value for key, value in config["heatmaps"].items() if key not in ("methods", "shards_per_job", "threads", "workers")}
+    spec = {
+        key: value
+        for key, value in config["heatmaps"].items()
+        if key not in ("methods", "shards_per_job", "threads", "workers")
+    }
     spec.update(method_entry(config, method).get("heatmaps", {}))
     return {"method": heatmap_method, **spec}
 
@@ -493,19 +580,28 @@ def prepare_spec(config: Config, dataset: str, split: str) -> Config:
     `folder-<name>` is the OOD folder `robustness.ood_folders.<name>` under this dataset's eval transform."""
     section = config.get("robustness", {})
     folders = section.get("ood_folders", {})
-    folder = folders.get(split[len(FOLDER_SPLIT):]) if split.startswith(FOLDER_SPLIT) else None
+    folder = folders.get(split[len(FOLDER_SPLIT) :]) if split.startswith(FOLDER_SPLIT) else None
     adapter = "image_folder"
     if split == STIMULI_SPLIT and "cue_conflict_folder" in section:
         folder, adapter = section["cue_conflict_folder"], "cue_conflict_stimuli"
     if folder is not None:
         source = config["datasets"][dataset]
         transform = {key: source[key] for key in ("resize", "interpolation") if key in source}
-        return {"adapter": adapter, "root": folder, "image_size": source["image_size"],
-                "shard_size": source["shard_size"], **transform, "splits": {split: {"masks": False}}}
+        return {
+            "adapter": adapter,
+            "root": folder,
+            "image_size": source["image_size"],
+            "shard_size": source["shard_size"],
+            **transform,
+            "splits": {split: {"masks": False}},
+        }
     spec = {key: value for key, value in config["datasets"][dataset].items() if key not in ("shifts", "imagenet_c")}
     carved_from = spec["splits"][split].get("carve", {}).get("from", split)
-    spec["splits"] = {name: entry for name, entry in spec["splits"].items()
-                      if name in (split, carved_from) or entry.get("carve", {}).get("from") == carved_from}
+    spec["splits"] = {
+        name: entry
+        for name, entry in spec["splits"].items()
+        if name in (split, carved_from) or entry.get("carve", {}).get("from") == carved_from
+    }
     return spec
 
 

@@ -18,7 +18,12 @@ log = logging.getLogger(__name__)
 LOCKS = "VLM_RATIONALITY_GPU_LOCKS"
 SLOTS = "VLM_RATIONALITY_JOBS_PER_GPU"  # jobs one GPU takes at once (1: a job has the GPU's memory to itself)
 
-AMP_DTYPES: dict[str | None, torch.dtype | None] = {None: None, "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES: dict[str | None, torch.dtype | None] = {
+    None: None,
+    "none": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -67,8 +72,10 @@ def gpu_slot(device: str, poll_seconds: float = 2.0) -> Iterator[str]:
         yield device
         return
     candidates = [int(device.split(":")[1])] if ":" in device else list(range(torch.cuda.device_count()))
-    gpus = {index: str(getattr(torch.cuda.get_device_properties(index), "uuid", "") or f"cuda-{index}")
-            for index in candidates}  # the UUID names the physical GPU whatever CUDA_VISIBLE_DEVICES numbers it
+    gpus = {
+        index: str(getattr(torch.cuda.get_device_properties(index), "uuid", "") or f"cuda-{index}")
+        for index in candidates
+    }  # the UUID names the physical GPU whatever CUDA_VISIBLE_DEVICES numbers it
     folder = Path(os.environ.get(LOCKS) or Path(tempfile.gettempdir()) / f"vlm-rationality-gpus-{os.getuid()}")
     slots = max(1, int(os.environ.get(SLOTS, "1")))
     taken = take_slot(folder, gpus, slots)

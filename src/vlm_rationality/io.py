@@ -97,8 +97,9 @@ def reading(path: str | os.PathLike) -> Iterator[None]:
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as err:  # pyarrow reports a damaged page (CRC, zstd) as an OSError
-        raise ValueError(f"{path}: not a readable Parquet file ({err}); delete it and rerun the stage that "
-                         "writes it") from err
+        raise ValueError(
+            f"{path}: not a readable Parquet file ({err}); delete it and rerun the stage that writes it"
+        ) from err
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -122,5 +123,7 @@ def check_schema(path: str | os.PathLike, expected: str) -> dict[str, Any]:
     meta = read_metadata(path)
     found = meta.get("schema")
     if found != expected:
-        raise ValueError(f"{path}: schema {found!r}, expected {expected!r}; delete it and rerun the stage that writes it")
+        raise ValueError(
+            f"{path}: schema {found!r}, expected {expected!r}; delete it and rerun the stage that writes it"
+        )
     return meta

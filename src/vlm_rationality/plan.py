@@ -56,8 +56,11 @@ def split_sizes(config: Config) -> dict[tuple[str, str], int]:
     for dataset in config["datasets"]:
         for split in sorted(_splits(config, dataset)):
             known = settings.known_size(config, dataset, split)
-            sizes[dataset, split] = known if known is not None else len(
-                build_dataset(settings.prepare_spec(config, dataset, split)).items(split))
+            sizes[dataset, split] = (
+                known
+                if known is not None
+                else len(build_dataset(settings.prepare_spec(config, dataset, split)).items(split))
+            )
     return sizes
 
 
@@ -72,14 +75,18 @@ def plan(config: Config) -> list[Stage]:
     """The stages of a checked config (check_config fills its defaults), with their jobs and costs."""
     rate = config["resources"]["images_per_second"]
     sizes = split_sizes(config)
-    stages = {name: Stage(name) for name in ("prepare", "pretrain", "finetune", "explain", "predict", "twins",
-                                             "discover")}
+    stages = {
+        name: Stage(name) for name in ("prepare", "pretrain", "finetune", "explain", "predict", "twins", "discover")
+    }
     for (dataset, split), items in sizes.items():
         entry = config["datasets"][dataset]
         shards = math.ceil(items / entry["shard_size"])
         pixels = entry["image_size"] ** 2 * 3 + entry["image_size"] ** 2 // 8
-        prerendered = [s for s in settings.shifts(config, dataset) if s != "clean"] if (
-            "imagenet_c" in entry and split == config["eval_split"]) else []
+        prerendered = (
+            [s for s in settings.shifts(config, dataset) if s != "clean"]
+            if ("imagenet_c" in entry and split == config["eval_split"])
+            else []
+        )
         stages["prepare"].jobs += shards * (1 + len(prerendered))
         stages["prepare"].images += items * (1 + len(prerendered))
         stages["prepare"].disk_bytes += items * pixels * (1 + len(prerendered))
@@ -95,8 +102,9 @@ def plan(config: Config) -> list[Stage]:
             stage.disk_bytes += approx_parameters(model) * 4
     for dataset, entry in config["datasets"].items():
         train_items, eval_items = sizes[dataset, config["train_split"]], sizes[dataset, config["eval_split"]]
-        groups = len(settings.shard_groups(math.ceil(eval_items / entry["shard_size"]),
-                                           config["heatmaps"]["shards_per_job"]))
+        groups = len(
+            settings.shard_groups(math.ceil(eval_items / entry["shard_size"]), config["heatmaps"]["shards_per_job"])
+        )
         classes = len(settings.class_names(config, dataset))
         grid_bytes = 2 * classes + ROW_OVERHEAD
         for model in config["models"]:
@@ -108,7 +116,9 @@ def plan(config: Config) -> list[Stage]:
                 stage.images += train_items * method_entry["epochs"] * regions
                 stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, method_entry["batch_size"], True))
                 stage.disk_bytes += approx_parameters(config["models"][model]) * 4
-            heatmaps = len(config["methods"]) * len(settings.shifts(config, dataset)) * len(config["heatmaps"]["methods"])
+            heatmaps = (
+                len(config["methods"]) * len(settings.shifts(config, dataset)) * len(config["heatmaps"]["methods"])
+            )
             batch = cpu_batch(config["heatmaps"]["batch_size"])
             cells = vision_shape(config["models"][model])[2] - 1  # the heatmap's patch grid
             stage = stages["explain"]
@@ -140,18 +150,26 @@ def plan(config: Config) -> list[Stage]:
 
 
 def markdown(stages: list[Stage], config: Config) -> str:
-    lines = [f"| stage | jobs | images through a model | {'CPU' if config['device'] == 'cpu' else 'GPU'} hours | "
-             "peak memory per job | disk |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| stage | jobs | images through a model | {'CPU' if config['device'] == 'cpu' else 'GPU'} hours | "
+        "peak memory per job | disk |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for stage in stages:
-        lines.append(f"| {stage.name} | {stage.jobs:,} | {stage.images:,} | {stage.hours:,.1f} | "
-                     f"{_size(stage.peak_mb * MiB) if stage.peak_mb else '–'} | "
-                     f"{_size(stage.disk_bytes) if stage.disk_bytes else '–'} |")
+        lines.append(
+            f"| {stage.name} | {stage.jobs:,} | {stage.images:,} | {stage.hours:,.1f} | "
+            f"{_size(stage.peak_mb * MiB) if stage.peak_mb else '–'} | "
+            f"{_size(stage.disk_bytes) if stage.disk_bytes else '–'} |"
+        )
     total = sum(s.hours for s in stages if s.name != "prepare")
     rates = ", ".join(f"{key} {value:g}" for key, value in config["resources"]["images_per_second"].items())
-    lines += ["", f"Model stages: {total:,.1f} hours at resources.images_per_second ({rates}); disk "
-              f"{_size(sum(s.disk_bytes for s in stages))}; peak memory for heatmaps.batch_size "
-              f"{config['heatmaps']['batch_size']} ({CPU_BATCH} where auto: on a GPU, auto fills 80% of its free memory). "
-              "Items, scoring and reports add minutes."]
+    lines += [
+        "",
+        f"Model stages: {total:,.1f} hours at resources.images_per_second ({rates}); disk "
+        f"{_size(sum(s.disk_bytes for s in stages))}; peak memory for heatmaps.batch_size "
+        f"{config['heatmaps']['batch_size']} ({CPU_BATCH} where auto: on a GPU, auto fills 80% of its free memory). "
+        "Items, scoring and reports add minutes.",
+    ]
     return "\n".join(lines)
 
 

@@ -54,8 +54,15 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else float("inf")
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         shown = [f"{k} {v:.4f}" for k, v in figures.items() if v is not None]
-        parts = [self.what, where, f"{self.done}/{self.total} img ({100 * self.done / max(self.total, 1):.0f}%)",
-                 *shown, f"{rate:.1f} img/s", f"elapsed {_duration(elapsed)}", f"ETA {_duration(eta)}"]
+        parts = [
+            self.what,
+            where,
+            f"{self.done}/{self.total} img ({100 * self.done / max(self.total, 1):.0f}%)",
+            *shown,
+            f"{rate:.1f} img/s",
+            f"elapsed {_duration(elapsed)}",
+            f"ETA {_duration(eta)}",
+        ]
         log.info(" · ".join(p for p in parts if p))
 
     def close(self) -> None:

@@ -63,16 +63,29 @@ def _precision(kind: str, entry: Entry, device: str) -> Entry | None:
     return _heatmaps(entry, amp="fp16")
 
 
-SWITCHES: dict[str, Switch] = {switch.name: switch for switch in (
-    Switch("undefined_rma", "a NaN RMA counts as valid; an empty mask as invalid", "excluded, counted",
-           score={"undefined_rma": "valid"}),
-    Switch("rollout_depth", "ZS/FLCP: the last block only (start_block -1)", "every block", method=_rollout_depth),
-    Switch("head", "LP/FT: nn.Linear on unnormalised features, default init", "cosine head × logit scale",
-           method=_head),
-    Switch("precision", "ZS/FLCP in fp16 (CUDA)", "fp32", method=_precision),
-    Switch("normalization", "ImageNet mean/std", "the model's own mean/std",
-           method=lambda kind, entry, device: {}, model={"normalization": IMAGENET_NORMALIZATION}),
-)}
+SWITCHES: dict[str, Switch] = {
+    switch.name: switch
+    for switch in (
+        Switch(
+            "undefined_rma",
+            "a NaN RMA counts as valid; an empty mask as invalid",
+            "excluded, counted",
+            score={"undefined_rma": "valid"},
+        ),
+        Switch("rollout_depth", "ZS/FLCP: the last block only (start_block -1)", "every block", method=_rollout_depth),
+        Switch(
+            "head", "LP/FT: nn.Linear on unnormalised features, default init", "cosine head × logit scale", method=_head
+        ),
+        Switch("precision", "ZS/FLCP in fp16 (CUDA)", "fp32", method=_precision),
+        Switch(
+            "normalization",
+            "ImageNet mean/std",
+            "the model's own mean/std",
+            method=lambda kind, entry, device: {},
+            model={"normalization": IMAGENET_NORMALIZATION},
+        ),
+    )
+}
 
 
 def _overlay(entry: Entry, overlay: Entry) -> Entry:
@@ -146,6 +159,9 @@ def describe(config: Entry) -> tuple[dict[str, Entry], dict[str, str]]:
     for name, switch in chosen(config).items():
         if not switch.score and not made[name]:
             cuda = name == "precision" and not config["device"].startswith("cuda")
-            not_run[name] = ("fp16 heatmaps need CUDA; run with device: cuda" if cuda
-                             else "no configured method differs from the official choice here")
+            not_run[name] = (
+                "fp16 heatmaps need CUDA; run with device: cuda"
+                if cuda
+                else "no configured method differs from the official choice here"
+            )
     return stated, not_run

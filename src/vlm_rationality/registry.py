@@ -75,8 +75,12 @@ def _declarations(package: str, registry: str) -> dict[str, tuple[str, dict[str,
             for decorator in getattr(node, "decorator_list", []):
                 call = decorator if isinstance(decorator, ast.Call) else None
                 target = call.func if call else None
-                if (isinstance(target, ast.Attribute) and target.attr == "register"
-                        and isinstance(target.value, ast.Name) and target.value.id == registry):
+                if (
+                    isinstance(target, ast.Attribute)
+                    and target.attr == "register"
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id == registry
+                ):
                     facts = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
                     found[ast.literal_eval(call.args[0])] = (f"{package}.{path.stem}", facts)
     return dict(sorted(found.items()))

@@ -12,8 +12,23 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-Stage = Literal["items", "prepare", "prepare_report", "pretrain", "finetune", "explain", "predict", "score", "report",
-                "robustness", "discover", "discovery", "assign_regions", "twins", "validity"]
+Stage = Literal[
+    "items",
+    "prepare",
+    "prepare_report",
+    "pretrain",
+    "finetune",
+    "explain",
+    "predict",
+    "score",
+    "report",
+    "robustness",
+    "discover",
+    "discovery",
+    "assign_regions",
+    "twins",
+    "validity",
+]
 MiB = 2**20
 GPU_STAGES = ("pretrain", "finetune", "explain", "predict", "discover", "assign_regions", "twins")
 # What one image costs in each stage besides its pixels: explain keeps logits and a heatmap per sample
@@ -65,7 +80,13 @@ def job_resources(
     held += batch_bytes
     rate = settings["images_per_second"]
     # a forward pass without the backward of a heatmap: at least explain's rate
-    key = "train" if stage in ("pretrain", "finetune") else "explain" if stage in ("predict", "discover", "assign_regions", "twins") else stage
+    key = (
+        "train"
+        if stage in ("pretrain", "finetune")
+        else "explain"
+        if stage in ("predict", "discover", "assign_regions", "twins")
+        else stage
+    )
     seconds = images * passes / rate[key] if key in rate else 0.0  # score and report: no per-image work to speak of
     if corrupted:
         seconds += images / rate["corrupt"]  # ImageNet-C corruptions run on the CPU

@@ -3,9 +3,10 @@
 `ft: {kind: ft, optimizer: [adamw, sgd], lr: [1.0e-5, 1.0e-4]}` becomes four methods, `ft.lr=1e-05.optimizer=adamw`
 and so on: the swept keys in alphabetical order, each value as YAML would write it back. The name depends on
 nothing but the base name and the variant's own values (not on how the YAML orders its keys), so editing one
-value of a list renames (and reruns) only the variants that carry it. Each variant is an ordinary method entry, plus a `sweep` label
-(`{method: ft, values: {...}}`) that the score table turns into columns and the ablation table into blocks; the
-label is not a training setting, so a variant's checkpoint is the one the same entry written by hand would make.
+value of a list renames (and reruns) only the variants that carry it. Each variant is an ordinary method entry,
+plus a `sweep` label (`{method: ft, values: {...}}`) that the score table turns into columns and the ablation
+table into blocks; the label is not a training setting, so a variant's checkpoint is the one the same entry written
+by hand would make.
 The expansion runs before the schema check, which then checks every variant's values. No torch here.
 """
 
@@ -48,7 +49,9 @@ def expand_method(name: str, entry: Entry) -> dict[str, Entry]:
     for key, values in swept.items():
         where = f"methods.{name}.{key}"
         if key in NOT_SWEPT:
-            errors.append(f"{where}: `{key}` cannot be swept; a sweep varies training settings (write one method per {key})")
+            errors.append(
+                f"{where}: `{key}` cannot be swept; a sweep varies training settings (write one method per {key})"
+            )
         elif not values:
             errors.append(f"{where}: an empty list sweeps nothing; give at least one value")
         else:
@@ -82,7 +85,9 @@ def expand(methods: dict[str, Entry]) -> tuple[dict[str, Entry], dict[str, str]]
             continue
         for variant, spec in variants.items():
             if variant in methods and variant != name:
-                errors.append(f"methods.{name}: its variant {variant!r} has the name of a configured method; rename one")
+                errors.append(
+                    f"methods.{name}: its variant {variant!r} has the name of a configured method; rename one"
+                )
             out[variant] = spec
             if LABEL in spec:  # also an entry expanded by an earlier check: checking twice changes nothing
                 origin[variant] = spec[LABEL]["method"]

@@ -16,12 +16,25 @@ import subprocess
 import time
 from pathlib import Path
 
-DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd", "sbatch", "srun", "sacct", "sacctmgr", "sinfo")
+DAEMONS = (
+    "munged",
+    "mariadbd",
+    "mariadb-install-db",
+    "slurmdbd",
+    "slurmctld",
+    "slurmd",
+    "sbatch",
+    "srun",
+    "sacct",
+    "sacctmgr",
+    "sinfo",
+)
 CLUSTER, PARTITION, ACCOUNT = "vlmtest", "debug", "vlm-rationality"
 
 
 def missing_programs() -> list[str]:
-    """Programs the cluster needs that are not installed (Debian: slurmctld slurmd slurmdbd slurm-client mariadb-server munge)."""
+    """Programs the cluster needs that are not installed (Debian: slurmctld slurmd slurmdbd slurm-client
+    mariadb-server munge)."""
     path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
     return [name for name in DAEMONS if shutil.which(name, path=path) is None]
 
@@ -36,16 +49,23 @@ def _node_line() -> str:
     """This machine as slurmd sees it (CPUs, sockets, memory), so the node registers without being drained."""
     out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout
     fields = dict(item.split("=", 1) for item in out.split()[:8] if "=" in item)
-    return " ".join(f"{key}={fields[key]}" for key in ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore", "RealMemory"))
+    return " ".join(
+        f"{key}={fields[key]}"
+        for key in ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore", "RealMemory")
+    )
 
 
 class SlurmCluster:
     def __init__(self, root: Path) -> None:
         root = self.root = root.resolve()
         self.procs: list[subprocess.Popen] = []
-        self.env = dict(os.environ, SLURM_CONF=str(root / "slurm.conf"), USER=os.environ.get("USER", "root"),
-                        MYSQL_UNIX_PORT=str(root / "mysql.sock"),
-                        PATH=os.pathsep.join([str(root / "bin"), os.environ["PATH"], "/usr/sbin", "/sbin"]))
+        self.env = dict(
+            os.environ,
+            SLURM_CONF=str(root / "slurm.conf"),
+            USER=os.environ.get("USER", "root"),
+            MYSQL_UNIX_PORT=str(root / "mysql.sock"),
+            PATH=os.pathsep.join([str(root / "bin"), os.environ["PATH"], "/usr/sbin", "/sbin"]),
+        )
         self.user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
 
     # --- lifecycle -------------------------------------------------------------------------------------------------
@@ -59,9 +79,21 @@ class SlurmCluster:
             self._run("sacctmgr", "-i", "add", "cluster", CLUSTER)
             self._spawn("slurmctld", ["slurmctld", "-D", "-i"])
             self._spawn("slurmd", ["slurmd", "-D", "-N", self.node])
-            self._run("sacctmgr", "-i", "add", "account", ACCOUNT, f"Cluster={CLUSTER}", "Description=tests", "Organization=tests")
+            self._run(
+                "sacctmgr",
+                "-i",
+                "add",
+                "account",
+                ACCOUNT,
+                f"Cluster={CLUSTER}",
+                "Description=tests",
+                "Organization=tests",
+            )
             self._run("sacctmgr", "-i", "add", "user", self.user, f"Account={ACCOUNT}", f"Cluster={CLUSTER}")
-            self._wait(lambda: self._run("sinfo", "-h", "-o", "%T", check=False).stdout.strip() == "idle", "the node to be idle")
+            self._wait(
+                lambda: self._run("sinfo", "-h", "-o", "%T", check=False).stdout.strip() == "idle",
+                "the node to be idle",
+            )
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -94,7 +126,9 @@ class SlurmCluster:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.root / f"{name}.out.log", "w")
-        self.procs.append(subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        )
 
     def _wait(self, ready, what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -110,18 +144,45 @@ class SlurmCluster:
         key = self.root / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
-        self._spawn("munged", ["munged", "-F", "--force", f"--key-file={key}", f"--socket={self.root / 'munge.sock'}",
-                               f"--pid-file={self.root / 'munged.pid'}", f"--log-file={self.root / 'munged.log'}",
-                               f"--seed-file={self.root / 'munged.seed'}"])
+        self._spawn(
+            "munged",
+            [
+                "munged",
+                "-F",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={self.root / 'munge.sock'}",
+                f"--pid-file={self.root / 'munged.pid'}",
+                f"--log-file={self.root / 'munged.log'}",
+                f"--seed-file={self.root / 'munged.seed'}",
+            ],
+        )
         self._wait(lambda: (self.root / "munge.sock").exists(), "munged")
 
     def _start_mariadb(self) -> None:
         data = self.root / "mysql"
-        self._run("mariadb-install-db", f"--datadir={data}", f"--user={self.user}", "--auth-root-authentication-method=normal",
-                  "--skip-test-db", "--skip-name-resolve")
-        self._spawn("mariadbd", ["mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={self.root / 'mysql.sock'}",
-                                 "--skip-networking", f"--user={self.user}", f"--pid-file={self.root / 'mysql.pid'}",
-                                 f"--log-error={self.root / 'mariadb.log'}", "--innodb-buffer-pool-size=64M"])
+        self._run(
+            "mariadb-install-db",
+            f"--datadir={data}",
+            f"--user={self.user}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        )
+        self._spawn(
+            "mariadbd",
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={data}",
+                f"--socket={self.root / 'mysql.sock'}",
+                "--skip-networking",
+                f"--user={self.user}",
+                f"--pid-file={self.root / 'mysql.pid'}",
+                f"--log-error={self.root / 'mariadb.log'}",
+                "--innodb-buffer-pool-size=64M",
+            ],
+        )
         self._wait(lambda: (self.root / "mysql.sock").exists(), "MariaDB")
 
     def _write_configs(self) -> None:
@@ -129,7 +190,9 @@ class SlurmCluster:
         # snakemake-executor-plugin-slurm-jobstep (0.6) drops every SLURM_* variable, SLURM_CONF included, before
         # its `srun` inside the job; a real cluster's srun finds /etc/slurm/slurm.conf, this one is told again.
         (root / "bin").mkdir(parents=True, exist_ok=True)
-        (root / "bin" / "srun").write_text(f'#!/bin/sh\nSLURM_CONF={root / "slurm.conf"} exec {shutil.which("srun")} "$@"\n')
+        (root / "bin" / "srun").write_text(
+            f'#!/bin/sh\nSLURM_CONF={root / "slurm.conf"} exec {shutil.which("srun")} "$@"\n'
+        )
         (root / "bin" / "srun").chmod(0o755)
         for sub in ("state", "spool"):
             (root / sub).mkdir(parents=True, exist_ok=True)
@@ -145,8 +208,8 @@ StorageType=accounting_storage/mysql
 StorageHost=localhost
 StorageUser=root
 StorageLoc=slurm_acct_db
-PidFile={root / 'slurmdbd.pid'}
-LogFile={root / 'slurmdbd.log'}
+PidFile={root / "slurmdbd.pid"}
+LogFile={root / "slurmdbd.log"}
 """)
         (root / "slurmdbd.conf").chmod(0o600)
         (root / "slurm.conf").write_text(f"""\
@@ -159,12 +222,12 @@ SlurmdUser={self.user}
 AuthType=auth/munge
 AuthInfo={munge}
 CredType=cred/munge
-StateSaveLocation={root / 'state'}
-SlurmdSpoolDir={root / 'spool'}
-SlurmctldPidFile={root / 'slurmctld.pid'}
-SlurmdPidFile={root / 'slurmd.pid'}
-SlurmctldLogFile={root / 'slurmctld.log'}
-SlurmdLogFile={root / 'slurmd.log'}
+StateSaveLocation={root / "state"}
+SlurmdSpoolDir={root / "spool"}
+SlurmctldPidFile={root / "slurmctld.pid"}
+SlurmdPidFile={root / "slurmd.pid"}
+SlurmctldLogFile={root / "slurmctld.log"}
+SlurmdLogFile={root / "slurmd.log"}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
@@ -175,7 +238,7 @@ SelectTypeParameters=CR_CPU_Memory
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort={dbd_port}
-AccountingStoragePass={root / 'munge.sock'}
+AccountingStoragePass={root / "munge.sock"}
 AccountingStorageEnforce=associations
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none

@@ -105,8 +105,17 @@ class Dataset(ABC):
         """Background id -> its name, where the samples record a `background` (what a background region shows)."""
         return None
 
-    def twins(self, split: str, sample_ids: Sequence[str], labels: np.ndarray, images: np.ndarray, masks: np.ndarray,
-              pool: Pool, count: int, seed: int) -> Twins:
+    def twins(
+        self,
+        split: str,
+        sample_ids: Sequence[str],
+        labels: np.ndarray,
+        images: np.ndarray,
+        masks: np.ndarray,
+        pool: Pool,
+        count: int,
+        seed: int,
+    ) -> Twins:
         """The counterfactual twins of prepared samples (data/twins.py): by default their objects pasted on `count`
         backgrounds of other images of `pool`; a generator that can render a background afresh overrides this."""
         return pasted_twins(sample_ids, labels, images, masks, pool, count, seed)
@@ -118,10 +127,16 @@ def _defaults(declared: dict[str, Any]) -> dict[str, Any]:
 
 def build_dataset(config: dict[str, Any]) -> Dataset:
     """The adapter named by `config["adapter"]`, given every other key except `shard_size`, the shifts' (`shifts`,
-    `imagenet_c`) and `mask` (applied by the prepare stage to every adapter's masks); options and split options the config leaves out take the adapter's declared defaults."""
+    `imagenet_c`) and `mask` (applied by the prepare stage to every adapter's masks); options and split options the
+    config leaves out take the adapter's declared defaults."""
     adapter = DATASET_ADAPTERS.get(config["adapter"])
-    options = {key: value for key, value in config.items()
-               if key not in ("adapter", "shard_size", "shifts", "imagenet_c", "mask")}
+    options = {
+        key: value
+        for key, value in config.items()
+        if key not in ("adapter", "shard_size", "shifts", "imagenet_c", "mask")
+    }
     options = {**_defaults(adapter.options), **options}
-    options["splits"] = {name: {**_defaults(adapter.split_options), **split} for name, split in config["splits"].items()}
+    options["splits"] = {
+        name: {**_defaults(adapter.split_options), **split} for name, split in config["splits"].items()
+    }
     return adapter(**options)

@@ -13,7 +13,12 @@ from vlm_rationality.data.files import BadInput, FileDataset, Item, require, see
 from vlm_rationality.data.transform import polygon_mask
 
 # The annotation folders of four classes are named differently from their image folders.
-ANNOTATION_FOLDERS = {"Faces": "Faces_2", "Faces_easy": "Faces_3", "Motorbikes": "Motorbikes_16", "airplanes": "Airplanes_Side_2"}
+ANNOTATION_FOLDERS = {
+    "Faces": "Faces_2",
+    "Faces_easy": "Faces_3",
+    "Motorbikes": "Motorbikes_16",
+    "airplanes": "Airplanes_Side_2",
+}
 NOT_A_CLASS = "BACKGROUND_Google"
 
 
@@ -32,18 +37,39 @@ def every_nth_split(by_class: dict[int, list[Item]], root: Path, test_fraction: 
 class Caltech101(FileDataset):
     layout = "root/101_ObjectCategories/<class>/image_NNNN.jpg and root/Annotations/<class>/annotation_NNNN.mat"
     options = {
-        "train_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.5,
-                           "description": "share of each class in the seeded train split (Caltech-101 has no official one)"},
+        "train_fraction": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "exclusiveMaximum": 1,
+            "default": 0.5,
+            "description": "share of each class in the seeded train split (Caltech-101 has no official one)",
+        },
         "seed": {"type": "integer", "default": 0},
-        "split_rule": {"type": "string", "enum": ["seeded", "every_nth"], "default": "seeded",
-                       "description": "seeded: a per-class shuffle; every_nth: the official code's, positions 1, 1+k, … "
-                                      "of the n annotated images are test, k = n // int(n * (1 - train_fraction))"},
-        "background": {"type": "boolean", "default": False,
-                       "description": "keep BACKGROUND_Google as class 'background google' (the official 102 classes)"},
+        "split_rule": {
+            "type": "string",
+            "enum": ["seeded", "every_nth"],
+            "default": "seeded",
+            "description": "seeded: a per-class shuffle; every_nth: the official code's, positions 1, 1+k, … "
+            "of the n annotated images are test, k = n // int(n * (1 - train_fraction))",
+        },
+        "background": {
+            "type": "boolean",
+            "default": False,
+            "description": "keep BACKGROUND_Google as class 'background google' (the official 102 classes)",
+        },
     }
 
-    def __init__(self, root: str, image_size: int, splits: dict, train_fraction: float, seed: int,
-                 split_rule: str = "seeded", background: bool = False, **common: Any) -> None:
+    def __init__(
+        self,
+        root: str,
+        image_size: int,
+        splits: dict,
+        train_fraction: float,
+        seed: int,
+        split_rule: str = "seeded",
+        background: bool = False,
+        **common: Any,
+    ) -> None:
         super().__init__(root, image_size, splits, **common)
         require(self.root / "101_ObjectCategories", self.layout)
         require(self.root / "Annotations", self.layout)
@@ -51,7 +77,10 @@ class Caltech101(FileDataset):
             raise ValueError(f"caltech101 train_fraction must be in (0, 1), got {train_fraction}")
         unknown = set(self.listed_splits) - {"train", "test"}
         if unknown:
-            raise KeyError(f"caltech101 splits are 'train' and 'test' (a seeded split; any other is carved from one, `carve`); got {', '.join(sorted(unknown))}")
+            raise KeyError(
+                "caltech101 splits are 'train' and 'test' (a seeded split; any other is carved from one, `carve`); "
+                f"got {', '.join(sorted(unknown))}"
+            )
         self.train_fraction, self.seed, self.split_rule, self.background = train_fraction, seed, split_rule, background
 
     @cached_property
@@ -70,7 +99,11 @@ class Caltech101(FileDataset):
             for path in sorted((self.root / "101_ObjectCategories" / folder).glob("image_*.jpg")):
                 number = path.stem.split("_")[-1]
                 by_class.setdefault(label, []).append(
-                    Item(f"101_ObjectCategories/{folder}/{path.name}", label, f"Annotations/{annotations}/annotation_{number}.mat")
+                    Item(
+                        f"101_ObjectCategories/{folder}/{path.name}",
+                        label,
+                        f"Annotations/{annotations}/annotation_{number}.mat",
+                    )
                 )
         if self.split_rule == "every_nth":
             return every_nth_split(by_class, self.root, 1 - self.train_fraction, split)

@@ -19,8 +19,21 @@ import numpy as np
 from vlm_rationality.artefacts import prepared_meta
 
 CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
 )
 SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -31,7 +44,9 @@ def parse_shift(shift: str) -> tuple[str, int] | None:
         return None
     name, _, severity = shift.rpartition("-")
     if name not in CORRUPTIONS or not severity.isdigit() or int(severity) not in SEVERITIES:
-        raise ValueError(f"shift {shift!r}: use 'clean' or '<corruption>-<1..5>' with a corruption among {', '.join(CORRUPTIONS)}")
+        raise ValueError(
+            f"shift {shift!r}: use 'clean' or '<corruption>-<1..5>' with a corruption among {', '.join(CORRUPTIONS)}"
+        )
     return name, int(severity)
 
 
@@ -45,8 +60,10 @@ def shift_to_apply(paths: Sequence[str | os.PathLike], shift: str) -> str:
     prepared = {os.fspath(p): prepared_meta(p).get("shift", "clean") for p in paths}
     wrong = [p for p, s in prepared.items() if s not in ("clean", shift)]
     if wrong or len(set(prepared.values())) > 1:
-        raise ValueError(f"asked for shift {shift!r} of shards prepared under {sorted(set(prepared.values()))}: "
-                         f"{', '.join(wrong or prepared)}; a job's shards must all be clean or all be that shift")
+        raise ValueError(
+            f"asked for shift {shift!r} of shards prepared under {sorted(set(prepared.values()))}: "
+            f"{', '.join(wrong or prepared)}; a job's shards must all be clean or all be that shift"
+        )
     return "clean" if shift in prepared.values() else shift
 
 

@@ -21,18 +21,29 @@ def _table(path: Path) -> dict[str, str]:
 
 @DATASET_ADAPTERS.register("cub")
 class CUB(FileDataset):
-    layout = ("root/{images,image_class_labels,classes,train_test_split,bounding_boxes}.txt, root/images/, "
-              "and root/segmentations/<class>/<image>.png (option `segmentations`)")
+    layout = (
+        "root/{images,image_class_labels,classes,train_test_split,bounding_boxes}.txt, root/images/, "
+        "and root/segmentations/<class>/<image>.png (option `segmentations`)"
+    )
 
     options = {
-        "segmentations": {"type": "string", "description": "the separately distributed segmentations/ folder, if not under root"},
-        "threshold": {"type": "integer", "minimum": 1, "maximum": 255, "default": 128,
-                      "description": "a pixel is the bird where the resampled segmentation is >= threshold (official: 255 "
-                                     "after a bilinear resize, i.e. mask_interpolation: bilinear)"},
+        "segmentations": {
+            "type": "string",
+            "description": "the separately distributed segmentations/ folder, if not under root",
+        },
+        "threshold": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 255,
+            "default": 128,
+            "description": "a pixel is the bird where the resampled segmentation is >= threshold (official: 255 "
+            "after a bilinear resize, i.e. mask_interpolation: bilinear)",
+        },
     }
 
-    def __init__(self, root: str, image_size: int, splits: dict, threshold: int, segmentations: str | None = None,
-                 **common: Any) -> None:
+    def __init__(
+        self, root: str, image_size: int, splits: dict, threshold: int, segmentations: str | None = None, **common: Any
+    ) -> None:
         super().__init__(root, image_size, splits, **common)
         for name in TABLES:
             require(self.root / name, self.layout)
@@ -43,7 +54,10 @@ class CUB(FileDataset):
             raise ValueError(f"cub segmentation threshold must be in (0, 255], got {threshold}")
         unknown = set(self.listed_splits) - {"train", "test"}
         if unknown:
-            raise KeyError(f"cub splits are 'train' and 'test' (train_test_split.txt; any other is carved from one, `carve`); got {', '.join(sorted(unknown))}")
+            raise KeyError(
+                "cub splits are 'train' and 'test' (train_test_split.txt; any other is carved from one, `carve`); "
+                f"got {', '.join(sorted(unknown))}"
+            )
         self.mask_threshold = threshold
 
     @cached_property
@@ -52,7 +66,10 @@ class CUB(FileDataset):
 
     @property
     def class_names(self) -> list[str]:
-        return [name.split(".", 1)[-1].replace("_", " ") for _id, name in sorted(self._classes.items(), key=lambda kv: int(kv[0]))]
+        return [
+            name.split(".", 1)[-1].replace("_", " ")
+            for _id, name in sorted(self._classes.items(), key=lambda kv: int(kv[0]))
+        ]
 
     def list_items(self, split: str) -> list[Item]:
         images, labels = _table(self.root / "images.txt"), _table(self.root / "image_class_labels.txt")
@@ -60,7 +77,8 @@ class CUB(FileDataset):
         wanted = "1" if split == "train" else "0"
         return [
             Item(f"images/{images[i]}", int(labels[i]) - 1, images[i].rsplit(".", 1)[0] + ".png")
-            for i in sorted(images, key=int) if is_train.get(i) == wanted
+            for i in sorted(images, key=int)
+            if is_train.get(i) == wanted
         ]
 
     def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:

@@ -49,8 +49,11 @@ def bounded_resize(path: Path, width: int, height: int, size: int, resize: int |
     (new_w, new_h), _ = resize_crop_box(width, height, size, resize)
     side = resize or size
     if new_w * new_h > MAX_RESIZED_CROPS * side * side:
-        raise BadInput("extreme_aspect_ratio", f"{path}: {width}x{height} would be resized to {new_w}x{new_h} before "
-                                               f"the centre crop (more than {MAX_RESIZED_CROPS}:1)")
+        raise BadInput(
+            "extreme_aspect_ratio",
+            f"{path}: {width}x{height} would be resized to {new_w}x{new_h} before "
+            f"the centre crop (more than {MAX_RESIZED_CROPS}:1)",
+        )
 
 
 def require(path: Path, layout: str) -> Path:
@@ -88,14 +91,20 @@ def carve(items: Sequence[Item], carves: dict[str, dict[str, Any]]) -> tuple[lis
             rest = [sample_id for sample_id in rest if sample_id not in taken[name]]
     for name, ids in taken.items():
         if not ids:
-            raise ValueError(f"split {name!r}: {carves[name]['fraction']} of each class of its {len(items)} source items "
-                             "is no item at all; raise its carve.fraction")
+            raise ValueError(
+                f"split {name!r}: {carves[name]['fraction']} of each class of its {len(items)} source items "
+                "is no item at all; raise its carve.fraction"
+            )
     held_out = set().union(*taken.values())
-    return ([item for item in items if item.sample_id not in held_out],
-            {name: [item for item in items if item.sample_id in ids] for name, ids in taken.items()})
+    return (
+        [item for item in items if item.sample_id not in held_out],
+        {name: [item for item in items if item.sample_id in ids] for name, ids in taken.items()},
+    )
 
 
-def check_boxes(boxes: Sequence[tuple[float, float, float, float]], width: int, height: int) -> list[tuple[float, float, float, float]]:
+def check_boxes(
+    boxes: Sequence[tuple[float, float, float, float]], width: int, height: int
+) -> list[tuple[float, float, float, float]]:
     """Clip boxes to the image; a box with no area inside it is bad input."""
     kept = []
     for xmin, ymin, xmax, ymax in boxes:
@@ -110,14 +119,27 @@ def check_boxes(boxes: Sequence[tuple[float, float, float, float]], width: int, 
 # Options of every on-disk dataset: the eval transform and the prompts' class names (the official code's choices
 # differ per dataset; config/paper-official.yaml selects them).
 FILE_OPTIONS: dict[str, Any] = {
-    "resize": {"type": "integer", "minimum": 1,
-               "description": "shorter side before the centre crop of image_size (left out: image_size; ImageNet recipe: 256)"},
-    "interpolation": {"type": "string", "enum": ["bicubic", "bilinear"], "default": "bicubic",
-                      "description": "image resampling (bicubic: CLIP's; bilinear: torchvision's default, the official code's)"},
-    "mask_interpolation": {"type": "string", "enum": ["nearest", "bilinear"], "default": "nearest",
-                           "description": "mask resampling before it is thresholded at mask_threshold"},
-    "class_names": {"type": "string",
-                    "description": "text file, one class per line in label order; a line's first comma-separated name is used"},
+    "resize": {
+        "type": "integer",
+        "minimum": 1,
+        "description": "shorter side before the centre crop of image_size (left out: image_size; ImageNet recipe: 256)",
+    },
+    "interpolation": {
+        "type": "string",
+        "enum": ["bicubic", "bilinear"],
+        "default": "bicubic",
+        "description": "image resampling (bicubic: CLIP's; bilinear: torchvision's default, the official code's)",
+    },
+    "mask_interpolation": {
+        "type": "string",
+        "enum": ["nearest", "bilinear"],
+        "default": "nearest",
+        "description": "mask resampling before it is thresholded at mask_threshold",
+    },
+    "class_names": {
+        "type": "string",
+        "description": "text file, one class per line in label order; a line's first comma-separated name is used",
+    },
 }
 
 
@@ -128,16 +150,24 @@ class FileDataset(Dataset):
     split_options = {
         "masks": {"type": "boolean", "default": True, "description": "false: a split used without annotations"},
         "carve": {
-            "type": "object", "additionalProperties": False, "required": ["from", "fraction"],
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["from", "fraction"],
             "properties": {
-                "from": {"type": "string", "description": "the split carved from (the training split), which then "
-                                                          "leaves these items out"},
-                "fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
-                             "description": "share of each class of `from`"},
+                "from": {
+                    "type": "string",
+                    "description": "the split carved from (the training split), which then leaves these items out",
+                },
+                "fraction": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "exclusiveMaximum": 1,
+                    "description": "share of each class of `from`",
+                },
                 "seed": {"type": "integer", "default": 0},
             },
             "description": "this split is a seeded per-class share of another split, held out of it (e.g. the "
-                           "validation split temperature scaling is fitted on)",
+            "validation split temperature scaling is fitted on)",
         },
     }
     mask_threshold: int = 128  # an object mask is 0/255 before resampling; CUB's soft segmentation has its own
@@ -146,8 +176,16 @@ class FileDataset(Dataset):
         super().__init_subclass__(**kwargs)
         cls.options = {**FILE_OPTIONS, **cls.options}
 
-    def __init__(self, root: str, image_size: int, splits: dict[str, dict[str, Any]], resize: int | None = None,
-                 interpolation: str = "bicubic", mask_interpolation: str = "nearest", class_names: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        image_size: int,
+        splits: dict[str, dict[str, Any]],
+        resize: int | None = None,
+        interpolation: str = "bicubic",
+        mask_interpolation: str = "nearest",
+        class_names: str | None = None,
+    ) -> None:
         self.root = require(Path(root).expanduser(), self.layout)
         self.image_size = int(image_size)
         if resize is not None and resize < self.image_size:
@@ -160,12 +198,16 @@ class FileDataset(Dataset):
             if spec["from"] not in splits:
                 raise KeyError(f"split {name!r} is carved from {spec['from']!r}, which is not a configured split")
             if spec["from"] in self.carves:
-                raise ValueError(f"split {name!r} is carved from {spec['from']!r}, itself carved; carve both from "
-                                 f"{self.carves[spec['from']]['from']!r}")
+                raise ValueError(
+                    f"split {name!r} is carved from {spec['from']!r}, itself carved; carve both from "
+                    f"{self.carves[spec['from']]['from']!r}"
+                )
         for source in {spec["from"] for spec in self.carves.values()}:
             family = sorted(name for name, spec in self.carves.items() if spec["from"] == source)
             if sum(self.carves[name]["fraction"] for name in family) >= 1:
-                raise ValueError(f"splits {', '.join(family)} carve all of {source!r}: their fractions must sum below 1")
+                raise ValueError(
+                    f"splits {', '.join(family)} carve all of {source!r}: their fractions must sum below 1"
+                )
         self._items: dict[str, list[Item]] = {}
 
     @property
@@ -193,14 +235,21 @@ class FileDataset(Dataset):
 
     def items(self, split: str) -> list[Item]:
         if split not in self.splits:
-            raise KeyError(f"{type(self).__name__} has no configured split {split!r}; configured: {', '.join(self.splits)}")
+            raise KeyError(
+                f"{type(self).__name__} has no configured split {split!r}; configured: {', '.join(self.splits)}"
+            )
         if split not in self._items:
             source = self.carves[split]["from"] if split in self.carves else split
             family = {name: spec for name, spec in self.carves.items() if spec["from"] == source}
             self._items[source], carved = carve(self.list_items(source), family)
             self._items.update(carved)
-            log.info("listed %d items of split %s under %s%s", len(self._items[split]), split, self.root,
-                     "".join(f"; {len(v)} carved out into {k}" for k, v in carved.items()))
+            log.info(
+                "listed %d items of split %s under %s%s",
+                len(self._items[split]),
+                split,
+                self.root,
+                "".join(f"; {len(v)} carved out into {k}" for k, v in carved.items()),
+            )
         return self._items[split]
 
     def needs_masks(self, split: str) -> bool:
@@ -225,8 +274,9 @@ class FileDataset(Dataset):
                 raise BadInput("empty_mask", item.sample_id)
         else:
             mask = np.zeros((image.height, image.width), dtype=bool)
-        pixels, mask = eval_transform(image, mask, self.image_size, self.resize, self.interpolation,
-                                      self.mask_interpolation, self.mask_threshold)
+        pixels, mask = eval_transform(
+            image, mask, self.image_size, self.resize, self.interpolation, self.mask_interpolation, self.mask_threshold
+        )
         if with_mask and not mask.any():
             raise BadInput("empty_mask", f"{item.sample_id}: the object lies outside the centre crop")
         return Sample(item.sample_id, item.label, pixels, mask, type(self).__name__)

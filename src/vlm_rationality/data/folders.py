@@ -21,8 +21,11 @@ class ImageFolder(FileDataset):
 
     def __init__(self, root: str, image_size: int, splits: dict, **transform) -> None:
         super().__init__(root, image_size, splits, **transform)
-        self.files = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self.files = sorted(
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
         if not self.files:
             raise ValueError(f"{self.root} holds no images; expected {self.layout}")
 
@@ -57,8 +60,9 @@ class CueConflictStimuli(FileDataset):
             for category in (path.parent.name, shape, texture):
                 if category not in self.categories:
                     raise ValueError(f"{path}: {category!r} is not one of the 16 categories; expected {self.layout}")
-            self.stimuli.append((path.relative_to(self.root).as_posix(), self.categories.index(shape),
-                                 self.categories.index(texture)))
+            self.stimuli.append(
+                (path.relative_to(self.root).as_posix(), self.categories.index(shape), self.categories.index(texture))
+            )
         if not self.stimuli:
             raise ValueError(f"{self.root} holds no stimuli; expected {self.layout}")
 

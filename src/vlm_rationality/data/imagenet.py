@@ -27,7 +27,9 @@ def read_loc_csv(path: Path) -> dict[str, list[tuple[str, tuple[float, ...]]]]:
             if len(fields) % 5:
                 boxes[row["ImageId"]] = []  # malformed: reported when the image is prepared
                 continue
-            boxes[row["ImageId"]] = [(fields[i], tuple(map(float, fields[i + 1:i + 5]))) for i in range(0, len(fields), 5)]
+            boxes[row["ImageId"]] = [
+                (fields[i], tuple(map(float, fields[i + 1 : i + 5]))) for i in range(0, len(fields), 5)
+            ]
     return boxes
 
 
@@ -36,7 +38,10 @@ def read_voc_boxes(path: Path) -> list[tuple[str, tuple[float, ...]]]:
     try:
         root = ET.parse(path).getroot()
         return [
-            (obj.findtext("name", ""), tuple(float(obj.find("bndbox").findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")))
+            (
+                obj.findtext("name", ""),
+                tuple(float(obj.find("bndbox").findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")),
+            )
             for obj in root.iter("object")
         ]
     except FileNotFoundError as err:
@@ -47,19 +52,33 @@ def read_voc_boxes(path: Path) -> list[tuple[str, tuple[float, ...]]]:
 
 @DATASET_ADAPTERS.register("imagenet")
 class ImageNet(FileDataset):
-    layout = ("root/train/<synset>/*.JPEG, root/val/<synset>/*.JPEG, and val boxes as root/LOC_val_solution.csv "
-              "or a folder of ILSVRC val XML files (option `boxes`)")
+    layout = (
+        "root/train/<synset>/*.JPEG, root/val/<synset>/*.JPEG, and val boxes as root/LOC_val_solution.csv "
+        "or a folder of ILSVRC val XML files (option `boxes`)"
+    )
     options = {
         "boxes": {"type": "string", "description": "LOC_val_solution.csv or a folder of ILSVRC val XML files"},
-        "split_folders": {"type": "object", "additionalProperties": {"type": "string"},
-                          "description": "split name -> folder under root, e.g. {test: val}"},
+        "split_folders": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "split name -> folder under root, e.g. {test: val}",
+        },
     }
 
-    def __init__(self, root: str, image_size: int, splits: dict, boxes: str | None = None,
-                 split_folders: dict[str, str] | None = None, **common: Any) -> None:
+    def __init__(
+        self,
+        root: str,
+        image_size: int,
+        splits: dict,
+        boxes: str | None = None,
+        split_folders: dict[str, str] | None = None,
+        **common: Any,
+    ) -> None:
         super().__init__(root, image_size, splits, **common)
         self.boxes_path = Path(boxes).expanduser() if boxes else self.root / "LOC_val_solution.csv"
-        self.split_folders = {split: (split_folders or {}).get(split, split) for split in self.listed_splits}  # e.g. test -> val
+        self.split_folders = {
+            split: (split_folders or {}).get(split, split) for split in self.listed_splits
+        }  # e.g. test -> val
         for folder in self.split_folders.values():
             require(self.root / folder, self.layout)
         if any(self.needs_masks(s) for s in splits):

@@ -49,7 +49,9 @@ def folder_errors(dataset: Dataset, root: str | os.PathLike, shifts: Sequence[st
     """What keeps `root` from being the source of `shifts` of `dataset`: a missing corruption/severity folder, or one
     missing synset folders of the dataset (the file-level check is the prepare job's)."""
     if type(dataset).prerendered_name is Dataset.prerendered_name or not isinstance(dataset, FileDataset):
-        return [f"the {type(dataset).__name__} adapter has no ImageNet-C counterpart; only imagenet's validation items do"]
+        return [
+            f"the {type(dataset).__name__} adapter has no ImageNet-C counterpart; only imagenet's validation items do"
+        ]
     if int(dataset.image_size) != SIZE:
         return [f"ImageNet-C images are {SIZE} px crops; set image_size: {SIZE} (it is {dataset.image_size})"]
     wanted = set(dataset.synsets)
@@ -59,12 +61,17 @@ def folder_errors(dataset: Dataset, root: str | os.PathLike, shifts: Sequence[st
             continue
         folder = shift_folder(root, shift)
         if not folder.is_dir():
-            errors.append(f"{folder} does not exist; expected the ImageNet-C layout <root>/<corruption>/<severity>/<wnid>/<image>.JPEG")
+            errors.append(
+                f"{folder} does not exist; expected the ImageNet-C layout "
+                "<root>/<corruption>/<severity>/<wnid>/<image>.JPEG"
+            )
             continue
         missing = sorted(wanted - {p.name for p in folder.iterdir() if p.is_dir()})
         if missing:
-            errors.append(f"{folder} is incomplete: {len(missing)} of {len(wanted)} synset folders are missing "
-                          f"(e.g. {', '.join(missing[:3])})")
+            errors.append(
+                f"{folder} is incomplete: {len(missing)} of {len(wanted)} synset folders are missing "
+                f"(e.g. {', '.join(missing[:3])})"
+            )
     return errors
 
 
@@ -98,8 +105,9 @@ def load_shifted(dataset: FileDataset, item: Item, folder: Path, with_mask: bool
     return Sample(item.sample_id, item.label, np.asarray(image, np.uint8), mask, f"{type(dataset).__name__}-C")
 
 
-def load_items(dataset: FileDataset, split: str, items: Sequence[Item], root: str | os.PathLike,
-               shift: str) -> Iterator[Sample | Skipped]:
+def load_items(
+    dataset: FileDataset, split: str, items: Sequence[Item], root: str | os.PathLike, shift: str
+) -> Iterator[Sample | Skipped]:
     """The samples of `items` under `shift`, read from the ImageNet-C folder `root`; bad input is `Skipped`."""
     folder, with_mask = shift_folder(root, shift), dataset.needs_masks(split)
     for item in items:

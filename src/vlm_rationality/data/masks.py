@@ -32,7 +32,7 @@ def mask_variant(masks: np.ndarray, variant: str) -> np.ndarray:
         for b, mask in enumerate(masks):
             rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
             if len(rows):
-                out[b, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = True
+                out[b, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = True
         return out
     return _grow(_grow(masks, int(variant.split("-")[1]), axis=1), int(variant.split("-")[1]), axis=2)
 

@@ -18,7 +18,14 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from vlm_rationality.artefacts import prepared_meta, prepared_rows, read_items, read_prepared_index, write_items, write_prepared_shard
+from vlm_rationality.artefacts import (
+    prepared_meta,
+    prepared_rows,
+    read_items,
+    read_prepared_index,
+    write_items,
+    write_prepared_shard,
+)
 from vlm_rationality.data.base import Item, Sample, build_dataset
 from vlm_rationality.data.imagenet_c import load_items as load_shifted
 from vlm_rationality.data.masks import EXACT, mask_variant
@@ -32,16 +39,26 @@ def write_item_index(dataset_config: dict[str, Any], split: str, out_path: str |
     dataset = build_dataset(dataset_config)
     items = dataset.items(split)
     write_items(
-        out_path, sample_ids=[item.sample_id for item in items], labels=[item.label for item in items],
-        images=[dataset.image_path(item) for item in items], annotations=[json.dumps(item.annotation) for item in items],
-        shard_size=int(dataset_config["shard_size"]), config_hash=config_hash,
+        out_path,
+        sample_ids=[item.sample_id for item in items],
+        labels=[item.label for item in items],
+        images=[dataset.image_path(item) for item in items],
+        annotations=[json.dumps(item.annotation) for item in items],
+        shard_size=int(dataset_config["shard_size"]),
+        config_hash=config_hash,
     )
     return len(items)
 
 
 def prepare_shard(
-    dataset_config: dict[str, Any], split: str, shard: int, items_path: str | os.PathLike, out_path: str | os.PathLike,
-    config_hash: str, shift: str = "clean", imagenet_c: str | os.PathLike | None = None,
+    dataset_config: dict[str, Any],
+    split: str,
+    shard: int,
+    items_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    config_hash: str,
+    shift: str = "clean",
+    imagenet_c: str | os.PathLike | None = None,
     clean_shard: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Write shard `shard` of `split` from its rows of the item index; returns {written, skipped: {reason: count}}.
@@ -57,16 +74,19 @@ def prepare_shard(
     samples: list[Sample] = []
     skipped: Counter[str] = Counter()
     if (imagenet_c is None or clean_shard is None) != (shift == "clean"):
-        raise ValueError(f"shift {shift!r}, ImageNet-C folder {imagenet_c!r}, clean shard {clean_shard!r}: a prepared "
-                         "shift needs all three, a clean shard none")
+        raise ValueError(
+            f"shift {shift!r}, ImageNet-C folder {imagenet_c!r}, clean shard {clean_shard!r}: a prepared "
+            "shift needs all three, a clean shard none"
+        )
     if imagenet_c is None:
         entries = dataset.load_items(split, items, start)
     else:
         kept = set(read_prepared_index(clean_shard)["sample_id"])
         skipped.update(prepared_meta(clean_shard)["skipped"])
         entries = load_shifted(dataset, split, [item for item in items if item.sample_id in kept], imagenet_c, shift)
-    for entry in tqdm(entries, total=len(items), desc=f"{split} {shift} shard {shard}", unit="img", mininterval=5,
-                      disable=None):
+    for entry in tqdm(
+        entries, total=len(items), desc=f"{split} {shift} shard {shard}", unit="img", mininterval=5, disable=None
+    ):
         if isinstance(entry, Sample):
             samples.append(entry)
         else:
@@ -98,6 +118,11 @@ def split_report(shards: Sequence[str | os.PathLike], out_path: str | os.PathLik
     for path in shards:
         skipped.update(prepared_meta(path).get("skipped", {}))
         written += prepared_rows(path)
-    report = {"shards": len(shards), "written": written, "skipped": dict(skipped), "skipped_total": sum(skipped.values())}
+    report = {
+        "shards": len(shards),
+        "written": written,
+        "skipped": dict(skipped),
+        "skipped_total": sum(skipped.values()),
+    }
     write_json(report, out_path)
     return report

@@ -23,8 +23,12 @@ class PreparedBatch:
     def to(self, device: torch.device | str) -> "PreparedBatch":
         move = dict(device=device, non_blocking=True)
         return PreparedBatch(
-            self.sample_ids, self.labels.to(**move), self.images.to(**move), self.mask_bits.to(**move),
-            self.image_shape, self.extra,
+            self.sample_ids,
+            self.labels.to(**move),
+            self.images.to(**move),
+            self.mask_bits.to(**move),
+            self.image_shape,
+            self.extra,
         )
 
     def masks(self) -> torch.Tensor:
@@ -51,6 +55,10 @@ def iter_batches(
             if pin:
                 images, bits, labels = images.pin_memory(), bits.pin_memory(), labels.pin_memory()
             yield PreparedBatch(
-                batch["sample_id"], labels, images, bits, tuple(images.shape[1:3]),
+                batch["sample_id"],
+                labels,
+                images,
+                bits,
+                tuple(images.shape[1:3]),
                 {name: batch[name] for name in columns_extra},
             )

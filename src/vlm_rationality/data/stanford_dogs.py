@@ -15,17 +15,28 @@ from vlm_rationality.data.transform import boxes_mask
 
 @DATASET_ADAPTERS.register("stanford_dogs")
 class StanfordDogs(FileDataset):
-    layout = "root/Images/<synset-breed>/*.jpg, root/Annotation/<synset-breed>/<image> (XML), root/{train,test}_list.mat"
+    layout = (
+        "root/Images/<synset-breed>/*.jpg, root/Annotation/<synset-breed>/<image> (XML), root/{train,test}_list.mat"
+    )
     options = {
-        "boxes": {"type": "string", "enum": ["union", "last"], "default": "union",
-                  "description": "the object mask: every box of the XML, or its last box only (the official code's loop)"},
-        "names": {"type": "string", "enum": ["breed", "cut"], "default": "breed",
-                  "description": "breed: the folder's full breed name; cut: only up to its next hyphen, as the "
-                                 "official code names them ('black-and-tan_coonhound' -> 'black')"},
+        "boxes": {
+            "type": "string",
+            "enum": ["union", "last"],
+            "default": "union",
+            "description": "the object mask: every box of the XML, or its last box only (the official code's loop)",
+        },
+        "names": {
+            "type": "string",
+            "enum": ["breed", "cut"],
+            "default": "breed",
+            "description": "breed: the folder's full breed name; cut: only up to its next hyphen, as the "
+            "official code names them ('black-and-tan_coonhound' -> 'black')",
+        },
     }
 
-    def __init__(self, root: str, image_size: int, splits: dict, boxes: str = "union", names: str = "breed",
-                 **common: Any) -> None:
+    def __init__(
+        self, root: str, image_size: int, splits: dict, boxes: str = "union", names: str = "breed", **common: Any
+    ) -> None:
         super().__init__(root, image_size, splits, **common)
         self.box_rule, self.name_rule = boxes, names
         require(self.root / "Images", self.layout)

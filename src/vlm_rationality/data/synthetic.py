@@ -31,31 +31,58 @@ from vlm_rationality.data.twins import Pool, Twins
 # In the order classes are taken (`num_classes` takes the first ones). Diamond and hexagon come last: within a
 # few degrees of rotation a diamond is a turned square, and at 8-pixel patches a hexagon is nearly a circle.
 SHAPES: tuple[str, ...] = (
-    "circle", "square", "triangle", "star", "cross", "ring", "crescent", "arrow", "diamond", "hexagon",
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "ring",
+    "crescent",
+    "arrow",
+    "diamond",
+    "hexagon",
 )
 TEXTURES: tuple[str, ...] = (
-    "stripes", "checks", "dots", "waves", "grid", "diagonals", "noise", "zigzag", "rings", "bricks",
+    "stripes",
+    "checks",
+    "dots",
+    "waves",
+    "grid",
+    "diagonals",
+    "noise",
+    "zigzag",
+    "rings",
+    "bricks",
 )
 # Saturated object colours, named in captions.
 OBJECT_COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30), "green": (30, 190, 50), "blue": (40, 70, 230), "yellow": (240, 220, 30),
-    "purple": (150, 40, 200), "orange": (250, 140, 20), "white": (250, 250, 250), "cyan": (30, 220, 230),
+    "red": (220, 30, 30),
+    "green": (30, 190, 50),
+    "blue": (40, 70, 230),
+    "yellow": (240, 220, 30),
+    "purple": (150, 40, 200),
+    "orange": (250, 140, 20),
+    "white": (250, 250, 250),
+    "cyan": (30, 220, 230),
 }
 # Each texture has its own muted hue (a dark and a light tone): the background is recognisable at a glance,
 # which is what makes it a shortcut, while the class still needs the shape. Every tone stays below 160 in
 # each channel and every object colour reaches 190 in one, so an object never blends into its background.
-TEXTURE_TONES: np.ndarray = np.array([
-    [(50, 60, 90), (90, 100, 140)],     # stripes: blue-grey
-    [(80, 60, 40), (130, 100, 70)],     # checks: brown
-    [(50, 80, 55), (90, 130, 95)],      # dots: green-grey
-    [(80, 55, 90), (125, 95, 140)],     # waves: purple-grey
-    [(40, 85, 85), (80, 135, 130)],     # grid: teal
-    [(90, 45, 50), (140, 85, 90)],      # diagonals: maroon
-    [(85, 85, 40), (135, 135, 75)],     # noise: olive
-    [(60, 60, 60), (110, 110, 110)],    # zigzag: grey
-    [(40, 50, 100), (85, 95, 150)],     # rings: navy
-    [(100, 60, 40), (150, 100, 70)],    # bricks: rust
-], dtype=np.float32)
+TEXTURE_TONES: np.ndarray = np.array(
+    [
+        [(50, 60, 90), (90, 100, 140)],  # stripes: blue-grey
+        [(80, 60, 40), (130, 100, 70)],  # checks: brown
+        [(50, 80, 55), (90, 130, 95)],  # dots: green-grey
+        [(80, 55, 90), (125, 95, 140)],  # waves: purple-grey
+        [(40, 85, 85), (80, 135, 130)],  # grid: teal
+        [(90, 45, 50), (140, 85, 90)],  # diagonals: maroon
+        [(85, 85, 40), (135, 135, 75)],  # noise: olive
+        [(60, 60, 60), (110, 110, 110)],  # zigzag: grey
+        [(40, 50, 100), (85, 95, 150)],  # rings: navy
+        [(100, 60, 40), (150, 100, 70)],  # bricks: rust
+    ],
+    dtype=np.float32,
+)
 SPLITS: dict[str, int] = {"pretrain": 0, "train": 1, "test": 2}  # seed streams; other names hash to their own
 KINDS = ("standard", "held_out_shape", "texture_only", "cue_conflict")
 OOD_LABEL = -1  # the label of a sample of no class
@@ -195,16 +222,18 @@ def check_kind(spec: SyntheticSpec, kind: str) -> None:
         raise ValueError("kind cue_conflict ties every class to its own texture: num_textures >= num_classes")
 
 
-def _texture_image(spec: SyntheticSpec, texture: int, x: np.ndarray, y: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
+def _texture_image(
+    spec: SyntheticSpec, texture: int, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """A float [S, S, 3] background of `texture`: its two tones jittered, its pattern at a random period and phase."""
     tones = TEXTURE_TONES[texture] + rng.uniform(-8, 8, size=(2, 3))
     pattern = texture_pattern(spec.texture_names[texture], x, y, rng.uniform(0.12, 0.2) * spec.image_size, rng)
     return tones[0] + pattern[..., None] * (tones[1] - tones[0])
 
 
-def make_sample(spec: SyntheticSpec, split: str, index: int, rho: float = 0.0, kind: str = "standard",
-                draw_object: bool = True) -> Sample:
+def make_sample(
+    spec: SyntheticSpec, split: str, index: int, rho: float = 0.0, kind: str = "standard", draw_object: bool = True
+) -> Sample:
     """Generate sample `index` of `split`; `rho` ties the background to the class (train/test only); `kind` as
     the module says. `extra` holds the caption, the background texture index and the object colour name.
     `draw_object=False` makes the same image without its object (every random draw is the same, so every pixel
@@ -259,15 +288,23 @@ def _caption(shape: str, colour: str, texture: str, rng: np.random.Generator, de
     return f"a photo of {article} {words}" if photo else f"{article} {words}"
 
 
-def generate(spec: SyntheticSpec, split: str, count: int, rho: float = 0.0, start: int = 0,
-             kind: str = "standard") -> Iterator[Sample]:
+def generate(
+    spec: SyntheticSpec, split: str, count: int, rho: float = 0.0, start: int = 0, kind: str = "standard"
+) -> Iterator[Sample]:
     """Samples `start … start+count-1` of a split, in order."""
     for index in range(start, start + count):
         yield make_sample(spec, split, index, rho, kind)
 
 
-def render_twins(spec: SyntheticSpec, split: str, index: int, image: np.ndarray, mask: np.ndarray, rho: float = 0.0,
-                 kind: str = "standard") -> tuple[np.ndarray, np.ndarray]:
+def render_twins(
+    spec: SyntheticSpec,
+    split: str,
+    index: int,
+    image: np.ndarray,
+    mask: np.ndarray,
+    rho: float = 0.0,
+    kind: str = "standard",
+) -> tuple[np.ndarray, np.ndarray]:
     """The counterfactual twins of sample `index` (its prepared `image` and `mask`): its object on every texture,
     uint8 [T, S, S, 3] (each texture freshly drawn from the twin's own seed, the object's pixels copied bit for
     bit), and the original background without the object, uint8 [S, S, 3]."""
@@ -294,16 +331,25 @@ class SyntheticDataset(Dataset):
     # The generator's fields are the options (their defaults are SyntheticSpec's; image_size is a common key).
     options = {
         name: {"type": "integer" if field.type == "int" else "number", "default": field.default}
-        for name, field in SyntheticSpec.__dataclass_fields__.items() if name != "image_size"
+        for name, field in SyntheticSpec.__dataclass_fields__.items()
+        if name != "image_size"
     }
     split_options = {
         "size": {"type": "integer", "minimum": 1},
-        "rho": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.0,
-                "description": "how often a training image shows its class's own background"},
+        "rho": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0.0,
+            "description": "how often a training image shows its class's own background",
+        },
         # No default written in: a split that leaves it out keeps the job params (and the results) it had before.
-        "kind": {"type": "string", "enum": list(KINDS),
-                 "description": "absent: standard; held_out_shape, texture_only (OOD sets, label -1) or cue_conflict "
-                                "(shape bias)"},
+        "kind": {
+            "type": "string",
+            "enum": list(KINDS),
+            "description": "absent: standard; held_out_shape, texture_only (OOD sets, label -1) or cue_conflict "
+            "(shape bias)",
+        },
     }
 
     def __init__(self, splits: dict[str, dict[str, Any]], **spec: Any) -> None:
@@ -336,22 +382,44 @@ class SyntheticDataset(Dataset):
     def items(self, split: str) -> list[Item]:
         """Generated, not listed: each item's label is the first draw of its own seed (as in `make_sample`)."""
         ood = self.splits.get(split, {}).get("kind") in ("held_out_shape", "texture_only")
-        return [Item(f"{split}-{i:06d}",
-                     OOD_LABEL if ood else int(sample_rng(self.spec.seed, split, i).integers(self.spec.num_classes)), None)
-                for i in range(self.known_size(split))]
+        return [
+            Item(
+                f"{split}-{i:06d}",
+                OOD_LABEL if ood else int(sample_rng(self.spec.seed, split, i).integers(self.spec.num_classes)),
+                None,
+            )
+            for i in range(self.known_size(split))
+        ]
 
-    def twins(self, split: str, sample_ids: Sequence[str], labels: np.ndarray, images: np.ndarray, masks: np.ndarray,
-              pool: Pool, count: int, seed: int) -> Twins:
+    def twins(
+        self,
+        split: str,
+        sample_ids: Sequence[str],
+        labels: np.ndarray,
+        images: np.ndarray,
+        masks: np.ndarray,
+        pool: Pool,
+        count: int,
+        seed: int,
+    ) -> Twins:
         """Every texture rendered afresh under each object (`count`, `pool` and `seed` are not needed: the sample's
         own seed decides), and the sample regenerated without its object."""
         entry = self.splits[split]
-        rendered = [render_twins(self.spec, split, int(sample_id[len(split) + 1:]), image, mask, float(entry["rho"]),
-                                 entry.get("kind", "standard"))
-                    for sample_id, image, mask in zip(sample_ids, images, masks)]
+        rendered = [
+            render_twins(
+                self.spec,
+                split,
+                int(sample_id[len(split) + 1 :]),
+                image,
+                mask,
+                float(entry["rho"]),
+                entry.get("kind", "standard"),
+            )
+            for sample_id, image, mask in zip(sample_ids, images, masks)
+        ]
         tied = np.asarray(self.tied_backgrounds())[np.asarray(labels)]
         same = np.arange(self.spec.num_textures)[None, :] == tied[:, None]
-        return Twins(np.stack([r[0] for r in rendered]), same, np.stack([r[1] for r in rendered]),
-                     np.zeros_like(masks))
+        return Twins(np.stack([r[0] for r in rendered]), same, np.stack([r[1] for r in rendered]), np.zeros_like(masks))
 
     def load_items(self, split: str, items: Sequence[Item], start: int) -> Iterator[Sample]:
         spec = self.splits[split]

@@ -25,11 +25,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-                  "nearest": Image.Resampling.NEAREST}
+INTERPOLATIONS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}
 
 
-def resize_crop_box(width: int, height: int, size: int, resize: int | None = None) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+def resize_crop_box(
+    width: int, height: int, size: int, resize: int | None = None
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
     """The resized (w, h) with shorter side `resize` (default `size`), and the centred size×size crop box
     (left, top, right, bottom)."""
     resize = size if resize is None else resize
@@ -42,8 +47,13 @@ def resize_crop_box(width: int, height: int, size: int, resize: int | None = Non
 
 
 def eval_transform(
-    image: Image.Image, mask: np.ndarray, size: int, resize: int | None = None, interpolation: str = "bicubic",
-    mask_interpolation: str = "nearest", mask_threshold: int = 128,
+    image: Image.Image,
+    mask: np.ndarray,
+    size: int,
+    resize: int | None = None,
+    interpolation: str = "bicubic",
+    mask_interpolation: str = "nearest",
+    mask_threshold: int = 128,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 [S, S, 3], bool [S, S]) from a PIL image and a mask of the image's (H, W): bool, or uint8 0–255."""
     image = to_rgb(image)

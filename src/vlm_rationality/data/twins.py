@@ -63,14 +63,23 @@ def remove_object(image: np.ndarray, mask: np.ndarray, donor: np.ndarray, donor_
     return out
 
 
-def pasted_twins(sample_ids: Sequence[str], labels: np.ndarray, images: np.ndarray, masks: np.ndarray, pool: Pool,
-                 count: int, seed: int) -> Twins:
+def pasted_twins(
+    sample_ids: Sequence[str],
+    labels: np.ndarray,
+    images: np.ndarray,
+    masks: np.ndarray,
+    pool: Pool,
+    count: int,
+    seed: int,
+) -> Twins:
     """Twins from other images of `pool`: `count` backgrounds per sample, the first of the sample's own class where
     the pool has another image of it. The pool needs at least `count` + 2 images (the sample, its backgrounds and a
     donor)."""
     if len(pool.sample_ids) < count + 2:
-        raise ValueError(f"twins.backgrounds is {count}, but the job's shards hold {len(pool.sample_ids)} images; "
-                         f"lower twins.backgrounds below {len(pool.sample_ids) - 1} or use larger shards")
+        raise ValueError(
+            f"twins.backgrounds is {count}, but the job's shards hold {len(pool.sample_ids)} images; "
+            f"lower twins.backgrounds below {len(pool.sample_ids) - 1} or use larger shards"
+        )
     position = {sample_id: i for i, sample_id in enumerate(pool.sample_ids)}
     batch, height, width = masks.shape
     out = np.empty((batch, count, height, width, 3), np.uint8)

@@ -26,9 +26,16 @@ def nearest_medoid(embeddings: np.ndarray, medoids: np.ndarray) -> np.ndarray:
     return (embeddings @ medoids.T).argmax(1) if len(embeddings) else np.zeros(0, int)
 
 
-def assign_regions(classifier, shards: Sequence[str], discovery: str, discovered_shards: Sequence[str],
-                   settings: dict[str, Any], device, batch_size: int,
-                   dataset: str) -> tuple[dict[str, list], dict[str, Any], list[int]]:
+def assign_regions(
+    classifier,
+    shards: Sequence[str],
+    discovery: str,
+    discovered_shards: Sequence[str],
+    settings: dict[str, Any],
+    device,
+    batch_size: int,
+    dataset: str,
+) -> tuple[dict[str, list], dict[str, Any], list[int]]:
     """(the region table's columns with `cluster`, a summary, the discovery's candidate clusters by gap)."""
     found, clusters, discovered = read_discovery_regions(discovery)
     medoid_regions = [(found["sample_id"][r], tuple(found["box"][r])) for r in clusters["medoids"]]
@@ -41,15 +48,25 @@ def assign_regions(classifier, shards: Sequence[str], discovery: str, discovered
     top = ranked[0] if ranked else None
     in_top = [r for r, cluster in enumerate(regions["cluster"]) if cluster == top]
     summary: dict[str, Any] = {
-        "n_images": len(seen.labels), "n_regions": len(regions["cluster"]), "n_background_short": seen.n_background_short,
-        "n_grid_images": seen.n_grid_images, "top_cluster": top, "n_top_cluster": len(in_top),
+        "n_images": len(seen.labels),
+        "n_regions": len(regions["cluster"]),
+        "n_background_short": seen.n_background_short,
+        "n_grid_images": seen.n_grid_images,
+        "top_cluster": top,
+        "n_top_cluster": len(in_top),
         "top_background_share": float(np.mean([regions["kind"][r] == BACKGROUND for r in in_top])) if in_top else None,
     }
     if top is None:
-        log.warning("dataset %s: the discovery %s found no candidate cluster; no training region is spurious",
-                    dataset, discovery)
+        log.warning(
+            "dataset %s: the discovery %s found no candidate cluster; no training region is spurious",
+            dataset,
+            discovery,
+        )
     cue = discovered.get("spurious_feature")
     # Evaluation only, where the dataset knows its cue: how much of the top cluster shows the cue it was found for.
-    summary["top_cue_share"] = (float(np.mean([regions["kind"][r] == BACKGROUND and regions["feature"][r] == cue
-                                               for r in in_top])) if in_top and cue is not None else None)
+    summary["top_cue_share"] = (
+        float(np.mean([regions["kind"][r] == BACKGROUND and regions["feature"][r] == cue for r in in_top]))
+        if in_top and cue is not None
+        else None
+    )
     return regions, summary, ranked

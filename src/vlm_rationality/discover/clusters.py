@@ -48,8 +48,9 @@ def cluster_regions(embeddings: np.ndarray, ks: range | list[int], seed: int = 0
     distances = region_distances(embeddings)
     n = len(distances)
     if n <= max(ks):
-        raise ValueError(f"{n} regions cannot form {max(ks)} clusters (K runs {min(ks)}…{max(ks)}); give more images "
-                         "or regions")
+        raise ValueError(
+            f"{n} regions cannot form {max(ks)} clusters (K runs {min(ks)}…{max(ks)}); give more images or regions"
+        )
     best: Clustering | None = None
     for k in ks:
         result = kmedoids.fasterpam(distances, k, init="random", random_state=seed, n_cpu=1)

@@ -31,7 +31,7 @@ def embed(classifier: ImageClassifier, images: np.ndarray, device: torch.device,
     """uint8 [N, S, S, 3] -> float32 [N, D]: unit-norm embeddings as the method's head reads them."""
     out = []
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(images[start:start + batch_size]).to(device)
+        batch = torch.from_numpy(images[start : start + batch_size]).to(device)
         features = classifier.features(classifier.model.encode_image(classifier.model.preprocess(batch)))
         out.append(F.normalize(features.float(), dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, classifier.head.in_features), np.float32)

@@ -53,8 +53,14 @@ def top_regions(image_scores: np.ndarray, region_scores: np.ndarray, region_imag
     return top
 
 
-def influence(in_cluster: np.ndarray, gaps: dict[int, float], labels: np.ndarray, predictions: np.ndarray,
-              top: np.ndarray, region_image: np.ndarray) -> float:
+def influence(
+    in_cluster: np.ndarray,
+    gaps: dict[int, float],
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    top: np.ndarray,
+    region_image: np.ndarray,
+) -> float:
     """H_c (−inf where no mispredicted image of a negative-gap class has more than one region); `in_cluster` and
     `region_image` are per region, `predictions` and `top` (top_regions) per image."""
     images = np.unique(region_image[in_cluster])
@@ -82,8 +88,13 @@ class ClusterEvidence:
         return max(self.gaps, key=lambda y: (self.gaps[y], -y)) if self.gaps else None
 
 
-def identify(clusters: np.ndarray, labels: np.ndarray, image_scores: np.ndarray, region_scores: np.ndarray,
-             region_image: np.ndarray) -> list[ClusterEvidence]:
+def identify(
+    clusters: np.ndarray,
+    labels: np.ndarray,
+    image_scores: np.ndarray,
+    region_scores: np.ndarray,
+    region_image: np.ndarray,
+) -> list[ClusterEvidence]:
     """The evidence of every cluster, candidates first by decreasing G_c, then the rest by decreasing G_c."""
     predictions = image_scores.argmax(axis=1)
     top = top_regions(image_scores, region_scores, region_image)
@@ -93,11 +104,15 @@ def identify(clusters: np.ndarray, labels: np.ndarray, image_scores: np.ndarray,
         inside = np.zeros(len(labels), dtype=bool)
         inside[region_image[in_cluster]] = True
         gaps = performance_gaps(labels, predictions, inside)
-        evidence.append(ClusterEvidence(
-            int(c), gaps, float(sum(abs(g) for g in gaps.values())),
-            influence(in_cluster, gaps, labels, predictions, top, region_image),
-            any(g > 0 for g in gaps.values()) and any(g < 0 for g in gaps.values()),
-        ))
+        evidence.append(
+            ClusterEvidence(
+                int(c),
+                gaps,
+                float(sum(abs(g) for g in gaps.values())),
+                influence(in_cluster, gaps, labels, predictions, top, region_image),
+                any(g > 0 for g in gaps.values()) and any(g < 0 for g in gaps.values()),
+            )
+        )
     return sorted(evidence, key=lambda e: (not e.candidate, -e.gap, e.cluster))
 
 

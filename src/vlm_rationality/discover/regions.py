@@ -36,7 +36,7 @@ def background_boxes(mask: np.ndarray, count: int, side: int, rng: np.random.Gen
         candidates = np.argwhere(free)
         y, x = (int(v) for v in candidates[rng.integers(len(candidates))])
         boxes.append((x, y, x + side, y + side))
-        free[max(0, y - side + 1):y + side, max(0, x - side + 1):x + side] = False  # squares overlapping this one
+        free[max(0, y - side + 1) : y + side, max(0, x - side + 1) : x + side] = False  # squares overlapping this one
     return boxes
 
 

@@ -28,19 +28,24 @@ OBJECT, BACKGROUND, GRID = "object", "background", "grid"
 log = logging.getLogger(__name__)
 
 
-def image_regions(image_mask: np.ndarray, sample_id: str, settings: dict[str, Any]) -> list[tuple[tuple[int, int, int, int], str]]:
+def image_regions(
+    image_mask: np.ndarray, sample_id: str, settings: dict[str, Any]
+) -> list[tuple[tuple[int, int, int, int], str]]:
     """[(box, kind)]: the object box and background squares where the object is known, else the grid."""
     box = object_box(image_mask)
     if box is None:
         return [(cell, GRID) for cell in grid_boxes(*image_mask.shape, settings["grid"])]
     rng = np.random.default_rng([settings["seed"], zlib.crc32(sample_id.encode())])
     side = max(1, round(settings["box_fraction"] * min(image_mask.shape)))
-    return [(box, OBJECT)] + [(b, BACKGROUND) for b in background_boxes(image_mask, settings["background_boxes"], side, rng)]
+    return [(box, OBJECT)] + [
+        (b, BACKGROUND) for b in background_boxes(image_mask, settings["background_boxes"], side, rng)
+    ]
 
 
 @dataclass
 class EmbeddedRegions:
     """A split's regions as the classifier sees them: the region table's columns and the embeddings."""
+
     regions: dict[str, list]  # image (row of `labels`), sample_id, kind, feature, box
     region_embedding: np.ndarray  # [regions, D], unit norm
     image_embedding: np.ndarray  # [images, D], unit norm
@@ -50,8 +55,15 @@ class EmbeddedRegions:
     n_grid_images: int  # images without an object mask (grid regions)
 
 
-def embed_regions(classifier, shards: Sequence[str], settings: dict[str, Any], device, batch_size: int,
-                  dataset: str, what: str = "discover") -> EmbeddedRegions:
+def embed_regions(
+    classifier,
+    shards: Sequence[str],
+    settings: dict[str, Any],
+    device,
+    batch_size: int,
+    dataset: str,
+    what: str = "discover",
+) -> EmbeddedRegions:
     """Every image of `shards` and its regions, embedded a shard at a time (only embeddings are kept)."""
     labels_seen: list[int] = []
     backgrounds_seen: list[int] = []
@@ -74,7 +86,9 @@ def embed_regions(classifier, shards: Sequence[str], settings: dict[str, Any], d
                 regions["image"].append(len(labels_seen))
                 regions["sample_id"].append(sample_id)
                 regions["kind"].append(kind)
-                regions["feature"].append(int(shard["label"][i]) if kind == OBJECT else backgrounds[i] if kind == BACKGROUND else None)
+                regions["feature"].append(
+                    int(shard["label"][i]) if kind == OBJECT else backgrounds[i] if kind == BACKGROUND else None
+                )
                 regions["box"].append(list(box))
             pixels.append(crops(shard["image"][i], [box for box, _ in boxes]))
             labels_seen.append(int(shard["label"][i]))
@@ -84,16 +98,35 @@ def embed_regions(classifier, shards: Sequence[str], settings: dict[str, Any], d
         progress.update(len(shard["sample_id"]), "images")
     progress.close()
     if grid_images:
-        log.warning("dataset %s: %d of %d images have no object mask; their regions are a %d x %d grid", dataset,
-                    grid_images, len(labels_seen), settings["grid"], settings["grid"])
+        log.warning(
+            "dataset %s: %d of %d images have no object mask; their regions are a %d x %d grid",
+            dataset,
+            grid_images,
+            len(labels_seen),
+            settings["grid"],
+            settings["grid"],
+        )
     empty = np.zeros((0, classifier.head.in_features), np.float32)
-    return EmbeddedRegions(regions, np.concatenate(region_embeddings) if region_embeddings else empty,
-                           np.concatenate(image_embeddings) if image_embeddings else empty, np.array(labels_seen, int),
-                           np.array(backgrounds_seen, int), short, grid_images)
+    return EmbeddedRegions(
+        regions,
+        np.concatenate(region_embeddings) if region_embeddings else empty,
+        np.concatenate(image_embeddings) if image_embeddings else empty,
+        np.array(labels_seen, int),
+        np.array(backgrounds_seen, int),
+        short,
+        grid_images,
+    )
 
 
-def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings: dict[str, Any], device,
-             batch_size: int, dataset: str) -> tuple[dict[str, Any], dict[str, list], dict[str, list], list[np.ndarray]]:
+def discover(
+    classifier,
+    shards: Sequence[str],
+    tied: list[int] | None,
+    settings: dict[str, Any],
+    device,
+    batch_size: int,
+    dataset: str,
+) -> tuple[dict[str, Any], dict[str, list], dict[str, list], list[np.ndarray]]:
     """(the discovery row, the region table's columns, the clusters {medoids: region rows, ranked: candidate
     clusters by gap}, the top cluster's first regions as uint8 crops)."""
     seen = embed_regions(classifier, shards, settings, device, batch_size, dataset)
@@ -107,19 +140,29 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
     image_scores, region_scores = zero_shot_scores(seen.image_embedding, text), zero_shot_scores(region_embedding, text)
     evidence = identify(clustering.labels, labels, image_scores, region_scores, region_image)
     top = evidence[0] if evidence and evidence[0].candidate else None
-    ranked = rank_regions(region_embedding, clustering.labels, clustering.medoids, top.cluster) if top else np.zeros(0, int)
+    ranked = (
+        rank_regions(region_embedding, clustering.labels, clustering.medoids, top.cluster) if top else np.zeros(0, int)
+    )
     rank = np.full(len(region_embedding), -1)
     rank[ranked] = np.arange(len(ranked))
     regions["cluster"] = clustering.labels.tolist()
     regions["rank"] = rank.tolist()
     row: dict[str, Any] = {
-        "n_images": len(labels), "n_regions": len(region_embedding),
-        "n_background_short": seen.n_background_short, "n_grid_images": seen.n_grid_images, "k": clustering.k,
-        "silhouette": clustering.silhouette, "n_candidates": sum(e.candidate for e in evidence),
-        "top_cluster": top.cluster if top else None, "top_cluster_size": len(ranked),
-        "top_gap": top.gap if top else None, "top_influence": top.influence if top else None,
+        "n_images": len(labels),
+        "n_regions": len(region_embedding),
+        "n_background_short": seen.n_background_short,
+        "n_grid_images": seen.n_grid_images,
+        "k": clustering.k,
+        "silhouette": clustering.silhouette,
+        "n_candidates": sum(e.candidate for e in evidence),
+        "top_cluster": top.cluster if top else None,
+        "top_cluster_size": len(ranked),
+        "top_gap": top.gap if top else None,
+        "top_influence": top.influence if top else None,
         "tied_class": top.tied_class if top else None,
-        "top10_background_share": float(np.mean([regions["kind"][r] == BACKGROUND for r in ranked[:10]])) if top else None,
+        "top10_background_share": float(np.mean([regions["kind"][r] == BACKGROUND for r in ranked[:10]]))
+        if top
+        else None,
     }
     # Precision@10 where the dataset knows each class's cue: the top regions that show the background tied to the
     # class the cluster is tied to (the right feature and the right class at once).
@@ -129,25 +172,33 @@ def discover(classifier, shards: Sequence[str], tied: list[int] | None, settings
         matches = np.array([regions["kind"][r] == BACKGROUND and regions["feature"][r] == cue for r in ranked], int)
         row["spurious_feature"], row["precision_at_10"] = cue, precision_at(matches if top else None, 1)
     row.update(_accuracies(seen, image_scores, region_scores, tied))
-    clusters = {"medoids": [int(m) for m in clustering.medoids],
-                "ranked": [int(e.cluster) for e in evidence if e.candidate]}
+    clusters = {
+        "medoids": [int(m) for m in clustering.medoids],
+        "ranked": [int(e.cluster) for e in evidence if e.candidate],
+    }
     top_regions = [(regions["sample_id"][r], tuple(regions["box"][r])) for r in ranked[:20]]
     return row, regions, clusters, cut_regions(shards, top_regions)
 
 
-def _accuracies(seen: EmbeddedRegions, image_scores: np.ndarray, region_scores: np.ndarray,
-                tied: list[int] | None) -> dict[str, Any]:
+def _accuracies(
+    seen: EmbeddedRegions, image_scores: np.ndarray, region_scores: np.ndarray, tied: list[int] | None
+) -> dict[str, Any]:
     """Accuracy of the images and of their object regions alone (classified as the images are), overall and in
     the worst (class, cue present) group where the dataset knows each class's cue: RaVL's image and region
     accuracies, on the same images."""
     objects = np.array([r for r, kind in enumerate(seen.regions["kind"]) if kind == OBJECT], int)
     images = np.array(seen.regions["image"], int)[objects]
     out: dict[str, Any] = {}
-    for level, correct, which in (("image", image_scores.argmax(1) == seen.labels, np.arange(len(seen.labels))),
-                                  ("region", region_scores[objects].argmax(1) == seen.labels[images], images)):
+    for level, correct, which in (
+        ("image", image_scores.argmax(1) == seen.labels, np.arange(len(seen.labels))),
+        ("region", region_scores[objects].argmax(1) == seen.labels[images], images),
+    ):
         out[f"{level}_accuracy"] = float(correct.mean()) if len(correct) else None
-        worst = (worst_group(correct, seen.labels[which], cue_present(seen.labels[which], seen.backgrounds[which], tied))
-                 if tied is not None and len(correct) else NO_GROUPS)
+        worst = (
+            worst_group(correct, seen.labels[which], cue_present(seen.labels[which], seen.backgrounds[which], tied))
+            if tied is not None and len(correct)
+            else NO_GROUPS
+        )
         out[f"{level}_acc_worst_group"] = worst["acc_worst_group"]
     return out
 

@@ -67,8 +67,13 @@ class HeatmapMethod(ABC):
 
     uses_gradients: ClassVar[bool] = True
 
-    def __init__(self, target: Target = "label", start_block: int = 0, amp_dtype: torch.dtype | None = None,
-                 compiled: bool = False) -> None:
+    def __init__(
+        self,
+        target: Target = "label",
+        start_block: int = 0,
+        amp_dtype: torch.dtype | None = None,
+        compiled: bool = False,
+    ) -> None:
         if target not in TARGETS:
             raise KeyError(f"unknown heatmap target {target!r}; use 'label' (ground truth) or 'pred'")
         self.target = target
@@ -81,7 +86,9 @@ class HeatmapMethod(ABC):
         """Within the context, the forward appends what `relevance` needs (attention maps, token features)."""
 
     @abstractmethod
-    def relevance(self, model: VisionLanguageModel, selected: torch.Tensor, recorded: list[torch.Tensor]) -> torch.Tensor:
+    def relevance(
+        self, model: VisionLanguageModel, selected: torch.Tensor, recorded: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Patch-grid relevance [B, gh, gw] from the recorded tensors; `selected` = Σᵢ logitᵢ[explainedᵢ], the one
         scalar a gradient method differentiates (at most one backward)."""
 
@@ -91,14 +98,19 @@ class HeatmapMethod(ABC):
         check_start_block(self.start_block, len(model.vision_blocks()))
         # The input carries the graph, so frozen weights still give the recorded tensors a grad_fn.
         images = images.detach().requires_grad_(self.uses_gradients)
-        with torch.set_grad_enabled(self.uses_gradients), autocast(images.device, self.amp_dtype), \
-                self.record(model) as recorded:
+        with (
+            torch.set_grad_enabled(self.uses_gradients),
+            autocast(images.device, self.amp_dtype),
+            self.record(model) as recorded,
+        ):
             logits = classifier(images).float()
         with torch.set_grad_enabled(self.uses_gradients):
             explained = explained_classes(logits, labels, self.target)
             selected = logits.gather(1, explained[:, None]).sum()
             relevance = self.relevance(model, selected, recorded)
-        return Explanation(logits.detach(), relevance.detach().float().reshape(len(images), *model.grid_size), explained)
+        return Explanation(
+            logits.detach(), relevance.detach().float().reshape(len(images), *model.grid_size), explained
+        )
 
 
 HEATMAP_METHODS: Registry[type[HeatmapMethod]] = Registry("heatmap method")

@@ -23,17 +23,20 @@ MAX_BATCH = 2048  # beyond this a bigger batch buys nothing on any current GPU
 MULTIPLE = 8  # batches rounded down to a multiple of 8 (tensor-core friendly shapes)
 
 
-def fit_batch_size(peak_bytes: Callable[[int], int], free_bytes: int, headroom: float = HEADROOM,
-                   cap: int = MAX_BATCH) -> int:
+def fit_batch_size(
+    peak_bytes: Callable[[int], int], free_bytes: int, headroom: float = HEADROOM, cap: int = MAX_BATCH
+) -> int:
     """The batch whose peak, on the line through the peaks of the two probe batches, is `headroom` of `free_bytes`."""
     (small, large), (low, high) = PROBES, (peak_bytes(n) for n in PROBES)
     per_image = max(high - low, 1) / (large - small)
     fixed = max(low - per_image * small, 0.0)
     fits = int((headroom * free_bytes - fixed) // per_image)
     if fits < 1:
-        raise RuntimeError(f"heatmaps.batch_size auto: one image needs {per_image / 2**20:.0f} MiB beyond "
-                           f"{fixed / 2**20:.0f} MiB fixed, more than {headroom:.0%} of the {free_bytes / 2**20:.0f} MiB "
-                           "free on the device; free the device or set heatmaps.batch_size to a number")
+        raise RuntimeError(
+            f"heatmaps.batch_size auto: one image needs {per_image / 2**20:.0f} MiB beyond "
+            f"{fixed / 2**20:.0f} MiB fixed, more than {headroom:.0%} of the {free_bytes / 2**20:.0f} MiB "
+            "free on the device; free the device or set heatmaps.batch_size to a number"
+        )
     fits = min(fits, cap)
     return fits - fits % MULTIPLE if fits >= MULTIPLE else fits
 
@@ -54,8 +57,11 @@ def auto_batch_size(explain: HeatmapMethod, classifier: ImageClassifier, device:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
 
-    explain(classifier, classifier.model.preprocess(torch.zeros((1, *size, 3), dtype=torch.uint8, device=device)),
-            torch.zeros(1, dtype=torch.long, device=device))  # lazy workspaces (cuBLAS, compiled kernels) are fixed cost
+    explain(
+        classifier,
+        classifier.model.preprocess(torch.zeros((1, *size, 3), dtype=torch.uint8, device=device)),
+        torch.zeros(1, dtype=torch.long, device=device),
+    )  # lazy workspaces (cuBLAS, compiled kernels) are fixed cost
     free, _ = torch.cuda.mem_get_info(device)
     cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     return fit_batch_size(peak_bytes, free + cached)
@@ -67,10 +73,15 @@ def batch_memory(batch_size: int, device: torch.device) -> Iterator[None]:
     try:
         yield
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
-        if isinstance(err, RuntimeError) and not isinstance(err, torch.OutOfMemoryError) and \
-                "can't allocate memory" not in str(err):
+        if (
+            isinstance(err, RuntimeError)
+            and not isinstance(err, torch.OutOfMemoryError)
+            and "can't allocate memory" not in str(err)
+        ):
             raise
-        raise MemoryError(f"out of memory explaining a batch of {batch_size} images on {device}: lower "
-                          "heatmaps.batch_size, or on CUDA set it to auto, the "
-                          f"largest batch that fits in the GPU's free memory ({type(err).__name__}: "
-                          f"{str(err)[:200]})") from err
+        raise MemoryError(
+            f"out of memory explaining a batch of {batch_size} images on {device}: lower "
+            "heatmaps.batch_size, or on CUDA set it to auto, the "
+            f"largest batch that fits in the GPU's free memory ({type(err).__name__}: "
+            f"{str(err)[:200]})"
+        ) from err

@@ -10,7 +10,13 @@ from __future__ import annotations
 import torch
 
 from vlm_rationality.explain.base import (
-    HEATMAP_METHODS, Explanation, HeatmapMethod, Target, check_start_block, cls_row_rollout, explained_classes,
+    HEATMAP_METHODS,
+    Explanation,
+    HeatmapMethod,
+    Target,
+    check_start_block,
+    cls_row_rollout,
+    explained_classes,
 )
 from vlm_rationality.models.heads import ImageClassifier
 
@@ -26,7 +32,7 @@ class Chefer(HeatmapMethod):
         blocks = len(model.vision_blocks())
         if len(recorded) != blocks:
             raise RuntimeError(f"captured {len(recorded)} attention maps for {blocks} vision blocks")
-        probs = recorded[self.start_block:]
+        probs = recorded[self.start_block :]
         grads = torch.autograd.grad(selected, probs)
         cams = [(grad.float() * attn.detach().float()).clamp_(min=0).mean(dim=1) for attn, grad in zip(probs, grads)]
         return cls_row_rollout(cams, residual=True)[:, 1:]

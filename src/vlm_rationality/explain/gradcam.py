@@ -22,7 +22,9 @@ class GradCAM(HeatmapMethod):
     @contextmanager
     def record(self, model):
         recorded: list[torch.Tensor] = []
-        handle = model.vision_block_norms()[-1].register_forward_hook(lambda module, inputs, output: recorded.append(output))
+        handle = model.vision_block_norms()[-1].register_forward_hook(
+            lambda module, inputs, output: recorded.append(output)
+        )
         try:
             yield recorded
         finally:

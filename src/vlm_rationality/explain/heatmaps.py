@@ -79,8 +79,9 @@ def prefetched(items: Iterable[T], depth: int = PREFETCH) -> Iterator[T]:
         yield item
 
 
-def shifted(batches: Iterable[PreparedBatch], shift: str, pool: Executor | None = None,
-            ahead: int = 0) -> Iterator[PreparedBatch]:
+def shifted(
+    batches: Iterable[PreparedBatch], shift: str, pool: Executor | None = None, ahead: int = 0
+) -> Iterator[PreparedBatch]:
     """Batches with `shift` applied; with a `pool`, the corruptions of up to `ahead` more batches run in its
     processes while one is explained (a sample's corruption is seeded by its id: the order of work changes nothing)."""
     if shift == "clean":
@@ -121,7 +122,14 @@ def explain_shards(
     `workers` processes ahead of the device (0: in the thread that reads the shards ahead), unless the shards were
     prepared under it (pre-rendered ImageNet-C).
     """
-    keys = {"dataset": "", "shift": "clean", "model": "", "method": "", **(keys or {}), "heatmap_method": settings.method}
+    keys = {
+        "dataset": "",
+        "shift": "clean",
+        "model": "",
+        "method": "",
+        **(keys or {}),
+        "heatmap_method": settings.method,
+    }
     shift = keys["shift"]
     on_the_fly = shift_to_apply(in_paths, shift)
     skipped: Counter[str] = Counter()
@@ -131,9 +139,13 @@ def explain_shards(
     explain = settings.build()
     classifier = classifier.to(device).eval()
     batch_size = auto_batch_size(explain, classifier, device) if settings.batch_size == "auto" else settings.batch_size
-    columns: dict[str, list] = {name: [] for name in ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained")}
+    columns: dict[str, list] = {
+        name: [] for name in ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained")
+    }
     progress, right = Progress(f"explain {settings.method}", sum(prepared_rows(p) for p in in_paths)), 0
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 0 and on_the_fly != "clean" else None
+    pool = (
+        ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 0 and on_the_fly != "clean" else None
+    )
     try:
         for batch in prefetched(shifted(iter_batches(in_paths, batch_size), on_the_fly, pool, workers)):
             batch = batch.to(device)
@@ -159,22 +171,50 @@ def explain_shards(
     progress.close()
     grid = classifier.model.grid_size
     empty = {  # a shard whose every item was bad input still gets its (empty) heatmap shard
-        "label": np.zeros(0, np.int64), "pred": np.zeros(0, np.int64), "logits": np.zeros((0, classifier.num_classes)),
-        "heatmap": np.zeros((0, grid[0] * grid[1])), "rma": np.zeros(0), "status": np.zeros(0, np.int8),
+        "label": np.zeros(0, np.int64),
+        "pred": np.zeros(0, np.int64),
+        "logits": np.zeros((0, classifier.num_classes)),
+        "heatmap": np.zeros((0, grid[0] * grid[1])),
+        "rma": np.zeros(0),
+        "status": np.zeros(0, np.int8),
         "explained": np.zeros(0, np.int64),
     }
-    stacked = {name: np.concatenate(values) if values else empty[name] for name, values in columns.items() if name != "sample_id"}
-    meta = {"grid_size": list(grid), "image_size": classifier.model.preprocess.image_size,
-            "heatmap_target": settings.target, "start_block": settings.start_block, "amp": settings.amp,
-            "batch_size": batch_size,
-            "source_shards": [os.fspath(p) for p in in_paths], "shift": shift, "skipped": dict(skipped),
-            "shift_source": "on the fly" if on_the_fly != "clean" else "prepared" if shift != "clean" else "none"}
+    stacked = {
+        name: np.concatenate(values) if values else empty[name]
+        for name, values in columns.items()
+        if name != "sample_id"
+    }
+    meta = {
+        "grid_size": list(grid),
+        "image_size": classifier.model.preprocess.image_size,
+        "heatmap_target": settings.target,
+        "start_block": settings.start_block,
+        "amp": settings.amp,
+        "batch_size": batch_size,
+        "source_shards": [os.fspath(p) for p in in_paths],
+        "shift": shift,
+        "skipped": dict(skipped),
+        "shift_source": "on the fly" if on_the_fly != "clean" else "prepared" if shift != "clean" else "none",
+    }
     write_heatmap_shard(
-        out_path, sample_ids=columns["sample_id"], labels=stacked["label"], preds=stacked["pred"],
-        logits=stacked["logits"], heatmaps=stacked["heatmap"], rma=stacked["rma"], rma_status=stacked["status"],
-        explained_class=stacked["explained"], keys=keys, config_hash=config_hash, meta=meta,
+        out_path,
+        sample_ids=columns["sample_id"],
+        labels=stacked["label"],
+        preds=stacked["pred"],
+        logits=stacked["logits"],
+        heatmaps=stacked["heatmap"],
+        rma=stacked["rma"],
+        rma_status=stacked["status"],
+        explained_class=stacked["explained"],
+        keys=keys,
+        config_hash=config_hash,
+        meta=meta,
     )
     predicted = stacked["pred"] != NO_PREDICTION
     accuracy = float((stacked["pred"] == stacked["label"])[predicted].mean()) if predicted.any() else float("nan")
-    return {"n": len(columns["sample_id"]), "accuracy": accuracy, "nonfinite_logits": int((~predicted).sum()),
-            "undefined_rma": int(np.sum(stacked["status"] != 0))}
+    return {
+        "n": len(columns["sample_id"]),
+        "accuracy": accuracy,
+        "nonfinite_logits": int((~predicted).sum()),
+        "undefined_rma": int(np.sum(stacked["status"] != 0)),
+    }

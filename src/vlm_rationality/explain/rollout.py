@@ -21,7 +21,7 @@ class Rollout(HeatmapMethod):
 
     def relevance(self, model, selected, recorded):
         maps = []
-        for attn in recorded[self.start_block:]:
+        for attn in recorded[self.start_block :]:
             mixed = attn.float().mean(dim=1) + torch.eye(attn.shape[-1], device=attn.device)
             maps.append(mixed / mixed.sum(dim=-1, keepdim=True))
         return cls_row_rollout(maps, residual=False)[:, 1:]

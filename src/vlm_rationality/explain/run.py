@@ -10,8 +10,16 @@ from vlm_rationality.models.checkpoint import method_classifier
 
 
 def explain(
-    model_spec: dict[str, Any], prompts: Sequence[str], checkpoint: str | None, heatmaps: dict[str, Any],
-    in_shards: Sequence[str], out: str, device: str, keys: dict[str, str], config_hash: str, workers: int = 0,
+    model_spec: dict[str, Any],
+    prompts: Sequence[str],
+    checkpoint: str | None,
+    heatmaps: dict[str, Any],
+    in_shards: Sequence[str],
+    out: str,
+    device: str,
+    keys: dict[str, str],
+    config_hash: str,
+    workers: int = 0,
 ) -> dict[str, Any]:
     settings = HeatmapSettings(**heatmaps)  # checked before the model loads
     classifier = method_classifier(model_spec, prompts, checkpoint)  # loaded once for the whole group

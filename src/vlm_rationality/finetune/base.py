@@ -31,7 +31,9 @@ class Method(ABC):
         self.settings = TrainSettings.from_config(config) if self.trains else None  # checked when built
         self.augment = bool(config.get("augment", False))  # random resized crop + flip in every step
         if self.augment and self.frozen_features:
-            raise ValueError(f"{config['kind']} trains on image embeddings extracted once; augment: true does not apply to it")
+            raise ValueError(
+                f"{config['kind']} trains on image embeddings extracted once; augment: true does not apply to it"
+            )
 
     @abstractmethod
     def fit(

@@ -30,7 +30,7 @@ def class_texts(prompts: Sequence[str], template: str) -> tuple[str, list[str]]:
     for prompt in prompts:
         if not (prompt.startswith(before) and prompt.endswith(after)) or len(prompt) < len(before) + len(after):
             raise ValueError(f"class prompt {prompt!r} does not follow the template {template!r}")
-        texts.append(prompt[len(before):].strip())
+        texts.append(prompt[len(before) :].strip())
     return before.strip(), texts
 
 

@@ -70,7 +70,12 @@ class StreamedImages:
 
 
 def streamed_order(
-    block_sizes: Sequence[int], window: int, batch_size: int, generator: torch.Generator, rank: int = 0, ranks: int = 1,
+    block_sizes: Sequence[int],
+    window: int,
+    batch_size: int,
+    generator: torch.Generator,
+    rank: int = 0,
+    ranks: int = 1,
 ) -> tuple[list[torch.Tensor], list[list[int]]]:
     """One epoch of global batches over blocks of rows (row `i` of block `b` is `sum(block_sizes[:b]) + i`), and for
     each batch the blocks this rank holds while it is trained on, in the order they are needed.
@@ -92,9 +97,9 @@ def streamed_order(
         streams.append(stream)
     shares = [torch.arange(len(b)).tensor_split(ranks) for b in torch.arange(int(starts[-1])).split(batch_size)]
     wanted = [sum(len(share[r]) for share in shares) for r in range(ranks)]
-    surplus = [row for r in range(ranks) for row in streams[r][wanted[r]:]]
+    surplus = [row for r in range(ranks) for row in streams[r][wanted[r] :]]
     for r in range(ranks):
-        del streams[r][wanted[r]:]
+        del streams[r][wanted[r] :]
         need = wanted[r] - len(streams[r])
         streams[r] += surplus[:need]
         del surplus[:need]
@@ -153,7 +158,9 @@ class TrainingSplit:
 
 
 def load_split(
-    paths: Sequence[str | os.PathLike], with_captions: bool = False, streaming: Streaming | None = None,
+    paths: Sequence[str | os.PathLike],
+    with_captions: bool = False,
+    streaming: Streaming | None = None,
 ) -> TrainingSplit:
     """A split's labels, ids (and captions) in memory; its images too, unless `streaming` says they are too many."""
     labels, captions, sample_ids, blocks = [], [], [], []
@@ -172,5 +179,10 @@ def load_split(
         images = torch.from_numpy(np.concatenate([read_prepared_images(path, group) for path, group, _ in blocks]))
     else:
         images = StreamedImages(blocks, index["image_shape"])
-    return TrainingSplit(images, torch.from_numpy(np.concatenate(labels)), captions if with_captions else None,
-                         sample_ids, streaming.window if streaming else 0)
+    return TrainingSplit(
+        images,
+        torch.from_numpy(np.concatenate(labels)),
+        captions if with_captions else None,
+        sample_ids,
+        streaming.window if streaming else 0,
+    )

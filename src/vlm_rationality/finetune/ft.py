@@ -17,8 +17,9 @@ class FullFineTune(Method):
 
     def fit(self, model, prompts, split, device):
         torch.manual_seed(self.settings.seed)
-        classifier = build_classifier(model, "linear", prompts, self.config.get("head_init") == "prompts",
-                                      self.config.get("head", "cosine"))
+        classifier = build_classifier(
+            model, "linear", prompts, self.config.get("head_init") == "prompts", self.config.get("head", "cosine")
+        )
         model.requires_grad_(False)
         trained = model.image_parameters() + list(classifier.head.parameters())
         for parameter in trained:

@@ -41,7 +41,9 @@ class TrainSettings:
         if settings.amp not in ("none", "bf16"):
             raise KeyError(f"training amp must be none or bf16, got {settings.amp!r}")
         if settings.lr <= 0 or settings.epochs < 1 or settings.batch_size < 1 or settings.weight_decay < 0:
-            raise ValueError(f"training settings must have lr > 0, epochs >= 1, batch_size >= 1, weight_decay >= 0: {settings}")
+            raise ValueError(
+                f"training settings must have lr > 0, epochs >= 1, batch_size >= 1, weight_decay >= 0: {settings}"
+            )
         return settings
 
 
@@ -53,7 +55,11 @@ def make_optimizer(parameters: Iterable[nn.Parameter], settings: TrainSettings) 
 
 
 def fit(
-    parameters: list[nn.Parameter], step: Step, split: TrainingSplit, settings: TrainSettings, what: str = "train",
+    parameters: list[nn.Parameter],
+    step: Step,
+    split: TrainingSplit,
+    settings: TrainSettings,
+    what: str = "train",
 ) -> dict[str, float]:
     """Train `parameters` with `step` over `split`; returns the last epoch's mean loss and accuracy. Progress
     (epoch, running loss and accuracy, images/s, ETA) goes to the job log as `what`."""
@@ -83,10 +89,18 @@ def fit(
                 counted = False
             else:
                 total_correct += correct
-            progress.update(len(index), f"epoch {epoch + 1}/{settings.epochs}", loss=total_loss / seen,
-                            acc=total_correct / seen if counted else None)
+            progress.update(
+                len(index),
+                f"epoch {epoch + 1}/{settings.epochs}",
+                loss=total_loss / seen,
+                acc=total_correct / seen if counted else None,
+            )
         if not math.isfinite(total_loss):
             raise FloatingPointError(f"training diverged in epoch {epoch} (loss {total_loss}); lower the lr")
     progress.close()
-    return {"train_loss": total_loss / seen, "train_accuracy": total_correct / seen if counted else None,
-            "epochs": settings.epochs, "steps": steps}
+    return {
+        "train_loss": total_loss / seen,
+        "train_accuracy": total_correct / seen if counted else None,
+        "epochs": settings.epochs,
+        "steps": steps,
+    }

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(
+    image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, groups: torch.Tensor
+) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of (image, text) pairs where equal `groups` are all positives.
 
     CLIP's loss assumes one positive per row; with few classes (FLCP's class prompts) or repeated captions
@@ -22,8 +24,15 @@ def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tenso
 DENOMINATORS = ("classes", "items")
 
 
-def region_losses(region: torch.Tensor, text: torch.Tensor, valid: torch.Tensor, spurious: torch.Tensor,
-                  target: torch.Tensor, temperature: float, denominator: str = "classes") -> tuple[torch.Tensor, torch.Tensor]:
+def region_losses(
+    region: torch.Tensor,
+    text: torch.Tensor,
+    valid: torch.Tensor,
+    spurious: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float,
+    denominator: str = "classes",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """RaVL's region terms per image: (L_R, L_A), each [B], zero for an image without a relevant region.
 
     region [B, R, D] and text [C, D] are unit-norm; `valid` [B, R] marks real regions (images have different counts),
@@ -56,9 +65,18 @@ def region_losses(region: torch.Tensor, text: torch.Tensor, valid: torch.Tensor,
     return zero.masked_scatter(has, l_r), zero.masked_scatter(has, l_a)
 
 
-def region_aware_loss(image: torch.Tensor, region: torch.Tensor, text: torch.Tensor, scale: torch.Tensor,
-                      valid: torch.Tensor, spurious: torch.Tensor, target: torch.Tensor, weight: float,
-                      temperature: float, denominator: str = "classes") -> torch.Tensor:
+def region_aware_loss(
+    image: torch.Tensor,
+    region: torch.Tensor,
+    text: torch.Tensor,
+    scale: torch.Tensor,
+    valid: torch.Tensor,
+    spurious: torch.Tensor,
+    target: torch.Tensor,
+    weight: float,
+    temperature: float,
+    denominator: str = "classes",
+) -> torch.Tensor:
     """L = λ·L_CLIP + (1 − λ)·mean_i (L_R^i + L_A^i): the image-level contrastive loss against the class texts
     (as FLCP's, with the text tower frozen) and RaVL's region terms (`region_losses`). The batch mean keeps the
     region terms on the scale of L_CLIP, itself a batch mean, whatever the batch size."""

@@ -17,8 +17,9 @@ class LinearProbe(Method):
     def fit(self, model, prompts, split, device):
         torch.manual_seed(self.settings.seed)
         model.eval().requires_grad_(False)
-        classifier = build_classifier(model, "linear", prompts, self.config.get("head_init") == "prompts",
-                                      self.config.get("head", "cosine"))
+        classifier = build_classifier(
+            model, "linear", prompts, self.config.get("head_init") == "prompts", self.config.get("head", "cosine")
+        )
         with torch.no_grad():
             features = classifier.features(embed_split(model, split, device))
         labels = split.labels.to(device)

@@ -7,14 +7,16 @@ from typing import Any
 import torch
 
 from vlm_rationality.finetune.base import encode_batch
-from vlm_rationality.finetune.distributed import gather, share
 from vlm_rationality.finetune.data import TrainingSplit
+from vlm_rationality.finetune.distributed import gather, share
 from vlm_rationality.finetune.loop import TrainSettings, fit
 from vlm_rationality.finetune.losses import contrastive_loss
 from vlm_rationality.models.base import VisionLanguageModel
 
 
-def pretrain_clip(model: VisionLanguageModel, split: TrainingSplit, config: dict[str, Any], device: torch.device) -> dict[str, float]:
+def pretrain_clip(
+    model: VisionLanguageModel, split: TrainingSplit, config: dict[str, Any], device: torch.device
+) -> dict[str, float]:
     """Train both towers on (image, caption) pairs; identical captions in a batch count as positives."""
     if split.captions is None:
         raise ValueError("pretraining needs captions")

@@ -26,9 +26,11 @@ from vlm_rationality.finetune.loop import fit
 from vlm_rationality.finetune.losses import region_aware_loss
 from vlm_rationality.models.heads import build_classifier
 
+
 @dataclass
 class SplitRegions:
     """Every training image's regions, padded to the most any image has."""
+
     boxes: np.ndarray  # int [N, R, 4]
     valid: torch.Tensor  # bool [N, R]
     spurious: torch.Tensor  # bool [N, R]
@@ -39,8 +41,10 @@ class SplitRegions:
         position = {sample_id: i for i, sample_id in enumerate(sample_ids)}
         missing = sorted(set(sample_ids) - set(table["sample_id"]))
         if missing:
-            raise ValueError(f"{path}: no regions for {len(missing)} training samples (e.g. {missing[0]}); "
-                             "it was assigned on another training split: delete it and rerun")
+            raise ValueError(
+                f"{path}: no regions for {len(missing)} training samples (e.g. {missing[0]}); "
+                "it was assigned on another training split: delete it and rerun"
+            )
         rows: list[list[int]] = [[] for _ in sample_ids]
         for r, sample_id in enumerate(table["sample_id"]):
             if sample_id in position:
@@ -79,8 +83,9 @@ def roi_pool(patches: torch.Tensor, boxes: np.ndarray, valid: torch.Tensor, imag
     if not len(rows):
         return out
     rois = torch.cat([rows[:, None].to(patches), torch.as_tensor(boxes[rows.numpy(), slots.numpy()]).to(patches)], 1)
-    pooled = roi_align(patches.permute(0, 3, 1, 2), rois, output_size=1, spatial_scale=gw / image_size,
-                       sampling_ratio=-1, aligned=True)
+    pooled = roi_align(
+        patches.permute(0, 3, 1, 2), rois, output_size=1, spatial_scale=gw / image_size, sampling_ratio=-1, aligned=True
+    )
     return out.index_put((rows.to(out.device), slots.to(out.device)), pooled.flatten(1))
 
 
@@ -101,8 +106,10 @@ class RegionAwareFineTune(Method):
 
     def fit(self, model, prompts, split, device):
         if "regions" not in self.config:
-            raise KeyError("ravl needs `regions`: the training regions file of the method it mitigates "
-                           "(the workflow's assign_regions rule writes it)")
+            raise KeyError(
+                "ravl needs `regions`: the training regions file of the method it mitigates "
+                "(the workflow's assign_regions rule writes it)"
+            )
         torch.manual_seed(self.settings.seed)
         regions = SplitRegions.read(self.config["regions"], split.sample_ids, self.loss["spurious_clusters"])
         model.requires_grad_(False)
@@ -120,9 +127,18 @@ class RegionAwareFineTune(Method):
             local_image, local = self._encode(model, split, regions, mine, device)
             image = gather(local_image, len(index))
             region = F.normalize(gather(local, len(index)), dim=-1)
-            loss = region_aware_loss(image, region, text, model.logit_scale, regions.valid[index].to(device),
-                                     regions.spurious[index].to(device), target, self.loss["weight"],
-                                     self.loss["temperature"], self.loss["denominator"])
+            loss = region_aware_loss(
+                image,
+                region,
+                text,
+                model.logit_scale,
+                regions.valid[index].to(device),
+                regions.spurious[index].to(device),
+                target,
+                self.loss["weight"],
+                self.loss["temperature"],
+                self.loss["denominator"],
+            )
             correct = int(((F.normalize(image, dim=-1) @ text.T).argmax(1) == target).sum())
             return loss, correct
 
@@ -131,8 +147,9 @@ class RegionAwareFineTune(Method):
         model.eval().requires_grad_(False)
         return build_classifier(model, "prompt", prompts), metrics
 
-    def _encode(self, model, split, regions: SplitRegions, index: torch.Tensor,
-                device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode(
+        self, model, split, regions: SplitRegions, index: torch.Tensor, device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's image embeddings [b, D] and region embeddings [b, R, D] (zeros where an image has fewer
         regions; with a pixel view, zeros everywhere at λ = 1, where the region terms weigh nothing, so no region
         takes a second encoder pass)."""
@@ -145,8 +162,12 @@ class RegionAwareFineTune(Method):
         if self.loss["weight"] == 1 or not len(index):
             return image, image.new_zeros(len(index), valid.shape[1], image.shape[-1])
         view = VIEWS[self.loss["view"]]
-        shown = np.concatenate([view(split.images[i].numpy(), [tuple(box) for box in regions.boxes[i][valid[n]]])
-                                 for n, i in enumerate(index.tolist())])
+        shown = np.concatenate(
+            [
+                view(split.images[i].numpy(), [tuple(box) for box in regions.boxes[i][valid[n]]])
+                for n, i in enumerate(index.tolist())
+            ]
+        )
         encoded = model.encode_image(model.preprocess(torch.from_numpy(shown).to(device, non_blocking=True)))
         out = encoded.new_zeros(len(index), valid.shape[1], encoded.shape[-1])
         return image, out.masked_scatter(valid.to(device)[..., None], encoded)

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-
 from vlm_rationality.device import resolve_device
 from vlm_rationality.finetune.base import build_method
 from vlm_rationality.finetune.data import Streaming, load_split
@@ -27,7 +26,11 @@ def _streaming(training_data: dict[str, Any] | None) -> Streaming | None:
 
 
 def pretrain_base(
-    model_spec: dict[str, Any], train_spec: dict[str, Any], shards: Sequence[str], out: str, device: str,
+    model_spec: dict[str, Any],
+    train_spec: dict[str, Any],
+    shards: Sequence[str],
+    out: str,
+    device: str,
     training_data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Contrastively pretrain `model_spec` from scratch on captioned shards; writes the backbone file.
@@ -37,15 +40,27 @@ def pretrain_base(
     start = time.perf_counter()
     split = load_split(shards, with_captions=True, streaming=_streaming(training_data))
     metrics = pretrain_clip(model, split, train_spec, dev)
-    sidecar = {"model": model_spec, "pretrain": train_spec, "metrics": metrics, "device": str(dev),
-               "seconds": round(time.perf_counter() - start, 2), "streamed": split.streamed, "inputs": _input_hashes(shards)}
+    sidecar = {
+        "model": model_spec,
+        "pretrain": train_spec,
+        "metrics": metrics,
+        "device": str(dev),
+        "seconds": round(time.perf_counter() - start, 2),
+        "streamed": split.streamed,
+        "inputs": _input_hashes(shards),
+    }
     write_json(sidecar, sidecar_path(out))
     save_state_dict(model.backbone_state_dict(), out)
     return sidecar
 
 
 def finetune(
-    model_spec: dict[str, Any], method_spec: dict[str, Any], prompts: Sequence[str], shards: Sequence[str], out: str, device: str,
+    model_spec: dict[str, Any],
+    method_spec: dict[str, Any],
+    prompts: Sequence[str],
+    shards: Sequence[str],
+    out: str,
+    device: str,
     training_data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune with one method; writes `out` (safetensors) and `out` with .json (config, metrics, hashes)."""
@@ -60,9 +75,18 @@ def finetune(
         inputs = _input_hashes([*shards, *([method_spec["regions"]] if "regions" in method_spec else [])])
         if model_spec.get("pretrained") and Path(model_spec["pretrained"]).is_file():
             inputs.update(_input_hashes([model_spec["pretrained"]]))
-        sidecar = {"model": model_spec, "method": method_spec, "prompts": list(prompts), "head_kind": classifier.kind,
-                   "metrics": metrics, "device": str(dev), "processes": world()[1], "streamed": split.streamed,
-                   "seconds": round(time.perf_counter() - start, 2), "inputs": inputs}
+        sidecar = {
+            "model": model_spec,
+            "method": method_spec,
+            "prompts": list(prompts),
+            "head_kind": classifier.kind,
+            "metrics": metrics,
+            "device": str(dev),
+            "processes": world()[1],
+            "streamed": split.streamed,
+            "seconds": round(time.perf_counter() - start, 2),
+            "inputs": inputs,
+        }
         if is_main():
             save_classifier(classifier, out, sidecar)
     return sidecar

@@ -33,7 +33,9 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(gap.sum() / len(labels))
 
 
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reliability_bins(
+    probs: np.ndarray, labels: np.ndarray, bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per equal-width confidence bin (lo, hi], as ECE bins: mean confidence, accuracy and sample count (NaN where
     a bin is empty): the points of a reliability diagram."""
     probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
@@ -53,6 +55,10 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (1e-2, 1e2)) -> float:
     """The T in `bounds` minimising held-out NLL (searched over 1/T, where NLL is convex)."""
     low, high = bounds
-    result = minimize_scalar(lambda inverse: negative_log_likelihood(logits, labels, 1.0 / inverse),
-                             bounds=(1.0 / high, 1.0 / low), method="bounded", options={"xatol": 1e-6})
+    result = minimize_scalar(
+        lambda inverse: negative_log_likelihood(logits, labels, 1.0 / inverse),
+        bounds=(1.0 / high, 1.0 / low),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
     return float(1.0 / result.x)

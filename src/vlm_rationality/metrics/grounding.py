@@ -23,7 +23,10 @@ from vlm_rationality.metrics.rationality import rationality
 COLUMNS = ("pt_true", "ir_true")
 NO_GROUNDING: dict[str, Any] = {
     **{f"{name}{suffix}": None for name in COLUMNS for suffix in ("", "_ci_low", "_ci_high")},
-    "n_object_grounded": None, "acc_background_alone": None, "bg_gap": None, "twins_agreement": None,
+    "n_object_grounded": None,
+    "acc_background_alone": None,
+    "bg_gap": None,
+    "twins_agreement": None,
 }
 
 
@@ -40,8 +43,16 @@ def _share(hits: np.ndarray) -> float | None:
     return float(hits.mean()) if hits.size else None
 
 
-def grounding(label: np.ndarray, pred: np.ndarray, twin_pred: np.ndarray, same_class: np.ndarray,
-              alone_pred: np.ndarray, agreement: float = 1.0, iterations: int = 1000, seed: int = 0) -> dict[str, Any]:
+def grounding(
+    label: np.ndarray,
+    pred: np.ndarray,
+    twin_pred: np.ndarray,
+    same_class: np.ndarray,
+    alone_pred: np.ndarray,
+    agreement: float = 1.0,
+    iterations: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """PT*, IR* with intervals, the number of grounded samples, background-alone accuracy and the BG-gap, over the
     samples that made a prediction."""
     predicted = np.asarray(pred) != NO_PREDICTION
@@ -55,7 +66,10 @@ def grounding(label: np.ndarray, pred: np.ndarray, twin_pred: np.ndarray, same_c
         row.update({name: result.metrics[metric], f"{name}_ci_low": low, f"{name}_ci_high": high})
     twin_right = twin_pred == label[:, None]
     own, other = _share(twin_right[same_class]), _share(twin_right[~same_class])
-    row.update(n_object_grounded=int(grounded.sum()),
-               acc_background_alone=_share(np.asarray(alone_pred)[predicted] == label),
-               bg_gap=None if own is None or other is None else own - other, twins_agreement=agreement)
+    row.update(
+        n_object_grounded=int(grounded.sum()),
+        acc_background_alone=_share(np.asarray(alone_pred)[predicted] == label),
+        bg_gap=None if own is None or other is None else own - other,
+        twins_agreement=agreement,
+    )
     return row

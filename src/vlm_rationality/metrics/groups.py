@@ -12,9 +12,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-
-NO_GROUPS: dict[str, Any] = {"acc_worst_group": None, "worst_group_class": None, "worst_group_cue_present": None,
-                             "n_worst_group": 0, "n_groups": 0}  # a dataset with no tied cue
+NO_GROUPS: dict[str, Any] = {
+    "acc_worst_group": None,
+    "worst_group_class": None,
+    "worst_group_cue_present": None,
+    "n_worst_group": 0,
+    "n_groups": 0,
+}  # a dataset with no tied cue
 
 
 def cue_present(labels: np.ndarray, backgrounds: np.ndarray, tied: Sequence[int]) -> np.ndarray:
@@ -34,6 +38,10 @@ def worst_group(correct: np.ndarray, labels: np.ndarray, present: np.ndarray) ->
             worst["n_groups"] += 1
             accuracy = float(correct[members].mean())
             if worst["acc_worst_group"] is None or accuracy < worst["acc_worst_group"]:
-                worst.update(acc_worst_group=accuracy, worst_group_class=int(y), worst_group_cue_present=cue,
-                             n_worst_group=int(members.sum()))
+                worst.update(
+                    acc_worst_group=accuracy,
+                    worst_group_class=int(y),
+                    worst_group_cue_present=cue,
+                    n_worst_group=int(members.sum()),
+                )
     return worst

@@ -35,11 +35,17 @@ def category_counts(correct: np.ndarray, rma: np.ndarray, threshold: float = 0.5
         raise ValueError(f"correct {correct.shape} and rma {rma.shape} differ in shape")
     defined = ~np.isnan(rma)
     valid = defined & (rma >= threshold)
-    return np.array([
-        np.sum(correct & valid), np.sum(correct & defined & ~valid),
-        np.sum(~correct & valid), np.sum(~correct & defined & ~valid),
-        np.sum(correct & ~defined), np.sum(~correct & ~defined),
-    ], dtype=np.int64)
+    return np.array(
+        [
+            np.sum(correct & valid),
+            np.sum(correct & defined & ~valid),
+            np.sum(~correct & valid),
+            np.sum(~correct & defined & ~valid),
+            np.sum(correct & ~defined),
+            np.sum(~correct & ~defined),
+        ],
+        dtype=np.int64,
+    )
 
 
 def resolve_undefined(rma: np.ndarray, statuses: np.ndarray, policy: str) -> np.ndarray:
@@ -71,7 +77,10 @@ def metrics_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
         "accuracy": _ratio(rr + rw + r_undef, defined + r_undef + w_undef),
         "prediction_trustworthiness": _ratio(rr, rr + rw),
         "inference_reliability": _ratio(rr, rr + wr),
-        "rr": _ratio(rr, defined), "rw": _ratio(rw, defined), "wr": _ratio(wr, defined), "ww": _ratio(ww, defined),
+        "rr": _ratio(rr, defined),
+        "rw": _ratio(rw, defined),
+        "wr": _ratio(wr, defined),
+        "ww": _ratio(ww, defined),
     }
 
 

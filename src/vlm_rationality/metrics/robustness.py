@@ -16,7 +16,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from vlm_rationality.metrics.calibration import (
-    expected_calibration_error, fit_temperature, negative_log_likelihood, softmax,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    softmax,
 )
 from vlm_rationality.metrics.ood import SCORES, auroc, fpr_at_tpr, mcm
 from vlm_rationality.metrics.shape_bias import category_probabilities, imagenet16, shape_bias
@@ -56,10 +59,12 @@ def cross_fitted(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     scaled = np.empty_like(logits, dtype=np.float64)
     for fold in (halves, ~halves):
         scaled[fold] = logits[fold] / fit_temperature(logits[~fold], labels[~fold])
-    return {"id_ece": expected_calibration_error(softmax(logits), labels),
-            "id_nll": negative_log_likelihood(logits, labels),
-            "id_ece_ts": expected_calibration_error(softmax(scaled), labels),
-            "id_nll_ts": negative_log_likelihood(scaled, labels)}
+    return {
+        "id_ece": expected_calibration_error(softmax(logits), labels),
+        "id_nll": negative_log_likelihood(logits, labels),
+        "id_ece_ts": expected_calibration_error(softmax(scaled), labels),
+        "id_nll_ts": negative_log_likelihood(scaled, labels),
+    }
 
 
 def cue_decisions(logits: np.ndarray, categories: str | None) -> np.ndarray:
@@ -68,16 +73,23 @@ def cue_decisions(logits: np.ndarray, categories: str | None) -> np.ndarray:
     if categories is None or logits.shape[1] == len(imagenet16()):
         return logits.argmax(1)
     if logits.shape[1] != 1000:
-        raise ValueError(f"the cue-conflict stimuli are labelled with 16 categories; a classifier of {logits.shape[1]} "
-                         "classes has no mapping to them (an ImageNet-1k classifier has)")
+        raise ValueError(
+            f"the cue-conflict stimuli are labelled with 16 categories; a classifier of {logits.shape[1]} "
+            "classes has no mapping to them (an ImageNet-1k classifier has)"
+        )
     return category_probabilities(softmax(logits)).argmax(1)
 
 
 Predictions = tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]  # what artefacts.read_predictions returns
 
 
-def robustness_rows(predictions: Sequence[Predictions], validation: str, ood: Sequence[str],
-                    cue_conflict: str | None, cue_categories: str | None = None) -> list[dict[str, Any]]:
+def robustness_rows(
+    predictions: Sequence[Predictions],
+    validation: str,
+    ood: Sequence[str],
+    cue_conflict: str | None,
+    cue_categories: str | None = None,
+) -> list[dict[str, Any]]:
     rows = []
     for meta, sets in predictions:
         keys, skipped = meta["keys"], meta.get("skipped", {})
@@ -87,13 +99,20 @@ def robustness_rows(predictions: Sequence[Predictions], validation: str, ood: Se
             temperature = fit_temperature(logits, labels) if len(labels) else math.nan
             in_distribution = cross_fitted(logits, labels)
         clean_id = None
-        for name in sorted((n for n in sets if n.startswith(TEST_PREFIX)), key=lambda n: (n != TEST_PREFIX + "clean", n)):
-            shift = name[len(TEST_PREFIX):]
+        for name in sorted(
+            (n for n in sets if n.startswith(TEST_PREFIX)), key=lambda n: (n != TEST_PREFIX + "clean", n)
+        ):
+            shift = name[len(TEST_PREFIX) :]
             logits, labels, cosines = _finite(sets[name]["logits"], sets[name]["label"], sets[name]["cosines"])
-            row: dict[str, Any] = {**{k: keys[k] for k in ("dataset", "model", "method")}, "shift": shift,
-                                   "n": int(len(labels)), **_calibration(logits, labels, temperature),
-                                   "temperature": temperature, "n_nonfinite_logits": len(sets[name]["label"]) - len(labels),
-                                   "n_skipped": int(skipped.get(name, 0))}
+            row: dict[str, Any] = {
+                **{k: keys[k] for k in ("dataset", "model", "method")},
+                "shift": shift,
+                "n": int(len(labels)),
+                **_calibration(logits, labels, temperature),
+                "temperature": temperature,
+                "n_nonfinite_logits": len(sets[name]["label"]) - len(labels),
+                "n_skipped": int(skipped.get(name, 0)),
+            }
             if shift == "clean":
                 row.update(in_distribution)
                 clean_id = _scores(logits, cosines)
@@ -105,10 +124,14 @@ def robustness_rows(predictions: Sequence[Predictions], validation: str, ood: Se
                         row[f"auroc.{ood_name}.{score}"] = auroc(clean_id[score], scores[score])
                         row[f"fpr95.{ood_name}.{score}"] = fpr_at_tpr(clean_id[score], scores[score])
                 if cue_conflict is not None and cue_conflict in sets:
-                    cue_logits, shapes, textures = _finite(sets[cue_conflict]["logits"], sets[cue_conflict]["label"],
-                                                           sets[cue_conflict]["background"])
+                    cue_logits, shapes, textures = _finite(
+                        sets[cue_conflict]["logits"], sets[cue_conflict]["label"], sets[cue_conflict]["background"]
+                    )
                     found = shape_bias(cue_decisions(cue_logits, cue_categories), shapes, textures)
-                    row.update(shape_bias=found.shape_bias, shape_decisions=found.shape_decisions,
-                               texture_decisions=found.texture_decisions)
+                    row.update(
+                        shape_bias=found.shape_bias,
+                        shape_decisions=found.shape_decisions,
+                        texture_decisions=found.texture_decisions,
+                    )
             rows.append(row)
     return rows

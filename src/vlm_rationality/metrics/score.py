@@ -11,7 +11,12 @@ import numpy as np
 import pyarrow as pa
 
 from vlm_rationality.artefacts import (
-    HEATMAP_KEYS, NO_PREDICTION, UNDEFINED_RMA, read_backgrounds, read_heatmaps, read_twins,
+    HEATMAP_KEYS,
+    NO_PREDICTION,
+    UNDEFINED_RMA,
+    read_backgrounds,
+    read_heatmaps,
+    read_twins,
 )
 from vlm_rationality.metrics.grounding import NO_GROUNDING, grounding
 from vlm_rationality.metrics.groups import NO_GROUPS, cue_present, worst_group
@@ -21,9 +26,15 @@ log = logging.getLogger(__name__)
 
 
 def score_table(
-    heatmap_paths: Sequence[str | os.PathLike], threshold: float, iterations: int, seed: int, undefined_rma: str = "exclude",
-    sweeps: dict[str, dict[str, Any]] | None = None, groups: dict[str, dict[str, Any]] | None = None,
-    twins: Sequence[str | os.PathLike] = (), agreement: float = 1.0,
+    heatmap_paths: Sequence[str | os.PathLike],
+    threshold: float,
+    iterations: int,
+    seed: int,
+    undefined_rma: str = "exclude",
+    sweeps: dict[str, dict[str, Any]] | None = None,
+    groups: dict[str, dict[str, Any]] | None = None,
+    twins: Sequence[str | os.PathLike] = (),
+    agreement: float = 1.0,
 ) -> pa.Table:
     """`undefined_rma`: what an undefined RMA counts as (metrics/rationality.py, UNDEFINED_POLICIES); the
     n_undefined_* columns count the statuses whatever the policy. `sweeps`: variant -> its sweep label
@@ -34,8 +45,10 @@ def score_table(
     (metrics/grounding.py: PT*, IR*, background-alone accuracy, BG-gap) of its (dataset, model, method) on the clean
     data, at `agreement`, and nulls where it has none (a shifted row, a pair without twins)."""
     sweeps, groups = sweeps or {}, groups or {}
-    backgrounds = {dataset: {k: v for path in spec["shards"] for k, v in read_backgrounds(path).items()}
-                   for dataset, spec in groups.items()}
+    backgrounds = {
+        dataset: {k: v for path in spec["shards"] for k, v in read_backgrounds(path).items()}
+        for dataset, spec in groups.items()
+    }
     swept_keys = sorted({key for label in sweeps.values() for key in label["values"]})
     tables: dict[tuple[str, ...], list[pa.Table]] = defaultdict(list)
     skipped: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -64,9 +77,13 @@ def score_table(
         row.update({f"n_undefined_{s}": int(np.sum(statuses == s)) for s in UNDEFINED_RMA})
         row["n_nonfinite_logits"] = int((~predicted).sum())
         if row["n_nonfinite_logits"]:
-            log.warning("%s: %d of %d samples have non-finite logits, so this classifier is broken (NaN or Inf in its "
-                        "checkpoint, or a diverged fine-tuning); its metrics leave them out and the tables mark it",
-                        "/".join(key), row["n_nonfinite_logits"], len(pred))
+            log.warning(
+                "%s: %d of %d samples have non-finite logits, so this classifier is broken (NaN or Inf in its "
+                "checkpoint, or a diverged fine-tuning); its metrics leave them out and the tables mark it",
+                "/".join(key),
+                row["n_nonfinite_logits"],
+                len(pred),
+            )
         row["n_skipped"] = sum(skipped[key].values())
         dataset = row["dataset"]
         row.update(NO_GROUPS)
@@ -76,9 +93,20 @@ def score_table(
             row.update(worst_group(correct, labels, present))
         if twins:
             found = truth.get((row["dataset"], row["model"], row["method"])) if row["shift"] == "clean" else None
-            row.update(NO_GROUNDING if found is None else grounding(
-                found["label"], found["pred"], found["twin_pred"], found["twin_same_class"], found["alone_pred"],
-                agreement, iterations, seed))
+            row.update(
+                NO_GROUNDING
+                if found is None
+                else grounding(
+                    found["label"],
+                    found["pred"],
+                    found["twin_pred"],
+                    found["twin_same_class"],
+                    found["alone_pred"],
+                    agreement,
+                    iterations,
+                    seed,
+                )
+            )
         row["threshold"] = threshold
         row["undefined_rma"] = undefined_rma
         if sweeps:
@@ -95,6 +123,12 @@ def twin_columns(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str
     for path in paths:
         meta, columns = read_twins(path)
         parts[tuple(meta["keys"][k] for k in ("dataset", "model", "method"))].append(columns)
-    return {key: {name: (sum((c[name] for c in found), []) if name == "sample_id"
-                         else np.concatenate([c[name] for c in found])) for name in found[0]}
-            for key, found in parts.items()}
+    return {
+        key: {
+            name: (
+                sum((c[name] for c in found), []) if name == "sample_id" else np.concatenate([c[name] for c in found])
+            )
+            for name in found[0]
+        }
+        for key, found in parts.items()
+    }

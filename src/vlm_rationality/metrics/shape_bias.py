@@ -57,5 +57,10 @@ def shape_bias(decisions: np.ndarray, shapes: np.ndarray, textures: np.ndarray) 
     conflict = shapes != textures
     shape = int(np.sum(conflict & (decisions == shapes)))
     texture = int(np.sum(conflict & (decisions == textures)))
-    return ShapeBias(shape / (shape + texture) if shape + texture else float("nan"), shape, texture,
-                     int(conflict.sum()) - shape - texture, int((~conflict).sum()))
+    return ShapeBias(
+        shape / (shape + texture) if shape + texture else float("nan"),
+        shape,
+        texture,
+        int(conflict.sum()) - shape - texture,
+        int((~conflict).sum()),
+    )

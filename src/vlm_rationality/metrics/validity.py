@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import HEATMAP_KEYS, NO_PREDICTION, read_heatmaps, read_prepared
+from vlm_rationality.artefacts import NO_PREDICTION, read_heatmaps, read_prepared
 from vlm_rationality.data.masks import mask_variant
 from vlm_rationality.metrics.agreement import auroc, cohen_kappa
 from vlm_rationality.metrics.grounding import object_grounded
@@ -52,12 +52,19 @@ def variant_rma(heatmap_paths: Sequence[str | os.PathLike], variants: Sequence[s
         for variant in variants:
             rma, _ = relevance_mass_accuracy(relevance, torch.from_numpy(mask_variant(exact, variant)))
             entry[variant].append(rma.numpy())
-    return {key: {name: values if name == "sample_id" else np.concatenate(values) for name, values in entry.items()}
-            for key, entry in found.items()}
+    return {
+        key: {name: values if name == "sample_id" else np.concatenate(values) for name, values in entry.items()}
+        for key, entry in found.items()
+    }
 
 
-def validity_rows(heatmap_paths: Sequence[str | os.PathLike], twins_paths: Sequence[str | os.PathLike],
-                  variants: Sequence[str], threshold: float = 0.5, agreement: float = 1.0) -> list[dict[str, Any]]:
+def validity_rows(
+    heatmap_paths: Sequence[str | os.PathLike],
+    twins_paths: Sequence[str | os.PathLike],
+    variants: Sequence[str],
+    threshold: float = 0.5,
+    agreement: float = 1.0,
+) -> list[dict[str, Any]]:
     """One row per (dataset, model, method, heatmap method, mask variant) that has both heatmaps and twins."""
     truth = twin_columns(twins_paths)
     rows = []
@@ -68,8 +75,10 @@ def validity_rows(heatmap_paths: Sequence[str | os.PathLike], twins_paths: Seque
         position = {sample_id: i for i, sample_id in enumerate(twins["sample_id"])}
         missing = [i for i in found["sample_id"] if i not in position]
         if missing:
-            raise ValueError(f"{dict(zip(KEYS, key))}: {len(missing)} explained samples have no twins (e.g. "
-                             f"{missing[0]}); rerun the twins jobs")
+            raise ValueError(
+                f"{dict(zip(KEYS, key))}: {len(missing)} explained samples have no twins (e.g. "
+                f"{missing[0]}); rerun the twins jobs"
+            )
         order = np.asarray([position[i] for i in found["sample_id"]], dtype=np.int64)
         grounded = object_grounded(twins["pred"][order], twins["twin_pred"][order], agreement)
         predicted = found["pred"] != NO_PREDICTION
@@ -79,17 +88,23 @@ def validity_rows(heatmap_paths: Sequence[str | os.PathLike], twins_paths: Seque
             rma = found[variant]
             result = rationality(correct[predicted], rma[predicted], threshold, 0)
             right = predicted & correct & ~np.isnan(rma)
-            rows.append({
-                **dict(zip(KEYS, key)), "mask": variant, "n": int(predicted.sum()), "n_right": int(right.sum()),
-                "accuracy": result.metrics["accuracy"],
-                "prediction_trustworthiness": result.metrics["prediction_trustworthiness"],
-                "pt_true": truth_result.metrics["prediction_trustworthiness"],
-                "inference_reliability": result.metrics["inference_reliability"],
-                "ir_true": truth_result.metrics["inference_reliability"],
-                "auroc_rma_grounded": auroc(rma[right], grounded[right]),
-                "kappa_valid_grounded": cohen_kappa(rma[right] >= threshold, grounded[right]),
-                "mean_rma_right": float(np.mean(rma[right])) if right.any() else float("nan"),
-                "n_pred_mismatch": int((twins["pred"][order] != found["pred"]).sum()),
-                "threshold": threshold, "twins_agreement": agreement,
-            })
+            rows.append(
+                {
+                    **dict(zip(KEYS, key)),
+                    "mask": variant,
+                    "n": int(predicted.sum()),
+                    "n_right": int(right.sum()),
+                    "accuracy": result.metrics["accuracy"],
+                    "prediction_trustworthiness": result.metrics["prediction_trustworthiness"],
+                    "pt_true": truth_result.metrics["prediction_trustworthiness"],
+                    "inference_reliability": result.metrics["inference_reliability"],
+                    "ir_true": truth_result.metrics["inference_reliability"],
+                    "auroc_rma_grounded": auroc(rma[right], grounded[right]),
+                    "kappa_valid_grounded": cohen_kappa(rma[right] >= threshold, grounded[right]),
+                    "mean_rma_right": float(np.mean(rma[right])) if right.any() else float("nan"),
+                    "n_pred_mismatch": int((twins["pred"][order] != found["pred"]).sum()),
+                    "threshold": threshold,
+                    "twins_agreement": agreement,
+                }
+            )
     return rows

@@ -4,6 +4,11 @@ from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLangua
 from vlm_rationality.models.heads import ImageClassifier, build_classifier, prompt_head
 
 __all__ = [
-    "MODEL_ADAPTERS", "Preprocess", "VisionLanguageModel", "build_model", "ImageClassifier", "build_classifier",
+    "MODEL_ADAPTERS",
+    "Preprocess",
+    "VisionLanguageModel",
+    "build_model",
+    "ImageClassifier",
+    "build_classifier",
     "prompt_head",
 ]

@@ -32,11 +32,14 @@ def _check_mha(module: nn.MultiheadAttention) -> None:
     if module.add_zero_attn:
         unsupported.append("add_zero_attn")
     if unsupported:
-        raise NotImplementedError(f"attention capture does not support nn.MultiheadAttention with {', '.join(unsupported)}")
+        raise NotImplementedError(
+            f"attention capture does not support nn.MultiheadAttention with {', '.join(unsupported)}"
+        )
 
 
-def _mha_probs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, heads: int,
-               attn_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _mha_probs(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, heads: int, attn_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention probabilities [B, heads, N, N] and values of batch-first tokens x [B, N, D]."""
     batch, tokens, _ = x.shape
     q, k, v = F.linear(x, weight, bias).chunk(3, dim=-1)
@@ -69,8 +72,16 @@ def _explicit_mha_forward(module: nn.MultiheadAttention, record: Recorder, compi
     heads = module.num_heads
     probs_of, attend = (_compiled(_mha_probs), _compiled(_mha_attend)) if compiled else (_mha_probs, _mha_attend)
 
-    def forward(query, key=None, value=None, key_padding_mask=None, need_weights=True, attn_mask=None,
-                average_attn_weights=True, is_causal=False):
+    def forward(
+        query,
+        key=None,
+        value=None,
+        key_padding_mask=None,
+        need_weights=True,
+        attn_mask=None,
+        average_attn_weights=True,
+        is_causal=False,
+    ):
         if (key is not None and key is not query) or (value is not None and value is not query):
             raise NotImplementedError("attention capture supports self-attention only (key = value = query)")
         if key_padding_mask is not None:
@@ -156,8 +167,10 @@ def _forward_factory(attn: nn.Module, compiled: bool = False) -> Callable[[nn.Mo
         _check_mha(attn)
         return functools.partial(_explicit_mha_forward, compiled=compiled)
     if compiled:
-        raise NotImplementedError(f"heatmaps.compile supports nn.MultiheadAttention (open_clip's CLIP ViTs), not "
-                                  f"{type(attn).__module__}.{type(attn).__name__}; leave compile out for this model")
+        raise NotImplementedError(
+            f"heatmaps.compile supports nn.MultiheadAttention (open_clip's CLIP ViTs), not "
+            f"{type(attn).__module__}.{type(attn).__name__}; leave compile out for this model"
+        )
     if isinstance(attn, OpenCLIPAttention):
         return _explicit_open_clip_attention_forward
     if isinstance(attn, TimmAttention):

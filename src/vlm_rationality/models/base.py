@@ -25,9 +25,13 @@ def refused_pickle(path: Any, err: Exception) -> ValueError:
         f"checkpoint {path} is refused: it is a pickle that holds Python objects besides tensors"
         f"{f' ({found.group(1)})' if found else ''}, and loading those could run arbitrary code. Save its state "
         "dict alone (torch.save(model.state_dict(), path), or safetensors) where you trust the file, and set "
-        "`pretrained` to that")
+        "`pretrained` to that"
+    )
 
-MODEL_ADAPTERS: Registry[type["VisionLanguageModel"]] = Registry("model adapter", ("vlm_rationality.models", "MODEL_ADAPTERS"))
+
+MODEL_ADAPTERS: Registry[type["VisionLanguageModel"]] = Registry(
+    "model adapter", ("vlm_rationality.models", "MODEL_ADAPTERS")
+)
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ class VisionLanguageModel(nn.Module, ABC):
     def describe(self) -> dict[str, Any]:
         """The config that rebuilds this model (goes into checkpoint sidecars)."""
 
+
 def build_model(config: dict[str, Any]) -> VisionLanguageModel:
     """Build a model from its config entry, e.g. {adapter: open_clip, arch: ViT-B-16, pretrained: openai}.
 
@@ -146,5 +151,7 @@ def build_model(config: dict[str, Any]) -> VisionLanguageModel:
         torch.manual_seed(0)
         model = MODEL_ADAPTERS.get(adapter).from_config(**config)  # type: ignore[attr-defined]
     if normalization is not None:  # e.g. ImageNet's mean/std, as the official code feeds CLIP
-        model.preprocess = Preprocess(model.preprocess.image_size, tuple(normalization["mean"]), tuple(normalization["std"]))
+        model.preprocess = Preprocess(
+            model.preprocess.image_size, tuple(normalization["mean"]), tuple(normalization["std"])
+        )
     return model

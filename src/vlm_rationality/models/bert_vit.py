@@ -66,7 +66,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ValueError(f"checkpoint {path} is not a plain torch state dict ({err})") from err
     state = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"checkpoint {path} holds no state dict (expected {{'model': {{name: tensor}}}} or {{name: tensor}})")
+        raise ValueError(
+            f"checkpoint {path} holds no state dict (expected {{'model': {{name: tensor}}}} or {{name: tensor}})"
+        )
     return state
 
 
@@ -112,8 +114,15 @@ class BertViT(VisionLanguageModel):
         self.tokenizer = load_tokenizer(tokenizer, arch.tokenizer_vocab_size)
         v, t = arch.vision, arch.text
         self.visual_encoder = VisionTransformer(
-            img_size=self.image_size, patch_size=v.patch_size, embed_dim=v.width, depth=v.layers, num_heads=v.heads,
-            mlp_ratio=v.mlp_ratio, qkv_bias=True, num_classes=0, global_pool="token",
+            img_size=self.image_size,
+            patch_size=v.patch_size,
+            embed_dim=v.width,
+            depth=v.layers,
+            num_heads=v.heads,
+            mlp_ratio=v.mlp_ratio,
+            qkv_bias=True,
+            num_classes=0,
+            global_pool="token",
             norm_layer=partial(nn.LayerNorm, eps=1e-6),
         )
         self.text_encoder = _bert(t, self.token_types)
@@ -129,19 +138,29 @@ class BertViT(VisionLanguageModel):
         return MODEL_ARCHS.get(cls.adapter).resolve(arch, image_size)  # type: ignore[attr-defined]
 
     @classmethod
-    def from_config(cls, arch: str, tokenizer: str = "bert-base-uncased", pretrained: str | None = None,
-                    image_size: int | None = None) -> "BertViT":
+    def from_config(
+        cls,
+        arch: str,
+        tokenizer: str = "bert-base-uncased",
+        pretrained: str | None = None,
+        image_size: int | None = None,
+    ) -> "BertViT":
         pretrained = None if pretrained in (None, "", "none") else str(pretrained)
         model = cls(arch, tokenizer, pretrained, image_size)
         if pretrained is not None:
             unused = model.load_checkpoint(read_checkpoint(pretrained), source=pretrained, allow_unused=True)
             if unused:
-                log.info("%s: %d tensors of %s are not on the ITC path: %s", cls.adapter, len(unused), pretrained,
-                         summarise_keys(unused))
+                log.info(
+                    "%s: %d tensors of %s are not on the ITC path: %s",
+                    cls.adapter,
+                    len(unused),
+                    pretrained,
+                    summarise_keys(unused),
+                )
         return model
 
     def _official(self, key: str) -> str:
-        return self.text_prefix + key[len("text_encoder."):] if key.startswith("text_encoder.") else key
+        return self.text_prefix + key[len("text_encoder.") :] if key.startswith("text_encoder.") else key
 
     def backbone_state_dict(self) -> dict[str, torch.Tensor]:
         return {self._official(key): value for key, value in self.state_dict().items()}
@@ -169,13 +188,17 @@ class BertViT(VisionLanguageModel):
             if key == POS_EMBED and tensor.shape != own[name].shape and tensor.dim() == 3:
                 tensor = self._resample_pos_embed(tensor, source)
             if tensor.shape != own[name].shape:
-                mismatched.append(f"{key} {tuple(tensor.shape)} in the file, {tuple(own[name].shape)} in {self.arch_name}")
+                mismatched.append(
+                    f"{key} {tuple(tensor.shape)} in the file, {tuple(own[name].shape)} in {self.arch_name}"
+                )
             loaded[name] = tensor
         if mismatched:
             raise ValueError(f"{source}: shapes differ from architecture {self.arch_name}: {'; '.join(mismatched)}")
         unused = sorted(set(state) - set(official))
         if unused and not allow_unused:
-            raise ValueError(f"{source}: unexpected tensors {summarise_keys(unused)} for {self.adapter} {self.arch_name}")
+            raise ValueError(
+                f"{source}: unexpected tensors {summarise_keys(unused)} for {self.adapter} {self.arch_name}"
+            )
         self.load_state_dict(loaded, strict=True)
         return unused
 
@@ -185,19 +208,25 @@ class BertViT(VisionLanguageModel):
             return pos_embed  # not a square grid: reported as a shape mismatch
         grid = self.grid_size
         log.info("%s: position embedding resampled from %dx%d to %dx%d patches", source, old, old, *grid)
-        return resample_abs_pos_embed(pos_embed.float(), list(grid), num_prefix_tokens=1, interpolation="bicubic",
-                                      antialias=False).to(pos_embed.dtype)
+        return resample_abs_pos_embed(
+            pos_embed.float(), list(grid), num_prefix_tokens=1, interpolation="bicubic", antialias=False
+        ).to(pos_embed.dtype)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.vision_proj(self.visual_encoder.forward_features(images)[:, 0])
 
     def encode_image_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.vision_proj(self.visual_encoder.forward_features(images))  # timm's final norm included
-        return tokens[:, 0], tokens[:, self.visual_encoder.num_prefix_tokens:].unflatten(1, self.grid_size)
+        return tokens[:, 0], tokens[:, self.visual_encoder.num_prefix_tokens :].unflatten(1, self.grid_size)
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
-        tokens = self.tokenizer(list(prompts), padding="longest", truncation=True,
-                                max_length=self.arch.text.context_length, return_tensors="pt").to(self.device)
+        tokens = self.tokenizer(
+            list(prompts),
+            padding="longest",
+            truncation=True,
+            max_length=self.arch.text.context_length,
+            return_tensors="pt",
+        ).to(self.device)
         hidden = self.text_encoder(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state
         return self.text_proj(hidden[:, 0])
 
@@ -205,13 +234,15 @@ class BertViT(VisionLanguageModel):
         tokens = self.tokenizer(list(texts), padding="longest", return_tensors="pt").to(self.device)
         ids, mask = tokens.input_ids, tokens.attention_mask  # [CLS] words [SEP] [PAD]...
         if ids.shape[1] + slots > self.arch.text.context_length:
-            raise ValueError(f"{slots} context tokens and the longest class text ({ids.shape[1]} tokens with [CLS] and "
-                             f"[SEP]) exceed the text context of {self.arch_name} ({self.arch.text.context_length} "
-                             "tokens); shorten the context")
+            raise ValueError(
+                f"{slots} context tokens and the longest class text ({ids.shape[1]} tokens with [CLS] and "
+                f"[SEP]) exceed the text context of {self.arch_name} ({self.arch.text.context_length} "
+                "tokens); shorten the context"
+            )
         ids = torch.cat([ids[:, :1], ids.new_zeros(len(ids), slots), ids[:, 1:]], dim=1)
         mask = torch.cat([mask[:, :1], mask.new_ones(len(mask), slots), mask[:, 1:]], dim=1)
         embeddings = self.text_encoder.embeddings.word_embeddings(ids)
-        embeddings[:, 1:1 + slots] = 0
+        embeddings[:, 1 : 1 + slots] = 0
         return embeddings, mask
 
     def encode_text_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -248,19 +279,33 @@ class BertViT(VisionLanguageModel):
         return [*self.visual_encoder.parameters(), *self.vision_proj.parameters()]
 
     def describe(self) -> dict[str, Any]:
-        return {"adapter": self.adapter, "arch": self.arch_name, "tokenizer": self.tokenizer_source,
-                "pretrained": self.pretrained, "image_size": self.image_size}
+        return {
+            "adapter": self.adapter,
+            "arch": self.arch_name,
+            "tokenizer": self.tokenizer_source,
+            "pretrained": self.pretrained,
+            "image_size": self.image_size,
+        }
 
 
 def _bert(config: TextConfig, token_types: bool) -> nn.Module:
     from transformers import BertConfig, BertModel
 
-    bert = BertModel(BertConfig(
-        vocab_size=config.vocab_size, hidden_size=config.width, num_hidden_layers=config.layers,
-        num_attention_heads=config.heads, intermediate_size=config.intermediate_size,
-        max_position_embeddings=config.max_positions, hidden_dropout_prob=config.dropout,
-        attention_probs_dropout_prob=config.dropout, layer_norm_eps=1e-12, pad_token_id=0,
-    ), add_pooling_layer=False)
+    bert = BertModel(
+        BertConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=config.width,
+            num_hidden_layers=config.layers,
+            num_attention_heads=config.heads,
+            intermediate_size=config.intermediate_size,
+            max_position_embeddings=config.max_positions,
+            hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.dropout,
+            layer_norm_eps=1e-12,
+            pad_token_id=0,
+        ),
+        add_pooling_layer=False,
+    )
     if not token_types:
         bert.embeddings.token_type_embeddings = _NoTokenTypes()
     return bert

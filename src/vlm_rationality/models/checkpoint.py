@@ -17,7 +17,9 @@ from vlm_rationality.models.base import build_model
 from vlm_rationality.models.heads import ClipAdapter, ImageClassifier, PromptContext, build_classifier
 
 
-def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+def save_state_dict(
+    state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in state.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -33,8 +35,9 @@ def _sort_metadata(path: str | os.PathLike) -> None:
         if "__metadata__" not in header:
             return
         header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
-        text = json.dumps({"__metadata__": header.pop("__metadata__"), **header}, separators=(",", ":"),
-                          ensure_ascii=False).encode()
+        text = json.dumps(
+            {"__metadata__": header.pop("__metadata__"), **header}, separators=(",", ":"), ensure_ascii=False
+        ).encode()
         if len(text) <= size:  # the same JSON, compact as safetensors writes it; padded as it pads
             handle.seek(8)
             handle.write(text.ljust(size, b" "))
@@ -46,8 +49,10 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         return load_file(str(path), device=str(device))
     except Exception as err:  # safetensors raises its own error type for a damaged or foreign file
-        raise ValueError(f"checkpoint {path} is not a readable safetensors file ({err}); delete it and rerun the stage "
-                         "that writes it") from err
+        raise ValueError(
+            f"checkpoint {path} is not a readable safetensors file ({err}); delete it and rerun the stage "
+            "that writes it"
+        ) from err
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -80,14 +85,14 @@ def load_classifier(model_spec: dict[str, Any], path: str | os.PathLike) -> Imag
     if kind not in ("prompt", "linear") or "head.weight" not in state:
         raise ValueError(f"{path} is not a classifier checkpoint (no head_kind metadata or head.weight)")
     model = build_model({**model_spec, "pretrained": None})
-    model.load_backbone_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    model.load_backbone_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
     weight = state["head.weight"]
     head = nn.Linear(weight.shape[1], weight.shape[0], bias="head.bias" in state)
-    head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
+    head.load_state_dict({k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")})
     adapter = None
     if "adapter" in metadata:
         adapter = ClipAdapter(weight.shape[1], **json.loads(metadata["adapter"]))
-        adapter.load_state_dict({k[len("adapter."):]: v for k, v in state.items() if k.startswith("adapter.")})
+        adapter.load_state_dict({k[len("adapter.") :]: v for k, v in state.items() if k.startswith("adapter.")})
         adapter.requires_grad_(False)
     context = None
     if "context_texts" in metadata:

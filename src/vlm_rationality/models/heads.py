@@ -31,7 +31,9 @@ class ClipAdapter(nn.Module):
         super().__init__()
         self.reduction, self.ratio = reduction, ratio
         hidden = max(1, dim // reduction)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, dim, bias=False), nn.ReLU())
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, dim, bias=False), nn.ReLU()
+        )
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.ratio * self.mlp(embeddings) + (1 - self.ratio) * embeddings
@@ -54,18 +56,25 @@ class PromptContext(nn.Module):
         """[C, D]: the text tower's embedding of each class prompt "<context> <text>"."""
         embeddings, tokens = model.prompt_token_embeddings(self.texts, self.context.shape[-2])
         context = self.context.to(embeddings.dtype).expand(len(self.texts), *self.context.shape[-2:])
-        embeddings = torch.cat([embeddings[:, :1], context, embeddings[:, 1 + context.shape[1]:]], dim=1)
+        embeddings = torch.cat([embeddings[:, :1], context, embeddings[:, 1 + context.shape[1] :]], dim=1)
         return model.encode_text_embeddings(embeddings, tokens)
 
 
 class ImageClassifier(nn.Module):
     def __init__(
-        self, model: VisionLanguageModel, head: nn.Linear, kind: HeadKind, head_input: str = "cosine",
-        adapter: ClipAdapter | None = None, context: PromptContext | None = None,
+        self,
+        model: VisionLanguageModel,
+        head: nn.Linear,
+        kind: HeadKind,
+        head_input: str = "cosine",
+        adapter: ClipAdapter | None = None,
+        context: PromptContext | None = None,
     ) -> None:
         super().__init__()
         if head_input not in HEAD_INPUTS:
-            raise KeyError(f"unknown head {head_input!r}; use 'cosine' (normalised embeddings) or 'linear' (unnormalised)")
+            raise KeyError(
+                f"unknown head {head_input!r}; use 'cosine' (normalised embeddings) or 'linear' (unnormalised)"
+            )
         self.model = model
         self.head = head
         self.kind = kind
@@ -99,7 +108,10 @@ def prompt_head(model: VisionLanguageModel, prompts: Sequence[str] | PromptConte
 
 
 def build_classifier(
-    model: VisionLanguageModel, kind: HeadKind, prompts: Sequence[str], init_from_prompts: bool = True,
+    model: VisionLanguageModel,
+    kind: HeadKind,
+    prompts: Sequence[str],
+    init_from_prompts: bool = True,
     head_input: str = "cosine",
 ) -> ImageClassifier:
     """`prompt`: zero-shot head from the prompts; `linear`: trainable head.

@@ -9,13 +9,13 @@ from typing import Any, Sequence
 
 import open_clip
 import torch
-from safetensors import SafetensorError
 from open_clip.model import get_model_preprocess_cfg
 from open_clip.transformer import VisionTransformer, text_global_pool
+from safetensors import SafetensorError
 from torch import nn
 
-from vlm_rationality.models.attention import capture_attention
 from vlm_rationality.archs import resolve_open_clip_pretrained
+from vlm_rationality.models.attention import capture_attention
 from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLanguageModel, refused_pickle
 
 # Tiny architectures for the synthetic benchmark and the tests, registered next to open_clip's own.
@@ -60,11 +60,15 @@ class OpenCLIP(VisionLanguageModel):
         source = resolve_open_clip_pretrained(arch, pretrained)
         try:
             model = open_clip.create_model(arch, pretrained=source, **create_kwargs)
-        except pickle.UnpicklingError as err:  # torch's message advises weights_only=False, which runs the pickle's code
+        except (
+            pickle.UnpicklingError
+        ) as err:  # torch's message advises weights_only=False, which runs the pickle's code
             raise refused_pickle(source, err) from None
         except SafetensorError as err:  # a truncated or damaged file: safetensors' message does not name it
-            raise ValueError(f"checkpoint {source} is not a readable safetensors file ({err}); delete it and rerun the "
-                             "stage that writes it (or restore the file)") from err
+            raise ValueError(
+                f"checkpoint {source} is not a readable safetensors file ({err}); delete it and rerun the "
+                "stage that writes it (or restore the file)"
+            ) from err
         except RuntimeError as err:
             raise RuntimeError(
                 f"could not load open_clip {arch} weights {source!r}: {err}. Without network access, download the "
@@ -104,8 +108,10 @@ class OpenCLIP(VisionLanguageModel):
 
     def _text_tower(self) -> nn.Module:
         if not hasattr(self.model, "token_embedding"):
-            raise NotImplementedError(f"open_clip model {self.arch}: its text tower is not open_clip's own transformer; "
-                                      "prompt learning reads and feeds its token embeddings")
+            raise NotImplementedError(
+                f"open_clip model {self.arch}: its text tower is not open_clip's own transformer; "
+                "prompt learning reads and feeds its token embeddings"
+            )
         return self.model
 
     def prompt_token_embeddings(self, texts: Sequence[str], slots: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,12 +119,14 @@ class OpenCLIP(VisionLanguageModel):
         ids = self.tokenizer(list(texts)).to(self.device)  # [T, L]: start token, words, end token, zero padding
         length, longest = ids.shape[1], int((ids != 0).sum(1).max())
         if longest + slots > length:
-            raise ValueError(f"{slots} context tokens and the longest class text ({longest} tokens with start and end) "
-                             f"exceed the text context of {self.arch} ({length} tokens); shorten the context")
+            raise ValueError(
+                f"{slots} context tokens and the longest class text ({longest} tokens with start and end) "
+                f"exceed the text context of {self.arch} ({length} tokens); shorten the context"
+            )
         # The slots hold token 0: the pooling (argmax id = end token, or the eos id) finds the end token as before.
-        ids = torch.cat([ids[:, :1], ids.new_zeros(len(ids), slots), ids[:, 1:length - slots]], dim=1)
+        ids = torch.cat([ids[:, :1], ids.new_zeros(len(ids), slots), ids[:, 1 : length - slots]], dim=1)
         embeddings = tower.token_embedding(ids)
-        embeddings[:, 1:1 + slots] = 0
+        embeddings[:, 1 : 1 + slots] = 0
         return embeddings, ids
 
     def encode_text_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -134,7 +142,7 @@ class OpenCLIP(VisionLanguageModel):
 
     def word_embeddings(self, text: str) -> torch.Tensor:
         ids = self.tokenizer([text])[0].to(self.device)
-        return self._text_tower().token_embedding(ids[1:int((ids != 0).sum()) - 1])
+        return self._text_tower().token_embedding(ids[1 : int((ids != 0).sum()) - 1])
 
     @property
     def logit_scale(self) -> torch.Tensor:

@@ -26,8 +26,15 @@ from vlm_rationality.progress import Progress
 
 @torch.no_grad()
 def predict(
-    model_spec: dict[str, Any], prompts: Sequence[str], checkpoint: str | None, sets: Sequence[dict[str, Any]],
-    out: str, device: str, batch_size: int, config_hash: str, keys: dict[str, str],
+    model_spec: dict[str, Any],
+    prompts: Sequence[str],
+    checkpoint: str | None,
+    sets: Sequence[dict[str, Any]],
+    out: str,
+    device: str,
+    batch_size: int,
+    config_hash: str,
+    keys: dict[str, str],
 ) -> dict[str, Any]:
     """`sets`: [{name, shift, shards}]. Writes the predictions file; returns what it counted per set."""
     dev = resolve_device(device)
@@ -57,11 +64,24 @@ def predict(
     progress.close()
     empty = np.zeros((0, classifier.num_classes), np.float32)
     logits, cosines = (np.concatenate(rows[name]) if rows[name] else empty for name in ("logits", "cosines"))
-    meta = {"keys": keys, "logit_scale": float(classifier.model.logit_scale), "head_kind": classifier.kind,
-            "counts": counts, "skipped": skipped}
-    write_predictions(out, sets=rows["sets"], sample_ids=rows["sample_ids"],
-                      labels=np.concatenate(rows["labels"]) if rows["labels"] else np.zeros(0, np.int32),
-                      backgrounds=rows["backgrounds"], logits=logits, cosines=cosines, config_hash=config_hash, meta=meta)
+    meta = {
+        "keys": keys,
+        "logit_scale": float(classifier.model.logit_scale),
+        "head_kind": classifier.kind,
+        "counts": counts,
+        "skipped": skipped,
+    }
+    write_predictions(
+        out,
+        sets=rows["sets"],
+        sample_ids=rows["sample_ids"],
+        labels=np.concatenate(rows["labels"]) if rows["labels"] else np.zeros(0, np.int32),
+        backgrounds=rows["backgrounds"],
+        logits=logits,
+        cosines=cosines,
+        config_hash=config_hash,
+        meta=meta,
+    )
     return meta
 
 

@@ -28,13 +28,18 @@ def predictions(logits: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def twin_predictions(classify: Classify, dataset: Dataset, split: str, shards: Sequence[str], count: int, seed: int,
-                     batch_size: int) -> dict[str, Any]:
+def twin_predictions(
+    classify: Classify, dataset: Dataset, split: str, shards: Sequence[str], count: int, seed: int, batch_size: int
+) -> dict[str, Any]:
     """Predictions on every sample of `shards`, its twins and its background alone. `batch_size` counts images
     through the model (a sample brings K + 2 of them)."""
     loaded = [read_prepared(path) for path in shards]
-    pool = Pool([i for part in loaded for i in part["sample_id"]], np.concatenate([p["label"] for p in loaded]),
-                np.concatenate([p["image"] for p in loaded]), np.concatenate([p["mask"] for p in loaded]))
+    pool = Pool(
+        [i for part in loaded for i in part["sample_id"]],
+        np.concatenate([p["label"] for p in loaded]),
+        np.concatenate([p["image"] for p in loaded]),
+        np.concatenate([p["mask"] for p in loaded]),
+    )
     n = len(pool.sample_ids)
     out: dict[str, list] = {"pred": [], "twin_pred": [], "same_class": [], "alone_pred": []}
     progress = Progress("twins", n)
@@ -42,23 +47,36 @@ def twin_predictions(classify: Classify, dataset: Dataset, split: str, shards: S
     for start in range(0, n, step):
         stop = min(start + step, n)
         images, masks = pool.images[start:stop], pool.masks[start:stop]
-        twins = dataset.twins(split, pool.sample_ids[start:stop], pool.labels[start:stop], images, masks, pool, count,
-                              seed)
+        twins = dataset.twins(
+            split, pool.sample_ids[start:stop], pool.labels[start:stop], images, masks, pool, count, seed
+        )
         width = twins.images.shape[1]
         stacked = np.concatenate([images[:, None], twins.images, twins.alone[:, None]], axis=1)
-        preds = predictions(classify(torch.from_numpy(stacked.reshape(-1, *stacked.shape[2:])))).reshape(stop - start, -1)
+        preds = predictions(classify(torch.from_numpy(stacked.reshape(-1, *stacked.shape[2:])))).reshape(
+            stop - start, -1
+        )
         out["pred"].append(preds[:, 0])
-        out["twin_pred"].append(preds[:, 1:1 + width])
+        out["twin_pred"].append(preds[:, 1 : 1 + width])
         out["alone_pred"].append(preds[:, -1])
         out["same_class"].append(twins.same_class)
         progress.update(stop - start)
     progress.close()
     if not out["pred"]:
-        return {"sample_id": [], "label": np.zeros(0, np.int32), "pred": np.zeros(0, np.int64),
-                "twin_pred": np.zeros((0, count), np.int64), "same_class": np.zeros((0, count), bool),
-                "alone_pred": np.zeros(0, np.int64), "skipped": _skipped(shards)}
-    return {"sample_id": pool.sample_ids, "label": pool.labels, **{k: np.concatenate(v) for k, v in out.items()},
-            "skipped": _skipped(shards)}
+        return {
+            "sample_id": [],
+            "label": np.zeros(0, np.int32),
+            "pred": np.zeros(0, np.int64),
+            "twin_pred": np.zeros((0, count), np.int64),
+            "same_class": np.zeros((0, count), bool),
+            "alone_pred": np.zeros(0, np.int64),
+            "skipped": _skipped(shards),
+        }
+    return {
+        "sample_id": pool.sample_ids,
+        "label": pool.labels,
+        **{k: np.concatenate(v) for k, v in out.items()},
+        "skipped": _skipped(shards),
+    }
 
 
 def _skipped(shards: Sequence[str]) -> dict[str, int]:
@@ -69,9 +87,20 @@ def _skipped(shards: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def predict_twins(model_spec: dict[str, Any], prompts: Sequence[str], checkpoint: str | None,
-                  dataset_spec: dict[str, Any], split: str, shards: Sequence[str], settings: dict[str, Any], out: str,
-                  device: str, batch_size: int, config_hash: str, keys: dict[str, str]) -> dict[str, Any]:
+def predict_twins(
+    model_spec: dict[str, Any],
+    prompts: Sequence[str],
+    checkpoint: str | None,
+    dataset_spec: dict[str, Any],
+    split: str,
+    shards: Sequence[str],
+    settings: dict[str, Any],
+    out: str,
+    device: str,
+    batch_size: int,
+    config_hash: str,
+    keys: dict[str, str],
+) -> dict[str, Any]:
     """The twins job: the method's classifier on the group's twins, into one twins file; returns its counts."""
     from vlm_rationality.data.base import build_dataset
     from vlm_rationality.device import resolve_device
@@ -80,12 +109,30 @@ def predict_twins(model_spec: dict[str, Any], prompts: Sequence[str], checkpoint
     dev = resolve_device(device)
     classifier = method_classifier(model_spec, prompts, checkpoint).to(dev).eval()
     classify = lambda images: classifier(classifier.model.preprocess(images.to(dev)))  # noqa: E731
-    found = twin_predictions(classify, build_dataset(dataset_spec), split, shards, int(settings["backgrounds"]),
-                             int(settings["seed"]), batch_size)
+    found = twin_predictions(
+        classify,
+        build_dataset(dataset_spec),
+        split,
+        shards,
+        int(settings["backgrounds"]),
+        int(settings["seed"]),
+        batch_size,
+    )
     meta = {"keys": keys, "source_shards": list(shards), "skipped": found["skipped"], "settings": settings}
-    write_twins(out, sample_ids=found["sample_id"], labels=found["label"], preds=found["pred"],
-                twin_preds=found["twin_pred"], same_class=found["same_class"], alone_preds=found["alone_pred"],
-                config_hash=config_hash, meta=meta)
+    write_twins(
+        out,
+        sample_ids=found["sample_id"],
+        labels=found["label"],
+        preds=found["pred"],
+        twin_preds=found["twin_pred"],
+        same_class=found["same_class"],
+        alone_preds=found["alone_pred"],
+        config_hash=config_hash,
+        meta=meta,
+    )
     predicted = found["pred"] != NO_PREDICTION
-    return {"n": len(found["sample_id"]), "twins": int(found["twin_pred"].shape[1]),
-            "accuracy": float((found["pred"] == found["label"])[predicted].mean()) if predicted.any() else float("nan")}
+    return {
+        "n": len(found["sample_id"]),
+        "twins": int(found["twin_pred"].shape[1]),
+        "accuracy": float((found["pred"] == found["label"])[predicted].mean()) if predicted.any() else float("nan"),
+    }

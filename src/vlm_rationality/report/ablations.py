@@ -32,8 +32,13 @@ def _setting(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def blocks(rows: Sequence[Row], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
-           heatmap_methods: Sequence[str]) -> list[Block]:
+def blocks(
+    rows: Sequence[Row],
+    methods: Sequence[str],
+    models: Sequence[str],
+    datasets: Sequence[str],
+    heatmap_methods: Sequence[str],
+) -> list[Block]:
     index = {(r["dataset"], r["model"], r["shift"], r["method"], r["heatmap_method"]): r for r in rows}
     sweep_of = {r["method"]: r.get("sweep_of") for r in rows}
     swept = list(dict.fromkeys(sweep_of[m] for m in methods if sweep_of.get(m)))
@@ -52,24 +57,39 @@ def blocks(rows: Sequence[Row], methods: Sequence[str], models: Sequence[str], d
                     out.append(Block(f"{where}: fine-tuning family", "family", ("method",), tuple(family)))
                 for base in swept:
                     variants = [m for m in methods if sweep_of.get(m) == base and row(m)]
-                    keys = [k[len("setting_"):] for k in row(variants[0]) if k.startswith("setting_")] if variants else []
+                    keys = (
+                        [k[len("setting_") :] for k in row(variants[0]) if k.startswith("setting_")] if variants else []
+                    )
                     keys = [k for k in keys if any(row(m).get(f"setting_{k}") is not None for m in variants)]
-                    cells = [((display_name(base), *(_setting(row(m)[f"setting_{k}"]) for k in keys)), row(m)) for m in variants]
+                    cells = [
+                        ((display_name(base), *(_setting(row(m)[f"setting_{k}"]) for k in keys)), row(m))
+                        for m in variants
+                    ]
                     if cells:
                         out.append(Block(f"{where}: {base} sweep", base, ("method", *keys), tuple(cells)))
                 if len(heatmap_methods) > 1:
                     cells = [((display_name(m), h), row(m, h)) for m in methods for h in heatmap_methods if row(m, h)]
-                    out.append(Block(f"{where}: explanation method", "heatmap", ("method", "heatmap method"), tuple(cells)))
+                    out.append(
+                        Block(f"{where}: explanation method", "heatmap", ("method", "heatmap method"), tuple(cells))
+                    )
     return out
 
 
 def markdown(found: Sequence[Block], threshold: float) -> str:
-    lines = ["# Ablations", "",
-             f"Accuracy, PT and IR in % (95% bootstrap intervals); valid evidence means RMA ≥ {threshold}. Swept settings",
-             "are the columns of their method's block (`methods.<name>: {lr: [...]}` in the config).", ""]
+    lines = [
+        "# Ablations",
+        "",
+        f"Accuracy, PT and IR in % (95% bootstrap intervals); valid evidence means RMA ≥ {threshold}. Swept settings",
+        "are the columns of their method's block (`methods.<name>: {lr: [...]}` in the config).",
+        "",
+    ]
     for block in found:
-        lines += [f"## {block.title}", "", "| " + " | ".join([*block.labels, *(t for _, t in ABLATION_COLUMNS)]) + " |",
-                  "|" + "---|" * (len(block.labels) + len(ABLATION_COLUMNS))]
+        lines += [
+            f"## {block.title}",
+            "",
+            "| " + " | ".join([*block.labels, *(t for _, t in ABLATION_COLUMNS)]) + " |",
+            "|" + "---|" * (len(block.labels) + len(ABLATION_COLUMNS)),
+        ]
         for labels, row in block.rows:
             lines.append("| " + " | ".join([*labels, *(_cell(row, m) for m, _ in ABLATION_COLUMNS)]) + " |")
         lines.append("")
@@ -79,19 +99,37 @@ def markdown(found: Sequence[Block], threshold: float) -> str:
 def latex(found: Sequence[Block], threshold: float) -> str:
     out = [f"% Ablations (vlm-rationality). Values in %; valid evidence means RMA >= {threshold}. Needs booktabs.", ""]
     for block in found:
-        out += ["\\begin{table}[t]", "\\centering", f"\\caption{{{_tex(block.title)}.}}",
-                "\\begin{tabular}{" + "l" * len(block.labels) + "r" * len(ABLATION_COLUMNS) + "}", "\\toprule",
-                " & ".join([*(_tex(label) for label in block.labels), *(t for _, t in ABLATION_COLUMNS)]) + " \\\\",
-                "\\midrule"]
+        out += [
+            "\\begin{table}[t]",
+            "\\centering",
+            f"\\caption{{{_tex(block.title)}.}}",
+            "\\begin{tabular}{" + "l" * len(block.labels) + "r" * len(ABLATION_COLUMNS) + "}",
+            "\\toprule",
+            " & ".join([*(_tex(label) for label in block.labels), *(t for _, t in ABLATION_COLUMNS)]) + " \\\\",
+            "\\midrule",
+        ]
         for labels, row in block.rows:
-            out.append(" & ".join([*(_tex(label) for label in labels), *(_cell(row, m) for m, _ in ABLATION_COLUMNS)])
-                       + " \\\\")
+            out.append(
+                " & ".join([*(_tex(label) for label in labels), *(_cell(row, m) for m, _ in ABLATION_COLUMNS)])
+                + " \\\\"
+            )
         out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(out).replace("–", "--")
 
 
-CSV_COLUMNS = ("dataset", "model", "shift", "axis", "method", "heatmap_method", "settings", "metric", "value", "ci_low",
-               "ci_high")
+CSV_COLUMNS = (
+    "dataset",
+    "model",
+    "shift",
+    "axis",
+    "method",
+    "heatmap_method",
+    "settings",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+)
 
 
 def csv_rows(found: Sequence[Block]) -> list[Row]:
@@ -99,11 +137,26 @@ def csv_rows(found: Sequence[Block]) -> list[Row]:
     out = []
     for block in found:
         for labels, row in block.rows:
-            settings = ";".join(f"{k}={v}" for k, v in zip(block.labels[1:], labels[1:])) if block.axis not in (
-                "family", "heatmap") else ""
+            settings = (
+                ";".join(f"{k}={v}" for k, v in zip(block.labels[1:], labels[1:]))
+                if block.axis not in ("family", "heatmap")
+                else ""
+            )
             for metric, _ in ABLATION_COLUMNS:
-                out.append({"dataset": row["dataset"], "model": row["model"], "shift": row["shift"], "axis": block.axis,
-                            "method": row["method"], "heatmap_method": row["heatmap_method"], "settings": settings,
-                            "metric": metric, **{k: _round(row[f"{metric}{s}"]) for k, s in (
-                                ("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}})
+                out.append(
+                    {
+                        "dataset": row["dataset"],
+                        "model": row["model"],
+                        "shift": row["shift"],
+                        "axis": block.axis,
+                        "method": row["method"],
+                        "heatmap_method": row["heatmap_method"],
+                        "settings": settings,
+                        "metric": metric,
+                        **{
+                            k: _round(row[f"{metric}{s}"])
+                            for k, s in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))
+                        },
+                    }
+                )
     return out

@@ -31,15 +31,27 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
 
 
 def pt_ir_figure(
-    rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
-    heatmap_methods: Sequence[str], path: str | os.PathLike, shift: str = "clean",
+    rows: Sequence[dict[str, Any]],
+    methods: Sequence[str],
+    models: Sequence[str],
+    datasets: Sequence[str],
+    heatmap_methods: Sequence[str],
+    path: str | os.PathLike,
+    shift: str = "clean",
 ) -> None:
     groups = [(m, model) for m in methods for model in models]
     # Panels widen with the bars (sweep variants have long names, drawn slanted) and the legend sits above them.
     long_names = max((len(m) for m in methods), default=0) > 6
-    fig, axes = plt.subplots(len(heatmap_methods), len(datasets), squeeze=False, sharey=True,
-                             figsize=(max(4.2, 0.55 * len(groups) + 1) * len(datasets),
-                                      (3.4 + (0.9 if long_names else 0)) * len(heatmap_methods) + 0.4))
+    fig, axes = plt.subplots(
+        len(heatmap_methods),
+        len(datasets),
+        squeeze=False,
+        sharey=True,
+        figsize=(
+            max(4.2, 0.55 * len(groups) + 1) * len(datasets),
+            (3.4 + (0.9 if long_names else 0)) * len(heatmap_methods) + 0.4,
+        ),
+    )
     index = _by_key(rows, shift)
     width = 0.8 / len(METRICS)
     for heatmap, panels in zip(heatmap_methods, axes):
@@ -60,8 +72,13 @@ def pt_ir_figure(
                     ax.text(i, 0.5, mark, rotation=90, ha="center", va="center", color="crimson", fontsize="small")
                     ax.set_xlim(-0.6, len(groups) - 0.4)
             names = [display_name(m) if len(models) == 1 else f"{display_name(m)}\n{model}" for m, model in groups]
-            ax.set_xticks(np.arange(len(groups)), names, rotation=35 if long_names else 0,
-                          ha="right" if long_names else "center", fontsize="small" if long_names else None)
+            ax.set_xticks(
+                np.arange(len(groups)),
+                names,
+                rotation=35 if long_names else 0,
+                ha="right" if long_names else "center",
+                fontsize="small" if long_names else None,
+            )
             ax.set_title(f"{dataset} ({heatmap})")
             ax.set_ylim(0, 1)
             ax.grid(axis="y", alpha=0.3)
@@ -73,25 +90,37 @@ def pt_ir_figure(
 
 
 def rho_figure(
-    rows: Sequence[dict[str, Any]], rhos: dict[str, float], methods: Sequence[str], models: Sequence[str],
-    heatmap_methods: Sequence[str], path: str | os.PathLike, shift: str = "clean",
+    rows: Sequence[dict[str, Any]],
+    rhos: dict[str, float],
+    methods: Sequence[str],
+    models: Sequence[str],
+    heatmap_methods: Sequence[str],
+    path: str | os.PathLike,
+    shift: str = "clean",
 ) -> None:
     """Accuracy, PT and IR against the training split's spurious strength rho, one line per (method, model) with
     its 95% interval as a band: the synthetic benchmark's calibration curve (a row of panels per heatmap method)."""
     datasets = sorted(rhos, key=rhos.get)
     x = np.array([rhos[d] for d in datasets])
-    fig, axes = plt.subplots(len(heatmap_methods), len(METRICS), figsize=(4.2 * len(METRICS), 3.4 * len(heatmap_methods)),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(heatmap_methods),
+        len(METRICS),
+        figsize=(4.2 * len(METRICS), 3.4 * len(heatmap_methods)),
+        squeeze=False,
+        sharey=True,
+    )
     index = _by_key(rows, shift)
     for heatmap, panels in zip(heatmap_methods, axes):
         for ax, (metric, label) in zip(panels, METRICS):
             for method in methods:
                 for model in models:
                     found = [index.get((heatmap, d, method, model), {}) for d in datasets]
-                    value, low, high = (np.array([r.get(f"{metric}{s}", np.nan) for r in found], dtype=float)
-                                        for s in ("", "_ci_low", "_ci_high"))
+                    value, low, high = (
+                        np.array([r.get(f"{metric}{s}", np.nan) for r in found], dtype=float)
+                        for s in ("", "_ci_low", "_ci_high")
+                    )
                     name = display_name(method) if len(models) == 1 else f"{display_name(method)} {model}"
-                    line, = ax.plot(x, value, marker="o", label=name)
+                    (line,) = ax.plot(x, value, marker="o", label=name)
                     ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
             ax.set_title(f"{label} ({heatmap})")
             ax.set_xlabel("rho of the training split")
@@ -99,14 +128,21 @@ def rho_figure(
             ax.grid(alpha=0.3)
         panels[0].set_ylabel(f"value on the test split (shift: {shift})")
     axes[0][-1].legend(loc="lower left", fontsize="small")
-    fig.suptitle("Test split: background independent of the class. Training split: the class's own background with "
-                 "probability rho, else a random one", fontsize="medium")
+    fig.suptitle(
+        "Test split: background independent of the class. Training split: the class's own background with "
+        "probability rho, else a random one",
+        fontsize="medium",
+    )
     fig.tight_layout()
     save_figure(fig, path)
 
 
 def shift_figure(
-    rows: Sequence[dict[str, Any]], dataset: str, model: str, heatmap: str, methods: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    dataset: str,
+    model: str,
+    heatmap: str,
+    methods: Sequence[str],
     path: str | os.PathLike,
 ) -> None:
     """The paper's Figures 4–5: PT, IR and accuracy against corruption severity (0 = clean), one row of panels per
@@ -123,8 +159,13 @@ def shift_figure(
     if not by_corruption:
         raise ValueError(f"{dataset}/{model}/{heatmap}: no corrupted shift in the metrics; add shifts to the config")
     corruptions = sorted(by_corruption)
-    fig, axes = plt.subplots(len(corruptions), len(METRICS), figsize=(4.0 * len(METRICS), 2.8 * len(corruptions) + 0.5),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(corruptions),
+        len(METRICS),
+        figsize=(4.0 * len(METRICS), 2.8 * len(corruptions) + 0.5),
+        squeeze=False,
+        sharey=True,
+    )
     for corruption, panels in zip(corruptions, axes):
         for ax, (metric, label) in zip(panels, METRICS):
             for method in methods:
@@ -134,9 +175,11 @@ def shift_figure(
                 if method in clean:
                     points[0] = clean[method]
                 severity = sorted(points)
-                value, low, high = (np.array([points[s][f"{metric}{k}"] for s in severity], dtype=float)
-                                    for k in ("", "_ci_low", "_ci_high"))
-                line, = ax.plot(severity, value, marker="o", label=display_name(method))
+                value, low, high = (
+                    np.array([points[s][f"{metric}{k}"] for s in severity], dtype=float)
+                    for k in ("", "_ci_low", "_ci_high")
+                )
+                (line,) = ax.plot(severity, value, marker="o", label=display_name(method))
                 ax.fill_between(severity, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
             ax.set_title(f"{label} · {corruption}", fontsize="medium")
             ax.set_xticks(range(6))

@@ -48,7 +48,9 @@ def read_method_heatmaps(paths: Sequence[str | os.PathLike]) -> dict[str, Method
         entry = found.setdefault(method, MethodHeatmaps({}, tuple(meta["grid_size"]), meta["keys"]["shift"]))
         grids = np.asarray(table.column("heatmap").combine_chunks().flatten(), np.float32).reshape(table.num_rows, -1)
         rma = table.column("rma").to_numpy(zero_copy_only=False)
-        for k, (sample, label, pred) in enumerate(zip(*(table.column(c).to_pylist() for c in ("sample_id", "label", "pred")))):
+        for k, (sample, label, pred) in enumerate(
+            zip(*(table.column(c).to_pylist() for c in ("sample_id", "label", "pred")))
+        ):
             entry.rows[sample] = (label, pred, float(rma[k]) if rma[k] is not None else float("nan"), grids[k])
     return found
 
@@ -76,8 +78,10 @@ def read_samples(shards: Sequence[str | os.PathLike], wanted: set[str]) -> dict[
                     found[sample] = (batch["image"][k], mask)
     missing = wanted - found.keys()
     if missing:
-        raise ValueError(f"{len(missing)} gallery samples (e.g. {sorted(missing)[0]}) are in no prepared shard of "
-                         f"{', '.join(map(str, shards))}; rerun the prepare and explain stages")
+        raise ValueError(
+            f"{len(missing)} gallery samples (e.g. {sorted(missing)[0]}) are in no prepared shard of "
+            f"{', '.join(map(str, shards))}; rerun the prepare and explain stages"
+        )
     return found
 
 
@@ -99,7 +103,9 @@ def right_wrong_reason(heatmaps: MethodHeatmaps, threshold: float, count: int, s
     return draw({s for s in heatmaps.right() & heatmaps.defined() if heatmaps.rows[s][2] < threshold}, count, seed)
 
 
-def _panel(ax, image: np.ndarray, mask: np.ndarray, heat: np.ndarray | None, text: str, threshold: float, rma: float) -> None:
+def _panel(
+    ax, image: np.ndarray, mask: np.ndarray, heat: np.ndarray | None, text: str, threshold: float, rma: float
+) -> None:
     ax.imshow(image, interpolation="nearest")
     if heat is not None:
         ax.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="nearest")
@@ -120,8 +126,14 @@ def _empty(path: str | os.PathLike, message: str) -> None:
 
 
 def all_right_figure(
-    heatmaps: dict[str, MethodHeatmaps], samples: dict[str, tuple[np.ndarray, np.ndarray]], chosen: Sequence[str],
-    methods: Sequence[str], class_names: Sequence[str], threshold: float, title: str, path: str | os.PathLike,
+    heatmaps: dict[str, MethodHeatmaps],
+    samples: dict[str, tuple[np.ndarray, np.ndarray]],
+    chosen: Sequence[str],
+    methods: Sequence[str],
+    class_names: Sequence[str],
+    threshold: float,
+    title: str,
+    path: str | os.PathLike,
 ) -> None:
     """One row per sample: the image with the object outlined, then each method's heatmap with its RMA."""
     if not chosen:
@@ -133,21 +145,30 @@ def all_right_figure(
         image, mask = samples[sample]
         label = heatmaps[methods[0]].rows[sample][0]
         _panel(row[0], image, mask, None, "", threshold, float("nan"))
-        row[0].set_ylabel(f"{sample.rsplit('/', 1)[-1]}\n{class_names[label]}", fontsize="x-small")  # a path's file name
+        row[0].set_ylabel(
+            f"{sample.rsplit('/', 1)[-1]}\n{class_names[label]}", fontsize="x-small"
+        )  # a path's file name
         for ax, method in zip(row[1:], methods):
             _, _, rma, grid = heatmaps[method].rows[sample]
             heat = heatmap_view(grid, heatmaps[method].grid_size, image.shape[:2])
             _panel(ax, image, mask, heat, f"RMA {rma:.2f}", threshold, rma)
     for ax, name in zip(axes[0], ["image + object", *(display_name(m) for m in methods)]):
         ax.set_title(name, fontsize="small")
-    fig.suptitle(f"{title}\nsamples every method got right (RMA green if ≥ {threshold}, red if below)", fontsize="small")
+    fig.suptitle(
+        f"{title}\nsamples every method got right (RMA green if ≥ {threshold}, red if below)", fontsize="small"
+    )
     fig.tight_layout()
     save_figure(fig, path)
 
 
 def rw_figure(
-    heatmaps: dict[str, MethodHeatmaps], samples: dict[str, tuple[np.ndarray, np.ndarray]],
-    chosen: dict[str, list[str]], methods: Sequence[str], class_names: Sequence[str], threshold: float, title: str,
+    heatmaps: dict[str, MethodHeatmaps],
+    samples: dict[str, tuple[np.ndarray, np.ndarray]],
+    chosen: dict[str, list[str]],
+    methods: Sequence[str],
+    class_names: Sequence[str],
+    threshold: float,
+    title: str,
     path: str | os.PathLike,
 ) -> None:
     """One row per method: samples it predicted correctly with RMA below the threshold (RW)."""
@@ -155,7 +176,9 @@ def rw_figure(
     if width == 0:
         _empty(path, f"{title}: no method has a right-for-the-wrong-reason (RW) sample")
         return
-    fig, axes = plt.subplots(len(methods), width, figsize=(max(1.9 * width, 6.5), 2.1 * len(methods) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        len(methods), width, figsize=(max(1.9 * width, 6.5), 2.1 * len(methods) + 0.6), squeeze=False
+    )
     for row, method in zip(axes, methods):
         for k, ax in enumerate(row):
             if k >= len(chosen[method]):
@@ -173,9 +196,16 @@ def rw_figure(
 
 
 def galleries(
-    heatmap_paths: Sequence[str | os.PathLike], shards: Sequence[str | os.PathLike], methods: Sequence[str],
-    class_names: Sequence[str], threshold: float, count: int, seed: int, title: str,
-    all_right_path: str | os.PathLike, rw_path: str | os.PathLike,
+    heatmap_paths: Sequence[str | os.PathLike],
+    shards: Sequence[str | os.PathLike],
+    methods: Sequence[str],
+    class_names: Sequence[str],
+    threshold: float,
+    count: int,
+    seed: int,
+    title: str,
+    all_right_path: str | os.PathLike,
+    rw_path: str | os.PathLike,
 ) -> dict[str, object]:
     """Both galleries of one (dataset, model, heatmap method); returns what was drawn, for the log."""
     heatmaps = read_method_heatmaps(heatmap_paths)
@@ -197,7 +227,9 @@ def galleries(
 
 
 def render_sample(
-    heatmap_path: str | os.PathLike, sample: str, png: str | os.PathLike,
+    heatmap_path: str | os.PathLike,
+    sample: str,
+    png: str | os.PathLike,
     prepared: Sequence[str | os.PathLike] | None = None,
 ) -> str:
     """One sample of a heatmap file drawn as the gallery draws it (the image under the file's shift, the object
@@ -211,8 +243,10 @@ def render_sample(
     shards = list(prepared or meta["source_shards"])
     absent = [str(p) for p in shards if not os.path.exists(p)]
     if absent:
-        raise SystemExit(f"{heatmap_path}: prepared shard(s) {', '.join(absent)} not found; run from the workflow "
-                         "directory or name them with --prepared")
+        raise SystemExit(
+            f"{heatmap_path}: prepared shard(s) {', '.join(absent)} not found; run from the workflow "
+            "directory or name them with --prepared"
+        )
     row = table.slice(ids.index(sample), 1).to_pylist()[0]
     image, mask = read_samples(shards, {sample})[sample]
     image = apply_shift(image[None], [sample], shift_to_apply(shards, meta["keys"]["shift"]))[0]
@@ -222,8 +256,11 @@ def render_sample(
     fig, axes = plt.subplots(1, 2, figsize=(5.2, 3.0))
     _panel(axes[0], image, mask, None, f"label {row['label']}, predicted {row['pred']}", 0.5, float("nan"))
     _panel(axes[1], image, mask, heat, f"RMA {rma:.3f}", 0.5, float("nan"))
-    fig.suptitle(f"{sample} · {keys['dataset']} · {keys['shift']} · {keys['model']} · {keys['method']} · "
-                 f"{keys['heatmap_method']}", fontsize="small")
+    fig.suptitle(
+        f"{sample} · {keys['dataset']} · {keys['shift']} · {keys['model']} · {keys['method']} · "
+        f"{keys['heatmap_method']}",
+        fontsize="small",
+    )
     fig.tight_layout()
     save_figure(fig, png)
     return f"wrote {png}: {sample} label {row['label']} pred {row['pred']} RMA {rma:.4f}"

@@ -4,11 +4,10 @@ reliability diagrams."""
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
-
 import os
 from collections import defaultdict
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -19,43 +18,74 @@ from vlm_rationality.report.names import display_name, number
 
 
 def robustness_markdown(rows: Sequence[dict[str, Any]], ood: Sequence[str]) -> str:
-    lines = ["# Robustness: calibration, OOD detection, shape bias", "",
-             "ECE (15 bins, %) and NLL before and after temperature scaling (T fitted on the validation split, applied",
-             "unchanged under every shift); accuracy in %.", "",
-             "| dataset | shift | model | method | accuracy | ECE | ECE (TS) | NLL | NLL (TS) | T |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Robustness: calibration, OOD detection, shape bias",
+        "",
+        "ECE (15 bins, %) and NLL before and after temperature scaling (T fitted on the validation split, applied",
+        "unchanged under every shift); accuracy in %.",
+        "",
+        "| dataset | shift | model | method | accuracy | ECE | ECE (TS) | NLL | NLL (TS) | T |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['shift']} | {r['model']} | {display_name(r['method'])} | "
-                     f"{number(r['accuracy'], True)} | {number(r['ece'], True)} | {number(r['ece_ts'], True)} | "
-                     f"{number(r['nll'])} | {number(r['nll_ts'])} | {number(r['temperature'])} |")
+        lines.append(
+            f"| {r['dataset']} | {r['shift']} | {r['model']} | {display_name(r['method'])} | "
+            f"{number(r['accuracy'], True)} | {number(r['ece'], True)} | {number(r['ece_ts'], True)} | "
+            f"{number(r['nll'])} | {number(r['nll_ts'])} | {number(r['temperature'])} |"
+        )
     clean = [r for r in rows if r["shift"] == "clean"]
     if clean:
-        lines += ["", "## In distribution: the validation split, two-fold cross-fitted temperature scaling", "",
-                  "| dataset | model | method | ECE | ECE (TS) | NLL | NLL (TS) |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## In distribution: the validation split, two-fold cross-fitted temperature scaling",
+            "",
+            "| dataset | model | method | ECE | ECE (TS) | NLL | NLL (TS) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in clean:
-            lines.append(f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {number(r['id_ece'], True)} | "
-                         f"{number(r['id_ece_ts'], True)} | {number(r['id_nll'])} | {number(r['id_nll_ts'])} |")
+            lines.append(
+                f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {number(r['id_ece'], True)} | "
+                f"{number(r['id_ece_ts'], True)} | {number(r['id_nll'])} | {number(r['id_nll_ts'])} |"
+            )
     if ood and clean:
-        lines += ["", "## OOD detection (clean test set = ID, positive): AUROC / FPR@95, %", "",
-                  "| dataset | model | method | OOD set | " + " | ".join(OOD_SCORES) + " |",
-                  "|---|---|---|---|" + "---|" * len(OOD_SCORES)]
+        lines += [
+            "",
+            "## OOD detection (clean test set = ID, positive): AUROC / FPR@95, %",
+            "",
+            "| dataset | model | method | OOD set | " + " | ".join(OOD_SCORES) + " |",
+            "|---|---|---|---|" + "---|" * len(OOD_SCORES),
+        ]
         for r in clean:
             for name in ood:
-                cells = [f"{number(r[f'auroc.{name}.{s}'], True)} / {number(r[f'fpr95.{name}.{s}'], True)}"
-                         for s in OOD_SCORES]
-                lines.append(f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {name} | " + " | ".join(cells) + " |")
+                cells = [
+                    f"{number(r[f'auroc.{name}.{s}'], True)} / {number(r[f'fpr95.{name}.{s}'], True)}"
+                    for s in OOD_SCORES
+                ]
+                lines.append(
+                    f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {name} | "
+                    + " | ".join(cells)
+                    + " |"
+                )
     if any("shape_bias" in r for r in clean):
-        lines += ["", "## Shape bias on cue-conflict images (shape / (shape + texture) decisions, %)", "",
-                  "| dataset | model | method | shape bias | shape | texture |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Shape bias on cue-conflict images (shape / (shape + texture) decisions, %)",
+            "",
+            "| dataset | model | method | shape bias | shape | texture |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in clean:
             if "shape_bias" in r:
-                lines.append(f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {number(r['shape_bias'], True)} "
-                             f"| {r['shape_decisions']} | {r['texture_decisions']} |")
+                lines.append(
+                    f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {number(r['shape_bias'], True)} "
+                    f"| {r['shape_decisions']} | {r['texture_decisions']} |"
+                )
     return "\n".join(lines) + "\n"
 
 
-def reliability_figures(predictions: Sequence[Predictions], rows: Sequence[dict[str, Any]], validation: str,
-                        folder: str | os.PathLike) -> list[Path]:
+def reliability_figures(
+    predictions: Sequence[Predictions], rows: Sequence[dict[str, Any]], validation: str, folder: str | os.PathLike
+) -> list[Path]:
     """`folder/<dataset>/<model>.png`: accuracy against confidence on the clean test split, a line per method,
     before and after temperature scaling (the T of the robustness rows), the diagonal being perfect calibration."""
     fitted = {(r["dataset"], r["model"], r["method"]): r["temperature"] for r in rows if r["shift"] == "clean"}

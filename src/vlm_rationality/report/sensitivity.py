@@ -29,10 +29,12 @@ def sensitivity_table(
 ) -> pa.Table:
     """`score`: this project's score settings (threshold, bootstrap_iterations, seed, undefined_rma); `switches`:
     name -> {official, here, score: overrides} as protocol.SWITCHES states them."""
+
     def scored(paths: Sequence[str | os.PathLike], overrides: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
         settings = {**score, **overrides}
-        table = score_table(paths, settings["threshold"], settings["bootstrap_iterations"], settings["seed"],
-                            settings["undefined_rma"])
+        table = score_table(
+            paths, settings["threshold"], settings["bootstrap_iterations"], settings["seed"], settings["undefined_rma"]
+        )
         return {_key(row): row for row in table.to_pylist()}
 
     every = scored(heatmap_paths, {})
@@ -41,7 +43,9 @@ def sensitivity_table(
     for name, switch in switches.items():
         official = scored(heatmap_paths, switch["score"]) if switch["score"] else every
         for key, base in sorted(here.items()):
-            other = official.get(key) if switch["score"] else every.get(_key(base, f"{base['method']}{SEPARATOR}{name}"))
+            other = (
+                official.get(key) if switch["score"] else every.get(_key(base, f"{base['method']}{SEPARATOR}{name}"))
+            )
             if other is None:
                 continue  # the switch does not apply to this method
             row = {k: base[k] for k in KEYS}
@@ -62,10 +66,16 @@ def _points(value: float, signed: bool = False) -> str:
     return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
 
 
-def sensitivity_markdown(rows: Sequence[dict[str, Any]], switches: dict[str, dict[str, Any]], not_run: dict[str, str]) -> str:
+def sensitivity_markdown(
+    rows: Sequence[dict[str, Any]], switches: dict[str, dict[str, Any]], not_run: dict[str, str]
+) -> str:
     """One table per switch: here → official for accuracy, PT and IR (%), and the move in points."""
-    lines = ["# Protocol sensitivity: this project's protocol vs the official code's, one choice at a time", "",
-             "Each row changes only the named choice; Δ is official − here, in percentage points.", ""]
+    lines = [
+        "# Protocol sensitivity: this project's protocol vs the official code's, one choice at a time",
+        "",
+        "Each row changes only the named choice; Δ is official − here, in percentage points.",
+        "",
+    ]
     for name, switch in switches.items():
         chosen = [r for r in rows if r["switch"] == name]
         lines += [f"## {name}: {switch['here']} → {switch['official']}", ""]
@@ -75,8 +85,12 @@ def sensitivity_markdown(rows: Sequence[dict[str, Any]], switches: dict[str, dic
         header = " | ".join(f"{label} here | {label} official | Δ {label}" for _, label in METRICS)
         lines += [f"| dataset | model | method | heatmap | n | {header} |", "|---|---|---|---|---|" + "---|" * 9]
         for r in chosen:
-            cells = " | ".join(f"{_points(r[f'{m}_here'])} | {_points(r[f'{m}_official'])} | {_points(r[f'{m}_delta'], True)}"
-                               for m, _ in METRICS)
-            lines.append(f"| {r['dataset']} | {r['model']} | {r['method']} | {r['heatmap_method']} | {r['n']} | {cells} |")
+            cells = " | ".join(
+                f"{_points(r[f'{m}_here'])} | {_points(r[f'{m}_official'])} | {_points(r[f'{m}_delta'], True)}"
+                for m, _ in METRICS
+            )
+            lines.append(
+                f"| {r['dataset']} | {r['model']} | {r['method']} | {r['heatmap_method']} | {r['n']} | {cells} |"
+            )
         lines.append("")
     return "\n".join(lines)

@@ -72,7 +72,11 @@ def _shifts(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _block(
-    rows: Sequence[dict[str, Any]], metric: str, methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    metric: str,
+    methods: Sequence[str],
+    models: Sequence[str],
+    datasets: Sequence[str],
 ) -> list[tuple[str, str, list[dict[str, Any] | None], float]]:
     """One metric's rows of Table 2: (method, model, a row per dataset or None, average), skipping absent pairs."""
     index = {(r["method"], r["model"], r["dataset"]): r for r in rows}
@@ -98,14 +102,20 @@ def markdown_table(
     chosen = [r for r in rows if r["shift"] == shift]
     lines = [f"### Shift: {shift}", ""]
     for metric, title in blocks(chosen):
-        lines += [f"#### {title}", "", "| method | model | " + " | ".join(datasets) + " | average |",
-                  "|---|---|" + "---|" * (len(datasets) + 1)]
+        lines += [
+            f"#### {title}",
+            "",
+            "| method | model | " + " | ".join(datasets) + " | average |",
+            "|---|---|" + "---|" * (len(datasets) + 1),
+        ]
         table = _block(chosen, metric, methods, models, datasets)
         best, _ = _ranked([a for *_, a in table])
         for method, model, cells, average in table:
             shown = _percent(average)
             shown = f"**{shown}**" if average == best else shown
-            lines.append(f"| {display_name(method)} | {model} | " + " | ".join(_cell(c, metric) for c in cells) + f" | {shown} |")
+            lines.append(
+                f"| {display_name(method)} | {model} | " + " | ".join(_cell(c, metric) for c in cells) + f" | {shown} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -116,29 +126,42 @@ def _tex(text: str) -> str:
 
 
 def latex_tables(
-    rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    methods: Sequence[str],
+    models: Sequence[str],
+    datasets: Sequence[str],
     heatmap_methods: Sequence[str],
 ) -> str:
     """Table 2 as booktabs LaTeX, one tabular per (heatmap method, shift): a block per metric, the best average
     in bold and the second underlined, as in the paper. Needs \\usepackage{booktabs}."""
     threshold = rows[0]["threshold"] if rows else 0.5
-    out = ["% Table 2 (vlm-rationality). Values in %; valid evidence means RMA >= " f"{threshold}. Needs booktabs.", ""]
+    out = [f"% Table 2 (vlm-rationality). Values in %; valid evidence means RMA >= {threshold}. Needs booktabs.", ""]
     width = 2 + len(datasets) + 1
     for heatmap in heatmap_methods:
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
         for shift in _shifts(chosen):
             at_shift = [r for r in chosen if r["shift"] == shift]
-            out += ["\\begin{table}[t]", "\\centering",
-                    f"\\caption{{PT, IR and accuracy (\\%), heatmap method {_tex(heatmap)}, shift {_tex(shift)}.}}",
-                    "\\begin{tabular}{ll" + "r" * (len(datasets) + 1) + "}", "\\toprule",
-                    "Method & Model & " + " & ".join(_tex(d) for d in datasets) + " & Avg. \\\\"]
+            out += [
+                "\\begin{table}[t]",
+                "\\centering",
+                f"\\caption{{PT, IR and accuracy (\\%), heatmap method {_tex(heatmap)}, shift {_tex(shift)}.}}",
+                "\\begin{tabular}{ll" + "r" * (len(datasets) + 1) + "}",
+                "\\toprule",
+                "Method & Model & " + " & ".join(_tex(d) for d in datasets) + " & Avg. \\\\",
+            ]
             for metric, title in blocks(at_shift):
                 out += ["\\midrule", f"\\multicolumn{{{width}}}{{l}}{{\\emph{{{_tex(title)}}}}} \\\\"]
                 table = _block(at_shift, metric, methods, models, datasets)
                 best, second = _ranked([a for *_, a in table])
                 for method, model, cells, average in table:
                     shown = _percent(average)
-                    shown = f"\\textbf{{{shown}}}" if average == best else f"\\underline{{{shown}}}" if average == second else shown
+                    shown = (
+                        f"\\textbf{{{shown}}}"
+                        if average == best
+                        else f"\\underline{{{shown}}}"
+                        if average == second
+                        else shown
+                    )
                     values = [_marked(c, _percent(_value(c, metric))) for c in cells]
                     out.append(" & ".join([_tex(display_name(method)), _tex(model), *values, shown]) + " \\\\")
             out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
@@ -146,18 +169,25 @@ def latex_tables(
 
 
 def html_tables(
-    rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    methods: Sequence[str],
+    models: Sequence[str],
+    datasets: Sequence[str],
     heatmap_methods: Sequence[str],
 ) -> str:
     """Table 2 as one self-contained HTML page (what `snakemake --report` shows inline): the Markdown's cells."""
     threshold = rows[0]["threshold"] if rows else 0.5
-    out = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8"><title>Table 2: PT and IR</title><style>',
-           "body{font-family:sans-serif;font-size:14px} table{border-collapse:collapse;margin:0 0 1.5em}",
-           "th,td{padding:3px 8px;border-bottom:1px solid #ccc;text-align:right} th:nth-child(-n+2),"
-           "td:nth-child(-n+2){text-align:left} caption{text-align:left;font-weight:bold;padding:4px 0}",
-           "</style></head><body>", "<h1>Right for the right reasons: PT and IR</h1>",
-           f"<p>Values in %, 95% percentile-bootstrap intervals in brackets; valid evidence means RMA &ge; {threshold}; "
-           "the best average in bold.</p>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8"><title>Table 2: PT and IR</title><style>',
+        "body{font-family:sans-serif;font-size:14px} table{border-collapse:collapse;margin:0 0 1.5em}",
+        "th,td{padding:3px 8px;border-bottom:1px solid #ccc;text-align:right} th:nth-child(-n+2),"
+        "td:nth-child(-n+2){text-align:left} caption{text-align:left;font-weight:bold;padding:4px 0}",
+        "</style></head><body>",
+        "<h1>Right for the right reasons: PT and IR</h1>",
+        f"<p>Values in %, 95% percentile-bootstrap intervals in brackets; valid evidence means RMA &ge; {threshold}; "
+        "the best average in bold.</p>",
+    ]
     for heatmap in heatmap_methods:
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
         for shift in _shifts(chosen):
@@ -165,13 +195,20 @@ def html_tables(
             for metric, title in blocks([r for r in chosen if r["shift"] == shift]):
                 table = _block([r for r in chosen if r["shift"] == shift], metric, methods, models, datasets)
                 best, _ = _ranked([a for *_, a in table])
-                out += [f"<table><caption>{html.escape(title)}</caption>", "<tr><th>method</th><th>model</th>"
-                        + "".join(f"<th>{html.escape(d)}</th>" for d in datasets) + "<th>average</th></tr>"]
+                out += [
+                    f"<table><caption>{html.escape(title)}</caption>",
+                    "<tr><th>method</th><th>model</th>"
+                    + "".join(f"<th>{html.escape(d)}</th>" for d in datasets)
+                    + "<th>average</th></tr>",
+                ]
                 for method, model, cells, average in table:
                     shown = _percent(average)
                     shown = f"<b>{shown}</b>" if average == best else shown
-                    out.append(f"<tr><td>{html.escape(display_name(method))}</td><td>{html.escape(model)}</td>"
-                               + "".join(f"<td>{_cell(c, metric)}</td>" for c in cells) + f"<td>{shown}</td></tr>")
+                    out.append(
+                        f"<tr><td>{html.escape(display_name(method))}</td><td>{html.escape(model)}</td>"
+                        + "".join(f"<td>{_cell(c, metric)}</td>" for c in cells)
+                        + f"<td>{shown}</td></tr>"
+                    )
                 out.append("</table>")
     return "\n".join([*out, "</body></html>", ""])
 
@@ -180,7 +217,10 @@ CSV_COLUMNS = ("heatmap_method", "shift", "metric", "method", "model", "dataset"
 
 
 def csv_rows(
-    rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    methods: Sequence[str],
+    models: Sequence[str],
+    datasets: Sequence[str],
     heatmap_methods: Sequence[str],
 ) -> list[dict[str, Any]]:
     """Table 2 in long form (values in %, as in the Markdown): one row per cell, dataset `average` for the
@@ -190,13 +230,31 @@ def csv_rows(
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
         for shift in _shifts(chosen):
             for metric, _ in blocks([r for r in chosen if r["shift"] == shift]):
-                for method, model, cells, average in _block([r for r in chosen if r["shift"] == shift], metric, methods, models, datasets):
-                    keys = {"heatmap_method": heatmap, "shift": shift, "metric": metric, "method": method, "model": model}
+                for method, model, cells, average in _block(
+                    [r for r in chosen if r["shift"] == shift], metric, methods, models, datasets
+                ):
+                    keys = {
+                        "heatmap_method": heatmap,
+                        "shift": shift,
+                        "metric": metric,
+                        "method": method,
+                        "model": model,
+                    }
                     for dataset, cell in zip(datasets, cells):
                         if cell is not None:
-                            out.append({**keys, "dataset": dataset, **{k: _round(_value(cell, f"{metric}{s}")) for k, s in (
-                                ("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))}})
-                    out.append({**keys, "dataset": "average", "value": _round(average), "ci_low": None, "ci_high": None})
+                            out.append(
+                                {
+                                    **keys,
+                                    "dataset": dataset,
+                                    **{
+                                        k: _round(_value(cell, f"{metric}{s}"))
+                                        for k, s in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))
+                                    },
+                                }
+                            )
+                    out.append(
+                        {**keys, "dataset": "average", "value": _round(average), "ci_low": None, "ci_high": None}
+                    )
     return out
 
 
@@ -205,7 +263,10 @@ def _round(value: float) -> float | None:
 
 
 def report_markdown(
-    rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    methods: Sequence[str],
+    models: Sequence[str],
+    datasets: Sequence[str],
     heatmap_methods: Sequence[str],
 ) -> str:
     threshold = rows[0]["threshold"] if rows else 0.5
@@ -226,7 +287,10 @@ def report_markdown(
 
 
 def ablation_markdown(
-    rows: Sequence[dict[str, Any]], methods: Sequence[str], models: Sequence[str], datasets: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    methods: Sequence[str],
+    models: Sequence[str],
+    datasets: Sequence[str],
     heatmap_methods: Sequence[str],
 ) -> str:
     """Accuracy, PT and IR of every heatmap method side by side, per (dataset, model, shift)."""
@@ -242,9 +306,12 @@ def ablation_markdown(
     for dataset in datasets:
         for model in models:
             for shift in _shifts([r for r in rows if (r["dataset"], r["model"]) == (dataset, model)]):
-                lines += [f"## {dataset} · {model} · {shift}", "",
-                          "| method | heatmap method | " + " | ".join(t for _, t in ABLATION_COLUMNS) + " |",
-                          "|---|---|" + "---|" * len(ABLATION_COLUMNS)]
+                lines += [
+                    f"## {dataset} · {model} · {shift}",
+                    "",
+                    "| method | heatmap method | " + " | ".join(t for _, t in ABLATION_COLUMNS) + " |",
+                    "|---|---|" + "---|" * len(ABLATION_COLUMNS),
+                ]
                 for method in methods:
                     for heatmap in heatmap_methods:
                         row = index.get((dataset, model, shift, method, heatmap))
