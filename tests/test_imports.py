@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import vlm_rationality
@@ -72,3 +73,12 @@ def test_an_upward_import_is_found(tmp_path):
         "metrics/x.py -> vlm_rationality.explain.base",
         "metrics/x.py -> vlm_rationality.explain.base.Explanation",
     ]
+
+
+def test_the_architecture_document_names_the_layers_this_test_enforces():
+    text = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text()
+    section = text.split("## Imports run one way", 1)[1].split("\n## ", 1)[0]
+    documented = {}
+    for part, forbidden in re.findall(r"^\| `(\w+)` \| (.+) \|$", section, re.M):
+        documented[part] = STAGES if forbidden == "any stage" else tuple(re.findall(r"`(\w+)`", forbidden))
+    assert documented == FORBIDDEN

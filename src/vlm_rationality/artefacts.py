@@ -10,7 +10,7 @@ name and the hash of the settings that made them (see io.py), and are written at
   bit order), as fixed-size binary columns, so a whole column reads as one contiguous buffer;
 - heatmaps: per sample the label, prediction, float16 logits, the float16 patch-grid heatmap, RMA and why RMA
   is undefined where it is; its (dataset, shift, model, method, heatmap_method), in the metadata and as a column
-  each (so a glob over the files reads as one table: docs in the README);
+  each (so a glob over the files reads as one table: docs/outputs.md);
 - predictions: float32 logits of one (dataset, model, method) on every evaluation set the robustness metrics
   read (the validation split, the test split under each shift, OOD and cue-conflict splits), a `set` column
   naming which; the label (-1 for an OOD sample) and, where the split has one, the background's class; its
