@@ -11,7 +11,7 @@ import numpy as np
 from vlm_rationality.data.twins import Pool, Twins, pasted_twins
 from vlm_rationality.registry import Registry
 
-DATASET_ADAPTERS: Registry[type["Dataset"]] = Registry("dataset adapter")
+DATASET_ADAPTERS: Registry[type["Dataset"]] = Registry("dataset adapter", ("vlm_rationality.data", "DATASET_ADAPTERS"))
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""Heatmap methods behind one contract (base.py); importing this package registers every method file."""
+"""Heatmap methods behind one contract (base.py): each method file registers itself, and the registry imports the
+one a job names (registry.py)."""
 
-from vlm_rationality.explain import chefer, gradcam, rollout  # noqa: F401  (each registers itself)
 from vlm_rationality.explain.base import HEATMAP_METHODS, Explanation, HeatmapMethod, Target
 
 __all__ = ["HEATMAP_METHODS", "Explanation", "HeatmapMethod", "Target"]

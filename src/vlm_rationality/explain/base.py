@@ -113,4 +113,6 @@ class HeatmapMethod(ABC):
         )
 
 
-HEATMAP_METHODS: Registry[type[HeatmapMethod]] = Registry("heatmap method")
+HEATMAP_METHODS: Registry[type[HeatmapMethod]] = Registry(
+    "heatmap method", ("vlm_rationality.explain", "HEATMAP_METHODS")
+)

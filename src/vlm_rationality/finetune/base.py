@@ -15,7 +15,9 @@ from vlm_rationality.models.base import VisionLanguageModel
 from vlm_rationality.models.heads import HeadKind, ImageClassifier
 from vlm_rationality.registry import Registry
 
-FINETUNE_METHODS: Registry[type["Method"]] = Registry("fine-tuning method")
+FINETUNE_METHODS: Registry[type["Method"]] = Registry(
+    "fine-tuning method", ("vlm_rationality.finetune", "FINETUNE_METHODS")
+)
 
 
 class Method(ABC):
