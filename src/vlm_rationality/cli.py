@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vlm_rationality.io import config_hash, parquet_file, read_metadata, reading
+from vlm_rationality.io import config_hash, parquet_file, read_json, read_metadata, reading
 from vlm_rationality.metrics.rationality import UNDEFINED_POLICIES
 
 # The checkout's workflow schema (the package runs from its checkout: pip install -e, or the workflow's PYTHONPATH).
@@ -91,17 +91,10 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     from vlm_rationality.explain.run import explain
-    from vlm_rationality.finetune import FINETUNE_METHODS
 
-    trains = FINETUNE_METHODS.get(args.method["kind"]).trains
-    if trains != bool(args.checkpoint):
-        raise SystemExit(
-            f"explain: method kind {args.method['kind']!r} "
-            + ("needs its fine-tuned --checkpoint" if trains else "trains nothing; give no --checkpoint")
-        )
     args.threads = max(1, args.threads - args.workers) if args.threads else 0  # the rest run the corruption workers
     _threads(args)
-    settings = [args.model, args.method, args.prompts, args.heatmaps, args.keys]
+    settings = [*_classifier_identity(args), args.heatmaps, args.keys]
     summary = explain(
         args.model,
         args.prompts,
@@ -129,7 +122,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         args.out,
         args.device,
         args.batch_size,
-        config_hash([args.model, args.method, args.prompts, args.sets, args.keys]),
+        config_hash([*_classifier_identity(args), args.sets, args.keys]),
         args.keys,
     )
     print(f"{args.out}: {json.dumps(meta['counts'])}")
@@ -150,7 +143,7 @@ def cmd_twins(args: argparse.Namespace) -> None:
         args.out,
         args.device,
         args.batch_size,
-        config_hash([args.model, args.method, args.prompts, args.dataset, args.split, args.settings, args.keys]),
+        config_hash([*_classifier_identity(args), args.dataset, args.split, args.settings, args.keys]),
         args.keys,
     )
     print(f"{args.out}: {json.dumps(summary)}")
@@ -183,6 +176,13 @@ def cmd_validity(args: argparse.Namespace) -> None:
     print(f"{args.parquet}: {len(rows)} rows; signals meeting the goal: {', '.join(meeting) or 'none'}")
 
 
+def _classifier_identity(args: argparse.Namespace) -> list:
+    """What a file made by a classifier's job depends on, for its settings hash: the model, the prompts and the
+    fine-tuning that made the checkpoint (its sidecar's method; none for the model's own weights)."""
+    method = read_json(Path(args.checkpoint).with_suffix(".json"))["method"] if args.checkpoint else None
+    return [args.model, args.prompts, method]
+
+
 def _region_classifier(args: argparse.Namespace):
     """(the method's classifier on its device, the device) for the region stages."""
     from vlm_rationality.device import resolve_device
@@ -208,7 +208,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
         summary,
         clusters,
         args.keys,
-        config_hash([args.model, args.method, args.prompts, args.settings, args.tied, args.keys]),
+        config_hash([*_classifier_identity(args), args.settings, args.tied, args.keys]),
     )
     ranked = sorted(
         (r for r in range(len(regions["rank"])) if regions["rank"][r] >= 0), key=regions["rank"].__getitem__
@@ -246,7 +246,7 @@ def cmd_assign_regions(args: argparse.Namespace) -> None:
         summary,
         ranked,
         args.keys,
-        config_hash([args.model, args.method, args.prompts, args.settings, args.keys]),
+        config_hash([*_classifier_identity(args), args.settings, args.keys]),
     )
     print(f"{args.out}: {json.dumps(summary)}")
 
@@ -477,14 +477,25 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return p
 
+    def classifier(p: argparse.ArgumentParser) -> None:
+        """What every job that loads a classifier takes (explain, predict, twins, discover, assign-regions)."""
+        group = p.add_argument_group("classifier")
+        group.add_argument("--model", type=_json, required=True, help="model config (JSON)")
+        group.add_argument("--prompts", type=_json, required=True, help="class prompts (JSON list)")
+        group.add_argument(
+            "--checkpoint",
+            default=None,
+            help="a fine-tuned classifier (safetensors, its sidecar beside it); without it the model's own weights "
+            "classify with the prompts (zero-shot)",
+        )
+
     def regions_of(p: argparse.ArgumentParser, keys: str) -> None:
-        """What the region stages (discover, assign-regions) share: how regions are drawn, whose classifier."""
+        """What the region stages (discover, assign-regions) share: how regions are drawn."""
         p.add_argument(
             "--settings", type=_json, required=True, help="{background_boxes, box_fraction, grid, seed} (JSON)"
         )
         p.add_argument("--keys", type=_json, required=True, help=f"{keys} names (JSON)")
-        p.add_argument("--checkpoint", default=None, help="the method's fine-tuned checkpoint (not for zs)")
-        p.add_argument("--batch-size", type=int, default=256)
+        p.add_argument("--batch-size", type=int, required=True, help="images through the model at once")
 
     p = stage("items", cmd_items, "list a dataset split once into its item index")
     p.add_argument("--spec", type=_json, required=True, help="dataset config (JSON)")
@@ -520,15 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+")
 
-    def model_method_prompts(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
-        p.add_argument("--method", type=_json, required=True, help="method config (JSON)")
-        p.add_argument("--prompts", type=_json, required=True, help="class prompts (JSON list)")
-
     p = stage(
         "finetune", cmd_finetune, "fine-tune a model with one method; writes a checkpoint and sidecar", device=True
     )
-    model_method_prompts(p)
+    p.add_argument("--model", type=_json, required=True, help="model config (JSON)")
+    p.add_argument("--method", type=_json, required=True, help="method config (JSON)")
+    p.add_argument("--prompts", type=_json, required=True, help="class prompts (JSON list)")
     training_data(p)
     p.add_argument(
         "--processes",
@@ -545,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         "heatmaps, predictions and RMA for a group of prepared shards, into one file",
         device=True,
     )
-    model_method_prompts(p)
+    classifier(p)
     p.add_argument("--heatmaps", type=_json, required=True, help="heatmap settings (JSON)")
     p.add_argument(
         "--workers",
@@ -554,18 +562,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes corrupting the next batches of a shifted job (out of --threads)",
     )
     p.add_argument("--keys", type=_json, required=True, help="dataset/shift/model/method names (JSON)")
-    p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+", help="prepared shards, explained in this order")
 
     p = stage(
         "predict", cmd_predict, "float32 logits of one (dataset, model, method) on the robustness sets", device=True
     )
-    model_method_prompts(p)
+    classifier(p)
     p.add_argument("--sets", type=_json, required=True, help="[{name, shift, shards}] (JSON)")
     p.add_argument("--keys", type=_json, required=True, help="dataset/model/method names (JSON)")
-    p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, required=True, help="images through the model at once")
     p.add_argument("--out", required=True)
 
     p = stage(
@@ -574,13 +580,12 @@ def build_parser() -> argparse.ArgumentParser:
         "one (dataset, model, method) on the counterfactual twins of a group of scored shards: predictions only",
         device=True,
     )
-    model_method_prompts(p)
+    classifier(p)
     p.add_argument("--dataset", type=_json, required=True, help="the dataset config of the scored split (JSON)")
     p.add_argument("--split", required=True, help="the scored split")
     p.add_argument("--settings", type=_json, required=True, help="{backgrounds, seed} (JSON)")
     p.add_argument("--keys", type=_json, required=True, help="dataset/model/method names (JSON)")
-    p.add_argument("--checkpoint", default=None, help="fine-tuned checkpoint (not for zs)")
-    p.add_argument("--batch-size", type=int, default=256, help="images through the model at once")
+    p.add_argument("--batch-size", type=int, required=True, help="images through the model at once")
     p.add_argument("--out", required=True)
     p.add_argument("shards", nargs="+", help="the group's prepared shards (also the pool of other backgrounds)")
 
@@ -604,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage(
         "discover", cmd_discover, "RaVL's Stage 1 for one (dataset, model, method) on the scored split", device=True
     )
-    model_method_prompts(p)
+    classifier(p)
     p.add_argument("--shards", type=_json, required=True, help="the scored split's prepared shards (JSON list)")
     p.add_argument("--tied", type=_json, default=None, help="class -> its tied background (JSON list), if known")
     p.add_argument(
@@ -623,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a training split's regions, each assigned to a discovered cluster (what RaVL's Stage 2 reads)",
         device=True,
     )
-    model_method_prompts(p)
+    classifier(p)
     p.add_argument("--discovery", required=True, help="the discovery regions file of the method being mitigated")
     p.add_argument("--discovered", type=_json, required=True, help="the prepared shards it clustered (JSON list)")
     regions_of(p, "dataset/split/model/method")

@@ -212,6 +212,8 @@ def check_config(config: Config, schema: Schema) -> None:
     errors = _swept_keys(errors, origin)
     if errors:
         raise ConfigError("\n".join(errors))
+    if "discovery" in config:  # the one default that names another key (the schema states it)
+        config["discovery"].setdefault("split", config["eval_split"])
 
 
 def _non_finite(value: Any, path: str = "") -> list[str]:

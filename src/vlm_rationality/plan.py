@@ -46,7 +46,7 @@ def _splits(config: Config, dataset: str) -> set[str]:
     if dataset in settings.robustness_datasets(config):
         splits |= {entry["split"] for entry in settings.prediction_sets(config, dataset)}
     if "discovery" in config:
-        splits.add(config["discovery"].get("split", config["eval_split"]))
+        splits.add(config["discovery"]["split"])
     return splits
 
 
@@ -138,7 +138,7 @@ def plan(config: Config) -> list[Stage]:
                 stage.images += len(config["methods"]) * eval_items * (config["twins"]["backgrounds"] + 2)
             if "discovery" in config:
                 methods = config["discovery"].get("methods") or list(config["methods"])
-                split = config["discovery"].get("split", config["eval_split"])
+                split = config["discovery"]["split"]
                 stage = stages["discover"]
                 stage.jobs += len(methods)
                 stage.images += len(methods) * sizes[dataset, split] * (1 + config["discovery"]["background_boxes"])

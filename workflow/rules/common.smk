@@ -133,6 +133,22 @@ def explain_weights(wildcards):
     return base_inputs(wildcards.model)
 
 
+def classifier_args(wildcards, input):
+    """The CLI arguments of every job that loads a classifier (explain, predict, twins, discover, assign-regions):
+    the model, the class prompts and, for a method that trains, its checkpoint (the rule's `weights` input);
+    without one the model's own weights classify with the prompts. A param, so a changed model or prompt reruns
+    the job; a changed method reruns its fine-tuning, whose new checkpoint reruns the job."""
+    args = [
+        "--model",
+        as_json(model_spec(wildcards.model, wildcards.method)),
+        "--prompts",
+        class_prompts(wildcards.dataset),
+    ]
+    if settings.trains(config, wildcards.method):
+        args += ["--checkpoint", input.weights[0]]
+    return shlex.join(args)
+
+
 def method_entry(method):
     """A configured method's entry, or a protocol variant's (`flcp@rollout_depth`, protocol.py)."""
     return protocol.method_entry(config, method)
@@ -323,7 +339,7 @@ def _job_size(stage, wc):
         )
     if stage in ("discover", "assign_regions"):  # the full images and their regions through the encoder
         regions = 1 + config["discovery"]["background_boxes"]
-        split = config["discovery"].get("split", EVAL) if stage == "discover" else wc.split
+        split = config["discovery"]["split"] if stage == "discover" else wc.split
         return (
             _split_images(wc.dataset, split) * regions,
             config["datasets"][wc.dataset]["image_size"],

@@ -9,7 +9,7 @@ REGION_SETTINGS = as_json(
 
 rule discover:
     input:
-        shards=lambda wc: shard_files(wc.dataset, config["discovery"].get("split", EVAL)),
+        shards=lambda wc: shard_files(wc.dataset, config["discovery"]["split"]),
         weights=explain_weights,
     output:
         regions="results/discovery/{dataset}/{model}/{method}.parquet",
@@ -30,23 +30,20 @@ rule discover:
     resources:
         **sized("discover"),
     params:
-        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
-        method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
-        prompts=lambda wc: class_prompts(wc.dataset),
+        classifier=classifier_args,
         shards=lambda wc, input: as_json(list(input.shards)),
         tied=lambda wc: as_json(settings.tied_backgrounds(config, wc.dataset)),
         labels=lambda wc: as_json(settings.region_names(config, wc.dataset)),
         settings=REGION_SETTINGS,
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
-        checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
-        batch_size=config.get("discovery", {}).get("batch_size", 256),
+        batch_size=lambda wc: config["discovery"]["batch_size"],
         device=config["device"],
-        expect=lambda wc: expected_prepared(wc.dataset, [config["discovery"].get("split", EVAL)]),
+        expect=lambda wc: expected_prepared(wc.dataset, [config["discovery"]["split"]]),
     shell:
-        "python -m vlm_rationality discover --model {params.model:q} --method {params.method:q}"
-        " --prompts {params.prompts:q} --shards {params.shards:q} --tied {params.tied:q} --labels {params.labels:q}"
+        "python -m vlm_rationality discover {params.classifier}"
+        " --shards {params.shards:q} --tied {params.tied:q} --labels {params.labels:q}"
         " --settings {params.settings:q}"
-        " --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size} --device {params.device}"
+        " --keys {params.names:q} --batch-size {params.batch_size} --device {params.device}"
         " --threads {threads} --expect-prepared {params.expect:q} --out {output.regions} --png {output.png} > {log} 2>&1"
 
 
@@ -54,7 +51,7 @@ rule assign_regions:
     input:
         shards=lambda wc: shard_files(wc.dataset, wc.split),
         discovery=rules.discover.output.regions,
-        discovered=lambda wc: shard_files(wc.dataset, config["discovery"].get("split", EVAL)),
+        discovered=lambda wc: shard_files(wc.dataset, config["discovery"]["split"]),
         weights=explain_weights,
     output:
         "results/regions/{dataset}/{split}/{model}/{method}.parquet",
@@ -68,20 +65,17 @@ rule assign_regions:
     resources:
         **sized("assign_regions"),
     params:
-        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
-        method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
-        prompts=lambda wc: class_prompts(wc.dataset),
+        classifier=classifier_args,
         discovered=lambda wc, input: as_json(list(input.discovered)),
         settings=REGION_SETTINGS,
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "split", "model", "method")}),
-        checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
-        batch_size=config.get("discovery", {}).get("batch_size", 256),
+        batch_size=lambda wc: config["discovery"]["batch_size"],
         device=config["device"],
-        expect=lambda wc: expected_prepared(wc.dataset, {wc.split, config["discovery"].get("split", EVAL)}),
+        expect=lambda wc: expected_prepared(wc.dataset, {wc.split, config["discovery"]["split"]}),
     shell:
-        "python -m vlm_rationality assign-regions --model {params.model:q} --method {params.method:q}"
-        " --prompts {params.prompts:q} --discovery {input.discovery} --discovered {params.discovered:q}"
-        " --settings {params.settings:q} --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size}"
+        "python -m vlm_rationality assign-regions {params.classifier}"
+        " --discovery {input.discovery} --discovered {params.discovered:q}"
+        " --settings {params.settings:q} --keys {params.names:q} --batch-size {params.batch_size}"
         " --device {params.device} --threads {threads} --expect-prepared {params.expect:q} --out {output} {input.shards}"
         " > {log} 2>&1"
 

@@ -18,16 +18,12 @@ rule explain:
             config["heatmaps"]["workers"] if wc.shift != "clean" and not prerendered(wc.dataset, wc.shift) else 0
         ),
     params:
-        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
-        method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
-        prompts=lambda wc: class_prompts(wc.dataset),
+        classifier=classifier_args,
         heatmaps=lambda wc: as_json(settings.heatmap_spec(config, wc.heatmap, wc.method)),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "shift", "model", "method")}),
-        checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
         device=config["device"],
         expect=lambda wc: expected_prepared(wc.dataset, [EVAL]),
     shell:
-        "python -m vlm_rationality explain --model {params.model:q} --method {params.method:q}"
-        " --prompts {params.prompts:q} --heatmaps {params.heatmaps:q} --keys {params.names:q}"
-        " {params.checkpoint} --device {params.device} --threads {threads} --workers {resources.corruption_workers}"
+        "python -m vlm_rationality explain {params.classifier} --heatmaps {params.heatmaps:q} --keys {params.names:q}"
+        " --device {params.device} --threads {threads} --workers {resources.corruption_workers}"
         " --expect-prepared {params.expect:q} --out {output} {input.shards} > {log} 2>&1"

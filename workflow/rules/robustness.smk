@@ -17,20 +17,17 @@ rule predict:
     resources:
         **sized("predict"),
     params:
-        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
-        method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
-        prompts=lambda wc: class_prompts(wc.dataset),
+        classifier=classifier_args,
         sets=lambda wc: as_json(prediction_sets(wc.dataset)),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
-        checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
-        batch_size=config.get("robustness", {}).get("batch_size", 256),
+        batch_size=lambda wc: config["robustness"]["batch_size"],
         device=config["device"],
         expect=lambda wc: expected_prepared(
             wc.dataset, sorted({s["split"] for s in settings.prediction_sets(config, wc.dataset)})
         ),
     shell:
-        "python -m vlm_rationality predict --model {params.model:q} --method {params.method:q}"
-        " --prompts {params.prompts:q} --sets {params.sets:q} --keys {params.names:q} {params.checkpoint}"
+        "python -m vlm_rationality predict {params.classifier}"
+        " --sets {params.sets:q} --keys {params.names:q}"
         " --batch-size {params.batch_size} --device {params.device} --threads {threads}"
         " --expect-prepared {params.expect:q} --out {output} > {log} 2>&1"
 

@@ -18,21 +18,18 @@ rule twins:
     resources:
         **sized("twins"),
     params:
-        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
-        method=lambda wc: as_json(settings.explain_spec(config, wc.method)),
-        prompts=lambda wc: class_prompts(wc.dataset),
+        classifier=classifier_args,
         dataset=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, EVAL)),
         settings=as_json({k: config.get("twins", {}).get(k) for k in ("backgrounds", "seed")}),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
-        checkpoint=lambda wc, input: (f"--checkpoint {input.weights[0]}" if settings.trains(config, wc.method) else ""),
-        batch_size=config.get("twins", {}).get("batch_size", 512),
+        batch_size=lambda wc: config["twins"]["batch_size"],
         device=config["device"],
         split=EVAL,
         expect=lambda wc: expected_prepared(wc.dataset, [EVAL]),
     shell:
-        "python -m vlm_rationality twins --model {params.model:q} --method {params.method:q}"
-        " --prompts {params.prompts:q} --dataset {params.dataset:q} --split {params.split} --settings {params.settings:q}"
-        " --keys {params.names:q} {params.checkpoint} --batch-size {params.batch_size} --device {params.device}"
+        "python -m vlm_rationality twins {params.classifier}"
+        " --dataset {params.dataset:q} --split {params.split} --settings {params.settings:q}"
+        " --keys {params.names:q} --batch-size {params.batch_size} --device {params.device}"
         " --threads {threads} --expect-prepared {params.expect:q} --out {output} {input.shards} > {log} 2>&1"
 
 
