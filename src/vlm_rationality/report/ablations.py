@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from vlm_rationality.report.names import display_name
-from vlm_rationality.report.tables import ABLATION_COLUMNS, _cell, _round, _shifts, _tex
+from vlm_rationality.report.names import cell_text, display_name, rounded, shift_order, tex
+from vlm_rationality.report.tables import ABLATION_COLUMNS
 
 Row = dict[str, Any]
 
@@ -46,7 +46,7 @@ def blocks(
     out = []
     for dataset in datasets:
         for model in models:
-            for shift in _shifts([r for r in rows if (r["dataset"], r["model"]) == (dataset, model)]):
+            for shift in shift_order([r for r in rows if (r["dataset"], r["model"]) == (dataset, model)]):
                 where = f"{dataset} · {model} · {shift}"
 
                 def row(method: str, heatmap: str = first) -> Row | None:
@@ -91,7 +91,7 @@ def markdown(found: Sequence[Block], threshold: float) -> str:
             "|" + "---|" * (len(block.labels) + len(ABLATION_COLUMNS)),
         ]
         for labels, row in block.rows:
-            lines.append("| " + " | ".join([*labels, *(_cell(row, m) for m, _ in ABLATION_COLUMNS)]) + " |")
+            lines.append("| " + " | ".join([*labels, *(cell_text(row, m) for m, _ in ABLATION_COLUMNS)]) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -102,15 +102,15 @@ def latex(found: Sequence[Block], threshold: float) -> str:
         out += [
             "\\begin{table}[t]",
             "\\centering",
-            f"\\caption{{{_tex(block.title)}.}}",
+            f"\\caption{{{tex(block.title)}.}}",
             "\\begin{tabular}{" + "l" * len(block.labels) + "r" * len(ABLATION_COLUMNS) + "}",
             "\\toprule",
-            " & ".join([*(_tex(label) for label in block.labels), *(t for _, t in ABLATION_COLUMNS)]) + " \\\\",
+            " & ".join([*(tex(label) for label in block.labels), *(t for _, t in ABLATION_COLUMNS)]) + " \\\\",
             "\\midrule",
         ]
         for labels, row in block.rows:
             out.append(
-                " & ".join([*(_tex(label) for label in labels), *(_cell(row, m) for m, _ in ABLATION_COLUMNS)])
+                " & ".join([*(tex(label) for label in labels), *(cell_text(row, m) for m, _ in ABLATION_COLUMNS)])
                 + " \\\\"
             )
         out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
@@ -154,7 +154,7 @@ def csv_rows(found: Sequence[Block]) -> list[Row]:
                         "settings": settings,
                         "metric": metric,
                         **{
-                            k: _round(row[f"{metric}{s}"])
+                            k: rounded(row[f"{metric}{s}"])
                             for k, s in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))
                         },
                     }

@@ -12,10 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vlm_rationality.io import atomic_path  # noqa: E402
-from vlm_rationality.report.names import display_name  # noqa: E402
-from vlm_rationality.report.tables import broken  # noqa: E402
+from vlm_rationality.report.names import METRICS as LABELS  # noqa: E402
+from vlm_rationality.report.names import TABLE2_ORDER, broken, display_name  # noqa: E402
 
-METRICS = (("prediction_trustworthiness", "PT"), ("inference_reliability", "IR"), ("accuracy", "accuracy"))
+METRICS = tuple((metric, LABELS[metric].short) for metric in TABLE2_ORDER)
 
 
 def _by_key(rows: Sequence[dict[str, Any]], shift: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:

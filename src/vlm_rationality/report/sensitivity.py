@@ -15,8 +15,10 @@ import pyarrow as pa
 
 from vlm_rationality.metrics.score import score_table
 from vlm_rationality.protocol import SEPARATOR
+from vlm_rationality.report.names import ABLATION_ORDER
+from vlm_rationality.report.names import METRICS as LABELS
 
-METRICS = (("accuracy", "accuracy"), ("prediction_trustworthiness", "PT"), ("inference_reliability", "IR"))
+METRICS = tuple((metric, LABELS[metric].short) for metric in ABLATION_ORDER)
 KEYS = ("dataset", "shift", "model", "method", "heatmap_method")
 
 

@@ -9,24 +9,27 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from typing import Any, Sequence
 
-from vlm_rationality.report.names import display_name
-
-BLOCKS = (
-    ("prediction_trustworthiness", "Prediction trustworthiness (PT = RR / (RR + RW))"),
-    ("inference_reliability", "Inference reliability (IR = RR / (RR + WR))"),
-    ("accuracy", "Accuracy"),
+from vlm_rationality.report.names import (
+    ABLATION_ORDER,
+    METRICS,
+    TABLE2_ORDER,
+    as_percent,
+    cell_text,
+    display_name,
+    marked,
+    metric_value,
+    rounded,
+    shift_order,
+    tex,
 )
+
+BLOCKS = tuple((metric, METRICS[metric].title) for metric in TABLE2_ORDER)
 # With counterfactual twins (config section `twins`), the true rationale's block follows: the same ratios with
 # object-groundedness (metrics/grounding.py) in place of RMA-validity.
-TRUE_BLOCKS = (
-    ("pt_true", "True prediction trustworthiness (PT* = RR* / (RR* + RW*), object-grounded by the twins)"),
-    ("ir_true", "True inference reliability (IR* = RR* / (RR* + WR*))"),
-)
-TEX_ESCAPES = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-ABLATION_COLUMNS = (("accuracy", "accuracy"), ("prediction_trustworthiness", "PT"), ("inference_reliability", "IR"))
+TRUE_BLOCKS = tuple((metric, METRICS[metric].title) for metric in ("pt_true", "ir_true"))
+ABLATION_COLUMNS = tuple((metric, METRICS[metric].short) for metric in ABLATION_ORDER)
 
 
 def blocks(rows: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
@@ -34,41 +37,9 @@ def blocks(rows: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
     return BLOCKS + (TRUE_BLOCKS if any(r.get("pt_true") is not None for r in rows) else ())
 
 
-def _value(row: dict[str, Any] | None, metric: str) -> float:
-    value = None if row is None else row.get(metric)
-    return math.nan if value is None else value
-
-
-def _percent(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}"
-
-
-def broken(row: dict[str, Any] | None) -> str:
-    """'' for a sound classifier; for one with non-finite logits, what a cell says of it (never a bare –)."""
-    count = (row or {}).get("n_nonfinite_logits") or 0
-    return f"broken: {count} non-finite logits" if count else ""
-
-
-def _cell(row: dict[str, Any] | None, metric: str) -> str:
-    if row is None:
-        return "–"
-    low, high = _value(row, f"{metric}_ci_low"), _value(row, f"{metric}_ci_high")
-    interval = "" if math.isnan(low) else f" [{_percent(low)}, {_percent(high)}]"
-    return _marked(row, _percent(row[metric]) + interval)
-
-
-def _marked(row: dict[str, Any] | None, shown: str) -> str:
-    mark = broken(row)
-    return shown if not mark else mark if shown == "–" else f"{shown} ({mark})"
-
-
 def _average(values: list[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if len(finite) == len(values) and finite else math.nan
-
-
-def _shifts(rows: Sequence[dict[str, Any]]) -> list[str]:
-    return sorted({r["shift"] for r in rows}, key=lambda s: (s != "clean", s))
 
 
 def _block(
@@ -85,7 +56,7 @@ def _block(
         for model in models:
             cells = [index.get((method, model, d)) for d in datasets]
             if any(c is not None for c in cells):
-                table.append((method, model, cells, _average([_value(c, metric) for c in cells])))
+                table.append((method, model, cells, _average([metric_value(c, metric) for c in cells])))
     return table
 
 
@@ -111,18 +82,15 @@ def markdown_table(
         table = _block(chosen, metric, methods, models, datasets)
         best, _ = _ranked([a for *_, a in table])
         for method, model, cells, average in table:
-            shown = _percent(average)
+            shown = as_percent(average)
             shown = f"**{shown}**" if average == best else shown
             lines.append(
-                f"| {display_name(method)} | {model} | " + " | ".join(_cell(c, metric) for c in cells) + f" | {shown} |"
+                f"| {display_name(method)} | {model} | "
+                + " | ".join(cell_text(c, metric) for c in cells)
+                + f" | {shown} |"
             )
         lines.append("")
     return "\n".join(lines)
-
-
-def _tex(text: str) -> str:
-    """Text safe in a LaTeX cell (names like `synthetic-rho0.9` or `gaussian_noise-3`)."""
-    return re.sub(r"[\\&%$#_{}~^]", lambda m: TEX_ESCAPES.get(m.group(), "\\" + m.group()), text)
 
 
 def latex_tables(
@@ -139,22 +107,22 @@ def latex_tables(
     width = 2 + len(datasets) + 1
     for heatmap in heatmap_methods:
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
-        for shift in _shifts(chosen):
+        for shift in shift_order(chosen):
             at_shift = [r for r in chosen if r["shift"] == shift]
             out += [
                 "\\begin{table}[t]",
                 "\\centering",
-                f"\\caption{{PT, IR and accuracy (\\%), heatmap method {_tex(heatmap)}, shift {_tex(shift)}.}}",
+                f"\\caption{{PT, IR and accuracy (\\%), heatmap method {tex(heatmap)}, shift {tex(shift)}.}}",
                 "\\begin{tabular}{ll" + "r" * (len(datasets) + 1) + "}",
                 "\\toprule",
-                "Method & Model & " + " & ".join(_tex(d) for d in datasets) + " & Avg. \\\\",
+                "Method & Model & " + " & ".join(tex(d) for d in datasets) + " & Avg. \\\\",
             ]
             for metric, title in blocks(at_shift):
-                out += ["\\midrule", f"\\multicolumn{{{width}}}{{l}}{{\\emph{{{_tex(title)}}}}} \\\\"]
+                out += ["\\midrule", f"\\multicolumn{{{width}}}{{l}}{{\\emph{{{tex(title)}}}}} \\\\"]
                 table = _block(at_shift, metric, methods, models, datasets)
                 best, second = _ranked([a for *_, a in table])
                 for method, model, cells, average in table:
-                    shown = _percent(average)
+                    shown = as_percent(average)
                     shown = (
                         f"\\textbf{{{shown}}}"
                         if average == best
@@ -162,8 +130,8 @@ def latex_tables(
                         if average == second
                         else shown
                     )
-                    values = [_marked(c, _percent(_value(c, metric))) for c in cells]
-                    out.append(" & ".join([_tex(display_name(method)), _tex(model), *values, shown]) + " \\\\")
+                    values = [marked(c, as_percent(metric_value(c, metric))) for c in cells]
+                    out.append(" & ".join([tex(display_name(method)), tex(model), *values, shown]) + " \\\\")
             out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(out).replace("–", "--")
 
@@ -190,7 +158,7 @@ def html_tables(
     ]
     for heatmap in heatmap_methods:
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
-        for shift in _shifts(chosen):
+        for shift in shift_order(chosen):
             out.append(f"<h2>Heatmap method: {html.escape(heatmap)} · shift: {html.escape(shift)}</h2>")
             for metric, title in blocks([r for r in chosen if r["shift"] == shift]):
                 table = _block([r for r in chosen if r["shift"] == shift], metric, methods, models, datasets)
@@ -202,11 +170,11 @@ def html_tables(
                     + "<th>average</th></tr>",
                 ]
                 for method, model, cells, average in table:
-                    shown = _percent(average)
+                    shown = as_percent(average)
                     shown = f"<b>{shown}</b>" if average == best else shown
                     out.append(
                         f"<tr><td>{html.escape(display_name(method))}</td><td>{html.escape(model)}</td>"
-                        + "".join(f"<td>{_cell(c, metric)}</td>" for c in cells)
+                        + "".join(f"<td>{cell_text(c, metric)}</td>" for c in cells)
                         + f"<td>{shown}</td></tr>"
                     )
                 out.append("</table>")
@@ -228,7 +196,7 @@ def csv_rows(
     out = []
     for heatmap in heatmap_methods:
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
-        for shift in _shifts(chosen):
+        for shift in shift_order(chosen):
             for metric, _ in blocks([r for r in chosen if r["shift"] == shift]):
                 for method, model, cells, average in _block(
                     [r for r in chosen if r["shift"] == shift], metric, methods, models, datasets
@@ -247,19 +215,15 @@ def csv_rows(
                                     **keys,
                                     "dataset": dataset,
                                     **{
-                                        k: _round(_value(cell, f"{metric}{s}"))
+                                        k: rounded(metric_value(cell, f"{metric}{s}"))
                                         for k, s in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))
                                     },
                                 }
                             )
                     out.append(
-                        {**keys, "dataset": "average", "value": _round(average), "ci_low": None, "ci_high": None}
+                        {**keys, "dataset": "average", "value": rounded(average), "ci_low": None, "ci_high": None}
                     )
     return out
-
-
-def _round(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else round(100 * value, 2)
 
 
 def report_markdown(
@@ -282,7 +246,7 @@ def report_markdown(
     for heatmap in heatmap_methods:
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
         lines += [f"## Heatmap method: {heatmap}", ""]
-        lines += [markdown_table(chosen, methods, models, datasets, shift) for shift in _shifts(chosen)]
+        lines += [markdown_table(chosen, methods, models, datasets, shift) for shift in shift_order(chosen)]
     return "\n".join(lines)
 
 
@@ -305,7 +269,7 @@ def ablation_markdown(
     ]
     for dataset in datasets:
         for model in models:
-            for shift in _shifts([r for r in rows if (r["dataset"], r["model"]) == (dataset, model)]):
+            for shift in shift_order([r for r in rows if (r["dataset"], r["model"]) == (dataset, model)]):
                 lines += [
                     f"## {dataset} · {model} · {shift}",
                     "",
@@ -316,7 +280,7 @@ def ablation_markdown(
                     for heatmap in heatmap_methods:
                         row = index.get((dataset, model, shift, method, heatmap))
                         if row is not None:
-                            cells = " | ".join(_cell(row, metric) for metric, _ in ABLATION_COLUMNS)
+                            cells = " | ".join(cell_text(row, metric) for metric, _ in ABLATION_COLUMNS)
                             lines.append(f"| {display_name(method)} | {heatmap} | {cells} |")
                 lines.append("")
     return "\n".join(lines)
