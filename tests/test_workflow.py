@@ -131,31 +131,32 @@ def test_outputs_exist_with_their_schemas(run):
     assert "epoch 1/1" in (results / "logs" / "finetune/tiny-synthetic/tiny-clip/ft.log").read_text()
 
 
-def test_a_second_run_does_nothing(run):
+def test_a_second_run_does_nothing(run, tmp_path):
     assert planned_jobs(snakemake(run, TEST_CONFIG, "--dry-run")) == {}
     config = copy.deepcopy(TEST_CONFIG)
     config["heatmaps"]["threads"] = 2  # how many threads an explain job uses changes no result
     config["heatmaps"]["workers"] = 1  # nor how many processes corrupt ahead
     config["threads"] = 2  # nor how many threads train
     config["methods"]["ft"]["processes"] = 2  # nor over how many data-parallel processes
+    config["methods"]["ft"]["threads"] = 1  # nor a method's own thread count
     assert planned_jobs(snakemake(run, config, "--dry-run")) == {}
-    shutil.rmtree(run / "results" / "figures" / "gallery")  # figures come from the shards alone
-    assert planned_jobs(snakemake(run, TEST_CONFIG, "--dry-run")) == {"gallery": 2, "all": 1}
-    snakemake(run, TEST_CONFIG)
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)  # a copy: the shared run stays as the other tests expect it
+    shutil.rmtree(tmp_path / "results" / "figures" / "gallery")  # figures come from the shards alone
+    assert planned_jobs(snakemake(tmp_path, TEST_CONFIG, "--dry-run")) == {"gallery": 2, "all": 1}
 
 
-def test_a_threshold_change_reruns_only_score_and_report(run):
+def test_a_threshold_change_reruns_only_score_and_report(run, tmp_path):
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     config = copy.deepcopy(TEST_CONFIG)
     config["score"]["threshold"] = 0.3
-    heatmaps = sorted((run / "results" / "heatmaps").rglob("*.parquet"))
+    heatmaps = sorted((tmp_path / "results" / "heatmaps").rglob("*.parquet"))
     before = {p: p.stat().st_mtime_ns for p in heatmaps}
     # the galleries colour RMA against the threshold and draw RW samples below it: redrawn, from the same shards
-    assert planned_jobs(snakemake(run, config, "--dry-run")) == {"score": 1, "report": 1, "gallery": 2, "all": 1}
-    snakemake(run, config)
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"score": 1, "report": 1, "gallery": 2, "all": 1}
+    snakemake(tmp_path, config)
     assert {p: p.stat().st_mtime_ns for p in heatmaps} == before
-    rows = pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
+    rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
     assert {r["threshold"] for r in rows} == {0.3}
-    snakemake(run, TEST_CONFIG)  # back to the original threshold for the other tests
 
 
 def test_adding_a_heatmap_method_reruns_no_training_and_no_existing_heatmap(run, tmp_path):
