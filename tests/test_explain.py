@@ -87,8 +87,7 @@ def test_corruptions_in_worker_processes_ahead_of_the_model_give_the_same_file(t
     """A shifted job read and corrupted ahead (0 workers: in the reading thread; 2: in two processes) writes what
     the corruption applied batch by batch in line writes: the same rows, the same maps."""
     from vlm_rationality.data.corruptions import apply_shift
-    from vlm_rationality.data.shards import iter_batches
-    from vlm_rationality.explain.heatmaps import shifted
+    from vlm_rationality.data.shards import iter_batches, shifted
 
     classifier = build_classifier(tiny_model, "prompt", prompts)
     settings = HeatmapSettings(batch_size=4)
@@ -115,7 +114,7 @@ def test_corruptions_in_worker_processes_ahead_of_the_model_give_the_same_file(t
 
 
 def test_prefetching_keeps_the_order_and_raises_where_the_producer_failed():
-    from vlm_rationality.explain.heatmaps import prefetched
+    from vlm_rationality.data.shards import prefetched
 
     assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
 

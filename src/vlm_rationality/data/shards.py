@@ -1,14 +1,24 @@
-"""Prepared shards streamed as torch batches (the Parquet contract itself lives in artefacts.py)."""
+"""Prepared shards streamed as torch batches, under a shift (the Parquet contract itself lives in artefacts.py)."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from multiprocessing import get_context
+from queue import Queue
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 
 from vlm_rationality.artefacts import read_prepared_batches
+from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
+
+T = TypeVar("T")
+PREFETCH = 2  # batches read (and corrupted) ahead of the device
 
 
 @dataclass
@@ -62,3 +72,75 @@ def iter_batches(
                 tuple(images.shape[1:3]),
                 {name: batch[name] for name in columns_extra},
             )
+
+
+def prefetched(items: Iterable[T], depth: int = PREFETCH) -> Iterator[T]:
+    """`items`, produced by a background thread up to `depth` ahead of the consumer (an error is raised where the
+    item it interrupted would have come). Reading a shard and decompressing it then overlap with the device's work."""
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                queue.put((item, None))
+            queue.put((done, None))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
+            queue.put((None, err))
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        item, error = queue.get()
+        if error is not None:
+            raise error
+        if item is done:
+            return
+        yield item
+
+
+def shifted(
+    batches: Iterable[PreparedBatch], shift: str, pool: Executor | None = None, ahead: int = 0
+) -> Iterator[PreparedBatch]:
+    """Batches with `shift` applied; with a `pool`, the corruptions of up to `ahead` more batches run in its
+    processes while one is explained (a sample's corruption is seeded by its id: the order of work changes nothing)."""
+    if shift == "clean":
+        yield from batches
+        return
+    pin = torch.cuda.is_available()
+
+    def finish(batch: PreparedBatch, images: Any) -> PreparedBatch:
+        images = torch.from_numpy(images.result() if pool is not None else images)
+        batch.images = images.pin_memory() if pin else images
+        return batch
+
+    pending: deque = deque()
+    for batch in batches:
+        work = batch.images.numpy(), batch.sample_ids, shift
+        pending.append((batch, pool.submit(apply_shift, *work) if pool is not None else apply_shift(*work)))
+        if len(pending) > ahead:
+            yield finish(*pending.popleft())
+    while pending:
+        yield finish(*pending.popleft())
+
+
+@contextmanager
+def batches_under_shift(
+    paths: Sequence[str | os.PathLike],
+    batch_size: int,
+    shift: str,
+    columns_extra: Sequence[str] = (),
+    workers: int = 0,
+) -> Iterator[Iterator[PreparedBatch]]:
+    """The one reader of prepared shards for a stage that runs a model on them under a shift: batches in file
+    order, read `PREFETCH` batches ahead of the consumer in a thread, `shift` applied where the shards were not
+    prepared under it (`shift_to_apply`): in `workers` processes ahead, else in the reading thread. A sample's
+    corruption is seeded by its id, so where it runs changes nothing."""
+    on_the_fly = shift_to_apply(paths, shift)
+    pool = (
+        ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 0 and on_the_fly != "clean" else None
+    )
+    try:
+        yield prefetched(shifted(iter_batches(paths, batch_size, columns_extra), on_the_fly, pool, workers))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)

@@ -8,29 +8,22 @@ another threshold never recomputes them.
 from __future__ import annotations
 
 import os
-import threading
-from collections import Counter, deque
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections import Counter
 from dataclasses import dataclass
-from multiprocessing import get_context
-from queue import Queue
-from typing import Any, Iterable, Iterator, Literal, Sequence, TypeVar
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
 
 from vlm_rationality.artefacts import NO_PREDICTION, prepared_meta, prepared_rows, write_heatmap_shard
-from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
-from vlm_rationality.data.shards import PreparedBatch, iter_batches
+from vlm_rationality.data.corruptions import shift_to_apply
+from vlm_rationality.data.shards import batches_under_shift
 from vlm_rationality.device import AMP_DTYPES
 from vlm_rationality.explain.base import HEATMAP_METHODS, HeatmapMethod, Target
 from vlm_rationality.explain.batch_size import auto_batch_size, batch_memory
 from vlm_rationality.metrics.rma import relevance_mass_accuracy
 from vlm_rationality.models.heads import ImageClassifier
 from vlm_rationality.progress import Progress
-
-T = TypeVar("T")
-PREFETCH = 2  # batches read (and corrupted) ahead of the device
 
 
 @dataclass(frozen=True)
@@ -53,55 +46,6 @@ class HeatmapSettings:
 
     def build(self) -> HeatmapMethod:
         return HEATMAP_METHODS.get(self.method)(self.target, self.start_block, AMP_DTYPES[self.amp], self.compile)
-
-
-def prefetched(items: Iterable[T], depth: int = PREFETCH) -> Iterator[T]:
-    """`items`, produced by a background thread up to `depth` ahead of the consumer (an error is raised where the
-    item it interrupted would have come). Reading a shard and decompressing it then overlap with the device's work."""
-    queue: Queue = Queue(maxsize=depth)
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                queue.put((item, None))
-            queue.put((done, None))
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
-            queue.put((None, err))
-
-    threading.Thread(target=produce, daemon=True).start()
-    while True:
-        item, error = queue.get()
-        if error is not None:
-            raise error
-        if item is done:
-            return
-        yield item
-
-
-def shifted(
-    batches: Iterable[PreparedBatch], shift: str, pool: Executor | None = None, ahead: int = 0
-) -> Iterator[PreparedBatch]:
-    """Batches with `shift` applied; with a `pool`, the corruptions of up to `ahead` more batches run in its
-    processes while one is explained (a sample's corruption is seeded by its id: the order of work changes nothing)."""
-    if shift == "clean":
-        yield from batches
-        return
-    pin = torch.cuda.is_available()
-
-    def finish(batch: PreparedBatch, images: Any) -> PreparedBatch:
-        images = torch.from_numpy(images.result() if pool is not None else images)
-        batch.images = images.pin_memory() if pin else images
-        return batch
-
-    pending: deque = deque()
-    for batch in batches:
-        work = batch.images.numpy(), batch.sample_ids, shift
-        pending.append((batch, pool.submit(apply_shift, *work) if pool is not None else apply_shift(*work)))
-        if len(pending) > ahead:
-            yield finish(*pending.popleft())
-    while pending:
-        yield finish(*pending.popleft())
 
 
 def explain_shards(
@@ -130,24 +74,48 @@ def explain_shards(
         **(keys or {}),
         "heatmap_method": settings.method,
     }
-    shift = keys["shift"]
-    on_the_fly = shift_to_apply(in_paths, shift)
-    skipped: Counter[str] = Counter()
-    for path in in_paths:
-        skipped.update(prepared_meta(path).get("skipped", {}))
     device = torch.device(device)
-    explain = settings.build()
     classifier = classifier.to(device).eval()
+    explain = settings.build()
     batch_size = auto_batch_size(explain, classifier, device) if settings.batch_size == "auto" else settings.batch_size
+    columns = explained_columns(
+        classifier, explain, in_paths, batch_size, keys["shift"], device, workers, settings.method
+    )
+    on_the_fly = shift_to_apply(in_paths, keys["shift"])
+    meta = {
+        "grid_size": list(classifier.model.grid_size),
+        "image_size": classifier.model.preprocess.image_size,
+        "heatmap_target": settings.target,
+        "start_block": settings.start_block,
+        "amp": settings.amp,
+        "batch_size": batch_size,
+        "source_shards": [os.fspath(p) for p in in_paths],
+        "shift": keys["shift"],
+        "skipped": dict(sum((Counter(prepared_meta(path).get("skipped", {})) for path in in_paths), Counter())),
+        "shift_source": "on the fly" if on_the_fly != "clean" else "prepared" if keys["shift"] != "clean" else "none",
+    }
+    return write_columns(columns, out_path, keys, config_hash, meta)
+
+
+def explained_columns(
+    classifier: ImageClassifier,
+    explain: HeatmapMethod,
+    in_paths: Sequence[str | os.PathLike],
+    batch_size: int,
+    shift: str,
+    device: torch.device,
+    workers: int = 0,
+    method: str = "",
+) -> dict[str, Any]:
+    """Batches -> the heatmap file's columns: sample ids, labels, predictions (NO_PREDICTION where a logit is not
+    finite), logits, patch-grid heatmaps, RMA and its status, the explained class; as numpy, empty where no
+    sample was left."""
     columns: dict[str, list] = {
         name: [] for name in ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained")
     }
-    progress, right = Progress(f"explain {settings.method}", sum(prepared_rows(p) for p in in_paths)), 0
-    pool = (
-        ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 0 and on_the_fly != "clean" else None
-    )
-    try:
-        for batch in prefetched(shifted(iter_batches(in_paths, batch_size), on_the_fly, pool, workers)):
+    progress, right = Progress(f"explain {method}".rstrip(), sum(prepared_rows(p) for p in in_paths)), 0
+    with batches_under_shift(in_paths, batch_size, shift, workers=workers) as batches:
+        for batch in batches:
             batch = batch.to(device)
             with batch_memory(batch_size, device):
                 result = explain(classifier, classifier.model.preprocess(batch.images), batch.labels)
@@ -165,9 +133,6 @@ def explain_shards(
             columns["explained"].append(explained)
             right += int((columns["pred"][-1] == columns["label"][-1]).sum())
             progress.update(len(batch.sample_ids), f"shift {shift}", acc=right / len(columns["sample_id"]))
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
     progress.close()
     grid = classifier.model.grid_size
     empty = {  # a shard whose every item was bad input still gets its (empty) heatmap shard
@@ -184,37 +149,32 @@ def explain_shards(
         for name, values in columns.items()
         if name != "sample_id"
     }
-    meta = {
-        "grid_size": list(grid),
-        "image_size": classifier.model.preprocess.image_size,
-        "heatmap_target": settings.target,
-        "start_block": settings.start_block,
-        "amp": settings.amp,
-        "batch_size": batch_size,
-        "source_shards": [os.fspath(p) for p in in_paths],
-        "shift": shift,
-        "skipped": dict(skipped),
-        "shift_source": "on the fly" if on_the_fly != "clean" else "prepared" if shift != "clean" else "none",
-    }
+    return {"sample_id": columns["sample_id"], **stacked}
+
+
+def write_columns(
+    columns: dict[str, Any], out_path: str | os.PathLike, keys: dict[str, str], config_hash: str, meta: dict[str, Any]
+) -> dict[str, Any]:
+    """Columns -> the heatmap file (atomically, artefacts.py's contract); returns the job's summary."""
     write_heatmap_shard(
         out_path,
         sample_ids=columns["sample_id"],
-        labels=stacked["label"],
-        preds=stacked["pred"],
-        logits=stacked["logits"],
-        heatmaps=stacked["heatmap"],
-        rma=stacked["rma"],
-        rma_status=stacked["status"],
-        explained_class=stacked["explained"],
+        labels=columns["label"],
+        preds=columns["pred"],
+        logits=columns["logits"],
+        heatmaps=columns["heatmap"],
+        rma=columns["rma"],
+        rma_status=columns["status"],
+        explained_class=columns["explained"],
         keys=keys,
         config_hash=config_hash,
         meta=meta,
     )
-    predicted = stacked["pred"] != NO_PREDICTION
-    accuracy = float((stacked["pred"] == stacked["label"])[predicted].mean()) if predicted.any() else float("nan")
+    predicted = columns["pred"] != NO_PREDICTION
+    accuracy = float((columns["pred"] == columns["label"])[predicted].mean()) if predicted.any() else float("nan")
     return {
         "n": len(columns["sample_id"]),
         "accuracy": accuracy,
         "nonfinite_logits": int((~predicted).sum()),
-        "undefined_rma": int(np.sum(stacked["status"] != 0)),
+        "undefined_rma": int(np.sum(columns["status"] != 0)),
     }

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vlm_rationality.artefacts import prepared_meta, prepared_rows, write_predictions
-from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
-from vlm_rationality.data.shards import iter_batches
+from vlm_rationality.data.shards import batches_under_shift
 from vlm_rationality.device import resolve_device
 from vlm_rationality.models.checkpoint import method_classifier
 from vlm_rationality.progress import Progress
@@ -44,21 +43,20 @@ def predict(
     counts, skipped = {}, {}
     progress = Progress("predict", sum(prepared_rows(path) for spec in sets for path in spec["shards"]))
     for spec in sets:
-        seen, on_the_fly = 0, shift_to_apply(spec["shards"], spec["shift"])
-        for batch in iter_batches(spec["shards"], batch_size, _background_column(spec["shards"])):
-            images = batch.images
-            if on_the_fly != "clean":
-                images = torch.from_numpy(apply_shift(images.numpy(), batch.sample_ids, on_the_fly))
-            features = classifier.features(classifier.model.encode_image(classifier.model.preprocess(images.to(dev))))
-            logits = classifier.head(features).float().cpu().numpy()
-            rows["cosines"].append((F.normalize(features.float(), dim=-1) @ prompt_features.T).cpu().numpy())
-            rows["sets"] += [spec["name"]] * len(logits)
-            rows["sample_ids"] += list(batch.sample_ids)
-            rows["labels"].append(batch.labels.numpy())
-            rows["backgrounds"] += list(batch.extra.get("background", [None] * len(logits)))
-            rows["logits"].append(logits)
-            seen += len(logits)
-            progress.update(len(logits), spec["name"])
+        seen, extra = 0, _background_column(spec["shards"])
+        with batches_under_shift(spec["shards"], batch_size, spec["shift"], extra) as batches:
+            for batch in batches:
+                images = classifier.model.preprocess(batch.images.to(dev))
+                features = classifier.features(classifier.model.encode_image(images))
+                logits = classifier.head(features).float().cpu().numpy()
+                rows["cosines"].append((F.normalize(features.float(), dim=-1) @ prompt_features.T).cpu().numpy())
+                rows["sets"] += [spec["name"]] * len(logits)
+                rows["sample_ids"] += list(batch.sample_ids)
+                rows["labels"].append(batch.labels.numpy())
+                rows["backgrounds"] += list(batch.extra.get("background", [None] * len(logits)))
+                rows["logits"].append(logits)
+                seen += len(logits)
+                progress.update(len(logits), spec["name"])
         counts[spec["name"]] = seen
         skipped[spec["name"]] = sum(sum(prepared_meta(path).get("skipped", {}).values()) for path in spec["shards"])
     progress.close()
