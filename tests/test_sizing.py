@@ -106,3 +106,46 @@ def test_an_explain_jobs_memory_covers_its_batch_as_measured_on_the_cpu():
     )
     assert cpu["mem_mb"] > 12_000  # ViT-B/16 at batch 64 on the CPU: ~11 GB of activations besides the model
     assert explain_batch_bytes(64, "cuda", per_image) == 0  # on a GPU the batch is in its memory, not the host's
+
+
+def test_one_table_sizes_every_stage_s_job_and_agrees_with_the_plan():
+    from types import SimpleNamespace
+
+    import yaml
+
+    from tests.snakemake_runs import REPO, SCHEMA
+    from vlm_rationality.config import check_config
+    from vlm_rationality.plan import plan, split_sizes
+    from vlm_rationality.sizing import job_size
+
+    config = yaml.safe_load((REPO / "config" / "twins.yaml").read_text())
+    config = {**yaml.safe_load((REPO / "config.yaml").read_text()), **config}
+    check_config(config, SCHEMA)
+    sizes = split_sizes(config)
+
+    def size(stage, **wildcards):
+        return job_size(config, stage, SimpleNamespace(**wildcards), lambda d, s: sizes[d, s])
+
+    ft = size("finetune", dataset="synthetic-rho0.9", model="tiny-clip", method="ft")
+    assert (ft.images, ft.image_size, ft.passes, ft.gpus) == (2000, 64, 6, 1) and ft.parameters > 0
+    assert size("pretrain", model="tiny-clip").passes == 12
+    twins = size("twins", dataset="synthetic-rho0", model="tiny-clip", method="zs", group="0000-0002")
+    assert (twins.images, twins.passes) == (3000, config["twins"]["backgrounds"] + 2)
+    assert size("prepare", dataset="synthetic-rho0").images == 1000 and size("items").images == 0
+    # the plan prices the same images: summed over the jobs the workflow runs, the table gives the plan's figures
+    stages = {stage.name: stage for stage in plan(config)}
+    trained = [m for m in config["methods"] if m != "zs"]
+    pushed = sum(
+        (s := size("finetune", dataset=d, model="tiny-clip", method=m)).images * s.passes
+        for d in config["datasets"]
+        for m in trained
+    )
+    assert pushed == stages["finetune"].images
+    groups = [f"{a:04d}-{b:04d}" for a, b in [(0, 2)]]
+    twins_images = sum(
+        (s := size("twins", dataset=d, model="tiny-clip", method=m, group=g)).images * s.passes
+        for d in config["datasets"]
+        for m in config["methods"]
+        for g in groups
+    )
+    assert twins_images == stages["twins"].images

@@ -10,7 +10,11 @@ single-thread job never reserves the config's `threads`.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from vlm_rationality import config as settings
+from vlm_rationality.archs import approx_parameters
 
 Stage = Literal[
     "items",
@@ -111,3 +115,119 @@ def explain_batch_bytes(batch_size: int | str, device: str, per_image: int) -> i
 def gpu_model(settings: dict[str, Any], device: str, stage: Stage) -> str:
     """`resources.gpu_model` for the jobs that get a GPU, '' for the others (`--gpus=<model>:0` would be refused)."""
     return settings.get("gpu_model", "") if stage in GPU_STAGES and device != "cpu" else ""
+
+
+@dataclass(frozen=True)
+class JobSize:
+    """What sizes one job: the images it pushes through a model, their side, the model's parameters, the passes
+    over the images (epochs, twins per image, ...) and the GPUs (data-parallel processes) it asks for."""
+
+    images: int = 0
+    image_size: int = 0
+    parameters: int = 0
+    passes: int = 1
+    gpus: int = 1
+
+
+SplitImages = Callable[[str, str], int]  # (dataset, split) -> its items, however the caller knows them
+
+
+def _bookkeeping(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+    return JobSize()  # the memory floor and the minimum runtime
+
+
+def _prepare(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+    dataset = config["datasets"][wc.dataset]
+    return JobSize(int(dataset["shard_size"]), dataset["image_size"])
+
+
+def _pretrain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+    train = config["models"][wc.model]["pretrain"]
+    return JobSize(
+        split_images(train["dataset"], train["split"]),
+        config["datasets"][train["dataset"]]["image_size"],
+        approx_parameters(config["models"][wc.model]),
+        train["epochs"],
+    )
+
+
+def _finetune(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+    method = settings.method_entry(config, wc.method)
+    regions = 1 + config["discovery"]["background_boxes"] if settings.needs_regions(config, wc.method) else 1
+    return JobSize(  # RaVL also encodes each image's regions in every step
+        split_images(wc.dataset, config["train_split"]),
+        config["datasets"][wc.dataset]["image_size"],
+        approx_parameters(config["models"][wc.model]),
+        method["epochs"] * regions,
+        method["processes"],
+    )
+
+
+def _group(config: dict[str, Any], wc: Any, passes: int = 1) -> JobSize:
+    """A job over a group of prepared shards (`wc.group` = first-last)."""
+    first, last = map(int, wc.group.split("-"))
+    dataset = config["datasets"][wc.dataset]
+    parameters = approx_parameters(config["models"][wc.model])
+    return JobSize((last - first + 1) * int(dataset["shard_size"]), dataset["image_size"], parameters, passes)
+
+
+def _explain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+    return _group(config, wc)
+
+
+def _twins(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+    return _group(config, wc, config["twins"]["backgrounds"] + 2)  # as it is, once per twin, its background alone
+
+
+def _predict(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+    sets = settings.prediction_sets(config, wc.dataset)
+    return JobSize(
+        sum(split_images(wc.dataset, s["split"]) for s in sets),
+        config["datasets"][wc.dataset]["image_size"],
+        approx_parameters(config["models"][wc.model]),
+    )
+
+
+def _regions(config: dict[str, Any], wc: Any, split_images: SplitImages, split: str) -> JobSize:
+    return JobSize(  # the full images and their regions through the encoder
+        split_images(wc.dataset, split) * (1 + config["discovery"]["background_boxes"]),
+        config["datasets"][wc.dataset]["image_size"],
+        approx_parameters(config["models"][wc.model]),
+    )
+
+
+def _discover(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+    return _regions(config, wc, split_images, config["discovery"]["split"])
+
+
+def _assign_regions(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+    return _regions(config, wc, split_images, wc.split)
+
+
+def _scored_rows(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+    """Score, report and the figures: one row per scored sample, model, method and heatmap method."""
+    eval_split = config["eval_split"]
+    rows = sum(split_images(d, eval_split) * len(settings.shifts(config, d)) for d in config["datasets"])
+    return JobSize(rows * len(config["models"]) * len(config["methods"]) * len(config["heatmaps"]["methods"]))
+
+
+# One table: what each stage's job holds and computes (a stage not listed scores rows, like `score`).
+JOB_SIZES: dict[str, Callable[[dict[str, Any], Any, SplitImages], JobSize]] = {
+    "items": _bookkeeping,
+    "prepare_report": _bookkeeping,
+    "robustness": _bookkeeping,
+    "discovery": _bookkeeping,
+    "prepare": _prepare,
+    "pretrain": _pretrain,
+    "finetune": _finetune,
+    "explain": _explain,
+    "twins": _twins,
+    "predict": _predict,
+    "discover": _discover,
+    "assign_regions": _assign_regions,
+}
+
+
+def job_size(config: dict[str, Any], stage: str, wildcards: Any, split_images: SplitImages) -> JobSize:
+    """One job's size from the config and its wildcards (attributes: dataset, model, method, group, split)."""
+    return JOB_SIZES.get(stage, _scored_rows)(config, wildcards, split_images)

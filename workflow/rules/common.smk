@@ -7,10 +7,17 @@ import shlex
 
 from snakemake.exceptions import IncompleteCheckpointException
 
-from vlm_rationality.archs import approx_parameters, explain_bytes_per_image
+from vlm_rationality.archs import explain_bytes_per_image
 from vlm_rationality.artefacts import item_count
 from vlm_rationality.io import config_hash
-from vlm_rationality.sizing import explain_batch_bytes, gpu_model, job_resources, training_images_held
+from vlm_rationality.sizing import (
+    JobSize,
+    explain_batch_bytes,
+    gpu_model,
+    job_resources,
+    job_size,
+    training_images_held,
+)
 from vlm_rationality import protocol
 
 ENV = "../../envs/vlm-rationality.yaml"
@@ -286,90 +293,21 @@ def sensitivity_files():
 
 
 @functools.cache
-def model_parameters(model):
-    return approx_parameters(config["models"][model])
-
-
-def _split_images(dataset, split):
-    return split_size(dataset, split)
-
-
-def _job_size(stage, wc):
-    """(images, image size, parameters, passes, gpus) of one job, from the config and its wildcards."""
-    if stage in ("items", "prepare_report"):  # bookkeeping: the memory floor and the minimum runtime
-        return 0, 0, 0, 1, 1
-    if stage == "prepare":
-        return int(config["datasets"][wc.dataset]["shard_size"]), config["datasets"][wc.dataset]["image_size"], 0, 1, 1
-    if stage == "pretrain":
-        train = config["models"][wc.model]["pretrain"]
-        return (
-            _split_images(train["dataset"], train["split"]),
-            config["datasets"][train["dataset"]]["image_size"],
-            model_parameters(wc.model),
-            train["epochs"],
-            1,
-        )
-    if stage == "finetune":  # RaVL also encodes each image's regions in every step
-        method = method_entry(wc.method)
-        regions = 1 + config["discovery"]["background_boxes"] if mitigated(wc.method) else 1
-        return (
-            _split_images(wc.dataset, config["train_split"]),
-            config["datasets"][wc.dataset]["image_size"],
-            model_parameters(wc.model),
-            method["epochs"] * regions,
-            method["processes"],
-        )
-    if stage == "explain":
-        first, last = map(int, wc.group.split("-"))
-        return (
-            (last - first + 1) * int(config["datasets"][wc.dataset]["shard_size"]),
-            config["datasets"][wc.dataset]["image_size"],
-            model_parameters(wc.model),
-            1,
-            1,
-        )
-    if stage == "predict":
-        sets = settings.prediction_sets(config, wc.dataset)
-        return (
-            sum(_split_images(wc.dataset, s["split"]) for s in sets),
-            config["datasets"][wc.dataset]["image_size"],
-            model_parameters(wc.model),
-            1,
-            1,
-        )
-    if stage in ("discover", "assign_regions"):  # the full images and their regions through the encoder
-        regions = 1 + config["discovery"]["background_boxes"]
-        split = config["discovery"]["split"] if stage == "discover" else wc.split
-        return (
-            _split_images(wc.dataset, split) * regions,
-            config["datasets"][wc.dataset]["image_size"],
-            model_parameters(wc.model),
-            1,
-            1,
-        )
-    if stage == "twins":  # each image through the model once as it is, once per twin, once as its background alone
-        first, last = map(int, wc.group.split("-"))
-        return (
-            (last - first + 1) * int(config["datasets"][wc.dataset]["shard_size"]),
-            config["datasets"][wc.dataset]["image_size"],
-            model_parameters(wc.model),
-            config["twins"]["backgrounds"] + 2,
-            1,
-        )
-    if stage in ("robustness", "discovery"):
-        return 0, 0, 0, 1, 1
-    rows = sum(_split_images(d, EVAL) * len(settings.shifts(config, d)) for d in config["datasets"])
-    return rows * len(config["models"]) * len(config["methods"]) * len(config["heatmaps"]["methods"]), 0, 0, 1, 1
-
-
 def sized(stage):
     """The rule's resources, sized from the config (sizing.py); memory grows with each retry."""
 
     def compute(wc, attempt):
         try:
-            images, image_size, parameters, passes, gpus = _job_size(stage, wc)
+            size = job_size(config, stage, wc, split_size)
         except IncompleteCheckpointException:  # a split not indexed yet: the job is sized again once it is
-            images, image_size, parameters, passes, gpus = 0, 0, 0, 1, 1
+            size = JobSize()
+        images, image_size, parameters, passes, gpus = (
+            size.images,
+            size.image_size,
+            size.parameters,
+            size.passes,
+            size.gpus,
+        )
         held, batch = images, 0
         if stage == "explain":
             per_image = explain_bytes_per_image(config["models"][wc.model])
