@@ -252,6 +252,21 @@ def test_explain_jobs_take_their_own_thread_count():
     assert "threads" not in heatmap_spec(config, "chefer", "zs")  # the maps do not depend on it: no rerun
 
 
+def test_the_heatmap_spec_allows_exactly_the_settings_a_map_depends_on():
+    import dataclasses
+
+    from vlm_rationality.config import MAP_SETTINGS, heatmap_spec
+    from vlm_rationality.explain.heatmaps import HeatmapSettings
+
+    assert set(MAP_SETTINGS) == {f.name for f in dataclasses.fields(HeatmapSettings)} - {"method"}
+    config = copy.deepcopy(TEST_CONFIG)
+    config["heatmaps"].update(threads=2, workers=1, shards_per_job=2)
+    check_config(config, SCHEMA)
+    spec = heatmap_spec(config, "chefer", "ft")
+    HeatmapSettings(**spec)  # every key a job gets is a setting it takes
+    assert set(spec) <= {"method", *MAP_SETTINGS}
+
+
 def test_a_method_takes_its_own_thread_count_and_its_checkpoint_does_not_depend_on_it():
     from vlm_rationality.config import explain_spec, finetune_spec, stage_threads
 

@@ -563,15 +563,16 @@ def shard_groups(count: int, per_job: int) -> list[tuple[int, int]]:
     return [(first, min(first + per_job, count) - 1) for first in range(0, count, per_job)]
 
 
+# The `heatmaps` keys a map depends on (explain.heatmaps.HeatmapSettings' fields but `method`; a test keeps the two
+# equal): an allow-list, so a key of how jobs run (threads, workers, shards_per_job) never reaches the settings.
+MAP_SETTINGS = ("target", "start_block", "batch_size", "amp", "compile")
+
+
 def heatmap_spec(config: Config, heatmap_method: str, method: str) -> Config:
     """What one heatmap method's maps of one (fine-tuning) method depend on: the global settings with the method's
     own `heatmaps` overrides (e.g. the official code's last-block rollout for ZS/FLCP); not the other heatmap
     methods of the list, nor how shards are grouped into jobs, so adding a heatmap method reruns no existing map."""
-    spec = {
-        key: value
-        for key, value in config["heatmaps"].items()
-        if key not in ("methods", "shards_per_job", "threads", "workers")
-    }
+    spec = {key: value for key, value in config["heatmaps"].items() if key in MAP_SETTINGS}
     spec.update(method_entry(config, method).get("heatmaps", {}))
     return {"method": heatmap_method, **spec}
 
