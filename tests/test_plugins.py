@@ -1,0 +1,114 @@
+"""A new dataset adapter, fine-tuning method or heatmap method is one file: written into a copy of the package, with
+no other file touched, it is checked, planned and run by the real workflow."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.snakemake_runs import REPO, TEST_CONFIG
+
+pytestmark = pytest.mark.slow
+
+PLUGINS = {
+    "data/shapes.py": '''
+from vlm_rationality.data.base import DATASET_ADAPTERS
+from vlm_rationality.data.synthetic import SyntheticDataset
+
+
+@DATASET_ADAPTERS.register("shapes")
+class Shapes(SyntheticDataset):
+    """The synthetic generator under a name of its own."""
+''',
+    "finetune/ft_again.py": '''
+from vlm_rationality.finetune.base import FINETUNE_METHODS
+from vlm_rationality.finetune.ft import FullFineTune
+
+
+@FINETUNE_METHODS.register("ft_again", trains=True, head="linear")
+class FullFineTuneAgain(FullFineTune):
+    """Full fine-tuning under a name of its own."""
+''',
+    "explain/centre.py": '''
+import torch
+
+from vlm_rationality.explain.base import HEATMAP_METHODS, HeatmapMethod
+
+
+@HEATMAP_METHODS.register("centre")
+class Centre(HeatmapMethod):
+    """All relevance on the patches nearest the image centre, whatever the model: a map known in advance."""
+
+    uses_gradients = False
+
+    def record(self, model):
+        return model.capture_attention(self.compiled)  # read only for the batch size
+
+    def relevance(self, model, selected, recorded):
+        gh, gw = model.grid_size
+        y, x = torch.meshgrid(torch.arange(gh) - (gh - 1) / 2, torch.arange(gw) - (gw - 1) / 2, indexing="ij")
+        bump = ((x.abs() <= 0.5) & (y.abs() <= 0.5)).float().flatten()
+        return bump.to(recorded[0].device).expand(recorded[0].shape[0], -1).clone()
+''',
+}
+
+
+def test_a_dataset_a_fine_tuning_method_and_a_heatmap_method_are_one_file_each(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
+    for part in ("workflow", "src", "envs"):
+        shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    package = repo / "src" / "vlm_rationality"
+    for path, source in PLUGINS.items():
+        (package / path).write_text(source.lstrip())
+    config = copy.deepcopy(TEST_CONFIG)
+    config["datasets"]["tiny-synthetic"]["adapter"] = "shapes"
+    config["methods"] = {"zs": {"kind": "zs"}, "again": {**TEST_CONFIG["methods"]["ft"], "kind": "ft_again"}}
+    config["heatmaps"]["methods"] = ["centre"]
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "HF_HUB_OFFLINE": "1"}
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env["PATH"]])
+
+    def run(*command: str) -> str:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=repo, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    planned = run(sys.executable, "-m", "vlm_rationality", "plan", "--configfile", str(work / "config.yaml"))
+    assert re.search(r"^\| finetune \| 1 \|", planned, re.M)
+    assert re.search(r"^\| explain \| 4 \|", planned, re.M)  # 2 test shards x 2 methods
+    run(
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(repo / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "--cores",
+        "2",
+    )
+    rows = pq.read_table(work / "results" / "metrics" / "rationality.parquet").to_pylist()
+    assert sorted((r["method"], r["heatmap_method"]) for r in rows) == [("again", "centre"), ("zs", "centre")]
+    maps = {method: [] for method in config["methods"]}
+    for path in sorted((work / "results" / "heatmaps").rglob("*.parquet")):
+        maps[path.relative_to(work / "results" / "heatmaps").parts[3]] += (
+            pq.read_table(path).column("heatmap").to_pylist()
+        )
+    for method, heatmaps in maps.items():
+        grid = np.array(heatmaps, dtype=np.float32)
+        assert len(grid) == 48 and (grid == grid[0]).all() and grid[0].sum() > 0, method  # the plugin's own map
