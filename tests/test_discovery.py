@@ -236,3 +236,23 @@ def test_the_region_grid_names_each_region_by_what_the_dataset_calls_it():
     ]
     assert region_caption("background", 1, {"classes": ["a"], "backgrounds": None}) == "background 1"  # unnamed
     assert region_caption("grid", None, names) == "grid"
+
+
+def test_a_sample_of_the_regions_is_clustered_and_every_region_joins_its_nearest_medoid(caplog):
+    rng = np.random.default_rng(1)
+    centres = np.eye(8)[:4]
+    points = np.repeat(centres, 50, axis=0) + 0.05 * rng.normal(size=(200, 8))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    full = cluster_regions(points, range(2, 8))
+    with caplog.at_level("INFO", logger="vlm_rationality.discover.clusters"):
+        sampled = cluster_regions(points, range(2, 8), seed=3, max_regions=60)
+    assert "(60 regions)" in caplog.text and "(200 regions)" not in caplog.text  # K-Medoids saw the sample only
+    again = cluster_regions(points, range(2, 8), seed=3, max_regions=60)  # seeded: the same sample and medoids
+    assert np.array_equal(sampled.labels, again.labels) and np.array_equal(sampled.medoids, again.medoids)
+    assert sampled.k == full.k == 4 and len(sampled.labels) == 200 and sampled.medoids.max() < 200
+    nearest = np.argmax(points @ points[sampled.medoids].T, axis=1)
+    assert np.array_equal(sampled.labels, nearest)
+    assert sampled.labels[sampled.medoids].tolist() == list(range(4))
+    # the same partition of the 200 regions as clustering them all
+    assert len({(a, b) for a, b in zip(full.labels, sampled.labels)}) == 4
+    assert cluster_regions(points, range(2, 8), max_regions=500).labels.tolist() == full.labels.tolist()  # no sample

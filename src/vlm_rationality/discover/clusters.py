@@ -39,9 +39,32 @@ def region_distances(embeddings: np.ndarray) -> np.ndarray:
     return distances
 
 
-def cluster_regions(embeddings: np.ndarray, ks: range | list[int], seed: int = 0) -> Clustering:
+def cluster_regions(
+    embeddings: np.ndarray, ks: range | list[int], seed: int = 0, max_regions: int | None = None
+) -> Clustering:
     """K-Medoids (FasterPAM from seeded random medoids, one thread: reproducible) for every K in `ks`; the K with the
-    best silhouette (the first of equals) wins. Raises ValueError when there are too few regions for the largest K."""
+    best silhouette (the first of equals) wins. Raises ValueError when there are too few regions for the largest K.
+
+    The dense distance matrix is 8·R² bytes (1.1 GB at the 11,600 regions of 3,000 images with three background
+    squares each). With `max_regions`, K-Medoids and the silhouette run on a seeded subsample of that many regions
+    (128 MB at 4,000) and every region then joins its nearest medoid."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    n = len(e)
+    sample = (
+        np.sort(np.random.default_rng(seed).choice(n, max_regions, replace=False))
+        if max_regions is not None and n > max_regions
+        else np.arange(n)
+    )
+    best = _best_k(e[sample], ks, seed)
+    if len(sample) == n:
+        return best
+    medoids = sample[best.medoids]
+    labels = np.argmax(e @ e[medoids].T, axis=1)  # the nearest medoid: the smallest 1 − cosine
+    log.info("%d regions clustered as a sample of %d, then assigned to the nearest medoid", n, len(sample))
+    return Clustering(labels.astype(np.int64), medoids, best.k, best.silhouette)
+
+
+def _best_k(embeddings: np.ndarray, ks: range | list[int], seed: int) -> Clustering:
     import kmedoids
     from sklearn.metrics import silhouette_score
 

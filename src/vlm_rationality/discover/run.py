@@ -134,7 +134,9 @@ def discover(
     text = class_embeddings(classifier)
     region_image = np.array(regions["image"])
     try:
-        clustering = cluster_regions(region_embedding, k_range(len(text)), settings["seed"])
+        clustering = cluster_regions(
+            region_embedding, k_range(len(text)), settings["seed"], settings.get("max_regions")
+        )
     except ValueError as err:
         raise ValueError(f"dataset {dataset}: {err}") from None
     image_scores, region_scores = zero_shot_scores(seen.image_embedding, text), zero_shot_scores(region_embedding, text)
