@@ -28,10 +28,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vlm_rationality import open_clip_data
 from vlm_rationality.artefacts import prepared_rows
-from vlm_rationality.config import stage_threads
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.finetune.run import finetune, pretrain_base
 from vlm_rationality.models import build_classifier, build_model
+from vlm_rationality.plan.config import stage_threads
 from vlm_rationality.registry import declared
 
 

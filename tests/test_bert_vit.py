@@ -14,8 +14,8 @@ import yaml
 
 from tests.fixtures import wordpiece_vocab
 from tests.snakemake_runs import SCHEMA
-from vlm_rationality import config as settings
 from vlm_rationality.models import build_model
+from vlm_rationality.plan import config as settings
 
 ADAPTERS = ["albef", "blip"]
 TEXT_PREFIX = {"albef": "text_encoder.bert.", "blip": "text_encoder."}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.snakemake_runs import REPO, SCHEMA, TEST_CONFIG
-from vlm_rationality.config import ConfigError, check_config, training_rhos
+from vlm_rationality.plan.config import ConfigError, check_config, training_rhos
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -191,10 +191,10 @@ def test_defaults_come_from_the_schema():
 
 
 def test_registries_read_from_the_source_equal_the_imported_ones():
-    from vlm_rationality.archs import MODEL_ARCHS
     from vlm_rationality.explain import HEATMAP_METHODS
     from vlm_rationality.finetune import FINETUNE_METHODS
     from vlm_rationality.models import MODEL_ADAPTERS
+    from vlm_rationality.plan.archs import MODEL_ARCHS
     from vlm_rationality.registry import declared
 
     methods = declared("vlm_rationality.finetune", "FINETUNE_METHODS")
@@ -218,8 +218,8 @@ def test_registries_read_from_the_source_equal_the_imported_ones():
 )
 def test_architecture_facts_read_as_data_match_the_built_model(spec, tiny_vocab, tmp_path):
     from tests.fixtures import wordpiece_vocab
-    from vlm_rationality.archs import approx_parameters, check_model
     from vlm_rationality.models import build_model
+    from vlm_rationality.plan.archs import approx_parameters, check_model
 
     if spec["adapter"] != "open_clip":
         size = 64 if spec["arch"].startswith("tiny") else 30_522
@@ -242,7 +242,7 @@ def test_training_rhos_name_the_datasets_whose_training_split_declares_one():
 
 
 def test_explain_jobs_take_their_own_thread_count():
-    from vlm_rationality.config import heatmap_spec, stage_threads
+    from vlm_rationality.plan.config import heatmap_spec, stage_threads
 
     config = copy.deepcopy(TEST_CONFIG)
     check_config(config, SCHEMA)
@@ -255,8 +255,8 @@ def test_explain_jobs_take_their_own_thread_count():
 def test_the_heatmap_spec_allows_exactly_the_settings_a_map_depends_on():
     import dataclasses
 
-    from vlm_rationality.config import MAP_SETTINGS, heatmap_spec
     from vlm_rationality.explain.heatmaps import HeatmapSettings
+    from vlm_rationality.plan.config import MAP_SETTINGS, heatmap_spec
 
     assert set(MAP_SETTINGS) == {f.name for f in dataclasses.fields(HeatmapSettings)} - {"method"}
     config = copy.deepcopy(TEST_CONFIG)
@@ -268,7 +268,7 @@ def test_the_heatmap_spec_allows_exactly_the_settings_a_map_depends_on():
 
 
 def test_a_method_takes_its_own_thread_count_and_its_checkpoint_does_not_depend_on_it():
-    from vlm_rationality.config import explain_spec, finetune_spec, stage_threads
+    from vlm_rationality.plan.config import explain_spec, finetune_spec, stage_threads
 
     config = copy.deepcopy(TEST_CONFIG)
     config["threads"] = 2
@@ -342,7 +342,7 @@ def test_the_cue_conflict_stimuli_folder_is_checked_and_given_once(tmp_path):
 def test_folders_are_prepared_as_splits_of_each_robustness_dataset(tmp_path):
     from PIL import Image
 
-    from vlm_rationality.config import cue_conflict_set, ood_sets, prediction_sets, prepare_spec
+    from vlm_rationality.plan.config import cue_conflict_set, ood_sets, prediction_sets, prepare_spec
 
     (tmp_path / "stimuli" / "cat").mkdir(parents=True)
     Image.new("RGB", (20, 20)).save(tmp_path / "stimuli" / "cat" / "cat1-dog1.png")
@@ -618,7 +618,7 @@ def test_a_partial_configfile_says_how_to_overlay_it():
 
 
 def test_a_key_given_twice_in_a_config_file_is_refused_with_both_lines(tmp_path):
-    from vlm_rationality.config import check_files
+    from vlm_rationality.plan.config import check_files
 
     path = tmp_path / "mine.yaml"
     path.write_text(

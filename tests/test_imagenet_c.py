@@ -16,13 +16,13 @@ from PIL import Image
 from tests import fixtures
 from tests.snakemake_runs import SCHEMA, TEST_CONFIG, planned_jobs, snakemake
 from vlm_rationality.artefacts import prepared_meta, read_heatmaps, read_prepared
-from vlm_rationality.config import ConfigError, check_config
 from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 from vlm_rationality.data.imagenet_c import crop_mask
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
 from vlm_rationality.data.transform import boxes_mask
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.models import build_classifier, build_model
+from vlm_rationality.plan.config import ConfigError, check_config
 
 SHIFT = "gaussian_noise-3"
 

@@ -11,7 +11,7 @@ import vlm_rationality
 PACKAGE = Path(vlm_rationality.__file__).parent
 # (importing part, what it must not import): `data`, `models` and `metrics` sit below `explain` and `finetune`,
 # `explain` below `finetune`, `predict` beside `explain` (neither imports the other); the contracts and helpers at
-# the bottom import no stage at all.
+# the bottom import no stage at all; the planning package reads the dataset adapters' declarations, nothing above.
 STAGES = ("data", "models", "metrics", "explain", "finetune", "predict", "report")
 FORBIDDEN = {
     "data": ("explain", "finetune", "predict"),
@@ -19,6 +19,7 @@ FORBIDDEN = {
     "metrics": ("explain", "finetune", "predict"),
     "explain": ("finetune", "predict"),
     "predict": ("explain", "finetune"),
+    "plan": ("models", "metrics", "explain", "finetune", "predict", "report"),
     "artefacts": STAGES,
     "io": STAGES,
     "registry": STAGES,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("torch", "open_clip", "timm", "transformers", "matplotlib", "scipy")
 # Runs the CLI as `python -m vlm_rationality` does, then names the heavy packages that ended up imported.
@@ -61,3 +62,18 @@ def test_synthetic_items_and_prepare_import_no_ml_stack(tmp_path):
         == []
     )
     assert (tmp_path / "shard.parquet").stat().st_size > 0
+
+
+def test_the_planning_package_imports_no_ml_stack(tmp_path):
+    """What every Snakemake start reads: the config check, sweeps, protocol switches, sizing and the cost plan."""
+    from vlm_rationality import plan
+
+    modules = sorted(path.stem for path in Path(plan.__file__).parent.glob("*.py") if path.stem != "__init__")
+    script = f"""
+import json, sys
+for name in {modules!r}:
+    __import__("vlm_rationality.plan." + name)
+print(json.dumps(sorted({{name.split('.')[0] for name in sys.modules}} & set({HEAVY!r}))))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert len(modules) >= 7 and json.loads(done.stdout.strip().splitlines()[-1]) == []

@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 from tests.snakemake_runs import SCHEMA, TEST_CONFIG
-from vlm_rationality import protocol
-from vlm_rationality.config import check_config, checkpoint_method, finetune_spec, heatmap_spec
 from vlm_rationality.metrics.rationality import (
     UNDEFINED_POLICIES,
     category_counts,
     metrics_from_counts,
     resolve_undefined,
 )
+from vlm_rationality.plan import protocol
+from vlm_rationality.plan.config import check_config, checkpoint_method, finetune_spec, heatmap_spec
 
 
 def test_undefined_rma_policies_move_pt_as_counted_by_hand():

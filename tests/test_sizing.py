@@ -1,6 +1,6 @@
 """Job resources follow the config: model, split and group sizes, device, retries."""
 
-from vlm_rationality.sizing import gpu_model, job_resources, training_images_held
+from vlm_rationality.plan.sizing import gpu_model, job_resources, training_images_held
 
 SETTINGS = {
     "mem_mb": 4000,
@@ -81,8 +81,8 @@ def test_an_explain_jobs_memory_covers_its_batch_as_measured_on_the_cpu():
     import subprocess
     import sys
 
-    from vlm_rationality.archs import explain_bytes_per_image
-    from vlm_rationality.sizing import explain_batch_bytes
+    from vlm_rationality.plan.archs import explain_bytes_per_image
+    from vlm_rationality.plan.sizing import explain_batch_bytes
 
     peaks = [
         int(
@@ -114,9 +114,9 @@ def test_one_table_sizes_every_stage_s_job_and_agrees_with_the_plan():
     import yaml
 
     from tests.snakemake_runs import REPO, SCHEMA
-    from vlm_rationality.config import check_config
-    from vlm_rationality.plan import plan, split_sizes
-    from vlm_rationality.sizing import job_size
+    from vlm_rationality.plan.config import check_config
+    from vlm_rationality.plan.cost import plan, split_sizes
+    from vlm_rationality.plan.sizing import job_size
 
     config = yaml.safe_load((REPO / "config" / "twins.yaml").read_text())
     config = {**yaml.safe_load((REPO / "config.yaml").read_text()), **config}

@@ -318,8 +318,8 @@ def cmd_score(args: argparse.Namespace) -> None:
 def cmd_plan(args: argparse.Namespace) -> None:
     import yaml
 
-    from vlm_rationality.config import check_config, check_files
-    from vlm_rationality.plan import markdown, plan
+    from vlm_rationality.plan.config import check_config, check_files
+    from vlm_rationality.plan.cost import markdown, plan
 
     check_files(args.configfile)
     config: dict[str, Any] = {}

@@ -7,10 +7,10 @@ import shlex
 
 from snakemake.exceptions import IncompleteCheckpointException
 
-from vlm_rationality.archs import explain_bytes_per_image
+from vlm_rationality.plan.archs import explain_bytes_per_image
 from vlm_rationality.artefacts import item_count
 from vlm_rationality.io import config_hash
-from vlm_rationality.sizing import (
+from vlm_rationality.plan.sizing import (
     JobSize,
     explain_batch_bytes,
     gpu_model,
@@ -18,7 +18,7 @@ from vlm_rationality.sizing import (
     job_size,
     training_images_held,
 )
-from vlm_rationality import protocol
+from vlm_rationality.plan import protocol
 
 ENV = "../../envs/vlm-rationality.yaml"
 # Jobs run the package of this checkout, also from an environment that does not have it installed

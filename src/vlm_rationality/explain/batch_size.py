@@ -15,7 +15,7 @@ import torch
 
 from vlm_rationality.explain.base import HeatmapMethod
 from vlm_rationality.models.heads import ImageClassifier
-from vlm_rationality.sizing import CPU_BATCH
+from vlm_rationality.plan.sizing import CPU_BATCH
 
 PROBES = (2, 8)  # images per probe batch: large enough that the per-image part dominates the noise
 HEADROOM = 0.8  # share of the free memory a batch may take: the allocator fragments, the rest of the job allocates

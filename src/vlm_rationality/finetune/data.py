@@ -22,7 +22,7 @@ import torch
 
 from vlm_rationality.artefacts import read_prepared_images, read_prepared_index
 from vlm_rationality.finetune.distributed import world
-from vlm_rationality.sizing import MiB
+from vlm_rationality.plan.sizing import MiB
 
 
 class StreamedImages:

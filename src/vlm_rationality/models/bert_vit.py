@@ -28,9 +28,9 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from vlm_rationality.archs import MODEL_ARCHS, ArchConfig, TextConfig, check_vocabulary
 from vlm_rationality.models.attention import capture_attention
 from vlm_rationality.models.base import Preprocess, VisionLanguageModel, refused_pickle
+from vlm_rationality.plan.archs import MODEL_ARCHS, ArchConfig, TextConfig, check_vocabulary
 
 log = logging.getLogger(__name__)
 POS_EMBED = "visual_encoder.pos_embed"

@@ -14,9 +14,9 @@ from open_clip.transformer import VisionTransformer, text_global_pool
 from safetensors import SafetensorError
 from torch import nn
 
-from vlm_rationality.archs import resolve_open_clip_pretrained
 from vlm_rationality.models.attention import capture_attention
 from vlm_rationality.models.base import MODEL_ADAPTERS, Preprocess, VisionLanguageModel, refused_pickle
+from vlm_rationality.plan.archs import resolve_open_clip_pretrained
 
 # Tiny architectures for the synthetic benchmark and the tests, registered next to open_clip's own.
 CONFIG_DIR = Path(__file__).parent / "configs"

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from vlm_rationality.metrics.score import score_table
-from vlm_rationality.protocol import SEPARATOR
+from vlm_rationality.plan.protocol import SEPARATOR
 from vlm_rationality.report.names import ABLATION_ORDER
 from vlm_rationality.report.names import METRICS as LABELS
 

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from vlm_rationality import config as settings
-from vlm_rationality.archs import approx_parameters
+from vlm_rationality.plan import config as settings
+from vlm_rationality.plan.archs import approx_parameters
 
 Stage = Literal[
     "items",

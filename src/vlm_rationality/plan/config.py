@@ -16,14 +16,14 @@ from typing import Any
 
 import yaml
 
-from vlm_rationality.archs import MODEL_ARCHS, check_model, input_size
 from vlm_rationality.data import DATASET_ADAPTERS, Dataset, build_dataset, imagenet_c
 from vlm_rationality.data.corruptions import parse_shift
-from vlm_rationality.protocol import method_entry, model_entry, split_variant
+from vlm_rationality.plan.archs import MODEL_ARCHS, check_model, input_size
+from vlm_rationality.plan.protocol import method_entry, model_entry, split_variant
+from vlm_rationality.plan.schema import Schema, validate
+from vlm_rationality.plan.sweep import LABEL as SWEEP_LABEL
+from vlm_rationality.plan.sweep import SweepError, expand
 from vlm_rationality.registry import declared
-from vlm_rationality.schema import Schema, validate
-from vlm_rationality.sweep import LABEL as SWEEP_LABEL
-from vlm_rationality.sweep import SweepError, expand
 
 Config = dict[str, Any]
 FOLDER_SPLIT = "folder-"  # robustness.ood_folders.<name> is prepared as the split folder-<name> of a dataset

@@ -19,7 +19,7 @@ from vlm_rationality import open_clip_data
 from vlm_rationality.io import read_json
 from vlm_rationality.registry import Registry
 
-CONFIG_DIR = Path(__file__).parent / "models" / "configs"
+CONFIG_DIR = Path(__file__).parents[1] / "models" / "configs"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 

@@ -14,10 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from vlm_rationality import config as settings
-from vlm_rationality.archs import approx_parameters, explain_bytes_per_image, vision_shape
 from vlm_rationality.data import build_dataset
-from vlm_rationality.sizing import CPU_BATCH, MiB, cpu_batch
+from vlm_rationality.plan import config as settings
+from vlm_rationality.plan.archs import approx_parameters, explain_bytes_per_image, vision_shape
+from vlm_rationality.plan.sizing import CPU_BATCH, MiB, cpu_batch
 
 Config = dict[str, Any]
 GiB = 2**30
