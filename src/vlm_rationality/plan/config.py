@@ -75,18 +75,34 @@ def check_config(config: Config, schema: Schema) -> None:
     errors += schema_errors + _swept_keys(_registry_errors(config, origin), origin)
     if schema_errors:
         raise ConfigError("\n".join(errors))
-    finetune_methods = _finetune_methods()
-    # A setting of a method that trains nothing is refused unless it is the schema's default (filled in, or harmless).
-    training_settings = {
-        **schema["definitions"]["training"]["properties"],
-        "head_init": {},
-        "processes": {"default": 1},
-        "threads": {},
-    }
+    depths, model_errors = _model_errors(config)
+    errors += _dataset_errors(config, schema) + model_errors + _method_errors(config, schema, depths)
+    errors += _shift_errors(config) + _heatmap_errors("heatmaps", config["heatmaps"], config["device"], depths)
+    if config["heatmaps"].get("compile"):
+        errors += [
+            f"heatmaps.compile: model {name!r} ({model['adapter']}) has timm attention; compile supports "
+            "open_clip's CLIP ViTs only"
+            for name, model in config["models"].items()
+            if model["adapter"] != "open_clip"
+        ]
+    errors += _robustness_errors(config)
+    errors += _discovery_errors(config)
+    errors += _ravl_errors(config)
+    errors += _twins_errors(config)
+    errors = _swept_keys(errors, origin)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    if "discovery" in config:  # the one default that names another key (the schema states it)
+        config["discovery"].setdefault("split", config["eval_split"])
+
+
+def _dataset_errors(config: Config, schema: Schema) -> list[str]:
+    """Each dataset against its adapter's declared options, its splits, and what its adapter finds on disk."""
+    errors = []
     for name, dataset in config["datasets"].items():
         key = f"datasets.{name}"
         if dataset["adapter"] not in DATASET_ADAPTERS:
-            continue
+            continue  # reported with the registries
         found = validate(
             dataset, _dataset_schema(schema, DATASET_ADAPTERS.get(dataset["adapter"])), [*key.split(".", 1)]
         )
@@ -110,11 +126,17 @@ def check_config(config: Config, schema: Schema) -> None:
                     ]
             except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
                 errors.append(f"{key}: {err}")
-    depths = {}
+    return errors
+
+
+def _model_errors(config: Config) -> tuple[dict[str, int], list[str]]:
+    """Each model's architecture checks (and its vision depth, which heatmap settings are checked against), its
+    input size against its datasets, and where its base comes from."""
+    depths, errors = {}, []
     for name, model in config["models"].items():
         key = f"models.{name}"
         if model["adapter"] not in MODEL_ARCHS:
-            continue
+            continue  # reported with the registries
         try:
             depths[name] = check_model(model)
             errors += _input_size_errors(config, name)
@@ -131,17 +153,32 @@ def check_config(config: Config, schema: Schema) -> None:
                 errors.append(
                     f"{key}.pretrain.split: dataset {pretrain['dataset']!r} has no split {pretrain['split']!r}"
                 )
+    return depths, errors
+
+
+def _method_errors(config: Config, schema: Schema, depths: dict[str, int]) -> list[str]:
+    """Each method's settings against what its kind states at registration (trains, head, regions, frozen
+    features), and its own heatmap settings."""
+    finetune_methods = _finetune_methods()
+    # A setting of a method that trains nothing is refused unless it is the schema's default (filled in, or harmless).
+    training_settings = {
+        **schema["definitions"]["training"]["properties"],
+        "head_init": {},
+        "processes": {"default": 1},
+        "threads": {},
+    }
+    errors = []
     for name, method in config["methods"].items():
         key = f"methods.{name}"
         if method["kind"] not in finetune_methods:
-            continue
-        if not finetune_methods[method["kind"]]["trains"]:
+            continue  # reported with the registries
+        facts = finetune_methods[method["kind"]]
+        if not facts["trains"]:
             errors += [
                 f"{key}.{setting}: {method['kind']} trains nothing, so it takes no training setting"
                 for setting, entry in training_settings.items()
                 if setting in method and method[setting] != entry.get("default", object())
             ]
-        facts = finetune_methods[method["kind"]]
         if method["augment"] and (not facts["trains"] or facts.get("frozen_features")):
             errors.append(
                 f"{key}.augment: {method['kind']} trains no image tower (it "
@@ -161,7 +198,7 @@ def check_config(config: Config, schema: Schema) -> None:
                 f"{key}.context.length: init: template takes the length of the template's words before "
                 "{name}; drop length"
             )
-        if "head" in method and finetune_methods[method["kind"]].get("head") != "linear":
+        if "head" in method and facts.get("head") != "linear":
             errors.append(
                 f"{key}.head: {method['kind']} classifies with its prompts; only a trained linear head (lp, ft) "
                 "takes `head`"
@@ -171,16 +208,12 @@ def check_config(config: Config, schema: Schema) -> None:
                 f"{key}.head_init: head: linear is the official code's nn.Linear with its default init; "
                 "drop head_init, or use head: cosine"
             )
-        overrides = method.get("heatmaps", {})
-        if overrides.get("amp") == "fp16" and config["device"] == "cpu":
-            errors.append(f"{key}.heatmaps.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none")
-        for model_name, depth in depths.items():
-            start = overrides.get("start_block")
-            if start is not None and not -depth <= start < depth:
-                errors.append(
-                    f"{key}.heatmaps.start_block: {start} is outside the {depth} vision blocks of model "
-                    f"{model_name!r} (0 is the first, -1 the last)"
-                )
+        errors += _heatmap_errors(f"{key}.heatmaps", method.get("heatmaps", {}), config["device"], depths)
+    return errors
+
+
+def _shift_errors(config: Config) -> list[str]:
+    errors = []
     for key, shift_list in [("shifts", config["shifts"])] + [
         (f"datasets.{name}.shifts", d["shifts"]) for name, d in config["datasets"].items() if "shifts" in d
     ]:
@@ -189,31 +222,23 @@ def check_config(config: Config, schema: Schema) -> None:
                 parse_shift(shift)
             except ValueError as err:
                 errors.append(f"{key}: {err}")
-    heatmaps = config["heatmaps"]
-    for name, depth in depths.items():
-        if not -depth <= heatmaps["start_block"] < depth:
+    return errors
+
+
+def _heatmap_errors(key: str, heatmaps: Config, device: str, depths: dict[str, int]) -> list[str]:
+    """Heatmap settings, global (`heatmaps`) or a method's own: a rollout's first block within every model's depth,
+    fp16 only on CUDA."""
+    errors = []
+    start = heatmaps.get("start_block")
+    for model_name, depth in depths.items():
+        if start is not None and not -depth <= start < depth:
             errors.append(
-                f"heatmaps.start_block: {heatmaps['start_block']} is outside the {depth} vision blocks of model "
-                f"{name!r} (0 is the first, -1 the last)"
+                f"{key}.start_block: {start} is outside the {depth} vision blocks of model "
+                f"{model_name!r} (0 is the first, -1 the last)"
             )
-    if heatmaps["amp"] == "fp16" and config["device"] == "cpu":
-        errors.append("heatmaps.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none")
-    if heatmaps.get("compile"):
-        errors += [
-            f"heatmaps.compile: model {name!r} ({model['adapter']}) has timm attention; compile supports "
-            "open_clip's CLIP ViTs only"
-            for name, model in config["models"].items()
-            if model["adapter"] != "open_clip"
-        ]
-    errors += _robustness_errors(config)
-    errors += _discovery_errors(config)
-    errors += _ravl_errors(config)
-    errors += _twins_errors(config)
-    errors = _swept_keys(errors, origin)
-    if errors:
-        raise ConfigError("\n".join(errors))
-    if "discovery" in config:  # the one default that names another key (the schema states it)
-        config["discovery"].setdefault("split", config["eval_split"])
+    if heatmaps.get("amp") == "fp16" and device == "cpu":
+        errors.append(f"{key}.amp: fp16 is mixed precision on CUDA, but device is cpu; use bf16 or none")
+    return errors
 
 
 def _non_finite(value: Any, path: str = "") -> list[str]:
