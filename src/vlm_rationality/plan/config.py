@@ -509,10 +509,6 @@ def finetune_spec(config: Config, method: str) -> Config:
     return spec
 
 
-def explain_spec(config: Config, method: str) -> Config:
-    return {key: value for key, value in method_entry(config, method).items() if key not in (*RUNS_ON, SWEEP_LABEL)}
-
-
 def checkpoint_method(config: Config, model: str, method: str) -> str:
     """Whose checkpoint a (variant) method explains: its base's where the variant trains the same way."""
     base, switch = split_variant(method)
