@@ -555,7 +555,7 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
         (lambda c: c["methods"]["zs"].update(processes=2), "methods.zs.processes: zs trains nothing"),
         (
             lambda c: c["methods"]["ft"].update(mitigates="lp"),
-            "methods.ft.mitigates: only a method that trains on discovered",
+            "methods.ft.mitigates: unknown setting",
         ),
         (
             lambda c: c.update(prompt_template="a photo of a {name} in {other}"),
@@ -630,3 +630,23 @@ def test_a_key_given_twice_in_a_config_file_is_refused_with_both_lines(tmp_path)
         f"{path}: the key 'threshold' is given twice, on lines 3 and 5; keep one (YAML would silently keep the last)"
     )
     check_files([str(REPO / "config.yaml"), *map(str, sorted((REPO / "config").glob("*.yaml")))])
+
+
+def test_a_method_is_closed_over_the_options_its_kind_declares_at_registration():
+    from vlm_rationality.registry import declared
+
+    config = copy.deepcopy(TEST_CONFIG)
+    config["methods"]["adapter"] = {"kind": "clip_adapter", "lr": 1e-3, "epochs": 1, "batch_size": 8}
+    config["methods"]["context"] = {"kind": "coop", "lr": 1e-3, "epochs": 1, "batch_size": 8}
+    check_config(config, SCHEMA)
+    declared_options = declared("vlm_rationality.finetune", "FINETUNE_METHODS")["clip_adapter"]["options"]
+    assert config["methods"]["adapter"]["adapter"] == {"reduction": 4, "ratio": 0.2}  # the declared defaults
+    assert declared_options["adapter"]["properties"]["reduction"]["default"] == 4
+    assert config["methods"]["context"]["context"] == {"length": 16, "init": "random", "class_specific": False}
+    config = copy.deepcopy(TEST_CONFIG)
+    config["methods"]["ft"]["adapter"] = {"reduction": 2}  # another kind's option
+    config["methods"]["ravl"] = {"kind": "ravl", "lr": 1e-3, "epochs": 1, "batch_size": 8}  # its required key missing
+    with pytest.raises(ConfigError) as error:
+        check_config(config, SCHEMA)
+    assert "methods.ft.adapter: unknown setting" in str(error.value)
+    assert "methods.ravl: 'mitigates' is a required property" in str(error.value)

@@ -10,7 +10,24 @@ from vlm_rationality.finetune.loop import fit
 from vlm_rationality.models.heads import ClipAdapter, build_classifier
 
 
-@FINETUNE_METHODS.register("clip_adapter", trains=True, head="prompt", frozen_features=True)
+@FINETUNE_METHODS.register(
+    "clip_adapter",
+    trains=True,
+    head="prompt",
+    frozen_features=True,
+    options={
+        "adapter": {
+            "type": "object",
+            "description": "the bottleneck's reduction (dim / reduction hidden units) and the residual ratio α",
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "reduction": {"type": "integer", "minimum": 1, "default": 4},
+                "ratio": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.2},
+            },
+        }
+    },
+)
 class ClipAdapterTuning(Method):
     """Only the adapter trains (`adapter: {reduction, ratio}`); the backbone and the class-prompt head stay
     frozen, so the embeddings are extracted once. The explainers see the adapter in the classifier's forward,

@@ -49,7 +49,32 @@ def initial_context(model: VisionLanguageModel, words: str, settings: dict, text
     return context.expand(len(texts), *context.shape).clone() if settings["class_specific"] else context
 
 
-@FINETUNE_METHODS.register("coop", trains=True, head="prompt", template=True, frozen_features=True)
+@FINETUNE_METHODS.register(
+    "coop",
+    trains=True,
+    head="prompt",
+    template=True,
+    frozen_features=True,
+    options={
+        "context": {
+            "type": "object",
+            "description": (
+                "`length` learned context vectors before each class name (16, CoOp's own), initialised at random "
+                "(N(0, 0.02²)) or from the template's words before {name} (`init: template`, their length), shared "
+                "by all classes or one per class (`class_specific`)"
+            ),
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "length": {"type": "integer", "minimum": 1},
+                "init": {"type": "string", "enum": ["random", "template"], "default": "random"},
+                "class_specific": {"type": "boolean", "default": False},
+            },
+            "if": {"properties": {"init": {"const": "random"}}},
+            "then": {"properties": {"length": {"default": 16}}},
+        }
+    },
+)
 class ContextOptimization(Method):
     """`context: {length, init: random|template, class_specific}`; logits = scale · <image, text(context, name)>."""
 

@@ -92,7 +92,38 @@ def roi_pool(patches: torch.Tensor, boxes: np.ndarray, valid: torch.Tensor, imag
 VIEWS = {"crop": crops, "in_place": in_place}  # pixel views; `roi` reads the patch grid (roi_pool)
 
 
-@FINETUNE_METHODS.register("ravl", trains=True, head="prompt", regions=True)
+@FINETUNE_METHODS.register(
+    "ravl",
+    trains=True,
+    head="prompt",
+    regions=True,
+    required=["mitigates"],
+    options={
+        "mitigates": {
+            "type": "string",
+            "description": "the fine-tuned method whose discovery (RaVL's Stage 1) names the regions to ignore",
+        },
+        "region_loss": {
+            "type": "object",
+            "description": (
+                "L = weight·L_CLIP + (1 − weight)·mean(L_R + L_A) at temperature τ (finetune/losses.py); the regions "
+                "of the first `spurious_clusters` discovered candidates by gap are spurious (RaVL: the top one); "
+                "L_R's denominator counts each class of the batch once (`classes`) or each item (`items`); a region "
+                "reaches the encoder cut and resized (`crop`, as discovery embeds it), at its place and scale on grey "
+                "(`in_place`), or as the RoIAlign average of the image's own patch tokens (`roi`)"
+            ),
+            "additionalProperties": False,
+            "default": {},
+            "properties": {
+                "weight": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.8},
+                "temperature": {"type": "number", "exclusiveMinimum": 0, "default": 0.07},
+                "spurious_clusters": {"type": "integer", "minimum": 1, "default": 1},
+                "denominator": {"type": "string", "enum": ["classes", "items"], "default": "classes"},
+                "view": {"type": "string", "enum": ["crop", "in_place", "roi"], "default": "crop"},
+            },
+        },
+    },
+)
 class RegionAwareFineTune(Method):
     """`mitigates`: the method whose discovery names the spurious regions; `region_loss`: {weight (λ), temperature
     (τ), spurious_clusters, denominator (losses.region_losses), view: how a region reaches the encoder (`crop`: cut

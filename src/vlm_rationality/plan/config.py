@@ -69,7 +69,8 @@ def check_config(config: Config, schema: Schema) -> None:
             config["methods"], origin = expand(config["methods"])
         except SweepError as err:
             raise ConfigError("\n".join([*errors, str(err)])) from None
-    schema_errors = _swept_keys(validate(config, schema), origin)
+    found = validate(config, schema) + _method_option_errors(config, schema)
+    schema_errors = _swept_keys(sorted(found, key=lambda error: error.split(":")[0].split(".")), origin)
     if any(re.match(r"config: '[a-z_]+' is a required property", error) for error in schema_errors):
         schema_errors.append(f"config: {OVERLAY_HINT}")
     errors += schema_errors + _swept_keys(_registry_errors(config, origin), origin)
@@ -94,6 +95,31 @@ def check_config(config: Config, schema: Schema) -> None:
         raise ConfigError("\n".join(errors))
     if "discovery" in config:  # the one default that names another key (the schema states it)
         config["discovery"].setdefault("split", config["eval_split"])
+
+
+def _method_schema(schema: Schema, facts: dict[str, Any]) -> Schema:
+    """The schema's method entry closed over the options (and required keys) the method's kind declares at
+    registration (`register("ravl", options={...}, required=[...])` in vlm_rationality/finetune/<kind>.py)."""
+    entry = copy.deepcopy(schema["properties"]["methods"]["additionalProperties"])
+    entry["properties"].update(facts.get("options", {}))
+    entry["required"] = [*entry["required"], *facts.get("required", [])]
+    entry["unevaluatedProperties"] = False
+    return {**entry, "definitions": schema["definitions"]}  # the entry's $ref resolve in it
+
+
+def _method_option_errors(config: Config, schema: Schema) -> list[str]:
+    """Each method against its kind's closed schema (its options' defaults filled in); a kind nobody registered is
+    reported with the registries."""
+    methods = config.get("methods")
+    if not isinstance(methods, dict):
+        return []
+    declared_kinds = _finetune_methods()
+    return [
+        error
+        for name, method in methods.items()
+        if isinstance(method, dict) and method.get("kind") in declared_kinds
+        for error in validate(method, _method_schema(schema, declared_kinds[method["kind"]]), ["methods", name])
+    ]
 
 
 def _dataset_errors(config: Config, schema: Schema) -> list[str]:
@@ -184,16 +210,7 @@ def _method_errors(config: Config, schema: Schema, depths: dict[str, int]) -> li
                 f"{key}.augment: {method['kind']} trains no image tower (it "
                 f"{'trains nothing' if not facts['trains'] else 'reads image embeddings extracted once'})"
             )
-        errors += [
-            f"{key}.{setting}: only a method that trains on discovered regions (ravl) takes {setting}"
-            for setting in ("mitigates", "region_loss")
-            if setting in method and not facts.get("regions")
-        ]
-        if "adapter" in method and method["kind"] != "clip_adapter":
-            errors.append(f"{key}.adapter: only clip_adapter has an adapter")
-        if "context" in method and method["kind"] != "coop":
-            errors.append(f"{key}.context: only coop learns a prompt context")
-        elif method.get("context", {}).get("init") == "template" and "length" in method["context"]:
+        if method.get("context", {}).get("init") == "template" and "length" in method["context"]:
             errors.append(
                 f"{key}.context.length: init: template takes the length of the template's words before "
                 "{name}; drop length"
