@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vlm_rationality.io import config_hash, parquet_file, read_json, read_metadata, reading
+from vlm_rationality.io import config_hash, parquet_file, read_metadata, reading
 from vlm_rationality.metrics.rationality import UNDEFINED_POLICIES
 
 # The checkout's workflow schema (the package runs from its checkout: pip install -e, or the workflow's PYTHONPATH).
@@ -179,8 +179,9 @@ def cmd_validity(args: argparse.Namespace) -> None:
 def _classifier_identity(args: argparse.Namespace) -> list:
     """What a file made by a classifier's job depends on, for its settings hash: the model, the prompts and the
     fine-tuning that made the checkpoint (its sidecar's method; none for the model's own weights)."""
-    method = read_json(Path(args.checkpoint).with_suffix(".json"))["method"] if args.checkpoint else None
-    return [args.model, args.prompts, method]
+    from vlm_rationality.models.checkpoint import read_sidecar
+
+    return [args.model, args.prompts, read_sidecar(args.checkpoint)["method"] if args.checkpoint else None]
 
 
 def _region_classifier(args: argparse.Namespace):

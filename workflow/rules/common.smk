@@ -301,30 +301,23 @@ def sized(stage):
             size = job_size(config, stage, wc, split_size)
         except IncompleteCheckpointException:  # a split not indexed yet: the job is sized again once it is
             size = JobSize()
-        images, image_size, parameters, passes, gpus = (
-            size.images,
-            size.image_size,
-            size.parameters,
-            size.passes,
-            size.gpus,
-        )
-        held, batch = images, 0
+        held, batch = size.images, 0
         if stage == "explain":
             per_image = explain_bytes_per_image(config["models"][wc.model])
             batch = explain_batch_bytes(config["heatmaps"]["batch_size"], config["device"], per_image)
         if stage in ("pretrain", "finetune"):
             dataset = config["models"][wc.model]["pretrain"]["dataset"] if stage == "pretrain" else wc.dataset
             shard_size = int(config["datasets"][dataset]["shard_size"])
-            held = training_images_held(images, image_size, shard_size, config["training_data"])
+            held = training_images_held(size.images, size.image_size, shard_size, config["training_data"])
         return job_resources(
             config["resources"],
             config["device"],
             stage,
-            images,
-            image_size,
-            parameters,
-            passes,
-            gpus,
+            size.images,
+            size.image_size,
+            size.parameters,
+            size.passes,
+            size.gpus,
             wc.get("shift", "clean") != "clean" and not prerendered(wc.dataset, wc.shift),
             attempt,
             held,

@@ -100,10 +100,10 @@ class OpenCLIP(VisionLanguageModel):
         training re-encodes the same captions and class prompts every step, and tokenizing them there was 3 % of
         a pretraining step. At most TOKEN_CACHE texts are kept."""
         new = [text for text in dict.fromkeys(texts) if text not in self._token_ids]
-        if new and len(self._token_ids) + len(new) <= TOKEN_CACHE:
-            self._token_ids.update(zip(new, self.tokenizer(new)))
-        elif new:
+        if len(self._token_ids) + len(new) > TOKEN_CACHE:  # past the bound: tokenized afresh, not kept
             return self.tokenizer(list(texts)).to(self.device)
+        if new:
+            self._token_ids.update(zip(new, self.tokenizer(new)))
         return torch.stack([self._token_ids[text] for text in texts]).to(self.device)
 
     def _text_tower(self) -> nn.Module:
