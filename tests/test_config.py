@@ -449,6 +449,8 @@ def test_a_ravl_method_must_mitigate_a_discovered_fine_tuned_method():
         "spurious_clusters": 1,
         "denominator": "classes",
         "view": "crop",
+        "reduction": "sum",
+        "ablate": [],
     }
 
 

@@ -38,11 +38,67 @@ def test_weight_one_is_exactly_the_clip_loss_in_value_and_gradient():
     assert torch.equal(image_a.grad, image_b.grad)
     mixed = region_aware_loss(image, region, text, scale, valid, spurious, target, 0.8, 0.07)
     l_r, l_a = region_losses(region, text, valid, spurious, target, 0.07)
-    assert torch.allclose(mixed, 0.8 * clip + 0.2 * (l_r + l_a).mean())
+    assert torch.allclose(mixed, 0.8 * clip + 0.2 * (l_r + l_a).sum())
+    mean = region_aware_loss(image, region, text, scale, valid, spurious, target, 0.8, 0.07, reduction="mean")
+    assert torch.allclose(mean, 0.8 * clip + 0.2 * (l_r + l_a).mean())
 
 
-def test_the_region_terms_by_hand():
-    """Two images of class 0 and one of class 1, texts e0 and e1, τ = 1 (cosines as logits)."""
+def test_the_papers_region_terms_by_hand():
+    """Image 0 (class 0): relevant region a0, spurious region s0; image 1 (class 1): relevant region a1, spurious
+    region s1; texts e0 and e1, τ = 1, so each cosine is a logit. Every term of Section 4.1 written out."""
+    text = torch.eye(2)
+    unit = lambda angle: [math.cos(angle), math.sin(angle)]  # noqa: E731 - at `angle` rad from e0 towards e1
+    angles = {"a0": 0.3, "s0": 1.2, "a1": 1.0, "s1": 0.4}
+    region = torch.tensor([[unit(angles["a0"]), unit(angles["s0"])], [unit(angles["a1"]), unit(angles["s1"])]])
+    valid = torch.ones(2, 2, dtype=torch.bool)
+    spurious = torch.tensor([[False, True], [False, True]])
+    target = torch.tensor([0, 1])
+    sigma = {name: (math.exp(math.cos(a)), math.exp(math.sin(a))) for name, a in angles.items()}  # σ(r, y0), σ(r, y1)
+    penalty = max(sigma["s0"]) + max(sigma["s1"])  # P(R_B^s): each spurious region at the class it is most like
+    l_r0 = -math.log(sigma["a0"][0] / (sigma["a0"][0] + sigma["a0"][1] + penalty))
+    l_r1 = -math.log(sigma["a1"][1] / (sigma["a1"][0] + sigma["a1"][1] + penalty))
+    # L_A: image 1's relevant region competes for class 0, image 0's for class 1, and both spurious regions for each
+    l_a0 = -math.log(sigma["a0"][0] / (sigma["a0"][0] + sigma["a1"][0] + sigma["s0"][0] + sigma["s1"][0]))
+    l_a1 = -math.log(sigma["a1"][1] / (sigma["a1"][1] + sigma["a0"][1] + sigma["s0"][1] + sigma["s1"][1]))
+    l_r, l_a = region_losses(region, text, valid, spurious, target, 1.0)
+    assert l_r.tolist() == pytest.approx([l_r0, l_r1])
+    assert l_a.tolist() == pytest.approx([l_a0, l_a1])
+    # each part left out is exactly that part gone
+    without_p, _ = region_losses(region, text, valid, spurious, target, 1.0, ablate=["P"])
+    assert without_p[0].item() == pytest.approx(-math.log(sigma["a0"][0] / (sigma["a0"][0] + sigma["a0"][1])))
+    _, no_cross = region_losses(region, text, valid, spurious, target, 1.0, ablate=["cross_relevant"])
+    expected = -math.log(sigma["a0"][0] / (sigma["a0"][0] + sigma["s0"][0] + sigma["s1"][0]))
+    assert no_cross[0].item() == pytest.approx(expected)
+    _, own_spurious = region_losses(region, text, valid, spurious, target, 1.0, ablate=["batch_spurious"])
+    expected = -math.log(sigma["a0"][0] / (sigma["a0"][0] + sigma["a1"][0] + sigma["s0"][0]))
+    assert own_spurious[0].item() == pytest.approx(expected)
+    only_a = region_losses(region, text, valid, spurious, target, 1.0, ablate=["L_R"])
+    assert only_a[0].tolist() == [0, 0] and only_a[1].tolist() == pytest.approx([l_a0, l_a1])
+    # the whole loss, summed over the batch as the paper writes it
+    image, scale = torch.randn(2, 2), torch.tensor(10.0)
+    clip = contrastive_loss(image, text[target], scale, target).item()
+    loss = region_aware_loss(image, region, text, scale, valid, spurious, target, 0.8, 1.0)
+    assert loss.item() == pytest.approx(0.8 * clip + 0.2 * (l_r0 + l_r1 + l_a0 + l_a1))
+    # an image whose every region is spurious has no terms of its own, its regions still compete, nothing is NaN
+    every = torch.tensor([[True, True], [False, True]])
+    leaf = region.clone().requires_grad_(True)
+    l_r, l_a = region_losses(leaf, text, valid, every, target, 1.0)
+    assert l_r[0].item() == 0 and l_a[0].item() == 0
+    assert l_a[1].item() == pytest.approx(
+        -math.log(sigma["a1"][1] / (sigma["a1"][1] + sigma["a0"][1] + sigma["s0"][1] + sigma["s1"][1]))
+    )
+    (l_r + l_a).sum().backward()
+    assert torch.isfinite(leaf.grad).all()
+    with pytest.raises(ValueError, match="region_loss.ablate: cross; use some of"):
+        region_losses(region, text, valid, spurious, target, 1.0, ablate=["cross"])
+
+
+WITHIN_IMAGE = ["P", "cross_relevant", "batch_spurious"]  # the loss without the batch's cross-image parts
+
+
+def test_the_within_image_region_terms_by_hand():
+    """Two images of class 0 and one of class 1, texts e0 and e1, τ = 1 (cosines as logits), with the paper's
+    cross-image parts left out."""
     text = torch.eye(2)
     c, s = math.cos(0.5), math.sin(0.5)
     region = torch.tensor(
@@ -55,7 +111,7 @@ def test_the_region_terms_by_hand():
     valid = torch.tensor([[True, True], [True, True], [True, False]])
     spurious = torch.tensor([[False, True], [False, True], [False, False]])
     target = torch.tensor([0, 0, 1])
-    l_r, l_a = region_losses(region, text, valid, spurious, target, 1.0, "classes")
+    l_r, l_a = region_losses(region, text, valid, spurious, target, 1.0, "classes", WITHIN_IMAGE)
     # L_R over the batch's two classes: -log e^m(y) / (e^m(0) + e^m(1))
     assert l_r[0].item() == pytest.approx(math.log(math.e + 1) - 1)
     assert l_r[1].item() == pytest.approx(math.log(math.exp(c) + math.exp(s)) - c)
@@ -64,13 +120,13 @@ def test_the_region_terms_by_hand():
     assert l_a[1].item() == pytest.approx(math.log(math.exp(c) + math.e) - c)
     assert l_a[2].item() == 0
     # "items": one text per batch item, so class 0 (two items) counts twice in the denominator
-    items, _ = region_losses(region, text, valid, spurious, target, 1.0, "items")
+    items, _ = region_losses(region, text, valid, spurious, target, 1.0, "items", WITHIN_IMAGE)
     assert items[0].item() == pytest.approx(math.log(2 * math.e + 1) - 1)
     assert items[2].item() == pytest.approx(math.log(2 * 1 + math.e) - 1)
     # an image whose every region is spurious has no relevant region: both of its terms are zero
     only_spurious = spurious.clone()
     only_spurious[0] = True
-    l_r, l_a = region_losses(region, text, valid, only_spurious, target, 1.0, "classes")
+    l_r, l_a = region_losses(region, text, valid, only_spurious, target, 1.0, "classes", WITHIN_IMAGE)
     assert l_r[0].item() == 0 and l_a[0].item() == 0 and l_r[1].item() > 0
     with pytest.raises(ValueError, match="region_loss.denominator: 'each'"):
         region_losses(region, text, valid, spurious, target, 1.0, "each")
@@ -174,6 +230,8 @@ def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts
             "spurious_clusters": 1,
             "denominator": "classes",
             "view": view,
+            "reduction": "sum",
+            "ablate": [],
         },
     }
     classifier, metrics = build_method(config).fit(model, prompts, load_split([shard]), torch.device("cpu"))

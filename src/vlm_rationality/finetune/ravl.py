@@ -3,8 +3,8 @@ spurious feature.
 
 The training split's regions come assigned to the clusters that Stage 1 found on the method being mitigated
 (`mitigates`, discover/assign.py): regions of the first `spurious_clusters` candidates by gap are spurious (RaVL
-mitigates the top one), every other region is relevant. The image tower learns
-L = λ·L_CLIP + (1 − λ)·mean_i (L_R^i + L_A^i) (losses.region_aware_loss) against the frozen class-prompt texts, and
+mitigates the top one), every other region is relevant. The image tower learns the paper's
+L = λ·L_CLIP + (1 − λ)·Σ_i (L_R^i + L_A^i) (losses.region_aware_loss) against the frozen class-prompt texts, and
 classifies with them afterwards, as zero-shot does. Regions are cut and resized as discovery cuts them, so a region
 looks in training as it looked when it was assigned; random crops would move the boxes, hence no `augment`.
 """
@@ -106,9 +106,12 @@ VIEWS = {"crop": crops, "in_place": in_place}  # pixel views; `roi` reads the pa
         "region_loss": {
             "type": "object",
             "description": (
-                "L = weight·L_CLIP + (1 − weight)·mean(L_R + L_A) at temperature τ (finetune/losses.py); the regions "
-                "of the first `spurious_clusters` discovered candidates by gap are spurious (RaVL: the top one); "
-                "L_R's denominator counts each class of the batch once (`classes`) or each item (`items`); a region "
+                "L = weight·L_CLIP + (1 − weight)·Σ_i (L_R^i + L_A^i) at temperature τ (finetune/losses.py), summed "
+                "over the batch as the paper writes it or averaged (`reduction: mean`); the regions of the first "
+                "`spurious_clusters` discovered candidates by gap are spurious (RaVL: the top one); L_R's denominator "
+                "counts each class of the batch once (`classes`) or each item (`items`); `ablate` leaves parts of the "
+                "paper's loss out (L_R, L_A, L_R's penalty P, L_A's other images' relevant regions `cross_relevant`, "
+                "L_A's spurious regions of the whole batch `batch_spurious`: then image i's own only); a region "
                 "reaches the encoder cut and resized (`crop`, as discovery embeds it), at its place and scale on grey "
                 "(`in_place`), or as the RoIAlign average of the image's own patch tokens (`roi`)"
             ),
@@ -120,14 +123,22 @@ VIEWS = {"crop": crops, "in_place": in_place}  # pixel views; `roi` reads the pa
                 "spurious_clusters": {"type": "integer", "minimum": 1, "default": 1},
                 "denominator": {"type": "string", "enum": ["classes", "items"], "default": "classes"},
                 "view": {"type": "string", "enum": ["crop", "in_place", "roi"], "default": "crop"},
+                "reduction": {"type": "string", "enum": ["sum", "mean"], "default": "sum"},
+                "ablate": {
+                    "type": "array",
+                    "items": {"enum": ["L_R", "L_A", "P", "cross_relevant", "batch_spurious"]},
+                    "uniqueItems": True,
+                    "default": [],
+                },
             },
         },
     },
 )
 class RegionAwareFineTune(Method):
     """`mitigates`: the method whose discovery names the spurious regions; `region_loss`: {weight (λ), temperature
-    (τ), spurious_clusters, denominator (losses.region_losses), view: how a region reaches the encoder (`crop`: cut
-    and resized, as discovery embeds it; `in_place`; `roi`: pooled from the image's own patch tokens)}."""
+    (τ), spurious_clusters, denominator, reduction and ablate (losses.region_aware_loss), view: how a region reaches
+    the encoder (`crop`: cut and resized, as discovery embeds it; `in_place`; `roi`: pooled from the image's own patch
+    tokens)}."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
@@ -169,6 +180,8 @@ class RegionAwareFineTune(Method):
                 self.loss["weight"],
                 self.loss["temperature"],
                 self.loss["denominator"],
+                self.loss["ablate"],
+                self.loss["reduction"],
             )
             correct = int(((F.normalize(image, dim=-1) @ text.T).argmax(1) == target).sum())
             return loss, correct
