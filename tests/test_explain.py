@@ -44,6 +44,7 @@ def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
         "rma",
         "rma_status",
         "explained_class",
+        "cue_rma",
         "dataset",
         "shift",
         "model",
@@ -66,6 +67,10 @@ def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
     rma = table.column("rma").to_numpy()
     np.testing.assert_allclose(rma, expected_rma.numpy(), rtol=1e-5, equal_nan=True)
     assert np.isnan(rma[4]) and table.column("rma_status").to_pylist()[4] == "empty_mask"
+    # no cue mask stored: the cue is the background, whose mass is 1 − RMA (all of it where the mask is empty)
+    cue = table.column("cue_rma").to_numpy()
+    np.testing.assert_allclose(cue[~np.isnan(rma)], 1 - rma[~np.isnan(rma)], rtol=1e-5, atol=1e-6)
+    assert cue[4] == pytest.approx(1) and meta["cue"] == "background"
     assert set(table.column("heatmap_method").to_pylist()) == {"chefer"}
     np.testing.assert_array_equal(table.column("pred").to_numpy(), reference.logits.argmax(1).numpy())
     assert summary == {
@@ -74,6 +79,38 @@ def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
         "nonfinite_logits": 0,
         "undefined_rma": 1,
     }
+
+
+def test_a_stored_cue_mask_is_where_the_cue_mass_is_measured(tiny_model, prompts, tmp_path):
+    """The sticker cue: its exact pixels travel in the prepared shard and the heatmap file holds the relevance mass
+    on them; NaN where an image carries no sticker."""
+    spec = SyntheticSpec(image_size=32, cue="sticker", sticker_size=0.3)
+    samples = list(generate(spec, "test", 10))
+    cue_masks = np.stack([s.extra["cue_mask"] for s in samples])
+    assert 0 < cue_masks.any((1, 2)).sum() < 10
+    shard = tmp_path / "shard-0000.parquet"
+    write_prepared_shard(
+        shard,
+        sample_ids=[s.sample_id for s in samples],
+        labels=np.array([s.label for s in samples]),
+        images=np.stack([s.image for s in samples]),
+        masks=np.stack([s.mask for s in samples]),
+        sources=["synthetic"] * 10,
+        config_hash="h",
+        extra={"cue_mask": list(cue_masks)},
+    )
+    np.testing.assert_array_equal(read_prepared(shard)["cue_mask"], cue_masks)
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    out = tmp_path / "heatmaps.parquet"
+    explain_shards(classifier, [shard], out, HeatmapSettings(batch_size=4), "cfg")
+    table = pq.read_table(out)
+    relevance = torch.from_numpy(np.stack(table.column("heatmap").to_numpy(zero_copy_only=False)).astype(np.float32))
+    expected, _ = relevance_mass_accuracy(relevance.reshape(10, 4, 4), torch.from_numpy(cue_masks))
+    np.testing.assert_allclose(
+        table.column("cue_rma").to_numpy(), expected.numpy(), rtol=2e-3, atol=1e-4, equal_nan=True
+    )
+    assert np.isnan(table.column("cue_rma").to_numpy()[~cue_masks.any((1, 2))]).all()
+    assert read_metadata(out)["cue"] == "local"
 
 
 def test_bad_heatmap_settings_fail_clearly():

@@ -65,6 +65,7 @@ def test_the_score_table_reads_each_sample_background_from_the_prepared_split(tm
         rma=np.full(n, 0.9, np.float32),
         rma_status=np.zeros(n, int),
         explained_class=labels[order],
+        cue_rma=np.full(n, np.nan, np.float32),
         keys={"dataset": "d", "shift": "clean", "model": "m", "method": "zs", "heatmap_method": "chefer"},
         config_hash="x",
         meta={"grid_size": [2, 2]},
@@ -79,3 +80,50 @@ def test_the_score_table_reads_each_sample_background_from_the_prepared_split(tm
     )
     plain = score_table([heatmaps], 0.5, 10, 0).to_pylist()[0]  # a dataset with no tied cue: no groups
     assert plain["acc_worst_group"] is None and plain["n_groups"] == 0
+
+
+def test_sticker_effect_is_ravls_epsilons_by_hand():
+    from vlm_rationality.metrics.groups import sticker_effect
+
+    labels = np.array([0] * 8 + [1] * 8 + [2] * 4)
+    present = np.array([1, 1, 1, 1, 0, 0, 0, 0] * 2 + [1, 1, 0, 0], bool)
+    correct = np.array(
+        [1, 1, 1, 1, 1, 1, 0, 0]  # the tied class: 4/4 with the sticker, 2/4 without
+        + [1, 0, 0, 0, 1, 1, 1, 0]  # class 1: 1/4 with it, 3/4 without
+        + [1, 1, 1, 1],  # class 2: all right either way
+        bool,
+    )
+    assert sticker_effect(correct, labels, present, 0) == {
+        "epsilon_1": pytest.approx(0.5),
+        "epsilon_2": pytest.approx(0.5),
+        "epsilon_2_class": 1,
+    }
+    alone = sticker_effect(correct[:8], labels[:8], present[:8], 0)  # no other class: ε2 undefined
+    assert np.isnan(alone["epsilon_2"]) and alone["epsilon_2_class"] is None
+
+
+def test_cramers_v_by_hand():
+    from vlm_rationality.metrics.groups import cramers_v
+
+    # classes 0/1 x cue absent/present: [[30, 10], [10, 30]]; phi = (30·30 − 10·10) / √(40·40·40·40) = 0.5
+    labels = np.repeat([0, 0, 1, 1], [30, 10, 10, 30])
+    present = np.repeat([False, True, False, True], [30, 10, 10, 30])
+    assert cramers_v(labels, present) == pytest.approx(0.5)
+    assert cramers_v(labels, labels == 1) == pytest.approx(1.0)
+    assert np.isnan(cramers_v(labels, np.zeros(80, bool)))  # a cue never present ties nothing
+
+
+def test_cue_reliance_by_hand():
+    from vlm_rationality.metrics.cue import cue_reliance
+
+    correct = np.array([True, True, False, True, True])
+    rma = np.array([0.8, 0.3, 0.5, np.nan, 0.4])
+    cue = np.array([0.1, 0.6, np.nan, 0.9, 0.4])  # no cue in image 2; image 3's map undefined on the object
+    found = cue_reliance(correct, rma, cue, iterations=200, seed=0)
+    assert found["cue_mass"] == pytest.approx((0.1 + 0.6 + 0.9 + 0.4) / 4) and found["n_cue"] == 4
+    # right with both defined: images 0, 1, 4; only image 1 puts more on the cue (a tie is not more)
+    assert found["cue_over_object"] == pytest.approx(1 / 3) and found["n_cue_right"] == 3
+    assert found["cue_mass_ci_low"] <= found["cue_mass"] <= found["cue_mass_ci_high"]
+    assert found == cue_reliance(correct, rma, cue, iterations=200, seed=0)  # seeded
+    none = cue_reliance(correct, rma, np.full(5, np.nan), iterations=10)
+    assert np.isnan(none["cue_mass"]) and none["n_cue"] == 0 and np.isnan(none["cue_over_object_ci_high"])

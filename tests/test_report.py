@@ -70,6 +70,7 @@ def shards(tmp_path_factory):
             rma=rma,
             rma_status=np.where(np.isnan(rma), 1, 0),
             explained_class=labels,
+            cue_rma=1 - rma,
             keys={"dataset": "d", "shift": "clean", "model": "m", "method": method, "heatmap_method": "chefer"},
             config_hash="x",
             meta={"grid_size": [4, 4], "source_shards": [str(prepared)]},

@@ -116,3 +116,58 @@ def test_robustness_kinds_draw_what_they_promise():
     assert [i.label for i in dataset.items("cue")] == [
         s.label for s in generate(SyntheticSpec(), "cue", 3, kind="cue_conflict")
     ]
+
+
+def test_the_sticker_is_exact_never_touches_the_object_and_is_never_a_class_shape():
+    from scipy import ndimage
+
+    from vlm_rationality.data.synthetic import STICKER_COLOURS
+
+    spec = SyntheticSpec(noise=0.0, cue="sticker")
+    carried = 0
+    for sample in generate(spec, "test", 300):
+        sticker = sample.extra["cue_mask"]
+        if not sticker.any():
+            continue
+        carried += 1
+        painted = np.zeros_like(sticker)
+        for colour in STICKER_COLOURS.astype(np.uint8):
+            painted |= (sample.image == colour).all(axis=-1)
+        np.testing.assert_array_equal(painted, sticker)  # the stored mask is exactly the painted sticker
+        assert not (ndimage.binary_dilation(sticker, np.ones((3, 3), bool)) & sample.mask).any()
+        rows, cols = np.flatnonzero(sticker.any(1)), np.flatnonzero(sticker.any(0))
+        assert (len(rows), len(cols)) == spec.sticker_shape and len(rows) != len(cols)
+        assert sticker.sum() == len(rows) * len(cols)  # a filled rectangle
+    assert 120 < carried < 180  # about half the images of an untied split
+
+
+def test_the_sticker_follows_the_tie_in_tied_splits_and_not_in_test_splits():
+    from vlm_rationality.metrics.groups import cramers_v
+
+    spec = SyntheticSpec(cue="sticker", sticker_class=2)
+    tied = list(generate(spec, "train", 400, rho=1.0))
+    assert all(s.extra["cue_mask"].any() == (s.label == 2) for s in tied)
+    # the backgrounds no longer follow the class
+    assert np.mean([s.extra["background"] == spec.own_texture(s.label) for s in tied]) < 0.25
+    labels = lambda samples: np.array([s.label for s in samples])  # noqa: E731
+    present = lambda samples: np.array([s.extra["cue_mask"].any() for s in samples])  # noqa: E731
+    assert cramers_v(labels(tied), present(tied)) == pytest.approx(1.0)
+    strong = list(generate(spec, "train", 800, rho=0.9))
+    assert cramers_v(labels(strong), present(strong)) > 0.7
+    free = list(generate(spec, "test", 800, rho=0.0))
+    assert cramers_v(labels(free), present(free)) < 0.15
+    assert 0.4 < present(free).mean() < 0.6
+    # the background-alone twin keeps the sticker where it was
+    alone = make_sample(spec, "test", 3, draw_object=False)
+    np.testing.assert_array_equal(alone.extra["cue_mask"], free[3].extra["cue_mask"])
+
+
+def test_bad_sticker_settings_fail_clearly():
+    from vlm_rationality.data.synthetic import check_kind
+
+    with pytest.raises(ValueError, match="synthetic.cue must be one of background, sticker"):
+        SyntheticSpec(cue="corner")
+    with pytest.raises(ValueError, match="sticker_class must be a class index in \\[0, 8\\)"):
+        SyntheticSpec(cue="sticker", sticker_class=8)
+    with pytest.raises(ValueError, match="kind cue_conflict .* needs cue: background"):
+        check_kind(SyntheticSpec(cue="sticker"), "cue_conflict")

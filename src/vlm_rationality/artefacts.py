@@ -51,7 +51,7 @@ from vlm_rationality.io import (
 
 ITEMS = "items/1"
 PREPARED = "prepared-samples/1"
-HEATMAPS = "heatmaps/2"
+HEATMAPS = "heatmaps/3"
 METRICS = "rationality-metrics/2"
 PREDICTIONS = "predictions/2"
 ROBUSTNESS = "robustness-metrics/1"
@@ -61,7 +61,10 @@ DISCOVERY = "discovery-metrics/1"
 TWINS = "twins/1"
 VALIDITY = "validity-metrics/1"
 
-OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"caption": pa.string(), "background": pa.int32()}
+OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"caption": pa.string(), "background": pa.int32(), "cue_mask": pa.binary()}
+# Optional columns that hold a mask of the image (bool [H, W]), stored packed as the object mask is: `cue_mask`, the
+# exact pixels of a dataset's spurious cue where it is local (the synthetic sticker).
+MASK_COLUMNS = ("cue_mask",)
 # Why a sample's RMA is undefined; the heatmap file stores an index into this tuple (0 = defined).
 RMA_OK = "ok"
 UNDEFINED_RMA = ("empty_mask", "nonfinite_heatmap", "zero_mass", "constant_heatmap")
@@ -165,6 +168,16 @@ def packed_mask_bytes(height: int, width: int) -> int:
     return (height * width + 7) // 8
 
 
+def _packed(masks: Sequence[np.ndarray]) -> list[bytes]:
+    return [np.packbits(np.asarray(mask, bool).reshape(-1)).tobytes() for mask in masks]
+
+
+def unpack_masks(packed: Sequence[bytes], height: int, width: int) -> np.ndarray:
+    """A mask column's packed bytes -> bool [N, H, W]."""
+    bits = np.frombuffer(b"".join(packed), np.uint8).reshape(len(packed), packed_mask_bytes(height, width))
+    return np.unpackbits(bits, axis=1)[:, : height * width].reshape(-1, height, width).astype(bool)
+
+
 def prepared_schema(height: int, width: int, optional: Sequence[str] = ()) -> pa.Schema:
     fields = [
         pa.field("sample_id", pa.string(), nullable=False),
@@ -219,7 +232,10 @@ def write_prepared_shard(
         _fixed_binary(images, height * width * 3),
         _fixed_binary(packed, packed_mask_bytes(height, width)),
         pa.array(sources, pa.string()),
-        *(pa.array(values, OPTIONAL_COLUMNS[name]) for name, values in extra.items()),
+        *(
+            pa.array(_packed(values) if name in MASK_COLUMNS else values, OPTIONAL_COLUMNS[name])
+            for name, values in extra.items()
+        ),
     ]
     table = pa.Table.from_arrays(columns, schema=prepared_schema(height, width, list(extra)))
     meta = {
@@ -258,6 +274,12 @@ def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str])
             )
 
 
+def prepared_columns(path: str | os.PathLike) -> list[str]:
+    prepared_meta(path)
+    with reading(path):
+        return parquet_file(path).schema_arrow.names
+
+
 def prepared_rows(path: str | os.PathLike) -> int:
     prepared_meta(path)
     with reading(path):
@@ -270,6 +292,15 @@ def read_backgrounds(path: str | os.PathLike) -> dict[str, int]:
     with reading(path):
         table = read_table(path, columns=["sample_id", "background"])
     return dict(zip(table.column("sample_id").to_pylist(), table.column("background").to_pylist()))
+
+
+def read_cue_present(path: str | os.PathLike) -> dict[str, bool]:
+    """sample_id -> whether the image carries its dataset's local cue (a non-empty `cue_mask`: the sticker)."""
+    prepared_meta(path)
+    with reading(path):
+        table = read_table(path, columns=["sample_id", "cue_mask"])
+    present = [any(packed) for packed in table.column("cue_mask").to_pylist()]
+    return dict(zip(table.column("sample_id").to_pylist(), present))
 
 
 def read_prepared_batches(
@@ -338,7 +369,8 @@ def read_prepared(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
     }
     for name in OPTIONAL_COLUMNS:
         if name in table.column_names:
-            out[name] = table.column(name).to_pylist()
+            values = table.column(name).to_pylist()
+            out[name] = unpack_masks(values, height, width) if name in MASK_COLUMNS else values
     return out
 
 
@@ -363,6 +395,7 @@ def heatmap_schema(num_classes: int, grid_cells: int) -> pa.Schema:
             pa.field("rma", pa.float32()),
             pa.field("rma_status", pa.dictionary(pa.int8(), pa.string()), nullable=False),
             pa.field("explained_class", pa.int32(), nullable=False),
+            pa.field("cue_rma", pa.float32()),
         ]
     )
 
@@ -378,13 +411,15 @@ def write_heatmap_shard(
     rma: np.ndarray,
     rma_status: np.ndarray,
     explained_class: np.ndarray,
+    cue_rma: np.ndarray,
     keys: dict[str, str],
     config_hash: str,
     meta: dict[str, Any],
 ) -> None:
     """Atomically write one heatmap file: `preds` from the full-precision logits (NO_PREDICTION where they are
     not all finite), `logits` [N, C] (stored as float16), `heatmaps` [N, gh·gw], `rma_status` indices into
-    RMA_STATUSES; `keys` (dataset, shift, model, method, heatmap_method) name what the rows are."""
+    RMA_STATUSES, `cue_rma` the relevance mass on the cue's own pixels (NaN where undefined, e.g. no sticker in the
+    image); `keys` (dataset, shift, model, method, heatmap_method) name what the rows are."""
     missing = [key for key in HEATMAP_KEYS if key not in keys]
     if missing:
         raise ValueError(f"{path}: heatmap keys lack {', '.join(missing)}")
@@ -400,6 +435,7 @@ def write_heatmap_shard(
                 pa.array(np.asarray(rma_status, np.int8), pa.int8()), pa.array(RMA_STATUSES)
             ),
             pa.array(np.asarray(explained_class, np.int32)),
+            pa.array(np.asarray(cue_rma, np.float32), pa.float32()),
         ],
         schema=heatmap_schema(np.shape(logits)[1], np.shape(heatmaps)[1]),
     )

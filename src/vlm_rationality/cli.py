@@ -310,7 +310,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         args.seed,
         args.undefined_rma,
         args.sweeps,
-        {d: g["tied"] for d, g in args.groups.items()},
+        {d: g.get("tied", g.get("sticker")) for d, g in args.groups.items()},
     ]
     write_metrics(table, args.parquet, args.csv, config_hash(settings + ([args.agreement] if args.twins else [])))
     print(f"{args.parquet}: {table.num_rows} rows")

@@ -52,13 +52,17 @@ def class_prompts(dataset):
 
 @functools.cache
 def cue_groups():
-    """Dataset -> {tied, shards}: the datasets whose classes are tied to a background cue, with the prepared shards
-    of the scored split that record each sample's background (the score's worst-group accuracy)."""
+    """Dataset -> {tied or sticker, shards}: the datasets whose classes are tied to a background cue (class ->
+    background) or one class to a sticker, with the prepared shards of the scored split that record each sample's
+    background or sticker (the score's worst-group accuracy, and ε1/ε2 for the sticker)."""
     groups = {}
     for dataset in config["datasets"]:
         tied = settings.tied_backgrounds(config, dataset)
+        sticker = settings.sticker_class(config, dataset)
         if tied is not None:
             groups[dataset] = {"tied": tied, "shards": shard_files(dataset, EVAL)}
+        elif sticker is not None:
+            groups[dataset] = {"sticker": sticker, "shards": shard_files(dataset, EVAL)}
     return groups
 
 

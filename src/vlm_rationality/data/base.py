@@ -101,6 +101,11 @@ class Dataset(ABC):
         (its samples' `background` column then says whether the cue is present); None where it does not."""
         return None
 
+    def sticker_class(self) -> int | None:
+        """The class a local cue (the synthetic sticker, stored as each sample's `cue_mask`) is tied to, where the
+        dataset has one; None where it does not."""
+        return None
+
     def background_names(self) -> list[str] | None:
         """Background id -> its name, where the samples record a `background` (what a background region shows)."""
         return None

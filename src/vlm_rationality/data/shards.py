@@ -12,9 +12,10 @@ from multiprocessing import get_context
 from queue import Queue
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
+import numpy as np
 import torch
 
-from vlm_rationality.artefacts import read_prepared_batches
+from vlm_rationality.artefacts import prepared_columns, read_prepared_batches
 from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 
 T = TypeVar("T")
@@ -43,6 +44,19 @@ class PreparedBatch:
 
     def masks(self) -> torch.Tensor:
         return unpack_masks(self.mask_bits, *self.image_shape)
+
+    def cue_masks(self) -> torch.Tensor:
+        """bool [B, H, W]: the pixels of the dataset's spurious cue: its `cue_mask` column where the shards store one
+        (a local cue, the synthetic sticker), else the background (everything off the object)."""
+        if "cue_mask" not in self.extra:
+            return ~self.masks()
+        packed = np.frombuffer(b"".join(self.extra["cue_mask"]), np.uint8).reshape(len(self.sample_ids), -1)
+        return unpack_masks(torch.from_numpy(packed.copy()).to(self.mask_bits.device), *self.image_shape)
+
+
+def cue_columns(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """["cue_mask"] where every shard stores its cue's own pixels (a local cue), else [] (the cue is the background)."""
+    return ["cue_mask"] if paths and all("cue_mask" in prepared_columns(path) for path in paths) else []
 
 
 def unpack_masks(bits: torch.Tensor, height: int, width: int) -> torch.Tensor:

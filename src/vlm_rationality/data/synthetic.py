@@ -14,6 +14,11 @@ A split's `kind` makes the robustness sets from the same generator: `held_out_sh
 classes (out of distribution, label -1), `texture_only` a background with no object (OOD, label -1, empty mask),
 `cue_conflict` the class shape on the background tied to another class (shape bias: the `background` column is
 the texture's class).
+
+`cue: sticker` moves the spurious feature from the whole background to one place, as RaVL's own synthetic settings
+do: backgrounds become independent of the class, and a small striped sticker (a non-square rectangle in colours no
+object or texture has, never touching an object pixel) is tied to one class with strength ``rho``. Its exact mask is
+the `cue_mask` column of the prepared shards.
 """
 
 from __future__ import annotations
@@ -88,6 +93,11 @@ KINDS = ("standard", "held_out_shape", "texture_only", "cue_conflict")
 OOD_LABEL = -1  # the label of a sample of no class
 TWIN_STREAM = 1000  # a twin's background on texture t is drawn from the seed (seed, split stream, index, 1000 + t)
 PROMPT_TEMPLATE = "a photo of a {name}"
+CUES = ("background", "sticker")
+# The sticker: vertical stripes of these two colours (pink and black: no object colour and no texture tone), its
+# width `sticker_size` of the image side and its height 5/8 of that, never square, so never a class shape.
+STICKER_COLOURS = np.array([(255, 105, 180), (0, 0, 0)], dtype=np.float32)
+STICKER_MARGIN = 1  # pixels between the sticker and the nearest object pixel
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,10 @@ class SyntheticSpec:
     jitter: float = 1.0  # fraction of the free range the object centre may move in
     noise: float = 6.0
     caption_detail: float = 0.1  # how often a caption also names the colour, and (independently) the background
+    cue: str = "background"  # what rho ties to the class: the whole background, or a sticker (module docstring)
+    sticker_class: int = 0  # the class the sticker is tied to
+    sticker_rate: float = 0.5  # how often an image not tied by rho carries the sticker
+    sticker_size: float = 0.25  # the sticker's width, a share of the image side
 
     def __post_init__(self) -> None:
         if not 2 <= self.num_classes <= len(SHAPES):
@@ -118,6 +132,20 @@ class SyntheticSpec:
             raise ValueError("synthetic max_rotation must be in [0, 180] degrees and jitter in [0, 1]")
         if not 0 <= self.caption_detail <= 1:
             raise ValueError(f"synthetic.caption_detail must be in [0, 1], got {self.caption_detail}")
+        if self.cue not in CUES:
+            raise ValueError(f"synthetic.cue must be one of {', '.join(CUES)}, got {self.cue!r}")
+        if not 0 <= self.sticker_class < self.num_classes:
+            raise ValueError(
+                f"synthetic.sticker_class must be a class index in [0, {self.num_classes}), got {self.sticker_class}"
+            )
+        if not 0 <= self.sticker_rate <= 1 or not 0 < self.sticker_size <= 0.5:
+            raise ValueError("synthetic.sticker_rate must be in [0, 1] and sticker_size in (0, 0.5]")
+
+    @property
+    def sticker_shape(self) -> tuple[int, int]:
+        """(height, width) of the sticker in pixels."""
+        width = max(2, round(self.sticker_size * self.image_size))
+        return max(1, round(width * 5 / 8)), width
 
     @property
     def class_names(self) -> list[str]:
@@ -218,6 +246,8 @@ def check_kind(spec: SyntheticSpec, kind: str) -> None:
         raise KeyError(f"unknown synthetic split kind {kind!r}; known: {', '.join(KINDS)}")
     if kind == "held_out_shape" and spec.num_classes == len(SHAPES):
         raise ValueError(f"kind held_out_shape needs a shape outside the classes: num_classes < {len(SHAPES)}")
+    if kind == "cue_conflict" and spec.cue != "background":
+        raise ValueError("kind cue_conflict puts a class on another class's background: it needs cue: background")
     if kind == "cue_conflict" and spec.num_textures < spec.num_classes:
         raise ValueError("kind cue_conflict ties every class to its own texture: num_textures >= num_classes")
 
@@ -245,7 +275,7 @@ def make_sample(
     size = spec.image_size
     label = int(rng.integers(spec.num_classes))
     tied = split != "pretrain" and rng.uniform() < rho
-    background = spec.own_texture(label) if tied else int(rng.integers(spec.num_textures))
+    background = spec.own_texture(label) if tied and spec.cue == "background" else int(rng.integers(spec.num_textures))
     shape = spec.class_names[label]
     if kind == "cue_conflict":  # another class's own texture, uniformly among the others
         background = spec.own_texture((label + 1 + int(rng.integers(spec.num_classes - 1))) % spec.num_classes)
@@ -264,16 +294,42 @@ def make_sample(
     cos, sin = math.cos(angle), math.sin(angle)
     u = ((x - cx) * cos + (y - cy) * sin) / scale
     v = (-(x - cx) * sin + (y - cy) * cos) / scale
-    mask = shape_mask(shape, u, v) if kind != "texture_only" and draw_object else np.zeros((size, size), bool)
+    body = shape_mask(shape, u, v) if kind != "texture_only" else np.zeros((size, size), bool)
+    mask = body if draw_object else np.zeros_like(body)
 
     colour = list(OBJECT_COLOURS)[int(rng.integers(len(OBJECT_COLOURS)))]
     image[mask] = np.asarray(OBJECT_COLOURS[colour], dtype=np.float32)
+    extra: dict[str, Any] = {}
+    if spec.cue == "sticker":  # every draw of the sticker comes after the background cue's, which stay as they were
+        carries = label == spec.sticker_class if tied else rng.uniform() < spec.sticker_rate
+        extra["cue_mask"] = _sticker(spec, image, body, rng) if carries else np.zeros((size, size), bool)
     image += rng.normal(0.0, spec.noise, size=image.shape)
     image_u8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
     caption = _caption(shape, colour, spec.texture_names[background], rng, spec.caption_detail)
-    extra = {"caption": caption, "background": background, "colour": colour}
+    extra.update(caption=caption, background=background, colour=colour)
     return Sample(f"{split}-{index:06d}", label, image_u8, mask, "synthetic", extra)
+
+
+def _sticker(spec: SyntheticSpec, image: np.ndarray, body: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Paint the sticker on `image` where it keeps STICKER_MARGIN pixels from every object pixel (`body`, also when
+    the object itself is not drawn), uniformly among such places; returns its exact mask (empty where none fits)."""
+    size = spec.image_size
+    height, width = spec.sticker_shape
+    pad = STICKER_MARGIN
+    covered = np.pad(body, 1 + pad).cumsum(0).cumsum(1)  # summed-area table of the object, padded for the margin
+    top, left = np.mgrid[0 : size - height + 1, 0 : size - width + 1]
+    y0, x0, y1, x1 = top, left, top + height + 2 * pad + 1, left + width + 2 * pad + 1
+    touching = covered[y1 - 1, x1 - 1] - covered[y0, x1 - 1] - covered[y1 - 1, x0] + covered[y0, x0]
+    free = np.flatnonzero(touching == 0)
+    mask = np.zeros((size, size), bool)
+    if not len(free):
+        return mask
+    y, x = np.unravel_index(free[int(rng.integers(len(free)))], top.shape)
+    mask[y : y + height, x : x + width] = True
+    stripes = (np.arange(width) // max(1, width // 4)) % 2  # four stripes across
+    image[y : y + height, x : x + width] = STICKER_COLOURS[stripes][None]
+    return mask
 
 
 def _caption(shape: str, colour: str, texture: str, rng: np.random.Generator, detail: float) -> str:
@@ -330,10 +386,11 @@ class SyntheticDataset(Dataset):
     extra_columns = ("caption", "background")
     # The generator's fields are the options (their defaults are SyntheticSpec's; image_size is a common key).
     options = {
-        name: {"type": "integer" if field.type == "int" else "number", "default": field.default}
+        name: {"type": {"int": "integer", "str": "string"}.get(field.type, "number"), "default": field.default}
         for name, field in SyntheticSpec.__dataclass_fields__.items()
         if name != "image_size"
     }
+    options["cue"]["enum"] = list(CUES)
     split_options = {
         "size": {"type": "integer", "minimum": 1},
         "rho": {
@@ -355,6 +412,8 @@ class SyntheticDataset(Dataset):
     def __init__(self, splits: dict[str, dict[str, Any]], **spec: Any) -> None:
         self.spec = SyntheticSpec(**spec)
         self.image_size = self.spec.image_size
+        if self.spec.cue == "sticker":
+            self.extra_columns = (*self.extra_columns, "cue_mask")
         for name, split in splits.items():
             if split.get("size", 0) < 1:  # the config schema requires it; a direct caller may not give it
                 raise ValueError(f"synthetic split {name!r}: size must be >= 1")
@@ -368,8 +427,13 @@ class SyntheticDataset(Dataset):
     def class_names(self) -> list[str]:
         return self.spec.class_names
 
-    def tied_backgrounds(self) -> list[int]:
+    def tied_backgrounds(self) -> list[int] | None:
+        if self.spec.cue != "background":
+            return None
         return [self.spec.own_texture(label) for label in range(self.spec.num_classes)]
+
+    def sticker_class(self) -> int | None:
+        return self.spec.sticker_class if self.spec.cue == "sticker" else None
 
     def background_names(self) -> list[str]:
         return self.spec.texture_names

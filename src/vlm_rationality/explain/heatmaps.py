@@ -15,9 +15,14 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import NO_PREDICTION, prepared_meta, prepared_rows, write_heatmap_shard
+from vlm_rationality.artefacts import (
+    NO_PREDICTION,
+    prepared_meta,
+    prepared_rows,
+    write_heatmap_shard,
+)
 from vlm_rationality.data.corruptions import shift_to_apply
-from vlm_rationality.data.shards import batches_under_shift
+from vlm_rationality.data.shards import batches_under_shift, cue_columns
 from vlm_rationality.device import AMP_DTYPES
 from vlm_rationality.explain.base import HEATMAP_METHODS, HeatmapMethod, Target
 from vlm_rationality.explain.batch_size import auto_batch_size, batch_memory
@@ -92,6 +97,7 @@ def explain_shards(
         "source_shards": [os.fspath(p) for p in in_paths],
         "shift": keys["shift"],
         "skipped": dict(sum((Counter(prepared_meta(path).get("skipped", {})) for path in in_paths), Counter())),
+        "cue": "local" if cue_columns(in_paths) else "background",
         "shift_source": "on the fly" if on_the_fly != "clean" else "prepared" if keys["shift"] != "clean" else "none",
     }
     return write_columns(columns, out_path, keys, config_hash, meta)
@@ -108,20 +114,20 @@ def explained_columns(
     method: str = "",
 ) -> dict[str, Any]:
     """Batches -> the heatmap file's columns: sample ids, labels, predictions (NO_PREDICTION where a logit is not
-    finite), logits, patch-grid heatmaps, RMA and its status, the explained class; as numpy, empty where no
-    sample was left."""
-    columns: dict[str, list] = {
-        name: [] for name in ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained")
-    }
+    finite), logits, patch-grid heatmaps, RMA and its status, the explained class, the relevance mass on the cue's
+    pixels (`PreparedBatch.cue_masks`); as numpy, empty where no sample was left."""
+    names = ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained", "cue_rma")
+    columns: dict[str, list] = {name: [] for name in names}
     progress, right = Progress(f"explain {method}".rstrip(), sum(prepared_rows(p) for p in in_paths)), 0
-    with batches_under_shift(in_paths, batch_size, shift, workers=workers) as batches:
+    with batches_under_shift(in_paths, batch_size, shift, cue_columns(in_paths), workers=workers) as batches:
         for batch in batches:
             batch = batch.to(device)
             with batch_memory(batch_size, device):
                 result = explain(classifier, classifier.model.preprocess(batch.images), batch.labels)
             rma, status = relevance_mass_accuracy(result.relevance, batch.masks())
-            on_host = [t.cpu() for t in (result.logits, result.relevance, rma, status, result.explained_class)]
-            logits, relevance, rma, status, explained = (t.numpy() for t in on_host)
+            cue_rma, _ = relevance_mass_accuracy(result.relevance, batch.cue_masks())
+            on_host = [t.cpu() for t in (result.logits, result.relevance, rma, status, result.explained_class, cue_rma)]
+            logits, relevance, rma, status, explained, cue_rma = (t.numpy() for t in on_host)
             columns["sample_id"] += batch.sample_ids
             columns["label"].append(batch.labels.cpu().numpy())
             # A non-finite logit (e.g. a checkpoint with NaN weights) makes no prediction: argmax would say class 0.
@@ -131,6 +137,7 @@ def explained_columns(
             columns["rma"].append(rma)
             columns["status"].append(status)
             columns["explained"].append(explained)
+            columns["cue_rma"].append(cue_rma)
             right += int((columns["pred"][-1] == columns["label"][-1]).sum())
             progress.update(len(batch.sample_ids), f"shift {shift}", acc=right / len(columns["sample_id"]))
     progress.close()
@@ -143,6 +150,7 @@ def explained_columns(
         "rma": np.zeros(0),
         "status": np.zeros(0, np.int8),
         "explained": np.zeros(0, np.int64),
+        "cue_rma": np.zeros(0),
     }
     stacked = {
         name: np.concatenate(values) if values else empty[name]
@@ -166,6 +174,7 @@ def write_columns(
         rma=columns["rma"],
         rma_status=columns["status"],
         explained_class=columns["explained"],
+        cue_rma=columns["cue_rma"],
         keys=keys,
         config_hash=config_hash,
         meta=meta,

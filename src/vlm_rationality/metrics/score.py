@@ -15,11 +15,13 @@ from vlm_rationality.artefacts import (
     NO_PREDICTION,
     UNDEFINED_RMA,
     read_backgrounds,
+    read_cue_present,
     read_heatmaps,
     read_twins,
 )
+from vlm_rationality.metrics.cue import cue_reliance
 from vlm_rationality.metrics.grounding import NO_GROUNDING, grounding
-from vlm_rationality.metrics.groups import NO_GROUPS, cue_present, worst_group
+from vlm_rationality.metrics.groups import NO_GROUPS, NO_STICKER, cue_present, sticker_effect, worst_group
 from vlm_rationality.metrics.rationality import rationality, resolve_undefined
 
 log = logging.getLogger(__name__)
@@ -39,23 +41,30 @@ def score_table(
     """`undefined_rma`: what an undefined RMA counts as (metrics/rationality.py, UNDEFINED_POLICIES); the
     n_undefined_* columns count the statuses whatever the policy. `sweeps`: variant -> its sweep label
     ({method, values}); its rows get `sweep_of` and a `setting_<key>` column per swept key (null elsewhere).
-    `groups`: dataset -> {tied: class -> its training cue's background, shards: the prepared shards of the scored
-    split, which record each sample's background}; its rows get the worst-group accuracy (metrics/groups.py), the
-    other datasets' rows nulls. `twins`: twins files (predict/twins.py); with any, every row gets the true rationale
+    `groups`: dataset -> {tied: class -> its training cue's background, or sticker: the class a sticker is tied to;
+    shards: the prepared shards of the scored split, which record each sample's background or sticker}; its rows get
+    the worst-group accuracy (metrics/groups.py) and, for the sticker, ε1/ε2, the other datasets' rows nulls.
+    `twins`: twins files (predict/twins.py); with any, every row gets the true rationale
     (metrics/grounding.py: PT*, IR*, background-alone accuracy, BG-gap) of its (dataset, model, method) on the clean
     data, at `agreement`, and nulls where it has none (a shifted row, a pair without twins)."""
     sweeps, groups = sweeps or {}, groups or {}
-    backgrounds = {
-        dataset: {k: v for path in spec["shards"] for k, v in read_backgrounds(path).items()}
+    cues = {  # dataset -> sample_id -> its background (a background cue) or whether it carries the sticker
+        dataset: {
+            k: v
+            for path in spec["shards"]
+            for k, v in (read_backgrounds(path) if "tied" in spec else read_cue_present(path)).items()
+        }
         for dataset, spec in groups.items()
     }
     swept_keys = sorted({key for label in sweeps.values() for key in label["values"]})
     tables: dict[tuple[str, ...], list[pa.Table]] = defaultdict(list)
+    metas: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     skipped: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for path in heatmap_paths:
-        meta, table = read_heatmaps(path, ["sample_id", "label", "pred", "rma", "rma_status"])
+        meta, table = read_heatmaps(path, ["sample_id", "label", "pred", "rma", "rma_status", "cue_rma"])
         key = tuple(meta["keys"][k] for k in HEATMAP_KEYS)
         tables[key].append(table)
+        metas[key].append(meta)
         for reason, count in meta.get("skipped", {}).items():
             skipped[key][reason] += int(count)
     if not tables:
@@ -74,6 +83,9 @@ def score_table(
         result = rationality(correct, rma, threshold, iterations, seed)
         row: dict[str, Any] = dict(zip(HEATMAP_KEYS, key))
         row.update(result.as_row())
+        raw_rma = table.column("rma").to_numpy()[predicted]
+        row.update(cue_reliance(correct, raw_rma, table.column("cue_rma").to_numpy()[predicted], iterations, seed))
+        row["cue"] = "local" if any(m.get("cue") == "local" for m in metas[key]) else "background"
         row.update({f"n_undefined_{s}": int(np.sum(statuses == s)) for s in UNDEFINED_RMA})
         row["n_nonfinite_logits"] = int((~predicted).sum())
         if row["n_nonfinite_logits"]:
@@ -87,10 +99,15 @@ def score_table(
         row["n_skipped"] = sum(skipped[key].values())
         dataset = row["dataset"]
         row.update(NO_GROUPS)
+        row.update(NO_STICKER)
         if dataset in groups:
             ids = np.asarray(table.column("sample_id").to_pylist(), dtype=object)[predicted]
-            present = cue_present(labels, np.asarray([backgrounds[dataset][i] for i in ids]), groups[dataset]["tied"])
+            found = np.asarray([cues[dataset][i] for i in ids])
+            group = groups[dataset]
+            present = cue_present(labels, found, group["tied"]) if "tied" in group else found.astype(bool)
             row.update(worst_group(correct, labels, present))
+            if "sticker" in group:
+                row.update(sticker_effect(correct, labels, present, group["sticker"]))
         if twins:
             found = truth.get((row["dataset"], row["model"], row["method"])) if row["shift"] == "clean" else None
             row.update(

@@ -418,6 +418,11 @@ def _twins_errors(config: Config) -> list[str]:
     errors = []
     for name, dataset in config["datasets"].items():
         adapter = DATASET_ADAPTERS.get(dataset["adapter"]) if dataset["adapter"] in DATASET_ADAPTERS else None
+        if dataset.get("cue", "background") != "background":
+            errors.append(
+                f"datasets.{name}.cue: twins swap backgrounds, and a {dataset['cue']} cue is not the background; "
+                "drop the twins section or run this dataset in another config"
+            )
         if adapter is None or adapter.twins is not Dataset.twins:
             continue  # unknown (reported above), or a generator that renders its own backgrounds
         pool = dataset["shard_size"] * config["heatmaps"]["shards_per_job"]
@@ -663,6 +668,11 @@ def prompts(config: Config, dataset: str) -> list[str]:
 def tied_backgrounds(config: Config, dataset: str) -> list[int] | None:
     """Class -> its tied background, for the worst-group accuracy (class x cue present/absent); None: no groups."""
     return build_dataset(config["datasets"][dataset]).tied_backgrounds()
+
+
+def sticker_class(config: Config, dataset: str) -> int | None:
+    """The class a dataset's local cue (the synthetic sticker) is tied to, for its groups and ε1/ε2; None: none."""
+    return build_dataset(config["datasets"][dataset]).sticker_class()
 
 
 def class_names(config: Config, dataset: str) -> list[str]:

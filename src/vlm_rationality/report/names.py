@@ -19,6 +19,10 @@ METRICS = {
     "inference_reliability": Label("IR", "Inference reliability (IR = RR / (RR + WR))"),
     "pt_true": Label("PT*", "True prediction trustworthiness (PT* = RR* / (RR* + RW*), object-grounded by the twins)"),
     "ir_true": Label("IR*", "True inference reliability (IR* = RR* / (RR* + WR*))"),
+    "cue_mass": Label("cue mass", "Cue relevance mass (Σ(H⊙M_cue) / ΣH, mean over the images that carry the cue)"),
+    "cue_over_object": Label(
+        "cue > object", "Right predictions whose map holds more mass on the cue than on the object"
+    ),
 }
 TABLE2_ORDER = ("prediction_trustworthiness", "inference_reliability", "accuracy")  # Table 2's blocks, the figures
 ABLATION_ORDER = ("accuracy", "prediction_trustworthiness", "inference_reliability")  # the ablation tables' columns

@@ -29,12 +29,20 @@ BLOCKS = tuple((metric, METRICS[metric].title) for metric in TABLE2_ORDER)
 # With counterfactual twins (config section `twins`), the true rationale's block follows: the same ratios with
 # object-groundedness (metrics/grounding.py) in place of RMA-validity.
 TRUE_BLOCKS = tuple((metric, METRICS[metric].title) for metric in ("pt_true", "ir_true"))
+# Where a dataset's cue is local (the synthetic sticker), the cue's own relevance mass follows (metrics/cue.py); for a
+# background cue it is 1 − RMA and says nothing PT does not, so rationality.csv keeps it and the tables leave it out.
+CUE_BLOCKS = tuple((metric, METRICS[metric].title) for metric in ("cue_mass", "cue_over_object"))
 ABLATION_COLUMNS = tuple((metric, METRICS[metric].short) for metric in ABLATION_ORDER)
 
 
 def blocks(rows: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """Table 2's blocks: PT, IR, accuracy, and PT*, IR* where any row has them."""
-    return BLOCKS + (TRUE_BLOCKS if any(r.get("pt_true") is not None for r in rows) else ())
+    """Table 2's blocks: PT, IR, accuracy, PT* and IR* where any row has them, the cue's mass where any row's cue is
+    local."""
+    return (
+        BLOCKS
+        + (TRUE_BLOCKS if any(r.get("pt_true") is not None for r in rows) else ())
+        + (CUE_BLOCKS if any(r.get("cue") == "local" for r in rows) else ())
+    )
 
 
 def _average(values: list[float]) -> float:
