@@ -165,7 +165,9 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
         ["a photo of a circle", "a photo of a square"],
     ).eval()
     settings = {"background_boxes": 3, "box_fraction": 0.25, "grid": 3, "seed": 0}
-    row, regions, clusters, crops = discover(classifier, [str(shard)], [0, 1], settings, torch.device("cpu"), 8, "tiny")
+    row, regions, clusters, crops = discover(
+        classifier, [str(shard)], {"tied": [0, 1]}, settings, torch.device("cpu"), 8, "tiny"
+    )
     assert row["n_images"] == 12 and row["n_regions"] == len(regions["kind"]) and row["k"] in k_range(2)
     assert [regions["cluster"][m] for m in clusters["medoids"]] == list(range(row["k"]))  # each medoid in its cluster
     assert clusters["ranked"][:1] == ([row["top_cluster"]] if row["top_cluster"] is not None else [])
@@ -221,7 +223,15 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
         config_hash="h",
     )
     with pytest.raises(ValueError, match="dataset tiny: 4 regions cannot form 9 clusters"):
-        discover(classifier, [str(few)], [0, 1], {**settings, "background_boxes": 0}, torch.device("cpu"), 8, "tiny")
+        discover(
+            classifier,
+            [str(few)],
+            {"tied": [0, 1]},
+            {**settings, "background_boxes": 0},
+            torch.device("cpu"),
+            8,
+            "tiny",
+        )
 
 
 def test_the_region_grid_names_each_region_by_what_the_dataset_calls_it():
@@ -256,3 +266,29 @@ def test_a_sample_of_the_regions_is_clustered_and_every_region_joins_its_nearest
     # the same partition of the 200 regions as clustering them all
     assert len({(a, b) for a, b in zip(full.labels, sampled.labels)}) == 4
     assert cluster_regions(points, range(2, 8), max_regions=500).labels.tolist() == full.labels.tolist()  # no sample
+
+
+def test_a_sticker_is_one_of_its_images_regions_and_the_cue_discovery_looks_for():
+    from vlm_rationality.data.synthetic import SyntheticSpec, generate
+    from vlm_rationality.discover.run import BACKGROUND, OBJECT, STICKER, image_regions, shows_cue
+
+    settings = {"background_boxes": 3, "box_fraction": 0.25, "grid": 3, "seed": 0}
+    samples = [s for s in generate(SyntheticSpec(cue="sticker"), "test", 40) if s.extra["cue_mask"].any()]
+    assert samples
+    for s in samples:
+        sticker = s.extra["cue_mask"]
+        regions = image_regions(s.mask, s.sample_id, settings, sticker)
+        kinds = [kind for _, kind in regions]
+        assert kinds[0] == OBJECT and kinds[-1] == STICKER and set(kinds[1:-1]) <= {BACKGROUND}
+        x0, y0, x1, y1 = regions[-1][0]
+        assert sticker[y0:y1, x0:x1].all() and sticker.sum() == (x1 - x0) * (y1 - y0)  # the sticker's exact box
+        for (x0, y0, x1, y1), kind in regions:
+            if kind == BACKGROUND:  # a background square shows neither the object nor the sticker
+                assert not (s.mask | sticker)[y0:y1, x0:x1].any()
+        # without its sticker, the image's regions are what they were (the same seeded background squares)
+        plain = image_regions(s.mask, s.sample_id, settings)
+        assert [kind for _, kind in plain] == [OBJECT] + [BACKGROUND] * (len(plain) - 1)
+    # the cue discovery looks for: the sticker, where the top cluster is tied to the sticker's class
+    assert shows_cue(STICKER, None, {"sticker": 2}, 2) and not shows_cue(STICKER, None, {"sticker": 2}, 1)
+    assert shows_cue(BACKGROUND, 5, {"tied": [5, 6]}, 0) and not shows_cue(STICKER, None, {"tied": [5, 6]}, 0)
+    assert not shows_cue(BACKGROUND, 5, None, 0) and not shows_cue(BACKGROUND, 5, {"tied": [5, 6]}, None)

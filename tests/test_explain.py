@@ -111,6 +111,13 @@ def test_a_stored_cue_mask_is_where_the_cue_mass_is_measured(tiny_model, prompts
     )
     assert np.isnan(table.column("cue_rma").to_numpy()[~cue_masks.any((1, 2))]).all()
     assert read_metadata(out)["cue"] == "local"
+    from vlm_rationality.report.gallery import read_samples, render_sample
+
+    first = int(np.flatnonzero(cue_masks.any((1, 2)))[0])
+    carrier = samples[first].sample_id
+    np.testing.assert_array_equal(read_samples([shard], {carrier})[carrier][2], cue_masks[first])  # it outlines it
+    render_sample(out, carrier, tmp_path / "sample.png", [shard])
+    assert (tmp_path / "sample.png").stat().st_size > 0
 
 
 def test_bad_heatmap_settings_fail_clearly():

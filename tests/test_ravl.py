@@ -274,3 +274,35 @@ def test_roi_pool_averages_the_patch_tokens_a_box_covers():
     assert pooled[0, 2].abs().sum() == 0 and pooled[1, 1:].abs().sum() == 0
     (grad,) = torch.autograd.grad(pooled[1, 0].sum(), patches)
     assert (grad[1, 1, 2:] == 0.5).all() and grad.abs().sum() == 3  # the two covered patches, half each
+
+
+def test_upsampling_balances_the_groups_stage_1_implies(shards):
+    """Each (class, spurious region present) group is drawn equally often, and the method trains as FT does."""
+    from vlm_rationality.finetune import build_method
+    from vlm_rationality.finetune.data import load_split
+    from vlm_rationality.finetune.ravl import SplitRegions
+    from vlm_rationality.finetune.upsample import group_weights
+    from vlm_rationality.models import build_model
+
+    labels, flagged = torch.tensor([0, 0, 0, 1, 1, 1]), torch.tensor([True, False, False, False, False, False])
+    assert group_weights(labels, flagged).tolist() == pytest.approx([1, 1 / 2, 1 / 2, 1 / 3, 1 / 3, 1 / 3])
+    shard, path, _ = shards
+    split = load_split([shard])
+    flagged = SplitRegions.read(str(path), split.sample_ids, 1).spurious.any(1)
+    groups = split.labels * 2 + flagged.long()
+    assert len(groups.unique()) > 2  # the fixture holds groups of different sizes
+    weights = group_weights(split.labels, flagged)
+    generator = torch.Generator().manual_seed(0)
+    drawn = torch.cat([torch.cat(list(split.batches(8, generator, weights))) for _ in range(300)])
+    share = torch.bincount(groups[drawn], minlength=int(groups.max()) + 1).double() / len(drawn)
+    present = share[groups.unique()]
+    assert present.tolist() == pytest.approx([1 / len(present)] * len(present), abs=0.015)
+    prompts = [f"a photo of a {name}" for name in ("circle", "square", "triangle", "star")]
+    torch.manual_seed(0)
+    model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
+    config = {"kind": "upsample", "mitigates": "ft", "lr": 1e-3, "epochs": 1, "batch_size": 8, "seed": 0}
+    with pytest.raises(KeyError, match="upsample needs `regions`"):
+        build_method(config).fit(model, prompts, split, torch.device("cpu"))
+    config.update(regions=str(path), spurious_clusters=1)
+    classifier, metrics = build_method(config).fit(model, prompts, split, torch.device("cpu"))
+    assert classifier.kind == "linear" and math.isfinite(metrics["train_loss"]) and metrics["steps"] == 4

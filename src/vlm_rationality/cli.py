@@ -201,7 +201,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
 
     classifier, device = _region_classifier(args)
     summary, regions, clusters, crops = discover(
-        classifier, args.shards, args.tied, args.settings, device, args.batch_size, args.keys["dataset"]
+        classifier, args.shards, args.cue, args.settings, device, args.batch_size, args.keys["dataset"]
     )
     write_discovery(
         args.out,
@@ -209,7 +209,7 @@ def cmd_discover(args: argparse.Namespace) -> None:
         summary,
         clusters,
         args.keys,
-        config_hash([*_classifier_identity(args), args.settings, args.tied, args.keys]),
+        config_hash([*_classifier_identity(args), args.settings, args.cue, args.keys]),
     )
     ranked = sorted(
         (r for r in range(len(regions["rank"])) if regions["rank"][r] >= 0), key=regions["rank"].__getitem__
@@ -612,7 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classifier(p)
     p.add_argument("--shards", type=_json, required=True, help="the scored split's prepared shards (JSON list)")
-    p.add_argument("--tied", type=_json, default=None, help="class -> its tied background (JSON list), if known")
+    p.add_argument(
+        "--cue",
+        type=_json,
+        default=None,
+        help="what the dataset ties to its classes (JSON): {tied: class -> background} or {sticker: class}, if known",
+    )
     p.add_argument(
         "--labels",
         type=_json,

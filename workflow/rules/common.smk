@@ -57,12 +57,9 @@ def cue_groups():
     background or sticker (the score's worst-group accuracy, and ε1/ε2 for the sticker)."""
     groups = {}
     for dataset in config["datasets"]:
-        tied = settings.tied_backgrounds(config, dataset)
-        sticker = settings.sticker_class(config, dataset)
-        if tied is not None:
-            groups[dataset] = {"tied": tied, "shards": shard_files(dataset, EVAL)}
-        elif sticker is not None:
-            groups[dataset] = {"sticker": sticker, "shards": shard_files(dataset, EVAL)}
+        tie = settings.cue_tie(config, dataset)
+        if tie is not None:
+            groups[dataset] = {**tie, "shards": shard_files(dataset, EVAL)}
     return groups
 
 

@@ -32,7 +32,7 @@ rule discover:
     params:
         classifier=classifier_args,
         shards=lambda wc, input: as_json(list(input.shards)),
-        tied=lambda wc: as_json(settings.tied_backgrounds(config, wc.dataset)),
+        cue=lambda wc: as_json(settings.cue_tie(config, wc.dataset)),
         labels=lambda wc: as_json(settings.region_names(config, wc.dataset)),
         settings=REGION_SETTINGS,
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
@@ -41,7 +41,7 @@ rule discover:
         expect=lambda wc: expected_prepared(wc.dataset, [config["discovery"]["split"]]),
     shell:
         "python -m vlm_rationality discover {params.classifier}"
-        " --shards {params.shards:q} --tied {params.tied:q} --labels {params.labels:q}"
+        " --shards {params.shards:q} --cue {params.cue:q} --labels {params.labels:q}"
         " --settings {params.settings:q}"
         " --keys {params.names:q} --batch-size {params.batch_size} --device {params.device}"
         " --threads {threads} --expect-prepared {params.expect:q} --out {output.regions} --png {output.png} > {log} 2>&1"

@@ -16,7 +16,7 @@ import numpy as np
 
 from vlm_rationality.artefacts import read_discovery_regions
 from vlm_rationality.discover.embed import embed
-from vlm_rationality.discover.run import BACKGROUND, cut_regions, embed_regions
+from vlm_rationality.discover.run import BACKGROUND, STICKER, cut_regions, embed_regions
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,11 @@ def assign_regions(
             dataset,
             discovery,
         )
-    cue = discovered.get("spurious_feature")
+    kind, feature = discovered.get("spurious_kind"), discovered.get("spurious_feature")
     # Evaluation only, where the dataset knows its cue: how much of the top cluster shows the cue it was found for.
-    summary["top_cue_share"] = (
-        float(np.mean([regions["kind"][r] == BACKGROUND and regions["feature"][r] == cue for r in in_top]))
-        if in_top and cue is not None
-        else None
-    )
+    shows = {
+        BACKGROUND: lambda r: regions["kind"][r] == BACKGROUND and regions["feature"][r] == feature,
+        STICKER: lambda r: regions["kind"][r] == STICKER,
+    }.get(kind if kind != BACKGROUND or feature is not None else None)
+    summary["top_cue_share"] = float(np.mean([shows(r) for r in in_top])) if in_top and shows else None
     return regions, summary, ranked

@@ -24,22 +24,38 @@ from vlm_rationality.discover.regions import background_boxes, grid_boxes, objec
 from vlm_rationality.metrics.groups import NO_GROUPS, cue_present, worst_group
 from vlm_rationality.progress import Progress
 
-OBJECT, BACKGROUND, GRID = "object", "background", "grid"
+OBJECT, BACKGROUND, GRID, STICKER = "object", "background", "grid", "sticker"
 log = logging.getLogger(__name__)
 
 
 def image_regions(
-    image_mask: np.ndarray, sample_id: str, settings: dict[str, Any]
+    image_mask: np.ndarray, sample_id: str, settings: dict[str, Any], cue_mask: np.ndarray | None = None
 ) -> list[tuple[tuple[int, int, int, int], str]]:
-    """[(box, kind)]: the object box and background squares where the object is known, else the grid."""
+    """[(box, kind)]: the object box, background squares and, where the image carries a local cue (`cue_mask`, the
+    sticker), the cue's box, where the object is known; else the grid. Background squares touch neither."""
     box = object_box(image_mask)
     if box is None:
         return [(cell, GRID) for cell in grid_boxes(*image_mask.shape, settings["grid"])]
+    sticker = object_box(cue_mask) if cue_mask is not None else None
+    occupied = image_mask | cue_mask if sticker is not None else image_mask
     rng = np.random.default_rng([settings["seed"], zlib.crc32(sample_id.encode())])
     side = max(1, round(settings["box_fraction"] * min(image_mask.shape)))
-    return [(box, OBJECT)] + [
-        (b, BACKGROUND) for b in background_boxes(image_mask, settings["background_boxes"], side, rng)
-    ]
+    return (
+        [(box, OBJECT)]
+        + [(b, BACKGROUND) for b in background_boxes(occupied, settings["background_boxes"], side, rng)]
+        + ([(sticker, STICKER)] if sticker is not None else [])
+    )
+
+
+def shows_cue(kind: str, feature: int | None, cue: dict[str, Any] | None, tied_class: int | None) -> bool:
+    """Whether a region shows the spurious cue tied to `tied_class` (the right feature and the right class at
+    once): the background tied to it (`cue` {tied: class -> background}), or the sticker where it is tied to it
+    (`cue` {sticker: class})."""
+    if cue is None or tied_class is None:
+        return False
+    if "tied" in cue:
+        return kind == BACKGROUND and feature == cue["tied"][tied_class]
+    return kind == STICKER and tied_class == cue["sticker"]
 
 
 @dataclass
@@ -51,6 +67,7 @@ class EmbeddedRegions:
     image_embedding: np.ndarray  # [images, D], unit norm
     labels: np.ndarray  # [images]
     backgrounds: np.ndarray  # [images]: the background's class where the dataset records it, else -1
+    stickers: np.ndarray  # bool [images]: the image carries a local cue (the sticker)
     n_background_short: int  # background squares that found no room beside the object
     n_grid_images: int  # images without an object mask (grid regions)
 
@@ -67,6 +84,7 @@ def embed_regions(
     """Every image of `shards` and its regions, embedded a shard at a time (only embeddings are kept)."""
     labels_seen: list[int] = []
     backgrounds_seen: list[int] = []
+    stickers_seen: list[bool] = []
     regions: dict[str, list] = {"image": [], "sample_id": [], "kind": [], "feature": [], "box": []}
     image_embeddings, region_embeddings = [], []
     short = grid_images = 0
@@ -74,14 +92,15 @@ def embed_regions(
     for path in shards:
         shard = read_prepared(path)
         backgrounds = shard.get("background", [None] * len(shard["sample_id"]))
+        cue_masks = shard.get("cue_mask")
         image_embeddings.append(embed(classifier, shard["image"], device, batch_size))
         pixels = []
         for i, sample_id in enumerate(shard["sample_id"]):
-            boxes = image_regions(shard["mask"][i], sample_id, settings)
+            boxes = image_regions(shard["mask"][i], sample_id, settings, None if cue_masks is None else cue_masks[i])
             if boxes[0][1] == GRID:
                 grid_images += 1
             else:
-                short += settings["background_boxes"] - (len(boxes) - 1)
+                short += settings["background_boxes"] - sum(kind == BACKGROUND for _, kind in boxes)
             for box, kind in boxes:
                 regions["image"].append(len(labels_seen))
                 regions["sample_id"].append(sample_id)
@@ -93,6 +112,7 @@ def embed_regions(
             pixels.append(crops(shard["image"][i], [box for box, _ in boxes]))
             labels_seen.append(int(shard["label"][i]))
             backgrounds_seen.append(-1 if backgrounds[i] is None else int(backgrounds[i]))
+            stickers_seen.append(cue_masks is not None and bool(cue_masks[i].any()))
         if pixels:  # a shard whose every sample was skipped as bad input holds no rows
             region_embeddings.append(embed(classifier, np.concatenate(pixels), device, batch_size))
         progress.update(len(shard["sample_id"]), "images")
@@ -113,6 +133,7 @@ def embed_regions(
         np.concatenate(image_embeddings) if image_embeddings else empty,
         np.array(labels_seen, int),
         np.array(backgrounds_seen, int),
+        np.array(stickers_seen, bool),
         short,
         grid_images,
     )
@@ -121,14 +142,15 @@ def embed_regions(
 def discover(
     classifier,
     shards: Sequence[str],
-    tied: list[int] | None,
+    cue: dict[str, Any] | None,
     settings: dict[str, Any],
     device,
     batch_size: int,
     dataset: str,
 ) -> tuple[dict[str, Any], dict[str, list], dict[str, list], list[np.ndarray]]:
     """(the discovery row, the region table's columns, the clusters {medoids: region rows, ranked: candidate
-    clusters by gap}, the top cluster's first regions as uint8 crops)."""
+    clusters by gap}, the top cluster's first regions as uint8 crops). `cue`: what the dataset ties to its classes
+    ({tied: class -> background} or {sticker: class}; plan.config.cue_tie), None where it does not know."""
     seen = embed_regions(classifier, shards, settings, device, batch_size, dataset)
     regions, region_embedding, labels = seen.regions, seen.region_embedding, seen.labels
     text = class_embeddings(classifier)
@@ -166,14 +188,16 @@ def discover(
         if top
         else None,
     }
-    # Precision@10 where the dataset knows each class's cue: the top regions that show the background tied to the
-    # class the cluster is tied to (the right feature and the right class at once).
-    row["spurious_feature"], row["precision_at_10"] = None, None
-    if tied is not None:
-        cue = tied[top.tied_class] if top and top.tied_class is not None else None
-        matches = np.array([regions["kind"][r] == BACKGROUND and regions["feature"][r] == cue for r in ranked], int)
-        row["spurious_feature"], row["precision_at_10"] = cue, precision_at(matches if top else None, 1)
-    row.update(_accuracies(seen, image_scores, region_scores, tied))
+    # Precision@10 where the dataset knows its cue: the top regions that show the cue tied to the class the cluster
+    # is tied to (the right feature and the right class at once).
+    row["spurious_kind"], row["spurious_feature"], row["precision_at_10"] = None, None, None
+    if cue is not None:
+        tied_class = top.tied_class if top else None
+        matches = np.array([shows_cue(regions["kind"][r], regions["feature"][r], cue, tied_class) for r in ranked])
+        row["spurious_kind"] = BACKGROUND if "tied" in cue else STICKER
+        row["spurious_feature"] = cue["tied"][tied_class] if "tied" in cue and tied_class is not None else None
+        row["precision_at_10"] = precision_at(matches.astype(int) if top else None, 1)
+    row.update(_accuracies(seen, image_scores, region_scores, cue))
     clusters = {
         "medoids": [int(m) for m in clustering.medoids],
         "ranked": [int(e.cluster) for e in evidence if e.candidate],
@@ -183,7 +207,7 @@ def discover(
 
 
 def _accuracies(
-    seen: EmbeddedRegions, image_scores: np.ndarray, region_scores: np.ndarray, tied: list[int] | None
+    seen: EmbeddedRegions, image_scores: np.ndarray, region_scores: np.ndarray, cue: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Accuracy of the images and of their object regions alone (classified as the images are), overall and in
     the worst (class, cue present) group where the dataset knows each class's cue: RaVL's image and region
@@ -196,11 +220,14 @@ def _accuracies(
         ("region", region_scores[objects].argmax(1) == seen.labels[images], images),
     ):
         out[f"{level}_accuracy"] = float(correct.mean()) if len(correct) else None
-        worst = (
-            worst_group(correct, seen.labels[which], cue_present(seen.labels[which], seen.backgrounds[which], tied))
-            if tied is not None and len(correct)
-            else NO_GROUPS
-        )
+        if cue is None or not len(correct):
+            worst = NO_GROUPS
+        elif "tied" in cue:
+            worst = worst_group(
+                correct, seen.labels[which], cue_present(seen.labels[which], seen.backgrounds[which], cue["tied"])
+            )
+        else:
+            worst = worst_group(correct, seen.labels[which], seen.stickers[which])
         out[f"{level}_acc_worst_group"] = worst["acc_worst_group"]
     return out
 

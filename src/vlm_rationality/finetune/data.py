@@ -143,8 +143,16 @@ class TrainingSplit:
     def streamed(self) -> bool:
         return isinstance(self.images, StreamedImages)
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """Index batches of one shuffled epoch (the last, smaller batch is kept)."""
+    def batches(
+        self, batch_size: int, generator: torch.Generator, weights: torch.Tensor | None = None
+    ) -> Iterator[torch.Tensor]:
+        """Index batches of one shuffled epoch (the last, smaller batch is kept); with `weights`, an epoch of as many
+        draws with replacement, each sample drawn in proportion to its weight (an upsampling sampler)."""
+        if weights is not None:
+            if isinstance(self.images, StreamedImages):
+                raise ValueError("a weighted sampler draws from the whole split: raise training_data.in_memory_mb")
+            yield from torch.multinomial(weights, len(self), replacement=True, generator=generator).split(batch_size)
+            return
         if not isinstance(self.images, StreamedImages):
             yield from torch.randperm(len(self), generator=generator).split(batch_size)
             return

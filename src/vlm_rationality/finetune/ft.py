@@ -15,7 +15,12 @@ from vlm_rationality.models.heads import build_classifier
 class FullFineTune(Method):
     """Image encoder and linear head trained with cross-entropy; the text tower stays frozen."""
 
+    def sample_weights(self, split) -> torch.Tensor | None:
+        """How often each training sample is drawn (None: each once an epoch, shuffled)."""
+        return None
+
     def fit(self, model, prompts, split, device):
+        weights = self.sample_weights(split)
         torch.manual_seed(self.settings.seed)
         classifier = build_classifier(
             model, "linear", prompts, self.config.get("head_init") == "prompts", self.config.get("head", "cosine")
@@ -33,5 +38,5 @@ class FullFineTune(Method):
             target = labels[index.to(device)]
             return F.cross_entropy(logits, target), int((logits.argmax(1) == target).sum())
 
-        metrics = fit(trained, step, split, self.settings)
+        metrics = fit(trained, step, split, self.settings, weights=weights)
         return classifier.eval(), metrics

@@ -60,9 +60,11 @@ def fit(
     split: TrainingSplit,
     settings: TrainSettings,
     what: str = "train",
+    weights: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Train `parameters` with `step` over `split`; returns the last epoch's mean loss and accuracy. Progress
-    (epoch, running loss and accuracy, images/s, ETA) goes to the job log as `what`."""
+    (epoch, running loss and accuracy, images/s, ETA) goes to the job log as `what`. `weights`: draw each epoch's
+    samples with replacement in proportion to them (TrainingSplit.batches), instead of a shuffle."""
     optimizer = make_optimizer(parameters, settings)
     steps = settings.epochs * math.ceil(len(split) / settings.batch_size)
     warmup = max(1, int(WARMUP_FRACTION * steps))
@@ -75,7 +77,7 @@ def fit(
     device_type = parameters[0].device.type if parameters else "cpu"
     for epoch in range(settings.epochs):
         total_loss, total_correct, seen, counted = 0.0, 0, 0, True
-        for index in split.batches(settings.batch_size, generator):
+        for index in split.batches(settings.batch_size, generator, weights):
             with torch.autocast(device_type, torch.bfloat16, enabled=settings.amp == "bf16"):
                 loss, correct = step(index)  # the global batch's loss, the same on every rank
             optimizer.zero_grad(set_to_none=True)

@@ -665,14 +665,13 @@ def prompts(config: Config, dataset: str) -> list[str]:
     return build_dataset(config["datasets"][dataset]).prompts(config["prompt_template"])
 
 
-def tied_backgrounds(config: Config, dataset: str) -> list[int] | None:
-    """Class -> its tied background, for the worst-group accuracy (class x cue present/absent); None: no groups."""
-    return build_dataset(config["datasets"][dataset]).tied_backgrounds()
-
-
-def sticker_class(config: Config, dataset: str) -> int | None:
-    """The class a dataset's local cue (the synthetic sticker) is tied to, for its groups and ε1/ε2; None: none."""
-    return build_dataset(config["datasets"][dataset]).sticker_class()
+def cue_tie(config: Config, dataset: str) -> dict[str, Any] | None:
+    """What a dataset ties to its classes, for the worst-group accuracy (class x cue present/absent), ε1/ε2 and
+    Precision@10: {tied: class -> its background} (the background cue) or {sticker: the class a sticker is tied
+    to}; None where the dataset knows no cue."""
+    built = build_dataset(config["datasets"][dataset])
+    tied, sticker = built.tied_backgrounds(), built.sticker_class()
+    return {"tied": tied} if tied is not None else {"sticker": sticker} if sticker is not None else None
 
 
 def class_names(config: Config, dataset: str) -> list[str]:

@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import read_heatmaps, read_prepared_batches
+from vlm_rationality.artefacts import read_heatmaps, read_prepared_batches, unpack_masks
+from vlm_rationality.data.shards import cue_columns
 from vlm_rationality.io import read_table, reading
 from vlm_rationality.metrics.rma import minmax_normalize, upsample
 from vlm_rationality.report.figures import plt, save_figure
@@ -63,19 +64,24 @@ def heatmap_view(grid: np.ndarray, grid_size: Sequence[int], image_size: Sequenc
     return heat[0].numpy()
 
 
-def read_samples(shards: Sequence[str | os.PathLike], wanted: set[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """sample_id -> (uint8 image [H, W, 3], bool mask [H, W]) for the wanted samples of prepared shards."""
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+Sample = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # image, object mask, the cue's own mask where stored
+
+
+def read_samples(shards: Sequence[str | os.PathLike], wanted: set[str]) -> dict[str, Sample]:
+    """sample_id -> (uint8 image [H, W, 3], bool object mask [H, W], bool cue mask [H, W] where the shards store
+    one, else None) for the wanted samples of prepared shards."""
+    found: dict[str, Sample] = {}
     for path in shards:
         with reading(path):
             if wanted.isdisjoint(read_table(path, columns=["sample_id"]).column("sample_id").to_pylist()):
                 continue  # only the shards that hold a drawn sample have their images read
-        for batch in read_prepared_batches(path, 512):
+        for batch in read_prepared_batches(path, 512, cue_columns([path])):
             height, width = batch["image"].shape[1:3]
             for k, sample in enumerate(batch["sample_id"]):
                 if sample in wanted:
                     mask = np.unpackbits(batch["mask_bits"][k])[: height * width].reshape(height, width).astype(bool)
-                    found[sample] = (batch["image"][k], mask)
+                    cue = unpack_masks(batch["cue_mask"][k : k + 1], height, width)[0] if "cue_mask" in batch else None
+                    found[sample] = (batch["image"][k], mask, cue)
     missing = wanted - found.keys()
     if missing:
         raise ValueError(
@@ -103,14 +109,17 @@ def right_wrong_reason(heatmaps: MethodHeatmaps, threshold: float, count: int, s
     return draw({s for s in heatmaps.right() & heatmaps.defined() if heatmaps.rows[s][2] < threshold}, count, seed)
 
 
-def _panel(
-    ax, image: np.ndarray, mask: np.ndarray, heat: np.ndarray | None, text: str, threshold: float, rma: float
-) -> None:
+def _panel(ax, sample: Sample, heat: np.ndarray | None, text: str, threshold: float, rma: float) -> None:
+    """The image, the heatmap over it, the object outlined in white and a local cue (where stored) in dashed
+    magenta."""
+    image, mask, cue = sample
     ax.imshow(image, interpolation="nearest")
     if heat is not None:
         ax.imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="nearest")
     if mask.any() and not mask.all():
         ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=1.2)
+    if cue is not None and cue.any():
+        ax.contour(cue.astype(float), levels=[0.5], colors="magenta", linewidths=1.2, linestyles="dashed")
     if text:
         colour = "black" if not np.isfinite(rma) else ("tab:green" if rma >= threshold else "tab:red")
         ax.set_xlabel(text, color=colour, fontsize="small")
@@ -127,7 +136,7 @@ def _empty(path: str | os.PathLike, message: str) -> None:
 
 def all_right_figure(
     heatmaps: dict[str, MethodHeatmaps],
-    samples: dict[str, tuple[np.ndarray, np.ndarray]],
+    samples: dict[str, Sample],
     chosen: Sequence[str],
     methods: Sequence[str],
     class_names: Sequence[str],
@@ -142,16 +151,16 @@ def all_right_figure(
     cols = 1 + len(methods)
     fig, axes = plt.subplots(len(chosen), cols, figsize=(max(1.9 * cols, 6.5), 2.0 * len(chosen) + 0.6), squeeze=False)
     for row, sample in zip(axes, chosen):
-        image, mask = samples[sample]
+        image = samples[sample][0]
         label = heatmaps[methods[0]].rows[sample][0]
-        _panel(row[0], image, mask, None, "", threshold, float("nan"))
+        _panel(row[0], samples[sample], None, "", threshold, float("nan"))
         row[0].set_ylabel(
             f"{sample.rsplit('/', 1)[-1]}\n{class_names[label]}", fontsize="x-small"
         )  # a path's file name
         for ax, method in zip(row[1:], methods):
             _, _, rma, grid = heatmaps[method].rows[sample]
             heat = heatmap_view(grid, heatmaps[method].grid_size, image.shape[:2])
-            _panel(ax, image, mask, heat, f"RMA {rma:.2f}", threshold, rma)
+            _panel(ax, samples[sample], heat, f"RMA {rma:.2f}", threshold, rma)
     for ax, name in zip(axes[0], ["image + object", *(display_name(m) for m in methods)]):
         ax.set_title(name, fontsize="small")
     fig.suptitle(
@@ -163,7 +172,7 @@ def all_right_figure(
 
 def rw_figure(
     heatmaps: dict[str, MethodHeatmaps],
-    samples: dict[str, tuple[np.ndarray, np.ndarray]],
+    samples: dict[str, Sample],
     chosen: dict[str, list[str]],
     methods: Sequence[str],
     class_names: Sequence[str],
@@ -185,10 +194,9 @@ def rw_figure(
                 ax.axis("off")
                 continue
             sample = chosen[method][k]
-            image, mask = samples[sample]
             label, _, rma, grid = heatmaps[method].rows[sample]
-            heat = heatmap_view(grid, heatmaps[method].grid_size, image.shape[:2])
-            _panel(ax, image, mask, heat, f"{class_names[label]} · RMA {rma:.2f}", threshold, rma)
+            heat = heatmap_view(grid, heatmaps[method].grid_size, samples[sample][0].shape[:2])
+            _panel(ax, samples[sample], heat, f"{class_names[label]} · RMA {rma:.2f}", threshold, rma)
         row[0].set_ylabel(f"{display_name(method)}\n({len(chosen[method])} shown)", fontsize="small")
     fig.suptitle(f"{title}\nright prediction, RMA < {threshold} (RW), per method", fontsize="small")
     fig.tight_layout()
@@ -220,7 +228,7 @@ def galleries(
         from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 
         on_the_fly = shift_to_apply(shards, shift)
-        samples = {s: (apply_shift(image[None], [s], on_the_fly)[0], mask) for s, (image, mask) in samples.items()}
+        samples = {s: (apply_shift(image[None], [s], on_the_fly)[0], *masks) for s, (image, *masks) in samples.items()}
     all_right_figure(heatmaps, samples, right, methods, class_names, threshold, title, all_right_path)
     rw_figure(heatmaps, samples, rw, methods, class_names, threshold, title, rw_path)
     return {"all_right": right, "rw": rw}
@@ -248,14 +256,14 @@ def render_sample(
             "directory or name them with --prepared"
         )
     row = table.slice(ids.index(sample), 1).to_pylist()[0]
-    image, mask = read_samples(shards, {sample})[sample]
+    image, mask, cue = read_samples(shards, {sample})[sample]
     image = apply_shift(image[None], [sample], shift_to_apply(shards, meta["keys"]["shift"]))[0]
     heat = heatmap_view(np.asarray(row["heatmap"], np.float32), meta["grid_size"], image.shape[:2])
     rma = float("nan") if row["rma"] is None else row["rma"]
     keys = meta["keys"]
     fig, axes = plt.subplots(1, 2, figsize=(5.2, 3.0))
-    _panel(axes[0], image, mask, None, f"label {row['label']}, predicted {row['pred']}", 0.5, float("nan"))
-    _panel(axes[1], image, mask, heat, f"RMA {rma:.3f}", 0.5, float("nan"))
+    _panel(axes[0], (image, mask, cue), None, f"label {row['label']}, predicted {row['pred']}", 0.5, float("nan"))
+    _panel(axes[1], (image, mask, cue), heat, f"RMA {rma:.3f}", 0.5, float("nan"))
     fig.suptitle(
         f"{sample} · {keys['dataset']} · {keys['shift']} · {keys['model']} · {keys['method']} · "
         f"{keys['heatmap_method']}",

@@ -1,0 +1,54 @@
+"""Upsampled fine-tuning: RaVL's simplest mitigation baseline, what a practitioner tries first.
+
+The groups are those Stage 1 implies: (class, whether the image holds a region of the discovered spurious cluster),
+read from the same assigned training regions RaVL's Stage 2 reads (discover/assign.py). Full fine-tuning then draws
+its batches so that every non-empty group is equally likely (each image weighted by 1 / its group's size), which
+upsamples the rare groups: images of the tied class without the feature, images of other classes with it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vlm_rationality.finetune.base import FINETUNE_METHODS
+from vlm_rationality.finetune.ft import FullFineTune
+from vlm_rationality.finetune.ravl import SplitRegions
+
+
+def group_weights(labels: torch.Tensor, flagged: torch.Tensor) -> torch.Tensor:
+    """1 / the size of each sample's (label, flagged) group: every non-empty group weighs the same in total."""
+    groups = labels * 2 + flagged.long()
+    counts = torch.bincount(groups)
+    return 1.0 / counts[groups].double()
+
+
+@FINETUNE_METHODS.register(
+    "upsample",
+    trains=True,
+    head="linear",
+    regions=True,
+    required=["mitigates"],
+    options={
+        "mitigates": {
+            "type": "string",
+            "description": "the fine-tuned method whose discovery (RaVL's Stage 1) names the spurious regions",
+        },
+        "spurious_clusters": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 1,
+            "description": "regions of the first this many discovered candidates by gap are spurious (RaVL: one)",
+        },
+    },
+)
+class UpsampledFineTune(FullFineTune):
+    """FT with a sampler that balances the (class, spurious region present) groups of the discovery it mitigates."""
+
+    def sample_weights(self, split) -> torch.Tensor:
+        if "regions" not in self.config:
+            raise KeyError(
+                "upsample needs `regions`: the training regions file of the method it mitigates "
+                "(the workflow's assign_regions rule writes it)"
+            )
+        regions = SplitRegions.read(self.config["regions"], split.sample_ids, self.config["spurious_clusters"])
+        return group_weights(split.labels, regions.spurious.any(1))
