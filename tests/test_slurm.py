@@ -76,7 +76,13 @@ def sbatch_jobs(cluster: SlurmCluster, workdir: Path) -> list[dict[str, str]]:
 
 
 def metrics(workdir: Path) -> str:
+    """The metrics rows, the cue's mean relevance mass to 6 decimals: it averages raw map values, which an explain
+    job on 2 threads (its SLURM reservation) and on 1 sums in another order, 1e-8 apart; every other value is a
+    count or a ratio of counts."""
     rows = pq.read_table(workdir / "results" / "metrics" / "rationality.parquet").to_pylist()
+    for row in rows:
+        for key in ("cue_mass", "cue_mass_ci_low", "cue_mass_ci_high"):
+            row[key] = None if row[key] is None else round(row[key], 6)
     return json.dumps([row for row in rows if row["heatmap_method"] in CONFIG["heatmaps"]["methods"]])
 
 

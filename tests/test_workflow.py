@@ -58,7 +58,7 @@ def test_outputs_exist_with_their_schemas(run):
     assert len(heatmaps) == 16 and heatmaps[0].name == "shards-0000-0000.parquet"  # one file per shard group
     assert heatmaps[0].parent.name == "chefer" and heatmaps[2].parent.name == "gradcam"
     meta = read_metadata(heatmaps[0])
-    assert meta["schema"] == "heatmaps/2" and meta["grid_size"] == [4, 4]
+    assert meta["schema"] == "heatmaps/3" and meta["grid_size"] == [4, 4]
     assert meta["keys"] == {
         "dataset": "tiny-synthetic",
         "shift": "clean",
