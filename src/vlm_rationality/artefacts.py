@@ -172,9 +172,18 @@ def _packed(masks: Sequence[np.ndarray]) -> list[bytes]:
     return [np.packbits(np.asarray(mask, bool).reshape(-1)).tobytes() for mask in masks]
 
 
-def unpack_masks(packed: Sequence[bytes], height: int, width: int) -> np.ndarray:
-    """A mask column's packed bytes -> bool [N, H, W]."""
-    bits = np.frombuffer(b"".join(packed), np.uint8).reshape(len(packed), packed_mask_bytes(height, width))
+def _mask_bits(packed: Sequence[bytes], height: int, width: int) -> np.ndarray:
+    """An optional mask column's values (packed bytes per row) -> uint8 [N, nbytes], as the `mask` column reads."""
+    return np.frombuffer(bytearray(b"".join(packed)), np.uint8).reshape(len(packed), packed_mask_bytes(height, width))
+
+
+def _optional(table: pa.Table | pa.RecordBatch, name: str, height: int, width: int) -> list | np.ndarray:
+    values = table.column(name).to_pylist()
+    return _mask_bits(values, height, width) if name in MASK_COLUMNS else values
+
+
+def bits_to_masks(bits: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Packed mask rows uint8 [N, nbytes] -> bool [N, H, W]."""
     return np.unpackbits(bits, axis=1)[:, : height * width].reshape(-1, height, width).astype(bool)
 
 
@@ -307,7 +316,7 @@ def read_prepared_batches(
     path: str | os.PathLike, batch_size: int, columns_extra: Sequence[str] = ()
 ) -> Iterator[dict[str, Any]]:
     """A prepared shard in batches of numpy arrays: sample_id (list), label int64 [B], image uint8 [B, H, W, 3],
-    mask_bits uint8 [B, ceil(H·W/8)] and any optional columns asked for (lists)."""
+    mask_bits uint8 [B, ceil(H·W/8)] and any optional columns asked for (lists; a mask column packed as mask_bits)."""
     height, width = prepared_meta(path)["image_shape"]
     n_image, n_mask = height * width * 3, packed_mask_bytes(height, width)
     wanted = ["sample_id", "label", "image", "mask", *columns_extra]
@@ -323,7 +332,7 @@ def read_prepared_batches(
             "label": batch.column("label").to_numpy().astype(np.int64),
             "image": _column_bytes(batch, "image", n_image).reshape(-1, height, width, 3),
             "mask_bits": _column_bytes(batch, "mask", n_mask),
-            **{name: batch.column(name).to_pylist() for name in columns_extra},
+            **{name: _optional(batch, name, height, width) for name in columns_extra},
         }
 
 
@@ -360,17 +369,13 @@ def read_prepared(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
         "sample_id": table.column("sample_id").to_pylist(),
         "label": table.column("label").to_numpy().astype(np.int32),
         "image": _column_bytes(table, "image", height * width * 3).reshape(-1, height, width, 3),
-        "mask": np.unpackbits(_column_bytes(table, "mask", packed_mask_bytes(height, width)), axis=1)[
-            :, : height * width
-        ]
-        .reshape(-1, height, width)
-        .astype(bool),
+        "mask": bits_to_masks(_column_bytes(table, "mask", packed_mask_bytes(height, width)), height, width),
         "source": table.column("source").to_pylist(),
     }
     for name in OPTIONAL_COLUMNS:
         if name in table.column_names:
-            values = table.column(name).to_pylist()
-            out[name] = unpack_masks(values, height, width) if name in MASK_COLUMNS else values
+            values = _optional(table, name, height, width)
+            out[name] = bits_to_masks(values, height, width) if name in MASK_COLUMNS else values
     return out
 
 

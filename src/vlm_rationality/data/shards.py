@@ -12,7 +12,6 @@ from multiprocessing import get_context
 from queue import Queue
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
-import numpy as np
 import torch
 
 from vlm_rationality.artefacts import prepared_columns, read_prepared_batches
@@ -50,8 +49,8 @@ class PreparedBatch:
         (a local cue, the synthetic sticker), else the background (everything off the object)."""
         if "cue_mask" not in self.extra:
             return ~self.masks()
-        packed = np.frombuffer(b"".join(self.extra["cue_mask"]), np.uint8).reshape(len(self.sample_ids), -1)
-        return unpack_masks(torch.from_numpy(packed.copy()).to(self.mask_bits.device), *self.image_shape)
+        bits = torch.from_numpy(self.extra["cue_mask"]).to(self.mask_bits.device)
+        return unpack_masks(bits, *self.image_shape)
 
 
 def cue_columns(paths: Sequence[str | os.PathLike]) -> list[str]:

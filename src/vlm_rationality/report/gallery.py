@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import read_heatmaps, read_prepared_batches, unpack_masks
+from vlm_rationality.artefacts import bits_to_masks, read_heatmaps, read_prepared_batches
 from vlm_rationality.data.shards import cue_columns
 from vlm_rationality.io import read_table, reading
 from vlm_rationality.metrics.rma import minmax_normalize, upsample
@@ -79,8 +79,8 @@ def read_samples(shards: Sequence[str | os.PathLike], wanted: set[str]) -> dict[
             height, width = batch["image"].shape[1:3]
             for k, sample in enumerate(batch["sample_id"]):
                 if sample in wanted:
-                    mask = np.unpackbits(batch["mask_bits"][k])[: height * width].reshape(height, width).astype(bool)
-                    cue = unpack_masks(batch["cue_mask"][k : k + 1], height, width)[0] if "cue_mask" in batch else None
+                    mask = bits_to_masks(batch["mask_bits"][k : k + 1], height, width)[0]
+                    cue = bits_to_masks(batch["cue_mask"][k : k + 1], height, width)[0] if "cue_mask" in batch else None
                     found[sample] = (batch["image"][k], mask, cue)
     missing = wanted - found.keys()
     if missing:
