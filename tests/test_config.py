@@ -144,7 +144,7 @@ def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
         ),
         (
             lambda c: c["models"]["tiny-clip"].update(tokenizer="x"),
-            r"models\.tiny-clip: tokenizer: not a setting of the open_clip",
+            r"models\.tiny-clip\.tokenizer: unknown setting; known: adapter, arch, normalization, pretrain, pretrained",
         ),
         (lambda c: c["heatmaps"].update(methods=["lime"]), r"heatmaps\.methods: unknown heatmap method 'lime'"),
         (
@@ -152,7 +152,7 @@ def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
                 c["heatmaps"].update(compile=True),
                 c["models"].update(a={"adapter": "albef", "arch": "ALBEF-ViT-B-16"}),
             ),
-            r"heatmaps\.compile: model 'a' \(albef\) has timm attention; compile supports open_clip's CLIP ViTs only",
+            r"heatmaps\.compile: model 'a' \(albef\): its adapter's attention does not run under torch\.compile",
         ),
         (lambda c: c["heatmaps"].update(batch_size="max"), r"heatmaps\.batch_size: 'max' does not match '\^auto\$'"),
     ],
@@ -194,7 +194,6 @@ def test_registries_read_from_the_source_equal_the_imported_ones():
     from vlm_rationality.explain import HEATMAP_METHODS
     from vlm_rationality.finetune import FINETUNE_METHODS
     from vlm_rationality.models import MODEL_ADAPTERS
-    from vlm_rationality.plan.archs import MODEL_ARCHS
     from vlm_rationality.registry import declared
 
     methods = declared("vlm_rationality.finetune", "FINETUNE_METHODS")
@@ -204,7 +203,7 @@ def test_registries_read_from_the_source_equal_the_imported_ones():
         for name, facts in methods.items()
     )
     assert list(declared("vlm_rationality.explain", "HEATMAP_METHODS")) == list(HEATMAP_METHODS)
-    assert list(MODEL_ARCHS) == list(MODEL_ADAPTERS)
+    assert list(MODEL_ADAPTERS) == list(declared("vlm_rationality.models", "MODEL_ADAPTERS"))
 
 
 @pytest.mark.parametrize(
@@ -218,15 +217,17 @@ def test_registries_read_from_the_source_equal_the_imported_ones():
 )
 def test_architecture_facts_read_as_data_match_the_built_model(spec, tiny_vocab, tmp_path):
     from tests.fixtures import wordpiece_vocab
-    from vlm_rationality.models import build_model
-    from vlm_rationality.plan.archs import approx_parameters, check_model
+    from vlm_rationality.models import build_model, model_adapter
 
     if spec["adapter"] != "open_clip":
         size = 64 if spec["arch"].startswith("tiny") else 30_522
         spec = {**spec, "tokenizer": str(tiny_vocab if size == 64 else wordpiece_vocab(tmp_path, size))}
     model = build_model(spec)
-    assert check_model(spec) == len(model.vision_blocks())
-    assert abs(approx_parameters(spec) / sum(p.numel() for p in model.parameters()) - 1) < 0.1
+    adapter = model_adapter(spec)
+    adapter.check()
+    assert adapter.vision_layers() == len(model.vision_blocks())
+    assert adapter.input_size() == model.preprocess.image_size
+    assert abs(adapter.approx_parameters() / sum(p.numel() for p in model.parameters()) - 1) < 0.1
 
 
 def test_training_rhos_name_the_datasets_whose_training_split_declares_one():

@@ -126,7 +126,7 @@ def test_a_damaged_checkpoint_fails_naming_its_file(tmp_path):
 
 
 def test_texts_tokenized_once_give_the_embeddings_of_a_fresh_tokenization(tiny_model, prompts):
-    from vlm_rationality.models import open_clip_adapter
+    from vlm_rationality.models import open_clip_model
 
     texts = [prompts[1], prompts[0], prompts[1], "a caption seen once"]
     fresh = tiny_model.model.encode_text(tiny_model.tokenizer(texts))
@@ -135,11 +135,11 @@ def test_texts_tokenized_once_give_the_embeddings_of_a_fresh_tokenization(tiny_m
     assert set(texts) <= set(tiny_model._token_ids)
     kept = dict(tiny_model._token_ids)
     try:  # past the cache's bound, texts are tokenized afresh and not kept
-        open_clip_adapter.TOKEN_CACHE = len(kept)
+        open_clip_model.TOKEN_CACHE = len(kept)
         assert torch.equal(
             tiny_model.encode_text(["one more caption", texts[0]]),
             tiny_model.model.encode_text(tiny_model.tokenizer(["one more caption", texts[0]])),
         )
         assert tiny_model._token_ids == kept
     finally:
-        open_clip_adapter.TOKEN_CACHE = 1 << 16
+        open_clip_model.TOKEN_CACHE = 1 << 16

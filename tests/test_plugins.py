@@ -1,5 +1,5 @@
-"""A new dataset adapter, fine-tuning method or heatmap method is one file: written into a copy of the package, with
-no other file touched, it is checked, planned and run by the real workflow."""
+"""A new model adapter, dataset adapter, fine-tuning method or heatmap method is one file: written into a copy of the
+package, with no other file touched, it is checked, planned and run by the real workflow."""
 
 from __future__ import annotations
 
@@ -20,6 +20,28 @@ from tests.snakemake_runs import REPO, TEST_CONFIG
 pytestmark = pytest.mark.slow
 
 PLUGINS = {
+    "models/cold_clip.py": '''
+import math
+
+from vlm_rationality.models.adapter import MODEL_ADAPTERS
+from vlm_rationality.models.open_clip_adapter import OpenCLIPAdapter
+
+
+@MODEL_ADAPTERS.register("cold_clip")
+class ColdCLIP(OpenCLIPAdapter):
+    """An open_clip model whose temperature is an option of its own, set after its weights load."""
+
+    options = {"logit_scale": {"type": "number", "exclusiveMinimum": 0}}
+
+    def __init__(self, arch, pretrained=None, *, logit_scale):
+        super().__init__(arch, pretrained)
+        self.logit_scale = logit_scale
+
+    def build(self):
+        model = super().build()
+        model.model.logit_scale.data.fill_(math.log(self.logit_scale))
+        return model
+''',
     "data/shapes.py": '''
 from vlm_rationality.data.base import DATASET_ADAPTERS
 from vlm_rationality.data.synthetic import SyntheticDataset
@@ -62,7 +84,7 @@ class Centre(HeatmapMethod):
 }
 
 
-def test_a_dataset_a_fine_tuning_method_and_a_heatmap_method_are_one_file_each(tmp_path):
+def test_a_model_a_dataset_a_fine_tuning_method_and_a_heatmap_method_are_one_file_each(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
@@ -73,6 +95,7 @@ def test_a_dataset_a_fine_tuning_method_and_a_heatmap_method_are_one_file_each(t
         (package / path).write_text(source.lstrip())
     config = copy.deepcopy(TEST_CONFIG)
     config["datasets"]["tiny-synthetic"]["adapter"] = "shapes"
+    config["models"]["tiny-clip"].update(adapter="cold_clip", logit_scale=0.01)
     config["methods"] = {"zs": {"kind": "zs"}, "again": {**TEST_CONFIG["methods"]["ft"], "kind": "ft_again"}}
     config["heatmaps"]["methods"] = ["centre"]
     work = tmp_path / "work"
@@ -105,10 +128,15 @@ def test_a_dataset_a_fine_tuning_method_and_a_heatmap_method_are_one_file_each(t
     rows = pq.read_table(work / "results" / "metrics" / "rationality.parquet").to_pylist()
     assert sorted((r["method"], r["heatmap_method"]) for r in rows) == [("again", "centre"), ("zs", "centre")]
     maps = {method: [] for method in config["methods"]}
+    logits = {method: [] for method in config["methods"]}
     for path in sorted((work / "results" / "heatmaps").rglob("*.parquet")):
-        maps[path.relative_to(work / "results" / "heatmaps").parts[3]] += (
-            pq.read_table(path).column("heatmap").to_pylist()
-        )
+        method = path.relative_to(work / "results" / "heatmaps").parts[3]
+        table = pq.read_table(path)
+        maps[method] += table.column("heatmap").to_pylist()
+        logits[method] += table.column("logits").to_pylist()
+    # zero-shot logits are the model's temperature times cosines: the plugin's 0.01 bounds them (CLIP's is ~14-100)
+    zero_shot = np.abs(np.array(logits["zs"], dtype=np.float32))
+    assert 0 < zero_shot.max() <= 0.0101  # float16 rounds 0.01 up by 2e-6
     for method, heatmaps in maps.items():
         grid = np.array(heatmaps, dtype=np.float32)
         assert len(grid) == 48 and (grid == grid[0]).all() and grid[0].sum() > 0, method  # the plugin's own map

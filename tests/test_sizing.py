@@ -81,8 +81,7 @@ def test_an_explain_jobs_memory_covers_its_batch_as_measured_on_the_cpu():
     import subprocess
     import sys
 
-    from vlm_rationality.plan.archs import explain_bytes_per_image
-    from vlm_rationality.plan.sizing import explain_batch_bytes
+    from vlm_rationality.plan.sizing import explain_batch_bytes, explain_bytes_per_image
 
     peaks = [
         int(

@@ -7,12 +7,12 @@ import shlex
 
 from snakemake.exceptions import IncompleteCheckpointException
 
-from vlm_rationality.plan.archs import explain_bytes_per_image
 from vlm_rationality.artefacts import item_count
 from vlm_rationality.io import config_hash
 from vlm_rationality.plan.sizing import (
     JobSize,
     explain_batch_bytes,
+    explain_bytes_per_image,
     gpu_model,
     job_resources,
     job_size,

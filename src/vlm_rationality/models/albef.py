@@ -6,12 +6,12 @@ logit reads only the text-only half. The official file keeps BERT under `text_en
 and the queues stay in the file and are reported as unused when it loads.
 """
 
-from vlm_rationality.models.base import MODEL_ADAPTERS
-from vlm_rationality.models.bert_vit import BertViT
+from vlm_rationality.models.adapter import MODEL_ADAPTERS
+from vlm_rationality.models.bert_vit_adapter import BertViTAdapter
 
 
 @MODEL_ADAPTERS.register("albef")
-class ALBEF(BertViT):
-    adapter = "albef"
+class ALBEF(BertViTAdapter):
+    family = "albef"
     text_prefix = "text_encoder.bert."
     token_types = True

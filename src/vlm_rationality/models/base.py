@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from vlm_rationality.registry import Registry
+from vlm_rationality.models.adapter import model_adapter
 
 
 def refused_pickle(path: Any, err: Exception) -> ValueError:
@@ -27,11 +27,6 @@ def refused_pickle(path: Any, err: Exception) -> ValueError:
         "dict alone (torch.save(model.state_dict(), path), or safetensors) where you trust the file, and set "
         "`pretrained` to that"
     )
-
-
-MODEL_ADAPTERS: Registry[type["VisionLanguageModel"]] = Registry(
-    "model adapter", ("vlm_rationality.models", "MODEL_ADAPTERS")
-)
 
 
 @dataclass(frozen=True)
@@ -144,12 +139,11 @@ def build_model(config: dict[str, Any]) -> VisionLanguageModel:
     Initialisation draws from a private generator with a fixed seed: a model without pretrained weights is the
     same random model in every job (fine-tuning and explaining it must agree), whatever the global RNG holds.
     """
-    config = dict(config)
-    adapter = config.pop("adapter", "open_clip")
-    normalization = config.pop("normalization", None)
+    adapter = model_adapter(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = MODEL_ADAPTERS.get(adapter).from_config(**config)  # type: ignore[attr-defined]
+        model = adapter.build()
+    normalization = config.get("normalization")
     if normalization is not None:  # e.g. ImageNet's mean/std, as the official code feeds CLIP
         model.preprocess = Preprocess(
             model.preprocess.image_size, tuple(normalization["mean"]), tuple(normalization["std"])

@@ -4,8 +4,8 @@ ALBEF and BLIP classify through their image-text contrastive (ITC) head: the ViT
 `vision_proj`, the text-only BERT's CLS token through `text_proj`, cosine similarity divided by the learned
 temperature `temp`. This module builds exactly that path and reads the official checkpoint files
 (`ALBEF.pth`, BLIP's `model_base.pth`) by their state-dict keys; LAVIS is not needed (it pins timm and
-transformers versions that cannot live beside open_clip 3). Each model is a subclass in its own file that
-states its key layout (`albef.py`, `blip.py`); architectures are JSON files in `configs/<adapter>/`.
+transformers versions that cannot live beside open_clip 3). Each model's adapter states its key layout
+(`albef.py`, `blip.py`); architectures are JSON files in `configs/<family>/` (`bert_vit_adapter.py`).
 
 The adapter's parameters are named as in the official files (`visual_encoder.*`, `text_encoder.*`,
 `vision_proj`, `text_proj`, `temp`), so `backbone_state_dict` writes the official layout and a fine-tuned file
@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from contextlib import AbstractContextManager
 from functools import partial
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from timm.layers import resample_abs_pos_embed
@@ -30,7 +30,7 @@ from torch import nn
 
 from vlm_rationality.models.attention import capture_attention
 from vlm_rationality.models.base import Preprocess, VisionLanguageModel, refused_pickle
-from vlm_rationality.plan.archs import MODEL_ARCHS, ArchConfig, TextConfig, check_vocabulary
+from vlm_rationality.models.bert_vit_adapter import BertViTAdapter, TextConfig, check_vocabulary
 
 log = logging.getLogger(__name__)
 POS_EMBED = "visual_encoder.pos_embed"
@@ -98,20 +98,19 @@ class _NoTokenTypes(nn.Module):
 
 
 class BertViT(VisionLanguageModel):
-    """The ITC path of a ViT + BERT model; subclasses give the official checkpoint's key layout."""
+    """The ITC path of a ViT + BERT model, built from its adapter (which states the official checkpoint's layout)."""
 
-    adapter: ClassVar[str]
-    text_prefix: ClassVar[str]  # where the official file keeps the text-only BERT
-    token_types: ClassVar[bool]  # whether that BERT has a token-type embedding
-
-    def __init__(self, arch: str, tokenizer: str, pretrained: str | None, image_size: int | None) -> None:
+    def __init__(self, adapter: BertViTAdapter) -> None:
         super().__init__()
-        self.arch_name = arch
-        self.arch = arch = self.resolve_arch(arch, image_size)
-        self.tokenizer_source = tokenizer
-        self.pretrained = pretrained
-        self.image_size = image_size or arch.image_size
-        self.tokenizer = load_tokenizer(tokenizer, arch.tokenizer_vocab_size)
+        self.family = adapter.family
+        self.text_prefix = adapter.text_prefix
+        self.token_types = adapter.token_types
+        self.arch_name = adapter.arch
+        self.arch = arch = adapter.resolve()
+        self.tokenizer_source = adapter.tokenizer
+        self.pretrained = adapter.pretrained
+        self.image_size = adapter.input_size()
+        self.tokenizer = load_tokenizer(adapter.tokenizer, arch.tokenizer_vocab_size)
         v, t = arch.vision, arch.text
         self.visual_encoder = VisionTransformer(
             img_size=self.image_size,
@@ -133,28 +132,18 @@ class BertViT(VisionLanguageModel):
         self.eval()
 
     @classmethod
-    def resolve_arch(cls, arch: str, image_size: int | None = None) -> ArchConfig:
-        """A shipped architecture name (`configs/<adapter>/<name>.json`) or the path of such a JSON file."""
-        return MODEL_ARCHS.get(cls.adapter).resolve(arch, image_size)  # type: ignore[attr-defined]
-
-    @classmethod
-    def from_config(
-        cls,
-        arch: str,
-        tokenizer: str = "bert-base-uncased",
-        pretrained: str | None = None,
-        image_size: int | None = None,
-    ) -> "BertViT":
-        pretrained = None if pretrained in (None, "", "none") else str(pretrained)
-        model = cls(arch, tokenizer, pretrained, image_size)
-        if pretrained is not None:
-            unused = model.load_checkpoint(read_checkpoint(pretrained), source=pretrained, allow_unused=True)
+    def load(cls, adapter: BertViTAdapter) -> "BertViT":
+        """The model with the adapter's official checkpoint loaded, if it names one."""
+        model = cls(adapter)
+        if adapter.pretrained is not None:
+            source = adapter.pretrained
+            unused = model.load_checkpoint(read_checkpoint(source), source=source, allow_unused=True)
             if unused:
                 log.info(
                     "%s: %d tensors of %s are not on the ITC path: %s",
-                    cls.adapter,
+                    adapter.family,
                     len(unused),
-                    pretrained,
+                    source,
                     summarise_keys(unused),
                 )
         return model
@@ -179,8 +168,8 @@ class BertViT(VisionLanguageModel):
         missing = [key for key in official if key not in state]
         if missing:
             raise ValueError(
-                f"{source}: {len(missing)} tensors of the {self.adapter} ITC path are missing "
-                f"({summarise_keys(missing)}), e.g. {', '.join(missing[:5])}; is it a {self.adapter} checkpoint?"
+                f"{source}: {len(missing)} tensors of the {self.family} ITC path are missing "
+                f"({summarise_keys(missing)}), e.g. {', '.join(missing[:5])}; is it a {self.family} checkpoint?"
             )
         loaded, mismatched = {}, []
         for key, name in official.items():
@@ -197,7 +186,7 @@ class BertViT(VisionLanguageModel):
         unused = sorted(set(state) - set(official))
         if unused and not allow_unused:
             raise ValueError(
-                f"{source}: unexpected tensors {summarise_keys(unused)} for {self.adapter} {self.arch_name}"
+                f"{source}: unexpected tensors {summarise_keys(unused)} for {self.family} {self.arch_name}"
             )
         self.load_state_dict(loaded, strict=True)
         return unused
@@ -280,7 +269,7 @@ class BertViT(VisionLanguageModel):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "adapter": self.adapter,
+            "adapter": self.family,
             "arch": self.arch_name,
             "tokenizer": self.tokenizer_source,
             "pretrained": self.pretrained,

@@ -6,12 +6,12 @@ extra tokens, [DEC] and [ENC], which ITC never uses). Cross-attention, the text 
 momentum encoders and the queues are reported as unused when the file loads.
 """
 
-from vlm_rationality.models.base import MODEL_ADAPTERS
-from vlm_rationality.models.bert_vit import BertViT
+from vlm_rationality.models.adapter import MODEL_ADAPTERS
+from vlm_rationality.models.bert_vit_adapter import BertViTAdapter
 
 
 @MODEL_ADAPTERS.register("blip")
-class BLIP(BertViT):
-    adapter = "blip"
+class BLIP(BertViTAdapter):
+    family = "blip"
     text_prefix = "text_encoder."
     token_types = False

@@ -18,7 +18,7 @@ import yaml
 
 from vlm_rationality.data import DATASET_ADAPTERS, Dataset, build_dataset, imagenet_c
 from vlm_rationality.data.corruptions import parse_shift
-from vlm_rationality.plan.archs import MODEL_ARCHS, check_model, input_size
+from vlm_rationality.models.adapter import MODEL_ADAPTERS, model_adapter
 from vlm_rationality.plan.protocol import method_entry, model_entry, split_variant
 from vlm_rationality.plan.schema import Schema, validate
 from vlm_rationality.plan.sweep import LABEL as SWEEP_LABEL
@@ -57,6 +57,14 @@ def _dataset_schema(schema: Schema, adapter: type) -> Schema:
     return entry
 
 
+def _model_schema(schema: Schema, adapter: type) -> Schema:
+    """The schema's model entry closed over the adapter's declared options (models/<adapter>.py)."""
+    entry = copy.deepcopy(schema["properties"]["models"]["additionalProperties"])
+    entry["properties"].update(adapter.options)
+    entry["unevaluatedProperties"] = False
+    return {**entry, "definitions": schema["definitions"]}  # `pretrain`'s $ref resolves in it
+
+
 def check_config(config: Config, schema: Schema) -> None:
     """Validate `config` against the closed `schema` (filling in its defaults), then check what the schema
     cannot: names against the registries, each adapter's own options, references between sections, and
@@ -76,15 +84,15 @@ def check_config(config: Config, schema: Schema) -> None:
     errors += schema_errors + _swept_keys(_registry_errors(config, origin), origin)
     if schema_errors:
         raise ConfigError("\n".join(errors))
-    depths, model_errors = _model_errors(config)
+    depths, model_errors = _model_errors(config, schema)
     errors += _dataset_errors(config, schema) + model_errors + _method_errors(config, schema, depths)
     errors += _shift_errors(config) + _heatmap_errors("heatmaps", config["heatmaps"], config["device"], depths)
     if config["heatmaps"].get("compile"):
         errors += [
-            f"heatmaps.compile: model {name!r} ({model['adapter']}) has timm attention; compile supports "
-            "open_clip's CLIP ViTs only"
+            f"heatmaps.compile: model {name!r} ({model['adapter']}): its adapter's attention does not run under "
+            "torch.compile (open_clip's does)"
             for name, model in config["models"].items()
-            if model["adapter"] != "open_clip"
+            if model["adapter"] in MODEL_ADAPTERS and not MODEL_ADAPTERS.get(model["adapter"]).compiles
         ]
     errors += _robustness_errors(config)
     errors += _discovery_errors(config)
@@ -155,19 +163,24 @@ def _dataset_errors(config: Config, schema: Schema) -> list[str]:
     return errors
 
 
-def _model_errors(config: Config) -> tuple[dict[str, int], list[str]]:
-    """Each model's architecture checks (and its vision depth, which heatmap settings are checked against), its
-    input size against its datasets, and where its base comes from."""
+def _model_errors(config: Config, schema: Schema) -> tuple[dict[str, int], list[str]]:
+    """Each model against its adapter's declared options and checks (and its vision depth, which heatmap settings
+    are checked against), its input size against its datasets, and where its base comes from."""
     depths, errors = {}, []
     for name, model in config["models"].items():
         key = f"models.{name}"
-        if model["adapter"] not in MODEL_ARCHS:
+        if model["adapter"] not in MODEL_ADAPTERS:
             continue  # reported with the registries
-        try:
-            depths[name] = check_model(model)
-            errors += _input_size_errors(config, name)
-        except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
-            errors.append(f"{key}: {err}")
+        found = validate(model, _model_schema(schema, MODEL_ADAPTERS.get(model["adapter"])), ["models", name])
+        errors += found
+        if not found:
+            try:
+                adapter = model_adapter(model)
+                adapter.check()
+                depths[name] = adapter.vision_layers()
+                errors += _input_size_errors(config, name)
+            except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+                errors.append(f"{key}: {err}")
         pretrain = model.get("pretrain")
         if pretrain is not None:
             if "pretrained" in model:
@@ -303,7 +316,7 @@ def _registry_errors(config: Config, origin: dict[str, str]) -> list[str]:
                 errors += _name_error(f"datasets.{name}.splits", split)
     registries = [
         ("datasets", "adapter", "dataset adapter", list(DATASET_ADAPTERS)),
-        ("models", "adapter", "model adapter", list(MODEL_ARCHS)),
+        ("models", "adapter", "model adapter", list(MODEL_ADAPTERS)),
         ("methods", "kind", "method", list(_finetune_methods())),
     ]
     for section, key, what, known in registries:
@@ -330,7 +343,7 @@ def _registry_errors(config: Config, origin: dict[str, str]) -> list[str]:
 
 def _input_size_errors(config: Config, model: str) -> list[str]:
     """Every dataset is prepared once, at its image_size, for every model: each model's input size must match."""
-    size = input_size(config["models"][model])
+    size = model_adapter(config["models"][model]).input_size()
     return [
         f"datasets.{name}.image_size: {dataset['image_size']} is not the input size of model {model!r} ({size}); "
         f"prepare the dataset at {size}"

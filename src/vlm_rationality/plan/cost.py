@@ -3,9 +3,9 @@
 `vlm-rationality plan --configfile …` reads the config as the workflow does, counts each split's items from the
 dataset folders themselves (the workflow learns them only once its `items` jobs have listed them), and prices the
 model stages with the config's `resources.images_per_second` and the same per-image memory the jobs are sized
-with (sizing.py, archs.py). Hours are the images a stage pushes through a model over its rate: a budget to check
-before submitting a grid, not a measurement. Bookkeeping jobs (items, reports, scoring) take minutes and are left
-out; so are the targets outside `all` (protocol_sensitivity) and RaVL's region assignment.
+with (sizing.py, from the model adapters' facts). Hours are the images a stage pushes through a model over its rate:
+a budget to check before submitting a grid, not a measurement. Bookkeeping jobs (items, reports, scoring) take
+minutes and are left out; so are the targets outside `all` (protocol_sensitivity) and RaVL's region assignment.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlm_rationality.data import build_dataset
+from vlm_rationality.models.adapter import model_adapter
 from vlm_rationality.plan import config as settings
-from vlm_rationality.plan.archs import approx_parameters, explain_bytes_per_image, vision_shape
-from vlm_rationality.plan.sizing import CPU_BATCH, MiB, cpu_batch
+from vlm_rationality.plan.sizing import CPU_BATCH, MiB, cpu_batch, explain_bytes_per_image
 
 Config = dict[str, Any]
 GiB = 2**30
@@ -67,7 +67,7 @@ def split_sizes(config: Config) -> dict[tuple[str, str], int]:
 def _model_mb(config: Config, model: str, batch: int, training: bool) -> int:
     """Weights (with gradients and two Adam moments when training) and one batch's activations."""
     entry = config["models"][model]
-    weights = approx_parameters(entry) * (16 if training else 4)
+    weights = model_adapter(entry).approx_parameters() * (16 if training else 4)
     return math.ceil((weights + batch * explain_bytes_per_image(entry)) / MiB)
 
 
@@ -99,7 +99,7 @@ def plan(config: Config) -> list[Stage]:
             stage.jobs += 1
             stage.images += sizes[train["dataset"], train["split"]] * train["epochs"]
             stage.peak_mb = max(stage.peak_mb, _model_mb(config, name, train["batch_size"], True))
-            stage.disk_bytes += approx_parameters(model) * 4
+            stage.disk_bytes += model_adapter(model).approx_parameters() * 4
     for dataset, entry in config["datasets"].items():
         train_items, eval_items = sizes[dataset, config["train_split"]], sizes[dataset, config["eval_split"]]
         groups = len(
@@ -115,12 +115,12 @@ def plan(config: Config) -> list[Stage]:
                 stage.jobs += 1
                 stage.images += train_items * method_entry["epochs"] * regions
                 stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, method_entry["batch_size"], True))
-                stage.disk_bytes += approx_parameters(config["models"][model]) * 4
+                stage.disk_bytes += model_adapter(config["models"][model]).approx_parameters() * 4
             heatmaps = (
                 len(config["methods"]) * len(settings.shifts(config, dataset)) * len(config["heatmaps"]["methods"])
             )
             batch = cpu_batch(config["heatmaps"]["batch_size"])
-            cells = vision_shape(config["models"][model])[2] - 1  # the heatmap's patch grid
+            cells = model_adapter(config["models"][model]).vision_shape()[2] - 1  # the heatmap's patch grid
             stage = stages["explain"]
             stage.jobs += heatmaps * groups
             stage.images += heatmaps * eval_items

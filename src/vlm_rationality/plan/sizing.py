@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
+from vlm_rationality.models.adapter import model_adapter
 from vlm_rationality.plan import config as settings
-from vlm_rationality.plan.archs import approx_parameters
 
 Stage = Literal[
     "items",
@@ -39,6 +39,17 @@ GPU_STAGES = ("pretrain", "finetune", "explain", "predict", "discover", "assign_
 # (ImageNet: 1,000 float16 logits), score a handful of columns.
 ROW_BYTES = {"explain": 8192, "predict": 4096, "score": 64, "robustness": 4096, "validity": 16384}
 CPU_BATCH = 64  # heatmaps.batch_size auto on the CPU (host memory is not what limits it; throughput stops growing)
+
+# Bytes an explanation holds per image, per block: per attention weight (heads x tokens^2) and per token activation
+# (tokens x width), fitted to the peak host memory of chefer on CPU (2 threads, batches of 2 and 8): ViT-B/16 at 224,
+# 171 MiB per image; ViT-B/32, 38 MiB (gradcam 147 MiB and rollout 39 MiB on ViT-B/16 stay below chefer's).
+BYTES_PER_ATTENTION, BYTES_PER_ACTIVATION = 6, 82
+
+
+def explain_bytes_per_image(config: dict[str, Any]) -> int:
+    """Memory one image adds to an explain batch (activations and attention kept for the backward pass)."""
+    layers, heads, tokens, width = model_adapter(config).vision_shape()
+    return layers * (BYTES_PER_ATTENTION * heads * tokens**2 + BYTES_PER_ACTIVATION * tokens * width)
 
 
 def training_images_held(images: int, image_size: int, shard_size: int, training_data: dict[str, Any]) -> int:
@@ -146,7 +157,7 @@ def _pretrain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> Job
     return JobSize(
         split_images(train["dataset"], train["split"]),
         config["datasets"][train["dataset"]]["image_size"],
-        approx_parameters(config["models"][wc.model]),
+        model_adapter(config["models"][wc.model]).approx_parameters(),
         train["epochs"],
     )
 
@@ -157,7 +168,7 @@ def _finetune(config: dict[str, Any], wc: Any, split_images: SplitImages) -> Job
     return JobSize(  # RaVL also encodes each image's regions in every step
         split_images(wc.dataset, config["train_split"]),
         config["datasets"][wc.dataset]["image_size"],
-        approx_parameters(config["models"][wc.model]),
+        model_adapter(config["models"][wc.model]).approx_parameters(),
         method["epochs"] * regions,
         method["processes"],
     )
@@ -167,7 +178,7 @@ def _group(config: dict[str, Any], wc: Any, passes: int = 1) -> JobSize:
     """A job over a group of prepared shards (`wc.group` = first-last)."""
     first, last = map(int, wc.group.split("-"))
     dataset = config["datasets"][wc.dataset]
-    parameters = approx_parameters(config["models"][wc.model])
+    parameters = model_adapter(config["models"][wc.model]).approx_parameters()
     return JobSize((last - first + 1) * int(dataset["shard_size"]), dataset["image_size"], parameters, passes)
 
 
@@ -184,7 +195,7 @@ def _predict(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobS
     return JobSize(
         sum(split_images(wc.dataset, s["split"]) for s in sets),
         config["datasets"][wc.dataset]["image_size"],
-        approx_parameters(config["models"][wc.model]),
+        model_adapter(config["models"][wc.model]).approx_parameters(),
     )
 
 
@@ -192,7 +203,7 @@ def _regions(config: dict[str, Any], wc: Any, split_images: SplitImages, split: 
     return JobSize(  # the full images and their regions through the encoder
         split_images(wc.dataset, split) * (1 + config["discovery"]["background_boxes"]),
         config["datasets"][wc.dataset]["image_size"],
-        approx_parameters(config["models"][wc.model]),
+        model_adapter(config["models"][wc.model]).approx_parameters(),
     )
 
 
