@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vlm_rationality.artefacts import PREPARED, read_prepared, shard_paths, write_prepared_shard
-from vlm_rationality.data.shards import iter_batches, unpack_masks
+from vlm_rationality.data.shards import batches_under_shift, iter_batches, unpack_masks
 from vlm_rationality.io import atomic_path, read_metadata, write_parquet
 
 
@@ -15,11 +15,11 @@ def _arrays(n=7, h=13, w=11, seed=0):
     return images, masks
 
 
-def _write(path, images, masks, **kw):
+def _write(path, images, masks, first=0, **kw):
     n = len(images)
     write_prepared_shard(
         path,
-        sample_ids=[f"s{i}" for i in range(n)],
+        sample_ids=[f"s{i}" for i in range(first, first + n)],
         labels=np.arange(n) % 3,
         images=images,
         masks=masks,
@@ -56,6 +56,25 @@ def test_streaming_batches_cover_every_sample_in_order(tmp_path):
     np.testing.assert_array_equal(got_images, images)
     np.testing.assert_array_equal(got_masks, masks)
     assert batches[0].labels.dtype == torch.int64
+
+
+def test_a_few_samples_read_under_a_shift_are_those_of_the_whole_read(tmp_path):
+    images, masks = _arrays(n=10, h=32, w=32)
+    paths = [tmp_path / f"shard-{k:04d}.parquet" for k in range(2)]
+    for k, path in enumerate(paths):
+        _write(path, images[k * 5 : (k + 1) * 5], masks[k * 5 : (k + 1) * 5], first=k * 5)
+
+    def read(**kw):
+        with batches_under_shift(paths, 2, "gaussian_noise-3", **kw) as batches:
+            return {s: (b.images[i].numpy(), b.masks()[i].numpy()) for b in batches for i, s in enumerate(b.sample_ids)}
+
+    whole, few = read(), read(samples={"s1", "s3", "s7"})
+    assert sorted(few) == ["s1", "s3", "s7"] and len(whole) == 10
+    for sample, (image, mask) in few.items():  # the same corruption, seeded by the sample, whatever else is read
+        np.testing.assert_array_equal(image, whole[sample][0])
+        np.testing.assert_array_equal(mask, masks[int(sample[1:])])
+    assert not np.array_equal(few["s7"][0], images[7])
+    assert read(samples={"nobody"}) == {}
 
 
 def test_unpack_matches_numpy_packbits():

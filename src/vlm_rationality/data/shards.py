@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from queue import Queue
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import AbstractSet, Any, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 
-from vlm_rationality.artefacts import prepared_columns, read_prepared_batches
+from vlm_rationality.artefacts import prepared_columns, read_prepared_batches, read_prepared_index
 from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 
 T = TypeVar("T")
@@ -53,9 +53,18 @@ class PreparedBatch:
         return unpack_masks(bits, *self.image_shape)
 
 
+def shared_columns(paths: Sequence[str | os.PathLike], names: Sequence[str]) -> list[str]:
+    """Those of the optional columns `names` that every shard stores."""
+    return [name for name in names if paths and all(name in prepared_columns(path) for path in paths)]
+
+
 def cue_columns(paths: Sequence[str | os.PathLike]) -> list[str]:
     """["cue_mask"] where every shard stores its cue's own pixels (a local cue), else [] (the cue is the background)."""
-    return ["cue_mask"] if paths and all("cue_mask" in prepared_columns(path) for path in paths) else []
+    return shared_columns(paths, ["cue_mask"])
+
+
+def _rows(batch: dict[str, Any], keep: list[int]) -> dict[str, Any]:
+    return {name: [v[k] for k in keep] if isinstance(v, list) else v[keep] for name, v in batch.items()}
 
 
 def unpack_masks(bits: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -66,12 +75,22 @@ def unpack_masks(bits: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def iter_batches(
-    paths: Iterable[str | os.PathLike], batch_size: int, columns_extra: Sequence[str] = ()
+    paths: Iterable[str | os.PathLike],
+    batch_size: int,
+    columns_extra: Sequence[str] = (),
+    samples: AbstractSet[str] | None = None,
 ) -> Iterator[PreparedBatch]:
-    """Stream prepared shards as torch batches, in file order; pinned host memory when CUDA is present."""
+    """Stream prepared shards as torch batches, in file order; pinned host memory when CUDA is present. `samples`:
+    only these rows (a shard that holds none of them is not read past its ids)."""
     pin = torch.cuda.is_available()
     for path in paths:
+        if samples is not None and samples.isdisjoint(read_prepared_index(path)["sample_id"]):
+            continue
         for batch in read_prepared_batches(path, batch_size, columns_extra):
+            if samples is not None:
+                batch = _rows(batch, [k for k, sample in enumerate(batch["sample_id"]) if sample in samples])
+                if not batch["sample_id"]:
+                    continue
             images = torch.from_numpy(batch["image"].copy())
             bits = torch.from_numpy(batch["mask_bits"].copy())
             labels = torch.from_numpy(batch["label"])
@@ -143,17 +162,20 @@ def batches_under_shift(
     shift: str,
     columns_extra: Sequence[str] = (),
     workers: int = 0,
+    samples: AbstractSet[str] | None = None,
 ) -> Iterator[Iterator[PreparedBatch]]:
-    """The one reader of prepared shards for a stage that runs a model on them under a shift: batches in file
+    """The one reader of prepared shards under a shift (explain, predict, discover, the galleries): batches in file
     order, read `PREFETCH` batches ahead of the consumer in a thread, `shift` applied where the shards were not
-    prepared under it (`shift_to_apply`): in `workers` processes ahead, else in the reading thread. A sample's
-    corruption is seeded by its id, so where it runs changes nothing."""
+    prepared under it (`shift_to_apply`): in `workers` processes ahead, else in the reading thread; `samples`: only
+    these rows, so a few drawn images are read and corrupted without the rest. A sample's corruption is seeded by
+    its id, so where it runs, and with which others, changes nothing."""
     on_the_fly = shift_to_apply(paths, shift)
     pool = (
         ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 0 and on_the_fly != "clean" else None
     )
     try:
-        yield prefetched(shifted(iter_batches(paths, batch_size, columns_extra), on_the_fly, pool, workers))
+        batches = iter_batches(paths, batch_size, columns_extra, samples)
+        yield prefetched(shifted(batches, on_the_fly, pool, workers))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

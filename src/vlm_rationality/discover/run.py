@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vlm_rationality.artefacts import prepared_rows, read_prepared
+from vlm_rationality.artefacts import prepared_rows
+from vlm_rationality.data.shards import batches_under_shift, shared_columns
 from vlm_rationality.discover.clusters import cluster_regions, k_range
 from vlm_rationality.discover.embed import class_embeddings, crops, embed
 from vlm_rationality.discover.identify import identify, precision_at, rank_regions, zero_shot_scores
@@ -88,34 +89,35 @@ def embed_regions(
     regions: dict[str, list] = {"image": [], "sample_id": [], "kind": [], "feature": [], "box": []}
     image_embeddings, region_embeddings = [], []
     short = grid_images = 0
+    columns = shared_columns(shards, ["background", "cue_mask"])
     progress = Progress(what, sum(prepared_rows(path) for path in shards))
-    for path in shards:
-        shard = read_prepared(path)
-        backgrounds = shard.get("background", [None] * len(shard["sample_id"]))
-        cue_masks = shard.get("cue_mask")
-        image_embeddings.append(embed(classifier, shard["image"], device, batch_size))
-        pixels = []
-        for i, sample_id in enumerate(shard["sample_id"]):
-            boxes = image_regions(shard["mask"][i], sample_id, settings, None if cue_masks is None else cue_masks[i])
-            if boxes[0][1] == GRID:
-                grid_images += 1
-            else:
-                short += settings["background_boxes"] - sum(kind == BACKGROUND for _, kind in boxes)
-            for box, kind in boxes:
-                regions["image"].append(len(labels_seen))
-                regions["sample_id"].append(sample_id)
-                regions["kind"].append(kind)
-                regions["feature"].append(
-                    int(shard["label"][i]) if kind == OBJECT else backgrounds[i] if kind == BACKGROUND else None
-                )
-                regions["box"].append(list(box))
-            pixels.append(crops(shard["image"][i], [box for box, _ in boxes]))
-            labels_seen.append(int(shard["label"][i]))
-            backgrounds_seen.append(-1 if backgrounds[i] is None else int(backgrounds[i]))
-            stickers_seen.append(cue_masks is not None and bool(cue_masks[i].any()))
-        if pixels:  # a shard whose every sample was skipped as bad input holds no rows
+    with batches_under_shift(shards, batch_size, "clean", columns) as batches:
+        for batch in batches:
+            images, masks, labels = batch.images.numpy(), batch.masks().numpy(), batch.labels.tolist()
+            cue_masks = batch.cue_masks().numpy() if "cue_mask" in columns else None
+            backgrounds = batch.extra.get("background", [None] * len(labels))
+            image_embeddings.append(embed(classifier, images, device, batch_size))
+            pixels = []
+            for i, sample_id in enumerate(batch.sample_ids):
+                boxes = image_regions(masks[i], sample_id, settings, None if cue_masks is None else cue_masks[i])
+                if boxes[0][1] == GRID:
+                    grid_images += 1
+                else:
+                    short += settings["background_boxes"] - sum(kind == BACKGROUND for _, kind in boxes)
+                for box, kind in boxes:
+                    regions["image"].append(len(labels_seen))
+                    regions["sample_id"].append(sample_id)
+                    regions["kind"].append(kind)
+                    regions["feature"].append(
+                        labels[i] if kind == OBJECT else backgrounds[i] if kind == BACKGROUND else None
+                    )
+                    regions["box"].append(list(box))
+                pixels.append(crops(images[i], [box for box, _ in boxes]))
+                labels_seen.append(labels[i])
+                backgrounds_seen.append(-1 if backgrounds[i] is None else int(backgrounds[i]))
+                stickers_seen.append(cue_masks is not None and bool(cue_masks[i].any()))
             region_embeddings.append(embed(classifier, np.concatenate(pixels), device, batch_size))
-        progress.update(len(shard["sample_id"]), "images")
+            progress.update(len(labels), "images")
     progress.close()
     if grid_images:
         log.warning(
@@ -234,15 +236,15 @@ def _accuracies(
 
 def cut_regions(shards: Sequence[str], wanted: Sequence[tuple[str, tuple[int, int, int, int]]]) -> list[np.ndarray]:
     """uint8 crops of (sample_id, box) regions, cut again from the shards that hold them (the images are not kept)."""
+    boxes: dict[str, list[tuple[int, tuple[int, int, int, int]]]] = {}
+    for number, (sample_id, box) in enumerate(wanted):
+        boxes.setdefault(sample_id, []).append((number, box))
     out: dict[int, np.ndarray] = {}
-    for path in shards:
-        shard = read_prepared(path)
-        position = {sample_id: i for i, sample_id in enumerate(shard["sample_id"])}
-        for number, (sample_id, box) in enumerate(wanted):
-            if sample_id in position:
-                out[number] = crops(shard["image"][position[sample_id]], [box])[0]
-        if len(out) == len(wanted):
-            break
+    with batches_under_shift(shards, 512, "clean", samples=set(boxes)) as batches:
+        for batch in batches:
+            for k, sample_id in enumerate(batch.sample_ids):
+                for number, box in boxes[sample_id]:
+                    out[number] = crops(batch.images[k].numpy(), [box])[0]
     missing = [wanted[n][0] for n in range(len(wanted)) if n not in out]
     if missing:
         raise KeyError(f"samples {missing[:3]} are in none of the shards {', '.join(map(str, shards[:3]))}...")

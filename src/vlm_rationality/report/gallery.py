@@ -15,9 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import bits_to_masks, read_heatmaps, read_prepared_batches
-from vlm_rationality.data.shards import cue_columns
-from vlm_rationality.io import read_table, reading
+from vlm_rationality.artefacts import read_heatmaps
+from vlm_rationality.data.shards import batches_under_shift, cue_columns
 from vlm_rationality.metrics.rma import minmax_normalize, upsample
 from vlm_rationality.report.figures import plt, save_figure
 from vlm_rationality.report.names import display_name
@@ -67,21 +66,17 @@ def heatmap_view(grid: np.ndarray, grid_size: Sequence[int], image_size: Sequenc
 Sample = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # image, object mask, the cue's own mask where stored
 
 
-def read_samples(shards: Sequence[str | os.PathLike], wanted: set[str]) -> dict[str, Sample]:
-    """sample_id -> (uint8 image [H, W, 3], bool object mask [H, W], bool cue mask [H, W] where the shards store
-    one, else None) for the wanted samples of prepared shards."""
+def read_samples(shards: Sequence[str | os.PathLike], wanted: set[str], shift: str = "clean") -> dict[str, Sample]:
+    """sample_id -> (uint8 image [H, W, 3] as it was explained under `shift`, bool object mask [H, W], bool cue mask
+    [H, W] where the shards store one, else None) for the wanted samples of prepared shards."""
     found: dict[str, Sample] = {}
-    for path in shards:
-        with reading(path):
-            if wanted.isdisjoint(read_table(path, columns=["sample_id"]).column("sample_id").to_pylist()):
-                continue  # only the shards that hold a drawn sample have their images read
-        for batch in read_prepared_batches(path, 512, cue_columns([path])):
-            height, width = batch["image"].shape[1:3]
-            for k, sample in enumerate(batch["sample_id"]):
-                if sample in wanted:
-                    mask = bits_to_masks(batch["mask_bits"][k : k + 1], height, width)[0]
-                    cue = bits_to_masks(batch["cue_mask"][k : k + 1], height, width)[0] if "cue_mask" in batch else None
-                    found[sample] = (batch["image"][k], mask, cue)
+    columns = cue_columns(shards)
+    with batches_under_shift(shards, 512, shift, columns, samples=wanted) as batches:
+        for batch in batches:
+            masks = batch.masks().numpy()
+            cues = batch.cue_masks().numpy() if columns else [None] * len(masks)
+            for k, sample in enumerate(batch.sample_ids):
+                found[sample] = (batch.images[k].numpy(), masks[k], cues[k])
     missing = wanted - found.keys()
     if missing:
         raise ValueError(
@@ -222,13 +217,8 @@ def galleries(
         raise ValueError(f"no heatmap file among the inputs is for method(s) {', '.join(missing)}")
     right = all_right(heatmaps, methods, count, seed)
     rw = {m: right_wrong_reason(heatmaps[m], threshold, count, seed) for m in methods}
-    samples = read_samples(shards, set(right).union(*rw.values()))
-    shift = next(iter(heatmaps.values())).shift
-    if shift != "clean":  # draw each image as it was explained: corrupted on the fly, or read from ImageNet-C
-        from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
-
-        on_the_fly = shift_to_apply(shards, shift)
-        samples = {s: (apply_shift(image[None], [s], on_the_fly)[0], *masks) for s, (image, *masks) in samples.items()}
+    # each image drawn as it was explained: corrupted on the fly, or read from ImageNet-C
+    samples = read_samples(shards, set(right).union(*rw.values()), next(iter(heatmaps.values())).shift)
     all_right_figure(heatmaps, samples, right, methods, class_names, threshold, title, all_right_path)
     rw_figure(heatmaps, samples, rw, methods, class_names, threshold, title, rw_path)
     return {"all_right": right, "rw": rw}
@@ -242,8 +232,6 @@ def render_sample(
 ) -> str:
     """One sample of a heatmap file drawn as the gallery draws it (the image under the file's shift, the object
     outlined, the heatmap as RMA weighs it); the prepared shards default to the file's `source_shards`."""
-    from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
-
     meta, table = read_heatmaps(heatmap_path, COLUMNS)
     ids = table.column("sample_id").to_pylist()
     if sample not in ids:
@@ -256,8 +244,7 @@ def render_sample(
             "directory or name them with --prepared"
         )
     row = table.slice(ids.index(sample), 1).to_pylist()[0]
-    image, mask, cue = read_samples(shards, {sample})[sample]
-    image = apply_shift(image[None], [sample], shift_to_apply(shards, meta["keys"]["shift"]))[0]
+    image, mask, cue = read_samples(shards, {sample}, meta["keys"]["shift"])[sample]
     heat = heatmap_view(np.asarray(row["heatmap"], np.float32), meta["grid_size"], image.shape[:2])
     rma = float("nan") if row["rma"] is None else row["rma"]
     keys = meta["keys"]
