@@ -17,7 +17,7 @@ from vlm_rationality.artefacts import prepared_meta, read_prepared
 from vlm_rationality.data import build_dataset
 from vlm_rationality.data.masks import mask_variant
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
-from vlm_rationality.data.synthetic import TEXTURE_TONES, make_sample
+from vlm_rationality.data.synthetic import STICKER_COLOURS, TEXTURE_TONES, make_sample
 from vlm_rationality.data.twins import Pool
 from vlm_rationality.metrics.agreement import auroc, cohen_kappa
 from vlm_rationality.metrics.grounding import grounding, object_grounded
@@ -70,6 +70,48 @@ def test_synthetic_twins_keep_the_object_bit_for_bit_and_change_only_the_backgro
     assert np.array_equal(twins.same_class.argmax(axis=1), pool.labels % 8)
     again = dataset.twins("test", pool.sample_ids[3:5], pool.labels[3:5], pool.images[3:5], pool.masks[3:5], pool, 8, 0)
     assert np.array_equal(again.images, twins.images[3:5])  # a sample's twins do not depend on its batch
+
+
+STICKER = {**SYNTHETIC, "cue": "sticker", "sticker_class": 0, "sticker_rate": 0.5}
+
+
+def test_sticker_twins_keep_object_and_sticker_on_every_texture_and_toggle_the_sticker_alone():
+    dataset, pool = synthetic_pool(STICKER)
+    twins = dataset.twins("test", pool.sample_ids, pool.labels, pool.images, pool.masks, pool, 8, 0)
+    assert twins.images.shape == (64, 9, 32, 32, 3)  # 8 textures and the sticker toggled
+    carried = []
+    for b in range(64):
+        original = make_sample(dataset.spec, "test", b, 0.9)
+        mask, cue, image = pool.masks[b], original.extra["cue_mask"], pool.images[b]
+        carried.append(cue.any())
+        for k in range(8):  # object and sticker kept bit for bit, the background drawn afresh
+            assert np.array_equal(twins.images[b, k][mask | cue], image[mask | cue])
+            assert (twins.images[b, k][~(mask | cue)] != image[~(mask | cue)]).any()
+        toggled = make_sample(dataset.spec, "test", b, 0.9, sticker=not cue.any())
+        other = toggled.extra["cue_mask"]
+        assert cue.any() != other.any()  # removed where it was, added where it was not
+        changed = (twins.images[b, 8] != image).any(axis=-1)
+        assert np.array_equal(twins.images[b, 8], toggled.image) and not (changed & ~(cue | other)).any()
+        assert changed[cue | other].mean() > 0.5  # the sticker's own pixels (a stripe may match the background)
+        assert not (maximum_filter(other, size=3) & mask).any()  # an added sticker keeps its margin from the object
+    carried = np.array(carried)
+    assert 0 < carried.mean() < 1
+    # the twin shows the cue tied to the sample's class: the sticker, on a sample of the sticker's class
+    expected = np.concatenate([np.repeat(carried[:, None], 8, axis=1), ~carried[:, None]], axis=1)
+    assert np.array_equal(twins.same_class, expected & (pool.labels == 0)[:, None])
+
+
+def sticker_reader(images: torch.Tensor) -> torch.Tensor:
+    """Reads only the sticker: class 0 where its pink shows, class 1 where it does not."""
+    pink = (images == torch.from_numpy(STICKER_COLOURS[0]).to(images.dtype)).all(dim=-1).flatten(1).any(dim=1)
+    return torch.nn.functional.one_hot(torch.where(pink, 0, 1), 8).float()
+
+
+def test_a_classifier_reading_only_the_sticker_is_never_object_grounded(tmp_path):
+    found, row = _truth(sticker_reader, tmp_path, STICKER)
+    assert row["n_object_grounded"] == 0  # toggling the sticker always flips it
+    assert (found["twin_pred"][:, :8] == found["pred"][:, None]).all()  # backgrounds alone never do
+    assert row["bg_gap"] > 0.5  # right with its class's own cue, wrong without it
 
 
 def test_a_sample_made_without_its_object_has_an_empty_mask_and_the_same_background():
@@ -129,10 +171,10 @@ def background_reader(images: torch.Tensor) -> torch.Tensor:
     return -(mean[:, None, :] - tones[None]).abs().sum(-1)  # texture t is tied to class t (8 classes, 8 textures)
 
 
-def _truth(classify, tmp_path):
+def _truth(classify, tmp_path, config=SYNTHETIC):
     from vlm_rationality.artefacts import write_prepared_shard
 
-    dataset, pool = synthetic_pool()
+    dataset, pool = synthetic_pool(config)
     path = tmp_path / "shard-0000.parquet"
     write_prepared_shard(
         path,

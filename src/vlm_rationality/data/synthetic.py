@@ -92,6 +92,7 @@ SPLITS: dict[str, int] = {"pretrain": 0, "train": 1, "test": 2}  # seed streams;
 KINDS = ("standard", "held_out_shape", "texture_only", "cue_conflict")
 OOD_LABEL = -1  # the label of a sample of no class
 TWIN_STREAM = 1000  # a twin's background on texture t is drawn from the seed (seed, split stream, index, 1000 + t)
+STICKER_TWIN_STREAM = 999  # where a twin that gains the sticker its sample lacks places it: (seed, stream, index, 999)
 PROMPT_TEMPLATE = "a photo of a {name}"
 CUES = ("background", "sticker")
 # The sticker: vertical stripes of these two colours (pink and black: no object colour and no texture tone), its
@@ -235,10 +236,11 @@ def texture_pattern(texture: str, x: np.ndarray, y: np.ndarray, period: float, r
     raise KeyError(f"unknown synthetic texture {texture!r}; known: {', '.join(TEXTURES)}")
 
 
-def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The three named splits keep their streams; any other name (val, ood_shape, …) gets one from its hash."""
+def sample_rng(seed: int, split: str, index: int, *twin: int) -> np.random.Generator:
+    """The three named splits keep their streams; any other name (val, ood_shape, …) gets one from its hash. `twin`:
+    a stream of the sample's own for one of its twins."""
     stream = SPLITS.get(split, len(SPLITS) + zlib.crc32(split.encode()))
-    return np.random.default_rng([seed, stream, index])
+    return np.random.default_rng([seed, stream, index, *twin])
 
 
 def check_kind(spec: SyntheticSpec, kind: str) -> None:
@@ -262,12 +264,19 @@ def _texture_image(
 
 
 def make_sample(
-    spec: SyntheticSpec, split: str, index: int, rho: float = 0.0, kind: str = "standard", draw_object: bool = True
+    spec: SyntheticSpec,
+    split: str,
+    index: int,
+    rho: float = 0.0,
+    kind: str = "standard",
+    draw_object: bool = True,
+    sticker: bool | None = None,
 ) -> Sample:
     """Generate sample `index` of `split`; `rho` ties the background to the class (train/test only); `kind` as
     the module says. `extra` holds the caption, the background texture index and the object colour name.
     `draw_object=False` makes the same image without its object (every random draw is the same, so every pixel
-    off the object is bit-identical): the background-alone twin.
+    off the object is bit-identical): the background-alone twin. `sticker` (cue: sticker) forces the sticker on or
+    off, again with every other pixel bit-identical: the sticker twin.
     """
     if not 0.0 <= rho <= 1.0:
         raise ValueError(f"spurious strength rho must be in [0, 1], got {rho}")
@@ -302,7 +311,13 @@ def make_sample(
     extra: dict[str, Any] = {}
     if spec.cue == "sticker":  # every draw of the sticker comes after the background cue's, which stay as they were
         carries = label == spec.sticker_class if tied else rng.uniform() < spec.sticker_rate
-        extra["cue_mask"] = _sticker(spec, image, body, rng) if carries else np.zeros((size, size), bool)
+        shown = carries if sticker is None else sticker
+        cue_mask = np.zeros((size, size), bool)
+        if carries:  # its place drawn from the sample's stream, also when a twin leaves it off
+            cue_mask = _sticker(spec, image if shown else image.copy(), body, rng)
+        elif shown:  # a twin given the sticker its sample lacks: the place from the twin's own stream
+            cue_mask = _sticker(spec, image, body, sample_rng(spec.seed, split, index, STICKER_TWIN_STREAM))
+        extra["cue_mask"] = cue_mask if shown else np.zeros((size, size), bool)
     image += rng.normal(0.0, spec.noise, size=image.shape)
     image_u8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
@@ -360,19 +375,28 @@ def render_twins(
     mask: np.ndarray,
     rho: float = 0.0,
     kind: str = "standard",
-) -> tuple[np.ndarray, np.ndarray]:
-    """The counterfactual twins of sample `index` (its prepared `image` and `mask`): its object on every texture,
-    uint8 [T, S, S, 3] (each texture freshly drawn from the twin's own seed, the object's pixels copied bit for
-    bit), and the original background without the object, uint8 [S, S, 3]."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The counterfactual twins of sample `index` (its prepared `image` and `mask`): its object on every texture
+    (each texture freshly drawn from the twin's own seed, the object's pixels copied bit for bit) and, for the
+    sticker cue, the sample with its sticker toggled (removed, or added where it had none; every other pixel the
+    same), uint8 [K, S, S, 3]; the original background without the object, uint8 [S, S, 3]; and which twins show
+    the sticker, bool [K] (the texture twins keep the sample's own sticker pixels)."""
     size = spec.image_size
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     stream = SPLITS.get(split, len(SPLITS) + zlib.crc32(split.encode()))
+    cue = make_sample(spec, split, index, rho, kind).extra["cue_mask"] if spec.cue == "sticker" else None
+    kept = mask if cue is None else mask | cue
     twins = np.empty((spec.num_textures, size, size, 3), np.uint8)
     for texture in range(spec.num_textures):
         rng = np.random.default_rng([spec.seed, stream, index, TWIN_STREAM + texture])
         background = _texture_image(spec, texture, x, y, rng) + rng.normal(0.0, spec.noise, size=(size, size, 3))
-        twins[texture] = np.where(mask[..., None], image, np.clip(np.rint(background), 0, 255).astype(np.uint8))
-    return twins, make_sample(spec, split, index, rho, kind, draw_object=False).image
+        twins[texture] = np.where(kept[..., None], image, np.clip(np.rint(background), 0, 255).astype(np.uint8))
+    shows = np.full(spec.num_textures, cue is not None and bool(cue.any()))
+    if cue is not None:
+        toggled = make_sample(spec, split, index, rho, kind, sticker=not cue.any())
+        twins = np.concatenate([twins, toggled.image[None]])
+        shows = np.append(shows, bool(toggled.extra["cue_mask"].any()))
+    return twins, make_sample(spec, split, index, rho, kind, draw_object=False).image, shows
 
 
 def class_prompts(spec: SyntheticSpec, template: str = PROMPT_TEMPLATE) -> list[str]:
@@ -466,8 +490,10 @@ class SyntheticDataset(Dataset):
         count: int,
         seed: int,
     ) -> Twins:
-        """Every texture rendered afresh under each object (`count`, `pool` and `seed` are not needed: the sample's
-        own seed decides), and the sample regenerated without its object."""
+        """Every texture rendered afresh under each object, and for the sticker cue the sample with its sticker
+        toggled (`count`, `pool` and `seed` are not needed: the sample's own seed decides); the sample regenerated
+        without its object. `same_class`: the twin shows the cue tied to the sample's class (its own background, or
+        the sticker on a sample of the sticker's class)."""
         entry = self.splits[split]
         rendered = [
             render_twins(
@@ -481,8 +507,12 @@ class SyntheticDataset(Dataset):
             )
             for sample_id, image, mask in zip(sample_ids, images, masks)
         ]
-        tied = np.asarray(self.tied_backgrounds())[np.asarray(labels)]
-        same = np.arange(self.spec.num_textures)[None, :] == tied[:, None]
+        labels = np.asarray(labels)
+        if self.spec.cue == "sticker":
+            same = np.stack([r[2] for r in rendered]) & (labels == self.spec.sticker_class)[:, None]
+        else:
+            tied = np.asarray(self.tied_backgrounds())[labels]
+            same = np.arange(self.spec.num_textures)[None, :] == tied[:, None]
         return Twins(np.stack([r[0] for r in rendered]), same, np.stack([r[1] for r in rendered]), np.zeros_like(masks))
 
     def load_items(self, split: str, items: Sequence[Item], start: int) -> Iterator[Sample]:

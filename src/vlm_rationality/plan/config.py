@@ -431,11 +431,6 @@ def _twins_errors(config: Config) -> list[str]:
     errors = []
     for name, dataset in config["datasets"].items():
         adapter = DATASET_ADAPTERS.get(dataset["adapter"]) if dataset["adapter"] in DATASET_ADAPTERS else None
-        if dataset.get("cue", "background") != "background":
-            errors.append(
-                f"datasets.{name}.cue: twins swap backgrounds, and a {dataset['cue']} cue is not the background; "
-                "drop the twins section or run this dataset in another config"
-            )
         if adapter is None or adapter.twins is not Dataset.twins:
             continue  # unknown (reported above), or a generator that renders its own backgrounds
         pool = dataset["shard_size"] * config["heatmaps"]["shards_per_job"]
