@@ -111,7 +111,7 @@ def test_a_classifier_reading_only_the_sticker_is_never_object_grounded(tmp_path
     found, row = _truth(sticker_reader, tmp_path, STICKER)
     assert row["n_object_grounded"] == 0  # toggling the sticker always flips it
     assert (found["twin_pred"][:, :8] == found["pred"][:, None]).all()  # backgrounds alone never do
-    assert row["bg_gap"] > 0.5  # right with its class's own cue, wrong without it
+    assert row["bg_gap"] == 1.0  # on the sticker's class, right with the sticker and wrong without it
 
 
 def test_a_sample_made_without_its_object_has_an_empty_mask_and_the_same_background():
@@ -228,6 +228,10 @@ def test_true_quadrants_counted_by_hand():
     assert row["bg_gap"] == pytest.approx(3 / 6 - 6 / 12)
     relaxed = object_grounded(pred, twin_pred, agreement=2 / 3)
     assert relaxed.tolist() == [True, True, True, False, True, True, False]
+    # a cue tied to one class: only samples 0 and 3 have a twin showing it; the gap is read within them alone
+    # (own: 0, 1 against 0, 0 -> 1 of 2; others: 0 0 | 1 1 -> 2 of 4), not against the other samples' twins
+    one_class = same_class & (label == 0)[:, None]
+    assert grounding(label, pred, twin_pred, one_class, alone, iterations=0)["bg_gap"] == pytest.approx(1 / 2 - 2 / 4)
 
 
 def test_agreement_measures_equal_an_independent_reference():

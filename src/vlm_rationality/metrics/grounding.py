@@ -7,8 +7,9 @@ PT* = RR*/(RR*+RW*), IR* = RR*/(RR*+WR*) follow the paper's definitions with "gr
 threshold", with the same count-bootstrap intervals (metrics/rationality.py).
 
 Beside them, the Backgrounds Challenge's numbers: accuracy on the background alone (chance if the background
-carries no class information), and the BG-gap: accuracy on twins whose background is the one the sample's class is
-tied to minus accuracy on the others.
+carries no class information), and the BG-gap: over the samples that have a twin showing their class's own cue
+(the background their class is tied to, or the sticker on a sample of the sticker's class), accuracy on those twins
+minus accuracy on their other twins.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ def grounding(
     for name, metric in zip(COLUMNS, ("prediction_trustworthiness", "inference_reliability")):
         low, high = result.intervals[metric]
         row.update({name: result.metrics[metric], f"{name}_ci_low": low, f"{name}_ci_high": high})
-    twin_right = twin_pred == label[:, None]
-    own, other = _share(twin_right[same_class]), _share(twin_right[~same_class])
+    # within the samples that have a twin showing their class's own cue, so that a cue tied to one class (the
+    # sticker) is not read as that class's accuracy against the others'
+    twin_right, has_own = twin_pred == label[:, None], same_class.any(axis=1)
+    own, other = _share(twin_right[same_class]), _share(twin_right[has_own][~same_class[has_own]])
     row.update(
         n_object_grounded=int(grounded.sum()),
         acc_background_alone=_share(np.asarray(alone_pred)[predicted] == label),
