@@ -45,8 +45,9 @@ def discovery_markdown(rows: Sequence[dict[str, Any]], class_names: dict[str, li
         "K-Medoids over the regions of the discovery split (K by silhouette); the top cluster is the candidate "
         "(influence",
         ">= 0.25, gaps of both signs) with the largest performance gap G_c; Precision@10 (%) counts its first ten",
-        "regions that show the background tied to the class it is tied to. Accuracy (%) of the same images and of",
-        "their object regions alone, overall / in the worst (class, cue present) group.",
+        "regions that show the cue tied to the class it is tied to (that class's own background, or the sticker).",
+        "Accuracy (%) of the same images and of their object regions alone, overall / in the worst (class, cue",
+        "present) group.",
         "",
         "| dataset | model | method | regions | K | silhouette | candidates | top cluster size | G_c | H_c "
         "| tied class | background share of top 10 (%) | Precision@10 (%) | image acc. / worst group "
