@@ -35,10 +35,10 @@ class ModelAdapter(ABC):
     options: ClassVar[dict[str, Any]] = {}  # JSON-schema properties of the adapter's settings beyond arch, pretrained
     compiles: ClassVar[bool] = False  # whether heatmaps.compile can run its attention through torch.compile
 
-    def __init__(self, arch: str, pretrained: str | None = None, **options: Any) -> None:
+    def __init__(self, arch: str, pretrained: str | None = None) -> None:
+        """An adapter with `options` takes them as keyword arguments of its own `__init__`."""
         self.arch = arch
         self.pretrained = None if pretrained in (None, "", "none") else str(pretrained)
-        self.settings = options
 
     @abstractmethod
     def check(self) -> None:

@@ -109,7 +109,7 @@ class BertViT(VisionLanguageModel):
         self.arch = arch = adapter.resolve()
         self.tokenizer_source = adapter.tokenizer
         self.pretrained = adapter.pretrained
-        self.image_size = adapter.input_size()
+        self.image_size = adapter.image_size or arch.image_size
         self.tokenizer = load_tokenizer(adapter.tokenizer, arch.tokenizer_vocab_size)
         v, t = arch.vision, arch.text
         self.visual_encoder = VisionTransformer(

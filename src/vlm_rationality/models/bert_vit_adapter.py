@@ -151,8 +151,9 @@ class BertViTAdapter(ModelAdapter):
         return self.image_size or self.resolve().image_size
 
     def vision_shape(self) -> tuple[int, int, int, int]:
-        v = self.resolve().vision
-        return v.layers, v.heads, (self.input_size() // v.patch_size) ** 2 + 1, v.width
+        config = self.resolve()
+        v = config.vision
+        return v.layers, v.heads, ((self.image_size or config.image_size) // v.patch_size) ** 2 + 1, v.width
 
     def approx_parameters(self) -> int:
         config = self.resolve()
