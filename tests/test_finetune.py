@@ -206,3 +206,41 @@ def test_bf16_training_runs_the_steps_in_bf16_and_learns_what_fp32_learns(split,
     assert not torch.equal(results["bf16"]["weight"], results["none"]["weight"])
     with pytest.raises(KeyError, match="none or bf16"):
         build_method({"kind": "ft", "lr": 1e-3, "epochs": 1, "batch_size": 16, "amp": "fp16"})
+
+
+def test_training_the_texts_vocabulary_only_ends_where_training_the_whole_table_ends(split, prompts):
+    """The token table cut to the prompts' rows (what pretraining and FLCP train) gives every weight bit for bit
+    as training all 49,408 rows does, the rows no step reads included (their weight decay applied at the end)."""
+    from vlm_rationality.finetune.loop import TrainSettings, fit, text_vocabulary
+
+    settings = TrainSettings(lr=1e-3, epochs=2, batch_size=16, weight_decay=0.1)
+    states = []
+    for cut in (False, True):
+        torch.manual_seed(0)
+        model = build_model({"arch": "tiny-vit-32"}).train().requires_grad_(True)
+        initial = model.model.token_embedding.weight.detach().clone()
+
+        def step(index):
+            target = split.labels[index]
+            text = model.encode_text(prompts)
+            return contrastive_loss(
+                model.encode_image(model.preprocess(split.images[index])), text[target], model.logit_scale, target
+            ), None
+
+        if cut:
+            with text_vocabulary(model, prompts, settings) as untouched:
+                assert len(model.model.token_embedding.weight) < 50 and len(untouched[0]) > 49_000
+                with pytest.raises(ValueError, match="outside the training vocabulary"):
+                    model.encode_text(["an unseen zebra"])
+                fit(list(model.parameters()), step, split, settings, untouched=untouched)
+        else:
+            fit(list(model.parameters()), step, split, settings)
+        states.append(model.backbone_state_dict())
+    assert type(build_model({"arch": "tiny-vit-32"}).model.token_embedding) is type(model.model.token_embedding)
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+    read = torch.zeros(len(initial), dtype=torch.bool)
+    read[model._tokens(prompts).unique()] = True
+    trained = states[1]["token_embedding.weight"]
+    assert not torch.equal(trained[~read], initial[~read])  # decayed, a little
+    torch.testing.assert_close(trained[~read], initial[~read], rtol=0.01, atol=0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from vlm_rationality.finetune.base import FINETUNE_METHODS, Method, encode_batch
-from vlm_rationality.finetune.loop import fit
+from vlm_rationality.finetune.loop import fit, text_vocabulary
 from vlm_rationality.finetune.losses import contrastive_loss
 from vlm_rationality.models.heads import build_classifier
 
@@ -28,6 +28,7 @@ class FinetuneLikeCLIPPretrain(Method):
             correct = int(((image @ text.T).argmax(1) == target).sum())
             return loss, correct
 
-        metrics = fit(list(model.parameters()), step, split, self.settings)
+        with text_vocabulary(model, prompts, self.settings) as untouched:
+            metrics = fit(list(model.parameters()), step, split, self.settings, untouched=untouched)
         model.eval().requires_grad_(False)
         return build_classifier(model, "prompt", prompts), metrics

@@ -9,7 +9,7 @@ import torch
 from vlm_rationality.finetune.base import encode_batch
 from vlm_rationality.finetune.data import TrainingSplit
 from vlm_rationality.finetune.distributed import gather, share
-from vlm_rationality.finetune.loop import TrainSettings, fit
+from vlm_rationality.finetune.loop import TrainSettings, fit, text_vocabulary
 from vlm_rationality.finetune.losses import contrastive_loss
 from vlm_rationality.models.base import VisionLanguageModel
 
@@ -31,6 +31,7 @@ def pretrain_clip(
         text = gather(model.encode_text([split.captions[i] for i in share(index).tolist()]), len(index))
         return contrastive_loss(image, text, model.logit_scale, groups[index.to(device)]), None
 
-    metrics = fit(list(model.parameters()), step, split, settings, what="pretrain")
+    with text_vocabulary(model, split.captions, settings) as untouched:
+        metrics = fit(list(model.parameters()), step, split, settings, what="pretrain", untouched=untouched)
     model.eval().requires_grad_(False)
     return metrics

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -106,6 +106,13 @@ class VisionLanguageModel(nn.Module, ABC):
         """Within the context, each forward appends every vision block's attention probabilities
         [B, heads, N, N] (token 0 = CLS) to the yielded list, kept in the autograd graph; `compiled`: the attention
         runs through torch.compile."""
+
+    def training_vocabulary(self, texts: Sequence[str]) -> AbstractContextManager[list[torch.Tensor]]:
+        """Within the context the text tower's token table holds only the rows of `texts`' tokens (encoding any
+        other text fails), so training does not carry the whole vocabulary's gradient and optimizer state; on
+        leaving, the trained rows go back into the full table. Yields the rows left out, for `loop.fit` to give
+        them the weight decay they would have had. This default keeps the whole table (and yields nothing)."""
+        return nullcontext([])
 
     @property
     @abstractmethod
