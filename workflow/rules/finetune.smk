@@ -10,6 +10,9 @@ rule finetune:
         "results/logs/finetune/{dataset}/{model}/{method}.log",
     benchmark:
         "results/benchmarks/finetune/{dataset}/{model}/{method}.tsv"
+    # Longest jobs first: every ready fine-tuning job before any explain job, so the cores finish together instead
+    # of one core waiting alone on an explain job queued behind the last fine-tuning.
+    priority: 1
     conda:
         ENV
     threads: lambda wc: settings.stage_threads(config, "finetune", wc.method) * method_entry(wc.method)["processes"]
