@@ -54,8 +54,8 @@ def make_optimizer(parameters: Iterable[nn.Parameter], settings: TrainSettings) 
     if settings.optimizer == "sgd":
         kwargs["momentum"] = 0.9
     else:
-        # On CPU torch defaults to a Python loop over the parameters (the tiny CLIP's ~90 tensors: a fifth of a
-        # pretraining step); the foreach path does the same arithmetic per element, bit for bit (SGD's does not).
+        # On CPU torch defaults to a Python loop over the parameters, a few small operations each (the tiny CLIP
+        # has ~90); the foreach path does the same arithmetic per element, bit for bit (SGD's does not).
         kwargs["foreach"] = True
     return OPTIMIZERS[settings.optimizer]([p for p in parameters if p.requires_grad], **kwargs)
 
