@@ -40,10 +40,9 @@ class TokenSubset(nn.Module):
         kept[ids] = True
         self.weight = nn.Parameter(weight[kept].clone(), requires_grad=table.weight.requires_grad)
         self.register_buffer("rest", weight[~kept].clone())
-        self.register_buffer("kept", kept)
         index = torch.full((len(weight),), -1, dtype=torch.long, device=weight.device)
         index[kept] = torch.arange(int(kept.sum()), device=weight.device)
-        self.register_buffer("index", index)
+        self.register_buffer("index", index)  # a row's place in `weight`, -1 for the rows in `rest`
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         rows = self.index[tokens]
@@ -56,8 +55,9 @@ class TokenSubset(nn.Module):
 
     @torch.no_grad()
     def write_back(self, table: nn.Embedding) -> None:
-        table.weight[self.kept] = self.weight
-        table.weight[~self.kept] = self.rest
+        kept = self.index >= 0
+        table.weight[kept] = self.weight
+        table.weight[~kept] = self.rest
 
 
 class OpenCLIP(VisionLanguageModel):
