@@ -60,6 +60,12 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print(f"{args.out}: {json.dumps(counts)}")
 
 
+def cmd_prepare_report(args: argparse.Namespace) -> None:
+    from vlm_rationality.data.prepare import split_report
+
+    print(json.dumps(split_report(args.shards, args.out)))
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from vlm_rationality.finetune.run import pretrain_base
 
@@ -516,6 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--clean-shard", default=None, help="with --imagenet-c: this shard prepared clean (its samples are kept)"
     )
     p.add_argument("--out", required=True)
+
+    p = stage("prepare-report", cmd_prepare_report, "sum a split's prepared shards' counts into one JSON report")
+    p.add_argument("--out", required=True)
+    p.add_argument("shards", nargs="+")
 
     def training_data(p: argparse.ArgumentParser) -> None:
         p.add_argument(
