@@ -18,7 +18,7 @@ from vlm_rationality.data import build_dataset
 from vlm_rationality.data.masks import mask_variant
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
 from vlm_rationality.data.synthetic import STICKER_COLOURS, TEXTURE_TONES, make_sample
-from vlm_rationality.data.twins import Pool
+from vlm_rationality.data.twins import Pool, object_only
 from vlm_rationality.metrics.agreement import auroc, cohen_kappa
 from vlm_rationality.metrics.grounding import grounding, object_grounded
 from vlm_rationality.predict.twins import twin_predictions
@@ -70,6 +70,19 @@ def test_synthetic_twins_keep_the_object_bit_for_bit_and_change_only_the_backgro
     assert np.array_equal(twins.same_class.argmax(axis=1), pool.labels % 8)
     again = dataset.twins("test", pool.sample_ids[3:5], pool.labels[3:5], pool.images[3:5], pool.masks[3:5], pool, 8, 0)
     assert np.array_equal(again.images, twins.images[3:5])  # a sample's twins do not depend on its batch
+    # the class each twin's cue pulls towards: texture k is tied to class k
+    assert np.array_equal(twins.cue_class, np.broadcast_to(np.arange(8), (64, 8)))
+
+
+def test_the_object_alone_keeps_the_object_and_paints_the_background_its_mean_colour():
+    _, pool = synthetic_pool()
+    alone = object_only(pool.images, pool.masks)
+    for b in range(8):
+        mask, image = pool.masks[b], pool.images[b]
+        assert np.array_equal(alone[b][mask], image[mask])
+        assert np.array_equal(
+            alone[b][~mask], np.broadcast_to(np.rint(image[~mask].mean(axis=0)), (int((~mask).sum()), 3))
+        )
 
 
 STICKER = {**SYNTHETIC, "cue": "sticker", "sticker_class": 0, "sticker_rate": 0.5}
@@ -99,6 +112,7 @@ def test_sticker_twins_keep_object_and_sticker_on_every_texture_and_toggle_the_s
     # the twin shows the cue tied to the sample's class: the sticker, on a sample of the sticker's class
     expected = np.concatenate([np.repeat(carried[:, None], 8, axis=1), ~carried[:, None]], axis=1)
     assert np.array_equal(twins.same_class, expected & (pool.labels == 0)[:, None])
+    assert np.array_equal(twins.cue_class, np.where(expected, 0, -1))  # the sticker pulls towards its class
 
 
 def sticker_reader(images: torch.Tensor) -> torch.Tensor:
@@ -145,6 +159,7 @@ def test_real_twins_keep_the_source_foreground_and_take_other_images_backgrounds
         own_class = (pool.labels == pool.labels[b]).sum() > 1
         assert twins.same_class[b, 0] == own_class  # Mixed-Same first where the pool has another of its class
         assert not twins.same_class[b, 1:].any() or (pool.labels != pool.labels[b]).sum() < 1
+        assert (twins.same_class[b] == (twins.cue_class[b] == pool.labels[b])).all()  # a background's cue: its class
     assert not twins.alone_masks.any()
     seeded = dataset.twins("test", pool.sample_ids, pool.labels, pool.images, pool.masks, pool, 2, 0)
     assert np.array_equal(seeded.images, twins.images)

@@ -21,8 +21,10 @@ import yaml
 from PIL import Image
 
 from tests.snakemake_runs import REPO, TEST_CONFIG, planned_jobs, snakemake
+from tests.test_signals import assert_quantus_parity
 from vlm_rationality.artefacts import read_prepared
 from vlm_rationality.io import read_metadata
+from vlm_rationality.metrics.validity import stored_evidence
 from vlm_rationality.models.checkpoint import load_state_dict
 
 pytestmark = pytest.mark.slow
@@ -873,7 +875,7 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
     twins = pq.read_table(results / "twins" / "tiny-synthetic" / "tiny-clip" / "ft" / "shards-0000-0000.parquet")
     assert (
         read_metadata(results / "twins" / "tiny-synthetic" / "tiny-clip" / "ft" / "shards-0000-0000.parquet")["schema"]
-        == "twins/1"
+        == "twins/2"
     )
     assert twins.num_rows == 40 and twins.schema.field("twin_pred").type == pa.list_(pa.int32(), 8)
     heatmaps = pq.read_table(
@@ -883,8 +885,17 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
     assert twins.column("sample_id").to_pylist() == heatmaps.column("sample_id").to_pylist()
     assert twins.column("pred").to_pylist() == heatmaps.column("pred").to_pylist()  # the classifier explain ran
     validity = pq.read_table(results / "metrics" / "validity.parquet").to_pylist()
-    assert len(validity) == 4 * 2 * 3  # methods x heatmap methods x masks
-    by_key = {(r["method"], r["heatmap_method"], r["mask"]): r for r in validity}
+    truths = {"twins", "all-but-one", "cue", "beyond-zs"}
+    assert {r["truth"] for r in validity} == truths
+    rma = [r for r in validity if r["signal"] == "rma"]
+    assert len(rma) == 4 * 2 * 3 * len(truths)  # methods x heatmap methods x masks x truths
+    baseline = [r for r in validity if r["signal"] == "margin"]
+    assert len(baseline) == 4 * len(truths) and {r["heatmap_method"] for r in baseline} == {"none"}
+    for row in validity:
+        assert row["n_scored"] <= row["n_right"] <= row["n"] == 48
+        if not math.isnan(row["auroc_within"]):
+            assert row["auroc_within_ci_low"] <= row["auroc_within"] + 1e-9
+    by_key = {(r["method"], r["heatmap_method"], r["mask"]): r for r in rma if r["truth"] == "twins"}
     score = {(r["method"], r["heatmap_method"]): r for r in rows}
     for (method, heatmap), row in score.items():  # RMA recomputed from the stored maps: the score table's PT
         exact = by_key[(method, heatmap, "exact")]
@@ -892,11 +903,17 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
         assert exact["prediction_trustworthiness"] == pytest.approx(
             row["prediction_trustworthiness"], abs=0.03, nan_ok=True
         )
-        assert by_key[(method, heatmap, "box")]["mean_rma_right"] >= exact["mean_rma_right"] - 1e-6 or math.isnan(
-            exact["mean_rma_right"]
+        assert by_key[(method, heatmap, "box")]["mean_signal_right"] >= exact["mean_signal_right"] - 1e-6 or math.isnan(
+            exact["mean_signal_right"]
         )
     assert "True prediction trustworthiness" in (results / "tables" / "pt_ir.md").read_text()
-    assert "| chefer | dilate-1 |" in (results / "tables" / "validity.md").read_text()
+    assert "| chefer | rma | dilate-1 |" in (results / "tables" / "validity.md").read_text()
+    # the localisation signals on the real maps of the run, against Quantus
+    heatmaps = sorted(
+        (results / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft" / "chefer").glob("*.parquet")
+    )
+    stored = next(iter(stored_evidence(heatmaps).values()))
+    assert_quantus_parity(pytest.importorskip("quantus"), stored["heatmap"], stored["mask"])
     assert (results / "figures" / "validity.png").read_bytes()[:4] == b"\x89PNG"
 
     config["twins"]["backgrounds"] = 4  # the twins' own setting: their jobs and what reads them

@@ -24,9 +24,9 @@ name and the hash of the settings that made them (see io.py), and are written at
 - training regions: the regions of a training split, each assigned to the nearest medoid of one discovery (RaVL's
   Stage 2 reads which are spurious); the metadata holds the discovery's ranked candidates;
 - twins: per scored sample of one (dataset, model, method) the prediction on the image, on each counterfactual twin
-  (the object on another background) and on the background alone, and which twins show the background the sample's
-  class is tied to; its (dataset, model, method) as columns; validity metrics: one row per (dataset, model,
-  method, heatmap method, mask variant).
+  (the object on another background), on the background alone and on the object alone, which twins show the
+  background the sample's class is tied to and the class each twin's cue pulls towards; its (dataset, model, method)
+  as columns; validity metrics: one row per (dataset, model, method, heatmap method, signal, mask variant, truth).
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ ROBUSTNESS = "robustness-metrics/1"
 DISCOVERY_REGIONS = "discovery-regions/2"  # 2: the clusters (medoids, ranked candidates) in the metadata
 TRAINING_REGIONS = "training-regions/1"
 DISCOVERY = "discovery-metrics/1"
-TWINS = "twins/1"
-VALIDITY = "validity-metrics/1"
+TWINS = "twins/2"  # 2: the class each twin's cue pulls towards; the prediction on the object alone
+VALIDITY = "validity-metrics/2"  # 2: one row per signal and truth, within-class AUROC, the gain beyond confidence
 
 OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"caption": pa.string(), "background": pa.int32(), "cue_mask": pa.binary()}
 # Optional columns that hold a mask of the image (bool [H, W]), stored packed as the object mask is: `cue_mask`, the
@@ -532,33 +532,34 @@ def write_twins(
     preds: np.ndarray,
     twin_preds: np.ndarray,
     same_class: np.ndarray,
+    cue_class: np.ndarray,
     alone_preds: np.ndarray,
+    object_preds: np.ndarray,
     config_hash: str,
     meta: dict[str, Any],
 ) -> None:
-    """One twins file: `preds` [N], `twin_preds` [N, K] and `alone_preds` [N] (NO_PREDICTION where the logits are not
-    all finite), `same_class` bool [N, K]; `meta["keys"]` names the (dataset, model, method)."""
+    """One twins file: `preds` [N], `twin_preds` [N, K], `alone_preds` and `object_preds` [N] (NO_PREDICTION where
+    the logits are not all finite), `same_class` bool [N, K], `cue_class` int [N, K] (-1: the twin's cue names no
+    class); `meta["keys"]` names the (dataset, model, method)."""
     twin_preds, same_class = np.asarray(twin_preds, np.int32), np.asarray(same_class, bool)
     count = twin_preds.shape[1] if twin_preds.ndim == 2 else 0
+
+    def per_twin(values: np.ndarray, kind: pa.DataType) -> pa.Array:
+        return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), kind), count)
+
+    columns = {
+        "sample_id": pa.array(sample_ids, pa.string()),
+        "label": pa.array(np.asarray(labels, np.int32)),
+        "pred": pa.array(np.asarray(preds, np.int32)),
+        "twin_pred": per_twin(twin_preds, pa.int32()),
+        "twin_same_class": per_twin(same_class, pa.bool_()),
+        "twin_cue_class": per_twin(np.asarray(cue_class, np.int32), pa.int32()),
+        "alone_pred": pa.array(np.asarray(alone_preds, np.int32)),
+        "object_pred": pa.array(np.asarray(object_preds, np.int32)),
+    }
     table = pa.Table.from_arrays(
-        [
-            pa.array(sample_ids, pa.string()),
-            pa.array(np.asarray(labels, np.int32)),
-            pa.array(np.asarray(preds, np.int32)),
-            pa.FixedSizeListArray.from_arrays(pa.array(twin_preds.reshape(-1), pa.int32()), count),
-            pa.FixedSizeListArray.from_arrays(pa.array(same_class.reshape(-1), pa.bool_()), count),
-            pa.array(np.asarray(alone_preds, np.int32)),
-        ],
-        schema=pa.schema(
-            [
-                pa.field("sample_id", pa.string(), nullable=False),
-                pa.field("label", pa.int32(), nullable=False),
-                pa.field("pred", pa.int32(), nullable=False),
-                pa.field("twin_pred", pa.list_(pa.int32(), count), nullable=False),
-                pa.field("twin_same_class", pa.list_(pa.bool_(), count), nullable=False),
-                pa.field("alone_pred", pa.int32(), nullable=False),
-            ]
-        ),
+        list(columns.values()),
+        schema=pa.schema([pa.field(name, array.type, nullable=False) for name, array in columns.items()]),
     )
     table = _key_columns(table, meta["keys"], ("dataset", "model", "method"))
     write_parquet(with_metadata(table, TWINS, config_hash, meta), path)
@@ -566,7 +567,7 @@ def write_twins(
 
 def read_twins(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metadata, columns as numpy: sample_id list, label, pred, twin_pred [N, K], twin_same_class [N, K],
-    alone_pred)."""
+    twin_cue_class [N, K], alone_pred, object_pred)."""
     meta = check_schema(path, TWINS)
     with reading(path):
         table = read_table(path)
@@ -577,7 +578,9 @@ def read_twins(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]
         "pred": table.column("pred").to_numpy(),
         "twin_pred": _matrix(table, "twin_pred", np.int32),
         "twin_same_class": _matrix(table, "twin_same_class", bool),
+        "twin_cue_class": _matrix(table, "twin_cue_class", np.int32),
         "alone_pred": table.column("alone_pred").to_numpy(),
+        "object_pred": table.column("object_pred").to_numpy(),
     }
 
 

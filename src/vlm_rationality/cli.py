@@ -163,7 +163,16 @@ def cmd_validity(args: argparse.Namespace) -> None:
     from vlm_rationality.metrics.validity import validity_rows
     from vlm_rationality.report import validity
 
-    rows = validity_rows(args.heatmaps, args.twins, args.masks, args.threshold, args.agreement)
+    rows = validity_rows(
+        args.heatmaps,
+        args.twins,
+        args.masks,
+        args.threshold,
+        args.agreement,
+        args.reference or None,
+        args.iterations,
+        args.seed,
+    )
     if not rows:
         raise SystemExit("validity: no (dataset, model, method) has both clean heatmaps and twins")
     gaps = validity.rho_gaps(rows, args.rhos)
@@ -172,13 +181,13 @@ def cmd_validity(args: argparse.Namespace) -> None:
         pa.Table.from_pylist(rows),
         args.parquet,
         args.csv,
-        config_hash([args.masks, args.threshold, args.agreement]),
+        config_hash([args.masks, args.threshold, args.agreement, args.reference, args.iterations, args.seed]),
         schema=VALIDITY,
     )
     with atomic_path(args.markdown) as tmp:
         tmp.write_text(validity.markdown(rows, gaps, summary))
     validity.figure(rows, summary, args.figure)
-    meeting = [f"{s['heatmap_method']}/{s['mask']}" for s in summary if s["meets_goal"]]
+    meeting = [validity.signal_name(s) for s in summary if s["meets_goal"]]
     print(f"{args.parquet}: {len(rows)} rows; signals meeting the goal: {', '.join(meeting) or 'none'}")
 
 
@@ -610,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agreement", type=float, required=True)
     p.add_argument("--rhos", type=_json, default={}, help="dataset -> its training rho (JSON): the rho gaps")
     p.add_argument("--trained", type=_json, default=[], help="the methods that train (JSON list): the goal's scope")
+    p.add_argument("--reference", default="", help="the method whose twins set the floor of the beyond-zs truth (ZS)")
+    p.add_argument("--iterations", type=int, default=1000, help="bootstrap iterations of the intervals")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the cross-validation folds")
     p.add_argument("--twins", nargs="+", required=True)
     p.add_argument("--parquet", required=True)
     p.add_argument("--csv", required=True)

@@ -74,8 +74,12 @@ rule validity:
         agreement=config.get("twins", {}).get("agreement", 1.0),
         rhos=as_json(settings.training_rhos(config)),
         trained=as_json([method for method in config["methods"] if settings.trains(config, method)]),
+        reference=next((m for m, spec in config["methods"].items() if spec["kind"] == "zs"), ""),
+        iterations=config["score"]["bootstrap_iterations"],
+        seed=config["score"]["seed"],
     shell:
         "python -m vlm_rationality validity --masks {params.masks:q} --threshold {params.threshold}"
-        " --agreement {params.agreement} --rhos {params.rhos:q} --trained {params.trained:q} --twins {input.twins}"
+        " --agreement {params.agreement} --rhos {params.rhos:q} --trained {params.trained:q}"
+        " --reference {params.reference:q} --iterations {params.iterations} --seed {params.seed} --twins {input.twins}"
         " --parquet {output.parquet} --csv {output.csv} --markdown {output.markdown} --figure {output.figure}"
         " {input.heatmaps} > {log} 2>&1"

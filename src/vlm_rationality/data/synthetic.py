@@ -509,11 +509,20 @@ class SyntheticDataset(Dataset):
         ]
         labels = np.asarray(labels)
         if self.spec.cue == "sticker":
-            same = np.stack([r[2] for r in rendered]) & (labels == self.spec.sticker_class)[:, None]
+            shows = np.stack([r[2] for r in rendered])
+            same = shows & (labels == self.spec.sticker_class)[:, None]
+            cue = np.where(shows, self.spec.sticker_class, -1)
         else:
-            tied = np.asarray(self.tied_backgrounds())[labels]
-            same = np.arange(self.spec.num_textures)[None, :] == tied[:, None]
-        return Twins(np.stack([r[0] for r in rendered]), same, np.stack([r[1] for r in rendered]), np.zeros_like(masks))
+            tied = np.asarray(self.tied_backgrounds())
+            same = np.arange(self.spec.num_textures)[None, :] == tied[labels][:, None]
+            # texture -> the class tied to it (-1 where none is, or several share it: the cue names no one class)
+            shared = np.bincount(tied, minlength=self.spec.num_textures)
+            owner = np.full(self.spec.num_textures, -1, np.int64)
+            owner[tied] = np.arange(len(tied))
+            owner[shared > 1] = -1
+            cue = np.broadcast_to(owner, same.shape)
+        images, alone = np.stack([r[0] for r in rendered]), np.stack([r[1] for r in rendered])
+        return Twins(images, same, alone, np.zeros_like(masks), np.asarray(cue, np.int64))
 
     def load_items(self, split: str, items: Sequence[Item], start: int) -> Iterator[Sample]:
         spec = self.splits[split]

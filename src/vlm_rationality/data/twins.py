@@ -33,6 +33,7 @@ class Twins:
     same_class: np.ndarray  # bool [B, K]: the background is the one the sample's class is tied to (Mixed-Same)
     alone: np.ndarray  # uint8 [B, H, W, 3]: the background without the object
     alone_masks: np.ndarray  # bool [B, H, W]: the object mask of the background-alone twin (empty)
+    cue_class: np.ndarray  # int [B, K]: the class the twin's cue pulls towards (its background's class), -1 for none
 
 
 @dataclass
@@ -63,6 +64,16 @@ def remove_object(image: np.ndarray, mask: np.ndarray, donor: np.ndarray, donor_
     return out
 
 
+def object_only(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The object alone: every background pixel replaced by the image's mean background colour (mid-grey where the
+    image has no background). An intervention that needs no other image, so it works on any dataset with masks."""
+    out = images.copy()
+    for image, mask, target in zip(images, masks, out):
+        background = image[~mask]
+        target[~mask] = np.rint(background.mean(axis=0)).astype(np.uint8) if len(background) else 128
+    return out
+
+
 def pasted_twins(
     sample_ids: Sequence[str],
     labels: np.ndarray,
@@ -84,6 +95,7 @@ def pasted_twins(
     batch, height, width = masks.shape
     out = np.empty((batch, count, height, width, 3), np.uint8)
     same = np.zeros((batch, count), bool)
+    cue = np.full((batch, count), -1, np.int64)
     alone = np.empty_like(images)
     everyone = np.arange(len(pool.sample_ids))
     for b, sample_id in enumerate(sample_ids):
@@ -101,6 +113,7 @@ def pasted_twins(
             background = remove_object(pool.images[j], pool.masks[j], pool.images[donor], pool.masks[donor])
             out[b, k] = np.where(masks[b][..., None], images[b], background)
             same[b, k] = pool.labels[j] == labels[b]
+            cue[b, k] = pool.labels[j]
         donor = rng.choice(others)
         alone[b] = remove_object(images[b], masks[b], pool.images[donor], pool.masks[donor])
-    return Twins(out, same, alone, np.zeros_like(masks))
+    return Twins(out, same, alone, np.zeros_like(masks), cue)

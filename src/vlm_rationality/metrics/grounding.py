@@ -6,6 +6,10 @@ meant to estimate, so the true quadrants RR*, RW*, WR*, WW* (right/wrong predict
 PT* = RR*/(RR*+RW*), IR* = RR*/(RR*+WR*) follow the paper's definitions with "grounded" in place of "RMA ≥
 threshold", with the same count-bootstrap intervals (metrics/rationality.py).
 
+Two stricter readings separate grounding from robustness (the validity stage reports both beside PT*): a twin counts
+against the prediction only when it is predicted as the class its cue is tied to (`cue_grounded`), or only when the
+pretrained model keeps its own prediction on that twin (`grounded_beyond`).
+
 Beside them, the Backgrounds Challenge's numbers: accuracy on the background alone (chance if the background
 carries no class information), and the BG-gap: over the samples that have a twin showing their class's own cue
 (the background their class is tied to, or the sticker on a sample of the sticker's class), accuracy on those twins
@@ -38,6 +42,26 @@ def object_grounded(pred: np.ndarray, twin_pred: np.ndarray, agreement: float = 
         raise ValueError("no twins to decide object-groundedness from (twins.backgrounds is 0?)")
     same = (twin_pred == pred[:, None]).mean(axis=1)
     return (same >= agreement - 1e-12) & (pred != NO_PREDICTION)
+
+
+def cue_grounded(pred: np.ndarray, twin_pred: np.ndarray, cue_class: np.ndarray) -> np.ndarray:
+    """bool [N]: no twin is predicted as the class its cue pulls towards, where that class is not the original
+    prediction. A twin that turns the prediction into some third class is a failure of robustness, not the cue
+    pulling; this truth does not count it. Twins whose cue names no class (-1) never count."""
+    pred, twin_pred, cue_class = np.asarray(pred), np.asarray(twin_pred), np.asarray(cue_class)
+    pulled = (cue_class >= 0) & (cue_class != pred[:, None]) & (twin_pred == cue_class)
+    return ~pulled.any(axis=1) & (pred != NO_PREDICTION)
+
+
+def grounded_beyond(
+    pred: np.ndarray, twin_pred: np.ndarray, reference_pred: np.ndarray, reference_twin_pred: np.ndarray
+) -> np.ndarray:
+    """bool [N]: every twin keeps the prediction, or the reference classifier (ZS: the pretrained model before any
+    fine-tuning) also changes its own prediction on that very twin. The twins of a sample are the same images for
+    every classifier, so this removes the pretrained model's own floor of non-robustness pair by pair."""
+    pred, twin_pred = np.asarray(pred), np.asarray(twin_pred)
+    floor = np.asarray(reference_twin_pred) != np.asarray(reference_pred)[:, None]
+    return ((twin_pred == pred[:, None]) | floor).all(axis=1) & (pred != NO_PREDICTION)
 
 
 def _share(hits: np.ndarray) -> float | None:

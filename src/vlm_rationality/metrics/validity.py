@@ -1,14 +1,21 @@
-"""Does the rationale metric measure what it claims? RMA against the twins' ground truth, per mask variant.
+"""Does a rationale signal measure what it claims? Every registered signal against the twins' ground truth.
 
-For every (dataset, model, method, heatmap method) on the clean scored split and every mask variant
-(data/masks.py), RMA is recomputed from the stored patch-grid heatmaps (metrics/rma.py, the same computation the
-explain stage runs), and set beside the truth of the twins (metrics/grounding.py): PT beside PT*, IR beside IR*,
-and per sample, among right predictions, the AUROC of RMA for object-groundedness and Cohen's κ of RMA-validity
-against it. A metric that tracks the truth has an AUROC well above 0.5 and moves with PT* when training changes.
+For every (dataset, model, method, heatmap method) on the clean scored split, each signal of `metrics/signals/`
+is computed from what the explain and twins stages stored (RMA and the other localisation signals under each mask
+variant of `data/masks.py`, the confidence baselines from the logits, object-only retention from the twins job),
+and set beside each reading of the truth (metrics/grounding.py): PT beside PT*, and per sample, among right
+predictions, the signal's AUROC for groundedness pooled and **within class** (the mean of the per-class AUROCs: a
+signal that tracks the mask's area ranks classes, not rationales), and what it adds **beyond confidence**
+(metrics/beyond_confidence.py), each with class-stratified bootstrap intervals.
+
+The truths (`TRUTHS`): `twins` (PT*: the prediction survives every twin, or `twins.agreement` of them),
+`all-but-one` (every twin but one), `cue` (no twin is predicted as the class its cue is tied to) and `beyond-zs`
+(no twin changes the prediction where the pretrained model keeps its own).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from typing import Any, Sequence
@@ -17,45 +24,147 @@ import numpy as np
 import torch
 
 from vlm_rationality.artefacts import NO_PREDICTION, read_heatmaps, read_prepared
-from vlm_rationality.data.masks import mask_variant
-from vlm_rationality.metrics.agreement import auroc, cohen_kappa
-from vlm_rationality.metrics.grounding import object_grounded
+from vlm_rationality.data.masks import EXACT, mask_variant
+from vlm_rationality.metrics.agreement import (
+    auroc,
+    cohen_kappa,
+    stratified_weights,
+    weighted_auroc,
+    within_class_auroc,
+)
+from vlm_rationality.metrics.beyond_confidence import ConfidenceControl
+from vlm_rationality.metrics.grounding import cue_grounded, grounded_beyond, object_grounded
 from vlm_rationality.metrics.rationality import rationality
-from vlm_rationality.metrics.rma import relevance_mass_accuracy
 from vlm_rationality.metrics.score import twin_columns
+from vlm_rationality.metrics.signals import SIGNALS, Evidence
+from vlm_rationality.registry import declared
 
 KEYS = ("dataset", "model", "method", "heatmap_method")
+TRUTHS = ("twins", "all-but-one", "cue", "beyond-zs")
+NO_HEATMAP = "none"  # the heatmap method of a signal that reads no map (confidence, retention)
+NO_MASK = "none"
 
 
 def _masks(paths: Sequence[str]) -> dict[str, np.ndarray]:
     return {i: m for path in paths for i, m in zip(*(read_prepared(path)[k] for k in ("sample_id", "mask")))}
 
 
-def variant_rma(heatmap_paths: Sequence[str | os.PathLike], variants: Sequence[str]) -> dict[tuple, dict[str, Any]]:
-    """(dataset, model, method, heatmap method) of each clean heatmap file -> sample ids, labels, predictions and
-    the RMA under each mask variant (NaN where undefined)."""
+def stored_evidence(heatmap_paths: Sequence[str | os.PathLike]) -> dict[tuple, dict[str, Any]]:
+    """(dataset, model, method, heatmap method) of each clean heatmap file -> sample ids, labels, predictions,
+    logits, the patch-grid maps and the exact masks, in file order."""
     found: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for path in heatmap_paths:
-        meta, table = read_heatmaps(path, ["sample_id", "label", "pred", "heatmap"])
+        meta, table = read_heatmaps(path, ["sample_id", "label", "pred", "logits", "heatmap"])
         if meta["keys"]["shift"] != "clean":
             continue
-        key = tuple(meta["keys"][k] for k in KEYS)
         ids = table.column("sample_id").to_pylist()
         masks = _masks(meta["source_shards"])
-        exact = np.stack([masks[i] for i in ids]) if ids else np.zeros((0, 1, 1), bool)
-        grid = np.asarray(table.column("heatmap").combine_chunks().flatten().to_numpy(zero_copy_only=False), np.float32)
-        relevance = torch.from_numpy(grid.reshape(len(ids), *meta["grid_size"]))
-        entry = found[key]
+        entry = found[tuple(meta["keys"][k] for k in KEYS)]
         entry["sample_id"] += ids
         entry["label"].append(table.column("label").to_numpy())
         entry["pred"].append(table.column("pred").to_numpy())
-        for variant in variants:
-            rma, _ = relevance_mass_accuracy(relevance, torch.from_numpy(mask_variant(exact, variant)))
-            entry[variant].append(rma.numpy())
+        entry["mask"].append(np.stack([masks[i] for i in ids]) if ids else np.zeros((0, 1, 1), bool))
+        for name, shape in (("logits", (-1,)), ("heatmap", tuple(meta["grid_size"]))):
+            flat = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            entry[name].append(np.asarray(flat, np.float32).reshape(len(ids), *shape))
     return {
         key: {name: values if name == "sample_id" else np.concatenate(values) for name, values in entry.items()}
         for key, entry in found.items()
     }
+
+
+def _aligned(twins: dict[str, Any], sample_ids: Sequence[str], what: str) -> dict[str, Any]:
+    position = {sample_id: i for i, sample_id in enumerate(twins["sample_id"])}
+    missing = [i for i in sample_ids if i not in position]
+    if missing:
+        raise ValueError(f"{what}: {len(missing)} explained samples have no twins (e.g. {missing[0]}); rerun the twins")
+    order = np.asarray([position[i] for i in sample_ids], dtype=np.int64)
+    return {name: values[order] for name, values in twins.items() if name != "sample_id"}
+
+
+def truths(twins: dict[str, Any], reference: dict[str, Any] | None, agreement: float) -> dict[str, np.ndarray]:
+    """Each reading of object-groundedness, bool [N], for the twins of one classifier (aligned to its samples);
+    `cue` where some twin's cue names a class, `beyond-zs` where a reference classifier's twins exist."""
+    pred, twin_pred = twins["pred"], twins["twin_pred"]
+    count = twin_pred.shape[1]
+    out = {
+        "twins": object_grounded(pred, twin_pred, agreement),
+        "all-but-one": object_grounded(pred, twin_pred, (count - 1) / count if count > 1 else 1.0),
+    }
+    if (twins["twin_cue_class"] >= 0).any():
+        out["cue"] = cue_grounded(pred, twin_pred, twins["twin_cue_class"])
+    if reference is not None:
+        out["beyond-zs"] = grounded_beyond(pred, twin_pred, reference["pred"], reference["twin_pred"])
+    return out
+
+
+def signal_scores(
+    evidence: Evidence, masks: np.ndarray, variants: Sequence[str], heatmap: bool
+) -> list[tuple[str, str, np.ndarray]]:
+    """(signal, mask variant, per-sample score) of every registered signal: those that read the map when `heatmap`,
+    the others (confidence, retention) when not."""
+    out = []
+    for name, facts in declared("vlm_rationality.metrics.signals", "SIGNALS").items():
+        if (facts["reads"] == "heatmap") != heatmap:
+            continue
+        signal = SIGNALS.get(name)
+        names = {"variants": variants, "exact": [EXACT], "none": [NO_MASK]}[facts["masks"]]
+        for variant in names:
+            out.append((name, variant, signal(evidence, masks if variant == NO_MASK else mask_variant(masks, variant))))
+    return out
+
+
+def _interval(replicates: np.ndarray) -> tuple[float, float]:
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
+
+
+def discrimination(
+    scores: np.ndarray,
+    grounded: np.ndarray,
+    classes: np.ndarray,
+    weights: np.ndarray,
+    control: ConfidenceControl,
+) -> dict[str, Any]:
+    """Pooled and within-class AUROC of `scores` for `grounded`, and the gain beyond confidence, each with its
+    bootstrap interval from the (class-stratified) replicate `weights` [n, B]; all over the same right predictions,
+    those where the score is defined."""
+    tested = control.test(scores)
+    kept = tested["kept"]
+    s, g, c, w = scores[kept], grounded[kept], classes[kept], weights[kept]
+    within, per_class = within_class_auroc(s, g, c)
+    low, high = _interval(within_class_auroc(s, g, c, w)[0])
+    pooled_low, pooled_high = _interval(weighted_auroc(s, g, w))
+    row = {
+        "n_scored": int(kept.sum()),
+        "auroc": auroc(s, g),
+        "auroc_ci_low": pooled_low,
+        "auroc_ci_high": pooled_high,
+        "auroc_within": float(within[0]),
+        "auroc_within_ci_low": low,
+        "auroc_within_ci_high": high,
+        "n_classes_within": len(per_class),
+        "auroc_per_class": json.dumps({str(k): round(v, 6) for k, v in per_class.items()}),
+        "lr_stat": tested["lr_stat"],
+        "lr_p": tested["lr_p"],
+    }
+    if np.isnan(tested["full"]).any() or np.isnan(tested["reduced"]).any():
+        return {
+            **row,
+            "auroc_gain": float("nan"),
+            "auroc_gain_ci_low": float("nan"),
+            "auroc_gain_ci_high": float("nan"),
+        }
+    gain = weighted_auroc(tested["full"], g, w) - weighted_auroc(tested["reduced"], g, w)
+    low, high = _interval(gain)
+    point = auroc(tested["full"], g) - auroc(tested["reduced"], g)
+    return {**row, "auroc_gain": point, "auroc_gain_ci_low": low, "auroc_gain_ci_high": high}
+
+
+def _valid_at(facts: dict[str, Any], threshold: float) -> float | None:
+    return threshold if facts["valid_at"] == "threshold" else facts["valid_at"]
 
 
 def validity_rows(
@@ -64,47 +173,73 @@ def validity_rows(
     variants: Sequence[str],
     threshold: float = 0.5,
     agreement: float = 1.0,
+    reference: str | None = None,
+    iterations: int = 1000,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """One row per (dataset, model, method, heatmap method, mask variant) that has both heatmaps and twins."""
-    truth = twin_columns(twins_paths)
+    """One row per (dataset, model, method, heatmap method, signal, mask variant, truth) that has heatmaps and twins.
+    `reference`: the method whose twins set the floor of `beyond-zs` (ZS), if any."""
+    twins = twin_columns(twins_paths)
+    facts = declared("vlm_rationality.metrics.signals", "SIGNALS")
+    evidence_by_key = stored_evidence(heatmap_paths)
+    first_heatmap = {}
+    for key in sorted(evidence_by_key):
+        first_heatmap.setdefault(key[:3], key[3])
     rows = []
-    for key, found in sorted(variant_rma(heatmap_paths, variants).items()):
-        twins = truth.get(key[:3])
-        if twins is None:
+    for key, found in sorted(evidence_by_key.items()):
+        if key[:3] not in twins:
             continue
-        position = {sample_id: i for i, sample_id in enumerate(twins["sample_id"])}
-        missing = [i for i in found["sample_id"] if i not in position]
-        if missing:
-            raise ValueError(
-                f"{dict(zip(KEYS, key))}: {len(missing)} explained samples have no twins (e.g. "
-                f"{missing[0]}); rerun the twins jobs"
-            )
-        order = np.asarray([position[i] for i in found["sample_id"]], dtype=np.int64)
-        grounded = object_grounded(twins["pred"][order], twins["twin_pred"][order], agreement)
+        what = str(dict(zip(KEYS, key)))
+        mine = _aligned(twins[key[:3]], found["sample_id"], what)
+        ref_key = (*key[:2], reference)
+        ref = _aligned(twins[ref_key], found["sample_id"], what) if reference and ref_key in twins else None
+        evidence = Evidence(torch.from_numpy(found["heatmap"]), found["logits"], found["pred"], mine["object_pred"])
+        scores = signal_scores(evidence, found["mask"], variants, heatmap=True)
+        if first_heatmap[key[:3]] == key[3]:  # signals without a map: once per classifier
+            scores += [(n, m, v) for n, m, v in signal_scores(evidence, found["mask"], variants, heatmap=False)]
         predicted = found["pred"] != NO_PREDICTION
         correct = found["pred"] == found["label"]
-        truth_result = rationality(correct[predicted], grounded[predicted].astype(np.float64), 0.5, 0)
-        for variant in variants:
-            rma = found[variant]
-            result = rationality(correct[predicted], rma[predicted], threshold, 0)
-            right = predicted & correct & ~np.isnan(rma)
-            rows.append(
-                {
-                    **dict(zip(KEYS, key)),
-                    "mask": variant,
-                    "n": int(predicted.sum()),
-                    "n_right": int(right.sum()),
-                    "accuracy": result.metrics["accuracy"],
-                    "prediction_trustworthiness": result.metrics["prediction_trustworthiness"],
-                    "pt_true": truth_result.metrics["prediction_trustworthiness"],
-                    "inference_reliability": result.metrics["inference_reliability"],
-                    "ir_true": truth_result.metrics["inference_reliability"],
-                    "auroc_rma_grounded": auroc(rma[right], grounded[right]),
-                    "kappa_valid_grounded": cohen_kappa(rma[right] >= threshold, grounded[right]),
-                    "mean_rma_right": float(np.mean(rma[right])) if right.any() else float("nan"),
-                    "n_pred_mismatch": int((twins["pred"][order] != found["pred"]).sum()),
-                    "threshold": threshold,
-                    "twins_agreement": agreement,
-                }
-            )
+        right = predicted & correct
+        labels = found["label"][right]
+        weights = stratified_weights(labels, iterations, seed)
+        margin = SIGNALS.get("margin")(evidence, found["mask"])[right]
+        for truth, grounded in truths(mine, ref, agreement).items():
+            true_result = rationality(correct[predicted], grounded[predicted].astype(np.float64), 0.5, 0)
+            control = ConfidenceControl(margin, labels, grounded[right], seed)
+            for name, variant, values in scores:
+                valid_at = _valid_at(facts[name], threshold)
+                result = (
+                    rationality(correct[predicted], values[predicted], valid_at, 0) if valid_at is not None else None
+                )
+                scored = right & np.isfinite(values)
+                rows.append(
+                    {
+                        **dict(zip(KEYS, key)),
+                        "heatmap_method": key[3] if facts[name]["reads"] == "heatmap" else NO_HEATMAP,
+                        "signal": name,
+                        "mask": variant,
+                        "truth": truth,
+                        "n": int(predicted.sum()),
+                        "n_right": int(right.sum()),
+                        "n_right_grounded": int((right & grounded).sum()),
+                        "accuracy": float(correct[predicted].mean()) if predicted.any() else float("nan"),
+                        "valid_at": float("nan") if valid_at is None else float(valid_at),
+                        "prediction_trustworthiness": result.metrics["prediction_trustworthiness"]
+                        if result
+                        else float("nan"),
+                        "inference_reliability": result.metrics["inference_reliability"] if result else float("nan"),
+                        "pt_true": true_result.metrics["prediction_trustworthiness"],
+                        "ir_true": true_result.metrics["inference_reliability"],
+                        **discrimination(values[right], grounded[right], labels, weights, control),
+                        "kappa_valid_grounded": (
+                            cohen_kappa(values[scored] >= valid_at, grounded[scored])
+                            if valid_at is not None
+                            else float("nan")
+                        ),
+                        "mean_signal_right": float(np.mean(values[scored])) if scored.any() else float("nan"),
+                        "n_pred_mismatch": int((mine["pred"] != found["pred"]).sum()),
+                        "threshold": threshold,
+                        "twins_agreement": agreement,
+                    }
+                )
     return rows

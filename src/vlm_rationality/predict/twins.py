@@ -1,9 +1,9 @@
 """One (dataset, model, method) on the counterfactual twins of a group of scored shards: logits only.
 
-Each sample is classified as it is, on each twin (its object on another background) and on its background alone
-(data/twins.py). Whether the prediction survives every change of background is the ground truth the rationale
-metrics are checked against (metrics/grounding.py). The twins are rendered in the job and never stored: only the
-predictions are.
+Each sample is classified as it is, on each twin (its object on another background), on its background alone and on
+its object alone (the background replaced by its mean colour; data/twins.py). Whether the prediction survives every
+change of background is the ground truth the rationale metrics are checked against (metrics/grounding.py). The twins
+are rendered in the job and never stored: only the predictions are.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from vlm_rationality.artefacts import NO_PREDICTION, prepared_meta, read_prepared, write_twins
 from vlm_rationality.data.base import Dataset
-from vlm_rationality.data.twins import Pool
+from vlm_rationality.data.twins import Pool, object_only
 from vlm_rationality.progress import Progress
 
 Classify = Callable[[torch.Tensor], torch.Tensor]  # uint8 [B, H, W, 3] -> logits [B, C]
@@ -31,8 +31,8 @@ def predictions(logits: torch.Tensor) -> np.ndarray:
 def twin_predictions(
     classify: Classify, dataset: Dataset, split: str, shards: Sequence[str], count: int, seed: int, batch_size: int
 ) -> dict[str, Any]:
-    """Predictions on every sample of `shards`, its twins and its background alone. `batch_size` counts images
-    through the model (a sample brings K + 2 of them)."""
+    """Predictions on every sample of `shards`, its twins, its background alone and its object alone. `batch_size`
+    counts images through the model (a sample brings K + 3 of them)."""
     loaded = [read_prepared(path) for path in shards]
     pool = Pool(
         [i for part in loaded for i in part["sample_id"]],
@@ -41,9 +41,16 @@ def twin_predictions(
         np.concatenate([p["mask"] for p in loaded]),
     )
     n = len(pool.sample_ids)
-    out: dict[str, list] = {"pred": [], "twin_pred": [], "same_class": [], "alone_pred": []}
+    out: dict[str, list] = {
+        "pred": [],
+        "twin_pred": [],
+        "same_class": [],
+        "cue_class": [],
+        "alone_pred": [],
+        "object_pred": [],
+    }
     progress = Progress("twins", n)
-    step = max(1, batch_size // (count + 2))
+    step = max(1, batch_size // (count + 3))
     for start in range(0, n, step):
         stop = min(start + step, n)
         images, masks = pool.images[start:stop], pool.masks[start:stop]
@@ -51,14 +58,18 @@ def twin_predictions(
             split, pool.sample_ids[start:stop], pool.labels[start:stop], images, masks, pool, count, seed
         )
         width = twins.images.shape[1]
-        stacked = np.concatenate([images[:, None], twins.images, twins.alone[:, None]], axis=1)
+        stacked = np.concatenate(
+            [images[:, None], twins.images, twins.alone[:, None], object_only(images, masks)[:, None]], axis=1
+        )
         preds = predictions(classify(torch.from_numpy(stacked.reshape(-1, *stacked.shape[2:])))).reshape(
             stop - start, -1
         )
         out["pred"].append(preds[:, 0])
         out["twin_pred"].append(preds[:, 1 : 1 + width])
-        out["alone_pred"].append(preds[:, -1])
+        out["alone_pred"].append(preds[:, -2])
+        out["object_pred"].append(preds[:, -1])
         out["same_class"].append(twins.same_class)
+        out["cue_class"].append(twins.cue_class)
         progress.update(stop - start)
     progress.close()
     if not out["pred"]:
@@ -68,7 +79,9 @@ def twin_predictions(
             "pred": np.zeros(0, np.int64),
             "twin_pred": np.zeros((0, count), np.int64),
             "same_class": np.zeros((0, count), bool),
+            "cue_class": np.zeros((0, count), np.int64),
             "alone_pred": np.zeros(0, np.int64),
+            "object_pred": np.zeros(0, np.int64),
             "skipped": _skipped(shards),
         }
     return {
@@ -126,7 +139,9 @@ def predict_twins(
         preds=found["pred"],
         twin_preds=found["twin_pred"],
         same_class=found["same_class"],
+        cue_class=found["cue_class"],
         alone_preds=found["alone_pred"],
+        object_preds=found["object_pred"],
         config_hash=config_hash,
         meta=meta,
     )

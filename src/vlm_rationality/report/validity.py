@@ -1,9 +1,11 @@
-"""The validity table and figure: each rationale signal (heatmap method × mask variant) against the twins' truth.
+"""The validity table and figure: each rationale signal against the twins' truth, as a reviewer would test it.
 
-Two questions per signal. Per sample: among right predictions, does RMA rank the object-grounded ones above the
-others (AUROC, Cohen's κ of RMA-validity)? Per training: when fine-tuning on the spurious split makes fewer right
-predictions object-grounded (PT* drops from the lowest to the highest training rho), does PT drop with it? The
-signal that does both for every trained method is the one a benchmark may report PT with.
+Per signal (heatmap method × signal × mask variant), over the trained methods: does it rank the object-grounded right
+predictions above the others **within a class** (mean per-class AUROC, with its interval), does it add anything
+**beyond confidence** (the out-of-fold AUROC gain over `grounded ~ margin + class`), and when fine-tuning on the
+spurious split lowers PT*, does the signal's PT fall with it (the ρ gap ratio)? The goal (`AUROC_GOAL`, a gain whose
+interval lies above 0) must hold for every trained method on every dataset. The confidence baseline (the logit
+margin) is a row of its own and a line in the figure.
 """
 
 from __future__ import annotations
@@ -20,32 +22,45 @@ import matplotlib.pyplot as plt  # noqa: E402
 from vlm_rationality.report.figures import save_figure  # noqa: E402
 from vlm_rationality.report.names import display_name, number  # noqa: E402
 
-AUROC_GOAL = 0.75  # per-sample: RMA separates grounded from ungrounded right predictions
-GAP_GOAL = 0.5  # per-training: PT's rho gap is at least half of PT*'s
+AUROC_GOAL = 0.75  # within class: the signal separates grounded from ungrounded right predictions
+LEAD_TRUTH = "cue"  # the truth the tables lead with (docs/studies.md says why)
+TRUTH_NAMES = {
+    "twins": "PT* (every twin keeps the prediction)",
+    "all-but-one": "PT* (all twins but one)",
+    "cue": "PT*_cue (no twin goes to its cue's class)",
+    "beyond-zs": "PT* beyond ZS (flips ZS also makes excused)",
+}
+SIGNAL = ("heatmap_method", "signal", "mask")
 
 
-def _signals(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    return list(dict.fromkeys((r["heatmap_method"], r["mask"]) for r in rows))
+def signal_name(row: dict[str, Any]) -> str:
+    return "/".join(str(row[k]) for k in SIGNAL if row[k] != "none")
+
+
+def _lead(rows: Sequence[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    truths = list(dict.fromkeys(r["truth"] for r in rows))
+    truth = LEAD_TRUTH if LEAD_TRUTH in truths else truths[0]
+    return truth, [r for r in rows if r["truth"] == truth]
 
 
 def rho_gaps(rows: Sequence[dict[str, Any]], rhos: dict[str, float]) -> list[dict[str, Any]]:
-    """Per (model, method, heatmap method, mask): PT and PT* at the lowest minus at the highest training rho, and
-    their ratio (how much of the true drop PT shows); empty without two distinct rhos."""
+    """Per (model, method, signal, truth) with a PT: PT and PT* at the lowest minus at the highest training rho,
+    and their ratio (how much of the true drop the signal's PT shows); empty without two distinct rhos."""
     if len(set(rhos.values())) < 2:
         return []
-    low = min(rhos, key=rhos.get)
-    high = max(rhos, key=rhos.get)
-    index = {(r["dataset"], r["model"], r["method"], r["heatmap_method"], r["mask"]): r for r in rows}
+    low, high = min(rhos, key=rhos.get), max(rhos, key=rhos.get)
+    rest = ("model", "method", *SIGNAL, "truth")
+    index = {(r["dataset"], *(r[k] for k in rest)): r for r in rows}
     out = []
-    for (dataset, *rest), row in index.items():
-        other = index.get((high, *rest))
-        if dataset != low or other is None:
+    for (dataset, *others), row in index.items():
+        other = index.get((high, *others))
+        if dataset != low or other is None or math.isnan(row["prediction_trustworthiness"]):
             continue
         pt = row["prediction_trustworthiness"] - other["prediction_trustworthiness"]
         truth = row["pt_true"] - other["pt_true"]
         out.append(
             {
-                **dict(zip(("model", "method", "heatmap_method", "mask"), rest)),
+                **dict(zip(rest, others)),
                 "low": low,
                 "high": high,
                 "pt_gap": pt,
@@ -56,144 +71,204 @@ def rho_gaps(rows: Sequence[dict[str, Any]], rhos: dict[str, float]) -> list[dic
     return out
 
 
+def _finite(values: Sequence[float]) -> list[float]:
+    return [v for v in values if v is not None and not math.isnan(v)]
+
+
 def signal_summary(
     rows: Sequence[dict[str, Any]], gaps: Sequence[dict[str, Any]], trained: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Per signal, over the trained methods: the weakest per-sample AUROC, the weakest gap ratio, and whether both
-    reach the goals."""
+    """Per signal under the lead truth, over the trained methods and datasets: the weakest within-class AUROC and
+    its interval, the weakest gain beyond confidence (the lowest lower bound), the weakest ρ gap ratio, and whether
+    the goal holds for every one of them."""
+    truth, lead = _lead(rows)
     out = []
-    for heatmap, mask in _signals(rows):
-        mine = [r for r in rows if (r["heatmap_method"], r["mask"]) == (heatmap, mask) and r["method"] in trained]
-        ratios = [
+    for signal in dict.fromkeys(tuple(r[k] for k in SIGNAL) for r in lead):
+        mine = [r for r in lead if tuple(r[k] for k in SIGNAL) == signal and r["method"] in trained]
+        if not mine:
+            continue
+        weakest = min(mine, key=lambda r: -math.inf if math.isnan(r["auroc_within"]) else r["auroc_within"])
+        within = _finite(r["auroc_within"] for r in mine)
+        ratios = _finite(
             g["gap_ratio"]
             for g in gaps
-            if (g["heatmap_method"], g["mask"]) == (heatmap, mask) and g["method"] in trained
-        ]
-        worst_auroc = min((r["auroc_rma_grounded"] for r in mine), default=math.nan)
-        worst_ratio = min(ratios, default=math.nan)
+            if tuple(g[k] for k in SIGNAL) == signal and g["method"] in trained and g["truth"] == truth
+        )
+        gains = [r["auroc_gain_ci_low"] for r in mine]
         out.append(
             {
-                "heatmap_method": heatmap,
-                "mask": mask,
-                "min_auroc": worst_auroc,
-                "min_gap_ratio": worst_ratio,
-                "mean_auroc": sum(r["auroc_rma_grounded"] for r in mine) / len(mine) if mine else math.nan,
-                "meets_goal": bool(worst_auroc >= AUROC_GOAL and worst_ratio >= GAP_GOAL),
+                **dict(zip(SIGNAL, signal)),
+                "truth": truth,
+                "min_auroc_within": weakest["auroc_within"],
+                "min_auroc_within_ci": (weakest["auroc_within_ci_low"], weakest["auroc_within_ci_high"]),
+                "mean_auroc_within": sum(within) / len(within) if within else math.nan,
+                "min_auroc_pooled": min(_finite(r["auroc"] for r in mine), default=math.nan),
+                "min_gain": min(_finite(r["auroc_gain"] for r in mine), default=math.nan),
+                "min_gain_ci_low": math.nan if any(math.isnan(g) for g in gains) else min(gains),
+                "min_gap_ratio": min(ratios, default=math.nan),
+                "meets_goal": bool(all(r["auroc_within"] >= AUROC_GOAL for r in mine) and all(g > 0 for g in gains)),
             }
         )
     return out
 
 
+def _interval(row: dict[str, Any], name: str) -> str:
+    return f"{number(row[name])} [{number(row[f'{name}_ci_low'])}, {number(row[f'{name}_ci_high'])}]"
+
+
 def markdown(rows: Sequence[dict[str, Any]], gaps: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]]) -> str:
-    threshold = rows[0]["threshold"] if rows else 0.5
-    agreement = rows[0]["twins_agreement"] if rows else 1.0
+    truth, lead = _lead(rows)
+    first = rows[0] if rows else {"threshold": 0.5, "twins_agreement": 1.0}
     lines = [
-        "# Validity of the rationale metric against the twins' ground truth",
+        "# Validity of the rationale signals against the twins' ground truth",
         "",
-        f"PT/IR from RMA ≥ {threshold} under each mask variant; PT*/IR* from the counterfactual twins (a prediction",
-        f"is object-grounded when at least {100 * agreement:.0f}% of its twins keep it). AUROC and κ: per sample, "
-        "among right predictions,",
-        "RMA (κ: RMA-validity) against object-groundedness. Values in %, AUROC and κ as fractions.",
+        f"Truth led with: **{TRUTH_NAMES.get(truth, truth)}**. Per sample, among right predictions: AUROC of each",
+        "signal for groundedness pooled over classes and within class (the mean of per-class AUROCs), and the gain",
+        "in out-of-fold AUROC of `grounded ~ margin + class + signal` over `grounded ~ margin + class` (beyond",
+        "confidence); [95% class-stratified bootstrap intervals]. PT from each signal at its own validity value",
+        f"(RMA-like signals at {first['threshold']}), PT* at twins agreement {first['twins_agreement']}.",
+        "Values in %, AUROC as fractions.",
         "",
         "## Signals",
         "",
-        f"Goal: per-sample AUROC ≥ {AUROC_GOAL} and a rho gap in PT at least {GAP_GOAL:.0%} of PT*'s, for every "
-        "trained method.",
+        f"Goal: within-class AUROC ≥ {AUROC_GOAL} and a gain beyond confidence whose interval lies above 0, for "
+        "every trained method on every dataset. `margin` is the confidence baseline itself.",
         "",
-        "| heatmap method | mask | min AUROC | mean AUROC | min PT gap / PT* gap | meets the goal |",
-        "|---|---|---|---|---|---|",
+        "| heatmap method | signal | mask | min within-class AUROC [CI] | mean within | min pooled | "
+        "min gain (lowest CI bound) | min PT gap / PT* gap | meets the goal |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
+        low, high = s["min_auroc_within_ci"]
         lines.append(
-            f"| {s['heatmap_method']} | {s['mask']} | {number(s['min_auroc'])} | {number(s['mean_auroc'])} | "
-            f"{number(s['min_gap_ratio'])} | {'yes' if s['meets_goal'] else 'no'} |"
+            f"| {s['heatmap_method']} | {s['signal']} | {s['mask']} | {number(s['min_auroc_within'])} "
+            f"[{number(low)}, {number(high)}] | {number(s['mean_auroc_within'])} | {number(s['min_auroc_pooled'])} | "
+            f"{number(s['min_gain'])} ({number(s['min_gain_ci_low'])}) | {number(s['min_gap_ratio'])} | "
+            f"{'yes' if s['meets_goal'] else 'no'} |"
+        )
+    lines += [
+        "",
+        "## The truths",
+        "",
+        "| dataset | model | method | acc | " + " | ".join(TRUTH_NAMES.get(t, t) for t in _truths(rows)) + " |",
+        "|---|---|---|---|" + "---|" * len(_truths(rows)),
+    ]
+    by_truth = {(r["dataset"], r["model"], r["method"], r["truth"]): r for r in rows}
+    for key in dict.fromkeys((r["dataset"], r["model"], r["method"]) for r in rows):
+        cells = [number(by_truth[(*key, t)]["pt_true"], True) if (*key, t) in by_truth else "–" for t in _truths(rows)]
+        accuracy = next(r["accuracy"] for r in rows if (r["dataset"], r["model"], r["method"]) == key)
+        lines.append(
+            f"| {key[0]} | {key[1]} | {display_name(key[2])} | {number(accuracy, True)} | " + " | ".join(cells) + " |"
         )
     if gaps:
         lines += [
             "",
-            f"## Rho gaps ({gaps[0]['low']} minus {gaps[0]['high']})",
+            f"## Rho gaps under the lead truth ({gaps[0]['low']} minus {gaps[0]['high']})",
             "",
-            "| model | method | heatmap method | mask | PT gap | PT* gap | ratio |",
-            "|---|---|---|---|---|---|---|",
+            "| model | method | heatmap method | signal | mask | PT gap | PT* gap | ratio |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for g in gaps:
-            lines.append(
-                f"| {g['model']} | {display_name(g['method'])} | {g['heatmap_method']} | {g['mask']} | "
-                f"{number(g['pt_gap'], True)} | {number(g['pt_true_gap'], True)} | {number(g['gap_ratio'])} |"
-            )
+            if g["truth"] == truth:
+                lines.append(
+                    f"| {g['model']} | {display_name(g['method'])} | {g['heatmap_method']} | {g['signal']} | "
+                    f"{g['mask']} | {number(g['pt_gap'], True)} | {number(g['pt_true_gap'], True)} | "
+                    f"{number(g['gap_ratio'])} |"
+                )
     lines += [
         "",
-        "## Per dataset",
+        "## Per dataset and method, under the lead truth",
         "",
-        "| dataset | model | method | heatmap method | mask | acc | PT | PT* | IR | IR* | AUROC | κ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | model | method | heatmap method | signal | mask | PT | PT* | pooled AUROC | within-class AUROC "
+        "[CI] | gain beyond confidence [CI] | LR p | κ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in lead:
         lines.append(
-            f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {r['heatmap_method']} | {r['mask']} | "
-            + " | ".join(
-                number(r[k], True)
-                for k in ("accuracy", "prediction_trustworthiness", "pt_true", "inference_reliability", "ir_true")
-            )
-            + f" | {number(r['auroc_rma_grounded'])} | {number(r['kappa_valid_grounded'])} |"
+            f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {r['heatmap_method']} | {r['signal']} | "
+            f"{r['mask']} | {number(r['prediction_trustworthiness'], True)} | {number(r['pt_true'], True)} | "
+            f"{number(r['auroc'])} | {_interval(r, 'auroc_within')} | {_interval(r, 'auroc_gain')} | "
+            f"{number(r['lr_p'])} | {number(r['kappa_valid_grounded'])} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def _truths(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(r["truth"] for r in rows))
+
+
 def figure(rows: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Left: PT against PT* for every (dataset, method), a colour per heatmap method and a marker per mask (a
-    faithful signal lies on the diagonal). Right: each signal's per-sample AUROC, weakest and mean over the trained
-    methods, with the goal."""
-    heatmaps = list(dict.fromkeys(r["heatmap_method"] for r in rows))
-    masks = list(dict.fromkeys(r["mask"] for r in rows))
+    """Left: each signal's within-class AUROC under the lead truth, one labelled point per trained (dataset, method)
+    with its interval, the confidence baseline (the margin's, per classifier) as a line and the goal dashed. Right:
+    PT against PT* for the RMA rows and the lead truth, each point labelled with its method and dataset."""
+    truth, lead = _lead(rows)
+    signals = [tuple(s[k] for k in SIGNAL) for s in summary]
+    keys = sorted({(r["dataset"], r["method"]) for r in lead if any(tuple(r[k] for k in SIGNAL) == s for s in signals)})
     colours = plt.get_cmap("tab10")
-    markers = "osD^vP*X"
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 5.2), gridspec_kw={"width_ratios": [1, 1.3]})
-    for r in rows:
-        left.scatter(
-            100 * r["pt_true"],
-            100 * r["prediction_trustworthiness"],
-            s=28,
-            alpha=0.8,
-            color=colours(heatmaps.index(r["heatmap_method"]) % 10),
-            marker=markers[masks.index(r["mask"]) % 8],
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(max(12.0, 0.55 * len(signals) + 6), 6.0), gridspec_kw={"width_ratios": [2.2, 1]}
+    )
+    width = 0.8 / max(len(keys), 1)
+    for k, key in enumerate(keys):
+        xs, ys, lows, highs = [], [], [], []
+        for i, signal in enumerate(signals):
+            row = next(
+                (r for r in lead if (r["dataset"], r["method"]) == key and tuple(r[k2] for k2 in SIGNAL) == signal),
+                None,
+            )
+            if row is None or math.isnan(row["auroc_within"]):
+                continue
+            xs.append(i - 0.4 + (k + 0.5) * width)
+            ys.append(row["auroc_within"])
+            lows.append(row["auroc_within"] - row["auroc_within_ci_low"])
+            highs.append(row["auroc_within_ci_high"] - row["auroc_within"])
+        left.errorbar(
+            xs,
+            ys,
+            yerr=[lows, highs],
+            fmt="o",
+            ms=3.5,
+            capsize=1.5,
+            color=colours(k % 10),
+            label=f"{display_name(key[1])} · {key[0]}",
         )
-    left.plot([0, 100], [0, 100], color="grey", linewidth=0.8, linestyle="--")
+        margin = next((r for r in lead if (r["dataset"], r["method"]) == key and r["signal"] == "margin"), None)
+        if margin is not None:
+            left.axhline(margin["auroc_within"], color=colours(k % 10), linewidth=0.7, linestyle=":")
+    left.axhline(0.5, color="grey", linewidth=0.8)
+    left.axhline(AUROC_GOAL, color="black", linewidth=0.9, linestyle="--", label=f"goal {AUROC_GOAL}")
+    left.set_xticks(range(len(signals)), ["\n".join(p for p in s if p != "none") for s in signals], fontsize=6.5)
     left.set(
+        ylim=(0.2, 1.0),
+        ylabel="within-class AUROC for groundedness (right predictions)",
+        title=f"Signals against {truth}: dotted lines, each classifier's logit margin",
+    )
+    left.legend(fontsize=7, loc="lower left", ncol=2)
+    rma_rows = [r for r in lead if r["signal"] == "rma" and r["mask"] == "exact"]
+    for r in rma_rows:
+        x, y = 100 * r["pt_true"], 100 * r["prediction_trustworthiness"]
+        right.scatter(
+            x, y, s=22, color=colours(sorted({q["heatmap_method"] for q in rma_rows}).index(r["heatmap_method"]) % 10)
+        )
+        right.annotate(
+            f"{display_name(r['method'])} {r['dataset'][-5:]}",
+            (x, y),
+            fontsize=6,
+            xytext=(3, 2),
+            textcoords="offset points",
+        )
+    right.plot([0, 100], [0, 100], color="grey", linewidth=0.8, linestyle="--")
+    handles = [
+        plt.Line2D([], [], color=colours(i % 10), marker="o", linestyle="", label=h)
+        for i, h in enumerate(sorted({q["heatmap_method"] for q in rma_rows}))
+    ]
+    right.legend(handles=handles, fontsize=7, loc="upper left")
+    right.set(
         xlim=(0, 100),
         ylim=(0, 100),
-        xlabel="PT* (%), object-grounded share of right predictions",
-        ylabel="PT (%), from RMA",
-        title="PT against the truth, per (dataset, method)",
+        xlabel=f"{truth} PT* (%)",
+        ylabel="PT (%), RMA on the exact mask",
+        title="The paper's PT against the truth",
     )
-    handles = [
-        plt.Line2D([], [], color=colours(i % 10), marker="o", linestyle="", label=h) for i, h in enumerate(heatmaps)
-    ]
-    handles += [
-        plt.Line2D([], [], color="black", marker=markers[i % 8], linestyle="", label=m) for i, m in enumerate(masks)
-    ]
-    left.legend(handles=handles, fontsize=8, loc="upper left")
-    labels = [f"{s['heatmap_method']}\n{s['mask']}" for s in summary]
-    positions = range(len(summary))
-    right.bar(
-        [p - 0.2 for p in positions],
-        [s["min_auroc"] for s in summary],
-        width=0.4,
-        label="weakest trained method",
-        color=[colours(heatmaps.index(s["heatmap_method"]) % 10) for s in summary],
-        alpha=0.55,
-    )
-    right.bar(
-        [p + 0.2 for p in positions],
-        [s["mean_auroc"] for s in summary],
-        width=0.4,
-        label="mean",
-        color=[colours(heatmaps.index(s["heatmap_method"]) % 10) for s in summary],
-    )
-    right.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
-    right.axhline(AUROC_GOAL, color="black", linewidth=0.8, linestyle="--", label=f"goal {AUROC_GOAL}")
-    right.set_xticks(list(positions), labels, fontsize=7)
-    right.set(ylim=(0, 1), ylabel="AUROC of RMA for object-grounded", title="Per-sample signal (right predictions)")
-    right.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     save_figure(fig, path)

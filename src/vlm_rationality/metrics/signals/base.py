@@ -1,0 +1,53 @@
+"""The rationale-signal contract: a per-sample score that claims a right prediction rests on the object.
+
+A signal reads what the explain and twins stages stored (the patch-grid map, the object mask under a variant, the
+logits, the prediction on the object alone) and returns a float per sample, NaN where undefined. The validity stage
+asks of each one whether it ranks object-grounded right predictions above the others within a class, and beyond
+what confidence alone says. A new signal is one file that registers a function here, stating as literals what it
+reads (`reads`: "heatmap", "logits" or "twins"), which masks it is computed under (`masks`: "variants" = every
+variant of `twins.masks`, "exact", or "none") and the value from which it calls the evidence valid (`valid_at`: a
+number, "threshold" for the score's RMA threshold, or None where no threshold is natural).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vlm_rationality.metrics.rma import minmax_normalize, upsample
+from vlm_rationality.registry import Registry
+
+
+@dataclass
+class Evidence:
+    """What one (dataset, model, method, heatmap method) stored about its scored samples."""
+
+    relevance: torch.Tensor  # float32 [N, gh, gw]: the patch-grid heatmap
+    logits: np.ndarray  # float32 [N, C]
+    pred: np.ndarray  # int [N]
+    object_pred: np.ndarray  # int [N]: the prediction on the object alone (the twins job)
+    _heat: torch.Tensor | None = field(default=None, repr=False)
+
+    def heat(self, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The map as RMA reads it (bilinear to the input size, min-max normalised) and which samples have a
+        non-constant map; computed once for every signal that reads it."""
+        if self._heat is None or tuple(self._heat.shape[-2:]) != size:
+            self._heat = upsample(torch.nan_to_num(self.relevance.float()), size)
+        heat, varied = minmax_normalize(self._heat)
+        grid = self.relevance.flatten(1)
+        varied &= torch.isfinite(grid).all(dim=1) & (grid.amax(dim=1) > grid.amin(dim=1))
+        return heat, varied
+
+
+Signal = Callable[[Evidence, np.ndarray], np.ndarray]  # (evidence, bool masks [N, H, W]) -> float64 [N]
+
+SIGNALS: Registry[Signal] = Registry("rationale signal", ("vlm_rationality.metrics.signals", "SIGNALS"))
+
+
+def defined(values: torch.Tensor, ok: torch.Tensor, masks: np.ndarray) -> np.ndarray:
+    """float64 [N] with NaN where the map is constant or non-finite, or the mask is empty."""
+    has_object = torch.from_numpy(np.asarray(masks).reshape(len(masks), -1).any(axis=1))
+    return torch.where(ok & has_object, values.double(), torch.nan).numpy()
