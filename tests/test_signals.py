@@ -6,7 +6,12 @@ margin (no gain beyond confidence)."""
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +189,42 @@ def test_cue_and_beyond_reference_truths_by_hand():
     reference_twins = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0], [2, 2, 1]])
     # sample 1's flip is on a twin ZS flips too; sample 2's is not; sample 3's flip is on a twin ZS also flips
     assert grounded_beyond(pred, twin_pred, reference_pred, reference_twins).tolist() == [True, True, False, True]
+
+
+PLUGIN = """
+import numpy as np
+
+from vlm_rationality.metrics.signals.base import SIGNALS
+
+
+@SIGNALS.register("centre_heat", reads="heatmap", masks="none", valid_at=0.5)
+def centre_heat(evidence, masks):
+    grid = evidence.relevance.numpy()
+    return grid[:, 1:-1, 1:-1].sum(axis=(1, 2)) / grid.sum(axis=(1, 2))
+"""
+
+PROBE = """
+import numpy as np, torch
+from vlm_rationality.metrics.signals import Evidence
+from vlm_rationality.metrics.validity import signal_scores
+ev = Evidence(torch.ones(2, 4, 4), np.zeros((2, 3), np.float32), np.zeros(2, int), np.zeros(2, int))
+masks = np.zeros((2, 8, 8), bool); masks[:, :4] = True
+print(sorted({(name, mask) for name, mask, _ in signal_scores(ev, masks, ["exact", "box"], heatmap=True)}))
+scores = dict((name, values) for name, _, values in signal_scores(ev, masks, ["exact"], True))
+print([float(v) for v in scores["centre_heat"]])
+"""
+
+
+def test_a_new_signal_is_one_file_the_validity_stage_finds(tmp_path):
+    package = Path(__file__).resolve().parents[1] / "src" / "vlm_rationality"
+    shutil.copytree(package, tmp_path / "vlm_rationality", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "vlm_rationality" / "metrics" / "signals" / "centre_heat.py").write_text(PLUGIN)
+    found = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert "('centre_heat', 'none')" in found[0] and "('rma', 'box')" in found[0]
+    assert found[1] == "[0.25, 0.25]"

@@ -26,7 +26,6 @@ import torch
 from vlm_rationality.artefacts import NO_PREDICTION, read_heatmaps, read_prepared
 from vlm_rationality.data.masks import EXACT, mask_variant
 from vlm_rationality.metrics.agreement import (
-    auroc,
     cohen_kappa,
     stratified_weights,
     weighted_auroc,
@@ -114,11 +113,11 @@ def signal_scores(
     return out
 
 
-def _interval(replicates: np.ndarray) -> tuple[float, float]:
-    finite = replicates[np.isfinite(replicates)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
+def _interval(name: str, replicates: np.ndarray) -> dict[str, float]:
+    """The 95% percentile interval over the bootstrap replicates (all but the last, the point estimate)."""
+    finite = replicates[:-1][np.isfinite(replicates[:-1])]
+    low, high = np.percentile(finite, [2.5, 97.5]) if finite.size else (np.nan, np.nan)
+    return {f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)}
 
 
 def discrimination(
@@ -130,37 +129,28 @@ def discrimination(
 ) -> dict[str, Any]:
     """Pooled and within-class AUROC of `scores` for `grounded`, and the gain beyond confidence, each with its
     bootstrap interval from the (class-stratified) replicate `weights` [n, B]; all over the same right predictions,
-    those where the score is defined."""
+    those where the score is defined. The point estimates ride along as one more replicate of weight 1."""
     tested = control.test(scores)
     kept = tested["kept"]
-    s, g, c, w = scores[kept], grounded[kept], classes[kept], weights[kept]
-    within, per_class = within_class_auroc(s, g, c)
-    low, high = _interval(within_class_auroc(s, g, c, w)[0])
-    pooled_low, pooled_high = _interval(weighted_auroc(s, g, w))
+    s, g, c = scores[kept], grounded[kept], classes[kept]
+    w = np.concatenate([weights[kept], np.ones((int(kept.sum()), 1), np.float32)], axis=1)
+    within, per_class = within_class_auroc(s, g, c, w)
+    pooled = weighted_auroc(s, g, w)
     row = {
         "n_scored": int(kept.sum()),
-        "auroc": auroc(s, g),
-        "auroc_ci_low": pooled_low,
-        "auroc_ci_high": pooled_high,
-        "auroc_within": float(within[0]),
-        "auroc_within_ci_low": low,
-        "auroc_within_ci_high": high,
+        "auroc": float(pooled[-1]),
+        **_interval("auroc", pooled),
+        "auroc_within": float(within[-1]),
+        **_interval("auroc_within", within),
         "n_classes_within": len(per_class),
         "auroc_per_class": json.dumps({str(k): round(v, 6) for k, v in per_class.items()}),
         "lr_stat": tested["lr_stat"],
         "lr_p": tested["lr_p"],
     }
     if np.isnan(tested["full"]).any() or np.isnan(tested["reduced"]).any():
-        return {
-            **row,
-            "auroc_gain": float("nan"),
-            "auroc_gain_ci_low": float("nan"),
-            "auroc_gain_ci_high": float("nan"),
-        }
+        return {**row, "auroc_gain": float("nan"), **_interval("auroc_gain", np.full(1, np.nan))}
     gain = weighted_auroc(tested["full"], g, w) - weighted_auroc(tested["reduced"], g, w)
-    low, high = _interval(gain)
-    point = auroc(tested["full"], g) - auroc(tested["reduced"], g)
-    return {**row, "auroc_gain": point, "auroc_gain_ci_low": low, "auroc_gain_ci_high": high}
+    return {**row, "auroc_gain": float(gain[-1]), **_interval("auroc_gain", gain)}
 
 
 def _valid_at(facts: dict[str, Any], threshold: float) -> float | None:
