@@ -172,6 +172,7 @@ def cmd_validity(args: argparse.Namespace) -> None:
         args.reference or None,
         args.iterations,
         args.seed,
+        args.threads,
     )
     if not rows:
         raise SystemExit("validity: no (dataset, model, method) has both clean heatmaps and twins")
@@ -186,7 +187,7 @@ def cmd_validity(args: argparse.Namespace) -> None:
     )
     with atomic_path(args.markdown) as tmp:
         tmp.write_text(validity.markdown(rows, gaps, summary))
-    validity.figure(rows, summary, args.figure)
+    validity.figure(rows, summary, args.figure, args.trained)
     meeting = [validity.signal_name(s) for s in summary if s["meets_goal"]]
     print(f"{args.parquet}: {len(rows)} rows; signals meeting the goal: {', '.join(meeting) or 'none'}")
 
@@ -622,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default="", help="the method whose twins set the floor of the beyond-zs truth (ZS)")
     p.add_argument("--iterations", type=int, default=1000, help="bootstrap iterations of the intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the cross-validation folds")
+    p.add_argument("--threads", type=int, default=1, help="processes, one (classifier, heatmap method) each")
     p.add_argument("--twins", nargs="+", required=True)
     p.add_argument("--parquet", required=True)
     p.add_argument("--csv", required=True)

@@ -65,7 +65,7 @@ rule validity:
         "results/benchmarks/validity.tsv"
     conda:
         ENV
-    threads: 1
+    threads: 2
     resources:
         **sized("validity"),
     params:
@@ -80,6 +80,7 @@ rule validity:
     shell:
         "python -m vlm_rationality validity --masks {params.masks:q} --threshold {params.threshold}"
         " --agreement {params.agreement} --rhos {params.rhos:q} --trained {params.trained:q}"
-        " --reference {params.reference:q} --iterations {params.iterations} --seed {params.seed} --twins {input.twins}"
+        " --reference {params.reference:q} --iterations {params.iterations} --seed {params.seed} --threads {threads}"
+        " --twins {input.twins}"
         " --parquet {output.parquet} --csv {output.csv} --markdown {output.markdown} --figure {output.figure}"
         " {input.heatmaps} > {log} 2>&1"

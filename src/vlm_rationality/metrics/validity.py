@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,6 +42,18 @@ from vlm_rationality.registry import declared
 
 KEYS = ("dataset", "model", "method", "heatmap_method")
 TRUTHS = ("twins", "all-but-one", "cue", "beyond-zs")
+# The truths every signal is analysed against (AUROC, the gain beyond confidence, with intervals); `all-but-one`
+# only shows how much one twin moves PT*, and its analyses would cost a third more of the stage's time.
+ANALYSED = ("twins", "cue", "beyond-zs")
+ANALYSIS_COLUMNS = (
+    "n_scored",
+    *(f"{name}{part}" for name in ("auroc", "auroc_within") for part in ("", "_ci_low", "_ci_high")),
+    "n_classes_within",
+    "auroc_per_class",
+    "lr_stat",
+    "lr_p",
+    *(f"auroc_gain{part}" for part in ("", "_ci_low", "_ci_high")),
+)
 NO_HEATMAP = "none"  # the heatmap method of a signal that reads no map (confidence, retention)
 NO_MASK = "none"
 
@@ -166,16 +180,17 @@ def validity_rows(
     reference: str | None = None,
     iterations: int = 1000,
     seed: int = 0,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
     """One row per (dataset, model, method, heatmap method, signal, mask variant, truth) that has heatmaps and twins.
-    `reference`: the method whose twins set the floor of `beyond-zs` (ZS), if any."""
+    `reference`: the method whose twins set the floor of `beyond-zs` (ZS), if any. Each (classifier, heatmap method)
+    is one task, run in `workers` processes."""
     twins = twin_columns(twins_paths)
-    facts = declared("vlm_rationality.metrics.signals", "SIGNALS")
     evidence_by_key = stored_evidence(heatmap_paths)
-    first_heatmap = {}
+    first_heatmap: dict[tuple, str] = {}
     for key in sorted(evidence_by_key):
         first_heatmap.setdefault(key[:3], key[3])
-    rows = []
+    tasks = []
     for key, found in sorted(evidence_by_key.items()):
         if key[:3] not in twins:
             continue
@@ -183,53 +198,71 @@ def validity_rows(
         mine = _aligned(twins[key[:3]], found["sample_id"], what)
         ref_key = (*key[:2], reference)
         ref = _aligned(twins[ref_key], found["sample_id"], what) if reference and ref_key in twins else None
-        evidence = Evidence(torch.from_numpy(found["heatmap"]), found["logits"], found["pred"], mine["object_pred"])
-        scores = signal_scores(evidence, found["mask"], variants, heatmap=True)
-        if first_heatmap[key[:3]] == key[3]:  # signals without a map: once per classifier
-            scores += [(n, m, v) for n, m, v in signal_scores(evidence, found["mask"], variants, heatmap=False)]
-        predicted = found["pred"] != NO_PREDICTION
-        correct = found["pred"] == found["label"]
-        right = predicted & correct
-        labels = found["label"][right]
-        weights = stratified_weights(labels, iterations, seed)
-        margin = SIGNALS.get("margin")(evidence, found["mask"])[right]
-        for truth, grounded in truths(mine, ref, agreement).items():
-            true_result = rationality(correct[predicted], grounded[predicted].astype(np.float64), 0.5, 0)
-            control = ConfidenceControl(margin, labels, grounded[right], seed)
-            for name, variant, values in scores:
-                valid_at = _valid_at(facts[name], threshold)
-                result = (
-                    rationality(correct[predicted], values[predicted], valid_at, 0) if valid_at is not None else None
-                )
-                scored = right & np.isfinite(values)
-                rows.append(
-                    {
-                        **dict(zip(KEYS, key)),
-                        "heatmap_method": key[3] if facts[name]["reads"] == "heatmap" else NO_HEATMAP,
-                        "signal": name,
-                        "mask": variant,
-                        "truth": truth,
-                        "n": int(predicted.sum()),
-                        "n_right": int(right.sum()),
-                        "n_right_grounded": int((right & grounded).sum()),
-                        "accuracy": float(correct[predicted].mean()) if predicted.any() else float("nan"),
-                        "valid_at": float("nan") if valid_at is None else float(valid_at),
-                        "prediction_trustworthiness": result.metrics["prediction_trustworthiness"]
-                        if result
-                        else float("nan"),
-                        "inference_reliability": result.metrics["inference_reliability"] if result else float("nan"),
-                        "pt_true": true_result.metrics["prediction_trustworthiness"],
-                        "ir_true": true_result.metrics["inference_reliability"],
-                        **discrimination(values[right], grounded[right], labels, weights, control),
-                        "kappa_valid_grounded": (
-                            cohen_kappa(values[scored] >= valid_at, grounded[scored])
-                            if valid_at is not None
-                            else float("nan")
-                        ),
-                        "mean_signal_right": float(np.mean(values[scored])) if scored.any() else float("nan"),
-                        "n_pred_mismatch": int((mine["pred"] != found["pred"]).sum()),
-                        "threshold": threshold,
-                        "twins_agreement": agreement,
-                    }
-                )
+        settings = (variants, threshold, agreement, iterations, seed, first_heatmap[key[:3]] == key[3])
+        tasks.append((key, found, mine, ref, settings))
+    if workers <= 1 or len(tasks) <= 1:
+        return [row for task in tasks for row in _task_rows(task)]
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=get_context("spawn")) as pool:
+        return [row for rows in pool.map(_task_rows, tasks) for row in rows]
+
+
+def _task_rows(task: tuple) -> list[dict[str, Any]]:
+    """The rows of one (classifier, heatmap method): every signal against every truth. Signals that read no map are
+    computed with the classifier's first heatmap method only (`with_mapless`)."""
+    key, found, mine, ref, (variants, threshold, agreement, iterations, seed, with_mapless) = task
+    torch.set_num_threads(1)
+    facts = declared("vlm_rationality.metrics.signals", "SIGNALS")
+    evidence = Evidence(torch.from_numpy(found["heatmap"]), found["logits"], found["pred"], mine["object_pred"])
+    scores = signal_scores(evidence, found["mask"], variants, heatmap=True)
+    if with_mapless:
+        scores += signal_scores(evidence, found["mask"], variants, heatmap=False)
+    predicted = found["pred"] != NO_PREDICTION
+    correct = found["pred"] == found["label"]
+    right = predicted & correct
+    labels = found["label"][right]
+    weights = stratified_weights(labels, iterations, seed)
+    margin = SIGNALS.get("margin")(evidence, found["mask"])[right]
+    rows = []
+    for truth, grounded in truths(mine, ref, agreement).items():
+        true_result = rationality(correct[predicted], grounded[predicted].astype(np.float64), 0.5, 0)
+        control = ConfidenceControl(margin, labels, grounded[right], seed)
+        for name, variant, values in scores:
+            valid_at = _valid_at(facts[name], threshold)
+            result = rationality(correct[predicted], values[predicted], valid_at, 0) if valid_at is not None else None
+            scored = right & np.isfinite(values)
+            analysed = (
+                discrimination(values[right], grounded[right], labels, weights, control)
+                if truth in ANALYSED
+                else dict.fromkeys(ANALYSIS_COLUMNS)
+            )
+            rows.append(
+                {
+                    **dict(zip(KEYS, key)),
+                    "heatmap_method": key[3] if facts[name]["reads"] == "heatmap" else NO_HEATMAP,
+                    "signal": name,
+                    "mask": variant,
+                    "truth": truth,
+                    "n": int(predicted.sum()),
+                    "n_right": int(right.sum()),
+                    "n_right_grounded": int((right & grounded).sum()),
+                    "accuracy": float(correct[predicted].mean()) if predicted.any() else float("nan"),
+                    "valid_at": float("nan") if valid_at is None else float(valid_at),
+                    "prediction_trustworthiness": (
+                        result.metrics["prediction_trustworthiness"] if result else float("nan")
+                    ),
+                    "inference_reliability": result.metrics["inference_reliability"] if result else float("nan"),
+                    "pt_true": true_result.metrics["prediction_trustworthiness"],
+                    "ir_true": true_result.metrics["inference_reliability"],
+                    **analysed,
+                    "kappa_valid_grounded": (
+                        cohen_kappa(values[scored] >= valid_at, grounded[scored])
+                        if valid_at is not None
+                        else float("nan")
+                    ),
+                    "mean_signal_right": float(np.mean(values[scored])) if scored.any() else float("nan"),
+                    "n_pred_mismatch": int((mine["pred"] != found["pred"]).sum()),
+                    "threshold": threshold,
+                    "twins_agreement": agreement,
+                }
+            )
     return rows

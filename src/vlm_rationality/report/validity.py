@@ -197,77 +197,78 @@ def _truths(rows: Sequence[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(r["truth"] for r in rows))
 
 
-def figure(rows: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Left: each signal's within-class AUROC under the lead truth, one labelled point per trained (dataset, method)
-    with its interval, the confidence baseline (the margin's, per classifier) as a line and the goal dashed. Right:
-    PT against PT* for the RMA rows and the lead truth, each point labelled with its method and dataset."""
+def figure(
+    rows: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]], path: str | os.PathLike, trained: Sequence[str]
+) -> None:
+    """Left: each signal's within-class AUROC under the lead truth (a row per signal), one point per trained
+    (dataset, method) with its interval; the band spans the trained classifiers' logit margins (the confidence
+    baseline) and the goal is dashed. Right: the paper's PT (chefer's RMA on the exact mask) against PT*, each point
+    labelled with its method and training rho."""
     truth, lead = _lead(rows)
     signals = [tuple(s[k] for k in SIGNAL) for s in summary]
-    keys = sorted({(r["dataset"], r["method"]) for r in lead if any(tuple(r[k] for k in SIGNAL) == s for s in signals)})
+    keys = sorted({(r["dataset"], r["method"]) for r in lead if r["method"] in trained})
     colours = plt.get_cmap("tab10")
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(max(12.0, 0.55 * len(signals) + 6), 6.0), gridspec_kw={"width_ratios": [2.2, 1]}
+        1, 2, figsize=(13.5, max(5.0, 0.26 * len(signals) + 1.6)), gridspec_kw={"width_ratios": [1.6, 1]}
     )
-    width = 0.8 / max(len(keys), 1)
+    index = {(r["dataset"], r["method"], *(r[k] for k in SIGNAL)): r for r in lead}
+    margins = [
+        index[(*key, "none", "margin", "none")]["auroc_within"]
+        for key in keys
+        if (*key, "none", "margin", "none") in index
+    ]
+    if margins:
+        left.axvspan(min(margins), max(margins), color="grey", alpha=0.18, label="logit margin (confidence), range")
+    step = 0.7 / max(len(keys), 1)
     for k, key in enumerate(keys):
-        xs, ys, lows, highs = [], [], [], []
+        ys, xs, errors = [], [], [[], []]
         for i, signal in enumerate(signals):
-            row = next(
-                (r for r in lead if (r["dataset"], r["method"]) == key and tuple(r[k2] for k2 in SIGNAL) == signal),
-                None,
-            )
-            if row is None or math.isnan(row["auroc_within"]):
+            row = index.get((*key, *signal))
+            if row is None or row["auroc_within"] is None or math.isnan(row["auroc_within"]):
                 continue
-            xs.append(i - 0.4 + (k + 0.5) * width)
-            ys.append(row["auroc_within"])
-            lows.append(row["auroc_within"] - row["auroc_within_ci_low"])
-            highs.append(row["auroc_within_ci_high"] - row["auroc_within"])
+            ys.append(i - 0.35 + (k + 0.5) * step)
+            xs.append(row["auroc_within"])
+            errors[0].append(row["auroc_within"] - row["auroc_within_ci_low"])
+            errors[1].append(row["auroc_within_ci_high"] - row["auroc_within"])
         left.errorbar(
             xs,
             ys,
-            yerr=[lows, highs],
+            xerr=errors,
             fmt="o",
-            ms=3.5,
+            ms=3,
             capsize=1.5,
+            elinewidth=0.8,
             color=colours(k % 10),
-            label=f"{display_name(key[1])} · {key[0]}",
+            label=f"{display_name(key[1])}, {key[0]}",
         )
-        margin = next((r for r in lead if (r["dataset"], r["method"]) == key and r["signal"] == "margin"), None)
-        if margin is not None:
-            left.axhline(margin["auroc_within"], color=colours(k % 10), linewidth=0.7, linestyle=":")
-    left.axhline(0.5, color="grey", linewidth=0.8)
-    left.axhline(AUROC_GOAL, color="black", linewidth=0.9, linestyle="--", label=f"goal {AUROC_GOAL}")
-    left.set_xticks(range(len(signals)), ["\n".join(p for p in s if p != "none") for s in signals], fontsize=6.5)
+    left.axvline(0.5, color="grey", linewidth=0.8)
+    left.axvline(AUROC_GOAL, color="black", linewidth=0.9, linestyle="--", label=f"goal {AUROC_GOAL}")
+    left.set_yticks(range(len(signals)), [" · ".join(p for p in s if p != "none") for s in signals], fontsize=7)
+    left.invert_yaxis()
     left.set(
-        ylim=(0.2, 1.0),
-        ylabel="within-class AUROC for groundedness (right predictions)",
-        title=f"Signals against {truth}: dotted lines, each classifier's logit margin",
+        xlim=(0.2, 1.0),
+        xlabel=f"within-class AUROC for groundedness ({truth}), right predictions, 95% CI",
+        title="Which signal tracks the truth within a class?",
     )
-    left.legend(fontsize=7, loc="lower left", ncol=2)
-    rma_rows = [r for r in lead if r["signal"] == "rma" and r["mask"] == "exact"]
-    for r in rma_rows:
-        x, y = 100 * r["pt_true"], 100 * r["prediction_trustworthiness"]
+    left.legend(fontsize=7, loc="upper right")
+    paper = [r for r in lead if (r["heatmap_method"], r["signal"], r["mask"]) == ("chefer", "rma", "exact")]
+    markers = "os^Dv<>P*X"
+    for k, r in enumerate(paper):
         right.scatter(
-            x, y, s=22, color=colours(sorted({q["heatmap_method"] for q in rma_rows}).index(r["heatmap_method"]) % 10)
+            100 * r["pt_true"],
+            100 * r["prediction_trustworthiness"],
+            s=34,
+            marker=markers[k % len(markers)],
+            color=colours(k % 10),
+            label=f"{display_name(r['method'])}, {r['dataset']}",
         )
-        right.annotate(
-            f"{display_name(r['method'])} {r['dataset'][-5:]}",
-            (x, y),
-            fontsize=6,
-            xytext=(3, 2),
-            textcoords="offset points",
-        )
+    right.legend(fontsize=7, loc="upper left")
     right.plot([0, 100], [0, 100], color="grey", linewidth=0.8, linestyle="--")
-    handles = [
-        plt.Line2D([], [], color=colours(i % 10), marker="o", linestyle="", label=h)
-        for i, h in enumerate(sorted({q["heatmap_method"] for q in rma_rows}))
-    ]
-    right.legend(handles=handles, fontsize=7, loc="upper left")
     right.set(
         xlim=(0, 100),
         ylim=(0, 100),
-        xlabel=f"{truth} PT* (%)",
-        ylabel="PT (%), RMA on the exact mask",
+        xlabel=f"{TRUTH_NAMES.get(truth, truth)} (%)",
+        ylabel="PT (%), chefer RMA ≥ threshold on the exact mask",
         title="The paper's PT against the truth",
     )
     fig.tight_layout()
