@@ -54,6 +54,7 @@ ANALYSIS_COLUMNS = (
     "lr_p",
     *(f"auroc_gain{part}" for part in ("", "_ci_low", "_ci_high")),
 )
+PT, IR = "prediction_trustworthiness", "inference_reliability"
 NO_HEATMAP = "none"  # the heatmap method of a signal that reads no map (confidence, retention)
 NO_MASK = "none"
 
@@ -224,7 +225,7 @@ def _task_rows(task: tuple) -> list[dict[str, Any]]:
     margin = SIGNALS.get("margin")(evidence, found["mask"])[right]
     rows = []
     for truth, grounded in truths(mine, ref, agreement).items():
-        true_result = rationality(correct[predicted], grounded[predicted].astype(np.float64), 0.5, 0)
+        true_result = rationality(correct[predicted], grounded[predicted].astype(np.float64), 0.5, iterations, seed)
         control = ConfidenceControl(margin, labels, grounded[right], seed)
         for name, variant, values in scores:
             valid_at = _valid_at(facts[name], threshold)
@@ -251,8 +252,13 @@ def _task_rows(task: tuple) -> list[dict[str, Any]]:
                         result.metrics["prediction_trustworthiness"] if result else float("nan")
                     ),
                     "inference_reliability": result.metrics["inference_reliability"] if result else float("nan"),
-                    "pt_true": true_result.metrics["prediction_trustworthiness"],
-                    "ir_true": true_result.metrics["inference_reliability"],
+                    **{
+                        f"{column}{part}": value
+                        for column, metric in (("pt_true", PT), ("ir_true", IR))
+                        for part, value in zip(
+                            ("", "_ci_low", "_ci_high"), (true_result.metrics[metric], *true_result.intervals[metric])
+                        )
+                    },
                     **analysed,
                     "kappa_valid_grounded": (
                         cohen_kappa(values[scored] >= valid_at, grounded[scored])
