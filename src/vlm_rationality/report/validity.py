@@ -112,6 +112,11 @@ def signal_summary(
     return out
 
 
+def _percent_interval(row: dict[str, Any], name: str) -> str:
+    low, high = row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high")
+    return f"{number(row[name], True)} [{number(low, True)}, {number(high, True)}]"
+
+
 def _interval(row: dict[str, Any], name: str) -> str:
     return f"{number(row[name])} [{number(row[f'{name}_ci_low'])}, {number(row[f'{name}_ci_high'])}]"
 
@@ -148,14 +153,16 @@ def markdown(rows: Sequence[dict[str, Any]], gaps: Sequence[dict[str, Any]], sum
         )
     lines += [
         "",
-        "## The truths",
+        "## The truths (PT* under each reading, 95% CI)",
         "",
         "| dataset | model | method | acc | " + " | ".join(TRUTH_NAMES.get(t, t) for t in _truths(rows)) + " |",
         "|---|---|---|---|" + "---|" * len(_truths(rows)),
     ]
     by_truth = {(r["dataset"], r["model"], r["method"], r["truth"]): r for r in rows}
     for key in dict.fromkeys((r["dataset"], r["model"], r["method"]) for r in rows):
-        cells = [number(by_truth[(*key, t)]["pt_true"], True) if (*key, t) in by_truth else "–" for t in _truths(rows)]
+        cells = [
+            _percent_interval(by_truth[(*key, t)], "pt_true") if (*key, t) in by_truth else "–" for t in _truths(rows)
+        ]
         accuracy = next(r["accuracy"] for r in rows if (r["dataset"], r["model"], r["method"]) == key)
         lines.append(
             f"| {key[0]} | {key[1]} | {display_name(key[2])} | {number(accuracy, True)} | " + " | ".join(cells) + " |"
