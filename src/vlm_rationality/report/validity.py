@@ -213,12 +213,14 @@ def figure(
     labelled with its method and training rho."""
     truth, lead = _lead(rows)
     signals = [tuple(s[k] for k in SIGNAL) for s in summary]
-    keys = sorted({(r["dataset"], r["method"]) for r in lead if r["method"] in trained})
-    colours = plt.get_cmap("tab10")
+    keys = sorted({(r["model"], r["dataset"], r["method"]) for r in lead if r["method"] in trained})
+    models = {key[0] for key in keys}
+    colours = plt.get_cmap("tab20" if len(keys) > 10 else "tab10")
+    size = 20 if len(keys) > 10 else 10
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(13.5, max(5.0, 0.26 * len(signals) + 1.6)), gridspec_kw={"width_ratios": [1.6, 1]}
     )
-    index = {(r["dataset"], r["method"], *(r[k] for k in SIGNAL)): r for r in lead}
+    index = {(r["model"], r["dataset"], r["method"], *(r[k] for k in SIGNAL)): r for r in lead}
     margins = [
         index[(*key, "none", "margin", "none")]["auroc_within"]
         for key in keys
@@ -245,8 +247,8 @@ def figure(
             ms=3,
             capsize=1.5,
             elinewidth=0.8,
-            color=colours(k % 10),
-            label=f"{display_name(key[1])}, {key[0]}",
+            color=colours(k % size),
+            label=f"{display_name(key[2])}, {key[1]}" + (f", {key[0]}" if len(models) > 1 else ""),
         )
     left.axvline(0.5, color="grey", linewidth=0.8)
     left.axvline(AUROC_GOAL, color="black", linewidth=0.9, linestyle="--", label=f"goal {AUROC_GOAL}")
@@ -266,8 +268,8 @@ def figure(
             100 * r["prediction_trustworthiness"],
             s=34,
             marker=markers[k % len(markers)],
-            color=colours(k % 10),
-            label=f"{display_name(r['method'])}, {r['dataset']}",
+            color=colours(k % size),
+            label=f"{display_name(r['method'])}, {r['dataset']}" + (f", {r['model']}" if len(models) > 1 else ""),
         )
     right.legend(fontsize=7, loc="upper left")
     right.plot([0, 100], [0, 100], color="grey", linewidth=0.8, linestyle="--")
