@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import chi2
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 
 FOLDS = 5
@@ -32,8 +33,7 @@ def _fit(x: np.ndarray, y: np.ndarray) -> LogisticRegression:
 
 
 def _log_likelihood(model: LogisticRegression, x: np.ndarray, y: np.ndarray) -> float:
-    p = np.clip(model.predict_proba(x)[:, 1], 1e-12, 1 - 1e-12)
-    return float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return -float(log_loss(y, model.predict_proba(x), labels=[False, True], normalize=False))
 
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import json
 import os
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from functools import cache
 from multiprocessing import get_context
 from typing import Any, Sequence
 
@@ -59,8 +60,15 @@ NO_HEATMAP = "none"  # the heatmap method of a signal that reads no map (confide
 NO_MASK = "none"
 
 
+@cache
+def _shard_masks(path: str) -> dict[str, np.ndarray]:
+    """sample id -> exact mask of one prepared shard, read once however many heatmap files name it."""
+    shard = read_prepared(path)
+    return dict(zip(shard["sample_id"], shard["mask"]))
+
+
 def _masks(paths: Sequence[str]) -> dict[str, np.ndarray]:
-    return {i: m for path in paths for i, m in zip(*(read_prepared(path)[k] for k in ("sample_id", "mask")))}
+    return {i: m for path in paths for i, m in _shard_masks(str(path)).items()}
 
 
 def stored_evidence(heatmap_paths: Sequence[str | os.PathLike]) -> dict[tuple, dict[str, Any]]:
@@ -117,14 +125,15 @@ def signal_scores(
 ) -> list[tuple[str, str, np.ndarray]]:
     """(signal, mask variant, per-sample score) of every registered signal: those that read the map when `heatmap`,
     the others (confidence, retention) when not."""
+    loosened = {variant: mask_variant(masks, variant) for variant in {*variants, EXACT}}  # once, for every signal
+    loosened[NO_MASK] = masks
     out = []
     for name, facts in declared("vlm_rationality.metrics.signals", "SIGNALS").items():
         if (facts["reads"] == "heatmap") != heatmap:
             continue
         signal = SIGNALS.get(name)
-        names = {"variants": variants, "exact": [EXACT], "none": [NO_MASK]}[facts["masks"]]
-        for variant in names:
-            out.append((name, variant, signal(evidence, masks if variant == NO_MASK else mask_variant(masks, variant))))
+        for variant in {"variants": variants, "exact": [EXACT], "none": [NO_MASK]}[facts["masks"]]:
+            out.append((name, variant, signal(evidence, loosened[variant])))
     return out
 
 

@@ -21,6 +21,13 @@ from vlm_rationality.metrics.rma import minmax_normalize, upsample
 from vlm_rationality.registry import Registry
 
 
+def map_varies(relevance: torch.Tensor) -> torch.Tensor:
+    """bool [N]: the patch-grid map is finite and not constant, so min-max normalising it is defined (decided on the
+    grid, as RMA decides it: an upsampled constant grid keeps a rounding span that min-max would blow up)."""
+    grid = relevance.flatten(1)
+    return torch.isfinite(grid).all(dim=1) & (torch.nan_to_num(grid).amax(dim=1) > torch.nan_to_num(grid).amin(dim=1))
+
+
 @dataclass
 class Evidence:
     """What one (dataset, model, method, heatmap method) stored about its scored samples."""
@@ -29,17 +36,15 @@ class Evidence:
     logits: np.ndarray  # float32 [N, C]
     pred: np.ndarray  # int [N]
     object_pred: np.ndarray  # int [N]: the prediction on the object alone (the twins job)
-    _heat: torch.Tensor | None = field(default=None, repr=False)
+    _heat: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def heat(self, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The map as RMA reads it (bilinear to the input size, min-max normalised) and which samples have a
         non-constant map; computed once for every signal that reads it."""
-        if self._heat is None or tuple(self._heat.shape[-2:]) != size:
-            self._heat = upsample(torch.nan_to_num(self.relevance.float()), size)
-        heat, varied = minmax_normalize(self._heat)
-        grid = self.relevance.flatten(1)
-        varied &= torch.isfinite(grid).all(dim=1) & (grid.amax(dim=1) > grid.amin(dim=1))
-        return heat, varied
+        if size not in self._heat:
+            heat, _ = minmax_normalize(upsample(torch.nan_to_num(self.relevance.float()), size))
+            self._heat[size] = heat, map_varies(self.relevance)
+        return self._heat[size]
 
 
 Signal = Callable[[Evidence, np.ndarray], np.ndarray]  # (evidence, bool masks [N, H, W]) -> float64 [N]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from vlm_rationality.metrics.rma import minmax_normalize
-from vlm_rationality.metrics.signals.base import SIGNALS, Evidence, defined
+from vlm_rationality.metrics.signals.base import SIGNALS, Evidence, defined, map_varies
 
 
 def patch_shares(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
@@ -25,8 +25,7 @@ def patch_shares(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
 
 def _token_mass(evidence: Evidence, masks: np.ndarray, normalise: bool) -> np.ndarray:
     relevance = torch.nan_to_num(evidence.relevance.float())
-    grid = relevance.flatten(1)
-    ok = torch.isfinite(evidence.relevance.flatten(1)).all(dim=1) & (grid.amax(dim=1) > grid.amin(dim=1))
+    ok = map_varies(evidence.relevance)
     if normalise:
         relevance, _ = minmax_normalize(relevance)
     else:
