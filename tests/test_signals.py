@@ -49,6 +49,7 @@ def test_every_signal_is_registered_with_what_it_reads():
         "margin",
         "max_softmax",
         "object_retention",
+        "mask_area",
     }
 
 
@@ -71,6 +72,10 @@ def test_localisation_signals_give_none_half_and_all_of_the_mask():
     assert rma[0] < 0.2 and rma[2] > 0.8 and rma[1] == pytest.approx(0.5)
     lift = SIGNALS.get("mass_lift")(ev, masks)
     assert lift.tolist() == pytest.approx((rma / 0.5).tolist())
+    masks[0] = False  # no object: the area baseline is undefined, not 0
+    masks[1, :, :] = True
+    assert np.isnan(SIGNALS.get("mask_area")(ev, masks)[0])
+    assert SIGNALS.get("mask_area")(ev, masks)[1:].tolist() == [1.0, 0.5]
 
 
 def test_signals_are_undefined_on_constant_maps_and_empty_masks():

@@ -56,7 +56,7 @@ ANALYSIS_COLUMNS = (
     *(f"auroc_gain{part}" for part in ("", "_ci_low", "_ci_high")),
 )
 PT, IR = "prediction_trustworthiness", "inference_reliability"
-NO_HEATMAP = "none"  # the heatmap method of a signal that reads no map (confidence, retention)
+NO_HEATMAP = "none"  # the heatmap method of a signal that reads no map (confidence, retention, mask area)
 NO_MASK = "none"
 
 
@@ -124,7 +124,7 @@ def signal_scores(
     evidence: Evidence, masks: np.ndarray, variants: Sequence[str], heatmap: bool
 ) -> list[tuple[str, str, np.ndarray]]:
     """(signal, mask variant, per-sample score) of every registered signal: those that read the map when `heatmap`,
-    the others (confidence, retention) when not."""
+    the others (confidence, retention, mask area) when not."""
     loosened = {variant: mask_variant(masks, variant) for variant in {*variants, EXACT}}  # once, for every signal
     loosened[NO_MASK] = masks
     out = []

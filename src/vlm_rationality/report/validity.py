@@ -137,7 +137,8 @@ def markdown(rows: Sequence[dict[str, Any]], gaps: Sequence[dict[str, Any]], sum
         "## Signals",
         "",
         f"Goal: within-class AUROC ≥ {AUROC_GOAL} and a gain beyond confidence whose interval lies above 0, for "
-        "every trained method on every dataset. `margin` is the confidence baseline itself.",
+        "every trained method on every dataset. `margin` is the confidence baseline itself; `mask_area` (the object's "
+        "share of the image, no map) is the trivial baseline a localisation signal must beat.",
         "",
         "| heatmap method | signal | mask | min within-class AUROC [CI] | mean within | min pooled | "
         "min gain (lowest CI bound) | min PT gap / PT* gap | meets the goal |",

@@ -4,7 +4,7 @@ A signal reads what the explain and twins stages stored (the patch-grid map, the
 logits, the prediction on the object alone) and returns a float per sample, NaN where undefined. The validity stage
 asks of each one whether it ranks object-grounded right predictions above the others within a class, and beyond
 what confidence alone says. A new signal is one file that registers a function here, stating as literals what it
-reads (`reads`: "heatmap", "logits" or "twins"), which masks it is computed under (`masks`: "variants" = every
+reads (`reads`: "heatmap", "logits", "twins" or "mask"), which masks it is computed under (`masks`: "variants" = every
 variant of `twins.masks`, "exact", or "none") and the value from which it calls the evidence valid (`valid_at`: a
 number, "threshold" for the score's RMA threshold, or None where no threshold is natural).
 """
