@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import html
 import json
 import math
 import re
@@ -27,6 +28,7 @@ from vlm_rationality.artefacts import read_prepared
 from vlm_rationality.io import read_metadata
 from vlm_rationality.metrics.validity import stored_evidence
 from vlm_rationality.models.checkpoint import load_state_dict
+from vlm_rationality.provenance import made_by_lines, provenance
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +83,10 @@ def test_outputs_exist_with_their_schemas(run):
 
     table = (results / "tables" / "pt_ir.md").read_text()
     assert "Prediction trustworthiness" in table and "Inference reliability" in table
+    made = read_metadata(heatmaps[0])["provenance"]  # every artefact and the report name the code that made them
+    assert made == read_metadata(results / "metrics" / "rationality.parquet")["provenance"] == provenance()
+    assert table.rstrip().endswith(f"_Made by {made_by_lines([made])[0]}._")
+    assert f"Made by {html.escape(made_by_lines([made])[0])}" in (results / "tables" / "pt_ir.html").read_text()
     assert "## Heatmap method: chefer" in table and "## Heatmap method: gradcam" in table
     assert table.count("| ZS | tiny-clip |") == 6 and "**" in table  # 3 blocks x 2 heatmap methods
     ablation = (results / "tables" / "heatmap_ablation.md").read_text()

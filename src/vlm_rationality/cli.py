@@ -359,7 +359,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     import pyarrow.csv as pacsv
 
     from vlm_rationality.artefacts import read_metrics
-    from vlm_rationality.io import atomic_path
+    from vlm_rationality.io import atomic_path, read_provenance
+    from vlm_rationality.provenance import made_by_lines, provenance
     from vlm_rationality.report import ablations
     from vlm_rationality.report.figures import pt_ir_figure
     from vlm_rationality.report.tables import (
@@ -373,10 +374,11 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     rows = read_metrics(args.metrics)
     order = (args.methods, args.models, args.datasets, args.heatmap_methods)
+    made_by = made_by_lines([read_provenance(args.metrics), provenance()])
     texts = (
-        (args.markdown, report_markdown(rows, *order)),
+        (args.markdown, report_markdown(rows, *order) + "".join(f"\n\n_Made by {line}._" for line in made_by) + "\n"),
         (args.latex, latex_tables(rows, *order)),
-        (args.html, html_tables(rows, *order)),
+        (args.html, html_tables(rows, *order, made_by=made_by)),
         (args.ablation, ablation_markdown(rows, *order)),
     )
     blocks, threshold = ablations.blocks(rows, *order), rows[0]["threshold"] if rows else 0.5
@@ -476,8 +478,22 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         print(row)
 
 
+class _Version(argparse.Action):
+    """`--version`: computed only when asked (it runs git), unlike argparse's own version action's string."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from vlm_rationality.provenance import describe, provenance
+
+        print(describe(provenance()))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-rationality", description=__doc__)
+    parser.add_argument("--version", action=_Version, help="the version, its git commit and the libraries', and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def stage(name: str, run, help_text: str, device: bool = False) -> argparse.ArgumentParser:

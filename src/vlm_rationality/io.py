@@ -17,8 +17,11 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlm_rationality.provenance import provenance
+
 META_SCHEMA = b"vlm_rationality.schema"
 META_CONFIG_HASH = b"vlm_rationality.config_hash"
+META_PROVENANCE = b"vlm_rationality.provenance"
 
 
 @contextmanager
@@ -52,9 +55,15 @@ def with_metadata(table: pa.Table, schema_name: str, cfg_hash: str, extra: dict[
     meta = dict(table.schema.metadata or {})
     meta[META_SCHEMA] = schema_name.encode()
     meta[META_CONFIG_HASH] = cfg_hash.encode()
+    meta[META_PROVENANCE] = json.dumps(provenance(), sort_keys=True).encode()
     for key, value in (extra or {}).items():
         meta[f"vlm_rationality.{key}".encode()] = json.dumps(value).encode()
     return table.replace_schema_metadata(meta)
+
+
+def read_provenance(path: str | os.PathLike) -> dict[str, str]:
+    """The provenance an artefact was written with ({} for a file older than the key)."""
+    return read_metadata(path).get("provenance", {})
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike, **options: Any) -> None:

@@ -15,12 +15,16 @@ from torch import nn
 from vlm_rationality.io import atomic_path, read_json, write_json
 from vlm_rationality.models.base import build_model
 from vlm_rationality.models.heads import ClipAdapter, ImageClassifier, PromptContext, build_classifier
+from vlm_rationality.provenance import provenance
+
+PROVENANCE_KEY = "vlm_rationality.provenance"  # in the safetensors header: what wrote the checkpoint
 
 
 def save_state_dict(
     state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> None:
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in state.items()}
+    metadata = {**(metadata or {}), PROVENANCE_KEY: json.dumps(provenance(), sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
         _sort_metadata(tmp)

@@ -150,8 +150,10 @@ def html_tables(
     models: Sequence[str],
     datasets: Sequence[str],
     heatmap_methods: Sequence[str],
+    made_by: Sequence[str] = (),
 ) -> str:
-    """Table 2 as one self-contained HTML page (what `snakemake --report` shows inline): the Markdown's cells."""
+    """Table 2 as one self-contained HTML page (what `snakemake --report` shows inline): the Markdown's cells;
+    `made_by`: the provenance lines that close it."""
     threshold = rows[0]["threshold"] if rows else 0.5
     out = [
         "<!DOCTYPE html>",
@@ -186,6 +188,7 @@ def html_tables(
                         + f"<td>{shown}</td></tr>"
                     )
                 out.append("</table>")
+    out += [f"<p><i>Made by {html.escape(line)}.</i></p>" for line in made_by]
     return "\n".join([*out, "</body></html>", ""])
 
 
