@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import rankdata
 
 from vlm_rationality.metrics import calibration, ood
 
@@ -51,6 +52,19 @@ def test_auroc_and_fpr95_on_identical_disjoint_and_swapped_distributions():
     a, b = rng.normal(0.5, 1, 300), rng.normal(0, 1, 400)
     assert ood.auroc(b, a) == pytest.approx(1 - ood.auroc(a, b))
     assert ood.auroc(np.ones(3), np.ones(5)) == 0.5  # ties count half
+
+
+def test_auroc_and_fpr95_equal_the_hand_formulas():
+    """The oracles: the Mann-Whitney statistic, and the k-th highest ID score (k = ceil(0.95 n)) as the threshold."""
+    rng = np.random.default_rng(3)
+    for n_id, n_ood in ((20, 5), (37, 41), (200, 3), (1, 1)):
+        id_scores, ood_scores = np.round(rng.normal(0.3, 1, n_id), 1), np.round(rng.normal(0, 1, n_ood), 1)  # ties
+        ranks = rankdata(np.concatenate([id_scores, ood_scores]))
+        by_hand = (ranks[:n_id].sum() - n_id * (n_id + 1) / 2) / (n_id * n_ood)
+        assert ood.auroc(id_scores, ood_scores) == pytest.approx(by_hand)
+        for tpr in (0.95, 0.5, 1.0):
+            threshold = np.sort(id_scores)[::-1][int(np.ceil(tpr * n_id)) - 1]
+            assert ood.fpr_at_tpr(id_scores, ood_scores, tpr) == pytest.approx(np.mean(ood_scores >= threshold))
 
 
 def test_fpr95_is_the_share_of_ood_at_or_above_the_threshold_keeping_95_percent_of_id():

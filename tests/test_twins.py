@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.ndimage import maximum_filter
-from sklearn.metrics import cohen_kappa_score, roc_auc_score
+from scipy.stats import rankdata
 
 from tests import fixtures
 from tests.test_datasets import CONFIGS
@@ -249,16 +249,32 @@ def test_true_quadrants_counted_by_hand():
     assert grounding(label, pred, twin_pred, one_class, alone, iterations=0)["bg_gap"] == pytest.approx(1 / 2 - 2 / 4)
 
 
-def test_agreement_measures_equal_an_independent_reference():
+def mann_whitney_auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The oracle: P(positive outscores negative), ties a half, from the ranks."""
+    ranks = rankdata(scores)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def kappa_by_hand(a: np.ndarray, b: np.ndarray) -> float:
+    observed = (a == b).mean()
+    expected = a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean())
+    return (observed - expected) / (1 - expected)
+
+
+def test_agreement_measures_equal_the_hand_formulas():
     rng = np.random.default_rng(0)
     for _ in range(20):
         scores = np.round(rng.random(50), 1)  # ties
         positive, other = rng.random(50) < 0.4, rng.random(50) < 0.5
-        assert auroc(scores, positive) == pytest.approx(roc_auc_score(positive, scores))
-        assert cohen_kappa(other, positive) == pytest.approx(cohen_kappa_score(other, positive))
+        assert auroc(scores, positive) == pytest.approx(mann_whitney_auroc(scores, positive))
+        assert cohen_kappa(other, positive) == pytest.approx(kappa_by_hand(other, positive))
     assert auroc(np.array([0.1, 0.9]), np.array([False, True])) == 1.0
     assert math.isnan(auroc(np.array([0.1, 0.9]), np.array([True, True])))
     assert auroc(np.array([np.nan, 0.2, 0.8]), np.array([True, False, True])) == 1.0  # NaN left out
+    ones, zeros = np.ones(4, bool), np.zeros(4, bool)
+    assert math.isnan(cohen_kappa(ones, ones)) and math.isnan(cohen_kappa(zeros, zeros))  # chance agreement 1
+    assert cohen_kappa(ones, zeros) == 0.0 and math.isnan(cohen_kappa(zeros[:0], zeros[:0]))
 
 
 def test_mask_variants_by_hand_and_recorded_by_prepare(tmp_path):

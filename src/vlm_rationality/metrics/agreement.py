@@ -6,30 +6,27 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import rankdata
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """P(score of a positive > score of a negative), ties counting a half (Mann–Whitney U / (n₊·n₋)); NaN scores
-    are left out, and NaN is returned where either class is empty."""
+    """scikit-learn's AUROC (ties count a half); NaN scores are left out, and NaN is returned where either class is
+    empty (scikit-learn raises)."""
     scores, positive = np.asarray(scores, np.float64), np.asarray(positive, bool)
     kept = ~np.isnan(scores)
     scores, positive = scores[kept], positive[kept]
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
+    if positive.all() or not positive.any():
         return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, scores))
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
-    """Agreement of two boolean decisions beyond chance: (p_o − p_e) / (1 − p_e); NaN where p_e is 1."""
+    """scikit-learn's Cohen's κ of two boolean decisions; NaN where chance agreement is 1 (both decisions constant and
+    equal: scikit-learn divides by zero) or there is no sample."""
     a, b = np.asarray(a, bool), np.asarray(b, bool)
-    if a.size == 0:
+    if a.size == 0 or (a.all() and b.all()) or not (a.any() or b.any()):
         return float("nan")
-    observed = float((a == b).mean())
-    expected = float(a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean()))
-    return float("nan") if expected == 1 else (observed - expected) / (1 - expected) + 0.0  # no -0.0
+    return float(cohen_kappa_score(a, b, labels=[False, True])) + 0.0  # no -0.0
 
 
 def weighted_auroc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import logsumexp, softmax
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score, roc_curve
 
 
 def msp(logits: np.ndarray) -> np.ndarray:
@@ -37,19 +37,22 @@ def mcm(cosines: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 SCORES = {"msp": msp, "max_logit": max_logit, "energy": energy}
 
 
+def _labelled(id_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.concatenate([np.asarray(id_scores, np.float64), np.asarray(ood_scores, np.float64)])
+    return np.r_[np.ones(len(id_scores), bool), np.zeros(len(ood_scores), bool)], scores
+
+
 def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
-    """Area under the ROC curve with ID positive (the Mann–Whitney statistic, ties at half)."""
-    n_id, n_ood = len(id_scores), len(ood_scores)
-    if n_id == 0 or n_ood == 0:
+    """scikit-learn's AUROC with ID positive (ties at half); NaN where either side is empty."""
+    if len(id_scores) == 0 or len(ood_scores) == 0:
         return float("nan")
-    ranks = rankdata(np.concatenate([id_scores, ood_scores]))
-    return float((ranks[:n_id].sum() - n_id * (n_id + 1) / 2) / (n_id * n_ood))
+    return float(roc_auc_score(*_labelled(id_scores, ood_scores)))
 
 
 def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95) -> float:
-    """Share of OOD samples scoring at or above the highest threshold that keeps `tpr` of the ID samples."""
+    """Share of OOD samples scoring at or above the highest threshold that keeps `tpr` of the ID samples: the first
+    point of scikit-learn's ROC curve (every threshold kept) whose TPR reaches `tpr`."""
     if len(id_scores) == 0 or len(ood_scores) == 0:
         return float("nan")
-    ordered = np.sort(np.asarray(id_scores))[::-1]
-    threshold = ordered[int(np.ceil(tpr * len(ordered))) - 1]  # the k-th highest ID score, k = ⌈tpr·n⌉
-    return float(np.mean(np.asarray(ood_scores) >= threshold))
+    fpr, tprs, _ = roc_curve(*_labelled(id_scores, ood_scores), drop_intermediate=False)
+    return float(fpr[np.searchsorted(tprs, tpr, side="left")])
