@@ -19,8 +19,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 from PIL import Image
+from safetensors.torch import save_file
 
 from tests.snakemake_runs import REPO, TEST_CONFIG, planned_jobs, snakemake
 from tests.test_signals import assert_quantus_parity
@@ -933,6 +935,63 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
     config["twins"]["backgrounds"] = 8
     config["twins"]["agreement"] = 0.5  # read by the score and validity jobs only
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"score": 1, "validity": 1, "report": 1, "all": 1}
+
+
+def test_models_fine_tuned_elsewhere_are_scored_by_one_method_entry_in_each_format(run, tmp_path):
+    """The run's own FT and FLCP classifiers, exported as an outside trainer saves them (a whole CLIP state dict in a
+    DDP-wrapped torch file; an image tower as safetensors plus a linear head; a checkpoint of another run), then
+    loaded by `kind: external`: each must reproduce the numbers of the classifier it was exported from."""
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    trained = results / "checkpoints" / "tiny-synthetic" / "tiny-clip"
+    flcp, ft = load_state_dict(trained / "flcp.safetensors"), load_state_dict(trained / "ft.safetensors")
+    backbone = {f"module.{k.removeprefix('model.')}": v for k, v in flcp.items() if k.startswith("model.")}
+    torch.save({"state_dict": backbone, "epoch": 1}, elsewhere / "flcp-ddp.pt")
+    tower = {k.removeprefix("model."): v for k, v in ft.items() if k.startswith("model.visual.")}
+    save_file(tower, elsewhere / "tower.safetensors")
+    torch.save({"weight": ft["head.weight"], "bias": ft["head.bias"]}, elsewhere / "head.pt")
+    shutil.copy(trained / "ft.safetensors", elsewhere / "tiny-clip.safetensors")
+    config = copy.deepcopy(TEST_CONFIG)
+    config["methods"] = {
+        "zs": {"kind": "zs"},
+        "ext-state": {"kind": "external", "weights": str(elsewhere / "flcp-ddp.pt")},
+        "ext-probe": {
+            "kind": "external",
+            "weights": str(elsewhere / "tower.safetensors"),
+            "linear_head": str(elsewhere / "head.pt"),
+            "head": "cosine",
+        },
+        "ext-run": {"kind": "external", "checkpoint": str(elsewhere / "{model}.safetensors")},
+    }
+    config["twins"] = {"masks": ["exact"]}
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run"))["finetune"] == 3
+    snakemake(tmp_path, config)
+
+    before = {
+        (r["method"], r["heatmap_method"]): r
+        for r in pq.read_table(run / "results" / "metrics" / "rationality.parquet").to_pylist()
+    }
+    after = {
+        (r["method"], r["heatmap_method"]): r
+        for r in pq.read_table(results / "metrics" / "rationality.parquet").to_pylist()
+    }
+    files = {
+        "ext-state": {"flcp-ddp.pt"},
+        "ext-probe": {"tower.safetensors", "head.pt"},
+        "ext-run": {"tiny-clip.safetensors"},
+    }
+    for external, source in (("ext-state", "flcp"), ("ext-probe", "ft"), ("ext-run", "ft")):
+        for heatmap in ("chefer", "gradcam"):
+            new, old = after[(external, heatmap)], before[(source, heatmap)]
+            for metric in ("accuracy", "prediction_trustworthiness", "inference_reliability"):
+                assert new[metric] == pytest.approx(old[metric], nan_ok=True), (external, heatmap, metric)
+            assert 0 <= new["pt_true"] <= 1 or math.isnan(new["pt_true"])  # twinned like any method
+        inputs = json.loads((trained / f"{external}.json").read_text())["inputs"]  # its files hashed, no shard read
+        assert {Path(p).name for p in inputs if str(elsewhere) in p} == files[external]
+        assert not any("data" in Path(p).parts for p in inputs)
+    table = (results / "tables" / "pt_ir.md").read_text()
+    assert table.count("| EXT-PROBE | tiny-clip |") >= 3 and "True prediction trustworthiness" in table
 
 
 def test_a_deleted_checkpoint_is_trained_again_with_what_reads_it(run, tmp_path):

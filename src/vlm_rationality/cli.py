@@ -582,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="data-parallel processes (torchrun, one per GPU; gloo on CPU), sharing --threads",
     )
     p.add_argument("--out", required=True)
-    p.add_argument("shards", nargs="+")
+    p.add_argument("shards", nargs="*", help="the training split's prepared shards (none: a method that loads)")
 
     p = stage(
         "explain",

@@ -246,6 +246,12 @@ def mitigated(method):
     return entry["mitigates"] if settings.needs_regions(config, method) else None
 
 
+def loaded_files(wildcards):
+    """A loading method's files for this (dataset, model), by option: inputs of its finetune job, and in its spec
+    so the job reads them and hashes them into the sidecar."""
+    return settings.loaded_files(config, wildcards.method, wildcards.dataset, wildcards.model)
+
+
 def training_regions(wildcards):
     """A RaVL method's input: the training split's regions assigned to the clusters discovered on the method it
     mitigates (so discovery on that model runs before this fine-tuning job)."""

@@ -1,8 +1,10 @@
 rule finetune:
     input:
-        shards=lambda wc: shard_files(wc.dataset, config["train_split"]),
+        # A method that loads its classifier (kind external) reads no training split, only its files.
+        shards=lambda wc: [] if settings.loads(config, wc.method) else shard_files(wc.dataset, config["train_split"]),
         base=lambda wc: base_inputs(wc.model),
         regions=training_regions,
+        loaded=lambda wc: list(loaded_files(wc).values()),
     output:
         weights="results/checkpoints/{dataset}/{model}/{method}.safetensors",
         sidecar="results/checkpoints/{dataset}/{model}/{method}.json",
@@ -25,7 +27,11 @@ rule finetune:
         model=lambda wc: as_json(model_spec(wc.model, wc.method)),
         # RaVL's regions file travels in its spec, so the method reads it and its hash is in the sidecar's inputs.
         method=lambda wc: as_json(
-            {**settings.finetune_spec(config, wc.method), **{"regions": path for path in training_regions(wc)}}
+            {
+                **settings.finetune_spec(config, wc.method),
+                **{"regions": path for path in training_regions(wc)},
+                **loaded_files(wc),
+            }
         ),
         prompts=lambda wc: class_prompts(wc.dataset),
         training_data=as_json(config["training_data"]),

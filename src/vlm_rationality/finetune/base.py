@@ -24,9 +24,13 @@ class Method(ABC):
     # Stated at registration (`register("ft", trains=True, head="linear")`), so the config check reads them as data.
     # `frozen_features=True`: the method trains on image embeddings extracted once (`embed_split`), so nothing can
     # be augmented per step.
+    # `loads=True`: the classifier is loaded from files (`files=[...]`, options that name them), not trained: it has a
+    # checkpoint like a trained method, no training settings, and reads no training split.
     head: HeadKind
     trains: bool
     frozen_features: bool = False
+    loads: bool = False
+    files: Sequence[str] = ()
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config

@@ -67,12 +67,19 @@ def finetune(
     method = build_method(method_spec)
     if not method.trains:
         raise ValueError(f"method kind {method_spec['kind']!r} trains nothing and writes no checkpoint")
+    if not method.loads and not shards:
+        raise ValueError(
+            f"method kind {method_spec['kind']!r} trains on the training split, which has no prepared shards: check "
+            "the split's size (and any carve that takes its items)"
+        )
     with process_group(resolve_device(device)) as dev:  # under torchrun: one rank of a data-parallel run
         model = build_model(model_spec).to(dev)
         start = time.perf_counter()
-        split = load_split(shards, streaming=_streaming(training_data))
+        split = None if method.loads else load_split(shards, streaming=_streaming(training_data))
         classifier, metrics = method.fit(model, prompts, split, dev)
-        inputs = _input_hashes([*shards, *([method_spec["regions"]] if "regions" in method_spec else [])])
+        inputs = _input_hashes(
+            [*shards, *(method_spec[key] for key in ("regions", *method.files) if key in method_spec)]
+        )
         if model_spec.get("pretrained") and Path(model_spec["pretrained"]).is_file():
             inputs.update(_input_hashes([model_spec["pretrained"]]))
         sidecar = {
@@ -83,7 +90,7 @@ def finetune(
             "metrics": metrics,
             "device": str(dev),
             "processes": world()[1],
-            "streamed": split.streamed,
+            "streamed": split is not None and split.streamed,
             "seconds": round(time.perf_counter() - start, 2),
             "inputs": inputs,
         }

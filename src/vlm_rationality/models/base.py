@@ -18,14 +18,14 @@ from torch import nn
 from vlm_rationality.models.adapter import model_adapter
 
 
-def refused_pickle(path: Any, err: Exception) -> ValueError:
+def refused_pickle(path: Any, err: Exception, key: str = "the model's `pretrained`") -> ValueError:
     """torch's weights_only refusal, said without its advice (weights_only=False runs the pickle's code)."""
     found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
     return ValueError(
         f"checkpoint {path} is refused: it is a pickle that holds Python objects besides tensors"
         f"{f' ({found.group(1)})' if found else ''}, and loading those could run arbitrary code. Save its state "
         "dict alone (torch.save(model.state_dict(), path), or safetensors) where you trust the file, and set "
-        "`pretrained` to that"
+        f"{key} to that"
     )
 
 

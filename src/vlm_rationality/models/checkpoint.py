@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vlm_rationality.io import atomic_path, read_json, write_json
-from vlm_rationality.models.base import build_model
+from vlm_rationality.models.base import VisionLanguageModel, build_model
 from vlm_rationality.models.heads import ClipAdapter, ImageClassifier, PromptContext, build_classifier
 from vlm_rationality.provenance import provenance
 
@@ -82,13 +82,25 @@ def save_classifier(classifier: ImageClassifier, path: str | os.PathLike, sideca
 
 def load_classifier(model_spec: dict[str, Any], path: str | os.PathLike) -> ImageClassifier:
     """Rebuild a fine-tuned classifier; weights come from the checkpoint, not from `pretrained`."""
+    state, metadata = read_classifier_file(path)  # first: a wrong file fails before the model is built
+    return classifier_from_state(build_model({**model_spec, "pretrained": None}), state, metadata)
+
+
+def read_classifier_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state and metadata of a classifier checkpoint of this project, or an error saying what the file is not."""
     state = load_state_dict(path)
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
-    kind, head_input = metadata.get("head_kind"), metadata.get("head_input", "cosine")
-    if kind not in ("prompt", "linear") or "head.weight" not in state:
+    if metadata.get("head_kind") not in ("prompt", "linear") or "head.weight" not in state:
         raise ValueError(f"{path} is not a classifier checkpoint (no head_kind metadata or head.weight)")
-    model = build_model({**model_spec, "pretrained": None})
+    return state, metadata
+
+
+def classifier_from_state(
+    model: VisionLanguageModel, state: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> ImageClassifier:
+    """`model` (its backbone overwritten) with the head, adapter and context of a classifier checkpoint's state."""
+    kind, head_input = metadata["head_kind"], metadata.get("head_input", "cosine")
     model.load_backbone_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
     weight = state["head.weight"]
     head = nn.Linear(weight.shape[1], weight.shape[0], bias="head.bias" in state)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
+import string
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -34,6 +36,8 @@ PLAIN_NAME = re.compile(r"^(?!\.+$)(?!-)[A-Za-z0-9_.-]+$")
 # The filesystem allows 255 bytes per path component; a name gets suffixes (`.safetensors.json`, a temp file's
 # `.tmp-<pid>`) and a sweep variant gets `.<key>=<value>`, so names stay well below it.
 MAX_NAME = 96
+TRAINING_REQUIRED = ["lr", "epochs", "batch_size"]  # of every method that trains (not zs, not a loaded one)
+PLACEHOLDERS = {"dataset", "model"}  # what a loaded method's file paths may hold, filled per job
 OVERLAY_HINT = (
     "a --configfile replaces config.yaml; to change a few keys, give config.yaml first and yours after it "
     "(snakemake --configfile config.yaml mine.yaml): later files overlay earlier ones"
@@ -111,6 +115,8 @@ def _method_schema(schema: Schema, facts: dict[str, Any]) -> Schema:
     entry = copy.deepcopy(schema["properties"]["methods"]["additionalProperties"])
     entry["properties"].update(facts.get("options", {}))
     entry["required"] = [*entry["required"], *facts.get("required", [])]
+    if facts["trains"] and not facts.get("loads"):
+        entry["required"] += TRAINING_REQUIRED
     entry["unevaluatedProperties"] = False
     return {**entry, "definitions": schema["definitions"]}  # the entry's $ref resolve in it
 
@@ -212,12 +218,15 @@ def _method_errors(config: Config, schema: Schema, depths: dict[str, int]) -> li
         if method["kind"] not in finetune_methods:
             continue  # reported with the registries
         facts = finetune_methods[method["kind"]]
-        if not facts["trains"]:
+        if not facts["trains"] or facts.get("loads"):
+            does = "loads its classifier" if facts.get("loads") else "trains nothing"
             errors += [
-                f"{key}.{setting}: {method['kind']} trains nothing, so it takes no training setting"
+                f"{key}.{setting}: {method['kind']} {does}, so it takes no training setting"
                 for setting, entry in training_settings.items()
                 if setting in method and method[setting] != entry.get("default", object())
             ]
+        if facts.get("loads"):
+            errors += _loaded_errors(config, key, method, facts.get("files", []))
         if method["augment"] and (not facts["trains"] or facts.get("frozen_features")):
             errors.append(
                 f"{key}.augment: {method['kind']} trains no image tower (it "
@@ -228,7 +237,7 @@ def _method_errors(config: Config, schema: Schema, depths: dict[str, int]) -> li
                 f"{key}.context.length: init: template takes the length of the template's words before "
                 "{name}; drop length"
             )
-        if "head" in method and facts.get("head") != "linear":
+        if "head" in method and facts.get("head") != "linear" and "linear_head" not in method:
             errors.append(
                 f"{key}.head: {method['kind']} classifies with its prompts; only a trained linear head (lp, ft) "
                 "takes `head`"
@@ -240,6 +249,51 @@ def _method_errors(config: Config, schema: Schema, depths: dict[str, int]) -> li
             )
         errors += _heatmap_errors(f"{key}.heatmaps", method.get("heatmaps", {}), config["device"], depths)
     return errors
+
+
+def _loaded_errors(config: Config, key: str, method: Config, files: Sequence[str]) -> list[str]:
+    """A loaded classifier (`kind: external`): one source (a checkpoint of this project, or weights and/or a linear
+    head), `head` stated for a linear head, and every file there for every (dataset, model) it is filled in for."""
+    given = [name for name in files if name in method]
+    if not given:
+        return [f"{key}: {method['kind']} loads a classifier; give checkpoint, or weights and/or linear_head"]
+    if "checkpoint" in given and len(given) > 1:
+        return [f"{key}: checkpoint is a whole classifier; give it alone, or weights and/or linear_head instead"]
+    errors = []
+    if "linear_head" in given and "head" not in method:
+        errors.append(
+            f"{key}.head: say what the linear head reads: cosine (the L2-normalised image embedding, as WiSE-FT's "
+            "and FLYP's heads) or linear (the raw embedding, as a plain logistic-regression probe)"
+        )
+    for name in given:
+        fields = {field for _, field, _, _ in string.Formatter().parse(method[name]) if field is not None}
+        if fields - PLACEHOLDERS:
+            errors.append(
+                f"{key}.{name}: {method[name]!r} names {', '.join(sorted(fields - PLACEHOLDERS))}; a path may "
+                "hold {dataset} and {model} only"
+            )
+            continue
+        for dataset in config["datasets"]:
+            for model in config["models"]:
+                path = method[name].format(dataset=dataset, model=model)
+                if not os.path.isfile(path):
+                    errors.append(
+                        f"{key}.{name}: {path} (dataset {dataset}, model {model}) is not a file; fetch it, or "
+                        "use {dataset}/{model} in the path"
+                    )
+    return errors
+
+
+def loaded_files(config: Config, method: str, dataset: str, model: str) -> dict[str, str]:
+    """The files a loading method reads for one (dataset, model), by option, placeholders filled."""
+    entry = method_entry(config, method)
+    files = _finetune_methods()[entry["kind"]].get("files", [])
+    return {name: entry[name].format(dataset=dataset, model=model) for name in files if name in entry}
+
+
+def loads(config: Config, method: str) -> bool:
+    """A method whose classifier is loaded from files, not trained (its registration's `loads`)."""
+    return bool(_finetune_methods()[method_entry(config, method)["kind"]].get("loads"))
 
 
 def _shift_errors(config: Config) -> list[str]:

@@ -113,6 +113,9 @@ def plan(config: Config) -> list[Stage]:
                 regions = 1 + config["discovery"]["background_boxes"] if settings.needs_regions(config, method) else 1
                 stage = stages["finetune"]
                 stage.jobs += 1
+                if settings.loads(config, method):  # loaded, not trained: no image passes through training
+                    stage.disk_bytes += model_adapter(config["models"][model]).approx_parameters() * 4
+                    continue
                 stage.images += train_items * method_entry["epochs"] * regions
                 stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, method_entry["batch_size"], True))
                 stage.disk_bytes += model_adapter(config["models"][model]).approx_parameters() * 4

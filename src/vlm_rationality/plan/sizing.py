@@ -162,8 +162,14 @@ def _pretrain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> Job
     )
 
 
+def _parameters(config: dict[str, Any], model: str) -> int:
+    return model_adapter(config["models"][model]).approx_parameters()
+
+
 def _finetune(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     method = settings.method_entry(config, wc.method)
+    if settings.loads(config, wc.method):  # reads its files, no training split: the model's memory alone
+        return JobSize(0, config["datasets"][wc.dataset]["image_size"], _parameters(config, wc.model))
     regions = 1 + config["discovery"]["background_boxes"] if settings.needs_regions(config, wc.method) else 1
     return JobSize(  # RaVL also encodes each image's regions in every step
         split_images(wc.dataset, config["train_split"]),
