@@ -606,7 +606,8 @@ def test_schema_and_registry_errors_are_reported_at_once():
     assert text.splitlines() == [
         "score.treshold: unknown setting; did you mean threshold?",
         "models.tiny-clip.adapter: unknown model adapter 'clap'; known: albef, blip, open_clip",
-        "methods.ft.kind: unknown method 'fullft'; known: clip_adapter, coop, external, flcp, ft, lp, ravl, upsample, zs",
+        "methods.ft.kind: unknown method 'fullft'; "
+        "known: clip_adapter, coop, external, flcp, ft, lp, ravl, upsample, zs",
         "heatmaps.methods: unknown heatmap method 'lime'; known: chefer, gradcam, rollout",
     ]
 
