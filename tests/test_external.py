@@ -4,13 +4,17 @@ loaded classifier computes, and the errors that name the key and the file."""
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from tests.snakemake_runs import SCHEMA, TEST_CONFIG
+from vlm_rationality import open_clip_data
 from vlm_rationality.finetune.base import build_method
 from vlm_rationality.models import build_model
 from vlm_rationality.models.checkpoint import load_classifier, save_classifier
@@ -122,3 +126,49 @@ def test_the_config_check_names_what_a_loaded_method_lacks(tmp_path):
     assert "a path may hold {dataset} and {model} only" in check(
         {"ext": {"kind": "external", "weights": str(tmp_path / "{method}.pt")}}
     )
+
+
+def fill_hub_cache(cache: Path, repo: str, model, weights: bool = True) -> Path:
+    """The layout `huggingface-cli download <repo>` leaves: refs/main naming a snapshot folder with the files."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = folder / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0" * 40)
+    config = {"model_cfg": open_clip_data.model_config("tiny-vit-32"), "preprocess_cfg": {"mean": [0.5] * 3}}
+    (snapshot / "open_clip_config.json").write_text(json.dumps(config))
+    if weights:
+        state = {k: v.contiguous() for k, v in model.backbone_state_dict().items()}
+        save_file(state, snapshot / "open_clip_model.safetensors")
+    return snapshot
+
+
+def test_an_hf_hub_model_is_read_from_a_filled_cache_without_the_network(elsewhere, images, tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    fill_hub_cache(tmp_path / "hub", "lab/tiny-clip-ft", elsewhere)
+    model = build_model({"adapter": "open_clip", "arch": "hf-hub:lab/tiny-clip-ft"}).eval()
+    assert model.preprocess.mean == (0.5, 0.5, 0.5)  # the repository's own preprocessing
+    with torch.no_grad():
+        torch.testing.assert_close(model.model.encode_image(images), elsewhere.model.encode_image(images))
+    config = copy.deepcopy(TEST_CONFIG)
+    config["models"] = {"hub": {"adapter": "open_clip", "arch": "hf-hub:lab/tiny-clip-ft"}}
+    check_config(config, SCHEMA)  # its architecture read from the cached config
+    config["models"]["hub"]["pretrained"] = "openai"
+    with pytest.raises(ConfigError, match="hf-hub:lab/tiny-clip-ft holds its own weights .* drop pretrained"):
+        check_config(config, SCHEMA)
+    config["models"] = {"hub": {"adapter": "open_clip", "arch": "hf-hub:lab/absent"}}
+    with pytest.raises(ConfigError, match=r"lab/absent's open_clip_config.json is not in the local Hugging Face cache"):
+        check_config(config, SCHEMA)
+    fill_hub_cache(tmp_path / "hub", "lab/config-only", elsewhere, weights=False)
+    config["models"] = {"hub": {"adapter": "open_clip", "arch": "hf-hub:lab/config-only"}}
+    with pytest.raises(ConfigError, match="holds the config but no weights"):
+        check_config(config, SCHEMA)
+
+
+def test_a_checkpoint_of_this_project_given_as_pretrained_is_named_for_what_it_is(elsewhere, prompts, tmp_path):
+    save_classifier(build_classifier(elsewhere, "linear", prompts), tmp_path / "ft.safetensors", {"method": "ft"})
+    config = copy.deepcopy(TEST_CONFIG)
+    config["models"] = {"mine": {**TINY, "pretrained": str(tmp_path / "ft.safetensors")}}
+    named = r"models.mine: .*ft.safetensors is a classifier checkpoint of this project .* `kind: external`"
+    with pytest.raises(ConfigError, match=named):
+        check_config(config, SCHEMA)

@@ -59,7 +59,38 @@ def model_configs() -> dict[str, dict[str, Any]]:
     return configs
 
 
+HF_HUB = "hf-hub:"  # an open_clip model published on the Hugging Face Hub: `hf-hub:<org>/<repo>`
+HUB_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def hub_snapshot(arch: str) -> Path:
+    """The local Hugging Face cache's snapshot of an `hf-hub:<org>/<repo>` model (its open_clip_config.json and its
+    weights), read from the cache only: a job never downloads, so a cluster's offline nodes behave as a laptop."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    repo = arch.removeprefix(HF_HUB)
+    config = try_to_load_from_cache(repo, "open_clip_config.json")
+    if not isinstance(config, str):
+        raise FileNotFoundError(
+            f"{arch}: {repo}'s open_clip_config.json is not in the local Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}); on a connected machine run `huggingface-cli download {repo}` and copy its "
+            "cache folder here (HF_HOME, or HF_HUB_CACHE, points at it; docs/your-model.md)"
+        )
+    folder = Path(config).parent
+    if not any((folder / name).is_file() for name in HUB_WEIGHTS):
+        raise FileNotFoundError(
+            f"{arch}: the cached snapshot {folder} holds the config but no weights ({' or '.join(HUB_WEIGHTS)}); "
+            f"download the repository whole (`huggingface-cli download {repo}`)"
+        )
+    return folder
+
+
 def model_config(arch: str) -> dict[str, Any]:
+    if arch.startswith(HF_HUB):
+        config = json.loads((hub_snapshot(arch) / "open_clip_config.json").read_text())
+        if not isinstance(config.get("model_cfg"), dict):
+            raise ValueError(f"{arch}: its open_clip_config.json has no model_cfg; it is not an open_clip model")
+        return config["model_cfg"]
     configs = model_configs()
     name = arch.replace("/", "-")
     if name not in configs:

@@ -1,9 +1,10 @@
-"""The open_clip adapter: any ViT arch open_clip knows (and the tiny ones in `configs/`), weights from a hub tag, a
-local file or none; its facts read from open_clip's registries as data (`open_clip_data`), the model in
-`open_clip_model.py`."""
+"""The open_clip adapter: any ViT arch open_clip knows (and the tiny ones in `configs/`, and `hf-hub:<org>/<repo>`
+models from the local Hugging Face cache), weights from a hub tag, a local file or none; its facts read from
+open_clip's registries as data (`open_clip_data`), the model in `open_clip_model.py`."""
 
 from __future__ import annotations
 
+import json
 import os
 
 from vlm_rationality import open_clip_data
@@ -12,14 +13,35 @@ from vlm_rationality.models.adapter import MODEL_ADAPTERS, ModelAdapter, transfo
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
+def safetensors_metadata(path: str) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file's header ({} for another format), read without torch."""
+    if not path.endswith(".safetensors"):
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+    except (OSError, ValueError, MemoryError):
+        return {}  # a damaged file: its load names it
+    return header.get("__metadata__") or {} if isinstance(header, dict) else {}
+
+
 def resolve_open_clip_pretrained(arch: str, pretrained: str | os.PathLike | None) -> str | None:
     """`pretrained` checked before any download or build: a known tag of `arch`, an existing file, or None."""
+    if arch.startswith(open_clip_data.HF_HUB):
+        if pretrained not in (None, "", "none"):
+            raise ValueError(f"{arch} holds its own weights (open_clip ignores `pretrained` for it); drop pretrained")
+        return None
     if pretrained in (None, "", "none"):
         return None
     pretrained = str(pretrained)
     if pretrained.endswith(CHECKPOINT_SUFFIXES) or os.sep in pretrained:
         if not os.path.isfile(pretrained):
             raise FileNotFoundError(f"open_clip checkpoint {pretrained!r} (model {arch}) does not exist")
+        if "head_kind" in safetensors_metadata(pretrained):
+            raise ValueError(
+                f"{pretrained} is a classifier checkpoint of this project (a backbone and a head), not a model's "
+                "weights: score it with a method of `kind: external` and `checkpoint:` that file (docs/your-model.md)"
+            )
         return pretrained
     tags = open_clip_data.pretrained_tags(arch)
     if pretrained not in tags:

@@ -15,6 +15,7 @@ from open_clip.transformer import VisionTransformer, text_global_pool
 from safetensors import SafetensorError
 from torch import nn
 
+from vlm_rationality import open_clip_data
 from vlm_rationality.models.attention import capture_attention
 from vlm_rationality.models.base import Preprocess, VisionLanguageModel, refused_pickle
 
@@ -24,9 +25,14 @@ open_clip.add_model_config(CONFIG_DIR)
 TOKEN_CACHE = 1 << 16
 
 
-def _check_arch(arch: str) -> None:
+def _open_clip_name(arch: str) -> str:
+    """What open_clip builds `arch` from: its own name, or for `hf-hub:<org>/<repo>` the cached snapshot's folder
+    (open_clip's `local-dir:`), so that loading never reaches the network."""
+    if arch.startswith(open_clip_data.HF_HUB):
+        return f"local-dir:{open_clip_data.hub_snapshot(arch)}"
     if arch.replace("/", "-") not in open_clip.list_models():
         raise KeyError(f"unknown open_clip arch {arch!r}; e.g. ViT-B-16, ViT-B-32, tiny-vit-64")
+    return arch
 
 
 class TokenSubset(nn.Module):
@@ -61,7 +67,7 @@ class TokenSubset(nn.Module):
 
 
 class OpenCLIP(VisionLanguageModel):
-    def __init__(self, model: nn.Module, arch: str, pretrained: str | None) -> None:
+    def __init__(self, model: nn.Module, arch: str, pretrained: str | None, name: str | None = None) -> None:
         super().__init__()
         visual = getattr(model, "visual", None)
         if not isinstance(visual, VisionTransformer):
@@ -77,7 +83,7 @@ class OpenCLIP(VisionLanguageModel):
         self.model = model.eval()
         self.arch = arch
         self.pretrained = pretrained
-        self.tokenizer = open_clip.get_tokenizer(arch)
+        self.tokenizer = open_clip.get_tokenizer(name or arch)
         self._token_ids: dict[str, torch.Tensor] = {}
         cfg = get_model_preprocess_cfg(model)
         size = cfg["size"]
@@ -87,9 +93,9 @@ class OpenCLIP(VisionLanguageModel):
     @classmethod
     def load(cls, arch: str, source: str | None) -> "OpenCLIP":
         """`source`: a pretrained tag of `arch`, a checkpoint file or None (as the adapter resolved it)."""
-        _check_arch(arch)
+        name = _open_clip_name(arch)
         try:
-            model = open_clip.create_model(arch, pretrained=source)
+            model = open_clip.create_model(name, pretrained=source)
         except (
             pickle.UnpicklingError
         ) as err:  # torch's message advises weights_only=False, which runs the pickle's code
@@ -104,7 +110,7 @@ class OpenCLIP(VisionLanguageModel):
                 f"could not load open_clip {arch} weights {source!r}: {err}. Without network access, download the "
                 "checkpoint elsewhere and set the model's `pretrained` to the local file"
             ) from err
-        return cls(model, arch, source)
+        return cls(model, arch, source, name)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(images)
