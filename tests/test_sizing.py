@@ -1,5 +1,10 @@
 """Job resources follow the config: model, split and group sizes, device, retries."""
 
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.snakemake_runs import REPO
 from vlm_rationality.plan.sizing import gpu_model, job_resources, training_images_held
 
 SETTINGS = {
@@ -148,3 +153,25 @@ def test_one_table_sizes_every_stage_s_job_and_agrees_with_the_plan():
         for g in groups
     )
     assert twins_images == stages["twins"].images
+
+
+def test_plan_prices_the_paper_grid_before_its_data_are_fetched_and_says_what_it_assumed(tmp_path):
+    def plan(config: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "vlm_rationality", "plan", "--configfile", str(config)]
+        return subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+
+    priced = plan(REPO / "config" / "paper.yaml")  # its roots and ALBEF/BLIP weights are not on this machine
+    assert priced.returncode == 0, priced.stderr
+    assert "datasets.imagenet.splits.train: priced at 1,281,167 items (ILSVRC-2012" in priced.stdout
+    assert "datasets.cub.splits.test: priced at 5,794 items" in priced.stdout
+    assert "datasets.stanford_dogs: priced with 120 classes, as published" in priced.stdout
+    assert (
+        "- models.albef-vit-b16: pretrained: albef checkpoint '/data/weights/ALBEF.pth' does not exist" in priced.stdout
+    )
+    jobs = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in priced.stdout.splitlines() if "| " in row}
+    assert jobs["finetune"] == "48"  # 4 datasets x 4 models x 3 trained methods, as when the data are there
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((REPO / "config.yaml").read_text() + "\nheatmapz: {}\n")
+    refused = plan(broken)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("config error:\nheatmapz: unknown setting; did you mean heatmaps?")

@@ -342,8 +342,9 @@ def cmd_plan(args: argparse.Namespace) -> None:
     config: dict[str, Any] = {}
     for path in args.configfile:  # later files overlay earlier ones, as Snakemake merges --configfile
         _overlay(config, yaml.safe_load(Path(path).read_text()) or {})
-    check_config(config, yaml.safe_load(Path(args.schema).read_text()))
-    print(markdown(plan(config), config))
+    assumed: list[str] = []  # what is not on disk yet: noted, priced at published sizes
+    check_config(config, yaml.safe_load(Path(args.schema).read_text()), assumed)
+    print(markdown(plan(config, assumed), config, assumed))
 
 
 def _overlay(base: dict[str, Any], update: dict[str, Any]) -> None:
@@ -835,6 +836,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("vlm_rationality").setLevel(logging.INFO)  # e.g. the checkpoint tensors a model leaves unused
     args = build_parser().parse_args(argv)
+    if args.run is cmd_plan:  # a config error is one message, not a traceback
+        from vlm_rationality.plan.config import ConfigError
+
+        try:
+            args.run(args)
+        except (ConfigError, FileNotFoundError) as err:
+            print(f"config error:\n{err}", file=sys.stderr)
+            return 2
+        return 0
     if getattr(args, "expect_prepared", None):
         from vlm_rationality.artefacts import check_prepared
 

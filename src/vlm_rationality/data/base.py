@@ -55,6 +55,18 @@ class Dataset(ABC):
     extra_columns: tuple[str, ...] = ()
     options: ClassVar[dict[str, Any]] = {}
     split_options: ClassVar[dict[str, Any]] = {}
+    published: ClassVar[str] = ""  # where the sizes `published_size` assumes come from
+
+    @classmethod
+    def published_size(cls, entry: dict[str, Any], split: str) -> int | None:
+        """The split's size as the dataset's authors publish it, for pricing a grid whose data are not on disk yet
+        (`plan`); None where there is no such number."""
+        return None
+
+    @classmethod
+    def published_classes(cls, entry: dict[str, Any]) -> int | None:
+        """The number of classes as published, for `plan` (the heatmap files' size), where the files are not there."""
+        return None
 
     image_size: int
 

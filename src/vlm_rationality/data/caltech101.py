@@ -36,6 +36,18 @@ def every_nth_split(by_class: dict[int, list[Item]], root: Path, test_fraction: 
 @DATASET_ADAPTERS.register("caltech101")
 class Caltech101(FileDataset):
     layout = "root/101_ObjectCategories/<class>/image_NNNN.jpg and root/Annotations/<class>/annotation_NNNN.mat"
+    published = "Caltech-101: 8,677 images in 101 classes (9,144 with BACKGROUND_Google), split by train_fraction"
+
+    @classmethod
+    def published_classes(cls, entry: dict[str, Any]) -> int | None:
+        return 102 if entry.get("background") else 101
+
+    @classmethod
+    def published_size(cls, entry: dict[str, Any], split: str) -> int | None:
+        total = 9_144 if entry.get("background") else 8_677
+        train = round(total * entry.get("train_fraction", 0.5))  # per class it rounds apart: within a few images
+        return {"train": train, "test": total - train}.get(split)
+
     options = {
         "train_fraction": {
             "type": "number",

@@ -26,6 +26,7 @@ class CUB(FileDataset):
         "and root/segmentations/<class>/<image>.png (option `segmentations`)"
     )
 
+    published = "CUB-200-2011: train 5,994, test 5,794 images"
     options = {
         "segmentations": {
             "type": "string",
@@ -40,6 +41,14 @@ class CUB(FileDataset):
             "after a bilinear resize, i.e. mask_interpolation: bilinear)",
         },
     }
+
+    @classmethod
+    def published_classes(cls, entry: dict[str, Any]) -> int | None:
+        return 200
+
+    @classmethod
+    def published_size(cls, entry: dict[str, Any], split: str) -> int | None:
+        return {"train": 5_994, "test": 5_794}.get(split)
 
     def __init__(
         self, root: str, image_size: int, splits: dict, threshold: int, segmentations: str | None = None, **common: Any

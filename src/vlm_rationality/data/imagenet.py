@@ -56,6 +56,7 @@ class ImageNet(FileDataset):
         "root/train/<synset>/*.JPEG, root/val/<synset>/*.JPEG, and val boxes as root/LOC_val_solution.csv "
         "or a folder of ILSVRC val XML files (option `boxes`)"
     )
+    published = "ILSVRC-2012: train 1,281,167, val 50,000 images"
     options = {
         "boxes": {"type": "string", "description": "LOC_val_solution.csv or a folder of ILSVRC val XML files"},
         "split_folders": {
@@ -64,6 +65,14 @@ class ImageNet(FileDataset):
             "description": "split name -> folder under root, e.g. {test: val}",
         },
     }
+
+    @classmethod
+    def published_classes(cls, entry: dict[str, Any]) -> int | None:
+        return 1000
+
+    @classmethod
+    def published_size(cls, entry: dict[str, Any], split: str) -> int | None:
+        return {"train": 1_281_167, "val": 50_000}.get(entry.get("split_folders", {}).get(split, split))
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ class StanfordDogs(FileDataset):
     layout = (
         "root/Images/<synset-breed>/*.jpg, root/Annotation/<synset-breed>/<image> (XML), root/{train,test}_list.mat"
     )
+    published = "Stanford Dogs: train 12,000, test 8,580 images"
     options = {
         "boxes": {
             "type": "string",
@@ -33,6 +34,14 @@ class StanfordDogs(FileDataset):
             "official code names them ('black-and-tan_coonhound' -> 'black')",
         },
     }
+
+    @classmethod
+    def published_classes(cls, entry: dict[str, Any]) -> int | None:
+        return 120
+
+    @classmethod
+    def published_size(cls, entry: dict[str, Any], split: str) -> int | None:
+        return {"train": 12_000, "test": 8_580}.get(split)
 
     def __init__(
         self, root: str, image_size: int, splits: dict, boxes: str = "union", names: str = "breed", **common: Any

@@ -69,11 +69,13 @@ def _model_schema(schema: Schema, adapter: type) -> Schema:
     return {**entry, "definitions": schema["definitions"]}  # `pretrain`'s $ref resolves in it
 
 
-def check_config(config: Config, schema: Schema) -> None:
+def check_config(config: Config, schema: Schema, assumed: list[str] | None = None) -> None:
     """Validate `config` against the closed `schema` (filling in its defaults), then check what the schema
     cannot: names against the registries, each adapter's own options, references between sections, and
     settings that cannot work with a model or device. Every error is reported, each naming its key. A swept
-    method is replaced by its variants first (sweep.py); an error in a variant names the swept entry's key."""
+    method is replaced by its variants first (sweep.py); an error in a variant names the swept entry's key.
+    `assumed` (for `plan`): a file or folder that is not there yet (a dataset root, weights) is noted in it, not an
+    error, so a grid is priced before its data are fetched."""
     errors = _non_finite(config)
     origin: dict[str, str] = {}
     if isinstance(config.get("methods"), dict):
@@ -88,8 +90,8 @@ def check_config(config: Config, schema: Schema) -> None:
     errors += schema_errors + _swept_keys(_registry_errors(config, origin), origin)
     if schema_errors:
         raise ConfigError("\n".join(errors))
-    depths, model_errors = _model_errors(config, schema)
-    errors += _dataset_errors(config, schema) + model_errors + _method_errors(config, schema, depths)
+    depths, model_errors = _model_errors(config, schema, assumed)
+    errors += _dataset_errors(config, schema, assumed) + model_errors + _method_errors(config, schema, depths, assumed)
     errors += _shift_errors(config) + _heatmap_errors("heatmaps", config["heatmaps"], config["device"], depths)
     if config["heatmaps"].get("compile"):
         errors += [
@@ -136,7 +138,7 @@ def _method_option_errors(config: Config, schema: Schema) -> list[str]:
     ]
 
 
-def _dataset_errors(config: Config, schema: Schema) -> list[str]:
+def _dataset_errors(config: Config, schema: Schema, assumed: list[str] | None = None) -> list[str]:
     """Each dataset against its adapter's declared options, its splits, and what its adapter finds on disk."""
     errors = []
     for name, dataset in config["datasets"].items():
@@ -164,12 +166,14 @@ def _dataset_errors(config: Config, schema: Schema) -> list[str]:
                         f"{key}.imagenet_c: {error}"
                         for error in imagenet_c.folder_errors(built, dataset["imagenet_c"], shifts(config, name))
                     ]
-            except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+            except FileNotFoundError as err:
+                (errors if assumed is None else assumed).append(f"{key}: {err}")
+            except (KeyError, ValueError, TypeError) as err:
                 errors.append(f"{key}: {err}")
     return errors
 
 
-def _model_errors(config: Config, schema: Schema) -> tuple[dict[str, int], list[str]]:
+def _model_errors(config: Config, schema: Schema, assumed: list[str] | None = None) -> tuple[dict[str, int], list[str]]:
     """Each model against its adapter's declared options and checks (and its vision depth, which heatmap settings
     are checked against), its input size against its datasets, and where its base comes from."""
     depths, errors = {}, []
@@ -182,7 +186,12 @@ def _model_errors(config: Config, schema: Schema) -> tuple[dict[str, int], list[
         if not found:
             try:
                 adapter = model_adapter(model)
-                adapter.check()
+                try:
+                    adapter.check()
+                except FileNotFoundError as err:  # weights not fetched yet: the architecture still sizes the plan
+                    if assumed is None:
+                        raise
+                    assumed.append(f"{key}: {err}")
                 depths[name] = adapter.vision_layers()
                 errors += _input_size_errors(config, name)
             except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
@@ -201,7 +210,9 @@ def _model_errors(config: Config, schema: Schema) -> tuple[dict[str, int], list[
     return depths, errors
 
 
-def _method_errors(config: Config, schema: Schema, depths: dict[str, int]) -> list[str]:
+def _method_errors(
+    config: Config, schema: Schema, depths: dict[str, int], assumed: list[str] | None = None
+) -> list[str]:
     """Each method's settings against what its kind states at registration (trains, head, regions, frozen
     features), and its own heatmap settings."""
     finetune_methods = _finetune_methods()
@@ -226,7 +237,7 @@ def _method_errors(config: Config, schema: Schema, depths: dict[str, int]) -> li
                 if setting in method and method[setting] != entry.get("default", object())
             ]
         if facts.get("loads"):
-            errors += _loaded_errors(config, key, method, facts.get("files", []))
+            errors += _loaded_errors(config, key, method, facts.get("files", []), assumed)
         if method["augment"] and (not facts["trains"] or facts.get("frozen_features")):
             errors.append(
                 f"{key}.augment: {method['kind']} trains no image tower (it "
@@ -251,7 +262,9 @@ def _method_errors(config: Config, schema: Schema, depths: dict[str, int]) -> li
     return errors
 
 
-def _loaded_errors(config: Config, key: str, method: Config, files: Sequence[str]) -> list[str]:
+def _loaded_errors(
+    config: Config, key: str, method: Config, files: Sequence[str], assumed: list[str] | None = None
+) -> list[str]:
     """A loaded classifier (`kind: external`): one source (a checkpoint of this project, or weights and/or a linear
     head), `head` stated for a linear head, and every file there for every (dataset, model) it is filled in for."""
     given = [name for name in files if name in method]
@@ -277,7 +290,7 @@ def _loaded_errors(config: Config, key: str, method: Config, files: Sequence[str
             for model in config["models"]:
                 path = method[name].format(dataset=dataset, model=model)
                 if not os.path.isfile(path):
-                    errors.append(
+                    (errors if assumed is None else assumed).append(
                         f"{key}.{name}: {path} (dataset {dataset}, model {model}) is not a file; fetch it, or "
                         "use {dataset}/{model} in the path"
                     )

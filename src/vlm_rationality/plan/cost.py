@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
-from vlm_rationality.data import build_dataset
+from vlm_rationality.data import DATASET_ADAPTERS, build_dataset
 from vlm_rationality.models.adapter import model_adapter
 from vlm_rationality.plan import config as settings
+from vlm_rationality.plan.config import ConfigError
 from vlm_rationality.plan.sizing import CPU_BATCH, MiB, cpu_batch, explain_bytes_per_image
 
 Config = dict[str, Any]
@@ -50,18 +51,46 @@ def _splits(config: Config, dataset: str) -> set[str]:
     return splits
 
 
-def split_sizes(config: Config) -> dict[tuple[str, str], int]:
-    """(dataset, split) -> items, listed from the dataset's folders (or the generator's config) now."""
+def split_sizes(config: Config, assumed: list[str] | None = None) -> dict[tuple[str, str], int]:
+    """(dataset, split) -> items, listed from the dataset's folders (or the generator's config) now. With `assumed`
+    (for `plan`), a dataset whose files are not there yet is priced at its published split sizes, noted in it."""
     sizes = {}
     for dataset in config["datasets"]:
         for split in sorted(_splits(config, dataset)):
-            known = settings.known_size(config, dataset, split)
-            sizes[dataset, split] = (
-                known
-                if known is not None
-                else len(build_dataset(settings.prepare_spec(config, dataset, split)).items(split))
-            )
+            try:
+                known = settings.known_size(config, dataset, split)
+                spec = settings.prepare_spec(config, dataset, split)
+                sizes[dataset, split] = known if known is not None else len(build_dataset(spec).items(split))
+            except FileNotFoundError:
+                if assumed is None:
+                    raise
+                sizes[dataset, split] = _published(config, dataset, split, assumed)
     return sizes
+
+
+def _classes(config: Config, dataset: str, assumed: list[str] | None) -> int:
+    try:
+        return len(settings.class_names(config, dataset))
+    except FileNotFoundError:
+        entry = config["datasets"][dataset]
+        count = DATASET_ADAPTERS.get(entry["adapter"]).published_classes(entry)
+        if assumed is None or count is None:
+            raise
+        assumed.append(f"datasets.{dataset}: priced with {count} classes, as published")
+        return count
+
+
+def _published(config: Config, dataset: str, split: str, assumed: list[str]) -> int:
+    entry = config["datasets"][dataset]
+    adapter = DATASET_ADAPTERS.get(entry["adapter"])
+    size = adapter.published_size(entry, split)
+    if size is None:
+        raise ConfigError(
+            f"datasets.{dataset}.splits.{split}: its files are not there and {entry['adapter']} publishes no size "
+            "for it; fetch the data first (or give the split a `size`)"
+        )
+    assumed.append(f"datasets.{dataset}.splits.{split}: priced at {size:,} items ({adapter.published})")
+    return size
 
 
 def _model_mb(config: Config, model: str, batch: int, training: bool) -> int:
@@ -71,10 +100,11 @@ def _model_mb(config: Config, model: str, batch: int, training: bool) -> int:
     return math.ceil((weights + batch * explain_bytes_per_image(entry)) / MiB)
 
 
-def plan(config: Config) -> list[Stage]:
-    """The stages of a checked config (check_config fills its defaults), with their jobs and costs."""
+def plan(config: Config, assumed: list[str] | None = None) -> list[Stage]:
+    """The stages of a checked config (check_config fills its defaults), with their jobs and costs; `assumed`: see
+    split_sizes."""
     rate = config["resources"]["images_per_second"]
-    sizes = split_sizes(config)
+    sizes = split_sizes(config, assumed)
     stages = {
         name: Stage(name) for name in ("prepare", "pretrain", "finetune", "explain", "predict", "twins", "discover")
     }
@@ -105,7 +135,7 @@ def plan(config: Config) -> list[Stage]:
         groups = len(
             settings.shard_groups(math.ceil(eval_items / entry["shard_size"]), config["heatmaps"]["shards_per_job"])
         )
-        classes = len(settings.class_names(config, dataset))
+        classes = _classes(config, dataset, assumed)
         grid_bytes = 2 * classes + ROW_OVERHEAD
         for model in config["models"]:
             for method in trained:
@@ -152,7 +182,7 @@ def plan(config: Config) -> list[Stage]:
     return [stage for stage in stages.values() if stage.jobs]
 
 
-def markdown(stages: list[Stage], config: Config) -> str:
+def markdown(stages: list[Stage], config: Config, assumed: Sequence[str] = ()) -> str:
     lines = [
         f"| stage | jobs | images through a model | {'CPU' if config['device'] == 'cpu' else 'GPU'} hours | "
         "peak memory per job | disk |",
@@ -173,6 +203,8 @@ def markdown(stages: list[Stage], config: Config) -> str:
         f"{config['heatmaps']['batch_size']} ({CPU_BATCH} where auto: on a GPU, auto fills 80% of its free memory). "
         "Items, scoring and reports add minutes.",
     ]
+    if assumed:
+        lines += ["", "Assumed, since these are not on disk yet:", "", *(f"- {note}" for note in assumed)]
     return "\n".join(lines)
 
 
