@@ -170,13 +170,18 @@ def test_shift_curves_have_one_point_per_severity_present(tmp_path, monkeypatch)
         figures.shift_figure([_row("clean", "ft", 0.9)], "d", "m", "chefer", ["ft"], tmp_path / "none.png")
 
 
-def test_the_latex_table_is_balanced_with_the_best_average_bold_and_the_second_underlined():
+def _two_datasets(values: dict[str, tuple[float, float]]) -> list[dict]:
     rows = []
-    for method, values in {"zs": (0.2, 0.4), "lp": (0.6, 0.8), "ft": (0.5, 0.5)}.items():
-        for dataset, value in zip(("data_a", "data_b"), values):
+    for method, pair in values.items():
+        for dataset, value in zip(("data_a", "data_b"), pair):
             row = _row("clean", method, value)
             row["dataset"] = dataset
             rows.append(row)
+    return rows
+
+
+def test_the_latex_table_is_balanced_keeps_the_intervals_and_bolds_a_separated_best_average():
+    rows = _two_datasets({"zs": (0.2, 0.4), "lp": (0.6, 0.8), "ft": (0.5, 0.5)})
     tex = tables.latex_tables(rows, ["zs", "lp", "ft"], ["m"], ["data_a", "data_b"], ["chefer"])
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
     assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
@@ -185,9 +190,22 @@ def test_the_latex_table_is_balanced_with_the_best_average_bold_and_the_second_u
     lines = [x for x in body.splitlines() if x.endswith(r"\\") and "multicolumn" not in x]
     assert lines and all(x.count("&") == len(spec) - 1 for x in lines)
     assert r"data\_a" in lines[0] and tex.count("{") == tex.count("}")
-    by_method = {x.split(" & ")[0]: x.split(" & ")[-1] for x in lines[1:4]}  # the PT block
-    assert by_method == {"ZS": r"30.0 \\", "LP": r"\textbf{70.0} \\", "FT": r"\underline{50.0} \\"}
-    assert tex.count(r"\textbf") == tex.count(r"\underline") == len(tables.BLOCKS)
+    by_method = {x.split(" & ")[0]: x.split(" & ")[-1] for x in lines[1:4]}  # the PT block's averages
+    # each dataset's interval is ±5 points, so the mean of two has ±5·√2/2 = ±3.5
+    assert by_method == {
+        "ZS": r"30.0 {\scriptsize [26.5, 33.5]} \\",
+        "LP": r"\textbf{70.0 {\scriptsize [66.5, 73.5]}} \\",
+        "FT": r"50.0 {\scriptsize [46.5, 53.5]} \\",
+    }
+    assert r"20.0 {\scriptsize [15.0, 25.0]}" in lines[1]  # a dataset's cell keeps its interval
+    assert tex.count(r"\textbf") == len(tables.BLOCKS) and r"\underline" not in tex
+
+
+def test_no_average_is_bold_where_its_interval_reaches_the_next_one():
+    rows = _two_datasets({"zs": (0.5, 0.5), "lp": (0.52, 0.54), "ft": (0.2, 0.2)})
+    table = tables.markdown_table(rows, ["zs", "lp", "ft"], ["m"], ["data_a", "data_b"], "clean")
+    assert "**" not in table  # LP's 53.0 [49.5, 56.5] reaches ZS's 50.0 [46.5, 53.5]
+    assert "| LP | m | 52.0 [47.0, 57.0] | 54.0 [49.0, 59.0] | 53.0 [49.5, 56.5] |" in table
 
 
 def test_the_csv_table_has_every_cell_and_the_average(tmp_path):
@@ -202,7 +220,7 @@ def test_the_csv_table_has_every_cell_and_the_average(tmp_path):
         25.0,
         20.0,
     )
-    assert out[1]["dataset"] == "average" and out[1]["ci_low"] is None
+    assert out[1]["dataset"] == "average" and (out[1]["ci_low"], out[1]["ci_high"]) == (20.0, 30.0)  # one dataset
 
 
 def test_progress_logs_the_first_and_last_step_and_at_its_pace(caplog):

@@ -20,7 +20,7 @@ from vlm_rationality.data.prepare import prepare_shard, write_item_index
 from vlm_rationality.data.synthetic import STICKER_COLOURS, TEXTURE_TONES, make_sample
 from vlm_rationality.data.twins import Pool, object_only
 from vlm_rationality.metrics.agreement import auroc, cohen_kappa
-from vlm_rationality.metrics.grounding import grounding, object_grounded
+from vlm_rationality.metrics.grounding import cue_grounded, grounding, object_grounded
 from vlm_rationality.predict.twins import twin_predictions
 
 SYNTHETIC = {
@@ -247,6 +247,15 @@ def test_true_quadrants_counted_by_hand():
     # (own: 0, 1 against 0, 0 -> 1 of 2; others: 0 0 | 1 1 -> 2 of 4), not against the other samples' twins
     one_class = same_class & (label == 0)[:, None]
     assert grounding(label, pred, twin_pred, one_class, alone, iterations=0)["bg_gap"] == pytest.approx(1 / 2 - 2 / 4)
+    assert row["pt_true_cue"] is None  # no cue classes given: no PT*_cue
+    # the cue of twin k pulls towards class k. Sample 1 (right, 1 -> twins 1 2 1) flips on twin 1 to class 2, not to
+    # its cue's class 1: robustness, not the cue, so it is cue-grounded; sample 3 (right, 0 -> 1 1 1) goes to twin 1's
+    # cue class 1: pulled. RR = {0, 1, 5}, RW = {3}, WR = {2, 4} (their twins go nowhere a cue pulls)
+    cue_class = np.array([[0, 1, 2]] * 7)
+    assert cue_grounded(pred, twin_pred, cue_class).tolist() == [True, True, True, False, True, True, False]
+    cue = grounding(label, pred, twin_pred, same_class, alone, iterations=200, cue_class=cue_class)
+    assert cue["pt_true_cue"] == pytest.approx(3 / 4) and cue["ir_true_cue"] == pytest.approx(3 / 5)
+    assert cue["pt_true"] == row["pt_true"] and cue["pt_true_cue_ci_low"] <= 0.75 <= cue["pt_true_cue_ci_high"]
 
 
 def mann_whitney_auroc(scores: np.ndarray, positive: np.ndarray) -> float:

@@ -90,7 +90,8 @@ def test_outputs_exist_with_their_schemas(run):
     assert table.rstrip().endswith(f"_Made by {made_by_lines([made])[0]}._")
     assert f"Made by {html.escape(made_by_lines([made])[0])}" in (results / "tables" / "pt_ir.html").read_text()
     assert "## Heatmap method: chefer" in table and "## Heatmap method: gradcam" in table
-    assert table.count("| ZS | tiny-clip |") == 6 and "**" in table  # 3 blocks x 2 heatmap methods
+    assert table.count("| ZS | tiny-clip |") == 6  # 3 blocks x 2 heatmap methods
+    assert 'answers "right for the right reasons?"**: none here is validated' in table  # no twins in this run
     ablation = (results / "tables" / "heatmap_ablation.md").read_text()
     by_row = {(r["method"], r["heatmap_method"]): r for r in rows}
     for method in ("zs", "lp", "flcp", "ft"):
@@ -918,7 +919,11 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
         assert by_key[(method, heatmap, "box")]["mean_signal_right"] >= exact["mean_signal_right"] - 1e-6 or math.isnan(
             exact["mean_signal_right"]
         )
-    assert "True prediction trustworthiness" in (results / "tables" / "pt_ir.md").read_text()
+    table = (results / "tables" / "pt_ir.md").read_text()
+    lead = table.index("#### True prediction trustworthiness, the rationale this benchmark endorses (PT*_cue")
+    paper = table.index("#### Prediction trustworthiness, the paper's protocol")
+    assert lead < paper < table.index("#### True prediction trustworthiness (PT*")
+    assert all(row["pt_true_cue"] is not None for row in rows)  # the synthetic twins name their cue's class
     assert "| chefer | rma | dilate-1 |" in (results / "tables" / "validity.md").read_text()
     # the localisation signals on the real maps of the run, against Quantus
     heatmaps = sorted(

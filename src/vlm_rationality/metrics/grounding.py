@@ -26,8 +26,9 @@ from vlm_rationality.artefacts import NO_PREDICTION
 from vlm_rationality.metrics.rationality import rationality
 
 COLUMNS = ("pt_true", "ir_true")
+CUE_COLUMNS = ("pt_true_cue", "ir_true_cue")  # under `cue_grounded`: the truth the tables lead with
 NO_GROUNDING: dict[str, Any] = {
-    **{f"{name}{suffix}": None for name in COLUMNS for suffix in ("", "_ci_low", "_ci_high")},
+    **{f"{name}{suffix}": None for name in (*COLUMNS, *CUE_COLUMNS) for suffix in ("", "_ci_low", "_ci_high")},
     "n_object_grounded": None,
     "acc_background_alone": None,
     "bg_gap": None,
@@ -77,18 +78,24 @@ def grounding(
     agreement: float = 1.0,
     iterations: int = 1000,
     seed: int = 0,
+    cue_class: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """PT*, IR* with intervals, the number of grounded samples, background-alone accuracy and the BG-gap, over the
-    samples that made a prediction."""
+    """PT*, IR* with intervals (and PT*_cue, IR*_cue where the twins name the class each cue pulls towards,
+    `cue_class` [N, K]), the number of grounded samples, background-alone accuracy and the BG-gap, over the samples
+    that made a prediction."""
     predicted = np.asarray(pred) != NO_PREDICTION
     label, pred = np.asarray(label)[predicted], np.asarray(pred)[predicted]
     twin_pred, same_class = np.asarray(twin_pred)[predicted], np.asarray(same_class, bool)[predicted]
     grounded = object_grounded(pred, twin_pred, agreement)
-    result = rationality(pred == label, grounded.astype(np.float64), 0.5, iterations, seed)
-    row: dict[str, Any] = {}
-    for name, metric in zip(COLUMNS, ("prediction_trustworthiness", "inference_reliability")):
-        low, high = result.intervals[metric]
-        row.update({name: result.metrics[metric], f"{name}_ci_low": low, f"{name}_ci_high": high})
+    row: dict[str, Any] = {f"{name}{suffix}": None for name in CUE_COLUMNS for suffix in ("", "_ci_low", "_ci_high")}
+    truths = [(COLUMNS, grounded)]
+    if cue_class is not None and (np.asarray(cue_class) >= 0).any():
+        truths.append((CUE_COLUMNS, cue_grounded(pred, twin_pred, np.asarray(cue_class)[predicted])))
+    for columns, truth in truths:
+        result = rationality(pred == label, truth.astype(np.float64), 0.5, iterations, seed)
+        for name, metric in zip(columns, ("prediction_trustworthiness", "inference_reliability")):
+            low, high = result.intervals[metric]
+            row.update({name: result.metrics[metric], f"{name}_ci_low": low, f"{name}_ci_high": high})
     # within the samples that have a twin showing their class's own cue, so that a cue tied to one class (the
     # sticker) is not read as that class's accuracy against the others'
     twin_right, has_own = twin_pred == label[:, None], same_class.any(axis=1)

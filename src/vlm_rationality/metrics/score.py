@@ -122,6 +122,7 @@ def score_table(
                     agreement,
                     iterations,
                     seed,
+                    found.get("twin_cue_class"),
                 )
             )
         row["threshold"] = threshold

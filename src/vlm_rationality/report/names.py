@@ -15,10 +15,18 @@ class Label(NamedTuple):
 # The one table of metric labels every table and figure reads.
 METRICS = {
     "accuracy": Label("accuracy", "Accuracy"),
-    "prediction_trustworthiness": Label("PT", "Prediction trustworthiness (PT = RR / (RR + RW))"),
+    "prediction_trustworthiness": Label(
+        "PT", "Prediction trustworthiness, the paper's protocol (PT = RR / (RR + RW), valid evidence: RMA ≥ threshold)"
+    ),
     "inference_reliability": Label("IR", "Inference reliability (IR = RR / (RR + WR))"),
     "pt_true": Label("PT*", "True prediction trustworthiness (PT* = RR* / (RR* + RW*), object-grounded by the twins)"),
     "ir_true": Label("IR*", "True inference reliability (IR* = RR* / (RR* + WR*))"),
+    "pt_true_cue": Label(
+        "PT*_cue",
+        "True prediction trustworthiness, the rationale this benchmark endorses (PT*_cue: a right prediction is "
+        "ungrounded when a twin is predicted as the class its cue is tied to)",
+    ),
+    "ir_true_cue": Label("IR*_cue", "True inference reliability under the same truth (IR*_cue)"),
     "cue_mass": Label("cue mass", "Cue relevance mass (Σ(H⊙M_cue) / ΣH, mean over the images that carry the cue)"),
     "cue_over_object": Label(
         "cue > object", "Right predictions whose map holds more mass on the cue than on the object"

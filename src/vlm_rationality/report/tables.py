@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from vlm_rationality.report.names import (
     ABLATION_ORDER,
@@ -26,28 +26,53 @@ from vlm_rationality.report.names import (
 )
 
 BLOCKS = tuple((metric, METRICS[metric].title) for metric in TABLE2_ORDER)
-# With counterfactual twins (config section `twins`), the true rationale's block follows: the same ratios with
-# object-groundedness (metrics/grounding.py) in place of RMA-validity.
-TRUE_BLOCKS = tuple((metric, METRICS[metric].title) for metric in ("pt_true", "ir_true"))
+# With counterfactual twins (config section `twins`), the true rationale's blocks: the same ratios with
+# object-groundedness (metrics/grounding.py) in place of RMA-validity. PT*_cue, the truth the validity study endorses
+# (docs/studies.md), leads the table; PT* and the IRs follow the paper's blocks.
+LEAD_BLOCKS = (("pt_true_cue", METRICS["pt_true_cue"].title),)
+TRUE_BLOCKS = tuple((metric, METRICS[metric].title) for metric in ("pt_true", "ir_true", "ir_true_cue"))
 # Where a dataset's cue is local (the synthetic sticker), the cue's own relevance mass follows (metrics/cue.py); for a
 # background cue it is 1 − RMA and says nothing PT does not, so rationality.csv keeps it and the tables leave it out.
 CUE_BLOCKS = tuple((metric, METRICS[metric].title) for metric in ("cue_mass", "cue_over_object"))
+Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 ABLATION_COLUMNS = tuple((metric, METRICS[metric].short) for metric in ABLATION_ORDER)
 
 
 def blocks(rows: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """Table 2's blocks: PT, IR, accuracy, PT* and IR* where any row has them, the cue's mass where any row's cue is
-    local."""
+    """Table 2's blocks: PT*_cue first where any row has it, then PT, IR, accuracy, then PT*, IR* (and IR*_cue) where
+    any row has them, the cue's mass where any row's cue is local."""
+
+    def present(metric: str) -> bool:
+        return any(r.get(metric) is not None for r in rows)
+
     return (
-        BLOCKS
-        + (TRUE_BLOCKS if any(r.get("pt_true") is not None for r in rows) else ())
+        tuple(b for b in LEAD_BLOCKS if present(b[0]))
+        + BLOCKS
+        + tuple(b for b in TRUE_BLOCKS if present(b[0]))
         + (CUE_BLOCKS if any(r.get("cue") == "local" for r in rows) else ())
     )
 
 
-def _average(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return sum(finite) / len(finite) if len(finite) == len(values) and finite else math.nan
+class Average(NamedTuple):
+    """The mean over datasets and its 95% interval: the datasets are independent samples, so the mean's standard
+    error is √(Σ se_i²) / n, each se_i read off its dataset's bootstrap interval as (high − low) / (2 · 1.96)."""
+
+    value: float
+    low: float
+    high: float
+
+
+def _average(cells: Sequence[dict[str, Any] | None], metric: str) -> Average:
+    values = [metric_value(c, metric) for c in cells]
+    if not values or any(math.isnan(v) for v in values):
+        return Average(math.nan, math.nan, math.nan)
+    lows = [metric_value(c, f"{metric}_ci_low") for c in cells]
+    highs = [metric_value(c, f"{metric}_ci_high") for c in cells]
+    mean = sum(values) / len(values)
+    if any(math.isnan(v) for v in (*lows, *highs)):
+        return Average(mean, math.nan, math.nan)
+    error = math.sqrt(sum(((h - lo) / (2 * Z95)) ** 2 for lo, h in zip(lows, highs))) / len(values)
+    return Average(mean, mean - Z95 * error, mean + Z95 * error)
 
 
 def _block(
@@ -56,7 +81,7 @@ def _block(
     methods: Sequence[str],
     models: Sequence[str],
     datasets: Sequence[str],
-) -> list[tuple[str, str, list[dict[str, Any] | None], float]]:
+) -> list[tuple[str, str, list[dict[str, Any] | None], Average]]:
     """One metric's rows of Table 2: (method, model, a row per dataset or None, average), skipping absent pairs."""
     index = {(r["method"], r["model"], r["dataset"]): r for r in rows}
     table = []
@@ -64,14 +89,22 @@ def _block(
         for model in models:
             cells = [index.get((method, model, d)) for d in datasets]
             if any(c is not None for c in cells):
-                table.append((method, model, cells, _average([metric_value(c, metric) for c in cells])))
+                table.append((method, model, cells, _average(cells, metric)))
     return table
 
 
-def _ranked(averages: Sequence[float]) -> tuple[float, float]:
-    """The best and the second-best distinct average (NaN where there is none)."""
-    distinct = sorted({a for a in averages if not math.isnan(a)}, reverse=True)
-    return (distinct + [math.nan, math.nan])[0], (distinct + [math.nan, math.nan])[1]
+def _best(averages: Sequence[Average]) -> Average | None:
+    """The highest average, only where its interval lies wholly above the runner-up's: a bold number inside the
+    others' intervals would claim an order the data do not show."""
+    ranked = sorted((a for a in averages if not math.isnan(a.value)), key=lambda a: a.value, reverse=True)
+    if len(ranked) < 2 or not ranked[0].low > ranked[1].high:
+        return None
+    return ranked[0]
+
+
+def average_text(average: Average) -> str:
+    interval = "" if math.isnan(average.low) else f" [{as_percent(average.low)}, {as_percent(average.high)}]"
+    return as_percent(average.value) + interval
 
 
 def markdown_table(
@@ -88,10 +121,10 @@ def markdown_table(
             "|---|---|" + "---|" * (len(datasets) + 1),
         ]
         table = _block(chosen, metric, methods, models, datasets)
-        best, _ = _ranked([a for *_, a in table])
+        best = _best([a for *_, a in table])
         for method, model, cells, average in table:
-            shown = as_percent(average)
-            shown = f"**{shown}**" if average == best else shown
+            shown = average_text(average)
+            shown = f"**{shown}**" if average is best else shown
             lines.append(
                 f"| {display_name(method)} | {model} | "
                 + " | ".join(cell_text(c, metric) for c in cells)
@@ -108,8 +141,9 @@ def latex_tables(
     datasets: Sequence[str],
     heatmap_methods: Sequence[str],
 ) -> str:
-    """Table 2 as booktabs LaTeX, one tabular per (heatmap method, shift): a block per metric, the best average
-    in bold and the second underlined, as in the paper. Needs \\usepackage{booktabs}."""
+    """Table 2 as booktabs LaTeX, one tabular per (heatmap method, shift): a block per metric, each value with its
+    95% interval in small type, the best average in bold where its interval separates it from the next. Needs
+    \\usepackage{booktabs}."""
     threshold = rows[0]["threshold"] if rows else 0.5
     out = [f"% Table 2 (vlm-rationality). Values in %; valid evidence means RMA >= {threshold}. Needs booktabs.", ""]
     width = 2 + len(datasets) + 1
@@ -128,20 +162,28 @@ def latex_tables(
             for metric, title in blocks(at_shift):
                 out += ["\\midrule", f"\\multicolumn{{{width}}}{{l}}{{\\emph{{{tex(title)}}}}} \\\\"]
                 table = _block(at_shift, metric, methods, models, datasets)
-                best, second = _ranked([a for *_, a in table])
+                best = _best([a for *_, a in table])
                 for method, model, cells, average in table:
-                    shown = as_percent(average)
-                    shown = (
-                        f"\\textbf{{{shown}}}"
-                        if average == best
-                        else f"\\underline{{{shown}}}"
-                        if average == second
-                        else shown
-                    )
-                    values = [marked(c, as_percent(metric_value(c, metric))) for c in cells]
+                    shown = _tex_interval(as_percent(average.value), average.low, average.high)
+                    shown = f"\\textbf{{{shown}}}" if average is best else shown
+                    values = [
+                        marked(
+                            c,
+                            _tex_interval(
+                                as_percent(metric_value(c, metric)),
+                                metric_value(c, f"{metric}_ci_low"),
+                                metric_value(c, f"{metric}_ci_high"),
+                            ),
+                        )
+                        for c in cells
+                    ]
                     out.append(" & ".join([tex(display_name(method)), tex(model), *values, shown]) + " \\\\")
             out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(out).replace("–", "--")
+
+
+def _tex_interval(shown: str, low: float, high: float) -> str:
+    return shown if math.isnan(low) else f"{shown} {{\\scriptsize [{as_percent(low)}, {as_percent(high)}]}}"
 
 
 def html_tables(
@@ -164,7 +206,8 @@ def html_tables(
         "</style></head><body>",
         "<h1>Right for the right reasons: PT and IR</h1>",
         f"<p>Values in %, 95% percentile-bootstrap intervals in brackets; valid evidence means RMA &ge; {threshold}; "
-        "the best average in bold.</p>",
+        "an average's interval from the datasets' (independent samples); the best average in bold only where its "
+        "interval lies above the next one's.</p>",
     ]
     for heatmap in heatmap_methods:
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
@@ -172,7 +215,7 @@ def html_tables(
             out.append(f"<h2>Heatmap method: {html.escape(heatmap)} · shift: {html.escape(shift)}</h2>")
             for metric, title in blocks([r for r in chosen if r["shift"] == shift]):
                 table = _block([r for r in chosen if r["shift"] == shift], metric, methods, models, datasets)
-                best, _ = _ranked([a for *_, a in table])
+                best = _best([a for *_, a in table])
                 out += [
                     f"<table><caption>{html.escape(title)}</caption>",
                     "<tr><th>method</th><th>model</th>"
@@ -180,8 +223,8 @@ def html_tables(
                     + "<th>average</th></tr>",
                 ]
                 for method, model, cells, average in table:
-                    shown = as_percent(average)
-                    shown = f"<b>{shown}</b>" if average == best else shown
+                    shown = average_text(average)
+                    shown = f"<b>{shown}</b>" if average is best else shown
                     out.append(
                         f"<tr><td>{html.escape(display_name(method))}</td><td>{html.escape(model)}</td>"
                         + "".join(f"<td>{cell_text(c, metric)}</td>" for c in cells)
@@ -203,7 +246,7 @@ def csv_rows(
     heatmap_methods: Sequence[str],
 ) -> list[dict[str, Any]]:
     """Table 2 in long form (values in %, as in the Markdown): one row per cell, dataset `average` for the
-    average column (which has no interval)."""
+    average column (its interval from the datasets', see `Average`)."""
     out = []
     for heatmap in heatmap_methods:
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
@@ -232,9 +275,33 @@ def csv_rows(
                                 }
                             )
                     out.append(
-                        {**keys, "dataset": "average", "value": rounded(average), "ci_low": None, "ci_high": None}
+                        {
+                            **keys,
+                            "dataset": "average",
+                            "value": rounded(average.value),
+                            "ci_low": rounded(average.low),
+                            "ci_high": rounded(average.high),
+                        }
                     )
     return out
+
+
+def which_number(rows: Sequence[dict[str, Any]]) -> str:
+    """The one sentence that says which number answers "right for the right reasons?" and why."""
+    if any(r.get("pt_true_cue") is not None for r in rows):
+        return (
+            '**Which number answers "right for the right reasons?"**: PT\\*_cue, the first block: the share of right '
+            "predictions that no counterfactual twin pulls to the class its cue is tied to, checked on the images "
+            "themselves. The paper's PT (a heatmap's RMA) is beside it as the paper's protocol: on this benchmark no "
+            "heatmap signal tracks the true rationale within class beyond confidence (docs/studies.md, the validity "
+            "verdict)."
+        )
+    return (
+        '**Which number answers "right for the right reasons?"**: none here is validated. PT and IR follow the '
+        "paper's protocol (a heatmap's RMA); on the embedded benchmark, where counterfactual twins give the true "
+        "rationale, no heatmap signal tracks it within class beyond confidence (docs/studies.md, the validity "
+        "verdict). Read PT as the paper's measure, not as proof of a rationale."
+    )
 
 
 def report_markdown(
@@ -248,10 +315,13 @@ def report_markdown(
     lines = [
         "# Right for the right reasons: PT and IR",
         "",
+        which_number(rows),
+        "",
         f"Values in %, with 95% percentile-bootstrap intervals in brackets; valid evidence means RMA ≥ {threshold}.",
-        "Averages are over datasets (– where a dataset lacks a value). Samples with undefined RMA are counted in",
-        "`rationality.csv` and left out of PT and IR. One table per heatmap method (`heatmap_ablation.md` sets them",
-        "side by side).",
+        "Averages are over datasets (– where a dataset lacks a value), their intervals from the datasets' (independent",
+        "samples); the best average is bold only where its interval lies above the next one's. Samples with undefined",
+        "RMA are counted in `rationality.csv` and left out of PT and IR. One table per heatmap method",
+        "(`heatmap_ablation.md` sets them side by side).",
         "",
     ]
     for heatmap in heatmap_methods:
