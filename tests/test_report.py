@@ -245,3 +245,17 @@ def test_method_names_upper_case_the_method_and_keep_a_variants_settings():
     assert display_name("ft") == "FT"
     assert display_name("ft.lr=0.005.optimizer=sgd") == "FT.lr=0.005.optimizer=sgd"
     assert display_name("lp@head") == "LP@head"
+
+
+def test_the_pt_ir_figure_is_in_percent_and_leads_with_pt_true_cue_where_twins_give_it(tmp_path, monkeypatch):
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    rows = [_row("clean", "zs", 0.4), _row("clean", "ft", 0.6)]
+    for row in rows:
+        row.update(pt_true_cue=0.9, pt_true_cue_ci_low=0.85, pt_true_cue_ci_high=0.95)
+    figures.pt_ir_figure(rows, ["zs", "ft"], ["m"], ["d"], ["chefer"], tmp_path / "pt_ir.png")
+    (ax,) = kept[0].axes
+    assert ax.get_ylim() == (0, 100) and ax.get_ylabel().startswith("%")
+    bars = [patch.get_height() for patch in ax.patches]
+    assert bars == pytest.approx([90, 90, 40, 60, 40, 60, 40, 60])  # PT*_cue, then PT, IR, accuracy per method
+    assert [t.get_text() for t in kept[0].legends[0].get_texts()] == ["PT*_cue", "PT", "IR", "accuracy"]

@@ -18,6 +18,10 @@ from vlm_rationality.report.names import TABLE2_ORDER, broken, display_name  # n
 METRICS = tuple((metric, LABELS[metric].short) for metric in TABLE2_ORDER)
 
 
+def _percent(value: float | None) -> float:
+    return np.nan if value is None else 100 * value
+
+
 def _by_key(rows: Sequence[dict[str, Any]], shift: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """The rows of one shift by (heatmap method, dataset, method, model)."""
     return {(r["heatmap_method"], r["dataset"], r["method"], r["model"]): r for r in rows if r["shift"] == shift}
@@ -53,23 +57,28 @@ def pt_ir_figure(
         ),
     )
     index = _by_key(rows, shift)
-    width = 0.8 / len(METRICS)
+    # with twins, the truth Table 2 leads with comes first, beside the paper's PT
+    shown = (
+        (("pt_true_cue", LABELS["pt_true_cue"].short),) if any(r.get("pt_true_cue") is not None for r in rows) else ()
+    )
+    shown += METRICS
+    width = 0.8 / len(shown)
     for heatmap, panels in zip(heatmap_methods, axes):
         for ax, dataset in zip(panels, datasets):
-            for k, (metric, label) in enumerate(METRICS):
+            for k, (metric, label) in enumerate(shown):
                 values, lows, highs = [], [], []
                 for method, model in groups:
                     row = index.get((heatmap, dataset, method, model), {})
-                    value = row.get(metric, np.nan)
+                    value = _percent(row.get(metric))
                     values.append(value)
-                    lows.append(value - row.get(f"{metric}_ci_low", np.nan))
-                    highs.append(row.get(f"{metric}_ci_high", np.nan) - value)
-                x = np.arange(len(groups)) + (k - (len(METRICS) - 1) / 2) * width
+                    lows.append(value - _percent(row.get(f"{metric}_ci_low")))
+                    highs.append(_percent(row.get(f"{metric}_ci_high")) - value)
+                x = np.arange(len(groups)) + (k - (len(shown) - 1) / 2) * width
                 ax.bar(x, values, width, label=label, yerr=np.nan_to_num([lows, highs]), capsize=2)
             for i, (method, model) in enumerate(groups):
                 mark = broken(index.get((heatmap, dataset, method, model)))
                 if mark:  # a classifier with non-finite logits: said where its bars are (or are missing)
-                    ax.text(i, 0.5, mark, rotation=90, ha="center", va="center", color="crimson", fontsize="small")
+                    ax.text(i, 50, mark, rotation=90, ha="center", va="center", color="crimson", fontsize="small")
                     ax.set_xlim(-0.6, len(groups) - 0.4)
             names = [display_name(m) if len(models) == 1 else f"{display_name(m)}\n{model}" for m, model in groups]
             ax.set_xticks(
@@ -80,11 +89,12 @@ def pt_ir_figure(
                 fontsize="small" if long_names else None,
             )
             ax.set_title(f"{dataset} ({heatmap})")
-            ax.set_ylim(0, 1)
+            ax.set_ylim(0, 100)
+            ax.set_yticks(range(0, 101, 20))
             ax.grid(axis="y", alpha=0.3)
-        panels[0].set_ylabel(f"value (shift: {shift})")
+        panels[0].set_ylabel(f"% (95% CI; shift: {shift})")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(METRICS), fontsize="small", frameon=False)
+    fig.legend(handles, labels, loc="upper center", ncol=len(shown), fontsize="small", frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     save_figure(fig, path)
 
