@@ -131,3 +131,21 @@ def test_bootstrap_is_seeded_and_matches_resampling_samples():
     for name, (low, high) in a.items():
         assert low == pytest.approx(reference[name][0], abs=0.015), name
         assert high == pytest.approx(reference[name][1], abs=0.015), name
+
+
+def test_threshold_curves_score_every_grid_point_as_table_2_would():
+    from vlm_rationality.metrics.rationality import rationality
+    from vlm_rationality.metrics.thresholds import GRID, threshold_rows
+
+    rng = np.random.default_rng(4)
+    correct, rma = rng.random(300) < 0.7, rng.random(300)
+    rma[:5] = np.nan  # undefined: out of the quadrants, as in score
+    rows = threshold_rows({("d", "clean", "m", "ft", "chefer"): {"correct": correct, "rma": rma}}, 200, 0)
+    assert [r["threshold"] for r in rows] == list(GRID) and GRID[0] == 0.05 and GRID[-1] == 0.95
+    pt = [r["prediction_trustworthiness"] for r in rows]
+    assert all(a >= b for a, b in zip(pt, pt[1:]))  # a stricter threshold validates fewer right predictions
+    at_half = rationality(correct, rma, 0.5, 200, 0)
+    middle = rows[GRID.index(0.5)]
+    assert middle["prediction_trustworthiness"] == at_half.metrics["prediction_trustworthiness"]
+    assert middle["inference_reliability_ci_high"] == at_half.intervals["inference_reliability"][1]
+    assert middle["rma_median"] == pytest.approx(np.nanmedian(rma))

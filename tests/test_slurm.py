@@ -126,6 +126,14 @@ def test_a_failing_job_fails_the_run_and_a_rerun_resumes(cluster, slurm_run, loc
     # Remove the damaged file and run again: what finished stays, only the failed part and what follows runs.
     checkpoint.unlink()
     planned = planned_jobs(submit(cluster, tmp_path, CONFIG, "--dry-run"))
-    assert planned == {"finetune": 1, "explain": 1, "score": 1, "report": 1, "gallery": 1, "all": 1}, planned
+    assert planned == {
+        "finetune": 1,
+        "explain": 1,
+        "score": 1,
+        "report": 1,
+        "thresholds": 1,
+        "gallery": 1,
+        "all": 1,
+    }, planned
     submit(cluster, tmp_path, CONFIG)
     assert metrics(tmp_path) == metrics(local_run)

@@ -115,6 +115,18 @@ def test_outputs_exist_with_their_schemas(run):
     ]  # in the config's order (the test writes its YAML with sorted keys)
     assert ": explanation method" in ablations and " sweep" not in ablations
     assert (results / "figures" / "pt_ir.png").read_bytes()[:4] == b"\x89PNG"
+    # PT and IR on the threshold grid: at the configured threshold they are Table 2's, to the bootstrap's seed
+    curves = pq.read_table(results / "metrics" / "thresholds.parquet").to_pylist()
+    assert len(curves) == len(rows) * 19 and read_metadata(results / "metrics" / "thresholds.parquet")["schema"] == (
+        "threshold-curves/1"
+    )
+    for curve in (c for c in curves if c["threshold"] == 0.5):
+        row = by_row[(curve["method"], curve["heatmap_method"])]
+        for metric in ("prediction_trustworthiness", "inference_reliability", "inference_reliability_ci_low"):
+            assert curve[metric] == pytest.approx(row[metric], nan_ok=True), metric
+        assert curve["rma_q25"] <= curve["rma_median"] <= curve["rma_q75"]
+    for name in ("pt_ir_threshold.png", "rma_distribution.png"):
+        assert (results / "figures" / name).read_bytes()[:4] == b"\x89PNG"
     assert (results / "logs" / "score.log").is_file() and (results / "benchmarks" / "score.tsv").is_file()
 
     assert r"\toprule" in (results / "tables" / "pt_ir.tex").read_text()
@@ -157,14 +169,21 @@ def test_a_second_run_does_nothing(run, tmp_path):
     assert planned_jobs(snakemake(tmp_path, TEST_CONFIG, "--dry-run")) == {"gallery": 2, "all": 1}
 
 
-def test_a_threshold_change_reruns_only_score_and_report(run, tmp_path):
+def test_a_threshold_change_reruns_only_what_reads_the_threshold(run, tmp_path):
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     config = copy.deepcopy(TEST_CONFIG)
     config["score"]["threshold"] = 0.3
     heatmaps = sorted((tmp_path / "results" / "heatmaps").rglob("*.parquet"))
     before = {p: p.stat().st_mtime_ns for p in heatmaps}
-    # the galleries colour RMA against the threshold and draw RW samples below it: redrawn, from the same shards
-    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"score": 1, "report": 1, "gallery": 2, "all": 1}
+    # the galleries colour RMA against the threshold and draw RW samples below it: redrawn, from the same shards; the
+    # threshold curves mark it
+    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {
+        "score": 1,
+        "report": 1,
+        "thresholds": 1,
+        "gallery": 2,
+        "all": 1,
+    }
     snakemake(tmp_path, config)
     assert {p: p.stat().st_mtime_ns for p in heatmaps} == before
     rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
@@ -177,12 +196,14 @@ def test_adding_a_heatmap_method_reruns_no_training_and_no_existing_heatmap(run,
     before = {p: p.stat().st_mtime_ns for p in heatmaps}
     config = copy.deepcopy(TEST_CONFIG)
     config["heatmaps"]["methods"] = ["chefer"]  # dropping one: its files stay, only the tables change
-    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"score": 1, "report": 1, "all": 1}
+    planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
+    assert planned == {"score": 1, "report": 1, "thresholds": 1, "all": 1}
     config["heatmaps"]["methods"] = ["chefer", "gradcam", "rollout"]
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {
         "explain": 8,
         "score": 1,
         "report": 1,
+        "thresholds": 1,
         "gallery": 1,
         "all": 1,
     }
@@ -206,6 +227,7 @@ def test_explain_results_do_not_depend_on_how_shards_are_grouped_into_jobs(run, 
         "explain": 8,
         "score": 1,
         "report": 1,
+        "thresholds": 1,
         "gallery": 2,
         "all": 1,
     }
@@ -650,7 +672,15 @@ def test_a_sweep_trains_one_named_variant_per_combination_and_an_edit_reruns_onl
     config["methods"]["lp"]["lr"] = [1.0e-2, 2.0e-2]  # one value edited: its two variants, nothing else
     kept = [p for p in results.rglob("*") if p.is_file() and "lr=0.01" in str(p)]
     dry = snakemake(tmp_path, config, "--dry-run")
-    assert planned_jobs(dry) == {"finetune": 2, "explain": 2 * 2, "score": 1, "report": 1, "gallery": 1, "all": 1}
+    assert planned_jobs(dry) == {
+        "finetune": 2,
+        "explain": 2 * 2,
+        "score": 1,
+        "report": 1,
+        "thresholds": 1,
+        "gallery": 1,
+        "all": 1,
+    }
     # the finetune jobs' outputs (`all` lists every checkpoint among its inputs)
     planned = set(re.findall(r"output: results/checkpoints/tiny-synthetic/tiny-clip/(\S+)\.safetensors", dry.stdout))
     assert planned == {"lp.lr=0.02.optimizer=adamw", "lp.lr=0.02.optimizer=sgd"}

@@ -59,6 +59,7 @@ DISCOVERY_REGIONS = "discovery-regions/2"  # 2: the clusters (medoids, ranked ca
 TRAINING_REGIONS = "training-regions/1"
 DISCOVERY = "discovery-metrics/1"
 TWINS = "twins/2"  # 2: the class each twin's cue pulls towards; the prediction on the object alone
+THRESHOLDS = "threshold-curves/1"  # PT and IR on a grid of RMA thresholds (metrics/thresholds.py)
 VALIDITY = "validity-metrics/2"  # 2: one row per signal and truth, within-class AUROC, the gain beyond confidence
 
 OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"caption": pa.string(), "background": pa.int32(), "cue_mask": pa.binary()}

@@ -460,6 +460,24 @@ def cmd_rho_curve(args: argparse.Namespace) -> None:
     print(f"wrote {args.figure}")
 
 
+def cmd_thresholds(args: argparse.Namespace) -> None:
+    import pyarrow as pa
+
+    from vlm_rationality.artefacts import THRESHOLDS, write_metrics
+    from vlm_rationality.io import config_hash
+    from vlm_rationality.metrics.thresholds import stored_rma, threshold_rows
+    from vlm_rationality.report.thresholds import rma_figure, threshold_figure
+
+    stored = stored_rma(args.heatmaps, args.undefined_rma)
+    rows = threshold_rows(stored, args.iterations, args.seed)
+    settings = [args.iterations, args.seed, args.undefined_rma]
+    write_metrics(pa.Table.from_pylist(rows), args.parquet, args.csv, config_hash(settings), THRESHOLDS)
+    order = (args.methods, args.models, args.datasets, args.heatmap_methods, args.threshold)
+    threshold_figure(rows, *order, args.curves)
+    rma_figure(stored, *order, args.distributions)
+    print(f"wrote {args.parquet}, {args.csv}, {args.curves} and {args.distributions}")
+
+
 def cmd_inspect(args: argparse.Namespace) -> None:
     if args.sample is not None or args.png is not None:
         from vlm_rationality.report.gallery import render_sample
@@ -771,6 +789,22 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"the ablation table (fine-tuning family, sweeps, explanation method) as {what}",
         )
     p.add_argument("--figure", required=True)
+
+    p = stage(
+        "thresholds",
+        cmd_thresholds,
+        "PT and IR against the RMA threshold (a table and curves) and the RMA distribution per method, from the "
+        "heatmap files",
+    )
+    p.add_argument("--iterations", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--undefined-rma", default="exclude", help="what an undefined RMA counts as, as in score")
+    p.add_argument("--threshold", type=float, default=0.5, help="the configured threshold, marked in the figures")
+    for name in ("methods", "models", "datasets", "heatmap-methods"):
+        p.add_argument(f"--{name}", type=_json, required=True, help=f"{name.replace('-', ' ')} in table order (JSON)")
+    for name in ("parquet", "csv", "curves", "distributions"):
+        p.add_argument(f"--{name}", required=True)
+    p.add_argument("heatmaps", nargs="+")
 
     p = stage("rho-curve", cmd_rho_curve, "accuracy, PT and IR against the training split's spurious strength rho")
     p.add_argument("--metrics", required=True)

@@ -79,6 +79,54 @@ rule report:
         " --figure {output.figure} > {log} 2>&1"
 
 
+# PT and IR against the RMA threshold, and the RMA distributions behind them, from the heatmap files (as score reads
+# them): whether a method ordering is the paper's 0.5 or the data.
+rule thresholds:
+    input:
+        heatmaps=lambda wc: heatmap_files(),
+    output:
+        parquet="results/metrics/thresholds.parquet",
+        csv="results/metrics/thresholds.csv",
+        curves=report(
+            "results/figures/pt_ir_threshold.png",
+            caption="../report/thresholds.rst",
+            category="3. Figures (report)",
+            subcategory="PT, IR, accuracy",
+            labels={"figure": "PT and IR against the RMA threshold"},
+        ),
+        distributions=report(
+            "results/figures/rma_distribution.png",
+            caption="../report/thresholds.rst",
+            category="3. Figures (report)",
+            subcategory="PT, IR, accuracy",
+            labels={"figure": "RMA per method, right and wrong predictions"},
+        ),
+    log:
+        "results/logs/thresholds.log",
+    benchmark:
+        "results/benchmarks/thresholds.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **sized("score"),
+    params:
+        iterations=config["score"]["bootstrap_iterations"],
+        seed=config["score"]["seed"],
+        undefined=config["score"]["undefined_rma"],
+        threshold=config["score"]["threshold"],
+        methods=as_json(list(config["methods"])),
+        models=as_json(list(config["models"])),
+        datasets=as_json(list(config["datasets"])),
+        heatmap_methods=as_json(config["heatmaps"]["methods"]),
+    shell:
+        "python -m vlm_rationality thresholds --iterations {params.iterations} --seed {params.seed}"
+        " --undefined-rma {params.undefined} --threshold {params.threshold} --methods {params.methods:q}"
+        " --models {params.models:q} --datasets {params.datasets:q} --heatmap-methods {params.heatmap_methods:q}"
+        " --parquet {output.parquet} --csv {output.csv} --curves {output.curves}"
+        " --distributions {output.distributions} {input.heatmaps} > {log} 2>&1"
+
+
 # The paper's Figure 3, from heatmap and prepared shards only: adding it reruns no explain or training job.
 rule gallery:
     input:

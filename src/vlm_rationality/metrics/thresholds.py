@@ -1,0 +1,63 @@
+"""PT and IR against the RMA threshold: how much of a method ordering is the paper's 0.5.
+
+Median RMA is about a third for every method on the embedded benchmark, so a threshold near it decides a large
+share of the verdicts, and the method order can change between 0.3 and 0.5. Each (dataset, shift, model, method,
+heatmap method) is scored at every threshold of a grid from its heatmap files, with the same count bootstrap as
+Table 2, and the RMA of each scored sample is kept for the distributions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+
+from vlm_rationality.artefacts import HEATMAP_KEYS, NO_PREDICTION, read_heatmaps
+from vlm_rationality.metrics.rationality import rationality, resolve_undefined
+
+GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 ... 0.95
+CURVES = ("prediction_trustworthiness", "inference_reliability")
+
+
+def stored_rma(
+    heatmap_paths: Sequence[str | os.PathLike], undefined_rma: str = "exclude"
+) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
+    """Key (HEATMAP_KEYS) -> `correct` and `rma` of the samples that made a prediction, the undefined RMA decided
+    by `undefined_rma` as the score stage decides it."""
+    parts: dict[tuple[str, ...], list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for path in heatmap_paths:
+        meta, table = read_heatmaps(path, ["label", "pred", "rma", "rma_status"])
+        pred = table.column("pred").to_numpy()
+        kept = pred != NO_PREDICTION
+        correct = pred[kept] == table.column("label").to_numpy()[kept]
+        statuses = np.asarray(table.column("rma_status").to_pylist(), dtype=object)[kept]
+        rma = resolve_undefined(table.column("rma").to_numpy()[kept], statuses, undefined_rma)
+        parts[tuple(meta["keys"][k] for k in HEATMAP_KEYS)].append((correct, rma))
+    return {
+        key: {"correct": np.concatenate([c for c, _ in found]), "rma": np.concatenate([r for _, r in found])}
+        for key, found in sorted(parts.items())
+    }
+
+
+def threshold_rows(
+    stored: dict[tuple[str, ...], dict[str, np.ndarray]],
+    iterations: int,
+    seed: int,
+    thresholds: Sequence[float] = GRID,
+) -> list[dict[str, Any]]:
+    """One row per (key, threshold): PT and IR with their 95% intervals, and the RMA quartiles of the key."""
+    rows = []
+    for key, found in stored.items():
+        finite = found["rma"][np.isfinite(found["rma"])]
+        quartiles = np.percentile(finite, [25, 50, 75]) if finite.size else (np.nan,) * 3
+        for threshold in thresholds:
+            result = rationality(found["correct"], found["rma"], threshold, iterations, seed)
+            row: dict[str, Any] = {**dict(zip(HEATMAP_KEYS, key)), "threshold": float(threshold)}
+            for metric in CURVES:
+                low, high = result.intervals[metric]
+                row.update({metric: result.metrics[metric], f"{metric}_ci_low": low, f"{metric}_ci_high": high})
+            row.update(rma_q25=float(quartiles[0]), rma_median=float(quartiles[1]), rma_q75=float(quartiles[2]))
+            rows.append(row)
+    return rows
