@@ -205,13 +205,34 @@ def _truths(rows: Sequence[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(r["truth"] for r in rows))
 
 
+def _label_points(ax: Any, points: Sequence[tuple[tuple[float, float], str, Any]], gap: float = 3.2) -> None:
+    """Each point's short label beside it, with a leader line; labels on one side are spread apart vertically
+    (at least `gap` axis units) so a cluster of points stays readable. Right of a point, or left near the edge."""
+    for side in (False, True):  # labels right of their points, then left of them
+        chosen = sorted((p for p in points if (p[0][0] > 70) == side), key=lambda p: p[0][1])
+        placed: list[float] = []
+        for (x, y), _, _ in chosen:
+            placed.append(max(y, placed[-1] + gap) if placed else y)
+        for ((x, y), text, colour), at in zip(chosen, placed):
+            ax.annotate(
+                text,
+                (x, y),
+                xytext=(x - 9 if side else x + 9, at),
+                ha="right" if side else "left",
+                va="center",
+                fontsize=6.5,
+                color=colour,
+                arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.5},
+            )
+
+
 def figure(
     rows: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]], path: str | os.PathLike, trained: Sequence[str]
 ) -> None:
     """Left: each signal's within-class AUROC under the lead truth (a row per signal), one point per trained
     (dataset, method) with its interval; the band spans the trained classifiers' logit margins (the confidence
     baseline) and the goal is dashed. Right: the paper's PT (chefer's RMA on the exact mask) against PT*, each point
-    labelled with its method and training rho."""
+    labelled beside it with its method and the end of its dataset's name (its training rho)."""
     truth, lead = _lead(rows)
     signals = [tuple(s[k] for k in SIGNAL) for s in summary]
     keys = sorted({(r["model"], r["dataset"], r["method"]) for r in lead if r["method"] in trained})
@@ -263,15 +284,16 @@ def figure(
     left.legend(fontsize=7, loc="upper right")
     paper = [r for r in lead if (r["heatmap_method"], r["signal"], r["mask"]) == ("chefer", "rma", "exact")]
     markers = "os^Dv<>P*X"
+    points = []
     for k, r in enumerate(paper):
-        right.scatter(
-            100 * r["pt_true"],
-            100 * r["prediction_trustworthiness"],
-            s=34,
-            marker=markers[k % len(markers)],
-            color=colours(k % size),
-            label=f"{display_name(r['method'])}, {r['dataset']}" + (f", {r['model']}" if len(models) > 1 else ""),
+        point = (100 * r["pt_true"], 100 * r["prediction_trustworthiness"])
+        name = f"{display_name(r['method'])}, {r['dataset']}" + (f", {r['model']}" if len(models) > 1 else "")
+        right.scatter(*point, s=34, marker=markers[k % len(markers)], color=colours(k % size), label=name)
+        short = f"{display_name(r['method'])} {r['dataset'].rsplit('-', 1)[-1]}" + (
+            f" {r['model']}" if len(models) > 1 else ""
         )
+        points.append((point, short, colours(k % size)))
+    _label_points(right, points)
     right.legend(fontsize=7, loc="upper left")
     right.plot([0, 100], [0, 100], color="grey", linewidth=0.8, linestyle="--")
     right.set(
