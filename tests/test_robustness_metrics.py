@@ -360,3 +360,26 @@ def test_ece_bins_against_the_current_torchmetrics_including_saturated_confidenc
     ours, theirs = both(logits, labels)
     assert ours == pytest.approx(abs(900 + 1000 - 1000 - 950) / 2000)  # one bin (14/15, 1]: |0.95 - 0.975|
     assert theirs == pytest.approx((100 + 50) / 2000, abs=1e-4)  # the 1.0 bin (0.1 off) apart from the 0.95 one
+
+
+def test_reliability_diagrams_show_each_bins_sample_count(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from vlm_rationality.report.robustness import TEST_PREFIX, reliability_figures
+
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    rng = np.random.default_rng(5)
+    logits, labels = rng.normal(size=(200, 4)) * 3, rng.integers(0, 4, 200)
+    sets = {TEST_PREFIX + "clean": {"logits": logits, "label": labels}}
+    rows = [{"dataset": "d", "model": "m", "method": m, "shift": "clean", "temperature": 2.0} for m in ("zs", "ft")]
+    predictions = [({"keys": {"dataset": "d", "model": "m", "method": m}}, sets) for m in ("zs", "ft")]
+    (written,) = reliability_figures(predictions, rows, "val", tmp_path)
+    assert written == tmp_path / "d" / "m.png" and written.read_bytes()[:4] == b"\x89PNG"
+    before, after = kept[0].axes[2:]  # the count strips under the two diagrams
+    for strip, temperature in ((before, 1.0), (after, 2.0)):
+        counts = [patch.get_data()[0] for patch in strip.patches]  # one stairs per method
+        assert len(counts) == 2 and all(c.sum() == 200 for c in counts)
+        _, _, expected = calibration.reliability_bins(calibration.softmax(logits, temperature), labels)
+        assert (counts[0] == expected).all()
+    assert before.get_ylabel() == "samples per bin"

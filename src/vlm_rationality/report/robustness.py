@@ -87,14 +87,17 @@ def reliability_figures(
     predictions: Sequence[Predictions], rows: Sequence[dict[str, Any]], validation: str, folder: str | os.PathLike
 ) -> list[Path]:
     """`folder/<dataset>/<model>.png`: accuracy against confidence on the clean test split, a line per method,
-    before and after temperature scaling (the T of the robustness rows), the diagonal being perfect calibration."""
+    before and after temperature scaling (the T of the robustness rows), the diagonal being perfect calibration; under
+    each, the samples in each confidence bin per method (a point on a sparse bin says little)."""
     fitted = {(r["dataset"], r["model"], r["method"]): r["temperature"] for r in rows if r["shift"] == "clean"}
     groups: dict[tuple[str, str], list] = defaultdict(list)
     for meta, sets in predictions:
         groups[(meta["keys"]["dataset"], meta["keys"]["model"])].append((meta["keys"]["method"], sets))
     written = []
     for (dataset, model), methods in groups.items():
-        fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True)
+        fig, (axes, counted) = plt.subplots(
+            2, 2, figsize=(9, 5.6), sharex=True, sharey="row", gridspec_kw={"height_ratios": [3, 1]}
+        )
         for method, sets in methods:
             test = sets.get(TEST_PREFIX + "clean")
             if test is None:
@@ -102,14 +105,20 @@ def reliability_figures(
             keep = np.isfinite(test["logits"]).all(axis=1)
             logits, labels = test["logits"][keep], test["label"][keep]
             temperature = fitted.get((dataset, model, method), math.nan)
-            for ax, t in zip(axes, (1.0, temperature if math.isfinite(temperature) else 1.0)):
-                confidence, accuracy, _ = reliability_bins(softmax(logits, t), labels)
-                ax.plot(confidence, accuracy, marker="o", markersize=3, label=display_name(method))
+            for ax, below, t in zip(axes, counted, (1.0, temperature if math.isfinite(temperature) else 1.0)):
+                confidence, accuracy, counts = reliability_bins(softmax(logits, t), labels)
+                (line,) = ax.plot(confidence, accuracy, marker="o", markersize=3, label=display_name(method))
+                edges = np.linspace(0, 1, len(counts) + 1)
+                below.stairs(counts, edges, color=line.get_color(), label=display_name(method))
         for ax, title in zip(axes, ("before temperature scaling", f"after (T fitted on {validation})")):
             ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-            ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (15 bins)", title=title)
+            ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
             ax.grid(alpha=0.3)
+        for below in counted:
+            below.set(xlabel="confidence (15 bins)")
+            below.grid(alpha=0.3)
         axes[0].set_ylabel("accuracy")
+        counted[0].set_ylabel("samples per bin")
         axes[1].legend(fontsize="small", loc="upper left")
         fig.suptitle(f"Reliability: {dataset} · {model} · clean test split")
         fig.tight_layout()
