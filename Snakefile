@@ -62,7 +62,7 @@ rule all:
     input:
         rules.report.output,
         rules.score.output,
-        rules.thresholds.output,
+        rules.breakdowns.output,
         trained_weights(),
         prepare_reports(),
         figures(),

@@ -149,3 +149,17 @@ def test_threshold_curves_score_every_grid_point_as_table_2_would():
     assert middle["prediction_trustworthiness"] == at_half.metrics["prediction_trustworthiness"]
     assert middle["inference_reliability_ci_high"] == at_half.intervals["inference_reliability"][1]
     assert middle["rma_median"] == pytest.approx(np.nanmedian(rma))
+
+
+def test_per_class_rows_add_up_to_the_whole_and_carry_the_class_names():
+    from vlm_rationality.metrics.thresholds import per_class_rows
+
+    label = np.array([0, 0, 0, 1, 1, 2])
+    correct = np.array([True, True, False, True, False, False])
+    rma = np.array([0.9, 0.1, 0.8, 0.7, 0.2, np.nan])
+    stored = {("d", "clean", "m", "ft", "chefer"): {"label": label, "correct": correct, "rma": rma}}
+    rows = per_class_rows(stored, {"d": ["square", "circle", "star"]}, 0.5, 100, 0)
+    assert [(r["class_name"], r["n"]) for r in rows] == [("square", 3), ("circle", 2), ("star", 1)]
+    square = rows[0]  # right: RMA 0.9 (valid), 0.1 (invalid); wrong: 0.8 (valid)
+    assert square["accuracy"] == pytest.approx(2 / 3) and square["prediction_trustworthiness"] == pytest.approx(1 / 2)
+    assert square["inference_reliability"] == pytest.approx(1 / 2) and square["threshold"] == 0.5

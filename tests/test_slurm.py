@@ -131,7 +131,7 @@ def test_a_failing_job_fails_the_run_and_a_rerun_resumes(cluster, slurm_run, loc
         "explain": 1,
         "score": 1,
         "report": 1,
-        "thresholds": 1,
+        "breakdowns": 1,
         "gallery": 1,
         "all": 1,
     }, planned

@@ -125,7 +125,14 @@ def test_outputs_exist_with_their_schemas(run):
         for metric in ("prediction_trustworthiness", "inference_reliability", "inference_reliability_ci_low"):
             assert curve[metric] == pytest.approx(row[metric], nan_ok=True), metric
         assert curve["rma_q25"] <= curve["rma_median"] <= curve["rma_q75"]
-    for name in ("pt_ir_threshold.png", "rma_distribution.png"):
+    per_class = pq.read_table(results / "metrics" / "per_class.parquet").to_pylist()
+    for (method, heatmap), row in by_row.items():  # the classes' counts add up to the row's
+        mine = [c for c in per_class if (c["method"], c["heatmap_method"]) == (method, heatmap)]
+        assert sum(c["n"] for c in mine) == row["n"] - row["n_nonfinite_logits"]
+        assert sum(c["n"] * c["accuracy"] for c in mine) == pytest.approx(row["n"] * row["accuracy"])
+        names = {c["label"]: c["class_name"] for c in mine}  # named, not numbered
+        assert len(set(names.values())) == len(names) and not any(name.isdigit() for name in names.values())
+    for name in ("pt_ir_threshold.png", "rma_distribution.png", "per_class.png"):
         assert (results / "figures" / name).read_bytes()[:4] == b"\x89PNG"
     assert (results / "logs" / "score.log").is_file() and (results / "benchmarks" / "score.tsv").is_file()
 
@@ -180,7 +187,7 @@ def test_a_threshold_change_reruns_only_what_reads_the_threshold(run, tmp_path):
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {
         "score": 1,
         "report": 1,
-        "thresholds": 1,
+        "breakdowns": 1,
         "gallery": 2,
         "all": 1,
     }
@@ -197,13 +204,13 @@ def test_adding_a_heatmap_method_reruns_no_training_and_no_existing_heatmap(run,
     config = copy.deepcopy(TEST_CONFIG)
     config["heatmaps"]["methods"] = ["chefer"]  # dropping one: its files stay, only the tables change
     planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
-    assert planned == {"score": 1, "report": 1, "thresholds": 1, "all": 1}
+    assert planned == {"score": 1, "report": 1, "breakdowns": 1, "all": 1}
     config["heatmaps"]["methods"] = ["chefer", "gradcam", "rollout"]
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {
         "explain": 8,
         "score": 1,
         "report": 1,
-        "thresholds": 1,
+        "breakdowns": 1,
         "gallery": 1,
         "all": 1,
     }
@@ -227,7 +234,7 @@ def test_explain_results_do_not_depend_on_how_shards_are_grouped_into_jobs(run, 
         "explain": 8,
         "score": 1,
         "report": 1,
-        "thresholds": 1,
+        "breakdowns": 1,
         "gallery": 2,
         "all": 1,
     }
@@ -677,7 +684,7 @@ def test_a_sweep_trains_one_named_variant_per_combination_and_an_edit_reruns_onl
         "explain": 2 * 2,
         "score": 1,
         "report": 1,
-        "thresholds": 1,
+        "breakdowns": 1,
         "gallery": 1,
         "all": 1,
     }

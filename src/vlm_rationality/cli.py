@@ -460,22 +460,28 @@ def cmd_rho_curve(args: argparse.Namespace) -> None:
     print(f"wrote {args.figure}")
 
 
-def cmd_thresholds(args: argparse.Namespace) -> None:
+def cmd_breakdowns(args: argparse.Namespace) -> None:
     import pyarrow as pa
 
-    from vlm_rationality.artefacts import THRESHOLDS, write_metrics
+    from vlm_rationality.artefacts import PER_CLASS, THRESHOLDS, write_metrics
     from vlm_rationality.io import config_hash
-    from vlm_rationality.metrics.thresholds import stored_rma, threshold_rows
-    from vlm_rationality.report.thresholds import rma_figure, threshold_figure
+    from vlm_rationality.metrics.thresholds import per_class_rows, stored_rma, threshold_rows
+    from vlm_rationality.report.thresholds import per_class_figure, rma_figure, threshold_figure
 
     stored = stored_rma(args.heatmaps, args.undefined_rma)
     rows = threshold_rows(stored, args.iterations, args.seed)
-    settings = [args.iterations, args.seed, args.undefined_rma]
-    write_metrics(pa.Table.from_pylist(rows), args.parquet, args.csv, config_hash(settings), THRESHOLDS)
+    classes = per_class_rows(stored, args.class_names, args.threshold, args.iterations, args.seed)
+    settings = config_hash([args.iterations, args.seed, args.undefined_rma, args.threshold])
+    write_metrics(pa.Table.from_pylist(rows), args.parquet, args.csv, settings, THRESHOLDS)
+    write_metrics(pa.Table.from_pylist(classes), args.per_class_parquet, args.per_class_csv, settings, PER_CLASS)
     order = (args.methods, args.models, args.datasets, args.heatmap_methods, args.threshold)
     threshold_figure(rows, *order, args.curves)
     rma_figure(stored, *order, args.distributions)
-    print(f"wrote {args.parquet}, {args.csv}, {args.curves} and {args.distributions}")
+    per_class_figure(classes, args.methods, args.models, args.datasets, args.heatmap_methods[0], args.per_class)
+    print(
+        f"wrote {args.parquet}, {args.per_class_parquet} (and their CSV), {args.curves}, {args.distributions}, "
+        f"{args.per_class}"
+    )
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -791,10 +797,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", required=True)
 
     p = stage(
-        "thresholds",
-        cmd_thresholds,
-        "PT and IR against the RMA threshold (a table and curves) and the RMA distribution per method, from the "
-        "heatmap files",
+        "breakdowns",
+        cmd_breakdowns,
+        "Table 2 broken down, from the heatmap files: PT and IR against the RMA threshold, the RMA distribution per "
+        "method, and accuracy, PT and IR per class (tables and figures)",
     )
     p.add_argument("--iterations", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
@@ -802,7 +808,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="the configured threshold, marked in the figures")
     for name in ("methods", "models", "datasets", "heatmap-methods"):
         p.add_argument(f"--{name}", type=_json, required=True, help=f"{name.replace('-', ' ')} in table order (JSON)")
-    for name in ("parquet", "csv", "curves", "distributions"):
+    p.add_argument("--class-names", type=_json, required=True, help="dataset -> its class names in label order (JSON)")
+    for name in ("parquet", "csv", "per-class-parquet", "per-class-csv", "curves", "distributions", "per-class"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("heatmaps", nargs="+")
 

@@ -79,32 +79,41 @@ rule report:
         " --figure {output.figure} > {log} 2>&1"
 
 
-# PT and IR against the RMA threshold, and the RMA distributions behind them, from the heatmap files (as score reads
-# them): whether a method ordering is the paper's 0.5 or the data.
-rule thresholds:
+# Table 2 broken down, from the heatmap files (as score reads them): PT and IR against the RMA threshold (whether a
+# method ordering is the paper's 0.5 or the data), the RMA distributions behind them, and every class's numbers.
+rule breakdowns:
     input:
         heatmaps=lambda wc: heatmap_files(),
     output:
         parquet="results/metrics/thresholds.parquet",
         csv="results/metrics/thresholds.csv",
+        per_class_parquet="results/metrics/per_class.parquet",
+        per_class_csv="results/metrics/per_class.csv",
         curves=report(
             "results/figures/pt_ir_threshold.png",
-            caption="../report/thresholds.rst",
+            caption="../report/breakdowns.rst",
             category="3. Figures (report)",
             subcategory="PT, IR, accuracy",
             labels={"figure": "PT and IR against the RMA threshold"},
         ),
         distributions=report(
             "results/figures/rma_distribution.png",
-            caption="../report/thresholds.rst",
+            caption="../report/breakdowns.rst",
             category="3. Figures (report)",
             subcategory="PT, IR, accuracy",
             labels={"figure": "RMA per method, right and wrong predictions"},
         ),
+        per_class=report(
+            "results/figures/per_class.png",
+            caption="../report/breakdowns.rst",
+            category="3. Figures (report)",
+            subcategory="PT, IR, accuracy",
+            labels={"figure": "accuracy and PT per class"},
+        ),
     log:
-        "results/logs/thresholds.log",
+        "results/logs/breakdowns.log",
     benchmark:
-        "results/benchmarks/thresholds.tsv"
+        "results/benchmarks/breakdowns.tsv"
     conda:
         ENV
     threads: 1
@@ -119,12 +128,15 @@ rule thresholds:
         models=as_json(list(config["models"])),
         datasets=as_json(list(config["datasets"])),
         heatmap_methods=as_json(config["heatmaps"]["methods"]),
+        class_names=as_json({dataset: settings.class_names(config, dataset) for dataset in config["datasets"]}),
     shell:
-        "python -m vlm_rationality thresholds --iterations {params.iterations} --seed {params.seed}"
+        "python -m vlm_rationality breakdowns --iterations {params.iterations} --seed {params.seed}"
         " --undefined-rma {params.undefined} --threshold {params.threshold} --methods {params.methods:q}"
         " --models {params.models:q} --datasets {params.datasets:q} --heatmap-methods {params.heatmap_methods:q}"
-        " --parquet {output.parquet} --csv {output.csv} --curves {output.curves}"
-        " --distributions {output.distributions} {input.heatmaps} > {log} 2>&1"
+        " --class-names {params.class_names:q} --parquet {output.parquet} --csv {output.csv}"
+        " --per-class-parquet {output.per_class_parquet} --per-class-csv {output.per_class_csv}"
+        " --curves {output.curves} --distributions {output.distributions} --per-class {output.per_class}"
+        " {input.heatmaps} > {log} 2>&1"
 
 
 # The paper's Figure 3, from heatmap and prepared shards only: adding it reruns no explain or training job.

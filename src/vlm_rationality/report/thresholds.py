@@ -132,3 +132,51 @@ def rma_figure(
     fig.legend(legend, labels, loc="upper center", ncol=3, fontsize="small", frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     save_figure(fig, path)
+
+
+def per_class_figure(
+    rows: Sequence[dict[str, Any]],
+    methods: Sequence[str],
+    models: Sequence[str],
+    datasets: Sequence[str],
+    heatmap: str,
+    path: str | os.PathLike,
+    shift: str = "clean",
+) -> None:
+    """A row of panels per dataset: accuracy and PT (under `heatmap`) per class, a line per (method, model) with its
+    95% interval as a band, the classes ordered by the first method's accuracy (named where there are few)."""
+    chosen = [r for r in rows if r["shift"] == shift and r["heatmap_method"] == heatmap]
+    metrics = ("accuracy", "prediction_trustworthiness")
+    fig, axes = plt.subplots(len(datasets), len(metrics), figsize=(12, 3.6 * len(datasets) + 0.5), squeeze=False)
+    for dataset, panels in zip(datasets, axes):
+        here = [r for r in chosen if r["dataset"] == dataset]
+        first = [r for r in here if (r["method"], r["model"]) == (methods[0], models[0])]
+        order = [r["label"] for r in sorted(first, key=lambda r: (r["accuracy"], r["label"]))]
+        names = {r["label"]: r["class_name"] for r in here}
+        for ax, metric in zip(panels, metrics):
+            for method in methods:
+                for model in models:
+                    by_label = {r["label"]: r for r in here if (r["method"], r["model"]) == (method, model)}
+                    if not by_label:
+                        continue
+                    value, low, high = (
+                        100 * np.array([by_label.get(c, {}).get(f"{metric}{s}", np.nan) for c in order], dtype=float)
+                        for s in ("", "_ci_low", "_ci_high")
+                    )
+                    x = np.arange(len(order))
+                    (line,) = ax.plot(
+                        x, value, marker="o" if len(order) <= 40 else None, ms=3, label=_name(method, model, models)
+                    )
+                    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+            if len(order) <= 40:
+                ax.set_xticks(range(len(order)), [names[c] for c in order], rotation=45, ha="right", fontsize=7)
+            else:
+                ax.set_xlabel(f"class, by {display_name(methods[0])}'s accuracy ({len(order)} classes)")
+            title = METRICS[metric].short + (f" ({heatmap})" if metric != "accuracy" else "")
+            ax.set(ylim=(0, 100), title=f"{title} per class · {dataset}")
+            ax.grid(alpha=0.3)
+        panels[0].set_ylabel(f"% (95% CI; shift: {shift})")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    save_figure(fig, path)
