@@ -126,7 +126,7 @@ def test_a_gallery_with_no_candidate_says_so_instead_of_failing(shards, tmp_path
     assert (tmp_path / "rw.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_inspect_draws_one_sample_of_a_heatmap_file(shards, tmp_path):
+def test_inspect_draws_one_sample_of_a_heatmap_file_or_a_prepared_shard(shards, tmp_path, capsys):
     from vlm_rationality.cli import main
 
     prepared, paths = shards
@@ -135,6 +135,50 @@ def test_inspect_draws_one_sample_of_a_heatmap_file(shards, tmp_path):
     assert read_prepared(prepared)["sample_id"][7] == "s007"
     with pytest.raises(SystemExit, match="no sample 'nope'"):
         main(["inspect", str(paths[0]), "--sample", "nope", "--png", str(tmp_path / "two.png")])
+    main(["inspect", str(prepared), "--sample", "s003", "--png", str(tmp_path / "one.png")])  # a PNG: redrawn
+    label = int(read_prepared(prepared)["label"][3])
+    assert capsys.readouterr().out.strip().endswith(f"s003 label {label}")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="notes.txt exists and is not a PNG"):
+        main(["inspect", str(prepared), "--sample", "s003", "--png", str(tmp_path / "notes.txt")])
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_inspect_says_what_any_file_is_and_never_to_delete_one_it_did_not_write(shards, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from vlm_rationality.cli import main
+    from vlm_rationality.models.checkpoint import save_state_dict
+
+    prepared, paths = shards
+
+    def shown(path) -> str:
+        main(["inspect", str(path)])
+        return capsys.readouterr().out
+
+    heatmaps = shown(paths[0])
+    assert (
+        '"schema": "heatmaps/3"' in heatmaps and "first 5 row(s) (array columns left out: heatmap, logits)" in heatmaps
+    )
+    assert heatmaps.splitlines()[-7].startswith("sample_id")  # the rows as a table: header, rule, five rows
+    save_state_dict({"w": torch.zeros(3, 4)}, tmp_path / "ft.safetensors", {"head_kind": "linear"})
+    (tmp_path / "ft.json").write_text('{"model": {"arch": "tiny"}, "metrics": {"train_loss": 0.5}}')
+    checkpoint = shown(tmp_path / "ft.safetensors")
+    assert (
+        "1 tensors, 12 numbers" in checkpoint and "a classifier checkpoint of this project (head: linear)" in checkpoint
+    )
+    assert "(3, 4)" in checkpoint and "a checkpoint sidecar" in checkpoint
+    (tmp_path / "table.csv").write_text("a,b\n1,x\n2,y\n")
+    assert "CSV, 2 rows, columns: a, b" in shown(tmp_path / "table.csv")
+    pq.write_table(pa.table({"x": [1, 2]}), tmp_path / "foreign.parquet")
+    assert "not an artefact of this project (no vlm_rationality.schema" in shown(tmp_path / "foreign.parquet")
+    (tmp_path / "config.cfg").write_text("[x]")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+    (tmp_path / "broken.safetensors").write_bytes(b"\xff" * 16)
+    for name in ("config.cfg", "broken.parquet", "broken.safetensors"):
+        assert "delete" not in shown(tmp_path / name)
 
 
 def _row(shift: str, method: str, value: float) -> dict:

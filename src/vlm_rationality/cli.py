@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vlm_rationality.io import config_hash, parquet_file, read_metadata, reading
+from vlm_rationality.io import config_hash, read_metadata
 from vlm_rationality.metrics.rationality import UNDEFINED_POLICIES
 
 # The checkout's workflow schema (the package runs from its checkout: pip install -e, or the workflow's PYTHONPATH).
@@ -486,21 +486,22 @@ def cmd_breakdowns(args: argparse.Namespace) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> None:
     if args.sample is not None or args.png is not None:
-        from vlm_rationality.report.gallery import render_sample
+        from vlm_rationality.report.gallery import render_prepared, render_sample
 
         if args.sample is None or args.png is None:
-            raise SystemExit("inspect: --sample and --png go together (a heatmap file's sample, drawn to a PNG)")
-        print(render_sample(args.path, args.sample, args.png, args.prepared))
+            raise SystemExit("inspect: --sample and --png go together (one sample, drawn to a PNG)")
+        png = Path(args.png)
+        if png.exists() and png.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+            raise SystemExit(f"inspect: {png} exists and is not a PNG; name another file for --png")
+        schema = read_metadata(args.path).get("schema", "") if str(args.path).endswith(".parquet") else ""
+        if schema.startswith("prepared-samples/"):
+            print(render_prepared(args.path, args.sample, png))
+        else:
+            print(render_sample(args.path, args.sample, png, args.prepared))
         return
-    with reading(args.path):
-        parquet = parquet_file(args.path)
-    print(f"{args.path}: {parquet.metadata.num_rows} rows, {parquet.metadata.num_row_groups} row group(s)")
-    print(json.dumps(read_metadata(args.path), indent=2))
-    print(parquet.schema_arrow.remove_metadata())
-    columns = [n for n in parquet.schema_arrow.names if n not in ("image", "mask", "heatmap", "logits")]
-    head = next(parquet.iter_batches(batch_size=max(args.rows, 1), columns=columns), None)
-    for row in head.to_pylist()[: args.rows] if head is not None else []:
-        print(row)
+    from vlm_rationality.report.inspect import describe
+
+    print(describe(args.path, args.rows))
 
 
 class _Version(argparse.Action):
@@ -850,13 +851,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage(
         "inspect",
         cmd_inspect,
-        "print the schema, metadata and first rows of a Parquet artefact, or draw one "
-        "sample of a heatmap file as RMA sees it",
+        "what a file of a run is: a Parquet artefact's schema, metadata and first rows, a checkpoint's header and "
+        "tensor shapes, a sidecar, a CSV table; or draw one sample of a heatmap file (as RMA sees it) or of a "
+        "prepared shard (its object and cue)",
     )
     p.add_argument("path")
     p.add_argument("--rows", type=int, default=5)
-    p.add_argument("--sample", default=None, help="a sample_id of the heatmap file to draw (with --png)")
-    p.add_argument("--png", default=None, help="where to write the sample's heatmap overlay")
+    p.add_argument("--sample", default=None, help="a sample_id of the heatmap file or prepared shard (with --png)")
+    p.add_argument("--png", default=None, help="where to draw it (a new file, or an existing PNG)")
     p.add_argument(
         "--prepared",
         nargs="+",

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import read_heatmaps
+from vlm_rationality.artefacts import read_heatmaps, read_prepared_index
 from vlm_rationality.data.shards import batches_under_shift, cue_columns
 from vlm_rationality.metrics.rma import minmax_normalize, upsample
 from vlm_rationality.report.figures import plt, save_figure
@@ -259,3 +260,19 @@ def render_sample(
     fig.tight_layout()
     save_figure(fig, png)
     return f"wrote {png}: {sample} label {row['label']} pred {row['pred']} RMA {rma:.4f}"
+
+
+def render_prepared(shard: str | os.PathLike, sample: str, png: str | os.PathLike) -> str:
+    """One sample of a prepared shard: the image as stored, its object outlined and its local cue (where stored)
+    dashed, with its label."""
+    index = read_prepared_index(shard)
+    if sample not in index["sample_id"]:
+        ids = index["sample_id"]
+        raise SystemExit(f"{shard}: no sample {sample!r} (it holds {len(ids)}, e.g. {', '.join(ids[:3])})")
+    label = int(index["label"][index["sample_id"].index(sample)])
+    fig, ax = plt.subplots(figsize=(3.2, 3.4))
+    _panel(ax, read_samples([shard], {sample})[sample], None, f"label {label}", 0.5, float("nan"))
+    ax.set_title(f"{sample} · {Path(shard).name}", fontsize="small")
+    fig.tight_layout()
+    save_figure(fig, png)
+    return f"wrote {png}: {sample} label {label}"
