@@ -183,6 +183,28 @@ def test_the_robustness_table_from_a_predictions_file(tmp_path):
     assert (clean["shape_decisions"], clean["texture_decisions"], clean["shape_bias"]) == (2, 2, 0.5)
     table = robustness_markdown(rows, ["ood_shape"])
     assert "| d | clean | m | ZS |" in table and "## Shape bias" in table and "| ood_shape |" in table
+    for name in ("accuracy", "ece", "ece_ts", "nll", "nll_ts"):  # every test-set metric has its interval
+        assert clean[f"{name}_ci_low"] <= clean[name] <= clean[f"{name}_ci_high"], name
+    assert clean["auroc.ood_shape.msp_ci_low"] == 1.0 and 0 <= clean["shape_bias_ci_low"] <= 0.5
+    assert f"| {100 * clean['accuracy']:.1f} [{100 * clean['accuracy_ci_low']:.1f}, " in table
+
+
+def test_bootstrap_replicates_with_every_weight_one_are_the_point_estimates():
+    from vlm_rationality.metrics.robustness_intervals import auroc_replicates, calibration_replicates
+
+    rng = np.random.default_rng(6)
+    logits, labels = rng.normal(size=(400, 5)) * 2, rng.integers(0, 5, 400)
+    found = calibration_replicates(logits, labels, 1.7, np.ones((400, 1), np.float32))
+    assert found["ece"][0] == pytest.approx(calibration.expected_calibration_error(calibration.softmax(logits), labels))
+    assert found["ece_ts"][0] == pytest.approx(
+        calibration.expected_calibration_error(calibration.softmax(logits, 1.7), labels)
+    )
+    assert found["nll_ts"][0] == pytest.approx(calibration.negative_log_likelihood(logits, labels, 1.7))
+    assert found["accuracy"][0] == pytest.approx(np.mean(logits.argmax(1) == labels))
+    id_scores, ood_scores = rng.normal(0.5, 1, 300), rng.normal(0, 1, 200)
+    replicates = auroc_replicates(id_scores, ood_scores, 500, 0)
+    assert np.percentile(replicates, 2.5) < ood.auroc(id_scores, ood_scores) < np.percentile(replicates, 97.5)
+    assert 0.02 < replicates.std() < 0.05  # about √(AUROC(1 − AUROC)/n) at these sizes
 
 
 def test_reliability_bins_are_the_bins_ece_sums_over():

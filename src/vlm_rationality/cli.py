@@ -291,12 +291,14 @@ def cmd_robustness(args: argparse.Namespace) -> None:
     from vlm_rationality.report.robustness import reliability_figures, robustness_markdown
 
     predictions = [read_predictions(path) for path in args.predictions]  # read once: the table and the figures
-    rows = robustness_rows(predictions, args.validation, args.ood, args.cue_conflict, args.cue_categories)
+    rows = robustness_rows(
+        predictions, args.validation, args.ood, args.cue_conflict, args.cue_categories, args.iterations, args.seed
+    )
     write_metrics(
         pa.Table.from_pylist(rows),
         args.parquet,
         args.csv,
-        config_hash([args.validation, args.ood, args.cue_conflict, args.cue_categories]),
+        config_hash([args.validation, args.ood, args.cue_conflict, args.cue_categories, args.iterations, args.seed]),
         ROBUSTNESS,
     )
     with atomic_path(args.markdown) as tmp:
@@ -728,6 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
     p.add_argument("--reliability", required=True, help="folder of the reliability diagrams (<dataset>/<model>.png)")
+    p.add_argument("--iterations", type=int, default=1000, help="bootstrap replicates of every interval")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("predictions", nargs="+")
 
     p = stage("score", cmd_score, "PT, IR, quadrants and CIs per (dataset, shift, model, method, heatmap method)")

@@ -77,7 +77,10 @@ rule robustness:
             if settings.cue_conflict_set(config)
             else ""
         ),
+        iterations=config["score"]["bootstrap_iterations"],
+        seed=config["score"]["seed"],
     shell:
         "python -m vlm_rationality robustness --validation {params.validation} --ood {params.ood:q} {params.cue}"
+        " --iterations {params.iterations} --seed {params.seed}"
         " --parquet {output.parquet} --csv {output.csv} --markdown {output.markdown}"
         " --reliability results/figures/reliability {input} > {log} 2>&1"

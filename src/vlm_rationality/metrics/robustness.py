@@ -22,6 +22,13 @@ from vlm_rationality.metrics.calibration import (
     softmax,
 )
 from vlm_rationality.metrics.ood import SCORES, auroc, fpr_at_tpr, mcm
+from vlm_rationality.metrics.robustness_intervals import (
+    auroc_replicates,
+    calibration_replicates,
+    interval,
+    sample_weights,
+    shape_bias_replicates,
+)
 from vlm_rationality.metrics.shape_bias import category_probabilities, imagenet16, shape_bias
 
 TEST_PREFIX = "test/"  # the predictions stage names the test set under shift s `test/s`
@@ -83,13 +90,22 @@ def cue_decisions(logits: np.ndarray, categories: str | None) -> np.ndarray:
 Predictions = tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]  # what artefacts.read_predictions returns
 
 
+def _with_intervals(row: dict[str, Any], replicates: dict[str, np.ndarray]) -> None:
+    for name, values in replicates.items():
+        row[f"{name}_ci_low"], row[f"{name}_ci_high"] = interval(values)
+
+
 def robustness_rows(
     predictions: Sequence[Predictions],
     validation: str,
     ood: Sequence[str],
     cue_conflict: str | None,
     cue_categories: str | None = None,
+    iterations: int = 1000,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
+    """Each metric of the test sets with its 95% percentile-bootstrap interval (`_ci_low`, `_ci_high`, over
+    `iterations` replicates: robustness_intervals.py); the in-distribution `id_*` and FPR@95 without one."""
     rows = []
     for meta, sets in predictions:
         keys, skipped = meta["keys"], meta.get("skipped", {})
@@ -113,6 +129,9 @@ def robustness_rows(
                 "n_nonfinite_logits": len(sets[name]["label"]) - len(labels),
                 "n_skipped": int(skipped.get(name, 0)),
             }
+            if len(labels):
+                weights = sample_weights(len(labels), iterations, seed)
+                _with_intervals(row, calibration_replicates(logits, labels, temperature, weights))
             if shift == "clean":
                 row.update(in_distribution)
                 clean_id = _scores(logits, cosines)
@@ -123,15 +142,22 @@ def robustness_rows(
                     for score in OOD_SCORES:
                         row[f"auroc.{ood_name}.{score}"] = auroc(clean_id[score], scores[score])
                         row[f"fpr95.{ood_name}.{score}"] = fpr_at_tpr(clean_id[score], scores[score])
+                        if len(clean_id[score]) and len(scores[score]):
+                            found = auroc_replicates(clean_id[score], scores[score], iterations, seed)
+                            _with_intervals(row, {f"auroc.{ood_name}.{score}": found})
                 if cue_conflict is not None and cue_conflict in sets:
                     cue_logits, shapes, textures = _finite(
                         sets[cue_conflict]["logits"], sets[cue_conflict]["label"], sets[cue_conflict]["background"]
                     )
-                    found = shape_bias(cue_decisions(cue_logits, cue_categories), shapes, textures)
+                    decisions = cue_decisions(cue_logits, cue_categories)
+                    found = shape_bias(decisions, shapes, textures)
                     row.update(
                         shape_bias=found.shape_bias,
                         shape_decisions=found.shape_decisions,
                         texture_decisions=found.texture_decisions,
                     )
+                    if len(decisions):
+                        bias = shape_bias_replicates(decisions, shapes, textures, iterations, seed)
+                        _with_intervals(row, {"shape_bias": bias})
             rows.append(row)
     return rows
