@@ -51,6 +51,7 @@ def shards(tmp_path_factory):
         masks=masks,
         sources=ids,
         config_hash="x",
+        class_names=["disc", "ring", "star"],
     )
     paths = []
     for m, method in enumerate(METHODS):
@@ -137,7 +138,7 @@ def test_inspect_draws_one_sample_of_a_heatmap_file_or_a_prepared_shard(shards, 
         main(["inspect", str(paths[0]), "--sample", "nope", "--png", str(tmp_path / "two.png")])
     main(["inspect", str(prepared), "--sample", "s003", "--png", str(tmp_path / "one.png")])  # a PNG: redrawn
     label = int(read_prepared(prepared)["label"][3])
-    assert capsys.readouterr().out.strip().endswith(f"s003 label {label}")
+    assert capsys.readouterr().out.strip().endswith(f"s003 label {label} ({['disc', 'ring', 'star'][label]})")
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit, match="notes.txt exists and is not a PNG"):
         main(["inspect", str(prepared), "--sample", "s003", "--png", str(tmp_path / "notes.txt")])
@@ -163,6 +164,9 @@ def test_inspect_says_what_any_file_is_and_never_to_delete_one_it_did_not_write(
         '"schema": "heatmaps/3"' in heatmaps and "first 5 row(s) (array columns left out: heatmap, logits)" in heatmaps
     )
     assert heatmaps.splitlines()[-7].startswith("sample_id")  # the rows as a table: header, rule, five rows
+    assert heatmaps.splitlines()[-7].rstrip().endswith("label_name  pred_name")  # named from the source shard
+    named = read_prepared(prepared)["label"][:5]
+    assert [line.split()[-2] for line in heatmaps.splitlines()[-5:]] == [["disc", "ring", "star"][k] for k in named]
     save_state_dict({"w": torch.zeros(3, 4)}, tmp_path / "ft.safetensors", {"head_kind": "linear"})
     (tmp_path / "ft.json").write_text('{"model": {"arch": "tiny"}, "metrics": {"train_loss": 0.5}}')
     checkpoint = shown(tmp_path / "ft.safetensors")

@@ -218,6 +218,7 @@ def write_prepared_shard(
     shift: str = "clean",
     mask: str = "exact",
     split: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> None:
     """Atomically write one shard; `images` uint8 [N, H, W, 3], `masks` bool [N, H, W].
 
@@ -225,7 +226,8 @@ def write_prepared_shard(
     with the shard's metadata to the score table. `shift`: the images are already under this shift (read from
     pre-rendered ImageNet-C), which the metadata records so that no stage applies it again. `mask`: the tolerance
     the masks were loosened by (data/masks.py), recorded where it is not `exact`. `split`: recorded, so a job can
-    refuse a shard of another split (`check_prepared`).
+    refuse a shard of another split (`check_prepared`). `class_names`: the dataset's, in label order, so a reader
+    (`inspect`) names classes rather than numbering them.
     """
     images = np.asarray(images)
     masks = np.asarray(masks)
@@ -255,6 +257,7 @@ def write_prepared_shard(
         **({"shift": shift} if shift != "clean" else {}),
         **({"mask": mask} if mask != "exact" else {}),
         **({"split": split} if split is not None else {}),
+        **({"class_names": list(class_names)} if class_names is not None else {}),
     }
     write_parquet(with_metadata(table, PREPARED, config_hash, meta), path)
 

@@ -108,6 +108,7 @@ def prepare_shard(
         shift=shift,
         split=split,
         mask=variant,
+        class_names=dataset.class_names,
     )
     return {"written": len(samples), "skipped": dict(skipped)}
 

@@ -68,10 +68,29 @@ def _parquet(path: Path, rows: int) -> str:
     columns = [name for name in parquet.schema_arrow.names if name not in WIDE]
     batch = next(parquet.iter_batches(batch_size=max(rows, 1), columns=columns), None) if rows > 0 else None
     found = batch.to_pylist()[:rows] if batch is not None else []
+    names = _class_names(meta)
+    if found and names:  # class names beside the indices
+        for row in found:
+            for column in ("label", "pred"):
+                if isinstance(row.get(column), int) and 0 <= row[column] < len(names):
+                    row[f"{column}_name"] = names[row[column]]
+        columns = [*columns, *(f"{c}_name" for c in ("label", "pred") if f"{c}_name" in found[0])]
     if found:
         left_out = ", ".join(c for c in WIDE if c in parquet.schema_arrow.names) or "none"
         head += ["", f"first {len(found)} row(s) (array columns left out: {left_out}):", table(found, columns)]
     return "\n".join(head)
+
+
+def _class_names(meta: dict[str, Any]) -> list[str]:
+    """A prepared shard's class names, or those of the first prepared shard a stage's file names as its source
+    (where that shard is reachable from here)."""
+    if isinstance(meta.get("class_names"), list):
+        return meta["class_names"]
+    for source in meta.get("source_shards", [])[:1]:
+        if Path(source).is_file():
+            found = read_metadata(source).get("class_names")
+            return found if isinstance(found, list) else []
+    return []
 
 
 def _safetensors(path: Path) -> str:
