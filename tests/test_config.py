@@ -654,3 +654,17 @@ def test_a_method_is_closed_over_the_options_its_kind_declares_at_registration()
         check_config(config, SCHEMA)
     assert "methods.ft.adapter: unknown setting" in str(error.value)
     assert "methods.ravl: 'mitigates' is a required property" in str(error.value)
+
+
+def test_too_few_bootstrap_replicates_are_refused_and_none_is_said_in_the_table():
+    from vlm_rationality.report.tables import report_markdown
+
+    assert "score.bootstrap_iterations: 20 replicates leave fewer than 3 a side" in check(
+        lambda c: c["score"].update(bootstrap_iterations=20)
+    )
+    config = copy.deepcopy(TEST_CONFIG)
+    config["score"]["bootstrap_iterations"] = 0
+    check_config(config, SCHEMA)  # 0: no intervals, allowed
+    row = {"dataset": "d", "shift": "clean", "model": "m", "method": "zs", "heatmap_method": "chefer"}
+    row.update(threshold=0.5, accuracy=0.5, accuracy_ci_low=float("nan"), accuracy_ci_high=float("nan"))
+    assert "without intervals (score.bootstrap_iterations is 0)" in report_markdown([row], ["zs"], ["m"], ["d"], [])

@@ -36,6 +36,7 @@ PLAIN_NAME = re.compile(r"^(?!\.+$)(?!-)[A-Za-z0-9_.-]+$")
 # The filesystem allows 255 bytes per path component; a name gets suffixes (`.safetensors.json`, a temp file's
 # `.tmp-<pid>`) and a sweep variant gets `.<key>=<value>`, so names stay well below it.
 MAX_NAME = 96
+MIN_ITERATIONS = 100  # of score.bootstrap_iterations, unless 0 (no intervals)
 TRAINING_REQUIRED = ["lr", "epochs", "batch_size"]  # of every method that trains (not zs, not a loaded one)
 PLACEHOLDERS = {"dataset", "model"}  # what a loaded method's file paths may hold, filled per job
 OVERLAY_HINT = (
@@ -101,6 +102,12 @@ def check_config(config: Config, schema: Schema, assumed: list[str] | None = Non
             if model["adapter"] in MODEL_ADAPTERS and not MODEL_ADAPTERS.get(model["adapter"]).compiles
         ]
     errors += _robustness_errors(config)
+    iterations = config["score"]["bootstrap_iterations"]
+    if 0 < iterations < MIN_ITERATIONS:
+        errors.append(
+            f"score.bootstrap_iterations: {iterations} replicates leave fewer than 3 a side of a 95% interval; use at "
+            f"least {MIN_ITERATIONS}, or 0 for no intervals (the tables then say so)"
+        )
     errors += _discovery_errors(config)
     errors += _ravl_errors(config)
     errors += _twins_errors(config)

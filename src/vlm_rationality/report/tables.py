@@ -286,6 +286,14 @@ def csv_rows(
     return out
 
 
+def _intervals(rows: Sequence[dict[str, Any]]) -> str:
+    """How the cells' intervals came about, or that there are none (`score.bootstrap_iterations: 0`)."""
+    lows = [r.get("accuracy_ci_low") for r in rows]
+    if rows and all(v is None or math.isnan(v) for v in lows):
+        return "without intervals (score.bootstrap_iterations is 0)"
+    return "with 95% percentile-bootstrap intervals in brackets"
+
+
 def which_number(rows: Sequence[dict[str, Any]]) -> str:
     """The one sentence that says which number answers "right for the right reasons?" and why."""
     if any(r.get("pt_true_cue") is not None for r in rows):
@@ -317,7 +325,7 @@ def report_markdown(
         "",
         which_number(rows),
         "",
-        f"Values in %, with 95% percentile-bootstrap intervals in brackets; valid evidence means RMA ≥ {threshold}.",
+        f"Values in %, {_intervals(rows)}; valid evidence means RMA ≥ {threshold}.",
         "Averages are over datasets (– where a dataset lacks a value), their intervals from the datasets' (independent",
         "samples); the best average is bold only where its interval lies above the next one's. Samples with undefined",
         "RMA are counted in `rationality.csv` and left out of PT and IR. One table per heatmap method",
