@@ -668,3 +668,20 @@ def test_too_few_bootstrap_replicates_are_refused_and_none_is_said_in_the_table(
     row = {"dataset": "d", "shift": "clean", "model": "m", "method": "zs", "heatmap_method": "chefer"}
     row.update(threshold=0.5, accuracy=0.5, accuracy_ci_low=float("nan"), accuracy_ci_high=float("nan"))
     assert "without intervals (score.bootstrap_iterations is 0)" in report_markdown([row], ["zs"], ["m"], ["d"], [])
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("VLM_RATIONALITY_JOBS_PER_GPU", "0", "VLM_RATIONALITY_JOBS_PER_GPU='0': give a whole number of jobs per GPU"),
+        ("VLM_RATIONALITY_JOBS_PER_GPU", "abc", "VLM_RATIONALITY_JOBS_PER_GPU='abc': give a whole number"),
+        ("VLM_RATIONALITY_PROGRESS_SECONDS", "-1", "VLM_RATIONALITY_PROGRESS_SECONDS='-1': give a positive number"),
+        ("VLM_RATIONALITY_GPU_LOCKS", "{file}/locks", "is a file, not a folder; point the variable at a folder"),
+    ],
+)
+def test_environment_variables_are_checked_with_the_config_naming_the_variable(
+    name, value, message, monkeypatch, tmp_path
+):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv(name, value.format(file=tmp_path / "file"))
+    assert f"environment: {name}=" in check(lambda c: None) and message in check(lambda c: None)

@@ -26,7 +26,8 @@ def test_concurrent_jobs_on_one_gpu_run_one_after_the_other(tmp_path, monkeypatc
     import threading
     import time
 
-    from vlm_rationality.device import LOCKS, gpu_slot
+    from vlm_rationality.device import gpu_slot
+    from vlm_rationality.environment import GPU_LOCKS as LOCKS
 
     monkeypatch.setenv(LOCKS, str(tmp_path))
     held = []

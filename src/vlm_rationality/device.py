@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import tempfile
 import time
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -13,10 +12,9 @@ from typing import IO, Iterator
 
 import torch
 
+from vlm_rationality.environment import JOBS_PER_GPU, gpu_locks, jobs_per_gpu
+
 log = logging.getLogger(__name__)
-# Where the per-GPU locks live: one folder per machine, shared by every job of every run of this user.
-LOCKS = "VLM_RATIONALITY_GPU_LOCKS"
-SLOTS = "VLM_RATIONALITY_JOBS_PER_GPU"  # jobs one GPU takes at once (1: a job has the GPU's memory to itself)
 
 AMP_DTYPES: dict[str | None, torch.dtype | None] = {
     None: None,
@@ -76,11 +74,10 @@ def gpu_slot(device: str, poll_seconds: float = 2.0) -> Iterator[str]:
         index: str(getattr(torch.cuda.get_device_properties(index), "uuid", "") or f"cuda-{index}")
         for index in candidates
     }  # the UUID names the physical GPU whatever CUDA_VISIBLE_DEVICES numbers it
-    folder = Path(os.environ.get(LOCKS) or Path(tempfile.gettempdir()) / f"vlm-rationality-gpus-{os.getuid()}")
-    slots = max(1, int(os.environ.get(SLOTS, "1")))
+    folder, slots = gpu_locks(), jobs_per_gpu()  # one folder per machine, shared by every job of this user
     taken = take_slot(folder, gpus, slots)
     if taken is None:
-        log.info("every GPU slot is taken (%d job(s) per GPU: %s); waiting for one", slots, SLOTS)
+        log.info("every GPU slot is taken (%d job(s) per GPU: %s); waiting for one", slots, JOBS_PER_GPU)
     while taken is None:
         time.sleep(poll_seconds)
         taken = take_slot(folder, gpus, slots)

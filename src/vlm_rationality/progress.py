@@ -8,15 +8,16 @@ then the last. Under torchrun only rank 0 reports.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from datetime import timedelta
 
 from tqdm import tqdm
 
+from vlm_rationality.environment import progress_seconds
+
 log = logging.getLogger(__name__)
-PROGRESS_SECONDS = float(os.environ.get("VLM_RATIONALITY_PROGRESS_SECONDS", "10"))
+PROGRESS_SECONDS = progress_seconds()
 
 
 def _duration(seconds: float) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from vlm_rationality import environment
 from vlm_rationality.data import DATASET_ADAPTERS, Dataset, build_dataset, imagenet_c
 from vlm_rationality.data.corruptions import parse_shift
 from vlm_rationality.models.adapter import MODEL_ADAPTERS, model_adapter
@@ -101,7 +102,7 @@ def check_config(config: Config, schema: Schema, assumed: list[str] | None = Non
             for name, model in config["models"].items()
             if model["adapter"] in MODEL_ADAPTERS and not MODEL_ADAPTERS.get(model["adapter"]).compiles
         ]
-    errors += _robustness_errors(config)
+    errors += _robustness_errors(config) + environment.errors()
     iterations = config["score"]["bootstrap_iterations"]
     if 0 < iterations < MIN_ITERATIONS:
         errors.append(
