@@ -685,3 +685,10 @@ def test_environment_variables_are_checked_with_the_config_naming_the_variable(
     (tmp_path / "file").write_text("")
     monkeypatch.setenv(name, value.format(file=tmp_path / "file"))
     assert f"environment: {name}=" in check(lambda c: None) and message in check(lambda c: None)
+
+
+def test_a_dilation_that_covers_the_image_is_refused_naming_the_key():
+    message = check(lambda c: c["datasets"]["tiny-synthetic"].update(mask="dilate-9999"))
+    assert "datasets.tiny-synthetic.mask: dilate-9999 on 32-px images grows a centred object over the whole" in message
+    message = check(lambda c: c.update(twins={"masks": ["exact", "dilate-16"]}))
+    assert "twins.masks (tiny-synthetic): dilate-16 on 32-px images" in message and "below 16" in message

@@ -102,7 +102,7 @@ def check_config(config: Config, schema: Schema, assumed: list[str] | None = Non
             for name, model in config["models"].items()
             if model["adapter"] in MODEL_ADAPTERS and not MODEL_ADAPTERS.get(model["adapter"]).compiles
         ]
-    errors += _robustness_errors(config) + environment.errors()
+    errors += _robustness_errors(config) + environment.errors() + _dilation_errors(config)
     iterations = config["score"]["bootstrap_iterations"]
     if 0 < iterations < MIN_ITERATIONS:
         errors.append(
@@ -315,6 +315,24 @@ def loaded_files(config: Config, method: str, dataset: str, model: str) -> dict[
 def loads(config: Config, method: str) -> bool:
     """A method whose classifier is loaded from files, not trained (its registration's `loads`)."""
     return bool(_finetune_methods()[method_entry(config, method)["kind"]].get("loads"))
+
+
+def _dilation_errors(config: Config) -> list[str]:
+    """A dilation bounded by the image it acts on: grown by half the image side, a centred object covers the whole
+    image and every map scores RMA 1 (PT 100 for every method, with no message otherwise)."""
+    errors = []
+    twins = config.get("twins", {}).get("masks", [])
+    for name, dataset in config["datasets"].items():
+        size = int(dataset["image_size"])
+        for key, variant in [(f"datasets.{name}.mask", dataset.get("mask", "exact"))] + [
+            (f"twins.masks ({name})", v) for v in twins
+        ]:
+            if variant.startswith("dilate-") and int(variant.split("-")[1]) >= size // 2:
+                errors.append(
+                    f"{key}: {variant} on {size}-px images grows a centred object over the whole image, so every "
+                    f"map would score RMA 1; use dilate-N with N below {size // 2}"
+                )
+    return errors
 
 
 def _shift_errors(config: Config) -> list[str]:
