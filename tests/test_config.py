@@ -562,9 +562,12 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
         ),
         (
             lambda c: c.update(prompt_template="a photo of a {name} in {other}"),
-            "prompt_template: 'a photo of a {name} in {other}' cannot be filled in (KeyError: 'other'); "
-            "only {name} is a "
-            "placeholder, write a literal brace as {{ or }}",
+            "prompt_template: 'a photo of a {name} in {other}' cannot be filled in (the placeholder {other}); "
+            "only a plain {name} is a placeholder (no format spec or conversion), write a literal brace as {{ or }}",
+        ),
+        (
+            lambda c: c.update(prompt_template="{name:>300000000}"),
+            "prompt_template: '{name:>300000000}' cannot be filled in (the placeholder {name:>300000000})",
         ),
         (
             lambda c: c["datasets"]["tiny-synthetic"].update(image_size=60),
@@ -587,6 +590,7 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
         "zs-processes",
         "ft-mitigates",
         "prompt-placeholder",
+        "prompt-format-spec",
         "image-size",
     ],
 )

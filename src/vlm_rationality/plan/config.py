@@ -424,14 +424,26 @@ def _registry_errors(config: Config, origin: dict[str, str]) -> list[str]:
             errors.append(f"heatmaps.methods: unknown heatmap method {heatmap!r}; known: {', '.join(heatmap_methods)}")
     template = config.get("prompt_template")
     if isinstance(template, str):
-        try:
-            template.format(name="x")
-        except (KeyError, IndexError, ValueError) as err:
+        problem = _template_problem(template)
+        if problem is not None:
             errors.append(
-                f"prompt_template: {template!r} cannot be filled in ({type(err).__name__}: {err}); only "
-                "{name} is a placeholder, write a literal brace as {{ or }}"
+                f"prompt_template: {template[:80]!r} cannot be filled in ({problem}); only a plain {{name}} is a "
+                "placeholder (no format spec or conversion), write a literal brace as {{ or }}"
             )
     return errors
+
+
+def _template_problem(template: str) -> str | None:
+    """What keeps `template` from being filled with a class name, found by parsing it, never formatting it (a format
+    spec such as {name:>300000000} would allocate before failing)."""
+    try:
+        for _, field, spec, conversion in string.Formatter().parse(template):
+            if field is not None and (field != "name" or spec or conversion):
+                shown = field + (f"!{conversion}" if conversion else "") + (f":{spec[:20]}" if spec else "")
+                return f"the placeholder {{{shown}}}"
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def _input_size_errors(config: Config, model: str) -> list[str]:
