@@ -696,3 +696,11 @@ def test_a_dilation_that_covers_the_image_is_refused_naming_the_key():
     assert "datasets.tiny-synthetic.mask: dilate-9999 on 32-px images grows a centred object over the whole" in message
     message = check(lambda c: c.update(twins={"masks": ["exact", "dilate-16"]}))
     assert "twins.masks (tiny-synthetic): dilate-16 on 32-px images" in message and "below 16" in message
+
+
+def test_a_sweep_whose_variant_names_exceed_a_file_name_is_refused_before_training():
+    message = check(lambda c: c["methods"]["lp"].update(seed=[10**200, 1]))  # lp.seed=1000…: 209 characters
+    assert "methods.lp: its variant lp.seed=" in message and "is 209 characters, a file name" in message
+    config = copy.deepcopy(TEST_CONFIG)
+    config["methods"]["a" * 90] = {"kind": "lp", "lr": [0.01, 0.02], "epochs": 1, "batch_size": 20}
+    check_config(config, SCHEMA)  # a long name with short variants stays within the bound

@@ -37,6 +37,7 @@ PLAIN_NAME = re.compile(r"^(?!\.+$)(?!-)[A-Za-z0-9_.-]+$")
 # The filesystem allows 255 bytes per path component; a name gets suffixes (`.safetensors.json`, a temp file's
 # `.tmp-<pid>`) and a sweep variant gets `.<key>=<value>`, so names stay well below it.
 MAX_NAME = 96
+MAX_VARIANT = 200  # a swept variant `<method>.<key>=<value>...`: its longest file adds `.safetensors.json` and a temp
 MIN_ITERATIONS = 100  # of score.bootstrap_iterations, unless 0 (no intervals)
 TRAINING_REQUIRED = ["lr", "epochs", "batch_size"]  # of every method that trains (not zs, not a loaded one)
 PLACEHOLDERS = {"dataset", "model"}  # what a loaded method's file paths may hold, filled per job
@@ -403,6 +404,12 @@ def _registry_errors(config: Config, origin: dict[str, str]) -> list[str]:
     for section, entries in sections.items():
         for name in entries:
             errors += _name_error(section, origin.get(name, name) if section == "methods" else name)
+            if section == "methods" and name in origin and len(name) > MAX_VARIANT:  # a swept variant's own name
+                errors.append(
+                    f"methods.{origin[name]}: its variant {name[:40]}... is {len(name)} characters, a file name of its "
+                    f"results (the filesystem allows 255 bytes with the workflow's suffixes); shorten the method's "
+                    f"name or its swept values to keep every variant within {MAX_VARIANT}"
+                )
     for name, dataset in sections.get("datasets", {}).items():
         if isinstance(dataset, dict) and isinstance(dataset.get("splits"), dict):
             for split in dataset["splits"]:
