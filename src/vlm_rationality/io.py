@@ -61,6 +61,20 @@ def with_metadata(table: pa.Table, schema_name: str, cfg_hash: str, extra: dict[
     return table.replace_schema_metadata(meta)
 
 
+def safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
+    """A safetensors file's JSON header (tensor specs and `__metadata__`), read without torch or any tensor; a
+    ValueError saying why where the file is no safetensors file."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        if size > path.stat().st_size:
+            raise ValueError("header longer than the file")
+        header = json.loads(handle.read(size))
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    return header
+
+
 def read_provenance(path: str | os.PathLike) -> dict[str, str]:
     """The provenance an artefact was written with ({} for a file older than the key)."""
     return read_metadata(path).get("provenance", {})

@@ -4,10 +4,10 @@ open_clip's registries as data (`open_clip_data`), the model in `open_clip_model
 
 from __future__ import annotations
 
-import json
 import os
 
 from vlm_rationality import open_clip_data
+from vlm_rationality.io import safetensors_header
 from vlm_rationality.models.adapter import MODEL_ADAPTERS, ModelAdapter, transformer_parameters
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -18,11 +18,9 @@ def safetensors_metadata(path: str) -> dict[str, str]:
     if not path.endswith(".safetensors"):
         return {}
     try:
-        with open(path, "rb") as handle:
-            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
-    except (OSError, ValueError, MemoryError):
+        return safetensors_header(path).get("__metadata__") or {}
+    except (OSError, ValueError):
         return {}  # a damaged file: its load names it
-    return header.get("__metadata__") or {} if isinstance(header, dict) else {}
 
 
 def resolve_open_clip_pretrained(arch: str, pretrained: str | os.PathLike | None) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from vlm_rationality.io import read_metadata
+from vlm_rationality.io import read_metadata, safetensors_header
 
 WIDE = ("image", "mask", "cue_mask", "heatmap", "logits", "twin_pred", "twin_same_class", "twin_cue_class")
 TEXT = (".md", ".tex", ".html", ".log", ".tsv", ".txt", ".rst", ".yaml", ".yml")
@@ -95,14 +95,10 @@ def _class_names(meta: dict[str, Any]) -> list[str]:
 
 def _safetensors(path: Path) -> str:
     """The header alone: 8 bytes of length, then JSON (no tensor is read)."""
-    with open(path, "rb") as handle:
-        size = int.from_bytes(handle.read(8), "little")
-        try:
-            if size > path.stat().st_size:
-                raise ValueError("header longer than the file")
-            header = json.loads(handle.read(size))
-        except ValueError as err:
-            return f"{path}: not a readable safetensors file ({err})"
+    try:
+        header = safetensors_header(path)
+    except ValueError as err:  # json's errors are ValueErrors too
+        return f"{path}: not a readable safetensors file ({err})"
     metadata = header.pop("__metadata__", {}) or {}
     tensors = [
         {"tensor": name, "dtype": spec["dtype"], "shape": tuple(spec["shape"]), "numbers": math.prod(spec["shape"])}
