@@ -299,6 +299,36 @@ def test_a_shard_of_another_split_or_config_is_refused_naming_it(shard):
         check_prepared([train], {"test": "h"})
 
 
+def test_a_shard_copied_over_another_of_the_same_split_is_refused(tmp_path):
+    """Split and config hash match, so only the shard's recorded place tells: the same samples would count twice."""
+    from vlm_rationality.artefacts import check_prepared
+
+    config = {"adapter": "synthetic", "image_size": 32, "shard_size": 4, "splits": {"test": {"size": 8}}}
+    write_item_index(config, "test", tmp_path / "items.parquet", "h")
+    shards = [tmp_path / f"shard-{k:04d}.parquet" for k in range(2)]
+    for k, path in enumerate(shards):
+        prepare_shard(config, "test", k, tmp_path / "items.parquet", path, "h")
+    check_prepared(shards, {"test": "h"})
+    assert prepared_meta(shards[1])["shard"] == 1 and prepared_meta(shards[1])["rows"] == [4, 8]
+    shards[1].write_bytes(shards[0].read_bytes())
+    with pytest.raises(ValueError, match=rf"{shards[1]} holds shard 0 \(items 0-3 of split 'test'\), not shard 0001"):
+        check_prepared(shards, {"test": "h"})
+    renamed = tmp_path / "copy.parquet"  # no place in its name to compare: the repeated samples still tell
+    shards[1].rename(renamed)
+    with pytest.raises(ValueError, match=rf"sample 'test-000000' of split 'test' is in {shards[0]} and again in {renamed}"):
+        check_prepared([shards[0], renamed], {"test": "h"})
+
+
+def test_score_refuses_a_sample_twice(tmp_path, shard, tiny_model, prompts):
+    """A heatmap file copied over another of the same classifier: its rows would count twice in every rate."""
+    copies = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    classifier = build_classifier(tiny_model, "prompt", prompts)
+    explain_shards(classifier, [shard], copies[0], HeatmapSettings(batch_size=8), "h")
+    copies[1].write_bytes(copies[0].read_bytes())
+    with pytest.raises(ValueError, match=rf"sample '\S+' comes more than once in {copies[0]}, {copies[1]}"):
+        score_table(copies, 0.5, 0, 0)
+
+
 def test_a_damaged_sidecar_is_named(tmp_path):
     from vlm_rationality.models.checkpoint import read_sidecar
 

@@ -32,6 +32,7 @@ name and the hash of the settings that made them (see io.py), and are written at
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -219,6 +220,7 @@ def write_prepared_shard(
     mask: str = "exact",
     split: str | None = None,
     class_names: Sequence[str] | None = None,
+    position: tuple[int, int, int] | None = None,
 ) -> None:
     """Atomically write one shard; `images` uint8 [N, H, W, 3], `masks` bool [N, H, W].
 
@@ -227,7 +229,8 @@ def write_prepared_shard(
     pre-rendered ImageNet-C), which the metadata records so that no stage applies it again. `mask`: the tolerance
     the masks were loosened by (data/masks.py), recorded where it is not `exact`. `split`: recorded, so a job can
     refuse a shard of another split (`check_prepared`). `class_names`: the dataset's, in label order, so a reader
-    (`inspect`) names classes rather than numbering them.
+    (`inspect`) names classes rather than numbering them. `position`: (shard index, first and past-the-last row of
+    the item index it was made from), recorded so a job refuses a shard copied over another (`check_prepared`).
     """
     images = np.asarray(images)
     masks = np.asarray(masks)
@@ -258,6 +261,7 @@ def write_prepared_shard(
         **({"mask": mask} if mask != "exact" else {}),
         **({"split": split} if split is not None else {}),
         **({"class_names": list(class_names)} if class_names is not None else {}),
+        **({"shard": position[0], "rows": list(position[1:])} if position is not None else {}),
     }
     write_parquet(with_metadata(table, PREPARED, config_hash, meta), path)
 
@@ -269,9 +273,11 @@ def prepared_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str]) -> None:
     """Every prepared shard a job reads comes from a split the plan names (`expected`: split -> the hash of the
-    config it is prepared with). A shard copied in from another split, or left over from another config where
-    Snakemake could not tell (results copied without .snakemake/), would be read as if it were the plan's."""
-    for path in paths:
+    config it is prepared with), sits where it was made, and no sample comes twice. A shard copied in from another
+    split, or over another shard of the same split, or left over from another config where Snakemake could not tell
+    (results copied without .snakemake/), would be read as if it were the plan's: the same samples scored twice."""
+    owner: dict[tuple[str, str, str], str] = {}  # (split, shift, sample_id) -> the shard that holds it
+    for path in dict.fromkeys(map(str, paths)):  # a shard named twice (in two of a job's lists) is read once
         meta = prepared_meta(path)
         split, found = meta.get("split"), str(meta.get("config_hash"))
         if split is not None and split not in expected:
@@ -286,6 +292,22 @@ def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str])
                 "--forcerun prepare; Snakemake misses a config change when results/ was copied without "
                 ".snakemake/"
             )
+        seen_here: set[str] = set()
+        named = re.fullmatch(r"shard-(\d+)\.parquet", Path(path).name)
+        if "shard" in meta and named and int(named.group(1)) != int(meta["shard"]):
+            first, stop = meta["rows"]
+            raise ValueError(
+                f"{path} holds shard {meta['shard']} (items {first}-{stop - 1} of split {split!r}), not shard "
+                f"{named.group(1)}: a shard copied over another? delete it and rerun (Snakemake prepares it again)"
+            )
+        for sample in read_prepared_index(path)["sample_id"]:
+            first_seen = owner.setdefault((str(split), str(meta.get("shift", "clean")), sample), str(path))
+            if first_seen != str(path) or sample in seen_here:
+                raise ValueError(
+                    f"sample {sample!r} of split {split!r} is in {first_seen} and again in {path}: a shard "
+                    "copied over another? delete the later one and rerun (Snakemake prepares it again)"
+                )
+            seen_here.add(sample)
 
 
 def prepared_columns(path: str | os.PathLike) -> list[str]:

@@ -109,6 +109,7 @@ def prepare_shard(
         split=split,
         mask=variant,
         class_names=dataset.class_names,
+        position=(shard, start, start + len(items)),
     )
     return {"written": len(samples), "skipped": dict(skipped)}
 

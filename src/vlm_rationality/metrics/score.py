@@ -58,12 +58,14 @@ def score_table(
     }
     swept_keys = sorted({key for label in sweeps.values() for key in label["values"]})
     tables: dict[tuple[str, ...], list[pa.Table]] = defaultdict(list)
+    files: dict[tuple[str, ...], list[str]] = defaultdict(list)
     metas: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     skipped: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for path in heatmap_paths:
         meta, table = read_heatmaps(path, ["sample_id", "label", "pred", "rma", "rma_status", "cue_rma"])
         key = tuple(meta["keys"][k] for k in HEATMAP_KEYS)
         tables[key].append(table)
+        files[key].append(str(path))
         metas[key].append(meta)
         for reason, count in meta.get("skipped", {}).items():
             skipped[key][reason] += int(count)
@@ -74,6 +76,7 @@ def score_table(
     rows: list[dict[str, Any]] = []
     for key in sorted(tables):
         table = pa.concat_tables(tables[key])
+        refuse_repeats(table.column("sample_id").to_pylist(), files[key])
         pred = table.column("pred").to_numpy()
         predicted = pred != NO_PREDICTION  # non-finite logits: counted, and left out of every metric
         labels = table.column("label").to_numpy()[predicted]
@@ -138,9 +141,14 @@ def score_table(
 def twin_columns(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(dataset, model, method) -> its twins files' columns, concatenated in file order."""
     parts: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    files: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for path in paths:
         meta, columns = read_twins(path)
-        parts[tuple(meta["keys"][k] for k in ("dataset", "model", "method"))].append(columns)
+        key = tuple(meta["keys"][k] for k in ("dataset", "model", "method"))
+        parts[key].append(columns)
+        files[key].append(str(path))
+    for key, found in parts.items():
+        refuse_repeats([sample for c in found for sample in c["sample_id"]], files[key])
     return {
         key: {
             name: (
@@ -150,3 +158,16 @@ def twin_columns(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str
         }
         for key, found in parts.items()
     }
+
+
+def refuse_repeats(sample_ids: Sequence[str], paths: Sequence[str]) -> None:
+    """One row per sample: the files of one classifier that hold a sample twice (a file copied over another) would
+    count it twice in every rate, so they are refused naming the files."""
+    seen: set[str] = set()
+    for sample in sample_ids:
+        if sample in seen:
+            raise ValueError(
+                f"sample {sample!r} comes more than once in {', '.join(paths)}: a file copied over another? delete "
+                "the copy and rerun (Snakemake makes it again)"
+            )
+        seen.add(sample)
