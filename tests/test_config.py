@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.snakemake_runs import REPO, SCHEMA, TEST_CONFIG
-from vlm_rationality.plan.config import ConfigError, check_config, training_rhos
+from vlm_rationality.plan.config import ConfigError, check_config, check_files, training_rhos
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -614,6 +614,53 @@ def test_schema_and_registry_errors_are_reported_at_once():
         "known: clip_adapter, coop, external, flcp, ft, lp, ravl, upsample, zs",
         "heatmaps.methods: unknown heatmap method 'lime'; known: chefer, gradcam, rollout",
     ]
+
+
+def test_a_schema_error_in_one_section_leaves_the_other_sections_checked():
+    """One pass: a method's schema error does not hide what the dataset and model checks find."""
+    text = check(
+        lambda c: (
+            c["methods"]["ft"].update(lr="fast"),
+            c["datasets"]["tiny-synthetic"].update(image_size=60, mask="dilate-40"),
+            c["score"].update(bootstrap_iterations=5),
+        )
+    )
+    assert text.splitlines() == [
+        "methods.ft.lr: 'fast' is not of type 'number'",
+        "datasets.tiny-synthetic.image_size: 60 is not the input size of model 'tiny-clip' (32); "
+        "prepare the dataset at 32",
+        "datasets.tiny-synthetic.mask: dilate-40 on 60-px images grows a centred object over the whole image, so "
+        "every map would score RMA 1; use dilate-N with N below 30",
+        "score.bootstrap_iterations: 5 replicates leave fewer than 3 a side of a 95% interval; use at least 100, or 0 "
+        "for no intervals (the tables then say so)",
+    ]
+
+
+def test_a_config_expanding_past_its_budget_is_refused_before_any_check(tmp_path):
+    """Nested YAML aliases: nine lines standing for 10^9 values, refused at once instead of walked."""
+    import time
+
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+    )
+    config = {**copy.deepcopy(TEST_CONFIG), "methods": yaml.safe_load(laughs)["i"]}
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"config: more than 100,000 values .* nested YAML aliases"):
+        check_config(config, SCHEMA)
+    assert time.perf_counter() - start < 2
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match=rf"{big}: 2,000,000 bytes; a config is a few KiB"):
+        check_files([str(big)])
+
+
+def test_a_sweep_of_too_many_variants_is_refused_before_expanding():
+    text = check(
+        lambda c: c["methods"]["ft"].update(
+            {key: [1, 2, 3, 4, 5, 6, 7, 8] for key in ("lr", "epochs", "seed", "batch_size")}
+        )
+    )
+    assert "methods.ft: its swept lists (batch_size, epochs, lr, seed) make 4,096 variants" in text
 
 
 def test_a_partial_configfile_says_how_to_overlay_it():

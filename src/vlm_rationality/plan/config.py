@@ -38,6 +38,8 @@ PLAIN_NAME = re.compile(r"^(?!\.+$)(?!-)[A-Za-z0-9_.-]+$")
 # `.tmp-<pid>`) and a sweep variant gets `.<key>=<value>`, so names stay well below it.
 MAX_NAME = 96
 MAX_VARIANT = 200  # a swept variant `<method>.<key>=<value>...`: its longest file adds `.safetensors.json` and a temp
+MAX_VALUES = 100_000  # maps, lists and scalars a config may expand to (the default: about 200; the largest study: about 500)
+MAX_FILE_BYTES = 1 << 20  # of a config file (the default is 4 KiB)
 MIN_ITERATIONS = 100  # of score.bootstrap_iterations, unless 0 (no intervals)
 TRAINING_REQUIRED = ["lr", "epochs", "batch_size"]  # of every method that trains (not zs, not a loaded one)
 PLACEHOLDERS = {"dataset", "model"}  # what a loaded method's file paths may hold, filled per job
@@ -79,6 +81,7 @@ def check_config(config: Config, schema: Schema, assumed: list[str] | None = Non
     method is replaced by its variants first (sweep.py); an error in a variant names the swept entry's key.
     `assumed` (for `plan`): a file or folder that is not there yet (a dataset root, weights) is noted in it, not an
     error, so a grid is priced before its data are fetched."""
+    _check_size(config)
     errors = _non_finite(config)
     origin: dict[str, str] = {}
     if isinstance(config.get("methods"), dict):
@@ -91,33 +94,86 @@ def check_config(config: Config, schema: Schema, assumed: list[str] | None = Non
     if any(re.match(r"config: '[a-z_]+' is a required property", error) for error in schema_errors):
         schema_errors.append(f"config: {OVERLAY_HINT}")
     errors += schema_errors + _swept_keys(_registry_errors(config, origin), origin)
-    if schema_errors:
-        raise ConfigError("\n".join(errors))
-    depths, model_errors = _model_errors(config, schema, assumed)
-    errors += _dataset_errors(config, schema, assumed) + model_errors + _method_errors(config, schema, depths, assumed)
-    errors += _shift_errors(config) + _heatmap_errors("heatmaps", config["heatmaps"], config["device"], depths)
-    if config["heatmaps"].get("compile"):
-        errors += [
-            f"heatmaps.compile: model {name!r} ({model['adapter']}): its adapter's attention does not run under "
-            "torch.compile (open_clip's does)"
-            for name, model in config["models"].items()
-            if model["adapter"] in MODEL_ADAPTERS and not MODEL_ADAPTERS.get(model["adapter"]).compiles
-        ]
-    errors += _robustness_errors(config) + environment.errors() + _dilation_errors(config)
-    iterations = config["score"]["bootstrap_iterations"]
-    if 0 < iterations < MIN_ITERATIONS:
-        errors.append(
-            f"score.bootstrap_iterations: {iterations} replicates leave fewer than 3 a side of a 95% interval; use at "
-            f"least {MIN_ITERATIONS}, or 0 for no intervals (the tables then say so)"
-        )
-    errors += _discovery_errors(config)
-    errors += _ravl_errors(config)
-    errors += _twins_errors(config)
+    errors += _section_errors(config, schema, assumed, _dirty_sections(schema_errors))
     errors = _swept_keys(errors, origin)
     if errors:
         raise ConfigError("\n".join(errors))
     if "discovery" in config:  # the one default that names another key (the schema states it)
         config["discovery"].setdefault("split", config["eval_split"])
+
+
+def _check_size(config: Config) -> None:
+    """Refuse a config that expands to more than MAX_VALUES values before anything walks it: YAML aliases let a
+    file of a few lines stand for billions of values (every check and message would expand them)."""
+    count, stack = 0, [config]
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError(
+                f"config: more than {MAX_VALUES:,} values (maps, lists and settings), nested YAML aliases (*name) "
+                "expand to this many; write the config out without repeating aliases inside aliases"
+            )
+        if isinstance(value, dict):
+            stack += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            stack += value
+
+
+def _dirty_sections(schema_errors: list[str]) -> set[str]:
+    """The top-level sections a schema error was found in (a missing one included): the checks that read them are
+    left out, the others still run, so every error a config has comes in one pass."""
+    dirty = set()
+    for error in schema_errors:
+        key = error.split(":")[0]
+        missing = re.match(r"config: '([a-z_]+)' is a required property", error)
+        dirty.add(missing.group(1) if missing else key.split(".")[0].split("[")[0])
+    return dirty
+
+
+def _section_errors(config: Config, schema: Schema, assumed: list[str] | None, dirty: set[str]) -> list[str]:
+    """What the schema cannot check, each check run where the sections it reads passed the schema."""
+
+    def clean(*sections: str) -> bool:
+        return dirty.isdisjoint(sections)
+
+    errors: list[str] = []
+    depths: dict[str, int] = {}
+    if clean("models", "datasets"):
+        depths, errors = _model_errors(config, schema, assumed)
+    if clean("datasets", "eval_split", "train_split"):
+        errors += _dataset_errors(config, schema, assumed)
+    if clean("methods", "models", "datasets", "device", "heatmaps"):
+        errors += _method_errors(config, schema, depths, assumed)
+    if clean("shifts", "datasets"):
+        errors += _shift_errors(config)
+    if clean("heatmaps", "models", "device"):
+        errors += _heatmap_errors("heatmaps", config["heatmaps"], config["device"], depths)
+        if config["heatmaps"].get("compile"):
+            errors += [
+                f"heatmaps.compile: model {name!r} ({model['adapter']}): its adapter's attention does not run under "
+                "torch.compile (open_clip's does)"
+                for name, model in config["models"].items()
+                if model["adapter"] in MODEL_ADAPTERS and not MODEL_ADAPTERS.get(model["adapter"]).compiles
+            ]
+    if clean("robustness", "datasets", "eval_split", "train_split"):
+        errors += _robustness_errors(config)
+    errors += environment.errors()
+    if clean("datasets", "twins"):
+        errors += _dilation_errors(config)
+    iterations = config["score"]["bootstrap_iterations"] if clean("score") else 0
+    if 0 < iterations < MIN_ITERATIONS:
+        errors.append(
+            f"score.bootstrap_iterations: {iterations} replicates leave fewer than 3 a side of a 95% interval; use at "
+            f"least {MIN_ITERATIONS}, or 0 for no intervals (the tables then say so)"
+        )
+    if clean("discovery", "methods", "datasets"):
+        errors += _discovery_errors(config)
+    if clean("methods", "discovery"):
+        errors += _ravl_errors(config)
+    if clean("twins", "datasets", "heatmaps"):
+        errors += _twins_errors(config)
+    return errors
 
 
 def _method_schema(schema: Schema, facts: dict[str, Any]) -> Schema:
@@ -485,6 +541,10 @@ def check_files(paths: list[str]) -> None:
             return super().construct_mapping(node, deep)
 
     for path in paths:
+        size = Path(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            errors.append(f"{path}: {size:,} bytes; a config is a few KiB (at most {MAX_FILE_BYTES:,} bytes)")
+            continue
         try:
             yaml.load(Path(path).read_text(), Loader=Strict)
         except yaml.YAMLError as err:

@@ -13,12 +13,14 @@ The expansion runs before the schema check, which then checks every variant's va
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from typing import Any
 
 Entry = dict[str, Any]
 LABEL = "sweep"
 NOT_SWEPT = ("kind", "processes", "threads", "heatmaps", LABEL)  # a sweep varies how a method trains, not what it is
+MAX_VARIANTS = 1000  # of one swept method: each trains a classifier (the largest study sweeps 6)
 VALUE_TEXT = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
 
 
@@ -63,6 +65,12 @@ def expand_method(name: str, entry: Entry) -> dict[str, Entry]:
                     errors.append(f"{where}: {err}")
             if len(set(texts)) < len(texts):
                 errors.append(f"{where}: the swept values {values} repeat one; each value names one variant")
+    count = math.prod(len(values) for values in swept.values())
+    if count > MAX_VARIANTS:
+        errors.append(
+            f"methods.{name}: its swept lists ({', '.join(sorted(swept))}) make {count:,} variants, each a "
+            f"fine-tuning; sweep at most {MAX_VARIANTS} (split the sweep into several methods, or run it in parts)"
+        )
     if errors:
         raise SweepError("\n".join(errors))
     variants = {}
