@@ -315,7 +315,8 @@ def test_a_shard_copied_over_another_of_the_same_split_is_refused(tmp_path):
         check_prepared(shards, {"test": "h"})
     renamed = tmp_path / "copy.parquet"  # no place in its name to compare: the repeated samples still tell
     shards[1].rename(renamed)
-    with pytest.raises(ValueError, match=rf"sample 'test-000000' of split 'test' is in {shards[0]} and again in {renamed}"):
+    repeated = rf"sample 'test-000000' of split 'test' is in {shards[0]} and again in {renamed}"
+    with pytest.raises(ValueError, match=repeated):
         check_prepared([shards[0], renamed], {"test": "h"})
 
 

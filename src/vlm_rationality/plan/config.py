@@ -38,7 +38,7 @@ PLAIN_NAME = re.compile(r"^(?!\.+$)(?!-)[A-Za-z0-9_.-]+$")
 # `.tmp-<pid>`) and a sweep variant gets `.<key>=<value>`, so names stay well below it.
 MAX_NAME = 96
 MAX_VARIANT = 200  # a swept variant `<method>.<key>=<value>...`: its longest file adds `.safetensors.json` and a temp
-MAX_VALUES = 100_000  # maps, lists and scalars a config may expand to (the default: about 200; the largest study: about 500)
+MAX_VALUES = 100_000  # maps, lists and scalars a config may expand to (default: ~200; largest study: ~500)
 MAX_FILE_BYTES = 1 << 20  # of a config file (the default is 4 KiB)
 MIN_ITERATIONS = 100  # of score.bootstrap_iterations, unless 0 (no intervals)
 TRAINING_REQUIRED = ["lr", "epochs", "batch_size"]  # of every method that trains (not zs, not a loaded one)
