@@ -28,7 +28,7 @@ from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.metrics.score import score_table
 from vlm_rationality.models import build_classifier, build_model
 from vlm_rationality.report.figures import pt_ir_figure
-from vlm_rationality.report.tables import latex_tables, markdown_table
+from vlm_rationality.report.tables import latex_tables, markdown_table, report_markdown
 
 
 @pytest.fixture(scope="module")
@@ -318,6 +318,37 @@ def test_a_shard_copied_over_another_of_the_same_split_is_refused(tmp_path):
     repeated = rf"sample 'test-000000' of split 'test' is in {shards[0]} and again in {renamed}"
     with pytest.raises(ValueError, match=repeated):
         check_prepared([shards[0], renamed], {"test": "h"})
+
+
+def test_stickers_that_do_not_fit_are_counted_from_shard_to_table(tmp_path, tiny_model, prompts, caplog):
+    """sticker_size 0.5 on 32-px images at rho 1: most images of the tied class have no place for the sticker. They
+    are kept (their truth is "no sticker"), and the shortfall is warned about, counted and carried to the table."""
+    from vlm_rationality.data.prepare import split_report
+
+    config = {
+        "adapter": "synthetic",
+        "image_size": 32,
+        "shard_size": 40,
+        "cue": "sticker",
+        "sticker_size": 0.5,
+        "splits": {"test": {"size": 40, "rho": 1.0}},
+    }
+    write_item_index(config, "test", tmp_path / "items.parquet", "h")
+    shard = tmp_path / "shard-0000.parquet"
+    with caplog.at_level(logging.WARNING, logger="vlm_rationality"):
+        prepare_shard(config, "test", 0, tmp_path / "items.parquet", shard, "h")
+    missing = prepared_meta(shard)["sticker_missing"]
+    tied = read_prepared(shard)
+    carrying = int(np.sum(tied["label"] == 0))
+    assert 0 < missing == carrying - int(sum(m.any() for m, y in zip(tied["cue_mask"], tied["label"]) if y == 0))
+    assert any(f"{missing} of 40 images drawn to carry the sticker have none" in r.getMessage() for r in caplog.records)
+    assert split_report([shard], tmp_path / "report.json")["sticker_missing"] == missing
+    out = tmp_path / "heatmaps.parquet"
+    explain_shards(build_classifier(tiny_model, "prompt", prompts), [shard], out, HeatmapSettings(batch_size=8), "h")
+    rows = score_table([out], 0.5, 0, 0).to_pylist()
+    assert rows[0]["n_sticker_missing"] == missing
+    text = report_markdown(rows, [rows[0]["method"]], [rows[0]["model"]], [rows[0]["dataset"]], ["chefer"])
+    assert f"{rows[0]['dataset']}: {missing} scored images drawn to carry the sticker have none" in text
 
 
 def test_score_refuses_a_sample_twice(tmp_path, shard, tiny_model, prompts):

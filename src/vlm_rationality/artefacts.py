@@ -221,6 +221,7 @@ def write_prepared_shard(
     split: str | None = None,
     class_names: Sequence[str] | None = None,
     position: tuple[int, int, int] | None = None,
+    sticker_missing: int = 0,
 ) -> None:
     """Atomically write one shard; `images` uint8 [N, H, W, 3], `masks` bool [N, H, W].
 
@@ -231,6 +232,7 @@ def write_prepared_shard(
     refuse a shard of another split (`check_prepared`). `class_names`: the dataset's, in label order, so a reader
     (`inspect`) names classes rather than numbering them. `position`: (shard index, first and past-the-last row of
     the item index it was made from), recorded so a job refuses a shard copied over another (`check_prepared`).
+    `sticker_missing`: how many samples were drawn to carry the synthetic sticker but have none (no place fits it).
     """
     images = np.asarray(images)
     masks = np.asarray(masks)
@@ -262,6 +264,7 @@ def write_prepared_shard(
         **({"split": split} if split is not None else {}),
         **({"class_names": list(class_names)} if class_names is not None else {}),
         **({"shard": position[0], "rows": list(position[1:])} if position is not None else {}),
+        **({"sticker_missing": int(sticker_missing)} if sticker_missing else {}),
     }
     write_parquet(with_metadata(table, PREPARED, config_hash, meta), path)
 

@@ -14,6 +14,10 @@ from vlm_rationality.registry import Registry
 DATASET_ADAPTERS: Registry[type["Dataset"]] = Registry("dataset adapter", ("vlm_rationality.data", "DATASET_ADAPTERS"))
 
 
+# A Sample.extra flag: drawn to carry a local cue (the synthetic sticker) where none fits; kept, counted by prepare.
+STICKER_MISSING = "sticker_missing"
+
+
 @dataclass
 class Sample:
     """One prepared sample: the image and its object mask after the eval transform."""

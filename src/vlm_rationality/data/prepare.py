@@ -26,7 +26,7 @@ from vlm_rationality.artefacts import (
     write_items,
     write_prepared_shard,
 )
-from vlm_rationality.data.base import Item, Sample, build_dataset
+from vlm_rationality.data.base import STICKER_MISSING, Item, Sample, build_dataset
 from vlm_rationality.data.imagenet_c import load_items as load_shifted
 from vlm_rationality.data.masks import EXACT, mask_variant
 from vlm_rationality.io import write_json
@@ -92,6 +92,16 @@ def prepare_shard(
         else:
             skipped[entry.reason] += 1
             log.warning("skipped %s (%s)", entry.sample_id, entry.detail or entry.reason)
+    missing = sum(bool(x.extra.get(STICKER_MISSING)) for x in samples)
+    if missing:
+        log.warning(
+            "%s shard %d: %d of %d images drawn to carry the sticker have none: no place beside the object fits a "
+            "sticker of sticker_size, so the cue is weaker than rho says; lower the dataset's sticker_size",
+            split,
+            shard,
+            missing,
+            len(samples),
+        )
     s = dataset.image_size
     variant = dataset_config.get("mask", EXACT)
     masks = np.stack([x.mask for x in samples]) if samples else np.zeros((0, s, s), bool)
@@ -110,21 +120,24 @@ def prepare_shard(
         mask=variant,
         class_names=dataset.class_names,
         position=(shard, start, start + len(items)),
+        sticker_missing=missing,
     )
     return {"written": len(samples), "skipped": dict(skipped)}
 
 
 def split_report(shards: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> dict[str, Any]:
     """Sum the shards' counts into one JSON report beside them."""
-    written, skipped = 0, Counter()
+    written, skipped, missing = 0, Counter(), 0
     for path in shards:
         skipped.update(prepared_meta(path).get("skipped", {}))
+        missing += int(prepared_meta(path).get(STICKER_MISSING, 0))
         written += prepared_rows(path)
     report = {
         "shards": len(shards),
         "written": written,
         "skipped": dict(skipped),
         "skipped_total": sum(skipped.values()),
+        **({STICKER_MISSING: missing} if missing else {}),
     }
     write_json(report, out_path)
     return report

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from vlm_rationality.data.base import DATASET_ADAPTERS, Dataset, Item, Sample
+from vlm_rationality.data.base import DATASET_ADAPTERS, STICKER_MISSING, Dataset, Item, Sample
 from vlm_rationality.data.twins import Pool, Twins
 
 # In the order classes are taken (`num_classes` takes the first ones). Diamond and hexagon come last: within a
@@ -318,6 +318,8 @@ def make_sample(
         elif shown:  # a twin given the sticker its sample lacks: the place from the twin's own stream
             cue_mask = _sticker(spec, image, body, sample_rng(spec.seed, split, index, STICKER_TWIN_STREAM))
         extra["cue_mask"] = cue_mask if shown else np.zeros((size, size), bool)
+        if carries and not cue_mask.any():  # no place beside the object fits it: counted by the prepare stage
+            extra[STICKER_MISSING] = True
     image += rng.normal(0.0, spec.noise, size=image.shape)
     image_u8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
 

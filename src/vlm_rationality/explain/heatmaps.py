@@ -97,6 +97,7 @@ def explain_shards(
         "source_shards": [os.fspath(p) for p in in_paths],
         "shift": keys["shift"],
         "skipped": dict(sum((Counter(prepared_meta(path).get("skipped", {})) for path in in_paths), Counter())),
+        "sticker_missing": sum(int(prepared_meta(path).get("sticker_missing", 0)) for path in in_paths),
         "cue": "local" if cue_columns(in_paths) else "background",
         "shift_source": "on the fly" if on_the_fly != "clean" else "prepared" if keys["shift"] != "clean" else "none",
     }

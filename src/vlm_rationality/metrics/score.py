@@ -100,6 +100,7 @@ def score_table(
                 len(pred),
             )
         row["n_skipped"] = sum(skipped[key].values())
+        row["n_sticker_missing"] = sum(int(m.get("sticker_missing", 0)) for m in metas[key])
         dataset = row["dataset"]
         row.update(NO_GROUPS)
         row.update(NO_STICKER)

@@ -332,6 +332,13 @@ def report_markdown(
         "(`heatmap_ablation.md` sets them side by side).",
         "",
     ]
+    missing = {r["dataset"]: r.get("n_sticker_missing") or 0 for r in rows}
+    lines += [
+        f"{dataset}: {count} scored images drawn to carry the sticker have none (no place beside the object fits "
+        "`sticker_size`); they count as images without it, so the cue is weaker than its rho says.\n"
+        for dataset, count in missing.items()
+        if count
+    ]
     for heatmap in heatmap_methods:
         chosen = [r for r in rows if r["heatmap_method"] == heatmap]
         lines += [f"## Heatmap method: {heatmap}", ""]
