@@ -402,6 +402,24 @@ def test_a_carve_from_the_scored_split_or_without_a_fraction_fails_naming_the_ke
     assert "datasets.tiny-synthetic.splits.val.carve: unknown setting" in text  # generated splits are drawn, not carved
 
 
+def test_a_scored_split_without_masks_is_refused_naming_it(tmp_path):
+    """RMA is a map's mass on the object: a scored split without masks would give PT NaN for every method, silently."""
+    from tests import fixtures
+
+    root = fixtures.cub(tmp_path / "cub").root
+    entry = {"adapter": "cub", "root": str(root), "image_size": 32, "shard_size": 4}
+    text = check(lambda c: c["datasets"].update(cub={**entry, "splits": {"train": {}, "test": {"masks": False}}}))
+    assert "datasets.cub.splits.test: the scored split has no object masks (masks: false" in text
+    text = check(lambda c: c["datasets"]["tiny-synthetic"]["splits"]["test"].update(kind="texture_only"))
+    assert "datasets.tiny-synthetic.splits.test: the scored split has no object masks" in text
+    assert "datasets.cub" not in check(
+        lambda c: (
+            c["datasets"].update(cub={**entry, "splits": {"train": {"masks": False}, "test": {}}}),
+            c.update(x=1),
+        )
+    )
+
+
 def test_a_discovery_section_naming_what_is_not_there_fails():
     config = copy.deepcopy(TEST_CONFIG)
     config["discovery"] = {"methods": ["zs", "ravl"], "split": "discover", "boxes": 3}

@@ -100,6 +100,10 @@ class Dataset(ABC):
         """A split's size where the config alone tells it (no listing), else None."""
         return None
 
+    def needs_masks(self, split: str) -> bool:
+        """Whether `split`'s samples carry object masks: a scored split must (RMA is a map's mass on them)."""
+        return True
+
     def split_size(self, split: str) -> int:
         """Number of samples in `split` (before any skipped as bad input)."""
         size = self.known_size(split)

@@ -464,6 +464,9 @@ class SyntheticDataset(Dataset):
     def background_names(self) -> list[str]:
         return self.spec.texture_names
 
+    def needs_masks(self, split: str) -> bool:
+        return self.splits[split].get("kind") != "texture_only"  # a background with no object
+
     def known_size(self, split: str) -> int:
         if split not in self.splits:
             raise KeyError(f"synthetic dataset has no split {split!r}; configured: {', '.join(self.splits)}")

@@ -226,6 +226,12 @@ def _dataset_errors(config: Config, schema: Schema, assumed: list[str] | None = 
         if not found:
             try:
                 built = build_dataset(dataset)
+                if config["eval_split"] in dataset["splits"] and not built.needs_masks(config["eval_split"]):
+                    errors.append(
+                        f"{key}.splits.{config['eval_split']}: the scored split has no object masks (masks: false, "
+                        "or images with no object), but RMA, PT and IR are a heatmap's mass on the object; give it "
+                        "masks or set eval_split to a split that has them"
+                    )
                 if "imagenet_c" in dataset:
                     errors += [
                         f"{key}.imagenet_c: {error}"
