@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.snakemake_runs import REPO, SCHEMA, TEST_CONFIG
-from vlm_rationality.plan.config import ConfigError, check_config, check_files, training_rhos
+from vlm_rationality.plan.config import ConfigError, check_config, check_files, training_rhos, twins_pool_error
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -460,6 +460,22 @@ def test_a_ravl_method_must_mitigate_a_discovered_fine_tuned_method():
     config["discovery"] = {"methods": ["zs"]}
     with pytest.raises(ConfigError, match="discovery.methods: add 'ft', the method that methods.ravl mitigates"):
         check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
+    config["discovery"] = {"methods": ["ft"], "max_regions": 2}
+    classes = TEST_CONFIG["datasets"]["tiny-synthetic"].get("num_classes", 4)
+    with pytest.raises(ConfigError) as error:  # refused before discovery runs, not after
+        check_config(
+            copy.deepcopy(
+                {**config, "methods": {**config["methods"], "ravl": {**config["methods"]["ravl"], "augment": True}}}
+            ),
+            copy.deepcopy(SCHEMA),
+        )
+    assert str(error.value).splitlines() == [
+        "methods.ravl.augment: ravl cuts each region at the box its discovery assigned; random crops would move the "
+        "boxes, so drop augment",
+        f"discovery.max_regions: 2 regions cannot form the {5 * classes - 1} clusters RaVL tries for the {classes} "
+        f"classes of dataset 'tiny-synthetic' (K runs {2 * classes}…{5 * classes - 1}); "
+        f"give more than {5 * classes - 1}",
+    ]
     config["discovery"] = {"methods": ["ft"]}
     check_config(config, copy.deepcopy(SCHEMA))  # fills in the schema's defaults
     assert config["methods"]["ravl"]["region_loss"] == {
@@ -489,6 +505,19 @@ def test_a_twins_section_is_checked_against_the_pool_of_backgrounds_and_the_mask
         "twins.backgrounds: 8 backgrounds per sample need at least 10 images per explain job, but dataset 'cub' "
         "has 5 (shard_size x heatmaps.shards_per_job); lower twins.backgrounds"
     ) in check(twins_on_cub)
+    config = copy.deepcopy(TEST_CONFIG)
+    twins_on_cub(config)
+    config["twins"]["backgrounds"] = 2
+    check_config(config, SCHEMA)  # a full job of 5 images is enough; the split's last job is checked once listed
+    assert twins_pool_error(config, "cub", 15) is None
+    assert twins_pool_error(config, "cub", 11) == (
+        "twins.backgrounds: 2 backgrounds per sample need at least 4 images per explain job, but dataset 'cub' has 1 "
+        "(the last explain job of its 11 scored images); lower twins.backgrounds, or choose shard_size and "
+        "heatmaps.shards_per_job so that every job holds enough"
+    )
+    assert "has 3 (the last explain job of its 13 scored images); lower twins.backgrounds to 1," in twins_pool_error(
+        config, "cub", 13
+    )
     config = copy.deepcopy(TEST_CONFIG)
     config["twins"] = {"backgrounds": 100}
     check_config(config, SCHEMA)  # the synthetic generator renders its own backgrounds: no pool needed

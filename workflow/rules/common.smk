@@ -195,7 +195,12 @@ def expected_prepared(dataset, splits):
 
 
 def twin_files():
-    """Every twins file: one per (dataset, model, method) and explain shard group, clean data only."""
+    """Every twins file: one per (dataset, model, method) and explain shard group, clean data only. Once a split is
+    listed, its smallest explain job is checked against twins.backgrounds, before any twins job runs."""
+    for dataset in config["datasets"]:
+        error = settings.twins_pool_error(config, dataset, split_size(dataset, EVAL))
+        if error:
+            raise ValueError(f"config error: {error}")
     return [
         path
         for dataset in config["datasets"]

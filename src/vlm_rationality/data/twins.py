@@ -88,8 +88,10 @@ def pasted_twins(
     donor)."""
     if len(pool.sample_ids) < count + 2:
         raise ValueError(
-            f"twins.backgrounds is {count}, but the job's shards hold {len(pool.sample_ids)} images; "
-            f"lower twins.backgrounds below {len(pool.sample_ids) - 1} or use larger shards"
+            f"twins.backgrounds is {count}, but the job's shards hold {len(pool.sample_ids)} images and {count + 2} "
+            "are needed (the sample, its backgrounds and a donor); lower twins.backgrounds"
+            + (f" to {len(pool.sample_ids) - 2}" if len(pool.sample_ids) > 2 else "")
+            + ", or choose shard_size and heatmaps.shards_per_job so that every explain job holds enough"
         )
     position = {sample_id: i for i, sample_id in enumerate(pool.sample_ids)}
     batch, height, width = masks.shape

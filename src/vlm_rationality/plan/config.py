@@ -21,6 +21,7 @@ import yaml
 from vlm_rationality import environment
 from vlm_rationality.data import DATASET_ADAPTERS, Dataset, build_dataset, imagenet_c
 from vlm_rationality.data.corruptions import parse_shift
+from vlm_rationality.discover.clusters import k_range
 from vlm_rationality.models.adapter import MODEL_ADAPTERS, model_adapter
 from vlm_rationality.plan.protocol import method_entry, model_entry, split_variant
 from vlm_rationality.plan.schema import Schema, validate
@@ -314,6 +315,11 @@ def _method_errors(
                 f"{key}.augment: {method['kind']} trains no image tower (it "
                 f"{'trains nothing' if not facts['trains'] else 'reads image embeddings extracted once'})"
             )
+        elif method["augment"] and facts.get("regions"):
+            errors.append(
+                f"{key}.augment: {method['kind']} cuts each region at the box its discovery assigned; random crops "
+                "would move the boxes, so drop augment"
+            )
         if method.get("context", {}).get("init") == "template" and "length" in method["context"]:
             errors.append(
                 f"{key}.context.length: init: template takes the length of the template's words before "
@@ -568,6 +574,19 @@ def _discovery_errors(config: Config) -> list[str]:
         for name in section.get("methods", [])
         if name not in config["methods"]
     ]
+    if "max_regions" in section:
+        for name, dataset in config["datasets"].items():
+            try:
+                classes = len(build_dataset(dataset).class_names)
+            except (KeyError, ValueError, TypeError, FileNotFoundError):
+                continue  # reported with the dataset
+            most = max(k_range(classes))
+            if section["max_regions"] <= most:
+                errors.append(
+                    f"discovery.max_regions: {section['max_regions']} regions cannot form the {most} clusters RaVL "
+                    f"tries for the {classes} classes of dataset {name!r} (K runs {min(k_range(classes))}…{most}); "
+                    f"give more than {most}"
+                )
     split = section.get("split")
     if split is not None:
         errors += [
@@ -602,23 +621,43 @@ def _ravl_errors(config: Config) -> list[str]:
 
 
 def _twins_errors(config: Config) -> list[str]:
-    """On disk, a sample's twins take their backgrounds from the other images of its explain job's shards."""
-    section = config.get("twins")
-    if section is None:
+    """On disk, a sample's twins take their backgrounds from the other images of its explain job's shards: checked
+    here against the smallest job where the scored split's size is in the config, else by `twins_pool_error` once
+    the split is listed (the workflow does, before any twins job)."""
+    if config.get("twins") is None:
         return []
     errors = []
     for name, dataset in config["datasets"].items():
-        adapter = DATASET_ADAPTERS.get(dataset["adapter"]) if dataset["adapter"] in DATASET_ADAPTERS else None
-        if adapter is None or adapter.twins is not Dataset.twins:
-            continue  # unknown (reported above), or a generator that renders its own backgrounds
-        pool = dataset["shard_size"] * config["heatmaps"]["shards_per_job"]
-        if pool < section["backgrounds"] + 2:
-            errors.append(
-                f"twins.backgrounds: {section['backgrounds']} backgrounds per sample need at least "
-                f"{section['backgrounds'] + 2} images per explain job, but dataset {name!r} has "
-                f"{pool} (shard_size x heatmaps.shards_per_job); lower twins.backgrounds"
-            )
+        if dataset["adapter"] in DATASET_ADAPTERS:  # an unknown one is reported above
+            size = known_size(config, name, config["eval_split"])
+            error = twins_pool_error(config, name, size)
+            errors += [error] if error else []
     return errors
+
+
+def twins_pool_error(config: Config, dataset: str, split_size: int | None) -> str | None:
+    """Why the smallest explain job of `dataset`'s scored split (of `split_size` images: the last one holds what the
+    others leave over; None: unknown yet, so only a full job is checked) cannot give every sample its twins'
+    backgrounds, or None. A generator that renders its own backgrounds needs no pool."""
+    entry = config["datasets"][dataset]
+    if config.get("twins") is None or DATASET_ADAPTERS.get(entry["adapter"]).twins is not Dataset.twins:
+        return None
+    shard, per_job = int(entry["shard_size"]), int(config["heatmaps"]["shards_per_job"])
+    need = config["twins"]["backgrounds"] + 2  # the sample, its backgrounds and a donor
+    smallest, where = shard * per_job, "shard_size x heatmaps.shards_per_job"
+    if split_size is not None:
+        groups = shard_groups(math.ceil(split_size / shard), per_job)
+        if split_size - groups[-1][0] * shard < smallest:
+            smallest = split_size - groups[-1][0] * shard
+            where = f"the last explain job of its {split_size} scored images"
+    if smallest >= need:
+        return None
+    return (
+        f"twins.backgrounds: {config['twins']['backgrounds']} backgrounds per sample need at least {need} images per "
+        f"explain job, but dataset {dataset!r} has {smallest} ({where}); lower twins.backgrounds"
+        + (f" to {smallest - 2}" if smallest > 2 else "")
+        + ", or choose shard_size and heatmaps.shards_per_job so that every job holds enough"
+    )
 
 
 def _robustness_errors(config: Config) -> list[str]:
