@@ -325,6 +325,26 @@ def test_an_ood_folder_that_is_missing_or_empty_fails_naming_its_path(tmp_path):
     assert "robustness.ood_folders.ood: an OOD split has this name" in text
 
 
+def test_ood_folders_are_walked_with_a_bound_and_cannot_share_a_split_file(tmp_path, monkeypatch):
+    """`/` is refused at once; a folder above the images is refused after MAX_ENTRIES, not walked to its end; a split
+    named like a folder's would share its items file."""
+    from tests import fixtures
+    from vlm_rationality.data import folders
+
+    for k in range(3):
+        fixtures.photo(tmp_path / "ood" / f"{k}" / "a.png")
+    monkeypatch.setattr(folders, "MAX_ENTRIES", 5)  # the walk's bound, at the size of a fixture
+    config = copy.deepcopy(TEST_CONFIG)
+    config["datasets"]["tiny-synthetic"]["splits"].update(val={"size": 40, "rho": 0.9}, **{"folder-inat": {"size": 4}})
+    config["robustness"] = {"validation": "val", "ood_folders": {"root": "/", "inat": str(tmp_path / "ood")}}
+    with pytest.raises(ConfigError) as error:
+        check_config(config, copy.deepcopy(SCHEMA))
+    text = str(error.value)
+    assert "robustness.ood_folders.root: / is a filesystem root; give the folder that holds the images" in text
+    assert f"robustness.ood_folders.inat: {tmp_path / 'ood'} holds more than 5 files and folders" in text
+    assert "datasets.tiny-synthetic.splits.folder-inat: robustness prepares a folder as the split 'folder-inat'" in text
+
+
 def test_the_cue_conflict_stimuli_folder_is_checked_and_given_once(tmp_path):
     config = copy.deepcopy(TEST_CONFIG)
     config["datasets"]["tiny-synthetic"]["splits"].update(

@@ -351,6 +351,24 @@ def test_stickers_that_do_not_fit_are_counted_from_shard_to_table(tmp_path, tiny
     assert f"{rows[0]['dataset']}: {missing} scored images drawn to carry the sticker have none" in text
 
 
+def test_an_index_entry_leading_out_of_the_dataset_root_is_skipped_and_counted(tmp_path):
+    """A CUB images.txt line `../../outside/secret.JPEG` would be read from outside the root: it is never opened."""
+    fixture = fixtures.cub(tmp_path / "cub")
+    secret = tmp_path / "outside" / "secret.JPEG"
+    fixtures.photo(secret)
+    with open(fixture.root / "images.txt", "a") as index:
+        index.write("99 ../../outside/secret.JPEG\n")
+    (fixture.root / "image_class_labels.txt").write_text(
+        (fixture.root / "image_class_labels.txt").read_text() + "99 1\n"
+    )
+    (fixture.root / "train_test_split.txt").write_text((fixture.root / "train_test_split.txt").read_text() + "99 0\n")
+    config = {"adapter": "cub", "root": str(fixture.root), "image_size": 32, "shard_size": 100, "splits": {"test": {}}}
+    write_item_index(config, "test", tmp_path / "items.parquet", "h")
+    counts = prepare_shard(config, "test", 0, tmp_path / "items.parquet", tmp_path / "shard-0000.parquet", "h")
+    assert counts["skipped"]["outside_root"] == 1
+    assert "images/../../outside/secret.JPEG" not in read_prepared(tmp_path / "shard-0000.parquet")["sample_id"]
+
+
 def test_score_refuses_a_sample_twice(tmp_path, shard, tiny_model, prompts):
     """A heatmap file copied over another of the same classifier: its rows would count twice in every rate."""
     copies = [tmp_path / "a.parquet", tmp_path / "b.parquet"]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from vlm_rationality.data.base import DATASET_ADAPTERS
-from vlm_rationality.data.files import BadInput, FileDataset, Item, require, seeded_split
+from vlm_rationality.data.files import BadInput, FileDataset, Item, inside, require, seeded_split
 from vlm_rationality.data.transform import polygon_mask
 
 # The annotation folders of four classes are named differently from their image folders.
@@ -122,7 +122,7 @@ class Caltech101(FileDataset):
         return seeded_split(by_class, self.train_fraction, self.seed, split)
 
     def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:
-        path = self.root / item.annotation
+        path = inside(self.root, item.annotation)
         if not path.is_file():
             raise BadInput("missing_annotation", str(path))
         try:

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vlm_rationality.data.base import DATASET_ADAPTERS
-from vlm_rationality.data.files import BadInput, FileDataset, Item, regular, require
+from vlm_rationality.data.files import BadInput, FileDataset, Item, inside, require
 
 TABLES = ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt")
 
@@ -91,7 +91,7 @@ class CUB(FileDataset):
         ]
 
     def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:
-        path = regular(self.segmentations / item.annotation)
+        path = inside(self.segmentations, item.annotation)
         try:
             with Image.open(path) as handle:
                 soft = np.asarray(handle.convert("L"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 from abc import abstractmethod
 from pathlib import Path
@@ -42,6 +43,16 @@ def regular(path: Path) -> Path:
     if path.exists() and not path.is_file():
         raise BadInput("not_a_file", f"{path} is not a regular file (a folder, FIFO or device); remove it")
     return path
+
+
+def inside(root: Path, relative: str | os.PathLike) -> Path:
+    """`root / relative` where a dataset's own index names the file: an entry that leads out of the root (`..`, an
+    absolute path) is skipped and counted, never read. Checked on the path as written, so a root that is a link farm
+    (datasets on another disk) still works."""
+    path = root / relative
+    if os.path.isabs(relative) or not os.path.normpath(path).startswith(os.path.normpath(root) + os.sep):
+        raise BadInput("outside_root", f"{relative!s}: the dataset's index names a file outside its root {root}")
+    return regular(path)
 
 
 def bounded_resize(path: Path, width: int, height: int, size: int, resize: int | None) -> None:
@@ -257,7 +268,7 @@ class FileDataset(Dataset):
         return bool(self.splits[split]["masks"])
 
     def load(self, item: Item, with_mask: bool) -> Sample:
-        path = regular(self.root / item.sample_id)
+        path = inside(self.root, item.sample_id)
         try:
             with Image.open(path) as handle:
                 bounded_resize(path, handle.width, handle.height, self.image_size, self.resize)

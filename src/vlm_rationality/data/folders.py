@@ -3,6 +3,7 @@ user puts on disk, in any layout; every image an item of label -1) and the cue-c
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,29 @@ from vlm_rationality.metrics.shape_bias import imagenet16, parse_stimulus
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 OOD_LABEL = -1
+MAX_ENTRIES = 200_000  # files and folders walked under one image folder (the OOD sets of the papers: 2,000-36,500)
+
+
+def image_files(root: Path) -> list[str]:
+    """Every image under `root` (relative, sorted), walked with a bound: a folder given by mistake (`/`, a home
+    folder) fails at once instead of listing the whole disk."""
+    if root.resolve() == Path(root.resolve().anchor):
+        raise ValueError(f"{root} is a filesystem root; give the folder that holds the images")
+    files, seen = [], 0
+    for folder, dirs, names in os.walk(root):
+        seen += len(dirs) + len(names)
+        if seen > MAX_ENTRIES:
+            raise ValueError(
+                f"{root} holds more than {MAX_ENTRIES:,} files and folders; an image folder here is a set of some "
+                "thousand images: give that folder, not one above it"
+            )
+        dirs.sort()
+        files += [
+            (Path(folder) / name).relative_to(root).as_posix()
+            for name in names
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES and (Path(folder) / name).is_file()
+        ]
+    return sorted(files)
 
 
 @DATASET_ADAPTERS.register("image_folder")
@@ -21,11 +45,7 @@ class ImageFolder(FileDataset):
 
     def __init__(self, root: str, image_size: int, splits: dict, **transform) -> None:
         super().__init__(root, image_size, splits, **transform)
-        self.files = sorted(
-            p.relative_to(self.root).as_posix()
-            for p in self.root.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        )
+        self.files = image_files(self.root)
         if not self.files:
             raise ValueError(f"{self.root} holds no images; expected {self.layout}")
 

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from vlm_rationality.data.base import Dataset, Item, Sample, Skipped
 from vlm_rationality.data.corruptions import parse_shift
-from vlm_rationality.data.files import BadInput, FileDataset, bounded_resize, regular
+from vlm_rationality.data.files import BadInput, FileDataset, bounded_resize, inside
 from vlm_rationality.data.transform import INTERPOLATIONS, to_rgb
 
 RESIZE, SIZE = 256, 224  # how the published ImageNet-C was cropped
@@ -77,7 +77,7 @@ def folder_errors(dataset: Dataset, root: str | os.PathLike, shifts: Sequence[st
 
 def load_shifted(dataset: FileDataset, item: Item, folder: Path, with_mask: bool) -> Sample:
     """`item`'s ImageNet-C image under `folder`, with the item's mask through the resize-256 / crop-224 transform."""
-    path = regular(folder / dataset.prerendered_name(item))
+    path = inside(folder, dataset.prerendered_name(item))
     try:
         with Image.open(path) as handle:
             handle.load()
@@ -91,8 +91,8 @@ def load_shifted(dataset: FileDataset, item: Item, folder: Path, with_mask: bool
     mask = np.zeros((SIZE, SIZE), bool)
     if with_mask:
         original = dataset.root / item.sample_id
-        try:
-            with Image.open(regular(original)) as handle:  # the header alone: the mask needs the original's size
+        try:  # the header alone: the mask needs the original's size
+            with Image.open(inside(dataset.root, item.sample_id)) as handle:
                 width, height = handle.size
             bounded_resize(original, width, height, SIZE, RESIZE)
         except FileNotFoundError as err:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from vlm_rationality.data.base import DATASET_ADAPTERS
-from vlm_rationality.data.files import BadInput, FileDataset, Item, check_boxes, require
+from vlm_rationality.data.files import BadInput, FileDataset, Item, check_boxes, inside, require
 from vlm_rationality.data.imagenet import read_voc_boxes
 from vlm_rationality.data.transform import boxes_mask
 
@@ -78,7 +78,7 @@ class StanfordDogs(FileDataset):
         return items
 
     def object_mask(self, item: Item, width: int, height: int) -> np.ndarray:
-        boxes = [box for _name, box in read_voc_boxes(self.root / "Annotation" / item.annotation)]
+        boxes = [box for _name, box in read_voc_boxes(inside(self.root / "Annotation", item.annotation))]
         if not boxes:
             raise BadInput("malformed_annotation", f"{item.annotation}: no object box")
         if self.box_rule == "last":

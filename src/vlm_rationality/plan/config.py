@@ -693,6 +693,15 @@ def _robustness_errors(config: Config) -> list[str]:
                 build_dataset(prepare_spec(config, dataset, STIMULI_SPLIT))
             except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
                 errors.append(f"robustness.cue_conflict_folder: {err}")
+    folders = [FOLDER_SPLIT + name for name in section["ood_folders"]]
+    folders += [STIMULI_SPLIT] if "cue_conflict_folder" in section else []
+    for dataset in robustness_datasets(config):
+        errors += [
+            f"datasets.{dataset}.splits.{split}: robustness prepares a folder as the split {split!r} of this dataset "
+            "(the two would share their files); rename the split"
+            for split in folders
+            if split in config["datasets"][dataset]["splits"]
+        ]
     for name in section["ood_folders"]:
         if name in section["ood"]:
             errors.append(f"robustness.ood_folders.{name}: an OOD split has this name; rename the folder's entry")
