@@ -83,6 +83,25 @@ def _damaged_in_the_middle(path, tmp_path):
     return damaged
 
 
+def test_damage_in_a_column_the_consumer_never_reads_is_refused(tiny_model, prompts, shard, tmp_path):
+    """A heatmap file whose key column `dataset` (score reads only its metadata) is damaged: refused, naming it."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "heatmaps.parquet"
+    explain_shards(build_classifier(tiny_model, "prompt", prompts), [shard], out, HeatmapSettings(batch_size=8), "h")
+    names = pq.ParquetFile(out).schema_arrow.names
+    column = pq.ParquetFile(out).metadata.row_group(0).column(names.index("dataset"))
+    data = bytearray(out.read_bytes())
+    start = column.dictionary_page_offset or column.data_page_offset
+    tail = start + column.total_compressed_size - 1
+    data[tail] ^= 0xFF  # a byte of the column's last page flipped: the file's layout stays as it was
+    damaged = tmp_path / "damaged" / out.name
+    damaged.parent.mkdir()
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{damaged}: not a readable Parquet file"):
+        score_table([damaged], 0.5, 0, 0)
+
+
 @pytest.mark.parametrize("read", [read_prepared, lambda p: list(read_prepared_batches(p, 4))], ids=["whole", "batches"])
 def test_a_parquet_file_damaged_in_the_middle_is_named_not_read(shard, tmp_path, read):
     """Every page carries a CRC: an overwritten page is refused, naming the file, where it would decode to wrong

@@ -142,11 +142,31 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_schema(path: str | os.PathLike, expected: str) -> dict[str, Any]:
-    """Fail clearly when a file is not the artefact a stage expects (e.g. a stale schema version)."""
+    """Fail clearly when a file is not the artefact a stage expects (e.g. a stale schema version), or when any page
+    of it is damaged (`verify_whole`), whichever columns the stage goes on to read."""
     meta = read_metadata(path)
     found = meta.get("schema")
     if found != expected:
         raise ValueError(
             f"{path}: schema {found!r}, expected {expected!r}; delete it and rerun the stage that writes it"
         )
+    verify_whole(path)
     return meta
+
+
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime): the file versions this process has checked
+
+
+def verify_whole(path: str | os.PathLike) -> None:
+    """Every page of every column checked against its CRC, a row group at a time, once per process and version of
+    the file: damage in a column a consumer never reads (a key column) would otherwise pass it, and leave a file
+    that no other reader (pandas) can open."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    with reading(path):
+        handle = parquet_file(path)
+        for group in range(handle.metadata.num_row_groups):
+            handle.read_row_group(group)
+    _VERIFIED.add(key)
