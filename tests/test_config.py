@@ -633,6 +633,10 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
             "only a plain {name} is a placeholder (no format spec or conversion), write a literal brace as {{ or }}",
         ),
         (
+            lambda c: c.update(prompt_template="a photo"),
+            "prompt_template: 'a photo' cannot be filled in (no {name}: every class would get the same prompt)",
+        ),
+        (
             lambda c: c.update(prompt_template="{name:>300000000}"),
             "prompt_template: '{name:>300000000}' cannot be filled in (the placeholder {name:>300000000})",
         ),
@@ -657,6 +661,7 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
         "zs-processes",
         "ft-mitigates",
         "prompt-placeholder",
+        "prompt-no-name",
         "prompt-format-spec",
         "image-size",
     ],

@@ -455,6 +455,32 @@ def test_a_partial_configfile_is_told_how_to_overlay_and_overlays_when_given_aft
     )
 
 
+def test_a_split_that_lists_no_item_fails_when_the_dag_is_built_naming_it(tmp_path):
+    """CUB's train_test_split.txt marking every image as a test image: the training split is empty. The run stops
+    once the split is listed, naming it, instead of each job that reads it ending in a usage message."""
+    from tests import fixtures
+
+    cub = fixtures.cub(tmp_path / "cub")
+    split = cub.root / "train_test_split.txt"
+    split.write_text("".join(line.rsplit(" ", 1)[0] + " 0\n" for line in split.read_text().splitlines()))
+    config = copy.deepcopy(TEST_CONFIG)
+    config["datasets"] = {
+        "mini-cub": {
+            "adapter": "cub",
+            "root": str(cub.root),
+            "image_size": 32,
+            "shard_size": 4,
+            "splits": {"train": {}, "test": {}},
+        }
+    }
+    config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}
+    config["methods"] = {"ft": TEST_CONFIG["methods"]["ft"]}
+    result = snakemake(tmp_path, config, check=False)
+    assert result.returncode != 0
+    assert "config error: datasets.mini-cub.splits.train: the split lists no item" in result.stdout + result.stderr
+    assert not (tmp_path / "results" / "logs" / "finetune").exists()  # no job that reads it started
+
+
 def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
     from tests import fixtures
 
@@ -1036,9 +1062,10 @@ def test_models_fine_tuned_elsewhere_are_scored_by_one_method_entry_in_each_form
     assert table.count("| EXT-PROBE | tiny-clip |") >= 3 and "True prediction trustworthiness" in table
 
 
-def test_a_deleted_checkpoint_is_trained_again_with_what_reads_it(run, tmp_path):
+@pytest.mark.parametrize("deleted", ["ft.safetensors", "ft.json"], ids=["checkpoint", "sidecar"])
+def test_a_deleted_checkpoint_is_trained_again_with_what_reads_it(run, tmp_path, deleted):
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
-    (tmp_path / "results" / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "ft.safetensors").unlink()
+    (tmp_path / "results" / "checkpoints" / "tiny-synthetic" / "tiny-clip" / deleted).unlink()
     explained = list(
         (tmp_path / "results" / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "ft").rglob("*.parquet")
     )
@@ -1046,18 +1073,23 @@ def test_a_deleted_checkpoint_is_trained_again_with_what_reads_it(run, tmp_path)
     assert planned["finetune"] == 1 and planned["explain"] == len(explained) > 0 and planned["score"] == 1, planned
 
 
-def test_a_shard_copied_from_another_split_is_refused_naming_it(run, tmp_path):
-    """Scored, it would add the training samples to the test split's counts without a word."""
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("train/shard-0000.parquet", "holds split 'train', but this job reads 'test'"),
+        ("test/shard-0000.parquet", "holds shard 0 (items 0-39 of split 'test'), not shard 0001"),
+    ],
+    ids=["another-split", "same-split"],
+)
+def test_a_shard_copied_over_another_is_refused_naming_it(run, tmp_path, source, message):
+    """Scored, it would add another split's samples, or the same samples again, to the counts without a word."""
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     data = tmp_path / "results" / "data" / "tiny-synthetic"
-    shutil.copy(data / "train" / "shard-0000.parquet", data / "test" / "shard-0000.parquet")
+    shutil.copy(data / source, data / "test" / "shard-0001.parquet")
     result = snakemake(tmp_path, TEST_CONFIG, check=False)
     assert result.returncode != 0
     logs = "\n".join(p.read_text() for p in (tmp_path / "results" / "logs" / "explain").rglob("*.log"))
-    assert (
-        f"{Path('results/data/tiny-synthetic/test/shard-0000.parquet')} holds split 'train', but this job reads 'test'"
-        in logs
-    )
+    assert f"{Path('results/data/tiny-synthetic/test/shard-0001.parquet')} {message}" in logs
 
 
 def test_the_heatmap_files_read_as_one_table_with_pandas_polars_and_duckdb(run):

@@ -84,7 +84,16 @@ def split_size(dataset, split):
 
 
 def shard_count(dataset, split):
-    return math.ceil(split_size(dataset, split) / int(config["datasets"][dataset]["shard_size"]))
+    """A split that lists no item fails here, when the DAG is built, naming it: each job reading it would end in
+    its command's usage message instead."""
+    size = split_size(dataset, split)
+    if size == 0:
+        raise ValueError(
+            f"config error: datasets.{dataset}.splits.{split}: the split lists no item (its index "
+            f"results/data/{dataset}/{split}/items.parquet is empty); check the dataset's root and layout, or a carve "
+            "that takes the whole split"
+        )
+    return math.ceil(size / int(config["datasets"][dataset]["shard_size"]))
 
 
 def shards(first, last):
@@ -126,12 +135,13 @@ def checkpoint_file(dataset, model, method):
 
 
 def trained_weights():
-    """Every base the workflow pretrains and every fine-tuned checkpoint: targets of `all`, so one that is deleted is
-    trained again and what reads it is rerun (an intermediate file that is missing would otherwise go unnoticed)."""
-    bases = [base_file(model) for model in config["models"] if "pretrain" in config["models"][model]]
+    """Every base the workflow pretrains and every fine-tuned checkpoint, each with its sidecar: targets of `all`, so
+    one that is deleted is trained again and what reads it is rerun (an intermediate file that is missing would
+    otherwise go unnoticed)."""
+    pretrained = [model for model in config["models"] if "pretrain" in config["models"][model]]
     trained = [method for method in config["methods"] if settings.trains(config, method)]
-    return bases + expand(
-        rules.finetune.output.weights, dataset=config["datasets"], model=config["models"], method=trained
+    return expand(rules.pretrain_base.output, model=pretrained) + expand(
+        rules.finetune.output, dataset=config["datasets"], model=config["models"], method=trained
     )
 
 

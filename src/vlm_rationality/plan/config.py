@@ -41,6 +41,7 @@ MAX_NAME = 96
 MAX_VARIANT = 200  # a swept variant `<method>.<key>=<value>...`: its longest file adds `.safetensors.json` and a temp
 MAX_VALUES = 100_000  # maps, lists and scalars a config may expand to (default: ~200; largest study: ~500)
 MAX_FILE_BYTES = 1 << 20  # of a config file (the default is 4 KiB)
+MAX_SEED = 2**32 - 1  # numpy's, scikit-learn's and K-Medoids' largest
 MIN_ITERATIONS = 100  # of score.bootstrap_iterations, unless 0 (no intervals)
 TRAINING_REQUIRED = ["lr", "epochs", "batch_size"]  # of every method that trains (not zs, not a loaded one)
 PLACEHOLDERS = {"dataset", "model"}  # what a loaded method's file paths may hold, filled per job
@@ -90,6 +91,7 @@ def check_config(config: Config, schema: Schema, assumed: list[str] | None = Non
             config["methods"], origin = expand(config["methods"])
         except SweepError as err:
             raise ConfigError("\n".join([*errors, str(err)])) from None
+    errors += _swept_keys(_seed_errors(config), origin)
     found = validate(config, schema) + _method_option_errors(config, schema)
     schema_errors = _swept_keys(sorted(found, key=lambda error: error.split(":")[0].split(".")), origin)
     if any(re.match(r"config: '[a-z_]+' is a required property", error) for error in schema_errors):
@@ -446,6 +448,24 @@ def _non_finite(value: Any, path: str = "") -> list[str]:
     return []
 
 
+def _seed_errors(value: Any, path: str = "") -> list[str]:
+    """Every `seed`, at any depth (methods, datasets, adapters' options, carves), within what all its readers take:
+    numpy, scikit-learn and K-Medoids want 0 … 2³²−1, and torch fails on a larger one after the work before it."""
+    if isinstance(value, dict):
+        errors = []
+        for key, sub in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key == "seed" and isinstance(sub, int) and not isinstance(sub, bool) and not 0 <= sub <= MAX_SEED:
+                shown = str(sub) if len(str(sub)) <= 24 else f"{str(sub)[:12]}... ({len(str(sub))} digits)"
+                errors.append(f"{where}: {shown} is not a seed; give an integer from 0 to {MAX_SEED}")
+            elif key != SWEEP_LABEL:  # a sweep's label repeats its variant's values
+                errors += _seed_errors(sub, where)
+        return errors
+    if isinstance(value, list):
+        return [error for i, sub in enumerate(value) for error in _seed_errors(sub, f"{path}[{i}]")]
+    return []
+
+
 def _name_error(key: str, name: Any) -> list[str]:
     if not isinstance(name, str) or not PLAIN_NAME.match(name):
         return [
@@ -512,13 +532,15 @@ def _template_problem(template: str) -> str | None:
     """What keeps `template` from being filled with a class name, found by parsing it, never formatting it (a format
     spec such as {name:>300000000} would allocate before failing)."""
     try:
+        fields = []
         for _, field, spec, conversion in string.Formatter().parse(template):
             if field is not None and (field != "name" or spec or conversion):
                 shown = field + (f"!{conversion}" if conversion else "") + (f":{spec[:20]}" if spec else "")
                 return f"the placeholder {{{shown}}}"
+            fields += [field] if field is not None else []
     except ValueError as err:
         return str(err)
-    return None
+    return None if fields else "no {name}: every class would get the same prompt"
 
 
 def _input_size_errors(config: Config, model: str) -> list[str]:
