@@ -455,6 +455,23 @@ def test_a_partial_configfile_is_told_how_to_overlay_and_overlays_when_given_aft
     )
 
 
+def mini_cub_config(root, methods: list[str]) -> dict:
+    """The test config on the CUB fixture: a tiny CLIP of random weights (no pretraining), the given methods."""
+    config = copy.deepcopy(TEST_CONFIG)
+    config["datasets"] = {
+        "mini-cub": {
+            "adapter": "cub",
+            "root": str(root),
+            "image_size": 32,
+            "shard_size": 4,
+            "splits": {"train": {}, "test": {}},
+        }
+    }
+    config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}
+    config["methods"] = {name: TEST_CONFIG["methods"][name] for name in methods}
+    return config
+
+
 def test_a_split_that_lists_no_item_fails_when_the_dag_is_built_naming_it(tmp_path):
     """CUB's train_test_split.txt marking every image as a test image: the training split is empty. The run stops
     once the split is listed, naming it, instead of each job that reads it ending in a usage message."""
@@ -463,18 +480,7 @@ def test_a_split_that_lists_no_item_fails_when_the_dag_is_built_naming_it(tmp_pa
     cub = fixtures.cub(tmp_path / "cub")
     split = cub.root / "train_test_split.txt"
     split.write_text("".join(line.rsplit(" ", 1)[0] + " 0\n" for line in split.read_text().splitlines()))
-    config = copy.deepcopy(TEST_CONFIG)
-    config["datasets"] = {
-        "mini-cub": {
-            "adapter": "cub",
-            "root": str(cub.root),
-            "image_size": 32,
-            "shard_size": 4,
-            "splits": {"train": {}, "test": {}},
-        }
-    }
-    config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}
-    config["methods"] = {"ft": TEST_CONFIG["methods"]["ft"]}
+    config = mini_cub_config(cub.root, ["ft"])
     result = snakemake(tmp_path, config, check=False)
     assert result.returncode != 0
     assert "config error: datasets.mini-cub.splits.train: the split lists no item" in result.stdout + result.stderr
@@ -485,19 +491,10 @@ def test_a_fixture_dataset_with_a_corruption_shift_runs_end_to_end(tmp_path):
     from tests import fixtures
 
     cub = fixtures.cub(tmp_path / "cub")
-    config = copy.deepcopy(TEST_CONFIG)
-    config["datasets"] = {
-        "mini-cub": {
-            "adapter": "cub",
-            "root": str(cub.root),
-            "image_size": 32,
-            "shard_size": 4,
-            "splits": {"train": {"masks": False}, "test": {}},
-            "shifts": ["clean", "gaussian_noise-3"],
-        }
-    }
-    config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}  # random weights, no pretraining
-    config["methods"] = {name: TEST_CONFIG["methods"][name] for name in ("zs", "ft")}
+    config = mini_cub_config(cub.root, ["zs", "ft"])
+    config["datasets"]["mini-cub"].update(
+        splits={"train": {"masks": False}, "test": {}}, shifts=["clean", "gaussian_noise-3"]
+    )
     config["heatmaps"]["methods"] = ["chefer"]
     snakemake(tmp_path, config)
     rows = pq.read_table(tmp_path / "results" / "metrics" / "rationality.parquet").to_pylist()
