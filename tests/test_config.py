@@ -422,6 +422,14 @@ def test_a_carve_from_the_scored_split_or_without_a_fraction_fails_naming_the_ke
     assert "datasets.tiny-synthetic.splits.val.carve: unknown setting" in text  # generated splits are drawn, not carved
 
 
+def test_the_config_check_tries_the_cluster_counts_discovery_tries():
+    from vlm_rationality.discover.clusters import k_range
+    from vlm_rationality.plan.config import RAVL_KS
+
+    for classes in (2, 8, 1000):
+        assert range(RAVL_KS[0] * classes, RAVL_KS[1] * classes) == k_range(classes)
+
+
 def test_a_scored_split_without_masks_is_refused_naming_it(tmp_path):
     """RMA is a map's mass on the object: a scored split without masks would give PT NaN for every method, silently."""
     from tests import fixtures

@@ -21,7 +21,6 @@ import yaml
 from vlm_rationality import environment
 from vlm_rationality.data import DATASET_ADAPTERS, Dataset, build_dataset, imagenet_c
 from vlm_rationality.data.corruptions import parse_shift
-from vlm_rationality.discover.clusters import k_range
 from vlm_rationality.models.adapter import MODEL_ADAPTERS, model_adapter
 from vlm_rationality.plan.protocol import method_entry, model_entry, split_variant
 from vlm_rationality.plan.schema import Schema, validate
@@ -41,6 +40,7 @@ MAX_NAME = 96
 MAX_VARIANT = 200  # a swept variant `<method>.<key>=<value>...`: its longest file adds `.safetensors.json` and a temp
 MAX_VALUES = 100_000  # maps, lists and scalars a config may expand to (default: ~200; largest study: ~500)
 MAX_FILE_BYTES = 1 << 20  # of a config file (the default is 4 KiB)
+RAVL_KS = (2, 5)  # RaVL's discovery tries K from 2|Y| to 5|Y| - 1 (discover/clusters.k_range; a test keeps them equal)
 MAX_SEED = 2**32 - 1  # numpy's, scikit-learn's and K-Medoids' largest
 MIN_ITERATIONS = 100  # of score.bootstrap_iterations, unless 0 (no intervals)
 TRAINING_REQUIRED = ["lr", "epochs", "batch_size"]  # of every method that trains (not zs, not a loaded one)
@@ -602,11 +602,11 @@ def _discovery_errors(config: Config) -> list[str]:
                 classes = len(build_dataset(dataset).class_names)
             except (KeyError, ValueError, TypeError, FileNotFoundError):
                 continue  # reported with the dataset
-            most = max(k_range(classes))
+            fewest, most = RAVL_KS[0] * classes, RAVL_KS[1] * classes - 1
             if section["max_regions"] <= most:
                 errors.append(
                     f"discovery.max_regions: {section['max_regions']} regions cannot form the {most} clusters RaVL "
-                    f"tries for the {classes} classes of dataset {name!r} (K runs {min(k_range(classes))}…{most}); "
+                    f"tries for the {classes} classes of dataset {name!r} (K runs {fewest}…{most}); "
                     f"give more than {most}"
                 )
     split = section.get("split")
