@@ -9,25 +9,29 @@ from pathlib import Path
 import vlm_rationality
 
 PACKAGE = Path(vlm_rationality.__file__).parent
-# (importing part, what it must not import): `data`, `models` and `metrics` sit below `explain` and `finetune`,
+# (importing part, what it must not import): `data`, `models` and `metrics` sit below `explain` and `finetune`
+# (`data` and `metrics` side by side: what both read, `masks` and `imagenet16`, sits below them),
 # `explain` below `finetune`, `predict` beside `explain` (neither imports the other); the contracts and helpers at
 # the bottom import no stage at all; the planning package reads the dataset and model adapters' declarations (of
 # `models`, only the torch-free `models.adapter` and, through its registry, the adapter files), nothing above.
-STAGES = ("data", "models", "metrics", "explain", "finetune", "predict", "report")
+STAGES = ("data", "models", "metrics", "explain", "finetune", "predict", "discover", "report")
 FORBIDDEN = {
-    "data": ("explain", "finetune", "predict"),
-    "models": ("explain", "finetune", "predict"),
-    "metrics": ("explain", "finetune", "predict"),
+    "data": ("metrics", "explain", "finetune", "predict", "discover"),
+    "models": ("explain", "finetune", "predict", "discover"),
+    "metrics": ("data", "explain", "finetune", "predict", "discover"),
     "explain": ("finetune", "predict"),
     "predict": ("explain", "finetune"),
-    "plan": ("models", "metrics", "explain", "finetune", "predict", "report"),
+    "discover": ("explain", "finetune", "predict", "report"),
+    "plan": ("models", "metrics", "explain", "finetune", "predict", "discover", "report"),
     "artefacts": STAGES,
     "io": STAGES,
     "registry": STAGES,
     "device": STAGES,
+    "masks": STAGES,
+    "imagenet16": STAGES,
 }
 ALLOWED = {"plan": ("vlm_rationality.models.adapter",)}  # the exceptions to FORBIDDEN
-LIGHT = ("artefacts", "io", "registry")  # readable without the ML stack
+LIGHT = ("artefacts", "io", "registry", "masks", "imagenet16")  # readable without the ML stack
 
 
 def imported_modules(path: Path) -> set[str]:

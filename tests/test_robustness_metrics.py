@@ -103,7 +103,8 @@ def test_shape_bias_counts_shape_and_texture_decisions_and_drops_images_without_
 
 
 def test_the_16_category_mapping_averages_member_probabilities():
-    from vlm_rationality.metrics.shape_bias import category_probabilities, imagenet16, parse_stimulus
+    from vlm_rationality.imagenet16 import imagenet16, parse_stimulus
+    from vlm_rationality.metrics.shape_bias import category_probabilities
 
     mapping = imagenet16()
     assert list(mapping) == sorted(mapping) and len(mapping) == 16
@@ -246,7 +247,7 @@ def _stimuli(root, names):
 
 def test_the_stimuli_folder_labels_shape_and_texture_by_category(tmp_path):
     from vlm_rationality.data import build_dataset
-    from vlm_rationality.metrics.shape_bias import imagenet16
+    from vlm_rationality.imagenet16 import imagenet16
 
     categories = list(imagenet16())
     root = _stimuli(
@@ -276,8 +277,8 @@ def test_the_stimuli_folder_labels_shape_and_texture_by_category(tmp_path):
 
 
 def test_an_imagenet_classifier_decides_among_the_16_categories_by_mean_member_probability():
+    from vlm_rationality.imagenet16 import imagenet16
     from vlm_rationality.metrics.robustness import cue_decisions
-    from vlm_rationality.metrics.shape_bias import imagenet16
 
     mapping = imagenet16()
     categories = list(mapping)

@@ -15,10 +15,10 @@ from tests import fixtures
 from tests.test_datasets import CONFIGS
 from vlm_rationality.artefacts import prepared_meta, read_prepared
 from vlm_rationality.data import build_dataset
-from vlm_rationality.data.masks import mask_variant
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
 from vlm_rationality.data.synthetic import STICKER_COLOURS, TEXTURE_TONES, make_sample
 from vlm_rationality.data.twins import Pool, object_only
+from vlm_rationality.masks import mask_variant
 from vlm_rationality.metrics.agreement import auroc, cohen_kappa
 from vlm_rationality.metrics.grounding import cue_grounded, grounding, object_grounded
 from vlm_rationality.predict.twins import twin_predictions

@@ -228,7 +228,7 @@ def write_prepared_shard(
     `skipped` counts the samples of this shard's range left out as bad input, per reason; it travels
     with the shard's metadata to the score table. `shift`: the images are already under this shift (read from
     pre-rendered ImageNet-C), which the metadata records so that no stage applies it again. `mask`: the tolerance
-    the masks were loosened by (data/masks.py), recorded where it is not `exact`. `split`: recorded, so a job can
+    the masks were loosened by (masks.py), recorded where it is not `exact`. `split`: recorded, so a job can
     refuse a shard of another split (`check_prepared`). `class_names`: the dataset's, in label order, so a reader
     (`inspect`) names classes rather than numbering them. `position`: (shard index, first and past-the-last row of
     the item index it was made from), recorded so a job refuses a shard copied over another (`check_prepared`).

@@ -10,7 +10,7 @@ import numpy as np
 
 from vlm_rationality.data.base import DATASET_ADAPTERS, Item, Sample
 from vlm_rationality.data.files import BadInput, FileDataset
-from vlm_rationality.metrics.shape_bias import imagenet16, parse_stimulus
+from vlm_rationality.imagenet16 import imagenet16, parse_stimulus
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 OOD_LABEL = -1

@@ -28,8 +28,8 @@ from vlm_rationality.artefacts import (
 )
 from vlm_rationality.data.base import STICKER_MISSING, Item, Sample, build_dataset
 from vlm_rationality.data.imagenet_c import load_items as load_shifted
-from vlm_rationality.data.masks import EXACT, mask_variant
 from vlm_rationality.io import write_json
+from vlm_rationality.masks import EXACT, mask_variant
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def prepare_shard(
     With `imagenet_c` (the published folders), the images are those of `shift` there, and the shard says so; it
     holds the samples of `clean_shard` (the same shard, clean), whose skips it counts as its own, so a shift is
     scored on the very samples the clean data is (anything more that the shift leaves out is counted on top).
-    The dataset's `mask` tolerance (data/masks.py; exact when left out) is applied to every mask and recorded."""
+    The dataset's `mask` tolerance (masks.py; exact when left out) is applied to every mask and recorded."""
     dataset = build_dataset(dataset_config)
     start = shard * int(dataset_config["shard_size"])
     rows = read_items(items_path, start, start + int(dataset_config["shard_size"]))

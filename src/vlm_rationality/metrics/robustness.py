@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from vlm_rationality.imagenet16 import imagenet16
 from vlm_rationality.metrics.calibration import (
     expected_calibration_error,
     fit_temperature,
@@ -29,7 +30,7 @@ from vlm_rationality.metrics.robustness_intervals import (
     sample_weights,
     shape_bias_replicates,
 )
-from vlm_rationality.metrics.shape_bias import category_probabilities, imagenet16, shape_bias
+from vlm_rationality.metrics.shape_bias import category_probabilities, shape_bias
 
 TEST_PREFIX = "test/"  # the predictions stage names the test set under shift s `test/s`
 OOD_SCORES = ("msp", "mcm", "energy", "max_logit")

@@ -3,28 +3,16 @@ or its texture class, the share that name the shape. Images whose shape and text
 conflict and are dropped (counted).
 
 ImageNet-1k classifiers decide among the 16 entry-level categories of the cue-conflict stimuli by the mean
-probability of each category's member classes (`imagenet16.json`, data), then argmax.
+probability of each category's member classes (`imagenet16.py`), then argmax.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 
-# The stimuli's file names: `<shape>/<shape><i>-<texture><j>.png`, e.g. `cat/cat7-elephant1.png`.
-STIMULUS = re.compile(r"^(?P<shape>[a-z]+)\d+-(?P<texture>[a-z]+)\d+\.png$")
-
-
-@cache
-def imagenet16() -> dict[str, list[int]]:
-    """Category -> its ImageNet-1k class indices, categories in sorted order (the stimuli's folder order)."""
-    data = json.loads((Path(__file__).with_name("imagenet16.json")).read_text())["categories"]
-    return {name: data[name] for name in sorted(data)}
+from vlm_rationality.imagenet16 import imagenet16
 
 
 def category_probabilities(probs: np.ndarray, mapping: dict[str, list[int]] | None = None) -> np.ndarray:
@@ -32,14 +20,6 @@ def category_probabilities(probs: np.ndarray, mapping: dict[str, list[int]] | No
     mapping = imagenet16() if mapping is None else mapping
     probs = np.asarray(probs, np.float64)
     return np.stack([probs[:, members].mean(axis=1) for members in mapping.values()], axis=1)
-
-
-def parse_stimulus(name: str) -> tuple[str, str]:
-    """(shape, texture) of a cue-conflict file name; a name of another form fails, naming it."""
-    match = STIMULUS.match(name)
-    if match is None:
-        raise ValueError(f"{name}: not a cue-conflict stimulus name (<shape><i>-<texture><j>.png)")
-    return match["shape"], match["texture"]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 For every (dataset, model, method, heatmap method) on the clean scored split, each signal of `metrics/signals/`
 is computed from what the explain and twins stages stored (RMA and the other localisation signals under each mask
-variant of `data/masks.py`, the confidence baselines from the logits, object-only retention from the twins job),
+variant of `masks.py`, the confidence baselines from the logits, object-only retention from the twins job),
 and set beside each reading of the truth (metrics/grounding.py): PT beside PT*, and per sample, among right
 predictions, the signal's AUROC for groundedness pooled and **within class** (the mean of the per-class AUROCs: a
 signal that tracks the mask's area ranks classes, not rationales), and what it adds **beyond confidence**
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from vlm_rationality.artefacts import NO_PREDICTION, read_heatmaps, read_prepared
-from vlm_rationality.data.masks import EXACT, mask_variant
+from vlm_rationality.masks import EXACT, mask_variant
 from vlm_rationality.metrics.agreement import (
     cohen_kappa,
     stratified_weights,
