@@ -1,4 +1,5 @@
-"""Miniature datasets in each dataset's exact on-disk format, with objects at known places and bad input.
+"""Miniature datasets in each dataset's exact on-disk format, with objects at known places and bad input; and
+prepared shards of generated samples (`prepared_shard`), as the prepare stage stores them.
 
 Each builder returns the dataset root and what the tests need to know: the box of every good image (in the
 original image's inclusive pixel coordinates) and how many items of each bad kind it planted.
@@ -8,12 +9,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import scipy.io
 from PIL import Image
 
+from vlm_rationality.artefacts import write_prepared_shard
+from vlm_rationality.data import Sample
+
 BOX = (20, 15, 59, 44)  # xmin, ymin, xmax, ymax (inclusive) in a 100x75 image
+
+
+def prepared_shard(path: Path, samples: Sequence[Sample], config_hash: str = "h", **options: Any) -> Path:
+    """`samples` (e.g. of the synthetic generator) written as one prepared shard; `options` go to the writer
+    (`masks` replaces the samples' own, e.g. to plant an empty one; `extra`, `split`, `class_names`, …)."""
+    options.setdefault("masks", np.stack([s.mask for s in samples]))
+    write_prepared_shard(
+        path,
+        sample_ids=[s.sample_id for s in samples],
+        labels=np.array([s.label for s in samples]),
+        images=np.stack([s.image for s in samples]),
+        sources=[s.source for s in samples],
+        config_hash=config_hash,
+        **options,
+    )
+    return path
 
 
 @dataclass

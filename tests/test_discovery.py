@@ -140,24 +140,15 @@ def test_zero_shot_scores_soften_cosines_by_007():
 def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the_dataset_when_too_few(tmp_path):
     import torch
 
-    from vlm_rationality.artefacts import write_prepared_shard
+    from tests import fixtures
     from vlm_rationality.data.synthetic import SyntheticSpec, generate
     from vlm_rationality.discover.run import BACKGROUND, OBJECT, discover
     from vlm_rationality.models import build_classifier, build_model
 
     spec = SyntheticSpec(image_size=32, num_classes=2, num_textures=2)
     samples = list(generate(spec, "test", 12))
-    shard = tmp_path / "shard-0000.parquet"
-    write_prepared_shard(
-        shard,
-        sample_ids=[s.sample_id for s in samples],
-        labels=np.array([s.label for s in samples]),
-        images=np.stack([s.image for s in samples]),
-        masks=np.stack([s.mask for s in samples]),
-        sources=["synthetic"] * 12,
-        config_hash="h",
-        extra={"background": [s.extra["background"] for s in samples]},
-    )
+    background = {"background": [s.extra["background"] for s in samples]}
+    shard = fixtures.prepared_shard(tmp_path / "shard-0000.parquet", samples, extra=background)
     torch.manual_seed(0)
     classifier = build_classifier(
         build_model({"adapter": "open_clip", "arch": "tiny-vit-32"}),
@@ -199,29 +190,13 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
     assert row["n_grid_images"] == 0 and row["n_regions"] == 12 + 3 * 12 - row["n_background_short"]
     maskless = tmp_path / "maskless" / "shard-0000.parquet"  # no object known: a 3 x 3 grid per image
     maskless.parent.mkdir()
-    write_prepared_shard(
-        maskless,
-        sample_ids=[s.sample_id for s in samples],
-        labels=np.array([s.label for s in samples]),
-        images=np.stack([s.image for s in samples]),
-        masks=np.zeros((12, 32, 32), bool),
-        sources=["synthetic"] * 12,
-        config_hash="h",
-    )
+    fixtures.prepared_shard(maskless, samples, masks=np.zeros((12, 32, 32), bool))
     row, regions, _, _ = discover(classifier, [str(maskless)], None, settings, torch.device("cpu"), 8, "tiny")
     assert row["n_grid_images"] == 12 and set(regions["kind"]) == {"grid"} and row["n_regions"] == 12 * 9
     assert row["precision_at_10"] is None  # the dataset knows no cue
     few = tmp_path / "few" / "shard-0000.parquet"  # 4 images, their object boxes only: 4 regions, K up to 9
     few.parent.mkdir()
-    write_prepared_shard(
-        few,
-        sample_ids=[s.sample_id for s in samples[:4]],
-        labels=np.array([s.label for s in samples[:4]]),
-        images=np.stack([s.image for s in samples[:4]]),
-        masks=np.stack([s.mask for s in samples[:4]]),
-        sources=["synthetic"] * 4,
-        config_hash="h",
-    )
+    fixtures.prepared_shard(few, samples[:4])
     with pytest.raises(ValueError, match="dataset tiny: 4 regions cannot form 9 clusters"):
         discover(
             classifier,

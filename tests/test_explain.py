@@ -3,7 +3,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from vlm_rationality.artefacts import HEATMAPS, read_prepared, write_prepared_shard
+from tests import fixtures
+from vlm_rationality.artefacts import HEATMAPS, read_prepared
 from vlm_rationality.data.synthetic import SyntheticSpec, generate
 from vlm_rationality.explain.chefer import Chefer
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
@@ -17,17 +18,7 @@ def shard(tmp_path_factory):
     samples = list(generate(SyntheticSpec(image_size=32), "test", 11))
     masks = np.stack([s.mask for s in samples])
     masks[4] = False  # an empty mask: RMA undefined
-    path = tmp_path_factory.mktemp("prepared") / "shard-0000.parquet"
-    write_prepared_shard(
-        path,
-        sample_ids=[s.sample_id for s in samples],
-        labels=np.array([s.label for s in samples]),
-        images=np.stack([s.image for s in samples]),
-        masks=masks,
-        sources=["synthetic"] * 11,
-        config_hash="h",
-    )
-    return path
+    return fixtures.prepared_shard(tmp_path_factory.mktemp("prepared") / "shard-0000.parquet", samples, masks=masks)
 
 
 def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
@@ -88,17 +79,7 @@ def test_a_stored_cue_mask_is_where_the_cue_mass_is_measured(tiny_model, prompts
     samples = list(generate(spec, "test", 10))
     cue_masks = np.stack([s.extra["cue_mask"] for s in samples])
     assert 0 < cue_masks.any((1, 2)).sum() < 10
-    shard = tmp_path / "shard-0000.parquet"
-    write_prepared_shard(
-        shard,
-        sample_ids=[s.sample_id for s in samples],
-        labels=np.array([s.label for s in samples]),
-        images=np.stack([s.image for s in samples]),
-        masks=np.stack([s.mask for s in samples]),
-        sources=["synthetic"] * 10,
-        config_hash="h",
-        extra={"cue_mask": list(cue_masks)},
-    )
+    shard = fixtures.prepared_shard(tmp_path / "shard-0000.parquet", samples, extra={"cue_mask": list(cue_masks)})
     np.testing.assert_array_equal(read_prepared(shard)["cue_mask"], cue_masks)
     classifier = build_classifier(tiny_model, "prompt", prompts)
     out = tmp_path / "heatmaps.parquet"

@@ -19,7 +19,6 @@ from vlm_rationality.artefacts import (
     read_metrics,
     read_prepared,
     read_prepared_batches,
-    write_prepared_shard,
 )
 from vlm_rationality.data import Sample, Skipped, build_dataset
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
@@ -34,17 +33,7 @@ from vlm_rationality.report.tables import latex_tables, markdown_table, report_m
 @pytest.fixture(scope="module")
 def shard(tmp_path_factory):
     samples = list(generate(SyntheticSpec(image_size=32), "test", 10))
-    path = tmp_path_factory.mktemp("prepared") / "shard-0000.parquet"
-    write_prepared_shard(
-        path,
-        sample_ids=[s.sample_id for s in samples],
-        labels=np.array([s.label for s in samples]),
-        images=np.stack([s.image for s in samples]),
-        masks=np.stack([s.mask for s in samples]),
-        sources=["synthetic"] * 10,
-        config_hash="h",
-    )
-    return path
+    return fixtures.prepared_shard(tmp_path_factory.mktemp("prepared") / "shard-0000.parquet", samples)
 
 
 def _truncated(path, tmp_path):
@@ -303,17 +292,7 @@ def test_a_shard_of_another_split_or_config_is_refused_naming_it(shard):
     with pytest.raises(ValueError, match=rf"{shard} was prepared with another config \(hash h; the plan's is h2\)"):
         check_prepared([shard], {"test": "h2"})
     samples = list(generate(SyntheticSpec(image_size=32), "train", 2))
-    train = shard.with_name("train-shard.parquet")
-    write_prepared_shard(
-        train,
-        sample_ids=[s.sample_id for s in samples],
-        labels=np.array([s.label for s in samples]),
-        images=np.stack([s.image for s in samples]),
-        masks=np.stack([s.mask for s in samples]),
-        sources=["synthetic"] * 2,
-        config_hash="h",
-        split="train",
-    )
+    train = fixtures.prepared_shard(shard.with_name("train-shard.parquet"), samples, split="train")
     with pytest.raises(ValueError, match=rf"{train} holds split 'train', but this job reads 'test': a shard copied"):
         check_prepared([train], {"test": "h"})
 

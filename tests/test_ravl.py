@@ -154,22 +154,14 @@ def test_a_gradient_step_lowers_a_spurious_regions_similarity_to_its_class_text(
 def shards(tmp_path_factory):
     """A prepared training shard of the synthetic benchmark and its regions file, each background square of an
     image on its own class's texture assigned to the spurious cluster 1."""
-    from vlm_rationality.artefacts import write_prepared_shard, write_training_regions
+    from tests import fixtures
+    from vlm_rationality.artefacts import write_training_regions
     from vlm_rationality.data.synthetic import SyntheticSpec, generate
     from vlm_rationality.discover.run import image_regions
 
     root = tmp_path_factory.mktemp("ravl")
     samples = list(generate(SyntheticSpec(image_size=32, num_classes=4, num_textures=4), "train", 32, rho=0.9))
-    shard = root / "shard-0000.parquet"
-    write_prepared_shard(
-        shard,
-        sample_ids=[s.sample_id for s in samples],
-        labels=np.array([s.label for s in samples]),
-        images=np.stack([s.image for s in samples]),
-        masks=np.stack([s.mask for s in samples]),
-        sources=["synthetic"] * len(samples),
-        config_hash="h",
-    )
+    shard = fixtures.prepared_shard(root / "shard-0000.parquet", samples)
     regions = {"sample_id": [], "kind": [], "feature": [], "box": [], "cluster": []}
     settings = {"background_boxes": 3, "box_fraction": 0.25, "grid": 3, "seed": 0}
     for s in samples:

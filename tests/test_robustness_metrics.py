@@ -298,7 +298,8 @@ def test_mcm_reads_each_images_cosines_to_the_class_prompts_for_a_linear_head_to
     import torch
     import torch.nn.functional as F
 
-    from vlm_rationality.artefacts import read_predictions, write_prepared_shard
+    from tests import fixtures
+    from vlm_rationality.artefacts import read_predictions
     from vlm_rationality.data.synthetic import SyntheticSpec, generate
     from vlm_rationality.models import build_classifier, build_model
     from vlm_rationality.models.checkpoint import save_classifier
@@ -307,16 +308,7 @@ def test_mcm_reads_each_images_cosines_to_the_class_prompts_for_a_linear_head_to
     spec = {"adapter": "open_clip", "arch": "tiny-vit-32"}
     prompts = [f"a photo of a {name}" for name in SyntheticSpec(image_size=32).class_names]
     samples = list(generate(SyntheticSpec(image_size=32), "test", 12))
-    shard = tmp_path / "shard-0000.parquet"
-    write_prepared_shard(
-        shard,
-        sample_ids=[s.sample_id for s in samples],
-        labels=np.array([s.label for s in samples]),
-        images=np.stack([s.image for s in samples]),
-        masks=np.stack([s.mask for s in samples]),
-        sources=["synthetic"] * 12,
-        config_hash="h",
-    )
+    shard = fixtures.prepared_shard(tmp_path / "shard-0000.parquet", samples)
     torch.manual_seed(0)
     model = build_model(spec).eval()
     classifier = build_classifier(model, "linear", prompts, init_from_prompts=False, head_input=head_input)
