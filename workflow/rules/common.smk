@@ -145,7 +145,9 @@ def trained_weights():
     )
 
 
-def explain_weights(wildcards):
+def classifier_weights(wildcards):
+    """The weights a job that loads a classifier reads: its method's checkpoint where the method trains, else the
+    workflow-pretrained base (if any)."""
     if settings.trains(config, wildcards.method):
         return [checkpoint_file(wildcards.dataset, wildcards.model, wildcards.method)]
     return base_inputs(wildcards.model)

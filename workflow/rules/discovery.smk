@@ -10,7 +10,7 @@ REGION_SETTINGS = as_json(
 rule discover:
     input:
         shards=lambda wc: shard_files(wc.dataset, config["discovery"]["split"]),
-        weights=explain_weights,
+        weights=classifier_weights,
     output:
         regions="results/discovery/{dataset}/{model}/{method}.parquet",
         png=report(
@@ -52,7 +52,7 @@ rule assign_regions:
         shards=lambda wc: shard_files(wc.dataset, wc.split),
         discovery=rules.discover.output.regions,
         discovered=lambda wc: shard_files(wc.dataset, config["discovery"]["split"]),
-        weights=explain_weights,
+        weights=classifier_weights,
     output:
         "results/regions/{dataset}/{split}/{model}/{method}.parquet",
     log:

@@ -1,7 +1,7 @@
 rule explain:
     input:
         shards=group_shards,
-        weights=explain_weights,
+        weights=classifier_weights,
     output:
         "results/heatmaps/{dataset}/{shift}/{model}/{method}/{heatmap}/shards-{group}.parquet",
     log:

@@ -4,7 +4,7 @@
 rule predict:
     input:
         shards=predict_shards,
-        weights=explain_weights,
+        weights=classifier_weights,
     output:
         "results/predictions/{dataset}/{model}/{method}.parquet",
     log:

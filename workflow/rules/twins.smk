@@ -5,7 +5,7 @@
 rule twins:
     input:
         shards=lambda wc: shard_files(wc.dataset, EVAL, "clean", *map(int, wc.group.split("-"))),
-        weights=explain_weights,
+        weights=classifier_weights,
     output:
         "results/twins/{dataset}/{model}/{method}/shards-{group}.parquet",
     log:

@@ -29,7 +29,7 @@ ROW_OVERHEAD = 40
 
 
 @dataclass
-class Stage:
+class StageCost:
     name: str
     jobs: int = 0
     images: int = 0  # images through a model (x epochs, x twins, ...)
@@ -100,13 +100,13 @@ def _model_mb(config: Config, model: str, batch: int, training: bool) -> int:
     return math.ceil((weights + batch * explain_bytes_per_image(entry)) / MiB)
 
 
-def plan(config: Config, assumed: list[str] | None = None) -> list[Stage]:
+def plan(config: Config, assumed: list[str] | None = None) -> list[StageCost]:
     """The stages of a checked config (check_config fills its defaults), with their jobs and costs; `assumed`: see
     split_sizes."""
     rate = config["resources"]["images_per_second"]
     sizes = split_sizes(config, assumed)
     stages = {
-        name: Stage(name) for name in ("prepare", "pretrain", "finetune", "explain", "predict", "twins", "discover")
+        name: StageCost(name) for name in ("prepare", "pretrain", "finetune", "explain", "predict", "twins", "discover")
     }
     for (dataset, split), items in sizes.items():
         entry = config["datasets"][dataset]
@@ -182,7 +182,7 @@ def plan(config: Config, assumed: list[str] | None = None) -> list[Stage]:
     return [stage for stage in stages.values() if stage.jobs]
 
 
-def markdown(stages: list[Stage], config: Config, assumed: Sequence[str] = ()) -> str:
+def markdown(stages: list[StageCost], config: Config, assumed: Sequence[str] = ()) -> str:
     lines = [
         f"| stage | jobs | images through a model | {'CPU' if config['device'] == 'cpu' else 'GPU'} hours | "
         "peak memory per job | disk |",

@@ -16,7 +16,7 @@ from typing import Any, Callable, Literal
 from vlm_rationality.models.adapter import model_adapter
 from vlm_rationality.plan import config as settings
 
-Stage = Literal[
+StageName = Literal[
     "items",
     "prepare",
     "prepare_report",
@@ -63,7 +63,7 @@ def training_images_held(images: int, image_size: int, shard_size: int, training
 def job_resources(
     settings: dict[str, Any],
     device: str,
-    stage: Stage,
+    stage: StageName,
     images: int,
     image_size: int = 224,
     parameters: int = 0,
@@ -123,7 +123,7 @@ def explain_batch_bytes(batch_size: int | str, device: str, per_image: int) -> i
     return 0 if device.startswith("cuda") else cpu_batch(batch_size) * per_image
 
 
-def gpu_model(settings: dict[str, Any], device: str, stage: Stage) -> str:
+def gpu_model(settings: dict[str, Any], device: str, stage: StageName) -> str:
     """`resources.gpu_model` for the jobs that get a GPU, '' for the others (`--gpus=<model>:0` would be refused)."""
     return settings.get("gpu_model", "") if stage in GPU_STAGES and device != "cpu" else ""
 
