@@ -60,13 +60,4 @@ localrules:
 rule all:
     default_target: True
     input:
-        rules.report.output,
-        rules.score.output,
-        rules.breakdowns.output,
-        trained_weights(),
-        prepare_reports(),
-        figures(),
-        rules.rho_curve.output if len(set(settings.training_rhos(config).values())) > 1 else [],
-        rules.robustness.output if "robustness" in config else [],
-        rules.discovery.output if "discovery" in config else [],
-        rules.validity.output if "twins" in config else [],
+        get_final_output(),

@@ -360,3 +360,25 @@ def prepare_reports():
         for dataset in config["datasets"]
         for path in expand(rules.prepare_report.output[0], dataset=dataset, split=[config["train_split"], EVAL])
     ]
+
+
+def get_final_output():
+    """What `snakemake` with no target makes (the workflow catalog's convention for the default target): the
+    tables, score and breakdowns, every trained checkpoint with its sidecar, the split reports and figures, and each
+    optional section's outputs where the config has it."""
+    optional = [
+        (len(set(settings.training_rhos(config).values())) > 1, rules.rho_curve.output),
+        ("robustness" in config, rules.robustness.output),
+        ("discovery" in config, rules.discovery.output),
+        ("twins" in config, rules.validity.output),
+    ]
+    return [
+        *rules.report.output,
+        *rules.score.output,
+        *rules.breakdowns.output,
+        *trained_weights(),
+        *prepare_reports(),
+        *figures(),
+        *(path for wanted, output in optional if wanted for path in output),
+    ]
+
