@@ -381,4 +381,3 @@ def get_final_output():
         *figures(),
         *(path for wanted, output in optional if wanted for path in output),
     ]
-
