@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -279,7 +280,7 @@ def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str])
     config it is prepared with), sits where it was made, and no sample comes twice. A shard copied in from another
     split, or over another shard of the same split, or left over from another config where Snakemake could not tell
     (results copied without .snakemake/), would be read as if it were the plan's: the same samples scored twice."""
-    owner: dict[tuple[str, str, str], str] = {}  # (split, shift, sample_id) -> the shard that holds it
+    held: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)  # (split, shift) -> (sample, shard)s
     for path in dict.fromkeys(map(str, paths)):  # a shard named twice (in two of a job's lists) is read once
         meta = prepared_meta(path)
         split, found = meta.get("split"), str(meta.get("config_hash"))
@@ -295,7 +296,6 @@ def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str])
                 "--forcerun prepare; Snakemake misses a config change when results/ was copied without "
                 ".snakemake/"
             )
-        seen_here: set[str] = set()
         named = re.fullmatch(r"shard-(\d+)\.parquet", Path(path).name)
         if "shard" in meta and named and int(named.group(1)) != int(meta["shard"]):
             first, stop = meta["rows"]
@@ -303,14 +303,27 @@ def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str])
                 f"{path} holds shard {meta['shard']} (items {first}-{stop - 1} of split {split!r}), not shard "
                 f"{named.group(1)}: a shard copied over another? delete it and rerun (Snakemake prepares it again)"
             )
-        for sample in read_prepared_index(path)["sample_id"]:
-            first_seen = owner.setdefault((str(split), str(meta.get("shift", "clean")), sample), str(path))
-            if first_seen != str(path) or sample in seen_here:
-                raise ValueError(
-                    f"sample {sample!r} of split {split!r} is in {first_seen} and again in {path}: a shard "
-                    "copied over another? delete the later one and rerun (Snakemake prepares it again)"
-                )
-            seen_here.add(sample)
+        ids = read_prepared_index(path)["sample_id"]
+        held[(str(split), str(meta.get("shift", "clean")))] += [(sample, path) for sample in ids]
+    for (split, _), rows in held.items():
+        repeated = first_repeat([sample for sample, _ in rows])
+        if repeated is not None:
+            first, again = [path for sample, path in rows if sample == repeated][:2]
+            raise ValueError(
+                f"sample {repeated!r} of split {split!r} is in {first} and again in {again}: a shard copied over "
+                "another? delete the later one and rerun (Snakemake prepares it again)"
+            )
+
+
+def first_repeat(sample_ids: Sequence[str]) -> str | None:
+    """The first sample id that comes a second time, or None: every file holds a sample once, and a job reads each
+    sample once (a file copied over another would count its samples twice in every rate)."""
+    seen: set[str] = set()
+    for sample in sample_ids:
+        if sample in seen:
+            return sample
+        seen.add(sample)
+    return None
 
 
 def prepared_columns(path: str | os.PathLike) -> list[str]:

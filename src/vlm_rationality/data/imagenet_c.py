@@ -90,9 +90,9 @@ def load_shifted(dataset: FileDataset, item: Item, folder: Path, with_mask: bool
         raise BadInput("unreadable_image", f"{path}: {image.width}x{image.height}, not an ImageNet-C {SIZE} px crop")
     mask = np.zeros((SIZE, SIZE), bool)
     if with_mask:
-        original = dataset.root / item.sample_id
+        original = inside(dataset.root, item.sample_id)
         try:  # the header alone: the mask needs the original's size
-            with Image.open(inside(dataset.root, item.sample_id)) as handle:
+            with Image.open(original) as handle:
                 width, height = handle.size
             bounded_resize(original, width, height, SIZE, RESIZE)
         except FileNotFoundError as err:

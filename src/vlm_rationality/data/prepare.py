@@ -129,8 +129,9 @@ def split_report(shards: Sequence[str | os.PathLike], out_path: str | os.PathLik
     """Sum the shards' counts into one JSON report beside them."""
     written, skipped, missing = 0, Counter(), 0
     for path in shards:
-        skipped.update(prepared_meta(path).get("skipped", {}))
-        missing += int(prepared_meta(path).get(STICKER_MISSING, 0))
+        meta = prepared_meta(path)
+        skipped.update(meta.get("skipped", {}))
+        missing += int(meta.get(STICKER_MISSING, 0))
         written += prepared_rows(path)
     report = {
         "shards": len(shards),

@@ -87,6 +87,7 @@ def explain_shards(
         classifier, explain, in_paths, batch_size, keys["shift"], device, workers, settings.method
     )
     on_the_fly = shift_to_apply(in_paths, keys["shift"])
+    shard_metas = [prepared_meta(path) for path in in_paths]
     meta = {
         "grid_size": list(classifier.model.grid_size),
         "image_size": classifier.model.preprocess.image_size,
@@ -96,8 +97,8 @@ def explain_shards(
         "batch_size": batch_size,
         "source_shards": [os.fspath(p) for p in in_paths],
         "shift": keys["shift"],
-        "skipped": dict(sum((Counter(prepared_meta(path).get("skipped", {})) for path in in_paths), Counter())),
-        "sticker_missing": sum(int(prepared_meta(path).get("sticker_missing", 0)) for path in in_paths),
+        "skipped": dict(sum((Counter(m.get("skipped", {})) for m in shard_metas), Counter())),
+        "sticker_missing": sum(int(m.get("sticker_missing", 0)) for m in shard_metas),
         "cue": "local" if cue_columns(in_paths) else "background",
         "shift_source": "on the fly" if on_the_fly != "clean" else "prepared" if keys["shift"] != "clean" else "none",
     }

@@ -14,6 +14,7 @@ from vlm_rationality.artefacts import (
     HEATMAP_KEYS,
     NO_PREDICTION,
     UNDEFINED_RMA,
+    first_repeat,
     read_backgrounds,
     read_cue_present,
     read_heatmaps,
@@ -162,13 +163,11 @@ def twin_columns(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str
 
 
 def refuse_repeats(sample_ids: Sequence[str], paths: Sequence[str]) -> None:
-    """One row per sample: the files of one classifier that hold a sample twice (a file copied over another) would
-    count it twice in every rate, so they are refused naming the files."""
-    seen: set[str] = set()
-    for sample in sample_ids:
-        if sample in seen:
-            raise ValueError(
-                f"sample {sample!r} comes more than once in {', '.join(paths)}: a file copied over another? delete "
-                "the copy and rerun (Snakemake makes it again)"
-            )
-        seen.add(sample)
+    """One row per sample: the files of one classifier that hold a sample twice (a file copied over another) are
+    refused, naming them."""
+    repeated = first_repeat(sample_ids)
+    if repeated is not None:
+        raise ValueError(
+            f"sample {repeated!r} comes more than once in {', '.join(paths)}: a file copied over another? delete "
+            "the copy and rerun (Snakemake makes it again)"
+        )

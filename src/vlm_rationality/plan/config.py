@@ -14,7 +14,7 @@ import os
 import re
 import string
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 
@@ -435,35 +435,38 @@ def _heatmap_errors(key: str, heatmaps: Config, device: str, depths: dict[str, i
     return errors
 
 
-def _non_finite(value: Any, path: str = "") -> list[str]:
-    """NaN and Inf pass every range of the schema (NaN compares false), so they are refused here, anywhere."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return [f"{path or 'config'}: {value} is not a finite number; give a finite value"]
+def _leaves(value: Any, path: str = "", key: Any = None) -> Iterator[tuple[str, Any, Any]]:
+    """(key path, key, value) of every setting at any depth, a sweep's label left out (it repeats its variant's
+    values)."""
     if isinstance(value, dict):
-        return [
-            error for key, sub in value.items() for error in _non_finite(sub, f"{path}.{key}" if path else str(key))
-        ]
-    if isinstance(value, list):
-        return [error for i, sub in enumerate(value) for error in _non_finite(sub, f"{path}[{i}]")]
-    return []
+        for name, sub in value.items():
+            if name != SWEEP_LABEL:
+                yield from _leaves(sub, f"{path}.{name}" if path else str(name), name)
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            yield from _leaves(sub, f"{path}[{i}]", key)
+    else:
+        yield path, key, value
 
 
-def _seed_errors(value: Any, path: str = "") -> list[str]:
+def _non_finite(config: Config) -> list[str]:
+    """NaN and Inf pass every range of the schema (NaN compares false), so they are refused here, anywhere."""
+    return [
+        f"{path or 'config'}: {value} is not a finite number; give a finite value"
+        for path, _, value in _leaves(config)
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+
+
+def _seed_errors(config: Config) -> list[str]:
     """Every `seed`, at any depth (methods, datasets, adapters' options, carves), within what all its readers take:
     numpy, scikit-learn and K-Medoids want 0 … 2³²−1, and torch fails on a larger one after the work before it."""
-    if isinstance(value, dict):
-        errors = []
-        for key, sub in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if key == "seed" and isinstance(sub, int) and not isinstance(sub, bool) and not 0 <= sub <= MAX_SEED:
-                shown = str(sub) if len(str(sub)) <= 24 else f"{str(sub)[:12]}... ({len(str(sub))} digits)"
-                errors.append(f"{where}: {shown} is not a seed; give an integer from 0 to {MAX_SEED}")
-            elif key != SWEEP_LABEL:  # a sweep's label repeats its variant's values
-                errors += _seed_errors(sub, where)
-        return errors
-    if isinstance(value, list):
-        return [error for i, sub in enumerate(value) for error in _seed_errors(sub, f"{path}[{i}]")]
-    return []
+    errors = []
+    for path, key, value in _leaves(config):
+        if key == "seed" and isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_SEED:
+            shown = str(value) if len(str(value)) <= 24 else f"{str(value)[:12]}... ({len(str(value))} digits)"
+            errors.append(f"{path}: {shown} is not a seed; give an integer from 0 to {MAX_SEED}")
+    return errors
 
 
 def _name_error(key: str, name: Any) -> list[str]:
