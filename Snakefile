@@ -32,32 +32,17 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/prepare.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/finetune.smk"
-include: "workflow/rules/explain.smk"
-include: "workflow/rules/score.smk"
-include: "workflow/rules/report.smk"
-include: "workflow/rules/robustness.smk"
-include: "workflow/rules/discovery.smk"
-include: "workflow/rules/twins.smk"
 
 
-# Jobs too small to deserve a cluster submission run where Snakemake runs.
-localrules:
-    all,
-    prepare_report,
-    report,
-    gallery,
-    shift_curves,
-    rho_curve,
-    protocol_sensitivity,
-    robustness,
-    discovery,
-    validity,
+# Every other rules file: a new stage is its declaration (its folder's stage.py) and its rule, nothing here.
+for rules_file in sorted(Path(workflow.basedir, "workflow/rules").glob("*.smk")):
+    if rules_file.name != "common.smk":
+
+        include: rules_file
 
 
 rule all:
     default_target: True
     input:
         get_final_output(),
+    localrule: True

@@ -27,7 +27,8 @@ from vlm_rationality.artefacts import read_heatmaps
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.metrics.rationality import category_counts, metrics_from_counts
 from vlm_rationality.models import build_classifier, build_model
-from vlm_rationality.models.checkpoint import method_classifier, read_sidecar
+from vlm_rationality.models.checkpoint import method_classifier
+from vlm_rationality.models.classifier_spec import read_sidecar
 
 
 def main() -> None:

@@ -191,8 +191,8 @@ def test_defaults_come_from_the_schema():
 
 
 def test_registries_read_from_the_source_equal_the_imported_ones():
-    from vlm_rationality.explain import HEATMAP_METHODS
-    from vlm_rationality.finetune import FINETUNE_METHODS
+    from vlm_rationality.explain.base import HEATMAP_METHODS
+    from vlm_rationality.finetune.base import FINETUNE_METHODS
     from vlm_rationality.models import MODEL_ADAPTERS
     from vlm_rationality.registry import declared
 

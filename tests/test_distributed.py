@@ -12,7 +12,8 @@ import pytest
 
 from tests.snakemake_runs import TEST_CONFIG
 from vlm_rationality.models import build_model
-from vlm_rationality.models.checkpoint import load_state_dict, read_sidecar
+from vlm_rationality.models.checkpoint import load_state_dict
+from vlm_rationality.models.classifier_spec import read_sidecar
 from vlm_rationality.plan import config as settings
 
 MODEL = {"adapter": "open_clip", "arch": "tiny-vit-32"}  # random weights: every process builds the same seeded model

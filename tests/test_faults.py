@@ -378,7 +378,7 @@ def test_score_refuses_a_sample_twice(tmp_path, shard, tiny_model, prompts):
 
 
 def test_a_damaged_sidecar_is_named(tmp_path):
-    from vlm_rationality.models.checkpoint import read_sidecar
+    from vlm_rationality.models.classifier_spec import read_sidecar
 
     checkpoint = tmp_path / "ft.safetensors"
     checkpoint.with_suffix(".json").write_text('{"config": ')  # cut off mid-write by hand

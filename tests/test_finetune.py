@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from vlm_rationality.data.synthetic import SyntheticSpec, generate
-from vlm_rationality.finetune import build_method
 from vlm_rationality.finetune.augment import random_resized_crop_flip
+from vlm_rationality.finetune.base import build_method
 from vlm_rationality.finetune.data import TrainingSplit
 from vlm_rationality.finetune.losses import contrastive_loss
 from vlm_rationality.models import build_model

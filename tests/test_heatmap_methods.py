@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vlm_rationality.data.synthetic import SyntheticSpec, generate
-from vlm_rationality.explain import HEATMAP_METHODS
+from vlm_rationality.explain.base import HEATMAP_METHODS
 from vlm_rationality.models import build_classifier, build_model
 
 

@@ -1,4 +1,5 @@
-"""Imports run one way: contracts and registries at the bottom, stages above them, the CLI and workflow on top."""
+"""Imports run one way: contracts and registries at the bottom, stages above them, the stages' declarations
+(`<stage>/stage.py`, the command-line wiring), the CLI and workflow on top."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ FORBIDDEN = {
     "artefacts": STAGES,
     "io": STAGES,
     "registry": STAGES,
+    "stages": STAGES,
     "device": STAGES,
     "masks": STAGES,
     "imagenet16": STAGES,
@@ -46,13 +48,17 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def upward_imports(package: Path, name: str = "vlm_rationality") -> list[str]:
-    """'importer -> imported' for every import that runs against FORBIDDEN, or pulls torch into a LIGHT module."""
+    """'importer -> imported' for every import that runs against FORBIDDEN, pulls torch into a LIGHT module, or
+    names a stage's declaration (only stages.py reads those, by folder). A declaration (`stage.py`) wires its
+    stage's library to the command line: like the CLI, it sits above FORBIDDEN."""
     bad = []
     for path in sorted(package.rglob("*.py")):
         part = path.relative_to(package).parts[0].removesuffix(".py")
         for module in sorted(imported_modules(path)):
             parts = module.split(".")
-            allowed = any(module.startswith(prefix) for prefix in ALLOWED.get(part, ()))
+            if parts[0] == name and len(parts) > 2 and parts[2] == "stage":
+                bad.append(f"{path.relative_to(package)} -> {module}")
+            allowed = path.name == "stage.py" or any(module.startswith(prefix) for prefix in ALLOWED.get(part, ()))
             if parts[0] == name and len(parts) > 1 and parts[1] in FORBIDDEN.get(part, ()) and not allowed:
                 bad.append(f"{path.relative_to(package)} -> {module}")
             if part in LIGHT and parts[0] == "torch":
@@ -74,10 +80,14 @@ def test_an_upward_import_is_found(tmp_path):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "x.py").write_text(source)
     (tmp_path / "artefacts.py").write_text("import torch\nfrom vlm_rationality.data import shards\n")
+    (tmp_path / "metrics" / "stage.py").write_text("from vlm_rationality.report import validity\n")  # wiring: fine
+    (tmp_path / "data" / "stage.py").write_text("from vlm_rationality.explain.stage import STAGES\n")
     assert upward_imports(tmp_path) == [
         "artefacts.py -> torch",
         "artefacts.py -> vlm_rationality.data",
         "artefacts.py -> vlm_rationality.data.shards",
+        "data/stage.py -> vlm_rationality.explain.stage",
+        "data/stage.py -> vlm_rationality.explain.stage.STAGES",
         "explain/x.py -> vlm_rationality.finetune.run",
         "metrics/x.py -> vlm_rationality.explain.base",
         "metrics/x.py -> vlm_rationality.explain.base.Explanation",

@@ -1,9 +1,11 @@
-"""A new model adapter, dataset adapter, fine-tuning method or heatmap method is one file: written into a copy of the
-package, with no other file touched, it is checked, planned and run by the real workflow."""
+"""A new model adapter, dataset adapter, fine-tuning method or heatmap method is one file, and a new stage is its
+declaration and its rule: written into a copy of the repository, with no other file touched, they are checked,
+planned and run by the real workflow."""
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -83,8 +85,51 @@ class Centre(HeatmapMethod):
 ''',
 }
 
+# A toy stage: its declaration (the folder's stage.py; an empty __init__.py makes the folder a package) and its rule.
+STAGE = {
+    "src/vlm_rationality/tally/__init__.py": "",
+    "src/vlm_rationality/tally/stage.py": """
+import argparse
+import json
+from collections import Counter
 
-def test_a_model_a_dataset_a_fine_tuning_method_and_a_heatmap_method_are_one_file_each(tmp_path):
+from vlm_rationality.stages import Stage
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--out", required=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    import pyarrow.parquet as pq
+
+    methods = pq.read_table(args.metrics, columns=["method"]).column("method").to_pylist()
+    with open(args.out, "w") as out:
+        json.dump({"device": args.device, "rows": Counter(methods)}, out)
+
+
+STAGES = (Stage("tally", "the score table's rows per method", arguments, run, gpu=True),)
+""",
+    "workflow/rules/tally.smk": """
+rule tally:
+    input:
+        lambda wc: rules.score.output.parquet,
+    output:
+        "results/tally.json",
+    resources:
+        **sized("tally"),
+    params:
+        device=config["device"],
+    shell:
+        "python -m vlm_rationality tally --device {params.device} --metrics {input} --out {output}"
+""",
+}
+
+
+def test_a_model_a_dataset_a_fine_tuning_method_and_a_heatmap_method_are_one_file_each_and_a_stage_one_declaration(
+    tmp_path,
+):
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
@@ -93,6 +138,9 @@ def test_a_model_a_dataset_a_fine_tuning_method_and_a_heatmap_method_are_one_fil
     package = repo / "src" / "vlm_rationality"
     for path, source in PLUGINS.items():
         (package / path).write_text(source.lstrip())
+    for path, source in STAGE.items():
+        (repo / path).parent.mkdir(exist_ok=True)
+        (repo / path).write_text(source.lstrip())
     config = copy.deepcopy(TEST_CONFIG)
     config["datasets"]["tiny-synthetic"]["adapter"] = "shapes"
     config["models"]["tiny-clip"].update(adapter="cold_clip", logit_scale=0.01)
@@ -112,21 +160,17 @@ def test_a_model_a_dataset_a_fine_tuning_method_and_a_heatmap_method_are_one_fil
     planned = run(sys.executable, "-m", "vlm_rationality", "plan", "--configfile", str(work / "config.yaml"))
     assert re.search(r"^\| finetune \| 1 \|", planned, re.M)
     assert re.search(r"^\| explain \| 4 \|", planned, re.M)  # 2 test shards x 2 methods
-    run(
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(repo / "Snakefile"),
-        "--directory",
-        str(work),
-        "--configfile",
-        str(work / "config.yaml"),
-        "--cores",
-        "2",
-    )
+    assert "tally  " in run(sys.executable, "-m", "vlm_rationality", "--help")
+    workflow = ("-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(work))
+    workflow += ("--configfile", str(work / "config.yaml"), "--cores", "2")
+    # the declaration's gpu=True is what the job asks for, where the config does not run on the CPU
+    on_gpu = run(sys.executable, *workflow, "results/tally.json", "--dry-run", "--config", "device=auto")
+    assert re.search(r"^rule tally:\n(?:    .*\n)*?    resources: .*\bgpu=1\b", on_gpu, re.M)
+    run(sys.executable, *workflow, "all", "results/tally.json")
     rows = pq.read_table(work / "results" / "metrics" / "rationality.parquet").to_pylist()
     assert sorted((r["method"], r["heatmap_method"]) for r in rows) == [("again", "centre"), ("zs", "centre")]
+    tally = json.loads((work / "results" / "tally.json").read_text())
+    assert tally == {"device": "cpu", "rows": {"again": 1, "zs": 1}}
     maps = {method: [] for method in config["methods"]}
     logits = {method: [] for method in config["methods"]}
     for path in sorted((work / "results" / "heatmaps").rglob("*.parquet")):

@@ -196,7 +196,7 @@ def test_split_regions_pad_images_and_mark_the_chosen_clusters_spurious(shards):
 
 @pytest.mark.parametrize("view", ["crop", "in_place", "roi"])
 def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts(shards, view):
-    from vlm_rationality.finetune import build_method
+    from vlm_rationality.finetune.base import build_method
     from vlm_rationality.finetune.data import load_split
     from vlm_rationality.models import build_model
     from vlm_rationality.models.heads import prompt_head
@@ -270,7 +270,7 @@ def test_roi_pool_averages_the_patch_tokens_a_box_covers():
 
 def test_upsampling_balances_the_groups_stage_1_implies(shards):
     """Each (class, spurious region present) group is drawn equally often, and the method trains as FT does."""
-    from vlm_rationality.finetune import build_method
+    from vlm_rationality.finetune.base import build_method
     from vlm_rationality.finetune.data import load_split
     from vlm_rationality.finetune.ravl import SplitRegions
     from vlm_rationality.finetune.upsample import group_weights

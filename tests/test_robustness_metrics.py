@@ -303,6 +303,7 @@ def test_mcm_reads_each_images_cosines_to_the_class_prompts_for_a_linear_head_to
     from vlm_rationality.data.synthetic import SyntheticSpec, generate
     from vlm_rationality.models import build_classifier, build_model
     from vlm_rationality.models.checkpoint import save_classifier
+    from vlm_rationality.models.classifier_spec import ClassifierSpec
     from vlm_rationality.predict.run import predict
 
     spec = {"adapter": "open_clip", "arch": "tiny-vit-32"}
@@ -316,9 +317,7 @@ def test_mcm_reads_each_images_cosines_to_the_class_prompts_for_a_linear_head_to
         classifier.head.weight.mul_(7.0)  # rows far from unit norm, as trained ones are
     save_classifier(classifier, tmp_path / "lp.safetensors", {"method": "lp"})
     predict(
-        spec,
-        prompts,
-        str(tmp_path / "lp.safetensors"),
+        ClassifierSpec(spec, prompts, str(tmp_path / "lp.safetensors")),
         [{"name": "test/clean", "shift": "clean", "shards": [shard]}],
         str(tmp_path / "predictions.parquet"),
         "cpu",

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vlm_rationality.artefacts import write_prepared_shard
-from vlm_rationality.finetune import build_method
+from vlm_rationality.finetune.base import build_method
 from vlm_rationality.finetune.data import Streaming, load_split, streamed_order
 from vlm_rationality.models import build_model
 

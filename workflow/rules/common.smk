@@ -202,7 +202,7 @@ def heatmap_files(methods=None, clean_only=False):
 
 
 def expected_prepared(dataset, splits):
-    """split -> the hash its prepared shards carry (cli.py's prepare): a model job refuses any other shard."""
+    """split -> the hash its prepared shards carry (data/stage.py's prepare): a model job refuses any other shard."""
     return as_json({split: config_hash([settings.prepare_spec(config, dataset, split), split]) for split in splits})
 
 

@@ -101,6 +101,7 @@ rule discovery:
         "results/logs/discovery.log",
     benchmark:
         "results/benchmarks/discovery.tsv"
+    localrule: True
     conda:
         ENV
     threads: 1

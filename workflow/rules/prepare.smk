@@ -74,6 +74,7 @@ rule prepare_report:
         "results/data/{dataset}/{split}/report.json",
     log:
         "results/logs/prepare_report/{dataset}/{split}.log",
+    localrule: True
     conda:
         ENV
     threads: 1

@@ -1,6 +1,6 @@
 rule report:
     input:
-        rules.score.output.parquet,
+        lambda wc: rules.score.output.parquet,
     output:
         markdown=report(
             "results/tables/pt_ir.md",
@@ -61,6 +61,7 @@ rule report:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -171,6 +172,7 @@ rule gallery:
         ),
     log:
         "results/logs/gallery/{dataset}/{shift}/{model}/{heatmap}.log",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -193,7 +195,7 @@ rule gallery:
 # The paper's Figures 4-5: drawn for every dataset that is explained under a corruption.
 rule shift_curves:
     input:
-        rules.score.output.parquet,
+        lambda wc: rules.score.output.parquet,
     output:
         report(
             "results/figures/shifts/{dataset}/{model}/{heatmap}.png",
@@ -204,6 +206,7 @@ rule shift_curves:
         ),
     log:
         "results/logs/shift_curves/{dataset}/{model}/{heatmap}.log",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -220,7 +223,7 @@ rule shift_curves:
 # The synthetic benchmark's calibration curve: drawn when two or more datasets train at different rho.
 rule rho_curve:
     input:
-        rules.score.output.parquet,
+        lambda wc: rules.score.output.parquet,
     output:
         report(
             "results/figures/rho_curve.png",
@@ -231,6 +234,7 @@ rule rho_curve:
         ),
     log:
         "results/logs/rho_curve.log",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -265,6 +269,7 @@ rule protocol_sensitivity:
         ),
     log:
         "results/logs/protocol_sensitivity.log",
+    localrule: True
     conda:
         ENV
     threads: 1

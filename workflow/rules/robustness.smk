@@ -63,6 +63,7 @@ rule robustness:
         "results/logs/robustness.log",
     benchmark:
         "results/benchmarks/robustness.tsv"
+    localrule: True
     conda:
         ENV
     threads: 1

@@ -63,6 +63,7 @@ rule validity:
         "results/logs/validity.log",
     benchmark:
         "results/benchmarks/validity.tsv"
+    localrule: True
     conda:
         ENV
     threads: 2

@@ -6,13 +6,11 @@ from typing import Any, Sequence
 
 from vlm_rationality.device import resolve_device
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
-from vlm_rationality.models.checkpoint import method_classifier
+from vlm_rationality.models.classifier_spec import ClassifierSpec
 
 
 def explain(
-    model_spec: dict[str, Any],
-    prompts: Sequence[str],
-    checkpoint: str | None,
+    classifier_spec: ClassifierSpec,
     heatmaps: dict[str, Any],
     in_shards: Sequence[str],
     out: str,
@@ -22,5 +20,5 @@ def explain(
     workers: int = 0,
 ) -> dict[str, Any]:
     settings = HeatmapSettings(**heatmaps)  # checked before the model loads
-    classifier = method_classifier(model_spec, prompts, checkpoint)  # loaded once for the whole group
+    classifier = classifier_spec.load()  # loaded once for the whole group
     return explain_shards(classifier, in_shards, out, settings, config_hash, resolve_device(device), keys, workers)

@@ -14,7 +14,8 @@ from vlm_rationality.finetune.distributed import is_main, process_group, world
 from vlm_rationality.finetune.pretrain import pretrain_clip
 from vlm_rationality.io import file_sha256, write_json
 from vlm_rationality.models.base import build_model
-from vlm_rationality.models.checkpoint import save_classifier, save_state_dict, sidecar_path
+from vlm_rationality.models.checkpoint import save_classifier, save_state_dict
+from vlm_rationality.models.classifier_spec import sidecar_path
 
 
 def _input_hashes(paths: Sequence[str | os.PathLike]) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -12,8 +11,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vlm_rationality.io import atomic_path, read_json, write_json
+from vlm_rationality.io import atomic_path, write_json
 from vlm_rationality.models.base import VisionLanguageModel, build_model
+from vlm_rationality.models.classifier_spec import sidecar_path
 from vlm_rationality.models.heads import ClipAdapter, ImageClassifier, PromptContext, build_classifier
 from vlm_rationality.provenance import provenance
 
@@ -57,10 +57,6 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
             f"checkpoint {path} is not a readable safetensors file ({err}); delete it and rerun the stage "
             "that writes it"
         ) from err
-
-
-def sidecar_path(path: str | os.PathLike) -> Path:
-    return Path(path).with_suffix(".json")
 
 
 def save_classifier(classifier: ImageClassifier, path: str | os.PathLike, sidecar: dict[str, Any]) -> None:
@@ -122,7 +118,3 @@ def method_classifier(model_spec: dict[str, Any], prompts: Sequence[str], checkp
     if checkpoint:
         return load_classifier(model_spec, checkpoint)
     return build_classifier(build_model(model_spec).eval(), "prompt", prompts)
-
-
-def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
-    return read_json(sidecar_path(path), f"delete {path} and rerun the stage that writes it")

@@ -11,30 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from vlm_rationality.models.adapter import model_adapter
 from vlm_rationality.plan import config as settings
+from vlm_rationality.stages import gpu_rules
 
-StageName = Literal[
-    "items",
-    "prepare",
-    "prepare_report",
-    "pretrain",
-    "finetune",
-    "explain",
-    "predict",
-    "score",
-    "report",
-    "robustness",
-    "discover",
-    "discovery",
-    "assign_regions",
-    "twins",
-    "validity",
-]
 MiB = 2**20
-GPU_STAGES = ("pretrain", "finetune", "explain", "predict", "discover", "assign_regions", "twins")
 # What one image costs in each stage besides its pixels: explain keeps logits and a heatmap per sample
 # (ImageNet: 1,000 float16 logits), score a handful of columns.
 ROW_BYTES = {"explain": 8192, "predict": 4096, "score": 64, "robustness": 4096, "validity": 16384}
@@ -63,7 +46,7 @@ def training_images_held(images: int, image_size: int, shard_size: int, training
 def job_resources(
     settings: dict[str, Any],
     device: str,
-    stage: StageName,
+    stage: str,
     images: int,
     image_size: int = 224,
     parameters: int = 0,
@@ -108,7 +91,7 @@ def job_resources(
     return {
         "mem_mb": int(attempt * (settings["mem_mb"] + math.ceil(held / MiB))),
         "runtime": int(settings["min_runtime"] + math.ceil(settings["runtime_margin"] * seconds / 60)),
-        "gpu": gpus if stage in GPU_STAGES and device != "cpu" else 0,
+        "gpu": gpus if _holds_gpu(stage, device) else 0,
     }
 
 
@@ -123,9 +106,14 @@ def explain_batch_bytes(batch_size: int | str, device: str, per_image: int) -> i
     return 0 if device.startswith("cuda") else cpu_batch(batch_size) * per_image
 
 
-def gpu_model(settings: dict[str, Any], device: str, stage: StageName) -> str:
+def gpu_model(settings: dict[str, Any], device: str, stage: str) -> str:
     """`resources.gpu_model` for the jobs that get a GPU, '' for the others (`--gpus=<model>:0` would be refused)."""
-    return settings.get("gpu_model", "") if stage in GPU_STAGES and device != "cpu" else ""
+    return settings.get("gpu_model", "") if _holds_gpu(stage, device) else ""
+
+
+def _holds_gpu(stage: str, device: str) -> bool:
+    """A job of a model stage (its declaration says so, stages.py) where the config does not run on the CPU."""
+    return stage in gpu_rules() and device != "cpu"
 
 
 @dataclass(frozen=True)

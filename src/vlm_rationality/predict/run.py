@@ -19,15 +19,13 @@ import torch.nn.functional as F
 from vlm_rationality.artefacts import prepared_meta, prepared_rows, write_predictions
 from vlm_rationality.data.shards import batches_under_shift
 from vlm_rationality.device import resolve_device
-from vlm_rationality.models.checkpoint import method_classifier
+from vlm_rationality.models.classifier_spec import ClassifierSpec
 from vlm_rationality.progress import Progress
 
 
 @torch.no_grad()
 def predict(
-    model_spec: dict[str, Any],
-    prompts: Sequence[str],
-    checkpoint: str | None,
+    classifier_spec: ClassifierSpec,
     sets: Sequence[dict[str, Any]],
     out: str,
     device: str,
@@ -37,8 +35,8 @@ def predict(
 ) -> dict[str, Any]:
     """`sets`: [{name, shift, shards}]. Writes the predictions file; returns what it counted per set."""
     dev = resolve_device(device)
-    classifier = method_classifier(model_spec, prompts, checkpoint).to(dev).eval()
-    prompt_features = F.normalize(classifier.model.encode_text(list(prompts)).float(), dim=-1)
+    classifier = classifier_spec.load(dev)
+    prompt_features = F.normalize(classifier.model.encode_text(list(classifier_spec.prompts)).float(), dim=-1)
     rows: dict[str, list] = {"sets": [], "sample_ids": [], "labels": [], "backgrounds": [], "logits": [], "cosines": []}
     counts, skipped = {}, {}
     progress = Progress("predict", sum(prepared_rows(path) for spec in sets for path in spec["shards"]))

@@ -16,6 +16,7 @@ import torch
 from vlm_rationality.artefacts import NO_PREDICTION, prepared_meta, read_prepared, write_twins
 from vlm_rationality.data.base import Dataset
 from vlm_rationality.data.twins import Pool, object_only
+from vlm_rationality.models.classifier_spec import ClassifierSpec
 from vlm_rationality.progress import Progress
 
 Classify = Callable[[torch.Tensor], torch.Tensor]  # uint8 [B, H, W, 3] -> logits [B, C]
@@ -101,9 +102,7 @@ def _skipped(shards: Sequence[str]) -> dict[str, int]:
 
 
 def predict_twins(
-    model_spec: dict[str, Any],
-    prompts: Sequence[str],
-    checkpoint: str | None,
+    classifier_spec: ClassifierSpec,
     dataset_spec: dict[str, Any],
     split: str,
     shards: Sequence[str],
@@ -117,10 +116,9 @@ def predict_twins(
     """The twins job: the method's classifier on the group's twins, into one twins file; returns its counts."""
     from vlm_rationality.data.base import build_dataset
     from vlm_rationality.device import resolve_device
-    from vlm_rationality.models.checkpoint import method_classifier
 
     dev = resolve_device(device)
-    classifier = method_classifier(model_spec, prompts, checkpoint).to(dev).eval()
+    classifier = classifier_spec.load(dev)
     classify = lambda images: classifier(classifier.model.preprocess(images.to(dev)))  # noqa: E731
     found = twin_predictions(
         classify,
