@@ -58,20 +58,7 @@ def score_table(
         for dataset, spec in groups.items()
     }
     swept_keys = sorted({key for label in sweeps.values() for key in label["values"]})
-    tables: dict[tuple[str, ...], list[pa.Table]] = defaultdict(list)
-    files: dict[tuple[str, ...], list[str]] = defaultdict(list)
-    metas: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    skipped: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for path in heatmap_paths:
-        meta, table = read_heatmaps(path, ["sample_id", "label", "pred", "rma", "rma_status", "cue_rma"])
-        key = tuple(meta["keys"][k] for k in HEATMAP_KEYS)
-        tables[key].append(table)
-        files[key].append(str(path))
-        metas[key].append(meta)
-        for reason, count in meta.get("skipped", {}).items():
-            skipped[key][reason] += int(count)
-    if not tables:
-        raise ValueError("no heatmap shards to score")
+    tables, files, metas, skipped = _heatmaps_by_key(heatmap_paths)
     truth = twin_columns(twins)
 
     rows: list[dict[str, Any]] = []
@@ -102,34 +89,15 @@ def score_table(
             )
         row["n_skipped"] = sum(skipped[key].values())
         row["n_sticker_missing"] = sum(int(m.get("sticker_missing", 0)) for m in metas[key])
-        dataset = row["dataset"]
         row.update(NO_GROUPS)
         row.update(NO_STICKER)
-        if dataset in groups:
+        if row["dataset"] in groups:
             ids = np.asarray(table.column("sample_id").to_pylist(), dtype=object)[predicted]
-            found = np.asarray([cues[dataset][i] for i in ids])
-            group = groups[dataset]
-            present = cue_present(labels, found, group["tied"]) if "tied" in group else found.astype(bool)
-            row.update(worst_group(correct, labels, present))
-            if "sticker" in group:
-                row.update(sticker_effect(correct, labels, present, group["sticker"]))
+            found = np.asarray([cues[row["dataset"]][i] for i in ids])
+            row.update(_group_columns(groups[row["dataset"]], found, labels, correct))
         if twins:
             found = truth.get((row["dataset"], row["model"], row["method"])) if row["shift"] == "clean" else None
-            row.update(
-                NO_GROUNDING
-                if found is None
-                else grounding(
-                    found["label"],
-                    found["pred"],
-                    found["twin_pred"],
-                    found["twin_same_class"],
-                    found["alone_pred"],
-                    agreement,
-                    iterations,
-                    seed,
-                    found.get("twin_cue_class"),
-                )
-            )
+            row.update(NO_GROUNDING if found is None else _grounding_columns(found, agreement, iterations, seed))
         row["threshold"] = threshold
         row["undefined_rma"] = undefined_rma
         if sweeps:
@@ -138,6 +106,49 @@ def score_table(
             row.update({f"setting_{key}": label["values"].get(key) for key in swept_keys})
         rows.append(row)
     return pa.Table.from_pylist(rows)
+
+
+def _heatmaps_by_key(paths: Sequence[str | os.PathLike]) -> tuple[dict, dict, dict, dict]:
+    """Per (dataset, shift, model, method, heatmap method): its files' tables, paths, metadata and skip counts."""
+    tables: dict[tuple[str, ...], list[pa.Table]] = defaultdict(list)
+    files: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    metas: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    skipped: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for path in paths:
+        meta, table = read_heatmaps(path, ["sample_id", "label", "pred", "rma", "rma_status", "cue_rma"])
+        key = tuple(meta["keys"][k] for k in HEATMAP_KEYS)
+        tables[key].append(table)
+        files[key].append(str(path))
+        metas[key].append(meta)
+        for reason, count in meta.get("skipped", {}).items():
+            skipped[key][reason] += int(count)
+    if not tables:
+        raise ValueError("no heatmap shards to score")
+    return tables, files, metas, skipped
+
+
+def _group_columns(group: dict[str, Any], found: np.ndarray, labels: np.ndarray, correct: np.ndarray) -> dict:
+    """Worst-group accuracy (and, for a sticker, ε1/ε2) from each sample's background or sticker (`found`)."""
+    present = cue_present(labels, found, group["tied"]) if "tied" in group else found.astype(bool)
+    columns = worst_group(correct, labels, present)
+    if "sticker" in group:
+        columns.update(sticker_effect(correct, labels, present, group["sticker"]))
+    return columns
+
+
+def _grounding_columns(found: dict[str, Any], agreement: float, iterations: int, seed: int) -> dict[str, Any]:
+    """The true rationale of one (dataset, model, method) from its twins' columns."""
+    return grounding(
+        found["label"],
+        found["pred"],
+        found["twin_pred"],
+        found["twin_same_class"],
+        found["alone_pred"],
+        agreement,
+        iterations,
+        seed,
+        found.get("twin_cue_class"),
+    )
 
 
 def twin_columns(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str], dict[str, Any]]:
