@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from tests.snakemake_runs import REPO
-from vlm_rationality.plan.sizing import gpu_model, job_resources, training_images_held
+from vlm_rationality.plan.sizing import JobSize, gpu_model, job_resources, training_images_held
 
 SETTINGS = {
     "mem_mb": 4000,
@@ -15,11 +15,16 @@ SETTINGS = {
 }
 
 
+def resources(device: str, stage: str, attempt: int = 1, **size) -> dict[str, int]:
+    """A job's resources under SETTINGS, its images 224 px unless `size` says."""
+    return job_resources(SETTINGS, device, stage, JobSize(**{"image_size": 224, **size}), attempt)
+
+
 def test_memory_grows_with_the_model_the_split_and_each_retry():
-    small = job_resources(SETTINGS, "cuda", "finetune", images=10_000, parameters=10**6)
-    big_model = job_resources(SETTINGS, "cuda", "finetune", images=10_000, parameters=150 * 10**6)
-    big_split = job_resources(SETTINGS, "cuda", "finetune", images=100_000, parameters=10**6)
-    retry = job_resources(SETTINGS, "cuda", "finetune", images=10_000, parameters=10**6, attempt=2)
+    small = resources("cuda", "finetune", images=10_000, parameters=10**6)
+    big_model = resources("cuda", "finetune", images=10_000, parameters=150 * 10**6)
+    big_split = resources("cuda", "finetune", images=100_000, parameters=10**6)
+    retry = resources("cuda", "finetune", images=10_000, parameters=10**6, attempt=2)
     # 10,000 images of 224x224x3 held at 1.25x, and 16 bytes a parameter, above the 4,000 MB floor
     assert small["mem_mb"] == 4000 + -(-(1.25 * 10_000 * 224 * 224 * 3 + 16 * 10**6) // 2**20)
     assert big_model["mem_mb"] - small["mem_mb"] == round(16 * 149 * 10**6 / 2**20)
@@ -31,17 +36,17 @@ def test_a_streamed_split_holds_three_windows_of_shards_whatever_its_size():
     streaming = {"in_memory_mb": 16000, "window": 8}
     assert training_images_held(50_000, 224, 1000, streaming) == 50_000  # 7.0 GiB: held
     assert training_images_held(1_281_167, 224, 1000, streaming) == 24_000  # ImageNet train (180 GiB): streamed
-    imagenet = job_resources(SETTINGS, "cuda", "finetune", images=1_281_167, held_images=24_000)
-    assert imagenet["mem_mb"] == job_resources(SETTINGS, "cuda", "finetune", images=24_000)["mem_mb"]
-    assert imagenet["runtime"] > job_resources(SETTINGS, "cuda", "finetune", images=24_000)["runtime"]  # reads all
+    imagenet = resources("cuda", "finetune", images=1_281_167, held_images=24_000)
+    assert imagenet["mem_mb"] == resources("cuda", "finetune", images=24_000)["mem_mb"]
+    assert imagenet["runtime"] > resources("cuda", "finetune", images=24_000)["runtime"]  # reads all
 
 
 def test_runtime_follows_images_epochs_and_corruptions():
-    one = job_resources(SETTINGS, "cuda", "finetune", images=36_000, passes=1)
-    ten = job_resources(SETTINGS, "cuda", "finetune", images=36_000, passes=10)
+    one = resources("cuda", "finetune", images=36_000, passes=1)
+    ten = resources("cuda", "finetune", images=36_000, passes=10)
     assert one["runtime"] == 10 + 2 * 36_000 / 300 / 60 and ten["runtime"] == 10 + 10 * 4
-    clean = job_resources(SETTINGS, "cuda", "explain", images=6_000)
-    corrupted = job_resources(SETTINGS, "cuda", "explain", images=6_000, corrupted=True)
+    clean = resources("cuda", "explain", images=6_000)
+    corrupted = resources("cuda", "explain", images=6_000, corrupted=True)
     assert (clean["runtime"], corrupted["runtime"]) == (
         10 + 1,
         10 + 21,
@@ -49,12 +54,12 @@ def test_runtime_follows_images_epochs_and_corruptions():
 
 
 def test_gpus_only_where_a_model_runs_on_a_gpu():
-    assert job_resources(SETTINGS, "auto", "finetune", images=1, gpus=4)["gpu"] == 4
+    assert resources("auto", "finetune", images=1, gpus=4)["gpu"] == 4
     # CPUs are the rule's threads (the SLURM plugin's fallback), so a one-thread prepare job reserves one CPU
-    assert "cpus_per_task" not in job_resources(SETTINGS, "auto", "prepare", images=1)
-    assert job_resources(SETTINGS, "cpu", "explain", images=1)["gpu"] == 0
-    assert job_resources(SETTINGS, "cuda", "prepare", images=1)["gpu"] == 0
-    assert job_resources(SETTINGS, "cuda", "score", images=1)["gpu"] == 0
+    assert "cpus_per_task" not in resources("auto", "prepare", images=1)
+    assert resources("cpu", "explain", images=1)["gpu"] == 0
+    assert resources("cuda", "prepare", images=1)["gpu"] == 0
+    assert resources("cuda", "score", images=1)["gpu"] == 0
 
 
 def test_a_gpu_model_is_asked_for_by_gpu_jobs_only():
@@ -100,8 +105,7 @@ def test_an_explain_jobs_memory_covers_its_batch_as_measured_on_the_cpu():
     sized = explain_bytes_per_image({"adapter": "open_clip", "arch": "ViT-B-32"})
     assert 0.7 < sized / measured < 1.6, (sized, measured)
     per_image = explain_bytes_per_image({"adapter": "open_clip", "arch": "ViT-B-16"})
-    cpu = job_resources(
-        SETTINGS,
+    cpu = resources(
         "cpu",
         "explain",
         images=3_000,

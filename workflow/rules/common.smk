@@ -9,15 +9,7 @@ from snakemake.exceptions import IncompleteCheckpointException
 
 from vlm_rationality.artefacts import item_count
 from vlm_rationality.io import config_hash
-from vlm_rationality.plan.sizing import (
-    JobSize,
-    explain_batch_bytes,
-    explain_bytes_per_image,
-    gpu_model,
-    job_resources,
-    job_size,
-    training_images_held,
-)
+from vlm_rationality.plan.sizing import JobSize, gpu_model, job_resources, job_size
 from vlm_rationality.plan import protocol
 
 ENV = "../../envs/vlm-rationality.yaml"
@@ -325,28 +317,7 @@ def sized(stage):
             size = job_size(config, stage, wc, split_size)
         except IncompleteCheckpointException:  # a split not indexed yet: the job is sized again once it is
             size = JobSize()
-        held, batch = size.images, 0
-        if stage == "explain":
-            per_image = explain_bytes_per_image(config["models"][wc.model])
-            batch = explain_batch_bytes(config["heatmaps"]["batch_size"], config["device"], per_image)
-        if stage in ("pretrain", "finetune"):
-            dataset = config["models"][wc.model]["pretrain"]["dataset"] if stage == "pretrain" else wc.dataset
-            shard_size = int(config["datasets"][dataset]["shard_size"])
-            held = training_images_held(size.images, size.image_size, shard_size, config["training_data"])
-        return job_resources(
-            config["resources"],
-            config["device"],
-            stage,
-            size.images,
-            size.image_size,
-            size.parameters,
-            size.passes,
-            size.gpus,
-            wc.get("shift", "clean") != "clean" and not prerendered(wc.dataset, wc.shift),
-            attempt,
-            held,
-            batch,
-        )
+        return job_resources(config["resources"], config["device"], stage, size, attempt)
 
     resources = {key: (lambda wc, attempt, key=key: compute(wc, attempt)[key]) for key in ("mem_mb", "runtime", "gpu")}
     if config["resources"].get("gpu_model"):  # --gpus=<model>:N on the GPU jobs only

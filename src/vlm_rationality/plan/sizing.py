@@ -10,7 +10,7 @@ single-thread job never reserves the config's `threads`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from vlm_rationality.models.adapter import model_adapter
@@ -43,28 +43,32 @@ def training_images_held(images: int, image_size: int, shard_size: int, training
     return min(images, 3 * training_data["window"] * shard_size)
 
 
-def job_resources(
-    settings: dict[str, Any],
-    device: str,
-    stage: str,
-    images: int,
-    image_size: int = 224,
-    parameters: int = 0,
-    passes: int = 1,
-    gpus: int = 1,
-    corrupted: bool = False,
-    attempt: int = 1,
-    held_images: int | None = None,
-    batch_bytes: int = 0,
-) -> dict[str, int]:
-    """`images` the job reads (× `passes`, e.g. epochs), `held_images` of them in memory at once (default all: a
-    streamed training split holds fewer); `parameters` of its model; `gpus` it trains on; `batch_bytes` what one
-    batch holds in host memory besides (an explain batch on the CPU: its activations and attention).
+@dataclass(frozen=True)
+class JobSize:
+    """What sizes one job: the images it pushes through a model (`images`, of side `image_size`, `passes` times:
+    epochs, twins per image, ...), `held_images` of them in memory at once (default all: a streamed training split
+    holds fewer), its model's `parameters`, the GPUs (data-parallel processes) it asks for, `batch_bytes` that one
+    batch holds in host memory besides (an explain batch on the CPU: its activations and attention), and whether it
+    corrupts its images on the CPU (a shift not read from ImageNet-C)."""
+
+    images: int = 0
+    image_size: int = 0
+    parameters: int = 0
+    passes: int = 1
+    gpus: int = 1
+    held_images: int | None = None
+    batch_bytes: int = 0
+    corrupted: bool = False
+
+
+def job_resources(settings: dict[str, Any], device: str, stage: str, size: JobSize, attempt: int = 1) -> dict[str, int]:
+    """A job's memory, runtime and GPUs from its size (`JobSize`) and the config's `resources` (`settings`).
 
     Memory grows with each retry (`attempt`), so a job killed for memory gets more the next time.
     """
+    images, image_size, parameters = size.images, size.image_size, size.parameters
     pixels = images * image_size * image_size * 3
-    held_pixels = pixels if held_images is None else held_images * image_size * image_size * 3
+    held_pixels = pixels if size.held_images is None else size.held_images * image_size * image_size * 3
     if stage == "prepare":
         held = 3 * pixels  # decoded originals, the prepared image and its mask
     elif stage in ("pretrain", "finetune"):
@@ -75,7 +79,7 @@ def job_resources(
         held = pixels + 8 * images**2 + 4 * parameters  # the region crops and their distance matrix (float64)
     else:
         held = 4 * parameters + ROW_BYTES.get(stage, 0) * images
-    held += batch_bytes
+    held += size.batch_bytes
     rate = settings["images_per_second"]
     # a forward pass without the backward of a heatmap: at least explain's rate
     key = (
@@ -85,13 +89,13 @@ def job_resources(
         if stage in ("predict", "discover", "assign_regions", "twins")
         else stage
     )
-    seconds = images * passes / rate[key] if key in rate else 0.0  # score and report: no per-image work to speak of
-    if corrupted:
+    seconds = images * size.passes / rate[key] if key in rate else 0.0  # score, report: no per-image work to speak of
+    if size.corrupted:
         seconds += images / rate["corrupt"]  # ImageNet-C corruptions run on the CPU
     return {
         "mem_mb": int(attempt * (settings["mem_mb"] + math.ceil(held / MiB))),
         "runtime": int(settings["min_runtime"] + math.ceil(settings["runtime_margin"] * seconds / 60)),
-        "gpu": gpus if _holds_gpu(stage, device) else 0,
+        "gpu": size.gpus if _holds_gpu(stage, device) else 0,
     }
 
 
@@ -116,18 +120,6 @@ def _holds_gpu(stage: str, device: str) -> bool:
     return stage in gpu_rules() and device != "cpu"
 
 
-@dataclass(frozen=True)
-class JobSize:
-    """What sizes one job: the images it pushes through a model, their side, the model's parameters, the passes
-    over the images (epochs, twins per image, ...) and the GPUs (data-parallel processes) it asks for."""
-
-    images: int = 0
-    image_size: int = 0
-    parameters: int = 0
-    passes: int = 1
-    gpus: int = 1
-
-
 SplitImages = Callable[[str, str], int]  # (dataset, split) -> its items, however the caller knows them
 
 
@@ -140,14 +132,17 @@ def _prepare(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobS
     return JobSize(int(dataset["shard_size"]), dataset["image_size"])
 
 
+def _training(config: dict[str, Any], dataset: str, images: int, **size: Any) -> JobSize:
+    """A training job over `images` of `dataset`'s split, holding all of them or its streaming windows."""
+    entry = config["datasets"][dataset]
+    held = training_images_held(images, entry["image_size"], int(entry["shard_size"]), config["training_data"])
+    return JobSize(images, entry["image_size"], held_images=held, **size)
+
+
 def _pretrain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     train = config["models"][wc.model]["pretrain"]
-    return JobSize(
-        split_images(train["dataset"], train["split"]),
-        config["datasets"][train["dataset"]]["image_size"],
-        model_adapter(config["models"][wc.model]).approx_parameters(),
-        train["epochs"],
-    )
+    images = split_images(train["dataset"], train["split"])
+    return _training(config, train["dataset"], images, parameters=_parameters(config, wc.model), passes=train["epochs"])
 
 
 def _parameters(config: dict[str, Any], model: str) -> int:
@@ -159,25 +154,29 @@ def _finetune(config: dict[str, Any], wc: Any, split_images: SplitImages) -> Job
     if settings.loads(config, wc.method):  # reads its files, no training split: the model's memory alone
         return JobSize(0, config["datasets"][wc.dataset]["image_size"], _parameters(config, wc.model))
     regions = 1 + config["discovery"]["background_boxes"] if settings.needs_regions(config, wc.method) else 1
-    return JobSize(  # RaVL also encodes each image's regions in every step
+    return _training(  # RaVL also encodes each image's regions in every step
+        config,
+        wc.dataset,
         split_images(wc.dataset, config["train_split"]),
-        config["datasets"][wc.dataset]["image_size"],
-        model_adapter(config["models"][wc.model]).approx_parameters(),
-        method["epochs"] * regions,
-        method["processes"],
+        parameters=_parameters(config, wc.model),
+        passes=method["epochs"] * regions,
+        gpus=method["processes"],
     )
 
 
-def _group(config: dict[str, Any], wc: Any, passes: int = 1) -> JobSize:
+def _group(config: dict[str, Any], wc: Any, passes: int = 1, batch_bytes: int = 0) -> JobSize:
     """A job over a group of prepared shards (`wc.group` = first-last)."""
     first, last = map(int, wc.group.split("-"))
     dataset = config["datasets"][wc.dataset]
-    parameters = model_adapter(config["models"][wc.model]).approx_parameters()
-    return JobSize((last - first + 1) * int(dataset["shard_size"]), dataset["image_size"], parameters, passes)
+    images = (last - first + 1) * int(dataset["shard_size"])
+    return JobSize(images, dataset["image_size"], _parameters(config, wc.model), passes, batch_bytes=batch_bytes)
 
 
 def _explain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
-    return _group(config, wc)
+    per_image = explain_bytes_per_image(config["models"][wc.model])
+    return _group(
+        config, wc, batch_bytes=explain_batch_bytes(config["heatmaps"]["batch_size"], config["device"], per_image)
+    )
 
 
 def _twins(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
@@ -189,7 +188,7 @@ def _predict(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobS
     return JobSize(
         sum(split_images(wc.dataset, s["split"]) for s in sets),
         config["datasets"][wc.dataset]["image_size"],
-        model_adapter(config["models"][wc.model]).approx_parameters(),
+        _parameters(config, wc.model),
     )
 
 
@@ -197,7 +196,7 @@ def _regions(config: dict[str, Any], wc: Any, split_images: SplitImages, split: 
     return JobSize(  # the full images and their regions through the encoder
         split_images(wc.dataset, split) * (1 + config["discovery"]["background_boxes"]),
         config["datasets"][wc.dataset]["image_size"],
-        model_adapter(config["models"][wc.model]).approx_parameters(),
+        _parameters(config, wc.model),
     )
 
 
@@ -234,5 +233,7 @@ JOB_SIZES: dict[str, Callable[[dict[str, Any], Any, SplitImages], JobSize]] = {
 
 
 def job_size(config: dict[str, Any], stage: str, wildcards: Any, split_images: SplitImages) -> JobSize:
-    """One job's size from the config and its wildcards (attributes: dataset, model, method, group, split)."""
-    return JOB_SIZES.get(stage, _scored_rows)(config, wildcards, split_images)
+    """One job's size from the config and its wildcards (attributes: dataset, model, method, group, split, shift)."""
+    size = JOB_SIZES.get(stage, _scored_rows)(config, wildcards, split_images)
+    shift = getattr(wildcards, "shift", "clean")  # corrupted on the CPU unless read from ImageNet-C's folders
+    return replace(size, corrupted=shift != "clean" and "imagenet_c" not in config["datasets"][wildcards.dataset])
