@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.snakemake_runs import REPO
 from vlm_rationality.plan.sizing import JobSize, gpu_model, job_resources, training_images_held
 
@@ -179,3 +181,32 @@ def test_plan_prices_the_paper_grid_before_its_data_are_fetched_and_says_what_it
     refused = plan(broken)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert refused.stderr.startswith("config error:\nheatmapz: unknown setting; did you mean heatmaps?")
+
+
+@pytest.mark.parametrize("study", ["twins", "robustness"])
+def test_the_plan_is_the_sum_of_what_the_workflow_s_jobs_ask_for(tmp_path, study):
+    """Per model stage, `plan`'s jobs and requested hours equal the count and summed runtime of the rules' jobs in
+    a real dry run of the same config."""
+    import re
+
+    import yaml
+
+    from tests.snakemake_runs import SCHEMA, snakemake
+    from vlm_rationality.plan.config import check_config
+    from vlm_rationality.plan.cost import plan
+
+    config = {**yaml.safe_load((REPO / "config.yaml").read_text())}
+    config.update(yaml.safe_load((REPO / "config" / f"{study}.yaml").read_text()))
+    result = snakemake(tmp_path, config, "--dry-run")
+    dry = result.stdout + result.stderr
+    check_config(config, SCHEMA)
+    priced = plan(config)
+    asked: dict[str, list[int]] = {stage.name: [] for stage in priced}
+    for rule, block in re.findall(r"^rule (\w+):\n((?:    .*\n)+)", dry, re.M):
+        stage = {"pretrain_base": "pretrain", "prepare_shift": "prepare"}.get(rule, rule)
+        if stage in asked:
+            asked[stage].append(int(re.search(r"\bruntime=(\d+)", block).group(1)))
+    assert len(priced) >= 5
+    for stage in priced:
+        assert (stage.name, stage.jobs) == (stage.name, len(asked[stage.name]))
+        assert stage.requested_hours == pytest.approx(sum(asked[stage.name]) / 60, rel=1e-12), stage.name

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 from vlm_rationality.data import DATASET_ADAPTERS, build_dataset
 from vlm_rationality.models.adapter import model_adapter
 from vlm_rationality.plan import config as settings
 from vlm_rationality.plan.config import ConfigError
-from vlm_rationality.plan.sizing import CPU_BATCH, MiB, cpu_batch, explain_bytes_per_image
+from vlm_rationality.plan.sizing import (
+    CPU_BATCH,
+    MiB,
+    cpu_batch,
+    explain_bytes_per_image,
+    job_resources,
+    job_size,
+    rate_key,
+)
 
 Config = dict[str, Any]
 GiB = 2**30
@@ -32,8 +41,9 @@ ROW_OVERHEAD = 40
 class StageCost:
     name: str
     jobs: int = 0
-    images: int = 0  # images through a model (x epochs, x twins, ...)
+    images: int = 0  # images through a model (x epochs, x twins, ...), as the jobs are sized
     hours: float = 0.0  # device hours at the configured images_per_second
+    requested_hours: float = 0.0  # the runtime the jobs ask the scheduler for (margin, minimum, corruptions)
     peak_mb: int = 0  # the largest job's device (or host, on CPU) memory for its model and batch
     disk_bytes: int = 0
 
@@ -100,97 +110,113 @@ def _model_mb(config: Config, model: str, batch: int, training: bool) -> int:
     return math.ceil((weights + batch * explain_bytes_per_image(entry)) / MiB)
 
 
-def plan(config: Config, assumed: list[str] | None = None) -> list[StageCost]:
-    """The stages of a checked config (check_config fills its defaults), with their jobs and costs; `assumed`: see
-    split_sizes."""
-    rate = config["resources"]["images_per_second"]
-    sizes = split_sizes(config, assumed)
-    stages = {
-        name: StageCost(name) for name in ("prepare", "pretrain", "finetune", "explain", "predict", "twins", "discover")
-    }
+MODEL_STAGES = ("prepare", "pretrain", "finetune", "explain", "predict", "twins", "discover")
+
+
+def jobs(config: Config, sizes: dict[tuple[str, str], int]) -> dict[str, list[SimpleNamespace]]:
+    """The jobs of each model stage the default target runs, each as the wildcards its rule's sizing reads."""
+    found: dict[str, list[SimpleNamespace]] = {name: [] for name in MODEL_STAGES}
     for (dataset, split), items in sizes.items():
-        entry = config["datasets"][dataset]
-        shards = math.ceil(items / entry["shard_size"])
-        pixels = entry["image_size"] ** 2 * 3 + entry["image_size"] ** 2 // 8
-        prerendered = (
-            [s for s in settings.shifts(config, dataset) if s != "clean"]
-            if ("imagenet_c" in entry and split == config["eval_split"])
-            else []
-        )
-        stages["prepare"].jobs += shards * (1 + len(prerendered))
-        stages["prepare"].images += items * (1 + len(prerendered))
-        stages["prepare"].disk_bytes += items * pixels * (1 + len(prerendered))
-    stages["prepare"].hours = stages["prepare"].images / rate["prepare"] / 3600
+        shards = range(math.ceil(items / config["datasets"][dataset]["shard_size"]))
+        for shift in ["clean", *_prerendered(config, dataset, split)]:
+            found["prepare"] += [SimpleNamespace(dataset=dataset, split=split, shift=shift, shard=s) for s in shards]
+    found["pretrain"] = [
+        SimpleNamespace(model=model) for model, entry in config["models"].items() if "pretrain" in entry
+    ]
     trained = [method for method in config["methods"] if settings.trains(config, method)]
+    discovered = config["discovery"].get("methods") or list(config["methods"]) if "discovery" in config else []
+    for dataset, entry in config["datasets"].items():
+        count = math.ceil(sizes[dataset, config["eval_split"]] / entry["shard_size"])
+        groups = [f"{a:04d}-{b:04d}" for a, b in settings.shard_groups(count, config["heatmaps"]["shards_per_job"])]
+        for model in config["models"]:
+            names = {"dataset": dataset, "model": model}
+            found["finetune"] += [SimpleNamespace(**names, method=method) for method in trained]
+            found["explain"] += [
+                SimpleNamespace(**names, method=method, shift=shift, heatmap=heatmap, group=group)
+                for method in config["methods"]
+                for shift in settings.shifts(config, dataset)
+                for heatmap in config["heatmaps"]["methods"]
+                for group in groups
+            ]
+            if dataset in settings.robustness_datasets(config):
+                found["predict"] += [SimpleNamespace(**names, method=method) for method in config["methods"]]
+            if "twins" in config:
+                found["twins"] += [
+                    SimpleNamespace(**names, method=method, group=group)
+                    for method in config["methods"]
+                    for group in groups
+                ]
+            found["discover"] += [SimpleNamespace(**names, method=method) for method in discovered]
+    return found
+
+
+def _prerendered(config: Config, dataset: str, split: str) -> list[str]:
+    """The shifts of a split prepared from the published ImageNet-C folders (its scored split's, where it has them)."""
+    if "imagenet_c" not in config["datasets"][dataset] or split != config["eval_split"]:
+        return []
+    return [shift for shift in settings.shifts(config, dataset) if shift != "clean"]
+
+
+def plan(config: Config, assumed: list[str] | None = None) -> list[StageCost]:
+    """The model stages of a checked config (check_config fills its defaults), with their jobs and costs; `assumed`:
+    see split_sizes. Each job is sized as its rule is (sizing.job_size, job_resources): the images and requested
+    hours are sums over the jobs the workflow runs."""
+    sizes = split_sizes(config, assumed)
+    rate = config["resources"]["images_per_second"]
+    stages = {}
+    for name, found in jobs(config, sizes).items():
+        stage = stages[name] = StageCost(name, len(found))
+        for wildcards in found:
+            size = job_size(config, name, wildcards, lambda dataset, split: sizes[dataset, split])
+            stage.images += size.images * size.passes
+            stage.requested_hours += job_resources(config["resources"], config["device"], name, size)["runtime"] / 60
+        stage.hours = stage.images / rate[rate_key(name)] / 3600
+    _footprint(config, sizes, stages, assumed)
+    return [stage for stage in stages.values() if stage.jobs]
+
+
+def _footprint(config: Config, sizes: dict[tuple[str, str], int], stages: dict[str, StageCost], assumed) -> None:
+    """Each stage's disk and its largest job's memory for its model and batch."""
+    for (dataset, split), items in sizes.items():
+        side = config["datasets"][dataset]["image_size"]
+        stages["prepare"].disk_bytes += (
+            items * (side**2 * 3 + side**2 // 8) * (1 + len(_prerendered(config, dataset, split)))
+        )
     for name, model in config["models"].items():
         if "pretrain" in model:
-            train = model["pretrain"]
             stage = stages["pretrain"]
-            stage.jobs += 1
-            stage.images += sizes[train["dataset"], train["split"]] * train["epochs"]
-            stage.peak_mb = max(stage.peak_mb, _model_mb(config, name, train["batch_size"], True))
+            stage.peak_mb = max(stage.peak_mb, _model_mb(config, name, model["pretrain"]["batch_size"], True))
             stage.disk_bytes += model_adapter(model).approx_parameters() * 4
-    for dataset, entry in config["datasets"].items():
-        train_items, eval_items = sizes[dataset, config["train_split"]], sizes[dataset, config["eval_split"]]
-        groups = len(
-            settings.shard_groups(math.ceil(eval_items / entry["shard_size"]), config["heatmaps"]["shards_per_job"])
-        )
-        classes = _classes(config, dataset, assumed)
-        grid_bytes = 2 * classes + ROW_OVERHEAD
+    trained = [method for method in config["methods"] if settings.trains(config, method)]
+    batch = cpu_batch(config["heatmaps"]["batch_size"])
+    for dataset in config["datasets"]:
+        classes, eval_items = _classes(config, dataset, assumed), sizes[dataset, config["eval_split"]]
+        maps = len(config["methods"]) * len(settings.shifts(config, dataset)) * len(config["heatmaps"]["methods"])
         for model in config["models"]:
+            weights = model_adapter(config["models"][model]).approx_parameters() * 4
             for method in trained:
-                method_entry = config["methods"][method]
-                regions = 1 + config["discovery"]["background_boxes"] if settings.needs_regions(config, method) else 1
-                stage = stages["finetune"]
-                stage.jobs += 1
-                if settings.loads(config, method):  # loaded, not trained: no image passes through training
-                    stage.disk_bytes += model_adapter(config["models"][model]).approx_parameters() * 4
-                    continue
-                stage.images += train_items * method_entry["epochs"] * regions
-                stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, method_entry["batch_size"], True))
-                stage.disk_bytes += model_adapter(config["models"][model]).approx_parameters() * 4
-            heatmaps = (
-                len(config["methods"]) * len(settings.shifts(config, dataset)) * len(config["heatmaps"]["methods"])
-            )
-            batch = cpu_batch(config["heatmaps"]["batch_size"])
-            cells = model_adapter(config["models"][model]).vision_shape()[2] - 1  # the heatmap's patch grid
+                stages["finetune"].disk_bytes += weights
+                if not settings.loads(config, method):  # loaded, not trained: no training batch
+                    peak = _model_mb(config, model, config["methods"][method]["batch_size"], True)
+                    stages["finetune"].peak_mb = max(stages["finetune"].peak_mb, peak)
             stage = stages["explain"]
-            stage.jobs += heatmaps * groups
-            stage.images += heatmaps * eval_items
             stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, batch, False))
-            stage.disk_bytes += heatmaps * eval_items * (grid_bytes + 2 * cells)
+            cells = model_adapter(config["models"][model]).vision_shape()[2] - 1  # the heatmap's patch grid
+            stage.disk_bytes += maps * eval_items * (2 * classes + ROW_OVERHEAD + 2 * cells)
             if dataset in settings.robustness_datasets(config):
                 seen = sum(sizes[dataset, s["split"]] for s in settings.prediction_sets(config, dataset))
-                stage = stages["predict"]
-                stage.jobs += len(config["methods"])
-                stage.images += len(config["methods"]) * seen
-                stage.disk_bytes += len(config["methods"]) * seen * (8 * classes + ROW_OVERHEAD)
-            if "twins" in config:
-                stage = stages["twins"]
-                stage.jobs += len(config["methods"]) * groups
-                stage.images += len(config["methods"]) * eval_items * (config["twins"]["backgrounds"] + 2)
-            if "discovery" in config:
-                methods = config["discovery"].get("methods") or list(config["methods"])
-                split = config["discovery"]["split"]
-                stage = stages["discover"]
-                stage.jobs += len(methods)
-                stage.images += len(methods) * sizes[dataset, split] * (1 + config["discovery"]["background_boxes"])
-    for name in ("pretrain", "finetune"):
-        stages[name].hours = stages[name].images / rate["train"] / 3600
-    for name in ("explain", "predict", "twins", "discover"):
-        stages[name].hours = stages[name].images / rate["explain"] / 3600
-    return [stage for stage in stages.values() if stage.jobs]
+                stages["predict"].disk_bytes += len(config["methods"]) * seen * (8 * classes + ROW_OVERHEAD)
 
 
 def markdown(stages: list[StageCost], config: Config, assumed: Sequence[str] = ()) -> str:
     lines = [
         f"| stage | jobs | images through a model | {'CPU' if config['device'] == 'cpu' else 'GPU'} hours | "
-        "peak memory per job | disk |",
-        "|---|---:|---:|---:|---:|---:|",
+        "hours requested | peak memory per job | disk |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for stage in stages:
         lines.append(
-            f"| {stage.name} | {stage.jobs:,} | {stage.images:,} | {stage.hours:,.1f} | "
+            f"| {stage.name} | {stage.jobs:,} | {stage.images:,} | {stage.hours:,.1f} | {stage.requested_hours:,.1f} | "
             f"{_size(stage.peak_mb * MiB) if stage.peak_mb else '–'} | "
             f"{_size(stage.disk_bytes) if stage.disk_bytes else '–'} |"
         )
@@ -201,7 +227,8 @@ def markdown(stages: list[StageCost], config: Config, assumed: Sequence[str] = (
         f"Model stages: {total:,.1f} hours at resources.images_per_second ({rates}); disk "
         f"{_size(sum(s.disk_bytes for s in stages))}; peak memory for heatmaps.batch_size "
         f"{config['heatmaps']['batch_size']} ({CPU_BATCH} where auto: on a GPU, auto fills 80% of its free memory). "
-        "Items, scoring and reports add minutes.",
+        "Hours requested: the runtime the jobs ask the scheduler for (resources.runtime_margin, min_runtime, the "
+        "corruptions made on the CPU). Items, scoring and reports add minutes.",
     ]
     if assumed:
         lines += ["", "Assumed, since these are not on disk yet:", "", *(f"- {note}" for note in assumed)]

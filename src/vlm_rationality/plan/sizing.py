@@ -80,15 +80,7 @@ def job_resources(settings: dict[str, Any], device: str, stage: str, size: JobSi
     else:
         held = 4 * parameters + ROW_BYTES.get(stage, 0) * images
     held += size.batch_bytes
-    rate = settings["images_per_second"]
-    # a forward pass without the backward of a heatmap: at least explain's rate
-    key = (
-        "train"
-        if stage in ("pretrain", "finetune")
-        else "explain"
-        if stage in ("predict", "discover", "assign_regions", "twins")
-        else stage
-    )
+    rate, key = settings["images_per_second"], rate_key(stage)
     seconds = images * size.passes / rate[key] if key in rate else 0.0  # score, report: no per-image work to speak of
     if size.corrupted:
         seconds += images / rate["corrupt"]  # ImageNet-C corruptions run on the CPU
@@ -97,6 +89,14 @@ def job_resources(settings: dict[str, Any], device: str, stage: str, size: JobSi
         "runtime": int(settings["min_runtime"] + math.ceil(settings["runtime_margin"] * seconds / 60)),
         "gpu": size.gpus if _holds_gpu(stage, device) else 0,
     }
+
+
+def rate_key(stage: str) -> str:
+    """The `resources.images_per_second` entry a stage's images go at: training's, explain's for the other model
+    stages (a forward pass without the backward of a heatmap goes at least as fast), else the stage's own."""
+    if stage in ("pretrain", "finetune"):
+        return "train"
+    return "explain" if stage in ("predict", "discover", "assign_regions", "twins") else stage
 
 
 def cpu_batch(batch_size: int | str) -> int:
