@@ -5,9 +5,9 @@ ECE follows Guo et al. (2017): confidences (the top softmax probability, in floa
 torchmetrics' before 1.0; since 1.0 torchmetrics bins [lo, hi) with `torch.bucketize` in the probabilities' own
 dtype (float32 from float32 logits) and puts a confidence of exactly 1.0 in a bin of its own. The two agree to
 float32 rounding unless confidences saturate: at large logit scales many float32 confidences round to 1.0 and the
-values part by up to ~1e-2 (tests/test_robustness_metrics.py measures both on such a case). Temperature scaling fits
-one T > 0 on held-out in-distribution logits by minimising NLL and applies it unchanged everywhere else; NLL is
-convex in 1/T, so a bounded scalar search finds the global optimum.
+values part by up to ~1e-2 (tests/metrics/test_robustness_metrics.py measures both on such a case). Temperature
+scaling fits one T > 0 on held-out in-distribution logits by minimising NLL and applies it unchanged everywhere else;
+NLL is convex in 1/T, so a bounded scalar search finds the global optimum.
 """
 
 from __future__ import annotations

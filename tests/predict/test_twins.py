@@ -12,7 +12,7 @@ from scipy.ndimage import maximum_filter
 from scipy.stats import rankdata
 
 from tests import fixtures
-from tests.test_datasets import CONFIGS
+from tests.data.test_datasets import CONFIGS
 from vlm_rationality.artefacts import prepared_meta, read_prepared
 from vlm_rationality.data import build_dataset
 from vlm_rationality.data.prepare import prepare_shard, write_item_index

@@ -221,7 +221,7 @@ print([float(v) for v in scores["centre_heat"]])
 
 
 def test_a_new_signal_is_one_file_the_validity_stage_finds(tmp_path):
-    package = Path(__file__).resolve().parents[1] / "src" / "vlm_rationality"
+    package = Path(__file__).resolve().parents[2] / "src" / "vlm_rationality"
     shutil.copytree(package, tmp_path / "vlm_rationality", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "vlm_rationality" / "metrics" / "signals" / "centre_heat.py").write_text(PLUGIN)
     found = subprocess.run(

@@ -213,7 +213,7 @@ def test_a_missing_or_wrong_vocabulary_fails_clearly(tmp_path):
 
 
 def test_config_check_names_the_model_key(tiny_vocab):
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / ".test" / "config.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / ".test" / "config.yaml").read_text())
     good = copy.deepcopy(config)
     good["models"]["tiny-albef"] = {"adapter": "albef", "arch": "tiny-albef", "tokenizer": str(tiny_vocab)}
     settings.check_config(good, SCHEMA)

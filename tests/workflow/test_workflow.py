@@ -24,8 +24,8 @@ import yaml
 from PIL import Image
 from safetensors.torch import save_file
 
+from tests.metrics.test_signals import assert_quantus_parity
 from tests.snakemake_runs import REPO, TEST_CONFIG, planned_jobs, snakemake
-from tests.test_signals import assert_quantus_parity
 from vlm_rationality.artefacts import read_prepared
 from vlm_rationality.io import read_metadata
 from vlm_rationality.metrics.validity import stored_evidence
