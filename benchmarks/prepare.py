@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vlm_rationality.artefacts import read_prepared
+from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.data.corruptions import CORRUPTIONS, apply_shift
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
 
@@ -82,7 +82,7 @@ def main() -> None:
             f"{written / seconds:.1f} img/s"
         )
 
-        images = read_prepared(outs[0])
+        images = PreparedShard(outs[0]).read()
         batch, ids = images["image"][: args.corruption_images], images["sample_id"][: args.corruption_images]
         apply_shift(batch[:1], ids[:1], "glass_blur-1")  # numba compiles glass_blur on its first call
         print(f"one corruption pass (severity 3) over {len(batch)} prepared 224 px images, 1 process:")

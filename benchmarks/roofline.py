@@ -27,7 +27,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from vlm_rationality import open_clip_data
-from vlm_rationality.artefacts import prepared_rows
+from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.finetune.run import finetune, pretrain_base
 from vlm_rationality.models import build_classifier, build_model
@@ -109,7 +109,7 @@ def main() -> None:
         rows.append(
             (
                 "pretrain",
-                flops / prepared_rows(source[0]),
+                flops / PreparedShard(source[0]).rows,
                 images,
                 job_seconds(results, "pretrain_base", f"{model_name}.tsv"),
                 pretrain["batch_size"],
@@ -130,7 +130,7 @@ def main() -> None:
                 flops = counted(
                     lambda: finetune(base, {**method, "epochs": 1}, prompts, shards, f"{tmp}/{name}.safetensors", "cpu")
                 )
-                per_image = flops / prepared_rows(shards[0])
+                per_image = flops / PreparedShard(shards[0]).rows
             rows.append(
                 (
                     f"finetune {name}",
@@ -153,7 +153,7 @@ def main() -> None:
         rows.append(
             (
                 f"explain {settings.method} (FT)",
-                flops / prepared_rows(shards[0]),
+                flops / PreparedShard(shards[0]).rows,
                 dataset["splits"][config["eval_split"]]["size"],
                 seconds,
                 heatmaps["batch_size"],

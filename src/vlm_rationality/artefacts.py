@@ -270,11 +270,6 @@ def write_prepared_shard(
     write_parquet(with_metadata(table, PREPARED, config_hash, meta), path)
 
 
-def prepared_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """A prepared shard's metadata (image shape, skipped counts), failing clearly on any other file."""
-    return check_schema(path, PREPARED)
-
-
 def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str]) -> None:
     """Every prepared shard a job reads comes from a split the plan names (`expected`: split -> the hash of the
     config it is prepared with), sits where it was made, and no sample comes twice. A shard copied in from another
@@ -282,7 +277,8 @@ def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str])
     (results copied without .snakemake/), would be read as if it were the plan's: the same samples scored twice."""
     held: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)  # (split, shift) -> (sample, shard)s
     for path in dict.fromkeys(map(str, paths)):  # a shard named twice (in two of a job's lists) is read once
-        meta = prepared_meta(path)
+        shard = PreparedShard(path)
+        meta = shard.meta
         split, found = meta.get("split"), str(meta.get("config_hash"))
         if split is not None and split not in expected:
             raise ValueError(
@@ -303,7 +299,7 @@ def check_prepared(paths: Sequence[str | os.PathLike], expected: dict[str, str])
                 f"{path} holds shard {meta['shard']} (items {first}-{stop - 1} of split {split!r}), not shard "
                 f"{named.group(1)}: a shard copied over another? delete it and rerun (Snakemake prepares it again)"
             )
-        ids = read_prepared_index(path)["sample_id"]
+        ids = shard.index()["sample_id"]
         held[(str(split), str(meta.get("shift", "clean")))] += [(sample, path) for sample in ids]
     for (split, _), rows in held.items():
         repeated = first_repeat([sample for sample, _ in rows])
@@ -326,100 +322,96 @@ def first_repeat(sample_ids: Sequence[str]) -> str | None:
     return None
 
 
-def prepared_columns(path: str | os.PathLike) -> list[str]:
-    prepared_meta(path)
-    with reading(path):
-        return parquet_file(path).schema_arrow.names
+class PreparedShard:
+    """A prepared shard, opened once: its schema checked and every page verified, its metadata and footer read
+    once; then what a reader needs of it, by method (the index without pixels, batches, one row group's images, the
+    whole shard, the cue columns). Every stage reads prepared shards through it."""
 
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+        self.meta = check_schema(path, PREPARED)  # fails clearly on any other file, or a damaged one
+        self.height, self.width = self.meta["image_shape"]
+        with reading(path):
+            self._file = parquet_file(path)
 
-def prepared_rows(path: str | os.PathLike) -> int:
-    prepared_meta(path)
-    with reading(path):
-        return parquet_file(path).metadata.num_rows
+    @property
+    def columns(self) -> list[str]:
+        return self._file.schema_arrow.names
 
+    @property
+    def rows(self) -> int:
+        return self._file.metadata.num_rows
 
-def read_backgrounds(path: str | os.PathLike) -> dict[str, int]:
-    """sample_id -> the background class of a prepared shard whose split records one (the synthetic benchmark)."""
-    prepared_meta(path)
-    with reading(path):
-        table = read_table(path, columns=["sample_id", "background"])
-    return dict(zip(table.column("sample_id").to_pylist(), table.column("background").to_pylist()))
+    def _read(self, columns: Sequence[str] | None = None) -> pa.Table:
+        with reading(self.path):
+            return self._file.read(columns=None if columns is None else list(columns))
 
-
-def read_cue_present(path: str | os.PathLike) -> dict[str, bool]:
-    """sample_id -> whether the image carries its dataset's local cue (a non-empty `cue_mask`: the sticker)."""
-    prepared_meta(path)
-    with reading(path):
-        table = read_table(path, columns=["sample_id", "cue_mask"])
-    present = [any(packed) for packed in table.column("cue_mask").to_pylist()]
-    return dict(zip(table.column("sample_id").to_pylist(), present))
-
-
-def read_prepared_batches(
-    path: str | os.PathLike, batch_size: int, columns_extra: Sequence[str] = ()
-) -> Iterator[dict[str, Any]]:
-    """A prepared shard in batches of numpy arrays: sample_id (list), label int64 [B], image uint8 [B, H, W, 3],
-    mask_bits uint8 [B, ceil(H·W/8)] and any optional columns asked for (lists; a mask column packed as mask_bits)."""
-    height, width = prepared_meta(path)["image_shape"]
-    n_image, n_mask = height * width * 3, packed_mask_bytes(height, width)
-    wanted = ["sample_id", "label", "image", "mask", *columns_extra]
-    with reading(path):
-        batches = parquet_file(path).iter_batches(batch_size=batch_size, columns=wanted)
-    while True:
-        with reading(path):  # damage in the middle of a file shows up only when its pages are read
-            batch = next(batches, None)
-        if batch is None:
-            return
-        yield {
-            "sample_id": batch.column("sample_id").to_pylist(),
-            "label": batch.column("label").to_numpy().astype(np.int64),
-            "image": _column_bytes(batch, "image", n_image).reshape(-1, height, width, 3),
-            "mask_bits": _column_bytes(batch, "mask", n_mask),
-            **{name: _optional(batch, name, height, width) for name in columns_extra},
+    def index(self, columns_extra: Sequence[str] = ()) -> dict[str, Any]:
+        """The shard without its pixels: sample_id, label int64, any optional columns asked for, the rows of each row
+        group (`row_groups`) and `image_shape`, so a training split can be indexed before any image is read."""
+        table = self._read(["sample_id", "label", *columns_extra])
+        metadata = self._file.metadata
+        return {
+            "sample_id": table.column("sample_id").to_pylist(),
+            "label": table.column("label").to_numpy().astype(np.int64),
+            "row_groups": [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)],
+            "image_shape": (self.height, self.width, 3),
+            **{name: table.column(name).to_pylist() for name in columns_extra},
         }
 
+    def batches(self, batch_size: int, columns_extra: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        """Batches of numpy arrays: sample_id (list), label int64 [B], image uint8 [B, H, W, 3], mask_bits uint8
+        [B, ceil(H·W/8)] and any optional columns asked for (lists; a mask column packed as mask_bits)."""
+        n_image, n_mask = self.height * self.width * 3, packed_mask_bytes(self.height, self.width)
+        wanted = ["sample_id", "label", "image", "mask", *columns_extra]
+        with reading(self.path):
+            batches = self._file.iter_batches(batch_size=batch_size, columns=wanted)
+        while True:
+            with reading(self.path):  # damage in the middle of a file shows up only when its pages are read
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield {
+                "sample_id": batch.column("sample_id").to_pylist(),
+                "label": batch.column("label").to_numpy().astype(np.int64),
+                "image": _column_bytes(batch, "image", n_image).reshape(-1, self.height, self.width, 3),
+                "mask_bits": _column_bytes(batch, "mask", n_mask),
+                **{name: _optional(batch, name, self.height, self.width) for name in columns_extra},
+            }
 
-def read_prepared_index(path: str | os.PathLike, columns_extra: Sequence[str] = ()) -> dict[str, Any]:
-    """A prepared shard without its pixels: sample_id, label int64, any optional columns asked for, the rows of each
-    row group (`row_groups`) and `image_shape`, so a training split can be indexed before any image is read."""
-    height, width = prepared_meta(path)["image_shape"]
-    with reading(path):
-        handle = parquet_file(path)
-        table = handle.read(columns=["sample_id", "label", *columns_extra])
-    return {
-        "sample_id": table.column("sample_id").to_pylist(),
-        "label": table.column("label").to_numpy().astype(np.int64),
-        "row_groups": [handle.metadata.row_group(i).num_rows for i in range(handle.metadata.num_row_groups)],
-        "image_shape": (height, width, 3),
-        **{name: table.column(name).to_pylist() for name in columns_extra},
-    }
+    def images(self, row_group: int) -> np.ndarray:
+        """The images of one row group, uint8 [rows, H, W, 3]."""
+        with reading(self.path):
+            table = self._file.read_row_group(row_group, columns=["image"])
+        return _column_bytes(table, "image", self.height * self.width * 3).reshape(-1, self.height, self.width, 3)
 
+    def read(self) -> dict[str, np.ndarray | list]:
+        """The whole shard in memory as numpy arrays (images uint8 [N,H,W,3], masks bool [N,H,W])."""
+        height, width = self.height, self.width
+        table = self._read()
+        out: dict[str, np.ndarray | list] = {
+            "sample_id": table.column("sample_id").to_pylist(),
+            "label": table.column("label").to_numpy().astype(np.int32),
+            "image": _column_bytes(table, "image", height * width * 3).reshape(-1, height, width, 3),
+            "mask": bits_to_masks(_column_bytes(table, "mask", packed_mask_bytes(height, width)), height, width),
+            "source": table.column("source").to_pylist(),
+        }
+        for name in OPTIONAL_COLUMNS:
+            if name in table.column_names:
+                values = _optional(table, name, height, width)
+                out[name] = bits_to_masks(values, height, width) if name in MASK_COLUMNS else values
+        return out
 
-def read_prepared_images(path: str | os.PathLike, row_group: int) -> np.ndarray:
-    """The images of one row group of a prepared shard, uint8 [rows, H, W, 3]."""
-    height, width = prepared_meta(path)["image_shape"]
-    with reading(path):
-        table = parquet_file(path).read_row_group(row_group, columns=["image"])
-    return _column_bytes(table, "image", height * width * 3).reshape(-1, height, width, 3)
+    def backgrounds(self) -> dict[str, int]:
+        """sample_id -> the background class, where the split records one (the synthetic benchmark)."""
+        table = self._read(["sample_id", "background"])
+        return dict(zip(table.column("sample_id").to_pylist(), table.column("background").to_pylist()))
 
-
-def read_prepared(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
-    """A whole shard in memory as numpy arrays (images uint8 [N,H,W,3], masks bool [N,H,W])."""
-    height, width = prepared_meta(path)["image_shape"]
-    with reading(path):
-        table = read_table(path)
-    out: dict[str, np.ndarray | list] = {
-        "sample_id": table.column("sample_id").to_pylist(),
-        "label": table.column("label").to_numpy().astype(np.int32),
-        "image": _column_bytes(table, "image", height * width * 3).reshape(-1, height, width, 3),
-        "mask": bits_to_masks(_column_bytes(table, "mask", packed_mask_bytes(height, width)), height, width),
-        "source": table.column("source").to_pylist(),
-    }
-    for name in OPTIONAL_COLUMNS:
-        if name in table.column_names:
-            values = _optional(table, name, height, width)
-            out[name] = bits_to_masks(values, height, width) if name in MASK_COLUMNS else values
-    return out
+    def cue_present(self) -> dict[str, bool]:
+        """sample_id -> whether the image carries its dataset's local cue (a non-empty `cue_mask`: the sticker)."""
+        table = self._read(["sample_id", "cue_mask"])
+        present = [any(packed) for packed in table.column("cue_mask").to_pylist()]
+        return dict(zip(table.column("sample_id").to_pylist(), present))
 
 
 def shard_paths(directory: str | os.PathLike) -> list[Path]:

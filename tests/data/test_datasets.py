@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests import fixtures
-from vlm_rationality.artefacts import read_prepared
+from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.data import Sample, Skipped, build_dataset
 from vlm_rationality.data.prepare import prepare_shard, split_report, write_item_index
 from vlm_rationality.data.transform import eval_transform, resize_crop_box, to_rgb
@@ -113,7 +113,7 @@ def test_prepare_writes_shards_and_a_report(dataset, tmp_path):
         written += report["written"]
         for reason, count in report["skipped"].items():
             skipped[reason] = skipped.get(reason, 0) + count
-        for prepared in map(read_prepared, shards):
+        for prepared in (PreparedShard(path).read() for path in shards):
             assert len(prepared["sample_id"]) == 0 or max(prepared["label"]) < len(adapter.class_names)
             assert all(m.any() for m in prepared["mask"])
     assert written == len(fixture.boxes) and skipped == fixture.bad

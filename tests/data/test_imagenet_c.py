@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests import fixtures
 from tests.snakemake_runs import SCHEMA, TEST_CONFIG, planned_jobs, snakemake
-from vlm_rationality.artefacts import prepared_meta, read_heatmaps, read_prepared
+from vlm_rationality.artefacts import PreparedShard, read_heatmaps
 from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 from vlm_rationality.data.imagenet_c import crop_mask
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
@@ -70,9 +70,10 @@ def prepared(roots, tmp_path_factory):
 
 def test_a_prepared_shift_is_imagenet_c_s_images_with_masks_through_its_crop(prepared):
     fx, c_root, out, counts = prepared
-    shifted, clean = read_prepared(out / "shift.parquet"), read_prepared(out / "clean.parquet")
-    assert prepared_meta(out / "shift.parquet")["shift"] == SHIFT and "shift" not in prepared_meta(
-        out / "clean.parquet"
+    shifted, clean = PreparedShard(out / "shift.parquet").read(), PreparedShard(out / "clean.parquet").read()
+    assert (
+        PreparedShard(out / "shift.parquet").meta["shift"] == SHIFT
+        and "shift" not in PreparedShard(out / "clean.parquet").meta
     )
     assert shifted["sample_id"] == sorted(fx.boxes) == clean["sample_id"]  # the clean shard's samples, matched
     assert counts["shift"]["skipped"] == counts["clean"]["skipped"] == fx.bad
@@ -109,7 +110,7 @@ def test_explaining_a_prepared_shift_does_not_corrupt_it_again(prepared):
     summary = explain_shards(classifier, paths, out / "heatmaps.parquet", settings, "test", keys={"shift": SHIFT})
     meta, table = read_heatmaps(out / "heatmaps.parquet", ["logits"])
     assert summary["n"] == 4 and meta["shift_source"] == "prepared" and meta["keys"]["shift"] == SHIFT
-    shard = read_prepared(paths[0])
+    shard = PreparedShard(paths[0]).read()
     with torch.no_grad():
         as_read, twice = (
             classifier(classifier.model.preprocess(torch.from_numpy(images))).numpy()

@@ -3,7 +3,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from vlm_rationality.artefacts import PREPARED, read_prepared, shard_paths, write_prepared_shard
+from vlm_rationality.artefacts import (
+    PREPARED,
+    PreparedShard,
+    shard_paths,
+    write_prepared_shard,
+)
 from vlm_rationality.data.shards import batches_under_shift, iter_batches, unpack_masks
 from vlm_rationality.io import atomic_path, read_metadata, write_parquet
 
@@ -33,7 +38,7 @@ def test_round_trip_is_exact_with_odd_sizes(tmp_path):
     images, masks = _arrays()  # 13*11 = 143 mask bits: the last byte is padded
     path = tmp_path / "shard-0000.parquet"
     _write(path, images, masks, extra={"caption": [f"c{i}" for i in range(7)]})
-    back = read_prepared(path)
+    back = PreparedShard(path).read()
     np.testing.assert_array_equal(back["image"], images)
     np.testing.assert_array_equal(back["mask"], masks)
     assert back["sample_id"] == [f"s{i}" for i in range(7)] and back["caption"][3] == "c3"

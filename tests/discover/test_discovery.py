@@ -229,6 +229,7 @@ def test_a_sample_of_the_regions_is_clustered_and_every_region_joins_its_nearest
     points = np.repeat(centres, 50, axis=0) + 0.05 * rng.normal(size=(200, 8))
     points /= np.linalg.norm(points, axis=1, keepdims=True)
     full = cluster_regions(points, range(2, 8))
+    caplog.clear()  # the full clustering's lines, where an earlier test (the CLI's main) left the logger at INFO
     with caplog.at_level("INFO", logger="vlm_rationality.discover.clusters"):
         sampled = cluster_regions(points, range(2, 8), seed=3, max_regions=60)
     assert "(60 regions)" in caplog.text and "(200 regions)" not in caplog.text  # K-Medoids saw the sample only

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests import fixtures
-from vlm_rationality.artefacts import HEATMAPS, read_prepared
+from vlm_rationality.artefacts import HEATMAPS, PreparedShard
 from vlm_rationality.data.synthetic import SyntheticSpec, generate
 from vlm_rationality.explain.chefer import Chefer
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
@@ -47,7 +47,7 @@ def test_heatmap_shard_schema_and_values(tiny_model, prompts, shard, tmp_path):
     meta = read_metadata(out)
     assert meta["schema"] == HEATMAPS and meta["config_hash"] == "cfg123" and meta["grid_size"] == [4, 4]
 
-    prepared = read_prepared(shard)
+    prepared = PreparedShard(shard).read()
     assert table.column("sample_id").to_pylist() == prepared["sample_id"]
     images = tiny_model.preprocess(torch.from_numpy(prepared["image"]))
     labels = torch.from_numpy(prepared["label"]).long()
@@ -80,7 +80,7 @@ def test_a_stored_cue_mask_is_where_the_cue_mass_is_measured(tiny_model, prompts
     cue_masks = np.stack([s.extra["cue_mask"] for s in samples])
     assert 0 < cue_masks.any((1, 2)).sum() < 10
     shard = fixtures.prepared_shard(tmp_path / "shard-0000.parquet", samples, extra={"cue_mask": list(cue_masks)})
-    np.testing.assert_array_equal(read_prepared(shard)["cue_mask"], cue_masks)
+    np.testing.assert_array_equal(PreparedShard(shard).read()["cue_mask"], cue_masks)
     classifier = build_classifier(tiny_model, "prompt", prompts)
     out = tmp_path / "heatmaps.parquet"
     explain_shards(classifier, [shard], out, HeatmapSettings(batch_size=4), "cfg")
@@ -127,7 +127,7 @@ def test_corruptions_in_worker_processes_ahead_of_the_model_give_the_same_file(t
             np.stack(tables[0].column(name).to_numpy(zero_copy_only=False)),
             np.stack(tables[1].column(name).to_numpy(zero_copy_only=False)),
         )
-    prepared = read_prepared(shard)
+    prepared = PreparedShard(shard).read()
     corrupted = apply_shift(prepared["image"], prepared["sample_id"], "gaussian_noise-3")
     in_line = np.concatenate([b.images.numpy() for b in shifted(iter_batches([shard], 4), "gaussian_noise-3")])
     np.testing.assert_array_equal(in_line, corrupted)

@@ -13,7 +13,7 @@ from scipy.stats import rankdata
 
 from tests import fixtures
 from tests.data.test_datasets import CONFIGS
-from vlm_rationality.artefacts import prepared_meta, read_prepared
+from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.data import build_dataset
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
 from vlm_rationality.data.synthetic import STICKER_COLOURS, TEXTURE_TONES, make_sample
@@ -142,7 +142,7 @@ def test_real_twins_keep_the_source_foreground_and_take_other_images_backgrounds
     config = {**CONFIGS[name](fixture.root), "shard_size": 100}
     write_item_index(config, "test", tmp_path / "items.parquet", "h")
     prepare_shard(config, "test", 0, tmp_path / "items.parquet", tmp_path / "shard.parquet", "h")
-    prepared = read_prepared(tmp_path / "shard.parquet")
+    prepared = PreparedShard(tmp_path / "shard.parquet").read()
     pool = Pool(prepared["sample_id"], prepared["label"], prepared["image"], prepared["mask"])
     n = len(pool.sample_ids)
     assert n >= 4
@@ -310,8 +310,8 @@ def test_mask_variants_by_hand_and_recorded_by_prepare(tmp_path):
     write_item_index(config, "test", tmp_path / "items.parquet", "h")
     prepare_shard(config, "test", 0, tmp_path / "items.parquet", tmp_path / "box.parquet", "h")
     prepare_shard(SYNTHETIC, "test", 0, tmp_path / "items.parquet", tmp_path / "exact.parquet", "h")
-    assert prepared_meta(tmp_path / "box.parquet")["mask"] == "box"
-    assert "mask" not in prepared_meta(tmp_path / "exact.parquet")
-    exact, boxed = read_prepared(tmp_path / "exact.parquet"), read_prepared(tmp_path / "box.parquet")
+    assert PreparedShard(tmp_path / "box.parquet").meta["mask"] == "box"
+    assert "mask" not in PreparedShard(tmp_path / "exact.parquet").meta
+    exact, boxed = PreparedShard(tmp_path / "exact.parquet").read(), PreparedShard(tmp_path / "box.parquet").read()
     assert np.array_equal(boxed["mask"], mask_variant(exact["mask"], "box"))
     assert np.array_equal(boxed["image"], exact["image"])

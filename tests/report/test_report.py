@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from vlm_rationality.artefacts import read_heatmaps, read_prepared, write_heatmap_shard, write_prepared_shard
+from vlm_rationality.artefacts import (
+    PreparedShard,
+    read_heatmaps,
+    write_heatmap_shard,
+    write_prepared_shard,
+)
 from vlm_rationality.metrics.rma import relevance_mass_accuracy
 from vlm_rationality.progress import Progress
 from vlm_rationality.report import figures, gallery, tables
@@ -133,11 +138,11 @@ def test_inspect_draws_one_sample_of_a_heatmap_file_or_a_prepared_shard(shards, 
     prepared, paths = shards
     main(["inspect", str(paths[0]), "--sample", "s007", "--png", str(tmp_path / "one.png")])
     assert (tmp_path / "one.png").read_bytes()[:4] == b"\x89PNG"
-    assert read_prepared(prepared)["sample_id"][7] == "s007"
+    assert PreparedShard(prepared).read()["sample_id"][7] == "s007"
     with pytest.raises(SystemExit, match="no sample 'nope'"):
         main(["inspect", str(paths[0]), "--sample", "nope", "--png", str(tmp_path / "two.png")])
     main(["inspect", str(prepared), "--sample", "s003", "--png", str(tmp_path / "one.png")])  # a PNG: redrawn
-    label = int(read_prepared(prepared)["label"][3])
+    label = int(PreparedShard(prepared).read()["label"][3])
     assert capsys.readouterr().out.strip().endswith(f"s003 label {label} ({['disc', 'ring', 'star'][label]})")
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit, match="notes.txt exists and is not a PNG"):
@@ -165,7 +170,7 @@ def test_inspect_says_what_any_file_is_and_never_to_delete_one_it_did_not_write(
     )
     assert heatmaps.splitlines()[-7].startswith("sample_id")  # the rows as a table: header, rule, five rows
     assert heatmaps.splitlines()[-7].rstrip().endswith("label_name  pred_name")  # named from the source shard
-    named = read_prepared(prepared)["label"][:5]
+    named = PreparedShard(prepared).read()["label"][:5]
     assert [line.split()[-2] for line in heatmaps.splitlines()[-5:]] == [["disc", "ring", "star"][k] for k in named]
     save_state_dict({"w": torch.zeros(3, 4)}, tmp_path / "ft.safetensors", {"head_kind": "linear"})
     (tmp_path / "ft.json").write_text('{"model": {"arch": "tiny"}, "metrics": {"train_loss": 0.5}}')

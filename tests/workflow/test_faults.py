@@ -14,11 +14,9 @@ import torch
 
 from tests import fixtures
 from vlm_rationality.artefacts import (
-    prepared_meta,
+    PreparedShard,
     read_heatmaps,
     read_metrics,
-    read_prepared,
-    read_prepared_batches,
 )
 from vlm_rationality.data import Sample, Skipped, build_dataset
 from vlm_rationality.data.prepare import prepare_shard, write_item_index
@@ -45,9 +43,9 @@ def _truncated(path, tmp_path):
 @pytest.mark.parametrize(
     "read",
     [
-        prepared_meta,
-        read_prepared,
-        lambda p: list(read_prepared_batches(p, 4)),
+        lambda p: PreparedShard(p).meta,
+        lambda p: PreparedShard(p).read(),
+        lambda p: list(PreparedShard(p).batches(4)),
         lambda p: read_heatmaps(p, ["rma"]),
         read_metrics,
     ],
@@ -91,7 +89,9 @@ def test_damage_in_a_column_the_consumer_never_reads_is_refused(tiny_model, prom
         score_table([damaged], 0.5, 0, 0)
 
 
-@pytest.mark.parametrize("read", [read_prepared, lambda p: list(read_prepared_batches(p, 4))], ids=["whole", "batches"])
+@pytest.mark.parametrize(
+    "read", [lambda p: PreparedShard(p).read(), lambda p: list(PreparedShard(p).batches(4))], ids=["whole", "batches"]
+)
 def test_a_parquet_file_damaged_in_the_middle_is_named_not_read(shard, tmp_path, read):
     """Every page carries a CRC: an overwritten page is refused, naming the file, where it would decode to wrong
     pixels (an incompressible page is stored raw) or fail with pyarrow's message alone."""
@@ -193,7 +193,7 @@ def test_an_image_that_would_exhaust_memory_or_block_is_skipped_and_counted(tmp_
         counts["written"] == len(fixture.boxes) - 1
         and counts["skipped"]["unreadable_image"] == fixture.bad["unreadable_image"]
     )
-    assert victim not in read_prepared(tmp_path / "shard-0000.parquet")["sample_id"]
+    assert victim not in PreparedShard(tmp_path / "shard-0000.parquet").read()["sample_id"]
 
 
 def test_non_finite_logits_make_no_prediction_are_counted_and_mark_the_classifier_broken(
@@ -307,7 +307,7 @@ def test_a_shard_copied_over_another_of_the_same_split_is_refused(tmp_path):
     for k, path in enumerate(shards):
         prepare_shard(config, "test", k, tmp_path / "items.parquet", path, "h")
     check_prepared(shards, {"test": "h"})
-    assert prepared_meta(shards[1])["shard"] == 1 and prepared_meta(shards[1])["rows"] == [4, 8]
+    assert PreparedShard(shards[1]).meta["shard"] == 1 and PreparedShard(shards[1]).meta["rows"] == [4, 8]
     shards[1].write_bytes(shards[0].read_bytes())
     with pytest.raises(ValueError, match=rf"{shards[1]} holds shard 0 \(items 0-3 of split 'test'\), not shard 0001"):
         check_prepared(shards, {"test": "h"})
@@ -335,8 +335,8 @@ def test_stickers_that_do_not_fit_are_counted_from_shard_to_table(tmp_path, tiny
     shard = tmp_path / "shard-0000.parquet"
     with caplog.at_level(logging.WARNING, logger="vlm_rationality"):
         prepare_shard(config, "test", 0, tmp_path / "items.parquet", shard, "h")
-    missing = prepared_meta(shard)["sticker_missing"]
-    tied = read_prepared(shard)
+    missing = PreparedShard(shard).meta["sticker_missing"]
+    tied = PreparedShard(shard).read()
     carrying = int(np.sum(tied["label"] == 0))
     assert 0 < missing == carrying - int(sum(m.any() for m, y in zip(tied["cue_mask"], tied["label"]) if y == 0))
     assert any(f"{missing} of 40 images drawn to carry the sticker have none" in r.getMessage() for r in caplog.records)
@@ -364,7 +364,7 @@ def test_an_index_entry_leading_out_of_the_dataset_root_is_skipped_and_counted(t
     write_item_index(config, "test", tmp_path / "items.parquet", "h")
     counts = prepare_shard(config, "test", 0, tmp_path / "items.parquet", tmp_path / "shard-0000.parquet", "h")
     assert counts["skipped"]["outside_root"] == 1
-    assert "images/../../outside/secret.JPEG" not in read_prepared(tmp_path / "shard-0000.parquet")["sample_id"]
+    assert "images/../../outside/secret.JPEG" not in PreparedShard(tmp_path / "shard-0000.parquet").read()["sample_id"]
 
 
 def test_score_refuses_a_sample_twice(tmp_path, shard, tiny_model, prompts):

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from tests.metrics.test_signals import assert_quantus_parity
 from tests.snakemake_runs import REPO, TEST_CONFIG, planned_jobs, snakemake
-from vlm_rationality.artefacts import read_prepared
+from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.io import read_metadata
 from vlm_rationality.metrics.validity import stored_evidence
 from vlm_rationality.models.checkpoint import load_state_dict
@@ -870,7 +870,7 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
     test = sorted((results / "data" / "tiny-synthetic" / "test").glob("shard-*.parquet"))
     masks = {}
     for path in test:
-        prepared = read_prepared(path)
+        prepared = PreparedShard(path).read()
         masks.update(zip(prepared["sample_id"], prepared["mask"]))
     for method, row in rows.items():
         assert row["n_images"] == 48 and 16 <= row["k"] < 40 and -1 <= row["silhouette"] <= 1
@@ -908,7 +908,7 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
     train = {
         s
         for path in (results / "data" / "tiny-synthetic" / "train").glob("shard-*.parquet")
-        for s in read_prepared(path)["sample_id"]
+        for s in PreparedShard(path).read()["sample_id"]
     }
     assert set(regions["sample_id"]) == train and set(regions["cluster"]) <= set(range(rows["ft"]["k"]))
     assert meta["summary"]["n_regions"] == len(regions["sample_id"])

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vlm_rationality.artefacts import prepared_meta
+from vlm_rationality.artefacts import PreparedShard
 
 CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise",
@@ -57,7 +57,7 @@ def all_shifts() -> list[str]:
 def shift_to_apply(paths: Sequence[str | os.PathLike], shift: str) -> str:
     """The shift a stage must still apply to `paths` to see them under `shift`: none (`clean`) where the shards were
     prepared under it (pre-rendered ImageNet-C), all of it where they are clean; anything else is a wrong input."""
-    prepared = {os.fspath(p): prepared_meta(p).get("shift", "clean") for p in paths}
+    prepared = {os.fspath(p): PreparedShard(p).meta.get("shift", "clean") for p in paths}
     wrong = [p for p, s in prepared.items() if s not in ("clean", shift)]
     if wrong or len(set(prepared.values())) > 1:
         raise ValueError(

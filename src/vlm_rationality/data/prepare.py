@@ -19,10 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from vlm_rationality.artefacts import (
-    prepared_meta,
-    prepared_rows,
+    PreparedShard,
     read_items,
-    read_prepared_index,
     write_items,
     write_prepared_shard,
 )
@@ -81,8 +79,9 @@ def prepare_shard(
     if imagenet_c is None:
         entries = dataset.load_items(split, items, start)
     else:
-        kept = set(read_prepared_index(clean_shard)["sample_id"])
-        skipped.update(prepared_meta(clean_shard)["skipped"])
+        clean = PreparedShard(clean_shard)
+        kept = set(clean.index()["sample_id"])
+        skipped.update(clean.meta["skipped"])
         entries = load_shifted(dataset, split, [item for item in items if item.sample_id in kept], imagenet_c, shift)
     for entry in tqdm(
         entries, total=len(items), desc=f"{split} {shift} shard {shard}", unit="img", mininterval=5, disable=None
@@ -129,10 +128,10 @@ def split_report(shards: Sequence[str | os.PathLike], out_path: str | os.PathLik
     """Sum the shards' counts into one JSON report beside them."""
     written, skipped, missing = 0, Counter(), 0
     for path in shards:
-        meta = prepared_meta(path)
-        skipped.update(meta.get("skipped", {}))
-        missing += int(meta.get(STICKER_MISSING, 0))
-        written += prepared_rows(path)
+        shard = PreparedShard(path)
+        skipped.update(shard.meta.get("skipped", {}))
+        missing += int(shard.meta.get(STICKER_MISSING, 0))
+        written += shard.rows
     report = {
         "shards": len(shards),
         "written": written,

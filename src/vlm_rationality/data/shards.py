@@ -14,7 +14,7 @@ from typing import AbstractSet, Any, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 
-from vlm_rationality.artefacts import prepared_columns, read_prepared_batches, read_prepared_index
+from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.data.corruptions import apply_shift, shift_to_apply
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ class PreparedBatch:
 
 def shared_columns(paths: Sequence[str | os.PathLike], names: Sequence[str]) -> list[str]:
     """Those of the optional columns `names` that every shard stores."""
-    return [name for name in names if paths and all(name in prepared_columns(path) for path in paths)]
+    return [name for name in names if paths and all(name in PreparedShard(path).columns for path in paths)]
 
 
 def cue_columns(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -84,9 +84,9 @@ def iter_batches(
     only these rows (a shard that holds none of them is not read past its ids)."""
     pin = torch.cuda.is_available()
     for path in paths:
-        if samples is not None and samples.isdisjoint(read_prepared_index(path)["sample_id"]):
+        if samples is not None and samples.isdisjoint(PreparedShard(path).index()["sample_id"]):
             continue
-        for batch in read_prepared_batches(path, batch_size, columns_extra):
+        for batch in PreparedShard(path).batches(batch_size, columns_extra):
             if samples is not None:
                 batch = _rows(batch, [k for k, sample in enumerate(batch["sample_id"]) if sample in samples])
                 if not batch["sample_id"]:

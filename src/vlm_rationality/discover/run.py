@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vlm_rationality.artefacts import prepared_rows
+from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.data.shards import batches_under_shift, shared_columns
 from vlm_rationality.discover.clusters import cluster_regions, k_range
 from vlm_rationality.discover.embed import class_embeddings, crops, embed
@@ -90,7 +90,7 @@ def embed_regions(
     image_embeddings, region_embeddings = [], []
     short = grid_images = 0
     columns = shared_columns(shards, ["background", "cue_mask"])
-    progress = Progress(what, sum(prepared_rows(path) for path in shards))
+    progress = Progress(what, sum(PreparedShard(path).rows for path in shards))
     with batches_under_shift(shards, batch_size, "clean", columns) as batches:
         for batch in batches:
             images, masks, labels = batch.images.numpy(), batch.masks().numpy(), batch.labels.tolist()

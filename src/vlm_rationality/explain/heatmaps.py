@@ -17,8 +17,7 @@ import torch
 
 from vlm_rationality.artefacts import (
     NO_PREDICTION,
-    prepared_meta,
-    prepared_rows,
+    PreparedShard,
     write_heatmap_shard,
 )
 from vlm_rationality.data.corruptions import shift_to_apply
@@ -87,7 +86,7 @@ def explain_shards(
         classifier, explain, in_paths, batch_size, keys["shift"], device, workers, settings.method
     )
     on_the_fly = shift_to_apply(in_paths, keys["shift"])
-    shard_metas = [prepared_meta(path) for path in in_paths]
+    shard_metas = [PreparedShard(path).meta for path in in_paths]
     meta = {
         "grid_size": list(classifier.model.grid_size),
         "image_size": classifier.model.preprocess.image_size,
@@ -120,7 +119,7 @@ def explained_columns(
     pixels (`PreparedBatch.cue_masks`); as numpy, empty where no sample was left."""
     names = ("sample_id", "label", "pred", "logits", "heatmap", "rma", "status", "explained", "cue_rma")
     columns: dict[str, list] = {name: [] for name in names}
-    progress, right = Progress(f"explain {method}".rstrip(), sum(prepared_rows(p) for p in in_paths)), 0
+    progress, right = Progress(f"explain {method}".rstrip(), sum(PreparedShard(p).rows for p in in_paths)), 0
     with batches_under_shift(in_paths, batch_size, shift, cue_columns(in_paths), workers=workers) as batches:
         for batch in batches:
             batch = batch.to(device)

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import read_prepared_images, read_prepared_index
+from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.finetune.distributed import world
 from vlm_rationality.plan.sizing import MiB
 
@@ -43,8 +43,8 @@ class StreamedImages:
         return np.searchsorted(self.starts, rows, side="right") - 1
 
     def _load(self, block: int) -> np.ndarray:
-        path, group, _ = self.blocks[block]
-        return read_prepared_images(path, group)
+        path, group, _ = self.blocks[block]  # opened per block: readers of every shard held open cost more memory
+        return PreparedShard(path).images(group)  # than the shuffle window's blocks (test_streaming)
 
     def read_ahead(self, blocks: Sequence[int]) -> None:
         """Start decoding `blocks` in the background thread, so they are ready when a batch needs them."""
@@ -173,7 +173,7 @@ def load_split(
     """A split's labels, ids (and captions) in memory; its images too, unless `streaming` says they are too many."""
     labels, captions, sample_ids, blocks = [], [], [], []
     for path in paths:
-        index = read_prepared_index(path, ("caption",) if with_captions else ())
+        index = PreparedShard(path).index(("caption",) if with_captions else ())
         labels.append(index["label"])
         sample_ids += index["sample_id"]
         captions += index.get("caption", [])
@@ -184,7 +184,7 @@ def load_split(
         raise ValueError("pretraining needs a caption for every sample; this dataset has none")
     images: torch.Tensor | StreamedImages
     if streaming is None or len(sample_ids) * np.prod(index["image_shape"]) <= streaming.in_memory_mb * MiB:
-        images = torch.from_numpy(np.concatenate([read_prepared_images(path, group) for path, group, _ in blocks]))
+        images = torch.from_numpy(np.concatenate([PreparedShard(path).images(group) for path, group, _ in blocks]))
     else:
         images = StreamedImages(blocks, index["image_shape"])
     return TrainingSplit(

@@ -14,9 +14,8 @@ from vlm_rationality.artefacts import (
     HEATMAP_KEYS,
     NO_PREDICTION,
     UNDEFINED_RMA,
+    PreparedShard,
     first_repeat,
-    read_backgrounds,
-    read_cue_present,
     read_heatmaps,
     read_twins,
 )
@@ -53,7 +52,9 @@ def score_table(
         dataset: {
             k: v
             for path in spec["shards"]
-            for k, v in (read_backgrounds(path) if "tied" in spec else read_cue_present(path)).items()
+            for k, v in (
+                PreparedShard(path).backgrounds() if "tied" in spec else PreparedShard(path).cue_present()
+            ).items()
         }
         for dataset, spec in groups.items()
     }

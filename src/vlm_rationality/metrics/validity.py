@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import NO_PREDICTION, read_heatmaps, read_prepared
+from vlm_rationality.artefacts import NO_PREDICTION, PreparedShard, read_heatmaps
 from vlm_rationality.masks import EXACT, mask_variant
 from vlm_rationality.metrics.agreement import (
     cohen_kappa,
@@ -63,7 +63,7 @@ NO_MASK = "none"
 @cache
 def _shard_masks(path: str) -> dict[str, np.ndarray]:
     """sample id -> exact mask of one prepared shard, read once however many heatmap files name it."""
-    shard = read_prepared(path)
+    shard = PreparedShard(path).read()
     return dict(zip(shard["sample_id"], shard["mask"]))
 
 

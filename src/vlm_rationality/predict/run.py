@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
-from vlm_rationality.artefacts import prepared_meta, prepared_rows, write_predictions
+from vlm_rationality.artefacts import PreparedShard, write_predictions
 from vlm_rationality.data.shards import batches_under_shift
 from vlm_rationality.device import resolve_device
 from vlm_rationality.models.classifier_spec import ClassifierSpec
@@ -39,7 +39,7 @@ def predict(
     prompt_features = F.normalize(classifier.model.encode_text(list(classifier_spec.prompts)).float(), dim=-1)
     rows: dict[str, list] = {"sets": [], "sample_ids": [], "labels": [], "backgrounds": [], "logits": [], "cosines": []}
     counts, skipped = {}, {}
-    progress = Progress("predict", sum(prepared_rows(path) for spec in sets for path in spec["shards"]))
+    progress = Progress("predict", sum(PreparedShard(path).rows for spec in sets for path in spec["shards"]))
     for spec in sets:
         seen, extra = 0, _background_column(spec["shards"])
         with batches_under_shift(spec["shards"], batch_size, spec["shift"], extra) as batches:
@@ -56,7 +56,9 @@ def predict(
                 seen += len(logits)
                 progress.update(len(logits), spec["name"])
         counts[spec["name"]] = seen
-        skipped[spec["name"]] = sum(sum(prepared_meta(path).get("skipped", {}).values()) for path in spec["shards"])
+        skipped[spec["name"]] = sum(
+            sum(PreparedShard(path).meta.get("skipped", {}).values()) for path in spec["shards"]
+        )
     progress.close()
     empty = np.zeros((0, classifier.num_classes), np.float32)
     logits, cosines = (np.concatenate(rows[name]) if rows[name] else empty for name in ("logits", "cosines"))

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import NO_PREDICTION, prepared_meta, read_prepared, write_twins
+from vlm_rationality.artefacts import NO_PREDICTION, PreparedShard, write_twins
 from vlm_rationality.data.base import Dataset
 from vlm_rationality.data.twins import Pool, object_only
 from vlm_rationality.models.classifier_spec import ClassifierSpec
@@ -34,7 +34,7 @@ def twin_predictions(
 ) -> dict[str, Any]:
     """Predictions on every sample of `shards`, its twins, its background alone and its object alone. `batch_size`
     counts images through the model (a sample brings K + 3 of them)."""
-    loaded = [read_prepared(path) for path in shards]
+    loaded = [PreparedShard(path).read() for path in shards]
     pool = Pool(
         [i for part in loaded for i in part["sample_id"]],
         np.concatenate([p["label"] for p in loaded]),
@@ -96,7 +96,7 @@ def twin_predictions(
 def _skipped(shards: Sequence[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for path in shards:
-        for reason, value in prepared_meta(path).get("skipped", {}).items():
+        for reason, value in PreparedShard(path).meta.get("skipped", {}).items():
             counts[reason] = counts.get(reason, 0) + int(value)
     return counts
 

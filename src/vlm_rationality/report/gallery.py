@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vlm_rationality.artefacts import prepared_meta, read_heatmaps, read_prepared_index
+from vlm_rationality.artefacts import PreparedShard, read_heatmaps
 from vlm_rationality.data.shards import batches_under_shift, cue_columns
 from vlm_rationality.metrics.rma import minmax_normalize, upsample
 from vlm_rationality.report.figures import plt, save_figure
@@ -265,12 +265,13 @@ def render_sample(
 def render_prepared(shard: str | os.PathLike, sample: str, png: str | os.PathLike) -> str:
     """One sample of a prepared shard: the image as stored, its object outlined and its local cue (where stored)
     dashed, with its label."""
-    index = read_prepared_index(shard)
+    prepared = PreparedShard(shard)
+    index = prepared.index()
     if sample not in index["sample_id"]:
         ids = index["sample_id"]
         raise SystemExit(f"{shard}: no sample {sample!r} (it holds {len(ids)}, e.g. {', '.join(ids[:3])})")
     label = int(index["label"][index["sample_id"].index(sample)])
-    names = prepared_meta(shard).get("class_names") or []
+    names = prepared.meta.get("class_names") or []
     label = f"{label} ({names[label]})" if label < len(names) else label
     fig, ax = plt.subplots(figsize=(3.2, 3.4))
     _panel(ax, read_samples([shard], {sample})[sample], None, f"label {label}", 0.5, float("nan"))
