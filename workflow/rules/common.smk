@@ -10,6 +10,7 @@ from snakemake.exceptions import IncompleteCheckpointException
 from vlm_rationality.artefacts import item_count
 from vlm_rationality.io import config_hash
 from vlm_rationality.plan.sizing import JobSize, gpu_model, job_resources, job_size
+from vlm_rationality.plan import jobs as planned
 from vlm_rationality.plan import protocol
 
 ENV = "../../envs/vlm-rationality.yaml"
@@ -88,6 +89,17 @@ def shard_count(dataset, split):
     return math.ceil(size / int(config["datasets"][dataset]["shard_size"]))
 
 
+def listed_size(dataset, split):
+    """A split's items, refusing a split that lists none (shard_count)."""
+    shard_count(dataset, split)
+    return split_size(dataset, split)
+
+
+def files(pattern, jobs):
+    """A rule's output `pattern` filled in with each job's wildcards (plan/jobs.py), in the jobs' order."""
+    return [expand(pattern, **wildcards)[0] for wildcards in jobs]
+
+
 def shards(first, last):
     return [f"{k:04d}" for k in range(first, last + 1)]
 
@@ -130,11 +142,12 @@ def trained_weights():
     """Every base the workflow pretrains and every fine-tuned checkpoint, each with its sidecar: targets of `all`, so
     one that is deleted is trained again and what reads it is rerun (an intermediate file that is missing would
     otherwise go unnoticed)."""
-    pretrained = [model for model in config["models"] if "pretrain" in config["models"][model]]
-    trained = [method for method in config["methods"] if settings.trains(config, method)]
-    return expand(rules.pretrain_base.output, model=pretrained) + expand(
-        rules.finetune.output, dataset=config["datasets"], model=config["models"], method=trained
-    )
+    return [
+        path
+        for rule, jobs in ((rules.pretrain_base, planned.pretrain(config)), (rules.finetune, planned.finetune(config)))
+        for pattern in rule.output
+        for path in files(pattern, jobs)
+    ]
 
 
 def classifier_weights(wildcards):
@@ -166,11 +179,6 @@ def method_entry(method):
     return protocol.method_entry(config, method)
 
 
-def shard_groups(dataset):
-    """(first, last) prepared shards of each explain job of a dataset."""
-    return settings.shard_groups(shard_count(dataset, EVAL), config["heatmaps"]["shards_per_job"])
-
-
 def group_shards(wildcards):
     first, last = map(int, wildcards.group.split("-"))
     return shard_files(wildcards.dataset, EVAL, wildcards.shift, first, last)
@@ -178,19 +186,7 @@ def group_shards(wildcards):
 
 def heatmap_files(methods=None, clean_only=False):
     """Every heatmap file of the configured methods (or of `methods`), under every shift or the clean data only."""
-    return [
-        path
-        for dataset in config["datasets"]
-        for path in expand(
-            rules.explain.output[0],
-            dataset=dataset,
-            group=[f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)],
-            shift=["clean"] if clean_only else settings.shifts(config, dataset),
-            model=config["models"],
-            method=config["methods"] if methods is None else methods,
-            heatmap=config["heatmaps"]["methods"],
-        )
-    ]
+    return files(rules.explain.output[0], planned.explain(config, listed_size, methods, clean_only))
 
 
 def expected_prepared(dataset, splits):
@@ -205,17 +201,7 @@ def twin_files():
         error = settings.twins_pool_error(config, dataset, split_size(dataset, EVAL))
         if error:
             raise ValueError(f"config error: {error}")
-    return [
-        path
-        for dataset in config["datasets"]
-        for path in expand(
-            rules.twins.output[0],
-            dataset=dataset,
-            model=config["models"],
-            method=config["methods"],
-            group=[f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)],
-        )
-    ]
+    return files(rules.twins.output[0], planned.twins(config, listed_size))
 
 
 def prediction_sets(dataset):
@@ -231,22 +217,11 @@ def predict_shards(wildcards):
 
 
 def prediction_files():
-    return expand(
-        rules.predict.output[0],
-        dataset=settings.robustness_datasets(config),
-        model=config["models"],
-        method=config["methods"],
-    )
+    return files(rules.predict.output[0], planned.predict(config))
 
 
 def discovery_files():
-    section = config.get("discovery", {})
-    return expand(
-        rules.discover.output.regions,
-        dataset=config["datasets"],
-        model=config["models"],
-        method=section.get("methods") or config["methods"],
-    )
+    return files(rules.discover.output.regions, planned.discover(config))
 
 
 def mitigated(method):
@@ -278,7 +253,7 @@ def training_regions(wildcards):
 
 def heatmap_group(dataset, shift, model, heatmap):
     """The heatmap files of every configured method for one (dataset, shift, model, heatmap method)."""
-    groups = [f"{first:04d}-{last:04d}" for first, last in shard_groups(dataset)]
+    groups = planned.groups(config, dataset, listed_size)
     return expand(
         rules.explain.output[0],
         dataset=dataset,

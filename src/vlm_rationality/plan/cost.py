@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from vlm_rationality.data import DATASET_ADAPTERS, build_dataset
 from vlm_rationality.models.adapter import model_adapter
 from vlm_rationality.plan import config as settings
+from vlm_rationality.plan import jobs as planned
 from vlm_rationality.plan.config import ConfigError
 from vlm_rationality.plan.sizing import (
     CPU_BATCH,
@@ -110,51 +111,19 @@ def _model_mb(config: Config, model: str, batch: int, training: bool) -> int:
     return math.ceil((weights + batch * explain_bytes_per_image(entry)) / MiB)
 
 
-MODEL_STAGES = ("prepare", "pretrain", "finetune", "explain", "predict", "twins", "discover")
-
-
 def jobs(config: Config, sizes: dict[tuple[str, str], int]) -> dict[str, list[SimpleNamespace]]:
-    """The jobs of each model stage the default target runs, each as the wildcards its rule's sizing reads."""
-    found: dict[str, list[SimpleNamespace]] = {name: [] for name in MODEL_STAGES}
-    for (dataset, split), items in sizes.items():
-        shards = range(math.ceil(items / config["datasets"][dataset]["shard_size"]))
-        for shift in ["clean", *_prerendered(config, dataset, split)]:
-            found["prepare"] += [SimpleNamespace(dataset=dataset, split=split, shift=shift, shard=s) for s in shards]
-    found["pretrain"] = [
-        SimpleNamespace(model=model) for model, entry in config["models"].items() if "pretrain" in entry
-    ]
-    trained = [method for method in config["methods"] if settings.trains(config, method)]
-    discovered = config["discovery"].get("methods") or list(config["methods"]) if "discovery" in config else []
-    for dataset, entry in config["datasets"].items():
-        count = math.ceil(sizes[dataset, config["eval_split"]] / entry["shard_size"])
-        groups = [f"{a:04d}-{b:04d}" for a, b in settings.shard_groups(count, config["heatmaps"]["shards_per_job"])]
-        for model in config["models"]:
-            names = {"dataset": dataset, "model": model}
-            found["finetune"] += [SimpleNamespace(**names, method=method) for method in trained]
-            found["explain"] += [
-                SimpleNamespace(**names, method=method, shift=shift, heatmap=heatmap, group=group)
-                for method in config["methods"]
-                for shift in settings.shifts(config, dataset)
-                for heatmap in config["heatmaps"]["methods"]
-                for group in groups
-            ]
-            if dataset in settings.robustness_datasets(config):
-                found["predict"] += [SimpleNamespace(**names, method=method) for method in config["methods"]]
-            if "twins" in config:
-                found["twins"] += [
-                    SimpleNamespace(**names, method=method, group=group)
-                    for method in config["methods"]
-                    for group in groups
-                ]
-            found["discover"] += [SimpleNamespace(**names, method=method) for method in discovered]
-    return found
-
-
-def _prerendered(config: Config, dataset: str, split: str) -> list[str]:
-    """The shifts of a split prepared from the published ImageNet-C folders (its scored split's, where it has them)."""
-    if "imagenet_c" not in config["datasets"][dataset] or split != config["eval_split"]:
-        return []
-    return [shift for shift in settings.shifts(config, dataset) if shift != "clean"]
+    """The jobs of each model stage the default target runs (jobs.py), each as the wildcards its sizing reads."""
+    size = lambda dataset, split: sizes[dataset, split]  # noqa: E731
+    found = {
+        "prepare": planned.prepare(config, sizes),
+        "pretrain": planned.pretrain(config),
+        "finetune": planned.finetune(config),
+        "explain": planned.explain(config, size),
+        "predict": planned.predict(config),
+        "twins": planned.twins(config, size),
+        "discover": planned.discover(config),
+    }
+    return {name: [SimpleNamespace(**wildcards) for wildcards in listed] for name, listed in found.items()}
 
 
 def plan(config: Config, assumed: list[str] | None = None) -> list[StageCost]:
@@ -180,7 +149,7 @@ def _footprint(config: Config, sizes: dict[tuple[str, str], int], stages: dict[s
     for (dataset, split), items in sizes.items():
         side = config["datasets"][dataset]["image_size"]
         stages["prepare"].disk_bytes += (
-            items * (side**2 * 3 + side**2 // 8) * (1 + len(_prerendered(config, dataset, split)))
+            items * (side**2 * 3 + side**2 // 8) * (1 + len(planned.prerendered(config, dataset, split)))
         )
     for name, model in config["models"].items():
         if "pretrain" in model:
