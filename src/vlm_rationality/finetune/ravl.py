@@ -97,12 +97,7 @@ VIEWS = {"crop": crops, "in_place": in_place}  # pixel views; `roi` reads the pa
     trains=True,
     head="prompt",
     regions=True,
-    required=["mitigates"],
     options={
-        "mitigates": {
-            "type": "string",
-            "description": "the fine-tuned method whose discovery (RaVL's Stage 1) names the regions to ignore",
-        },
         "region_loss": {
             "type": "object",
             "description": (

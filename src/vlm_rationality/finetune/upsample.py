@@ -27,12 +27,7 @@ def group_weights(labels: torch.Tensor, flagged: torch.Tensor) -> torch.Tensor:
     trains=True,
     head="linear",
     regions=True,
-    required=["mitigates"],
     options={
-        "mitigates": {
-            "type": "string",
-            "description": "the fine-tuned method whose discovery (RaVL's Stage 1) names the spurious regions",
-        },
         "spurious_clusters": {
             "type": "integer",
             "minimum": 1,

@@ -181,10 +181,14 @@ def _section_errors(config: Config, schema: Schema, assumed: list[str] | None, d
 
 def _method_schema(schema: Schema, facts: dict[str, Any]) -> Schema:
     """The schema's method entry closed over the options (and required keys) the method's kind declares at
-    registration (`register("ravl", options={...}, required=[...])` in vlm_rationality/finetune/<kind>.py)."""
+    registration (`register("ravl", options={...}, required=[...])` in vlm_rationality/finetune/<kind>.py); a kind
+    that trains on a discovery's regions (`regions=True`) takes `mitigates`, the method whose discovery it reads."""
     entry = copy.deepcopy(schema["properties"]["methods"]["additionalProperties"])
     entry["properties"].update(facts.get("options", {}))
     entry["required"] = [*entry["required"], *facts.get("required", [])]
+    if facts.get("regions"):
+        entry["properties"]["mitigates"] = schema["definitions"]["mitigates"]
+        entry["required"].append("mitigates")
     if facts["trains"] and not facts.get("loads"):
         entry["required"] += TRAINING_REQUIRED
     entry["unevaluatedProperties"] = False
