@@ -13,6 +13,7 @@ SRC = str(Path(workflow.basedir, "src"))
 sys.path.insert(0, SRC)
 
 from vlm_rationality.plan import config as settings
+from vlm_rationality.plan import specs
 
 # A config given with --configfile replaces the default (merging would keep the default's datasets and models
 # in the grid); `--config key=value` alone still overrides single keys of it, and `--configfile config.yaml mine.yaml`

@@ -31,7 +31,7 @@ from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.explain.heatmaps import HeatmapSettings, explain_shards
 from vlm_rationality.finetune.run import finetune, pretrain_base
 from vlm_rationality.models import build_classifier, build_model
-from vlm_rationality.plan.config import stage_threads
+from vlm_rationality.plan.specs import stage_threads
 from vlm_rationality.registry import declared
 
 

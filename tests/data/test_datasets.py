@@ -284,7 +284,7 @@ def imagenet_with_train(root, per_class: int):
 
 
 def test_a_carved_split_is_a_seeded_per_class_share_held_out_of_its_source(tmp_path):
-    from vlm_rationality.plan.config import prepare_spec
+    from vlm_rationality.plan.specs import prepare_spec
 
     root = imagenet_with_train(tmp_path / "in", per_class=10).root
     plain = CONFIGS["imagenet"](root)

@@ -14,7 +14,7 @@ from tests.snakemake_runs import TEST_CONFIG
 from vlm_rationality.models import build_model
 from vlm_rationality.models.checkpoint import load_state_dict
 from vlm_rationality.models.classifier_spec import read_sidecar
-from vlm_rationality.plan import config as settings
+from vlm_rationality.plan import specs
 
 MODEL = {"adapter": "open_clip", "arch": "tiny-vit-32"}  # random weights: every process builds the same seeded model
 
@@ -39,7 +39,7 @@ def shard(tmp_path_factory) -> Path:
     config["datasets"]["tiny-synthetic"]["splits"]["train"]["size"] = 50  # batches of 16, 16, 16 and 2
     config["datasets"]["tiny-synthetic"]["shard_size"] = 50
     out = tmp_path_factory.mktemp("ddp") / "train.parquet"
-    spec = settings.prepare_spec(config, "tiny-synthetic", "train")
+    spec = specs.prepare_spec(config, "tiny-synthetic", "train")
     index = out.with_name("items.parquet")
     _cli("items", "--spec", json.dumps(spec), "--split", "train", "--out", str(index))
     _cli(
@@ -87,7 +87,7 @@ def shard(tmp_path_factory) -> Path:
     ids=lambda m: m["kind"],
 )
 def test_two_gloo_processes_train_what_one_process_trains(shard, tmp_path, method):
-    prompts = settings.prompts(TEST_CONFIG, "tiny-synthetic")
+    prompts = specs.prompts(TEST_CONFIG, "tiny-synthetic")
     common = [
         "finetune",
         "--model",
@@ -122,7 +122,7 @@ def test_two_gloo_processes_train_on_a_streamed_split(tmp_path):
     config = json.loads(json.dumps(TEST_CONFIG))
     config["datasets"]["tiny-synthetic"]["splits"]["train"]["size"] = 50
     config["datasets"]["tiny-synthetic"]["shard_size"] = 20  # three shards: 20, 20 and 10 rows
-    spec = settings.prepare_spec(config, "tiny-synthetic", "train")
+    spec = specs.prepare_spec(config, "tiny-synthetic", "train")
     index = tmp_path / "items.parquet"
     _cli("items", "--spec", json.dumps(spec), "--split", "train", "--out", str(index))
     shards = [str(tmp_path / f"train-{s}.parquet") for s in range(3)]
@@ -148,7 +148,7 @@ def test_two_gloo_processes_train_on_a_streamed_split(tmp_path):
         "--method",
         json.dumps(method),
         "--prompts",
-        json.dumps(settings.prompts(TEST_CONFIG, "tiny-synthetic")),
+        json.dumps(specs.prompts(TEST_CONFIG, "tiny-synthetic")),
         "--device",
         "cpu",
         "--threads",

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tests.snakemake_runs import REPO, SCHEMA, TEST_CONFIG
-from vlm_rationality.plan.config import ConfigError, check_config, check_files, training_rhos, twins_pool_error
+from vlm_rationality.plan.config import ConfigError, check_config, check_files, twins_pool_error
+from vlm_rationality.plan.specs import training_rhos
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 
@@ -243,7 +244,7 @@ def test_training_rhos_name_the_datasets_whose_training_split_declares_one():
 
 
 def test_explain_jobs_take_their_own_thread_count():
-    from vlm_rationality.plan.config import heatmap_spec, stage_threads
+    from vlm_rationality.plan.specs import heatmap_spec, stage_threads
 
     config = copy.deepcopy(TEST_CONFIG)
     check_config(config, SCHEMA)
@@ -257,7 +258,7 @@ def test_the_heatmap_spec_allows_exactly_the_settings_a_map_depends_on():
     import dataclasses
 
     from vlm_rationality.explain.heatmaps import HeatmapSettings
-    from vlm_rationality.plan.config import MAP_SETTINGS, heatmap_spec
+    from vlm_rationality.plan.specs import MAP_SETTINGS, heatmap_spec
 
     assert set(MAP_SETTINGS) == {f.name for f in dataclasses.fields(HeatmapSettings)} - {"method"}
     config = copy.deepcopy(TEST_CONFIG)
@@ -269,7 +270,7 @@ def test_the_heatmap_spec_allows_exactly_the_settings_a_map_depends_on():
 
 
 def test_a_method_takes_its_own_thread_count_and_its_checkpoint_does_not_depend_on_it():
-    from vlm_rationality.plan.config import finetune_spec, stage_threads
+    from vlm_rationality.plan.specs import finetune_spec, stage_threads
 
     config = copy.deepcopy(TEST_CONFIG)
     config["threads"] = 2
@@ -363,7 +364,7 @@ def test_the_cue_conflict_stimuli_folder_is_checked_and_given_once(tmp_path):
 def test_folders_are_prepared_as_splits_of_each_robustness_dataset(tmp_path):
     from PIL import Image
 
-    from vlm_rationality.plan.config import cue_conflict_set, ood_sets, prediction_sets, prepare_spec
+    from vlm_rationality.plan.specs import cue_conflict_set, ood_sets, prediction_sets, prepare_spec
 
     (tmp_path / "stimuli" / "cat").mkdir(parents=True)
     Image.new("RGB", (20, 20)).save(tmp_path / "stimuli" / "cat" / "cat1-dog1.png")

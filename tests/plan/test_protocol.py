@@ -17,7 +17,8 @@ from vlm_rationality.metrics.rationality import (
     resolve_undefined,
 )
 from vlm_rationality.plan import protocol
-from vlm_rationality.plan.config import check_config, checkpoint_method, finetune_spec, heatmap_spec
+from vlm_rationality.plan.config import check_config
+from vlm_rationality.plan.specs import checkpoint_method, finetune_spec, heatmap_spec
 
 
 def test_undefined_rma_policies_move_pt_as_counted_by_hand():

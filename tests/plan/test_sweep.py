@@ -7,7 +7,8 @@ import copy
 import pytest
 
 from tests.snakemake_runs import SCHEMA, TEST_CONFIG
-from vlm_rationality.plan.config import ConfigError, check_config, finetune_spec
+from vlm_rationality.plan.config import ConfigError, check_config
+from vlm_rationality.plan.specs import finetune_spec
 from vlm_rationality.plan.sweep import variant_name
 
 

@@ -40,7 +40,7 @@ def as_json(value):
 @functools.cache
 def class_prompts(dataset):
     """A dataset's class prompts (JSON), built once per DAG build rather than once per job."""
-    return as_json(settings.prompts(config, dataset))
+    return as_json(specs.prompts(config, dataset))
 
 
 @functools.cache
@@ -50,7 +50,7 @@ def cue_groups():
     background or sticker (the score's worst-group accuracy, and ε1/ε2 for the sticker)."""
     groups = {}
     for dataset in config["datasets"]:
-        tie = settings.cue_tie(config, dataset)
+        tie = specs.cue_tie(config, dataset)
         if tie is not None:
             groups[dataset] = {**tie, "shards": shard_files(dataset, EVAL)}
     return groups
@@ -63,14 +63,14 @@ def sweep_labels():
 
 @functools.cache
 def class_names(dataset):
-    return as_json(settings.class_names(config, dataset))
+    return as_json(specs.class_names(config, dataset))
 
 
 @functools.cache
 def split_size(dataset, split):
     """From the config where it tells (synthetic), else from the split's item index, written once by the items
     checkpoint (until then, asking raises what makes Snakemake run it first). Cached per DAG build."""
-    size = settings.known_size(config, dataset, split)
+    size = specs.known_size(config, dataset, split)
     if size is None:
         size = item_count(checkpoints.items.get(dataset=dataset, split=split).output[0])
     return size
@@ -124,7 +124,7 @@ def base_file(model):
 
 
 def model_spec(model, method=None):
-    return settings.base_model_spec(config, model, base_file(model), method)
+    return specs.base_model_spec(config, model, base_file(model), method)
 
 
 def base_inputs(model):
@@ -134,7 +134,7 @@ def base_inputs(model):
 
 def checkpoint_file(dataset, model, method):
     """A protocol variant that trains as its base does (e.g. a last-block rollout) explains the base's checkpoint."""
-    owner = settings.checkpoint_method(config, model, method)
+    owner = specs.checkpoint_method(config, model, method)
     return expand(rules.finetune.output.weights, dataset=dataset, model=model, method=owner)[0]
 
 
@@ -153,7 +153,7 @@ def trained_weights():
 def classifier_weights(wildcards):
     """The weights a job that loads a classifier reads: its method's checkpoint where the method trains, else the
     workflow-pretrained base (if any)."""
-    if settings.trains(config, wildcards.method):
+    if specs.trains(config, wildcards.method):
         return [checkpoint_file(wildcards.dataset, wildcards.model, wildcards.method)]
     return base_inputs(wildcards.model)
 
@@ -169,7 +169,7 @@ def classifier_args(wildcards, input):
         "--prompts",
         class_prompts(wildcards.dataset),
     ]
-    if settings.trains(config, wildcards.method):
+    if specs.trains(config, wildcards.method):
         args += ["--checkpoint", input.weights[0]]
     return shlex.join(args)
 
@@ -191,7 +191,7 @@ def heatmap_files(methods=None, clean_only=False):
 
 def expected_prepared(dataset, splits):
     """split -> the hash its prepared shards carry (data/stage.py's prepare): a model job refuses any other shard."""
-    return as_json({split: config_hash([settings.prepare_spec(config, dataset, split), split]) for split in splits})
+    return as_json({split: config_hash([specs.prepare_spec(config, dataset, split), split]) for split in splits})
 
 
 def twin_files():
@@ -208,7 +208,7 @@ def prediction_sets(dataset):
     """[{name, shift, shards}] of one dataset's predict jobs (config.prediction_sets names the splits)."""
     return [
         {"name": s["name"], "shift": s["shift"], "shards": shard_files(dataset, s["split"], s["shift"])}
-        for s in settings.prediction_sets(config, dataset)
+        for s in specs.prediction_sets(config, dataset)
     ]
 
 
@@ -227,13 +227,13 @@ def discovery_files():
 def mitigated(method):
     """The method whose discovery a RaVL method reads (its `mitigates`); None for every other method."""
     entry = method_entry(method)
-    return entry["mitigates"] if settings.needs_regions(config, method) else None
+    return entry["mitigates"] if specs.needs_regions(config, method) else None
 
 
 def loaded_files(wildcards):
     """A loading method's files for this (dataset, model), by option: inputs of its finetune job, and in its spec
     so the job reads them and hashes them into the sidecar."""
-    return settings.loaded_files(config, wildcards.method, wildcards.dataset, wildcards.model)
+    return specs.loaded_files(config, wildcards.method, wildcards.dataset, wildcards.model)
 
 
 def training_regions(wildcards):
@@ -269,7 +269,7 @@ def figures():
     """Galleries (on each dataset's first shift, normally clean) and, where a dataset is corrupted, shift curves."""
     out = []
     for dataset in config["datasets"]:
-        shifts = settings.shifts(config, dataset)
+        shifts = specs.shifts(config, dataset)
         names = dict(dataset=dataset, model=config["models"], heatmap=config["heatmaps"]["methods"])
         out += expand(rules.gallery.output, shift=shifts[0], **names)
         if any(shift != "clean" for shift in shifts):
@@ -313,7 +313,7 @@ def get_final_output():
     tables, score and breakdowns, every trained checkpoint with its sidecar, the split reports and figures, and each
     optional section's outputs where the config has it."""
     optional = [
-        (len(set(settings.training_rhos(config).values())) > 1, rules.rho_curve.output),
+        (len(set(specs.training_rhos(config).values())) > 1, rules.rho_curve.output),
         ("robustness" in config, rules.robustness.output),
         ("discovery" in config, rules.discovery.output),
         ("twins" in config, rules.validity.output),

@@ -32,8 +32,8 @@ rule discover:
     params:
         classifier=classifier_args,
         shards=lambda wc, input: as_json(list(input.shards)),
-        cue=lambda wc: as_json(settings.cue_tie(config, wc.dataset)),
-        labels=lambda wc: as_json(settings.region_names(config, wc.dataset)),
+        cue=lambda wc: as_json(specs.cue_tie(config, wc.dataset)),
+        labels=lambda wc: as_json(specs.region_names(config, wc.dataset)),
         settings=REGION_SETTINGS,
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
         batch_size=lambda wc: config["discovery"]["batch_size"],
@@ -108,7 +108,7 @@ rule discovery:
     resources:
         **sized("discovery"),
     params:
-        names=as_json({d: settings.class_names(config, d) for d in config["datasets"]}),
+        names=as_json({d: specs.class_names(config, d) for d in config["datasets"]}),
     shell:
         "python -m vlm_rationality discovery --class-names {params.names:q} --parquet {output.parquet}"
         " --csv {output.csv} --markdown {output.markdown} {input} > {log} 2>&1"

@@ -10,7 +10,7 @@ rule explain:
         "results/benchmarks/explain/{dataset}/{shift}/{model}/{method}/{heatmap}/shards-{group}.tsv"
     conda:
         ENV
-    threads: settings.stage_threads(config, "explain")
+    threads: specs.stage_threads(config, "explain")
     resources:
         **sized("explain"),
         # Processes corrupting ahead, out of the job's threads; like threads, not a param: they change no map.
@@ -19,7 +19,7 @@ rule explain:
         ),
     params:
         classifier=classifier_args,
-        heatmaps=lambda wc: as_json(settings.heatmap_spec(config, wc.heatmap, wc.method)),
+        heatmaps=lambda wc: as_json(specs.heatmap_spec(config, wc.heatmap, wc.method)),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "shift", "model", "method")}),
         device=config["device"],
         expect=lambda wc: expected_prepared(wc.dataset, [EVAL]),

@@ -1,7 +1,7 @@
 rule finetune:
     input:
         # A method that loads its classifier (kind external) reads no training split, only its files.
-        shards=lambda wc: [] if settings.loads(config, wc.method) else shard_files(wc.dataset, config["train_split"]),
+        shards=lambda wc: [] if specs.loads(config, wc.method) else shard_files(wc.dataset, config["train_split"]),
         base=lambda wc: base_inputs(wc.model),
         regions=training_regions,
         loaded=lambda wc: list(loaded_files(wc).values()),
@@ -17,7 +17,7 @@ rule finetune:
     priority: 1
     conda:
         ENV
-    threads: lambda wc: settings.stage_threads(config, "finetune", wc.method) * method_entry(wc.method)["processes"]
+    threads: lambda wc: specs.stage_threads(config, "finetune", wc.method) * method_entry(wc.method)["processes"]
     resources:
         **sized("finetune"),
         # Neither the job's threads nor its data-parallel processes change the checkpoint: not params, so changing
@@ -28,7 +28,7 @@ rule finetune:
         # RaVL's regions file travels in its spec, so the method reads it and its hash is in the sidecar's inputs.
         method=lambda wc: as_json(
             {
-                **settings.finetune_spec(config, wc.method),
+                **specs.finetune_spec(config, wc.method),
                 **{"regions": path for path in training_regions(wc)},
                 **loaded_files(wc),
             }

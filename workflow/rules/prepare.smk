@@ -13,7 +13,7 @@ checkpoint items:
     resources:
         **sized("items"),
     params:
-        spec=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, wc.split)),
+        spec=lambda wc: as_json(specs.prepare_spec(config, wc.dataset, wc.split)),
     shell:
         "python -m vlm_rationality items --spec {params.spec:q} --split {wildcards.split} --out {output} > {log} 2>&1"
 
@@ -33,7 +33,7 @@ rule prepare:
     resources:
         **sized("prepare"),
     params:
-        spec=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, wc.split)),
+        spec=lambda wc: as_json(specs.prepare_spec(config, wc.dataset, wc.split)),
     shell:
         "python -m vlm_rationality prepare --spec {params.spec:q} --split {wildcards.split}"
         " --shard {wildcards.shard} --items {input.index} --out {output} > {log} 2>&1"
@@ -57,7 +57,7 @@ rule prepare_shift:
     resources:
         **sized("prepare"),
     params:
-        spec=lambda wc: as_json(settings.prepare_spec(config, wc.dataset, wc.split)),
+        spec=lambda wc: as_json(specs.prepare_spec(config, wc.dataset, wc.split)),
         imagenet_c=lambda wc: config["datasets"][wc.dataset]["imagenet_c"],
     shell:
         "python -m vlm_rationality prepare --spec {params.spec:q} --split {wildcards.split} --shift {wildcards.shift}"

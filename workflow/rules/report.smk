@@ -129,7 +129,7 @@ rule breakdowns:
         models=as_json(list(config["models"])),
         datasets=as_json(list(config["datasets"])),
         heatmap_methods=as_json(config["heatmaps"]["methods"]),
-        class_names=as_json({dataset: settings.class_names(config, dataset) for dataset in config["datasets"]}),
+        class_names=as_json({dataset: specs.class_names(config, dataset) for dataset in config["datasets"]}),
     shell:
         "python -m vlm_rationality breakdowns --iterations {params.iterations} --seed {params.seed}"
         " --undefined-rma {params.undefined} --threshold {params.threshold} --methods {params.methods:q}"
@@ -241,7 +241,7 @@ rule rho_curve:
     resources:
         **sized("report"),
     params:
-        rhos=as_json(settings.training_rhos(config)),
+        rhos=as_json(specs.training_rhos(config)),
         methods=as_json(list(config["methods"])),
         models=as_json(list(config["models"])),
         heatmap_methods=as_json(config["heatmaps"]["methods"]),

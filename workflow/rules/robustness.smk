@@ -23,7 +23,7 @@ rule predict:
         batch_size=lambda wc: config["robustness"]["batch_size"],
         device=config["device"],
         expect=lambda wc: expected_prepared(
-            wc.dataset, sorted({s["split"] for s in settings.prediction_sets(config, wc.dataset)})
+            wc.dataset, sorted({s["split"] for s in specs.prediction_sets(config, wc.dataset)})
         ),
     shell:
         "python -m vlm_rationality predict {params.classifier}"
@@ -52,7 +52,7 @@ rule robustness:
         reliability=report(
             expand(
                 "results/figures/reliability/{dataset}/{model}.png",
-                dataset=settings.robustness_datasets(config),
+                dataset=specs.robustness_datasets(config),
                 model=config["models"],
             ),
             caption="../report/reliability.rst",
@@ -71,11 +71,11 @@ rule robustness:
         **sized("robustness"),
     params:
         validation=config.get("robustness", {}).get("validation", ""),
-        ood=as_json(settings.ood_sets(config)),
+        ood=as_json(specs.ood_sets(config)),
         cue=(
-            f"--cue-conflict {settings.cue_conflict_set(config)}"
+            f"--cue-conflict {specs.cue_conflict_set(config)}"
             + (" --cue-categories imagenet16" if "cue_conflict_folder" in config.get("robustness", {}) else "")
-            if settings.cue_conflict_set(config)
+            if specs.cue_conflict_set(config)
             else ""
         ),
         iterations=config["score"]["bootstrap_iterations"],

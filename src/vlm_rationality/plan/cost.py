@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 from vlm_rationality.data import DATASET_ADAPTERS, build_dataset
 from vlm_rationality.models.adapter import model_adapter
-from vlm_rationality.plan import config as settings
 from vlm_rationality.plan import jobs as planned
+from vlm_rationality.plan import specs
 from vlm_rationality.plan.config import ConfigError
 from vlm_rationality.plan.sizing import (
     CPU_BATCH,
@@ -55,8 +55,8 @@ def _splits(config: Config, dataset: str) -> set[str]:
     for model in config["models"].values():
         if model.get("pretrain", {}).get("dataset") == dataset:
             splits.add(model["pretrain"]["split"])
-    if dataset in settings.robustness_datasets(config):
-        splits |= {entry["split"] for entry in settings.prediction_sets(config, dataset)}
+    if dataset in specs.robustness_datasets(config):
+        splits |= {entry["split"] for entry in specs.prediction_sets(config, dataset)}
     if "discovery" in config:
         splits.add(config["discovery"]["split"])
     return splits
@@ -69,8 +69,8 @@ def split_sizes(config: Config, assumed: list[str] | None = None) -> dict[tuple[
     for dataset in config["datasets"]:
         for split in sorted(_splits(config, dataset)):
             try:
-                known = settings.known_size(config, dataset, split)
-                spec = settings.prepare_spec(config, dataset, split)
+                known = specs.known_size(config, dataset, split)
+                spec = specs.prepare_spec(config, dataset, split)
                 sizes[dataset, split] = known if known is not None else len(build_dataset(spec).items(split))
             except FileNotFoundError:
                 if assumed is None:
@@ -81,7 +81,7 @@ def split_sizes(config: Config, assumed: list[str] | None = None) -> dict[tuple[
 
 def _classes(config: Config, dataset: str, assumed: list[str] | None) -> int:
     try:
-        return len(settings.class_names(config, dataset))
+        return len(specs.class_names(config, dataset))
     except FileNotFoundError:
         entry = config["datasets"][dataset]
         count = DATASET_ADAPTERS.get(entry["adapter"]).published_classes(entry)
@@ -156,24 +156,24 @@ def _footprint(config: Config, sizes: dict[tuple[str, str], int], stages: dict[s
             stage = stages["pretrain"]
             stage.peak_mb = max(stage.peak_mb, _model_mb(config, name, model["pretrain"]["batch_size"], True))
             stage.disk_bytes += model_adapter(model).approx_parameters() * 4
-    trained = [method for method in config["methods"] if settings.trains(config, method)]
+    trained = [method for method in config["methods"] if specs.trains(config, method)]
     batch = cpu_batch(config["heatmaps"]["batch_size"])
     for dataset in config["datasets"]:
         classes, eval_items = _classes(config, dataset, assumed), sizes[dataset, config["eval_split"]]
-        maps = len(config["methods"]) * len(settings.shifts(config, dataset)) * len(config["heatmaps"]["methods"])
+        maps = len(config["methods"]) * len(specs.shifts(config, dataset)) * len(config["heatmaps"]["methods"])
         for model in config["models"]:
             weights = model_adapter(config["models"][model]).approx_parameters() * 4
             for method in trained:
                 stages["finetune"].disk_bytes += weights
-                if not settings.loads(config, method):  # loaded, not trained: no training batch
+                if not specs.loads(config, method):  # loaded, not trained: no training batch
                     peak = _model_mb(config, model, config["methods"][method]["batch_size"], True)
                     stages["finetune"].peak_mb = max(stages["finetune"].peak_mb, peak)
             stage = stages["explain"]
             stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, batch, False))
             cells = model_adapter(config["models"][model]).vision_shape()[2] - 1  # the heatmap's patch grid
             stage.disk_bytes += maps * eval_items * (2 * classes + ROW_OVERHEAD + 2 * cells)
-            if dataset in settings.robustness_datasets(config):
-                seen = sum(sizes[dataset, s["split"]] for s in settings.prediction_sets(config, dataset))
+            if dataset in specs.robustness_datasets(config):
+                seen = sum(sizes[dataset, s["split"]] for s in specs.prediction_sets(config, dataset))
                 stages["predict"].disk_bytes += len(config["methods"]) * seen * (8 * classes + ROW_OVERHEAD)
 
 

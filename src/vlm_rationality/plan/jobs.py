@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-from vlm_rationality.plan import config as settings
+from vlm_rationality.plan import specs
 
 Config = dict[str, Any]
 Wildcards = dict[str, Any]
@@ -22,14 +22,14 @@ def groups(config: Config, dataset: str, split_size: SplitSize) -> list[str]:
     """The explain (and twins) jobs' shard groups of a dataset's scored split, `first-last`."""
     entry = config["datasets"][dataset]
     count = math.ceil(split_size(dataset, config["eval_split"]) / int(entry["shard_size"]))
-    return [f"{a:04d}-{b:04d}" for a, b in settings.shard_groups(count, config["heatmaps"]["shards_per_job"])]
+    return [f"{a:04d}-{b:04d}" for a, b in specs.shard_groups(count, config["heatmaps"]["shards_per_job"])]
 
 
 def prerendered(config: Config, dataset: str, split: str) -> list[str]:
     """The shifts of a split prepared from the published ImageNet-C folders (its scored split's, where it has them)."""
     if "imagenet_c" not in config["datasets"][dataset] or split != config["eval_split"]:
         return []
-    return [shift for shift in settings.shifts(config, dataset) if shift != "clean"]
+    return [shift for shift in specs.shifts(config, dataset) if shift != "clean"]
 
 
 def prepare(config: Config, splits: dict[tuple[str, str], int]) -> list[Wildcards]:
@@ -48,7 +48,7 @@ def pretrain(config: Config) -> list[Wildcards]:
 
 def finetune(config: Config) -> list[Wildcards]:
     """Every (dataset, model) with every method that trains (or loads) a classifier."""
-    trained = [method for method in config["methods"] if settings.trains(config, method)]
+    trained = [method for method in config["methods"] if specs.trains(config, method)]
     return [
         {"dataset": dataset, "model": model, "method": method}
         for dataset in config["datasets"]
@@ -66,7 +66,7 @@ def explain(
         {"dataset": dataset, "group": group, "shift": shift, "model": model, "method": method, "heatmap": heatmap}
         for dataset in config["datasets"]
         for group in groups(config, dataset, split_size)
-        for shift in (["clean"] if clean_only else settings.shifts(config, dataset))
+        for shift in (["clean"] if clean_only else specs.shifts(config, dataset))
         for model in config["models"]
         for method in (config["methods"] if methods is None else methods)
         for heatmap in config["heatmaps"]["methods"]
@@ -90,7 +90,7 @@ def predict(config: Config) -> list[Wildcards]:
     """One predictions file per (dataset, model, method) of the datasets the robustness table covers."""
     return [
         {"dataset": dataset, "model": model, "method": method}
-        for dataset in settings.robustness_datasets(config)
+        for dataset in specs.robustness_datasets(config)
         for model in config["models"]
         for method in config["methods"]
     ]

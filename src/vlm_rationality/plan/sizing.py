@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from vlm_rationality.models.adapter import model_adapter
-from vlm_rationality.plan import config as settings
+from vlm_rationality.plan import specs
+from vlm_rationality.plan.protocol import method_entry
 from vlm_rationality.stages import gpu_rules
 
 MiB = 2**20
@@ -150,10 +151,10 @@ def _parameters(config: dict[str, Any], model: str) -> int:
 
 
 def _finetune(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
-    method = settings.method_entry(config, wc.method)
-    if settings.loads(config, wc.method):  # reads its files, no training split: the model's memory alone
+    method = method_entry(config, wc.method)
+    if specs.loads(config, wc.method):  # reads its files, no training split: the model's memory alone
         return JobSize(0, config["datasets"][wc.dataset]["image_size"], _parameters(config, wc.model))
-    regions = 1 + config["discovery"]["background_boxes"] if settings.needs_regions(config, wc.method) else 1
+    regions = 1 + config["discovery"]["background_boxes"] if specs.needs_regions(config, wc.method) else 1
     return _training(  # RaVL also encodes each image's regions in every step
         config,
         wc.dataset,
@@ -184,7 +185,7 @@ def _twins(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSiz
 
 
 def _predict(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
-    sets = settings.prediction_sets(config, wc.dataset)
+    sets = specs.prediction_sets(config, wc.dataset)
     return JobSize(
         sum(split_images(wc.dataset, s["split"]) for s in sets),
         config["datasets"][wc.dataset]["image_size"],
@@ -211,7 +212,7 @@ def _assign_regions(config: dict[str, Any], wc: Any, split_images: SplitImages) 
 def _scored_rows(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     """Score, report and the figures: one row per scored sample, model, method and heatmap method."""
     eval_split = config["eval_split"]
-    rows = sum(split_images(d, eval_split) * len(settings.shifts(config, d)) for d in config["datasets"])
+    rows = sum(split_images(d, eval_split) * len(specs.shifts(config, d)) for d in config["datasets"])
     return JobSize(rows * len(config["models"]) * len(config["methods"]) * len(config["heatmaps"]["methods"]))
 
 
