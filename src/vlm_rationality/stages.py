@@ -27,7 +27,9 @@ class Stage:
 
     `gpu`: a model stage. It takes --device, --threads and --expect-prepared (every prepared shard it reads is
     checked first), holds one GPU slot while it runs, and its jobs ask the scheduler for a GPU unless the config
-    runs on the CPU.
+    runs on the CPU. `size`: the function of `plan/sizing.py` that sizes one of its jobs from the config and the
+    job's wildcards, by name (the declarations stay light: sizing reads the dataset and model adapters); without
+    one, a job is sized as one over the score table's rows.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Stage:
     arguments: Arguments
     run: Run
     gpu: bool = False
+    size: str | None = None
 
     @property
     def rule(self) -> str:
@@ -56,9 +59,15 @@ def stages() -> dict[str, Stage]:
     return found
 
 
+@cache
+def rule_stages() -> dict[str, Stage]:
+    """Every declared stage by the name its rules size it by (`sized("<rule>")` in the workflow)."""
+    return {stage.rule: stage for stage in stages().values()}
+
+
 def gpu_rules() -> frozenset[str]:
     """The rules whose jobs ask for a GPU (where the config does not run on the CPU)."""
-    return frozenset(stage.rule for stage in stages().values() if stage.gpu)
+    return frozenset(rule for rule, stage in rule_stages().items() if stage.gpu)
 
 
 def json_argument(text: str) -> Any:

@@ -64,12 +64,19 @@ def _report(args: argparse.Namespace) -> None:
 
 
 STAGES = (
-    Stage("items", "list a dataset split once into its item index", _items_arguments, _items),
+    Stage("items", "list a dataset split once into its item index", _items_arguments, _items, size="bookkeeping"),
     Stage(
         "prepare",
         "write one prepared-sample shard of a dataset split from its item index",
         _prepare_arguments,
         _prepare,
+        size="prepare",
     ),
-    Stage("prepare-report", "sum a split's prepared shards' counts into one JSON report", _report_arguments, _report),
+    Stage(
+        "prepare-report",
+        "sum a split's prepared shards' counts into one JSON report",
+        _report_arguments,
+        _report,
+        size="bookkeeping",
+    ),
 )

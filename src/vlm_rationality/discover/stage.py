@@ -134,6 +134,7 @@ STAGES = (
         _discover_arguments,
         _discover,
         gpu=True,
+        size="discover",
     ),
     Stage(
         "assign-regions",
@@ -141,6 +142,7 @@ STAGES = (
         _assign_arguments,
         _assign,
         gpu=True,
+        size="assign_regions",
     ),
-    Stage("discovery", "the discovery table from the regions files", _table_arguments, _table),
+    Stage("discovery", "the discovery table from the regions files", _table_arguments, _table, size="bookkeeping"),
 )

@@ -41,5 +41,6 @@ STAGES = (
         _arguments,
         _run,
         gpu=True,
+        size="explain",
     ),
 )

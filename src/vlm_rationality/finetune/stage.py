@@ -75,6 +75,7 @@ STAGES = (
         _pretrain_arguments,
         _pretrain,
         gpu=True,
+        size="pretrain",
     ),
     Stage(
         "finetune",
@@ -82,5 +83,6 @@ STAGES = (
         _finetune_arguments,
         _finetune,
         gpu=True,
+        size="finetune",
     ),
 )

@@ -217,5 +217,6 @@ STAGES = (
         "calibration, OOD detection and shape bias from predictions files",
         _robustness_arguments,
         _robustness,
+        size="bookkeeping",
     ),
 )

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from vlm_rationality.models.adapter import model_adapter
 from vlm_rationality.plan import specs
 from vlm_rationality.plan.protocol import method_entry
-from vlm_rationality.stages import gpu_rules
+from vlm_rationality.stages import gpu_rules, rule_stages
 
 MiB = 2**20
 # What one image costs in each stage besides its pixels: explain keeps logits and a heatmap per sample
@@ -124,11 +124,11 @@ def _holds_gpu(stage: str, device: str) -> bool:
 SplitImages = Callable[[str, str], int]  # (dataset, split) -> its items, however the caller knows them
 
 
-def _bookkeeping(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+def bookkeeping(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     return JobSize()  # the memory floor and the minimum runtime
 
 
-def _prepare(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+def prepare(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     dataset = config["datasets"][wc.dataset]
     return JobSize(int(dataset["shard_size"]), dataset["image_size"])
 
@@ -140,7 +140,7 @@ def _training(config: dict[str, Any], dataset: str, images: int, **size: Any) ->
     return JobSize(images, entry["image_size"], held_images=held, **size)
 
 
-def _pretrain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+def pretrain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     train = config["models"][wc.model]["pretrain"]
     images = split_images(train["dataset"], train["split"])
     return _training(config, train["dataset"], images, parameters=_parameters(config, wc.model), passes=train["epochs"])
@@ -150,7 +150,7 @@ def _parameters(config: dict[str, Any], model: str) -> int:
     return model_adapter(config["models"][model]).approx_parameters()
 
 
-def _finetune(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+def finetune(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     method = method_entry(config, wc.method)
     if specs.loads(config, wc.method):  # reads its files, no training split: the model's memory alone
         return JobSize(0, config["datasets"][wc.dataset]["image_size"], _parameters(config, wc.model))
@@ -173,18 +173,18 @@ def _group(config: dict[str, Any], wc: Any, passes: int = 1, batch_bytes: int = 
     return JobSize(images, dataset["image_size"], _parameters(config, wc.model), passes, batch_bytes=batch_bytes)
 
 
-def _explain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+def explain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     per_image = explain_bytes_per_image(config["models"][wc.model])
     return _group(
         config, wc, batch_bytes=explain_batch_bytes(config["heatmaps"]["batch_size"], config["device"], per_image)
     )
 
 
-def _twins(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+def twins(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     return _group(config, wc, config["twins"]["backgrounds"] + 2)  # as it is, once per twin, its background alone
 
 
-def _predict(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+def predict(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     sets = specs.prediction_sets(config, wc.dataset)
     return JobSize(
         sum(split_images(wc.dataset, s["split"]) for s in sets),
@@ -201,40 +201,25 @@ def _regions(config: dict[str, Any], wc: Any, split_images: SplitImages, split: 
     )
 
 
-def _discover(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+def discover(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     return _regions(config, wc, split_images, config["discovery"]["split"])
 
 
-def _assign_regions(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+def assign_regions(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     return _regions(config, wc, split_images, wc.split)
 
 
-def _scored_rows(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
+def scored_rows(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
     """Score, report and the figures: one row per scored sample, model, method and heatmap method."""
     eval_split = config["eval_split"]
     rows = sum(split_images(d, eval_split) * len(specs.shifts(config, d)) for d in config["datasets"])
     return JobSize(rows * len(config["models"]) * len(config["methods"]) * len(config["heatmaps"]["methods"]))
 
 
-# One table: what each stage's job holds and computes (a stage not listed scores rows, like `score`).
-JOB_SIZES: dict[str, Callable[[dict[str, Any], Any, SplitImages], JobSize]] = {
-    "items": _bookkeeping,
-    "prepare_report": _bookkeeping,
-    "robustness": _bookkeeping,
-    "discovery": _bookkeeping,
-    "prepare": _prepare,
-    "pretrain": _pretrain,
-    "finetune": _finetune,
-    "explain": _explain,
-    "twins": _twins,
-    "predict": _predict,
-    "discover": _discover,
-    "assign_regions": _assign_regions,
-}
-
-
 def job_size(config: dict[str, Any], stage: str, wildcards: Any, split_images: SplitImages) -> JobSize:
     """One job's size from the config and its wildcards (attributes: dataset, model, method, group, split, shift)."""
-    size = JOB_SIZES.get(stage, _scored_rows)(config, wildcards, split_images)
+    declared = rule_stages().get(stage)  # a stage's declaration names the function below that sizes its jobs
+    size = globals()[declared.size] if declared and declared.size else scored_rows
+    size = size(config, wildcards, split_images)
     shift = getattr(wildcards, "shift", "clean")  # corrupted on the CPU unless read from ImageNet-C's folders
     return replace(size, corrupted=shift != "clean" and "imagenet_c" not in config["datasets"][wildcards.dataset])

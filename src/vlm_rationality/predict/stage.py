@@ -67,6 +67,7 @@ STAGES = (
         _predict_arguments,
         _predict,
         gpu=True,
+        size="predict",
     ),
     Stage(
         "twins",
@@ -74,5 +75,6 @@ STAGES = (
         _twins_arguments,
         _twins,
         gpu=True,
+        size="twins",
     ),
 )
