@@ -210,3 +210,14 @@ def test_the_plan_is_the_sum_of_what_the_workflow_s_jobs_ask_for(tmp_path, study
     for stage in priced:
         assert (stage.name, stage.jobs) == (stage.name, len(asked[stage.name]))
         assert stage.requested_hours == pytest.approx(sum(asked[stage.name]) / 60, rel=1e-12), stage.name
+
+
+def test_every_stage_names_a_sizing_function_that_exists_and_every_model_stage_names_one():
+    from vlm_rationality.plan import sizing
+    from vlm_rationality.stages import rule_stages
+
+    declared = rule_stages()
+    assert {"explain", "finetune", "pretrain", "predict", "twins", "discover", "assign_regions"} <= set(declared)
+    for rule, stage in declared.items():
+        assert stage.size is None or callable(getattr(sizing, stage.size, None)), (rule, stage.size)
+        assert not stage.gpu or stage.size, f"{rule}: a model stage sized as a table's rows"
