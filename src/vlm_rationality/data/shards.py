@@ -84,9 +84,10 @@ def iter_batches(
     only these rows (a shard that holds none of them is not read past its ids)."""
     pin = torch.cuda.is_available()
     for path in paths:
-        if samples is not None and samples.isdisjoint(PreparedShard(path).index()["sample_id"]):
+        shard = PreparedShard(path)  # opened once: its ids, then its batches
+        if samples is not None and samples.isdisjoint(shard.index()["sample_id"]):
             continue
-        for batch in PreparedShard(path).batches(batch_size, columns_extra):
+        for batch in shard.batches(batch_size, columns_extra):
             if samples is not None:
                 batch = _rows(batch, [k for k, sample in enumerate(batch["sample_id"]) if sample in samples])
                 if not batch["sample_id"]:
