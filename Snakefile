@@ -45,5 +45,5 @@ for rules_file in sorted(Path(workflow.basedir, "workflow/rules").glob("*.smk"))
 rule all:
     default_target: True
     input:
-        get_final_output(),
+        dag.get_final_output(),
     localrule: True

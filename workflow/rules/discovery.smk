@@ -9,8 +9,8 @@ REGION_SETTINGS = as_json(
 
 rule discover:
     input:
-        shards=lambda wc: shard_files(wc.dataset, config["discovery"]["split"]),
-        weights=classifier_weights,
+        shards=lambda wc: dag.shard_files(wc.dataset, config["discovery"]["split"]),
+        weights=dag.classifier_weights,
     output:
         regions="results/discovery/{dataset}/{model}/{method}.parquet",
         png=report(
@@ -28,9 +28,9 @@ rule discover:
         ENV
     threads: config["threads"]
     resources:
-        **sized("discover"),
+        **dag.sized("discover"),
     params:
-        classifier=classifier_args,
+        classifier=dag.classifier_args,
         shards=lambda wc, input: as_json(list(input.shards)),
         cue=lambda wc: as_json(specs.cue_tie(config, wc.dataset)),
         labels=lambda wc: as_json(specs.region_names(config, wc.dataset)),
@@ -38,7 +38,7 @@ rule discover:
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
         batch_size=lambda wc: config["discovery"]["batch_size"],
         device=config["device"],
-        expect=lambda wc: expected_prepared(wc.dataset, [config["discovery"]["split"]]),
+        expect=lambda wc: dag.expected_prepared(wc.dataset, [config["discovery"]["split"]]),
     shell:
         "python -m vlm_rationality discover {params.classifier}"
         " --shards {params.shards:q} --cue {params.cue:q} --labels {params.labels:q}"
@@ -49,10 +49,10 @@ rule discover:
 
 rule assign_regions:
     input:
-        shards=lambda wc: shard_files(wc.dataset, wc.split),
+        shards=lambda wc: dag.shard_files(wc.dataset, wc.split),
         discovery=rules.discover.output.regions,
-        discovered=lambda wc: shard_files(wc.dataset, config["discovery"]["split"]),
-        weights=classifier_weights,
+        discovered=lambda wc: dag.shard_files(wc.dataset, config["discovery"]["split"]),
+        weights=dag.classifier_weights,
     output:
         "results/regions/{dataset}/{split}/{model}/{method}.parquet",
     log:
@@ -63,15 +63,15 @@ rule assign_regions:
         ENV
     threads: config["threads"]
     resources:
-        **sized("assign_regions"),
+        **dag.sized("assign_regions"),
     params:
-        classifier=classifier_args,
+        classifier=dag.classifier_args,
         discovered=lambda wc, input: as_json(list(input.discovered)),
         settings=REGION_SETTINGS,
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "split", "model", "method")}),
         batch_size=lambda wc: config["discovery"]["batch_size"],
         device=config["device"],
-        expect=lambda wc: expected_prepared(wc.dataset, {wc.split, config["discovery"]["split"]}),
+        expect=lambda wc: dag.expected_prepared(wc.dataset, {wc.split, config["discovery"]["split"]}),
     shell:
         "python -m vlm_rationality assign-regions {params.classifier}"
         " --discovery {input.discovery} --discovered {params.discovered:q}"
@@ -82,7 +82,7 @@ rule assign_regions:
 
 rule discovery:
     input:
-        lambda wc: discovery_files(),
+        lambda wc: dag.discovery_files(),
     output:
         parquet="results/metrics/discovery.parquet",
         csv=report(
@@ -106,7 +106,7 @@ rule discovery:
         ENV
     threads: 1
     resources:
-        **sized("discovery"),
+        **dag.sized("discovery"),
     params:
         names=as_json({d: specs.class_names(config, d) for d in config["datasets"]}),
     shell:

@@ -1,10 +1,10 @@
 rule finetune:
     input:
         # A method that loads its classifier (kind external) reads no training split, only its files.
-        shards=lambda wc: [] if specs.loads(config, wc.method) else shard_files(wc.dataset, config["train_split"]),
-        base=lambda wc: base_inputs(wc.model),
-        regions=training_regions,
-        loaded=lambda wc: list(loaded_files(wc).values()),
+        shards=lambda wc: [] if specs.loads(config, wc.method) else dag.shard_files(wc.dataset, config["train_split"]),
+        base=lambda wc: dag.base_inputs(wc.model),
+        regions=dag.training_regions,
+        loaded=lambda wc: list(dag.loaded_files(wc).values()),
     output:
         weights="results/checkpoints/{dataset}/{model}/{method}.safetensors",
         sidecar="results/checkpoints/{dataset}/{model}/{method}.json",
@@ -17,25 +17,25 @@ rule finetune:
     priority: 1
     conda:
         ENV
-    threads: lambda wc: specs.stage_threads(config, "finetune", wc.method) * method_entry(wc.method)["processes"]
+    threads: lambda wc: specs.stage_threads(config, "finetune", wc.method) * dag.method_entry(wc.method)["processes"]
     resources:
-        **sized("finetune"),
+        **dag.sized("finetune"),
         # Neither the job's threads nor its data-parallel processes change the checkpoint: not params, so changing
         # them re-trains nothing (the CLI starts torchrun itself for processes > 1).
-        processes=lambda wc: method_entry(wc.method)["processes"],
+        processes=lambda wc: dag.method_entry(wc.method)["processes"],
     params:
-        model=lambda wc: as_json(model_spec(wc.model, wc.method)),
+        model=lambda wc: as_json(dag.model_spec(wc.model, wc.method)),
         # RaVL's regions file travels in its spec, so the method reads it and its hash is in the sidecar's inputs.
         method=lambda wc: as_json(
             {
                 **specs.finetune_spec(config, wc.method),
-                **{"regions": path for path in training_regions(wc)},
-                **loaded_files(wc),
+                **{"regions": path for path in dag.training_regions(wc)},
+                **dag.loaded_files(wc),
             }
         ),
-        prompts=lambda wc: class_prompts(wc.dataset),
+        prompts=lambda wc: dag.class_prompts(wc.dataset),
         training_data=as_json(config["training_data"]),
-        expect=lambda wc: expected_prepared(wc.dataset, [config["train_split"]]),
+        expect=lambda wc: dag.expected_prepared(wc.dataset, [config["train_split"]]),
         device=config["device"],
     shell:
         "python -m vlm_rationality finetune --model {params.model:q} --method {params.method:q}"

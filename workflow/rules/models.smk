@@ -1,6 +1,6 @@
 rule pretrain_base:
     input:
-        lambda wc: shard_files(
+        lambda wc: dag.shard_files(
             config["models"][wc.model]["pretrain"]["dataset"],
             config["models"][wc.model]["pretrain"]["split"],
         ),
@@ -15,12 +15,12 @@ rule pretrain_base:
         ENV
     threads: config["threads"]
     resources:
-        **sized("pretrain"),
+        **dag.sized("pretrain"),
     params:
-        model=lambda wc: as_json({k: v for k, v in model_spec(wc.model).items() if k != "pretrained"}),
+        model=lambda wc: as_json({k: v for k, v in dag.model_spec(wc.model).items() if k != "pretrained"}),
         train=lambda wc: as_json(config["models"][wc.model]["pretrain"]),
         training_data=as_json(config["training_data"]),
-        expect=lambda wc: expected_prepared(
+        expect=lambda wc: dag.expected_prepared(
             config["models"][wc.model]["pretrain"]["dataset"], [config["models"][wc.model]["pretrain"]["split"]]
         ),
         device=config["device"],

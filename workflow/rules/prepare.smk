@@ -11,7 +11,7 @@ checkpoint items:
         ENV
     threads: 1
     resources:
-        **sized("items"),
+        **dag.sized("items"),
     params:
         spec=lambda wc: as_json(specs.prepare_spec(config, wc.dataset, wc.split)),
     shell:
@@ -31,7 +31,7 @@ rule prepare:
         ENV
     threads: 1
     resources:
-        **sized("prepare"),
+        **dag.sized("prepare"),
     params:
         spec=lambda wc: as_json(specs.prepare_spec(config, wc.dataset, wc.split)),
     shell:
@@ -55,7 +55,7 @@ rule prepare_shift:
         ENV
     threads: 1
     resources:
-        **sized("prepare"),
+        **dag.sized("prepare"),
     params:
         spec=lambda wc: as_json(specs.prepare_spec(config, wc.dataset, wc.split)),
         imagenet_c=lambda wc: config["datasets"][wc.dataset]["imagenet_c"],
@@ -69,7 +69,7 @@ rule prepare_shift:
 # process that parses the workflow and builds its DAG again (3-6 s a report, measured), where this starts one interpreter.
 rule prepare_report:
     input:
-        lambda wc: shard_files(wc.dataset, wc.split),
+        lambda wc: dag.shard_files(wc.dataset, wc.split),
     output:
         "results/data/{dataset}/{split}/report.json",
     log:
@@ -79,6 +79,6 @@ rule prepare_report:
         ENV
     threads: 1
     resources:
-        **sized("prepare_report"),
+        **dag.sized("prepare_report"),
     shell:
         "python -m vlm_rationality prepare-report --out {output} {input} > {log} 2>&1"

@@ -66,7 +66,7 @@ rule report:
         ENV
     threads: 1
     resources:
-        **sized("report"),
+        **dag.sized("report"),
     params:
         methods=as_json(list(config["methods"])),
         models=as_json(list(config["models"])),
@@ -84,7 +84,7 @@ rule report:
 # method ordering is the paper's 0.5 or the data), the RMA distributions behind them, and every class's numbers.
 rule breakdowns:
     input:
-        heatmaps=lambda wc: heatmap_files(),
+        heatmaps=lambda wc: dag.heatmap_files(),
     output:
         parquet="results/metrics/thresholds.parquet",
         csv="results/metrics/thresholds.csv",
@@ -119,7 +119,7 @@ rule breakdowns:
         ENV
     threads: 1
     resources:
-        **sized("score"),
+        **dag.sized("score"),
     params:
         iterations=config["score"]["bootstrap_iterations"],
         seed=config["score"]["seed"],
@@ -143,8 +143,8 @@ rule breakdowns:
 # The paper's Figure 3, from heatmap and prepared shards only: adding it reruns no explain or training job.
 rule gallery:
     input:
-        heatmaps=lambda wc: heatmap_group(wc.dataset, wc.shift, wc.model, wc.heatmap),
-        prepared=lambda wc: shard_files(wc.dataset, EVAL, wc.shift),
+        heatmaps=lambda wc: dag.heatmap_group(wc.dataset, wc.shift, wc.model, wc.heatmap),
+        prepared=lambda wc: dag.shard_files(wc.dataset, EVAL, wc.shift),
     output:
         all_right=report(
             "results/figures/gallery/{dataset}/{shift}/{model}/{heatmap}/all_right.png",
@@ -177,10 +177,10 @@ rule gallery:
         ENV
     threads: 1
     resources:
-        **sized("report"),
+        **dag.sized("report"),
     params:
         methods=as_json(list(config["methods"])),
-        class_names=lambda wc: class_names(wc.dataset),
+        class_names=lambda wc: dag.class_names(wc.dataset),
         threshold=config["score"]["threshold"],
         samples=config["report"]["gallery_samples"],
         seed=config["report"]["seed"],
@@ -211,7 +211,7 @@ rule shift_curves:
         ENV
     threads: 1
     resources:
-        **sized("report"),
+        **dag.sized("report"),
     params:
         methods=as_json(list(config["methods"])),
     shell:
@@ -239,7 +239,7 @@ rule rho_curve:
         ENV
     threads: 1
     resources:
-        **sized("report"),
+        **dag.sized("report"),
     params:
         rhos=as_json(specs.training_rhos(config)),
         methods=as_json(list(config["methods"])),
@@ -253,7 +253,7 @@ rule rho_curve:
 # Not part of `all`: `snakemake --cores 2 protocol_sensitivity` measures each official-code choice alone (protocol.py).
 rule protocol_sensitivity:
     input:
-        lambda wc: sensitivity_files(),
+        lambda wc: dag.sensitivity_files(),
     output:
         markdown=report(
             "results/tables/protocol_sensitivity.md",
@@ -274,7 +274,7 @@ rule protocol_sensitivity:
         ENV
     threads: 1
     resources:
-        **sized("score"),
+        **dag.sized("score"),
     params:
         score=as_json(config["score"]),
         switches=as_json(protocol.describe(config)[0]),

@@ -3,8 +3,8 @@
 
 rule predict:
     input:
-        shards=predict_shards,
-        weights=classifier_weights,
+        shards=dag.predict_shards,
+        weights=dag.classifier_weights,
     output:
         "results/predictions/{dataset}/{model}/{method}.parquet",
     log:
@@ -15,14 +15,14 @@ rule predict:
         ENV
     threads: config["threads"]
     resources:
-        **sized("predict"),
+        **dag.sized("predict"),
     params:
-        classifier=classifier_args,
-        sets=lambda wc: as_json(prediction_sets(wc.dataset)),
+        classifier=dag.classifier_args,
+        sets=lambda wc: as_json(dag.prediction_sets(wc.dataset)),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
         batch_size=lambda wc: config["robustness"]["batch_size"],
         device=config["device"],
-        expect=lambda wc: expected_prepared(
+        expect=lambda wc: dag.expected_prepared(
             wc.dataset, sorted({s["split"] for s in specs.prediction_sets(config, wc.dataset)})
         ),
     shell:
@@ -34,7 +34,7 @@ rule predict:
 
 rule robustness:
     input:
-        lambda wc: prediction_files(),
+        lambda wc: dag.prediction_files(),
     output:
         parquet="results/metrics/robustness.parquet",
         csv=report(
@@ -68,7 +68,7 @@ rule robustness:
         ENV
     threads: 1
     resources:
-        **sized("robustness"),
+        **dag.sized("robustness"),
     params:
         validation=config.get("robustness", {}).get("validation", ""),
         ood=as_json(specs.ood_sets(config)),

@@ -1,8 +1,8 @@
 rule score:
     input:
-        heatmaps=lambda wc: heatmap_files(),
-        prepared=lambda wc: [path for spec in cue_groups().values() for path in spec["shards"]],
-        twins=lambda wc: twin_files() if "twins" in config else [],
+        heatmaps=lambda wc: dag.heatmap_files(),
+        prepared=lambda wc: [path for spec in dag.cue_groups().values() for path in spec["shards"]],
+        twins=lambda wc: dag.twin_files() if "twins" in config else [],
     output:
         parquet="results/metrics/rationality.parquet",
         csv=report(
@@ -19,14 +19,14 @@ rule score:
         ENV
     threads: 1
     resources:
-        **sized("score"),
+        **dag.sized("score"),
     params:
         threshold=config["score"]["threshold"],
         iterations=config["score"]["bootstrap_iterations"],
         seed=config["score"]["seed"],
         undefined=config["score"]["undefined_rma"],
-        sweeps=as_json(sweep_labels()),
-        groups=lambda wc: as_json(cue_groups()),
+        sweeps=as_json(dag.sweep_labels()),
+        groups=lambda wc: as_json(dag.cue_groups()),
         twins=lambda wc, input: f"--twins {' '.join(input.twins)}" if "twins" in config else "",
         agreement=f"--agreement {config['twins']['agreement']}" if "twins" in config else "",
     shell:

@@ -4,8 +4,8 @@
 
 rule twins:
     input:
-        shards=lambda wc: shard_files(wc.dataset, EVAL, "clean", *map(int, wc.group.split("-"))),
-        weights=classifier_weights,
+        shards=lambda wc: dag.shard_files(wc.dataset, EVAL, "clean", *map(int, wc.group.split("-"))),
+        weights=dag.classifier_weights,
     output:
         "results/twins/{dataset}/{model}/{method}/shards-{group}.parquet",
     log:
@@ -16,16 +16,16 @@ rule twins:
         ENV
     threads: config["threads"]
     resources:
-        **sized("twins"),
+        **dag.sized("twins"),
     params:
-        classifier=classifier_args,
+        classifier=dag.classifier_args,
         dataset=lambda wc: as_json(specs.prepare_spec(config, wc.dataset, EVAL)),
         settings=as_json({k: config.get("twins", {}).get(k) for k in ("backgrounds", "seed")}),
         names=lambda wc: as_json({k: wc[k] for k in ("dataset", "model", "method")}),
         batch_size=lambda wc: config["twins"]["batch_size"],
         device=config["device"],
         split=EVAL,
-        expect=lambda wc: expected_prepared(wc.dataset, [EVAL]),
+        expect=lambda wc: dag.expected_prepared(wc.dataset, [EVAL]),
     shell:
         "python -m vlm_rationality twins {params.classifier}"
         " --dataset {params.dataset:q} --split {params.split} --settings {params.settings:q}"
@@ -35,9 +35,9 @@ rule twins:
 
 rule validity:
     input:
-        heatmaps=lambda wc: heatmap_files(clean_only=True),
-        twins=lambda wc: twin_files(),
-        prepared=lambda wc: [path for dataset in config["datasets"] for path in shard_files(dataset, EVAL)],
+        heatmaps=lambda wc: dag.heatmap_files(clean_only=True),
+        twins=lambda wc: dag.twin_files(),
+        prepared=lambda wc: [path for dataset in config["datasets"] for path in dag.shard_files(dataset, EVAL)],
     output:
         parquet="results/metrics/validity.parquet",
         csv=report(
@@ -68,7 +68,7 @@ rule validity:
         ENV
     threads: 2
     resources:
-        **sized("validity"),
+        **dag.sized("validity"),
     params:
         masks=as_json(config.get("twins", {}).get("masks", [])),
         threshold=config["score"]["threshold"],

@@ -1,5 +1,5 @@
 """The jobs of the model stages a config runs, each as its rule's wildcards: the workflow expands them into the
-files its default target needs (common.smk) and `plan` sizes and prices the same jobs (cost.py), so the two cannot
+files its default target needs (dag.py) and `plan` sizes and prices the same jobs (cost.py), so the two cannot
 disagree on what runs.
 
 `split_size(dataset, split)` says how many items a split lists, however the caller knows: `plan` from the dataset
