@@ -102,6 +102,18 @@ def pretrained_tags(arch: str) -> list[str]:
     return list(_module("pretrained").list_pretrained_tags_by_model(arch.replace("/", "-")))
 
 
+# The template sets open_clip ships, by the name a config gives them (finetune/zs.py's `templates`).
+TEMPLATE_SETS = {"openai-imagenet": "OPENAI_IMAGENET_TEMPLATES", "simple-imagenet": "SIMPLE_IMAGENET_TEMPLATES"}
+
+
+def templated_set(name: str) -> list[str]:
+    """One of open_clip's prompt sets as templates with a `{name}` placeholder (open_clip ships them as functions of
+    the class name)."""
+    if name not in TEMPLATE_SETS:
+        raise KeyError(f"unknown template set {name!r}; known: {', '.join(TEMPLATE_SETS)}")
+    return [template("{name}") for template in getattr(_module("zero_shot_metadata"), TEMPLATE_SETS[name])]
+
+
 def imagenet_class_names() -> list[str]:
     """CLIP's curated names of the 1000 ImageNet classes, as open_clip ships them."""
     return list(_module("zero_shot_metadata").IMAGENET_CLASSNAMES)

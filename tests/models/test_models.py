@@ -97,6 +97,24 @@ def test_prompt_head_gives_clip_image_text_logits(any_tiny_model, prompts):
     assert linear.head.weight.requires_grad and not classifier.head.weight.requires_grad
 
 
+def test_a_prompt_ensemble_averages_unit_text_embeddings_per_class(any_tiny_model, prompts):
+    model = any_tiny_model
+    other = [prompt.replace("a photo of", "a drawing of") for prompt in prompts]
+    ensemble = [list(pair) for pair in zip(prompts, other)]
+    x = _images(model)
+    with torch.no_grad():
+        unit = [torch.nn.functional.normalize(model.encode_text(texts), dim=-1) for texts in (prompts, other)]
+        text = torch.nn.functional.normalize(unit[0] + unit[1], dim=-1)  # the mean's direction
+        image = torch.nn.functional.normalize(model.encode_image(x), dim=-1)
+        expected = model.logit_scale * image @ text.T
+        torch.testing.assert_close(build_classifier(model, "prompt", ensemble)(x), expected, rtol=1e-5, atol=1e-5)
+        # one template given as an ensemble is that template's head
+        alone = build_classifier(model, "prompt", [[prompt] for prompt in prompts])(x)
+        torch.testing.assert_close(alone, build_classifier(model, "prompt", prompts)(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="the same number of prompts"):
+        build_classifier(model, "prompt", [ensemble[0], ensemble[1][:1], *ensemble[2:]])
+
+
 @pytest.mark.parametrize(
     "config, error, message",
     [

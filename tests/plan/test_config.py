@@ -650,6 +650,15 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
             "prompt_template: '{name:>300000000}' cannot be filled in (the placeholder {name:>300000000})",
         ),
         (
+            lambda c: c["methods"]["zs"].update(templates=["a {name}", "a photo"]),
+            "methods.zs.templates[1]: 'a photo' cannot be filled in (no {name}",
+        ),
+        (
+            lambda c: c["methods"]["zs"].update(templates="imagenet-80"),
+            "methods.zs.templates: 'imagenet-80' is not valid",
+        ),
+        (lambda c: c["methods"]["lp"].update(templates="openai-imagenet"), "methods.lp.templates: unknown setting"),
+        (
             lambda c: c["datasets"]["tiny-synthetic"].update(image_size=60),
             "datasets.tiny-synthetic.image_size: 60 is not the input size of model 'tiny-clip' (32); "
             "prepare the dataset at 32",
@@ -672,6 +681,9 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
         "prompt-placeholder",
         "prompt-no-name",
         "prompt-format-spec",
+        "ensemble-no-name",
+        "ensemble-unknown-set",
+        "ensemble-not-zs",
         "image-size",
     ],
 )

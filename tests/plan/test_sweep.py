@@ -98,3 +98,19 @@ def test_a_variant_may_not_take_a_configured_methods_name():
                 "lp.lr=0.1": {"kind": "lp", "lr": 0.1, "epochs": 1, "batch_size": 20},
             }
         )
+
+
+def test_a_list_a_method_kind_declares_is_one_value_and_its_prompts_fill_every_template():
+    from vlm_rationality.plan.specs import prompts
+
+    config = copy.deepcopy(TEST_CONFIG)
+    config["methods"]["zs-ensemble"] = {"kind": "zs", "templates": ["a photo of a {name}", "a drawing of a {name}"]}
+    config["methods"]["zs-openai"] = {"kind": "zs", "templates": "openai-imagenet"}
+    check_config(config, SCHEMA)
+    assert "zs-ensemble" in config["methods"]  # not swept into variants
+    single = prompts(config, "tiny-synthetic", "zs")
+    pairs = prompts(config, "tiny-synthetic", "zs-ensemble")
+    assert [pair[0] for pair in pairs] == single and pairs[0][1] == single[0].replace("a photo of", "a drawing of")
+    openai = prompts(config, "tiny-synthetic", "zs-openai")  # open_clip's 80 templates, filled with each class
+    assert len(openai) == len(single) and {len(p) for p in openai} == {80}
+    assert openai[0][0] == single[0].replace("a photo of", "a bad photo of") + "."

@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from PIL import Image
 from safetensors.torch import save_file
@@ -29,6 +30,7 @@ from tests.snakemake_runs import REPO, TEST_CONFIG, planned_jobs, snakemake
 from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.io import read_metadata
 from vlm_rationality.metrics.validity import stored_evidence
+from vlm_rationality.models import build_model
 from vlm_rationality.models.checkpoint import load_state_dict
 from vlm_rationality.provenance import made_by_lines, provenance
 
@@ -727,6 +729,46 @@ def test_the_paper_ablation_grid_dry_runs_on_a_fixture_imagenet(tmp_path):
     assert jobs["finetune"] == 2 + 6 + 2  # lp, flcp; the six FT variants; clip_adapter, coop
     assert jobs["explain"] == (1 + jobs["finetune"]) * 3  # every method (and zs) by three heatmap methods
     assert not (tmp_path / "results" / "checkpoints").exists()
+
+
+def test_a_prompt_ensemble_is_a_zero_shot_method_whose_head_averages_its_templates(run, tmp_path):
+    from vlm_rationality.data.shards import batches_under_shift
+    from vlm_rationality.plan.config import check_config
+    from vlm_rationality.plan.specs import base_model_spec, prompts
+
+    shutil.copytree(run, tmp_path, dirs_exist_ok=True)
+    config = copy.deepcopy(TEST_CONFIG)
+    templates = ["a photo of a {name}", "a drawing of a {name}", "a {name}"]
+    config["methods"]["zs-ensemble"] = {"kind": "zs", "templates": templates}
+    planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
+    zs_jobs = list((run / "results" / "heatmaps" / "tiny-synthetic" / "clean" / "tiny-clip" / "zs").rglob("*.parquet"))
+    assert planned["explain"] == len(zs_jobs) and not {"pretrain_base", "finetune"} & set(planned)  # nothing trains
+    heatmaps = "results/heatmaps/tiny-synthetic/clean/tiny-clip/{}/chefer/shards-0000-0000.parquet"
+    snakemake(tmp_path, config, heatmaps.format("zs-ensemble"))
+
+    check_config(config, yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text()))
+    base = str(tmp_path / "results" / "models" / "tiny-clip" / "base.safetensors")
+    model = build_model(base_model_spec(config, "tiny-clip", base, "zs-ensemble")).eval()
+    classes = prompts(config, "tiny-synthetic", "zs")
+    with torch.no_grad():  # each template's unit embeddings, averaged per class and renormalised, by hand
+        units = [
+            F.normalize(model.encode_text([p.replace("a photo of a", t[:-7]) for p in classes]), dim=-1)
+            for t in templates
+        ]
+        text = F.normalize(sum(units), dim=-1)
+    files = {method: pq.read_table(tmp_path / heatmaps.format(method)) for method in ("zs", "zs-ensemble")}
+    paths = sorted((tmp_path / "results" / "data" / "tiny-synthetic" / "test").glob("shard-*.parquet"))
+    logits = {}
+    with batches_under_shift(paths, 16, "clean") as batches, torch.no_grad():
+        for batch in batches:
+            image = F.normalize(model.encode_image(model.preprocess(batch.images)), dim=-1)
+            logits.update(zip(batch.sample_ids, (model.logit_scale * image @ text.T).numpy()))
+    stored = dict(zip(files["zs-ensemble"]["sample_id"].to_pylist(), files["zs-ensemble"]["logits"].to_pylist()))
+    assert len(stored) == files["zs"].num_rows > 0
+    for sample, row in stored.items():
+        np.testing.assert_allclose(row, logits[sample], rtol=1e-3, atol=1e-3)  # stored as float16
+    single = np.asarray(files["zs"]["logits"].to_pylist())
+    assert not np.allclose(np.asarray(files["zs-ensemble"]["logits"].to_pylist()), single, atol=1e-2)
 
 
 def test_robustness_predicts_logits_only_and_writes_its_table(run, tmp_path):

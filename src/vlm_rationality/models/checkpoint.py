@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 from safetensors import safe_open
@@ -14,7 +14,7 @@ from torch import nn
 from vlm_rationality.io import atomic_path, write_json
 from vlm_rationality.models.base import VisionLanguageModel, build_model
 from vlm_rationality.models.classifier_spec import sidecar_path
-from vlm_rationality.models.heads import ClipAdapter, ImageClassifier, PromptContext, build_classifier
+from vlm_rationality.models.heads import ClipAdapter, ImageClassifier, PromptContext, Prompts, build_classifier
 from vlm_rationality.provenance import provenance
 
 PROVENANCE_KEY = "vlm_rationality.provenance"  # in the safetensors header: what wrote the checkpoint
@@ -112,7 +112,7 @@ def classifier_from_state(
     return ImageClassifier(model, head.requires_grad_(False), kind, head_input, adapter, context).eval()
 
 
-def method_classifier(model_spec: dict[str, Any], prompts: Sequence[str], checkpoint: str | None) -> ImageClassifier:
+def method_classifier(model_spec: dict[str, Any], prompts: Prompts, checkpoint: str | None) -> ImageClassifier:
     """What a (model, method) classifies with: a fine-tuned method's checkpoint holds its classifier; without one
     (ZS) the base model's prompt head."""
     if checkpoint:

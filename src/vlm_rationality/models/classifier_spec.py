@@ -32,14 +32,16 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
 @dataclass(frozen=True)
 class ClassifierSpec:
     model: dict[str, Any]
-    prompts: list[str]
+    prompts: list[str] | list[list[str]]  # one per class, or each class's under every template (heads.Prompts)
     checkpoint: str | None = None
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser, json_type: Any) -> None:
         group = parser.add_argument_group("classifier")
         group.add_argument("--model", type=json_type, required=True, help="model config (JSON)")
-        group.add_argument("--prompts", type=json_type, required=True, help="class prompts (JSON list)")
+        group.add_argument(
+            "--prompts", type=json_type, required=True, help="class prompts (JSON list; a list per class: an ensemble)"
+        )
         group.add_argument(
             "--checkpoint",
             default=None,

@@ -97,11 +97,32 @@ class ImageClassifier(nn.Module):
         return self.head(self.features(self.model.encode_image(images)))
 
 
+# One prompt per class, or each class's prompts under several templates (a test-time ensemble).
+Prompts = Sequence[str] | Sequence[Sequence[str]]
+
+
+def prompt_features(model: VisionLanguageModel, prompts: Prompts) -> torch.Tensor:
+    """The unit-norm text feature of each class [C, D]. A class given several prompts (one per template) gets the
+    mean of their unit-norm embeddings, normalised again: CLIP's prompt ensemble, which averages in the joint space
+    rather than the logits, so the classifier stays one linear head."""
+    if all(isinstance(prompt, str) for prompt in prompts):
+        return F.normalize(model.encode_text(list(prompts)).float(), dim=-1)
+    counts = {len(prompt) for prompt in prompts}
+    if len(counts) != 1 or any(isinstance(prompt, str) for prompt in prompts):
+        raise ValueError("an ensemble gives every class the same number of prompts (one per template)")
+    flat = [text for prompt in prompts for text in prompt]
+    features = F.normalize(model.encode_text(flat).float(), dim=-1).view(len(prompts), counts.pop(), -1)
+    return F.normalize(features.mean(dim=1), dim=-1)
+
+
 @torch.no_grad()
-def prompt_head(model: VisionLanguageModel, prompts: Sequence[str] | PromptContext) -> nn.Linear:
+def prompt_head(model: VisionLanguageModel, prompts: Prompts | PromptContext) -> nn.Linear:
     """Text features of the class prompts (or of a learned context), computed once: logits = scale * <img, text>."""
-    features = prompts.text_features(model) if isinstance(prompts, PromptContext) else model.encode_text(prompts)
-    text = F.normalize(features.float(), dim=-1) * model.logit_scale.float()
+    if isinstance(prompts, PromptContext):
+        features = F.normalize(prompts.text_features(model).float(), dim=-1)
+    else:
+        features = prompt_features(model, prompts)
+    text = features * model.logit_scale.float()
     head = nn.Linear(text.shape[1], text.shape[0], bias=False, device=text.device)
     head.weight.copy_(text)
     return head.requires_grad_(False)
@@ -110,7 +131,7 @@ def prompt_head(model: VisionLanguageModel, prompts: Sequence[str] | PromptConte
 def build_classifier(
     model: VisionLanguageModel,
     kind: HeadKind,
-    prompts: Sequence[str],
+    prompts: Prompts,
     init_from_prompts: bool = True,
     head_input: str = "cosine",
 ) -> ImageClassifier:

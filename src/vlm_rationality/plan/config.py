@@ -520,12 +520,17 @@ def _registry_errors(config: Config, origin: dict[str, str]) -> list[str]:
     for heatmap in heatmaps.get("methods", []) if isinstance(heatmaps, dict) else []:
         if isinstance(heatmap, str) and heatmap not in heatmap_methods:
             errors.append(f"heatmaps.methods: unknown heatmap method {heatmap!r}; known: {', '.join(heatmap_methods)}")
-    template = config.get("prompt_template")
-    if isinstance(template, str):
-        problem = _template_problem(template)
+    templates = [("prompt_template", config.get("prompt_template"))]
+    for name, entry in sections.get("methods", {}).items():
+        listed = entry.get("templates") if isinstance(entry, dict) else None
+        templates += (
+            [(f"methods.{name}.templates[{k}]", t) for k, t in enumerate(listed)] if isinstance(listed, list) else []
+        )
+    for key, template in templates:
+        problem = _template_problem(template) if isinstance(template, str) else None
         if problem is not None:
             errors.append(
-                f"prompt_template: {template[:80]!r} cannot be filled in ({problem}); only a plain {{name}} is a "
+                f"{key}: {template[:80]!r} cannot be filled in ({problem}); only a plain {{name}} is a "
                 "placeholder (no format spec or conversion), write a literal brace as {{ or }}"
             )
     return errors

@@ -42,9 +42,10 @@ class Dag:
         self.eval = config["eval_split"]
 
     @functools.cache
-    def class_prompts(self, dataset: str) -> str:
-        """A dataset's class prompts (JSON), built once per DAG build rather than once per job."""
-        return as_json(specs.prompts(self.config, dataset))
+    def class_prompts(self, dataset: str, method: str | None = None) -> str:
+        """A dataset's class prompts (JSON; under `method`'s test-time ensemble, if it has one), built once per DAG
+        build rather than once per job."""
+        return as_json(specs.prompts(self.config, dataset, method))
 
     @functools.cache
     def class_names(self, dataset: str) -> str:
@@ -144,7 +145,7 @@ class Dag:
         `weights` input); without one the model's own weights classify with the prompts. A param, so a changed model
         or prompt reruns the job; a changed method reruns its fine-tuning, whose new checkpoint reruns the job."""
         args = ["--model", as_json(self.model_spec(wildcards.model, wildcards.method))]
-        args += ["--prompts", self.class_prompts(wildcards.dataset)]
+        args += ["--prompts", self.class_prompts(wildcards.dataset, wildcards.method)]
         if specs.trains(self.config, wildcards.method):
             args += ["--checkpoint", input.weights[0]]
         return shlex.join(args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from vlm_rationality.data import build_dataset
+from vlm_rationality.open_clip_data import templated_set
 from vlm_rationality.plan.protocol import method_entry, model_entry, split_variant
 from vlm_rationality.plan.sweep import LABEL as SWEEP_LABEL
 from vlm_rationality.registry import declared
@@ -196,8 +197,20 @@ def base_model_spec(config: Config, model: str, base_path: str, method: str | No
     return spec
 
 
-def prompts(config: Config, dataset: str) -> list[str]:
-    return build_dataset(config["datasets"][dataset]).prompts(config["prompt_template"])
+def ensemble(config: Config, method: str) -> list[str] | None:
+    """A method's test-time ensemble of templates (`templates`, zs.py: a list, or a set open_clip ships), if any."""
+    chosen = method_entry(config, method).get("templates")
+    return templated_set(chosen) if isinstance(chosen, str) else chosen
+
+
+def prompts(config: Config, dataset: str, method: str | None = None) -> list[str] | list[list[str]]:
+    """One prompt per class from `prompt_template`; under a method's ensemble, each class's prompt under every one
+    of its templates."""
+    built = build_dataset(config["datasets"][dataset])
+    templates = ensemble(config, method) if method is not None else None
+    if templates is None:
+        return built.prompts(config["prompt_template"])
+    return [list(class_prompts) for class_prompts in zip(*(built.prompts(t) for t in templates))]
 
 
 def cue_tie(config: Config, dataset: str) -> dict[str, Any] | None:

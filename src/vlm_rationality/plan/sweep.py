@@ -7,6 +7,7 @@ value of a list renames (and reruns) only the variants that carry it. Each varia
 plus a `sweep` label (`{method: ft, values: {...}}`) that the score table turns into columns and the ablation
 table into blocks; the label is not a training setting, so a variant's checkpoint is the one the same entry written
 by hand would make.
+A list is a value, not a sweep, where the method's kind declares the option a list (`templates` of zs).
 The expansion runs before the schema check, which then checks every variant's values. No torch here.
 """
 
@@ -16,6 +17,8 @@ import itertools
 import math
 import re
 from typing import Any
+
+from vlm_rationality.registry import declared
 
 Entry = dict[str, Any]
 LABEL = "sweep"
@@ -42,9 +45,21 @@ def variant_name(method: str, values: Entry) -> str:
     return ".".join([method, *(f"{key}={value_text(value)}" for key, value in values.items())])
 
 
+def list_options(kind: Any) -> set[str]:
+    """The options a method's kind declares as lists at registration (zs's `templates`): a list there is one value,
+    not a sweep."""
+    facts = declared("vlm_rationality.finetune", "FINETUNE_METHODS").get(kind, {}) if isinstance(kind, str) else {}
+    return {
+        key
+        for key, schema in facts.get("options", {}).items()
+        if "array" in [schema.get("type"), *(choice.get("type") for choice in schema.get("oneOf", []))]
+    }
+
+
 def expand_method(name: str, entry: Entry) -> dict[str, Entry]:
     """`name` -> its entry if nothing is swept, else one entry per combination of its list values."""
-    swept = {key: entry[key] for key in sorted(entry) if isinstance(entry[key], list)}
+    values = list_options(entry.get("kind"))
+    swept = {key: entry[key] for key in sorted(entry) if isinstance(entry[key], list) and key not in values}
     if not swept:
         return {name: entry}
     errors = []

@@ -20,6 +20,7 @@ from vlm_rationality.artefacts import PreparedShard, write_predictions
 from vlm_rationality.data.shards import batches_under_shift
 from vlm_rationality.device import resolve_device
 from vlm_rationality.models.classifier_spec import ClassifierSpec
+from vlm_rationality.models.heads import prompt_features
 from vlm_rationality.progress import Progress
 
 
@@ -36,7 +37,7 @@ def predict(
     """`sets`: [{name, shift, shards}]. Writes the predictions file; returns what it counted per set."""
     dev = resolve_device(device)
     classifier = classifier_spec.load(dev)
-    prompt_features = F.normalize(classifier.model.encode_text(list(classifier_spec.prompts)).float(), dim=-1)
+    text = prompt_features(classifier.model, classifier_spec.prompts)
     rows: dict[str, list] = {"sets": [], "sample_ids": [], "labels": [], "backgrounds": [], "logits": [], "cosines": []}
     counts, skipped = {}, {}
     progress = Progress("predict", sum(PreparedShard(path).rows for spec in sets for path in spec["shards"]))
@@ -47,7 +48,7 @@ def predict(
                 images = classifier.model.preprocess(batch.images.to(dev))
                 features = classifier.features(classifier.model.encode_image(images))
                 logits = classifier.head(features).float().cpu().numpy()
-                rows["cosines"].append((F.normalize(features.float(), dim=-1) @ prompt_features.T).cpu().numpy())
+                rows["cosines"].append((F.normalize(features.float(), dim=-1) @ text.T).cpu().numpy())
                 rows["sets"] += [spec["name"]] * len(logits)
                 rows["sample_ids"] += list(batch.sample_ids)
                 rows["labels"].append(batch.labels.numpy())
