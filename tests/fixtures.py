@@ -127,6 +127,15 @@ def imagenet(root: Path) -> Fixture:
     return fx
 
 
+def shifted_imagenet(root: Path, layout: str, classes: Sequence[str | int]) -> Path:
+    """A shifted test set in its published layout: ImageNet-V2's class-index folders (`layout` v2) or the wnid
+    folders of ImageNet-R/-A/-Sketch; two images per class, one of them a PNG (the sets mix formats)."""
+    for k, name in enumerate(classes):
+        for j, suffix in enumerate((".jpeg" if layout == "v2" else ".jpg", ".png")):
+            photo(root / str(name) / f"{layout}_{k}_{j}{suffix}", seed=500 + 10 * k + j)
+    return root
+
+
 def imagenet_c(imagenet_root: Path, root: Path, shifts: list[str]) -> Path:
     """The published ImageNet-C layout, made as Hendrycks & Dietterich made it: every validation image (the
     unreadable ones stand in as a blank picture) resized to 256 on its shorter side, centre-cropped to 224, corrupted

@@ -9,6 +9,7 @@ import re
 import pytest
 import yaml
 
+from tests import fixtures
 from tests.snakemake_runs import REPO, SCHEMA, TEST_CONFIG
 from vlm_rationality.plan.config import ConfigError, check_config, check_files, twins_pool_error
 from vlm_rationality.plan.specs import training_rhos
@@ -198,7 +199,7 @@ def test_registries_read_from_the_source_equal_the_imported_ones():
     from vlm_rationality.registry import declared
 
     methods = declared("vlm_rationality.finetune", "FINETUNE_METHODS")
-    assert list(methods) == list(FINETUNE_METHODS) and methods["zs"] == {"trains": False, "head": "prompt"}
+    assert list(methods) == list(FINETUNE_METHODS) and methods["lp"]["trains"] and not methods["zs"]["trains"]
     assert all(
         FINETUNE_METHODS.get(name).trains == facts["trains"] and FINETUNE_METHODS.get(name).head == facts["head"]
         for name, facts in methods.items()
@@ -344,6 +345,55 @@ def test_ood_folders_are_walked_with_a_bound_and_cannot_share_a_split_file(tmp_p
     assert "robustness.ood_folders.root: / is a filesystem root; give the folder that holds the images" in text
     assert f"robustness.ood_folders.inat: {tmp_path / 'ood'} holds more than 5 files and folders" in text
     assert "datasets.tiny-synthetic.splits.folder-inat: robustness prepares a folder as the split 'folder-inat'" in text
+
+
+def test_a_shifted_test_set_needs_synset_classes_its_layout_and_a_name_of_its_own(tmp_path):
+    from vlm_rationality.plan.specs import prediction_sets, prepare_spec, restricted_sets
+
+    root = fixtures.imagenet(tmp_path / "imagenet").root
+    fixtures.shifted_imagenet(tmp_path / "r", "r", ["n01443537"])
+    fixtures.shifted_imagenet(tmp_path / "v2", "v2", ["tench"])  # not a class index: not V2's layout
+    config = copy.deepcopy(TEST_CONFIG)
+    config["datasets"]["mini-in"] = {
+        "adapter": "imagenet",
+        "root": str(root),
+        "image_size": 32,
+        "shard_size": 8,
+        "split_folders": {"test": "val"},
+        "splits": {"train": {"masks": False}, "test": {}, "val": {"masks": False}},
+        "shifts": ["clean", "gaussian_noise-1"],
+    }
+    config["datasets"]["tiny-synthetic"]["splits"]["val"] = {"size": 40, "rho": 0.9}
+    config["robustness"] = {
+        "validation": "val",
+        "shifted_sets": {
+            "r": {"adapter": "imagenet_r", "root": str(tmp_path / "r")},
+            "v2": {"adapter": "imagenet_v2", "root": str(tmp_path / "v2")},
+            "gaussian_noise-1": {"adapter": "imagenet_r", "root": str(tmp_path / "r")},
+        },
+    }
+    with pytest.raises(ConfigError) as error:
+        check_config(copy.deepcopy(config), copy.deepcopy(SCHEMA))
+    text = str(error.value).splitlines()
+    assert (
+        "robustness.shifted_sets.r: the classes of dataset 'tiny-synthetic' are not ImageNet synsets; a shifted "
+        "test set needs them" in text
+    )
+    assert (
+        f"robustness.shifted_sets.v2: {tmp_path / 'v2'}: folders ['tench'] name no class; expected root/<class "
+        "index 0-999>/*.jpeg (ImageNet-V2, any of its three samplings)" in text
+    )
+    assert "robustness.shifted_sets.gaussian_noise-1: dataset 'mini-in' has a shift of this name; rename it" in text
+    del config["datasets"]["tiny-synthetic"], config["robustness"]["shifted_sets"]["v2"]
+    del config["robustness"]["shifted_sets"]["gaussian_noise-1"]
+    config["datasets"]["mini-in"]["shifts"] = ["clean"]
+    config["models"]["tiny-clip"].pop("pretrain")
+    config["methods"] = {"zs": {"kind": "zs"}}
+    check_config(config, copy.deepcopy(SCHEMA))
+    assert {"name": "test/r", "split": "shifted-r", "shift": "clean"} in prediction_sets(config, "mini-in")
+    spec = prepare_spec(config, "mini-in", "shifted-r")  # labelled by the fixture's two synsets, in its order
+    assert spec["adapter"] == "imagenet_r" and spec["synsets"] == ["n01440764", "n01443537"]
+    assert restricted_sets(config) == ["test/r"]
 
 
 def test_the_cue_conflict_stimuli_folder_is_checked_and_given_once(tmp_path):

@@ -858,7 +858,16 @@ def test_a_validation_split_carved_from_training_is_never_trained_on(tmp_path):
     }
     config["models"] = {"tiny-clip": {"adapter": "open_clip", "arch": "tiny-vit-32"}}
     config["methods"] = {"ft": TEST_CONFIG["methods"]["ft"]}
-    config["robustness"] = {"validation": "val"}
+    # two shifted test sets in their layouts: ImageNet-V2's folder 2 and ImageNet-R's shark are not classes here
+    v2 = fixtures.shifted_imagenet(tmp_path / "imagenet-v2", "v2", [0, 1, 2])
+    r = fixtures.shifted_imagenet(tmp_path / "imagenet-r", "r", ["n01443537", "n01484850"])
+    config["robustness"] = {
+        "validation": "val",
+        "shifted_sets": {
+            "v2": {"adapter": "imagenet_v2", "root": str(v2)},
+            "r": {"adapter": "imagenet_r", "root": str(r)},
+        },
+    }
     snakemake(tmp_path, config, "results/metrics/robustness.parquet")
     data = tmp_path / "results" / "data" / "mini-in"
     trained = {
@@ -873,8 +882,18 @@ def test_a_validation_split_carved_from_training_is_never_trained_on(tmp_path):
     predictions = pq.read_table(tmp_path / "results" / "predictions" / "mini-in" / "tiny-clip" / "ft.parquet")
     validation = predictions.filter(pc.equal(predictions.column("set"), "val"))
     assert set(validation.column("sample_id").to_pylist()) == held_out
-    row = pq.read_table(tmp_path / "results" / "metrics" / "robustness.parquet").to_pylist()[0]
-    assert row["dataset"] == "mini-in" and 0 < row["temperature"] < 100
+    rows = {r["shift"]: r for r in pq.read_table(tmp_path / "results" / "metrics" / "robustness.parquet").to_pylist()}
+    assert rows["clean"]["dataset"] == "mini-in" and 0 < rows["clean"]["temperature"] < 100
+    for name, labels, skipped in (("v2", [0, 0, 1, 1], 2), ("r", [1, 1], 2)):
+        shifted = predictions.filter(pc.equal(predictions.column("set"), f"test/{name}"))
+        assert shifted.column("label").to_pylist() == labels and rows[name]["n_skipped"] == skipped
+        logits = np.asarray(shifted.column("logits").to_pylist())
+        kept = logits[:, sorted(set(labels))] if name == "r" else logits  # ImageNet-R: its own classes' logits
+        right = np.asarray(sorted(set(labels)))[kept.argmax(1)] == np.asarray(labels)
+        assert (
+            rows[name]["accuracy"] == pytest.approx(right.mean())
+            and rows[name]["temperature"] == rows["clean"]["temperature"]
+        )
 
 
 def test_the_paper_robustness_grid_dry_runs_on_fixture_folders(tmp_path):
@@ -891,6 +910,11 @@ def test_the_paper_robustness_grid_dry_runs_on_fixture_folders(tmp_path):
         section["ood_folders"][name] = str(tmp_path / "ood" / name)
     fixtures.photo(tmp_path / "cue-conflict" / "cat" / "cat1-dog2.png")
     section["cue_conflict_folder"] = str(tmp_path / "cue-conflict")
+    for name, entry in section["shifted_sets"].items():
+        layout = "v2" if entry["adapter"] == "imagenet_v2" else "r"
+        entry["root"] = str(
+            fixtures.shifted_imagenet(tmp_path / name, layout, [0] if layout == "v2" else ["n01440764"])
+        )
     snakemake(tmp_path, config, "--until", "items")
     listed = sorted(p.parent.name for p in (tmp_path / "results" / "data" / "imagenet").glob("*/items.parquet"))
     assert listed == ["test", "train", "val"]  # the folders are listed once the plan reaches them

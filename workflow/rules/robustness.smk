@@ -72,6 +72,9 @@ rule robustness:
     params:
         validation=config.get("robustness", {}).get("validation", ""),
         ood=as_json(specs.ood_sets(config)),
+        restricted=(
+            f" --restricted {shlex.quote(as_json(specs.restricted_sets(config)))}" if specs.restricted_sets(config) else ""
+        ),
         cue=(
             f"--cue-conflict {specs.cue_conflict_set(config)}"
             + (" --cue-categories imagenet16" if "cue_conflict_folder" in config.get("robustness", {}) else "")
@@ -82,6 +85,7 @@ rule robustness:
         seed=config["score"]["seed"],
     shell:
         "python -m vlm_rationality robustness --validation {params.validation} --ood {params.ood:q} {params.cue}"
+        "{params.restricted}"
         " --iterations {params.iterations} --seed {params.seed}"
         " --parquet {output.parquet} --csv {output.csv} --markdown {output.markdown}"
         " --reliability results/figures/reliability {input} > {log} 2>&1"

@@ -61,6 +61,11 @@ class Dataset(ABC):
     split_options: ClassVar[dict[str, Any]] = {}
     published: ClassVar[str] = ""  # where the sizes `published_size` assumes come from
 
+    def label_synsets(self) -> list[str] | None:
+        """The WordNet id of each label where the classes are ImageNet synsets (the shifted test sets are labelled
+        by them: data/shifted.py); None for other datasets."""
+        return None
+
     @classmethod
     def published_size(cls, entry: dict[str, Any], split: str) -> int | None:
         """The split's size as the dataset's authors publish it, for pricing a grid whose data are not on disk yet

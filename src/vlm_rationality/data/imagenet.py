@@ -101,6 +101,9 @@ class ImageNet(FileDataset):
             raise FileNotFoundError(f"{split_dir} has no synset folders; expected layout: {self.layout}")
         return synsets
 
+    def label_synsets(self) -> list[str]:
+        return self.synsets
+
     @property
     def class_names(self) -> list[str]:
         """CLIP's curated names for the full 1000 classes; otherwise LOC_synset_mapping.txt or the synset ids."""

@@ -96,6 +96,14 @@ def _with_intervals(row: dict[str, Any], replicates: dict[str, np.ndarray]) -> N
         row[f"{name}_ci_low"], row[f"{name}_ci_high"] = interval(values)
 
 
+def restrict(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A set scored on its own classes (ImageNet-R, -A: the standard protocol): the logits of the classes its labels
+    name, the labels as positions among them, so a class outside the set never wins and calibration reads a softmax
+    over the set's classes."""
+    classes = np.unique(labels)
+    return logits[:, classes], np.searchsorted(classes, labels)
+
+
 def robustness_rows(
     predictions: Sequence[Predictions],
     validation: str,
@@ -104,9 +112,11 @@ def robustness_rows(
     cue_categories: str | None = None,
     iterations: int = 1000,
     seed: int = 0,
+    restricted: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Each metric of the test sets with its 95% percentile-bootstrap interval (`_ci_low`, `_ci_high`, over
-    `iterations` replicates: robustness_intervals.py); the in-distribution `id_*` and FPR@95 without one."""
+    `iterations` replicates: robustness_intervals.py); the in-distribution `id_*` and FPR@95 without one. A test set
+    under a natural shift (ImageNet-V2, -R, …) is a row like a corruption's; `restricted` sets on their classes."""
     rows = []
     for meta, sets in predictions:
         keys, skipped = meta["keys"], meta.get("skipped", {})
@@ -121,6 +131,8 @@ def robustness_rows(
         ):
             shift = name[len(TEST_PREFIX) :]
             logits, labels, cosines = _finite(sets[name]["logits"], sets[name]["label"], sets[name]["cosines"])
+            if name in restricted and len(labels):
+                logits, labels = restrict(logits, labels)
             row: dict[str, Any] = {
                 **{k: keys[k] for k in ("dataset", "model", "method")},
                 "shift": shift,

@@ -162,6 +162,12 @@ def _robustness_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ood", type=json_argument, required=True, help="OOD set names (JSON list)")
     p.add_argument("--cue-conflict", default=None, help="the cue-conflict set, if any")
     p.add_argument(
+        "--restricted",
+        type=json_argument,
+        default=[],
+        help="sets scored on their own classes' logits only (JSON list: ImageNet-R, -A)",
+    )
+    p.add_argument(
         "--cue-categories",
         choices=["imagenet16"],
         default=None,
@@ -183,8 +189,8 @@ def _robustness(args: argparse.Namespace) -> None:
 
     predictions = [read_predictions(path) for path in args.predictions]  # read once: the table and the figures
     sets = (args.validation, args.ood, args.cue_conflict, args.cue_categories)
-    rows = robustness_rows(predictions, *sets, args.iterations, args.seed)
-    settings = config_hash([*sets, args.iterations, args.seed])
+    rows = robustness_rows(predictions, *sets, args.iterations, args.seed, args.restricted)
+    settings = config_hash([*sets, args.iterations, args.seed, *([args.restricted] if args.restricted else [])])
     write_metrics(pa.Table.from_pylist(rows), args.parquet, args.csv, settings, ROBUSTNESS)
     with atomic_path(args.markdown) as tmp:
         tmp.write_text(robustness_markdown(rows, args.ood))

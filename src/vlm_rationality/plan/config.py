@@ -24,6 +24,7 @@ from vlm_rationality.models.adapter import MODEL_ADAPTERS, model_adapter
 from vlm_rationality.plan.schema import Schema, validate
 from vlm_rationality.plan.specs import (
     FOLDER_SPLIT,
+    SHIFTED_SPLIT,
     STIMULI_SPLIT,
     finetune_methods,
     known_size,
@@ -724,6 +725,7 @@ def _robustness_errors(config: Config) -> list[str]:
             except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
                 errors.append(f"robustness.cue_conflict_folder: {err}")
     folders = [FOLDER_SPLIT + name for name in section["ood_folders"]]
+    folders += [SHIFTED_SPLIT + name for name in section["shifted_sets"]]
     folders += [STIMULI_SPLIT] if "cue_conflict_folder" in section else []
     for dataset in robustness_datasets(config):
         errors += [
@@ -740,6 +742,23 @@ def _robustness_errors(config: Config) -> list[str]:
                 build_dataset(prepare_spec(config, dataset, FOLDER_SPLIT + name))
             except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
                 errors.append(f"robustness.ood_folders.{name}: {err}")
+    return errors + _shifted_set_errors(config)
+
+
+def _shifted_set_errors(config: Config) -> list[str]:
+    """A shifted test set is a row of the robustness table under its name: it must not take a corruption's name,
+    and each robustness dataset must label it (its classes are ImageNet synsets) from a folder in its layout."""
+    errors = []
+    for name in config["robustness"]["shifted_sets"]:
+        for dataset in robustness_datasets(config):
+            if name in shifts(config, dataset):
+                errors.append(
+                    f"robustness.shifted_sets.{name}: dataset {dataset!r} has a shift of this name; rename it"
+                )
+            try:
+                build_dataset(prepare_spec(config, dataset, SHIFTED_SPLIT + name))
+            except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+                errors.append(f"robustness.shifted_sets.{name}: {err}")
     return errors
 
 

@@ -92,7 +92,8 @@ def _classes(config: Config, dataset: str, assumed: list[str] | None) -> int:
 
 
 def _published(config: Config, dataset: str, split: str, assumed: list[str]) -> int:
-    entry = config["datasets"][dataset]
+    shifted = specs.shifted_sets(config).get(split[len(specs.SHIFTED_SPLIT) :], {})
+    entry = shifted if split.startswith(specs.SHIFTED_SPLIT) and shifted else config["datasets"][dataset]
     adapter = DATASET_ADAPTERS.get(entry["adapter"])
     size = adapter.published_size(entry, split)
     if size is None:

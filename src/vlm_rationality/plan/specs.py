@@ -17,6 +17,7 @@ from vlm_rationality.registry import declared
 Config = dict[str, Any]
 FOLDER_SPLIT = "folder-"  # robustness.ood_folders.<name> is prepared as the split folder-<name> of a dataset
 STIMULI_SPLIT = "stimuli"  # robustness.cue_conflict_folder, prepared as this split of a dataset
+SHIFTED_SPLIT = "shifted-"  # robustness.shifted_sets.<name> is prepared as the split shifted-<name> of a dataset
 
 
 def loaded_files(config: Config, method: str, dataset: str, model: str) -> dict[str, str]:
@@ -102,7 +103,24 @@ def prediction_sets(config: Config, dataset: str) -> list[Config]:
     sets += [{"name": split, "split": split, "shift": "clean"} for split in named]
     if "cue_conflict_folder" in section:
         sets.append({"name": STIMULI_SPLIT, "split": STIMULI_SPLIT, "shift": "clean"})
+    sets += [{"name": f"test/{name}", "split": SHIFTED_SPLIT + name, "shift": "clean"} for name in shifted_sets(config)]
     return sets + [{"name": name, "split": FOLDER_SPLIT + name, "shift": "clean"} for name in section["ood_folders"]]
+
+
+def shifted_sets(config: Config) -> dict[str, Config]:
+    """robustness.shifted_sets: name -> {adapter, root} (ImageNet-V2, -R, -A, -Sketch on disk)."""
+    return config.get("robustness", {}).get("shifted_sets", {})
+
+
+def restricted_sets(config: Config) -> list[str]:
+    """The prediction sets scored on their own classes' logits only (ImageNet-R, -A: their adapters say so)."""
+    from vlm_rationality.data import DATASET_ADAPTERS
+
+    return [
+        f"test/{name}"
+        for name, entry in shifted_sets(config).items()
+        if DATASET_ADAPTERS.get(entry["adapter"]).restricted
+    ]
 
 
 def cue_conflict_set(config: Config) -> str | None:
@@ -159,13 +177,18 @@ def heatmap_spec(config: Config, heatmap_method: str, method: str) -> Config:
 def prepare_spec(config: Config, dataset: str, split: str) -> Config:
     """The dataset config narrowed to one split and the splits carved with it (a carved split, its source and the
     source's other carved splits decide each other's items): resizing another split reruns nothing here. The split
-    `folder-<name>` is the OOD folder `robustness.ood_folders.<name>` under this dataset's eval transform."""
+    `folder-<name>` is the OOD folder `robustness.ood_folders.<name>` under this dataset's eval transform; the split
+    `shifted-<name>` the shifted test set `robustness.shifted_sets.<name>`, labelled by this dataset's synsets (where
+    they are not ImageNet-1K's own, in its order)."""
     section = config.get("robustness", {})
     folders = section.get("ood_folders", {})
     folder = folders.get(split[len(FOLDER_SPLIT) :]) if split.startswith(FOLDER_SPLIT) else None
-    adapter = "image_folder"
+    adapter, extra = "image_folder", {}
     if split == STIMULI_SPLIT and "cue_conflict_folder" in section:
         folder, adapter = section["cue_conflict_folder"], "cue_conflict_stimuli"
+    shifted = shifted_sets(config).get(split[len(SHIFTED_SPLIT) :]) if split.startswith(SHIFTED_SPLIT) else None
+    if shifted is not None:
+        folder, adapter, extra = shifted["root"], shifted["adapter"], {"synsets": parent_synsets(config, dataset)}
     if folder is not None:
         source = config["datasets"][dataset]
         transform = {key: source[key] for key in ("resize", "interpolation") if key in source}
@@ -175,6 +198,7 @@ def prepare_spec(config: Config, dataset: str, split: str) -> Config:
             "image_size": source["image_size"],
             "shard_size": source["shard_size"],
             **transform,
+            **{key: value for key, value in extra.items() if value is not None},
             "splits": {split: {"masks": False}},
         }
     spec = {key: value for key, value in config["datasets"][dataset].items() if key not in ("shifts", "imagenet_c")}
@@ -185,6 +209,17 @@ def prepare_spec(config: Config, dataset: str, split: str) -> Config:
         if name in (split, carved_from) or entry.get("carve", {}).get("from") == carved_from
     }
     return spec
+
+
+def parent_synsets(config: Config, dataset: str) -> list[str] | None:
+    """The synsets a shifted test set of `dataset` is labelled by: None where they are ImageNet-1K's 1000 in the
+    canonical order (the set's adapter knows those); fails where the dataset's classes are not synsets."""
+    from vlm_rationality.data.shifted import imagenet_synsets
+
+    synsets = build_dataset(prepare_spec(config, dataset, config["eval_split"])).label_synsets()
+    if synsets is None:
+        raise ValueError(f"the classes of dataset {dataset!r} are not ImageNet synsets; a shifted test set needs them")
+    return None if synsets == imagenet_synsets() else synsets
 
 
 def base_model_spec(config: Config, model: str, base_path: str, method: str | None = None) -> Config:
