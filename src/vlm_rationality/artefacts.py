@@ -57,6 +57,9 @@ HEATMAPS = "heatmaps/3"
 METRICS = "rationality-metrics/2"
 PREDICTIONS = "predictions/2"
 ROBUSTNESS = "robustness-metrics/1"
+ID_OOD = (
+    "id-ood/1"  # per metric: the probit-space line of ID accuracy against it across classifiers (metrics/id_ood.py)
+)
 DISCOVERY_REGIONS = "discovery-regions/2"  # 2: the clusters (medoids, ranked candidates) in the metadata
 TRAINING_REGIONS = "training-regions/1"
 DISCOVERY = "discovery-metrics/1"

@@ -397,3 +397,33 @@ def test_reliability_diagrams_show_each_bins_sample_count(tmp_path, monkeypatch)
         _, _, expected = calibration.reliability_bins(calibration.softmax(logits, temperature), labels)
         assert (counts[0] == expected).all()
     assert before.get_ylabel() == "samples per bin"
+
+
+def test_id_against_ood_is_a_probit_line_across_classifiers_that_one_outlier_does_not_drag():
+    from scipy.stats import norm
+
+    from vlm_rationality.metrics.id_ood import id_ood_rows
+
+    ids = np.array([0.6, 0.7, 0.8, 0.9, 0.95, 0.97])
+    shifted = norm.cdf(0.5 * norm.ppf(ids) - 0.2)  # on a line of slope 0.5 in probit space
+    shifted[2] = 0.99  # one classifier far off the line
+    rows = []
+    for k, (x, y) in enumerate(zip(ids, shifted)):
+        keys = {"dataset": "d", "model": "m", "method": f"ft{k}"}
+        rows += [
+            {**keys, "shift": "clean", "accuracy": x, "auroc.ood.msp": y, "auroc.ood.msp_ci_low": 0.0},
+            {**keys, "shift": "fog-3", "accuracy": float(y)},
+        ]
+    rows.append({"dataset": "d", "model": "m", "method": "lonely", "shift": "fog-3", "accuracy": 0.5})  # no clean row
+    found = {r["metric"]: r for r in id_ood_rows(rows)}
+    assert sorted(found) == ["accuracy@fog-3", "auroc.ood.msp"]  # no interval bound, no NaN shape bias
+    fit = found["accuracy@fog-3"]
+    assert fit["n_classifiers"] == 6 and fit["spearman"] == pytest.approx(1 - 6 * 12 / (6 * 35))  # ranks 1 2 6 3 4 5
+    assert fit["slope"] == pytest.approx(0.5, abs=0.02) and fit["intercept"] == pytest.approx(-0.2, abs=0.02)
+    px, py = norm.ppf(ids), norm.ppf(shifted)
+    residual = py - fit["intercept"] - fit["slope"] * px  # R² of the robust line, the outlier's residual included
+    assert fit["r2"] == pytest.approx(1 - np.sum(residual**2) / np.sum((py - py.mean()) ** 2)) and fit["r2"] < 0.5
+    ols = np.polyfit(norm.ppf(ids), norm.ppf(shifted), 1)
+    assert abs(ols[0] - 0.5) > 0.2  # least squares is dragged by the one classifier off the line
+    two = id_ood_rows(rows[:4])  # two classifiers: a rank, no line
+    assert np.isnan(two[0]["slope"]) and two[0]["spearman"] == pytest.approx(1.0)

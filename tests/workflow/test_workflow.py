@@ -829,6 +829,12 @@ def test_robustness_predicts_logits_only_and_writes_its_table(run, tmp_path):
         assert 0 <= row["auroc.photos.msp"] <= 1 and row["n_skipped.photos"] == 1 and row["n_skipped"] == 0
         assert row["shape_decisions"] + row["texture_decisions"] <= 40
     assert "## Shape bias" in (results / "tables" / "robustness.md").read_text()
+    lines = {r["metric"]: r for r in pq.read_table(results / "metrics" / "id_ood.parquet").to_pylist()}
+    assert read_metadata(results / "metrics" / "id_ood.parquet")["schema"] == "id-ood/1"
+    assert {"auroc.ood.msp", "auroc.textures.mcm", "auroc.photos.energy", "shape_bias"} <= set(lines)
+    assert all(r["n_classifiers"] == 4 and not abs(r["spearman"]) > 1 for r in lines.values())  # NaN: a tie
+    assert -1 <= lines["auroc.ood.msp"]["spearman"] <= 1 and math.isfinite(lines["auroc.ood.msp"]["slope"])
+    assert (results / "figures" / "id_ood.png").read_bytes()[:4] == b"\x89PNG"
     assert (results / "figures" / "reliability" / "tiny-synthetic" / "tiny-clip.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -49,6 +49,14 @@ rule robustness:
             category="2. Tables (report)",
             labels={"table": "robustness", "format": "Markdown"},
         ),
+        id_ood_parquet="results/metrics/id_ood.parquet",
+        id_ood_csv="results/metrics/id_ood.csv",
+        id_ood_figure=report(
+            "results/figures/id_ood.png",
+            caption="../report/robustness.rst",
+            category="3. Figures (report)",
+            labels={"figure": "ID against OOD across classifiers"},
+        ),
         reliability=report(
             expand(
                 "results/figures/reliability/{dataset}/{model}.png",
@@ -88,4 +96,5 @@ rule robustness:
         "{params.restricted}"
         " --iterations {params.iterations} --seed {params.seed}"
         " --parquet {output.parquet} --csv {output.csv} --markdown {output.markdown}"
+        " --id-ood-parquet {output.id_ood_parquet} --id-ood-csv {output.id_ood_csv} --id-ood-figure {output.id_ood_figure}"
         " --reliability results/figures/reliability {input} > {log} 2>&1"

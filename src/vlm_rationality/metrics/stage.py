@@ -173,7 +173,7 @@ def _robustness_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="the cue-conflict labels are the 16 stimulus categories: ImageNet-1k logits decide among them",
     )
-    _outputs(p, "parquet", "csv", "markdown")
+    _outputs(p, "parquet", "csv", "markdown", "id-ood-parquet", "id-ood-csv", "id-ood-figure")
     p.add_argument("--reliability", required=True, help="folder of the reliability diagrams (<dataset>/<model>.png)")
     _bootstrap(p)
     p.add_argument("predictions", nargs="+")
@@ -182,18 +182,22 @@ def _robustness_arguments(p: argparse.ArgumentParser) -> None:
 def _robustness(args: argparse.Namespace) -> None:
     import pyarrow as pa
 
-    from vlm_rationality.artefacts import ROBUSTNESS, read_predictions, write_metrics
+    from vlm_rationality.artefacts import ID_OOD, ROBUSTNESS, read_predictions, write_metrics
     from vlm_rationality.io import atomic_path
+    from vlm_rationality.metrics.id_ood import id_ood_rows
     from vlm_rationality.metrics.robustness import robustness_rows
-    from vlm_rationality.report.robustness import reliability_figures, robustness_markdown
+    from vlm_rationality.report.robustness import id_ood_figure, reliability_figures, robustness_markdown
 
     predictions = [read_predictions(path) for path in args.predictions]  # read once: the table and the figures
     sets = (args.validation, args.ood, args.cue_conflict, args.cue_categories)
     rows = robustness_rows(predictions, *sets, args.iterations, args.seed, args.restricted)
     settings = config_hash([*sets, args.iterations, args.seed, *([args.restricted] if args.restricted else [])])
     write_metrics(pa.Table.from_pylist(rows), args.parquet, args.csv, settings, ROBUSTNESS)
+    lines = id_ood_rows(rows)
+    write_metrics(pa.Table.from_pylist(lines), args.id_ood_parquet, args.id_ood_csv, settings, ID_OOD)
+    id_ood_figure(rows, lines, args.id_ood_figure)
     with atomic_path(args.markdown) as tmp:
-        tmp.write_text(robustness_markdown(rows, args.ood))
+        tmp.write_text(robustness_markdown(rows, args.ood, lines))
     figures = reliability_figures(predictions, rows, args.validation, args.reliability)
     print(f"{args.parquet}: {len(rows)} rows; {len(figures)} reliability diagrams")
 

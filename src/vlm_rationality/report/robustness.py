@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vlm_rationality.metrics.calibration import reliability_bins, softmax
+from vlm_rationality.metrics.id_ood import metric_points, probit
 from vlm_rationality.metrics.robustness import OOD_SCORES, TEST_PREFIX, Predictions
 from vlm_rationality.report.figures import plt, save_figure
 from vlm_rationality.report.names import display_name, number
@@ -25,7 +26,9 @@ def _ci(row: dict[str, Any], name: str, percent: bool = False) -> str:
     return f"{number(row[name], percent)} [{number(low, percent)}, {number(high, percent)}]"
 
 
-def robustness_markdown(rows: Sequence[dict[str, Any]], ood: Sequence[str]) -> str:
+def robustness_markdown(
+    rows: Sequence[dict[str, Any]], ood: Sequence[str], id_ood: Sequence[dict[str, Any]] = ()
+) -> str:
     lines = [
         "# Robustness: calibration, OOD detection, shape bias",
         "",
@@ -88,7 +91,58 @@ def robustness_markdown(rows: Sequence[dict[str, Any]], ood: Sequence[str]) -> s
                     f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {_ci(r, 'shape_bias', True)} "
                     f"| {r['shape_decisions']} | {r['texture_decisions']} |"
                 )
+    if id_ood:
+        lines += [
+            "",
+            "## In distribution against each shift and OOD metric, across classifiers (figures/id_ood.png)",
+            "",
+            "Probit axes; the line is a Huber fit (slope, intercept, its R²), ρ is Spearman's over the classifiers.",
+            "",
+            "| metric | classifiers | slope | intercept | R² | Spearman ρ |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in id_ood:
+            lines.append(
+                f"| {r['metric']} | {r['n_classifiers']} | {number(r['slope'])} | {number(r['intercept'])} | "
+                f"{number(r['r2'])} | {number(r['spearman'])} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+PROBIT_TICKS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def id_ood_figure(rows: Sequence[dict[str, Any]], lines: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """One panel per metric: each classifier's ID accuracy against the metric on probit axes, with the Huber line."""
+    points = metric_points(rows)
+    metrics = [line["metric"] for line in lines]
+    columns = min(4, max(1, len(metrics)))
+    fig, axes = plt.subplots(
+        max(1, math.ceil(len(metrics) / columns)),
+        columns,
+        figsize=(3.2 * columns, 3.0 * math.ceil(len(metrics) / columns) + 0.3),
+        squeeze=False,
+    )
+    ticks = probit(np.array(PROBIT_TICKS))
+    for ax, fit in zip(axes.flat, lines):
+        found = points[fit["metric"]]
+        x, y = probit(np.array([p[1] for p in found])), probit(np.array([p[2] for p in found]))
+        for (key, *_), px, py in zip(found, x, y):
+            ax.scatter(px, py, s=18)
+            ax.annotate(display_name(key[2]), (px, py), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        if math.isfinite(fit["slope"]):
+            grid = np.linspace(x.min(), x.max(), 20)
+            ax.plot(grid, fit["intercept"] + fit["slope"] * grid, color="black", lw=1)
+        ax.set_xticks(ticks, [f"{t:g}" for t in PROBIT_TICKS], fontsize=6)
+        ax.set_yticks(ticks, [f"{t:g}" for t in PROBIT_TICKS], fontsize=6)
+        ax.set_xlim(x.min() - 0.3, x.max() + 0.3)
+        ax.set_ylim(y.min() - 0.3, y.max() + 0.3)
+        ax.set_title(f"{fit['metric']}\nR² {number(fit['r2'])}, ρ {number(fit['spearman'])}", fontsize=7)
+        ax.set_xlabel("ID accuracy (probit)", fontsize=7)
+    for ax in list(axes.flat)[len(lines) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def reliability_figures(
