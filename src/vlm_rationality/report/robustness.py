@@ -91,22 +91,26 @@ def robustness_markdown(
                     f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {_ci(r, 'shape_bias', True)} "
                     f"| {r['shape_decisions']} | {r['texture_decisions']} |"
                 )
-    if id_ood:
-        lines += [
-            "",
-            "## In distribution against each shift and OOD metric, across classifiers (figures/id_ood.png)",
-            "",
-            "Probit axes; the line is a Huber fit (slope, intercept, its R²), ρ is Spearman's over the classifiers.",
-            "",
-            "| metric | classifiers | slope | intercept | R² | Spearman ρ |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in id_ood:
-            lines.append(
-                f"| {r['metric']} | {r['n_classifiers']} | {number(r['slope'])} | {number(r['intercept'])} | "
-                f"{number(r['r2'])} | {number(r['spearman'])} |"
-            )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _id_ood_section(id_ood)) + "\n"
+
+
+def _id_ood_section(id_ood: Sequence[dict[str, Any]]) -> list[str]:
+    if not id_ood:
+        return []
+    lines = [
+        "",
+        "## In distribution against each shift and OOD metric, across classifiers (figures/id_ood.png)",
+        "",
+        "Probit axes; the line is a Huber fit (slope, intercept, its R²), ρ is Spearman's over the classifiers.",
+        "",
+        "| metric | classifiers | slope | intercept | R² | Spearman ρ |",
+        "|---|---|---|---|---|---|",
+    ]
+    return lines + [
+        f"| {r['metric']} | {r['n_classifiers']} | {number(r['slope'])} | {number(r['intercept'])} | "
+        f"{number(r['r2'])} | {number(r['spearman'])} |"
+        for r in id_ood
+    ]
 
 
 PROBIT_TICKS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
