@@ -130,6 +130,18 @@ def test_regions_rank_by_similarity_to_the_medoid_and_precision_divides_by_ten()
     assert precision_at(None, spurious=5) == 0.0  # no cluster survived
 
 
+def test_the_random_baseline_expects_the_spurious_share_as_ten_random_regions_find_it():
+    from vlm_rationality.discover.identify import random_precision_at
+
+    rng = np.random.default_rng(0)
+    shows = rng.uniform(size=300) < 0.13  # a spurious share of about 13%
+    draws = [precision_at(rng.choice(shows, 10, replace=False).astype(int), 1) for _ in range(20000)]
+    assert random_precision_at(shows) == pytest.approx(shows.mean())
+    assert np.mean(draws) == pytest.approx(shows.mean(), abs=0.003)  # what drawing regions gives, on average
+    few = shows[:6]  # fewer than ten regions: precision still divides by ten
+    assert random_precision_at(few) == pytest.approx(few.mean() * 0.6) and random_precision_at(np.zeros(0)) == 0.0
+
+
 def test_zero_shot_scores_soften_cosines_by_007():
     text = np.array([[2**-0.5, 2**-0.5], [0.0, 1.0]])
     scores = zero_shot_scores(np.array([[1.0, 0.0]]), text)

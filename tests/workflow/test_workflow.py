@@ -946,6 +946,8 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
         masks.update(zip(prepared["sample_id"], prepared["mask"]))
     for method, row in rows.items():
         assert row["n_images"] == 48 and 16 <= row["k"] < 40 and -1 <= row["silhouette"] <= 1
+        random = row["random_precision_at_10"]  # Random's expectation: the share of all regions that show the cue
+        assert (random is None) == (row["top_cluster"] is None) and (random is None or 0 <= random <= 1)
         regions = pq.read_table(
             results / "discovery" / "tiny-synthetic" / "tiny-clip" / f"{method}.parquet"
         ).to_pylist()

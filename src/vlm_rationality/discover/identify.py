@@ -129,3 +129,10 @@ def precision_at(ranked_region_labels: np.ndarray | None, spurious: int, k: int 
     if ranked_region_labels is None:
         return 0.0
     return float(np.sum(np.asarray(ranked_region_labels[:k]) == spurious)) / k
+
+
+def random_precision_at(shows_spurious: np.ndarray, k: int = 10) -> float:
+    """RaVL's Random baseline: the expected Precision@k of k regions drawn without replacement from all of them,
+    the spurious share (times min(n, k) / k, as `precision_at` divides by k) — what a ranking must beat."""
+    shows = np.asarray(shows_spurious, bool)
+    return float(shows.mean()) * min(len(shows), k) / k if len(shows) else 0.0

@@ -20,7 +20,13 @@ from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.data.shards import batches_under_shift, shared_columns
 from vlm_rationality.discover.clusters import cluster_regions, k_range
 from vlm_rationality.discover.embed import class_embeddings, crops, embed
-from vlm_rationality.discover.identify import identify, precision_at, rank_regions, zero_shot_scores
+from vlm_rationality.discover.identify import (
+    identify,
+    precision_at,
+    random_precision_at,
+    rank_regions,
+    zero_shot_scores,
+)
 from vlm_rationality.discover.regions import background_boxes, grid_boxes, object_box
 from vlm_rationality.metrics.groups import NO_GROUPS, cue_present, worst_group
 from vlm_rationality.progress import Progress
@@ -192,13 +198,16 @@ def discover(
     }
     # Precision@10 where the dataset knows its cue: the top regions that show the cue tied to the class the cluster
     # is tied to (the right feature and the right class at once).
+    # Random's expected Precision@10 counts the same regions among all of them: the ranking's skill beyond the share.
     row["spurious_kind"], row["spurious_feature"], row["precision_at_10"] = None, None, None
+    row["random_precision_at_10"] = None
     if cue is not None:
         tied_class = top.tied_class if top else None
-        matches = np.array([shows_cue(regions["kind"][r], regions["feature"][r], cue, tied_class) for r in ranked])
+        shows = np.array([shows_cue(k, f, cue, tied_class) for k, f in zip(regions["kind"], regions["feature"])])
         row["spurious_kind"] = BACKGROUND if "tied" in cue else STICKER
         row["spurious_feature"] = cue["tied"][tied_class] if "tied" in cue and tied_class is not None else None
-        row["precision_at_10"] = precision_at(matches.astype(int) if top else None, 1)
+        row["precision_at_10"] = precision_at(shows[ranked].astype(int) if top else None, 1)
+        row["random_precision_at_10"] = random_precision_at(shows) if top else None
     row.update(_accuracies(seen, image_scores, region_scores, cue))
     clusters = {
         "medoids": [int(m) for m in clustering.medoids],

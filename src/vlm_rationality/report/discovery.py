@@ -45,12 +45,13 @@ def discovery_markdown(rows: Sequence[dict[str, Any]], class_names: dict[str, li
         "K-Medoids over the regions of the discovery split (K by silhouette); the top cluster is the candidate "
         "(influence",
         ">= 0.25, gaps of both signs) with the largest performance gap G_c; Precision@10 (%) counts its first ten",
-        "regions that show the cue tied to the class it is tied to (that class's own background, or the sticker).",
+        "regions that show the cue tied to the class it is tied to (that class's own background, or the sticker);",
+        "Random is the expected Precision@10 of ten regions drawn from all of them (the share that shows it).",
         "Accuracy (%) of the same images and of their object regions alone, overall / in the worst (class, cue",
         "present) group.",
         "",
         "| dataset | model | method | regions | K | silhouette | candidates | top cluster size | G_c | H_c "
-        "| tied class | background share of top 10 (%) | Precision@10 (%) | image acc. / worst group "
+        "| tied class | background share of top 10 (%) | Precision@10 / Random (%) | image acc. / worst group "
         "| region acc. / worst group |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -67,7 +68,8 @@ def discovery_markdown(rows: Sequence[dict[str, Any]], class_names: dict[str, li
             f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {r['n_regions']} | {r['k']} | "
             f"{number(r['silhouette'])} | {r['n_candidates']} | {r['top_cluster_size']} | {number(r['top_gap'])} | "
             f"{number(r['top_influence'])} | {tied} | {number(r['top10_background_share'], True)} | "
-            f"{number(r['precision_at_10'], True)} | {number(r.get('image_accuracy'), True)} / "
+            f"{number(r['precision_at_10'], True)} / {number(r.get('random_precision_at_10'), True)} | "
+            f"{number(r.get('image_accuracy'), True)} / "
             f"{number(r.get('image_acc_worst_group'), True)} | {number(r.get('region_accuracy'), True)} / "
             f"{number(r.get('region_acc_worst_group'), True)} |"
         )
