@@ -118,7 +118,7 @@ rule tally:
     output:
         "results/tally.json",
     resources:
-        **sized("tally"),
+        **dag.sized("tally"),
     params:
         device=config["device"],
     shell:
