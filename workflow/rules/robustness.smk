@@ -81,7 +81,9 @@ rule robustness:
         validation=config.get("robustness", {}).get("validation", ""),
         ood=as_json(specs.ood_sets(config)),
         restricted=(
-            f" --restricted {shlex.quote(as_json(specs.restricted_sets(config)))}" if specs.restricted_sets(config) else ""
+            f" --restricted {shlex.quote(as_json(specs.restricted_sets(config)))}"
+            if specs.restricted_sets(config)
+            else ""
         ),
         cue=(
             f"--cue-conflict {specs.cue_conflict_set(config)}"
