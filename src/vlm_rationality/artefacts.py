@@ -66,6 +66,7 @@ DISCOVERY = "discovery-metrics/1"
 TWINS = "twins/2"  # 2: the class each twin's cue pulls towards; the prediction on the object alone
 THRESHOLDS = "threshold-curves/1"  # PT and IR on a grid of RMA thresholds (metrics/thresholds.py)
 PER_CLASS = "per-class-metrics/1"  # accuracy, PT and IR per class at the configured threshold
+FACTORS = "factor-metrics/1"  # accuracy, error ratio, PT, IR (and PT*) per visual factor (metrics/factors.py)
 VALIDITY = "validity-metrics/2"  # 2: one row per signal and truth, within-class AUROC, the gain beyond confidence
 
 OPTIONAL_COLUMNS: dict[str, pa.DataType] = {"caption": pa.string(), "background": pa.int32(), "cue_mask": pa.binary()}

@@ -10,7 +10,7 @@ import pytest
 
 from tests import fixtures
 from vlm_rationality.data import DATASET_ADAPTERS, Sample, Skipped, build_dataset
-from vlm_rationality.data.shifted import imagenet_synsets
+from vlm_rationality.data.imagenet_x import imagenet_synsets
 from vlm_rationality.metrics.calibration import negative_log_likelihood
 from vlm_rationality.metrics.robustness import restrict
 

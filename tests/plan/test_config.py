@@ -894,3 +894,25 @@ def test_a_sweep_whose_variant_names_exceed_a_file_name_is_refused_before_traini
     config = copy.deepcopy(TEST_CONFIG)
     config["methods"]["a" * 90] = {"kind": "lp", "lr": [0.01, 0.02], "epochs": 1, "batch_size": 20}
     check_config(config, SCHEMA)  # a long name with short variants stays within the bound
+
+
+def test_the_factor_table_takes_configured_datasets_whose_adapter_has_factor_annotations(tmp_path):
+    def caltech(config):
+        config["datasets"]["caltech"] = {
+            "adapter": "caltech101",
+            "root": str(fixtures.caltech101(tmp_path / "caltech").root),
+            "image_size": 32,
+            "shard_size": 8,
+            "splits": {"train": {"masks": False}, "test": {}},
+        }
+        config["factors"] = {"datasets": ["tiny-synthetic", "caltech", "imagenet-x"]}
+
+    text = check(caltech)
+    assert "factors.datasets: 'imagenet-x' is not a configured dataset: tiny-synthetic, caltech" in text
+    assert (
+        "factors.datasets: 'caltech' (caltech101) has no visual-factor annotations; adapters that have them: " in text
+    )
+    assert "imagenet, synthetic" in text
+    config = copy.deepcopy(TEST_CONFIG)
+    config["factors"] = {"datasets": ["tiny-synthetic"]}
+    check_config(config, SCHEMA)

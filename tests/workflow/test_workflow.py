@@ -999,6 +999,7 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
     shutil.copytree(run, tmp_path, dirs_exist_ok=True)
     config = copy.deepcopy(TEST_CONFIG)
     config["twins"] = {"masks": ["exact", "dilate-1", "box"]}
+    config["factors"] = {"datasets": ["tiny-synthetic"]}  # with the twins: PT* per visual factor
     results = tmp_path / "results"
     existing = {
         p: p.stat().st_mtime_ns
@@ -1006,8 +1007,8 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
         if "metrics" not in p.parts
     }
     planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
-    assert planned["twins"] == 8 and planned["validity"] == 1  # 4 methods x 2 shard groups
-    assert set(planned) == {"twins", "validity", "score", "report", "all"}
+    assert planned["twins"] == 8 and planned["validity"] == 1 and planned["factors"] == 1  # 4 methods x 2 groups
+    assert set(planned) == {"twins", "validity", "factors", "score", "report", "all"}
     snakemake(tmp_path, config)
     assert {p: p.stat().st_mtime_ns for p in existing} == existing
 
@@ -1067,13 +1068,34 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
         stored = next(iter(stored_evidence(heatmaps).values()))
     assert_quantus_parity(pytest.importorskip("quantus"), stored["heatmap"], stored["mask"])
     assert (results / "figures" / "validity.png").read_bytes()[:4] == b"\x89PNG"
+    assert_factors_agree_with_the_score_table(results, rows)
 
     config["twins"]["backgrounds"] = 4  # the twins' own setting: their jobs and what reads them
     planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
-    assert planned == {"twins": 8, "score": 1, "validity": 1, "report": 1, "all": 1}
+    assert planned == {"twins": 8, "score": 1, "validity": 1, "factors": 1, "report": 1, "all": 1}
     config["twins"]["backgrounds"] = 8
-    config["twins"]["agreement"] = 0.5  # read by the score and validity jobs only
-    assert planned_jobs(snakemake(tmp_path, config, "--dry-run")) == {"score": 1, "validity": 1, "report": 1, "all": 1}
+    config["twins"]["agreement"] = 0.5  # read by the jobs that score the twins only
+    planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
+    assert planned == {"score": 1, "validity": 1, "factors": 1, "report": 1, "all": 1}
+
+
+def assert_factors_agree_with_the_score_table(results: Path, rows: list[dict]) -> None:
+    """The factor table's `all` rows are the score table's numbers (the same samples, threshold and bootstrap); each
+    factor holds the generator's share of the samples."""
+    factors = pq.read_table(results / "metrics" / "factors.parquet").to_pylist()
+    assert read_metadata(results / "metrics" / "factors.parquet")["schema"] == "factor-metrics/1"
+    overall = {(r["method"], r["heatmap_method"]): r for r in factors if r["factor"] == "all"}
+    assert overall.keys() == {(r["method"], r["heatmap_method"]) for r in rows}
+    for row in rows:
+        found = overall[(row["method"], row["heatmap_method"])]
+        for metric in ("accuracy", "prediction_trustworthiness", "pt_true", "pt_true_cue", "pt_true_cue_ci_low"):
+            assert found[metric] == pytest.approx(row[metric], nan_ok=True), metric
+        assert found["n"] == 48 and found["n_unannotated"] == 0
+    for row in factors:
+        if row["factor"] in ("pose", "smaller", "larger", "position", "low_contrast"):
+            assert row["n"] == 16  # a tertile of 48 generated samples whose draws all differ
+    assert "| tiny-synthetic | tiny-clip | FT | pose | 16 |" in (results / "tables" / "factors.md").read_text()
+    assert (results / "figures" / "factors.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_models_fine_tuned_elsewhere_are_scored_by_one_method_entry_in_each_format(run, tmp_path):

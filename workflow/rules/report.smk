@@ -282,3 +282,57 @@ rule protocol_sensitivity:
     shell:
         "python -m vlm_rationality protocol-sensitivity --score {params.score:q} --switches {params.switches:q}"
         " --not-run {params.not_run:q} --markdown {output.markdown} --csv {output.csv} {input} > {log} 2>&1"
+
+
+# Along which visual factor do accuracy and the rationale break (config section `factors`)? ImageNet-X's factors, or
+# the synthetic generator's own, from the clean heatmap files, with the twins' truth where the config has twins.
+rule factors:
+    input:
+        heatmaps=lambda wc: dag.heatmap_files(clean_only=True),
+        twins=lambda wc: dag.twin_files() if "twins" in config else [],
+    output:
+        parquet="results/metrics/factors.parquet",
+        csv=report(
+            "results/metrics/factors.csv",
+            caption="../report/factors.rst",
+            category="1. Metrics (score)",
+            labels={"metrics": "per visual factor"},
+        ),
+        markdown=report(
+            "results/tables/factors.md",
+            caption="../report/factors.rst",
+            category="2. Tables (report)",
+            labels={"table": "visual factors", "format": "Markdown"},
+        ),
+        figure=report(
+            "results/figures/factors.png",
+            caption="../report/factors.rst",
+            category="3. Figures (report)",
+            subcategory="visual factors",
+            labels={"figure": "accuracy and the rationale per visual factor"},
+        ),
+    log:
+        "results/logs/factors.log",
+    benchmark:
+        "results/benchmarks/factors.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **dag.sized("factors"),
+    params:
+        iterations=config["score"]["bootstrap_iterations"],
+        seed=config["score"]["seed"],
+        undefined=config["score"]["undefined_rma"],
+        threshold=config["score"]["threshold"],
+        agreement=config.get("twins", {}).get("agreement", 1.0),
+        split=EVAL,
+        datasets=lambda wc: as_json(
+            {d: specs.prepare_spec(config, d, EVAL) for d in config.get("factors", {}).get("datasets", [])}
+        ),
+        twins=lambda wc, input: f"--twins {' '.join(input.twins)}" if input.twins else "",
+    shell:
+        "python -m vlm_rationality factors --iterations {params.iterations} --seed {params.seed}"
+        " --undefined-rma {params.undefined} --threshold {params.threshold} --agreement {params.agreement}"
+        " --datasets {params.datasets:q} --split {params.split} {params.twins} --parquet {output.parquet}"
+        " --csv {output.csv} --markdown {output.markdown} --figure {output.figure} {input.heatmaps} > {log} 2>&1"

@@ -39,6 +39,14 @@ class Item:
     annotation: Any  # whatever the adapter needs to build the object mask (JSON-able)
 
 
+@dataclass(frozen=True)
+class Factors:
+    """Visual-factor annotations of some samples, ImageNet-X's way: per factor, whether each sample shows it."""
+
+    annotated: np.ndarray  # bool [N]: the sample has an annotation at all (an unannotated one is in no factor)
+    shows: dict[str, np.ndarray]  # factor -> bool [N]
+
+
 @dataclass
 class Skipped:
     """A sample left out as bad input; `reason` is counted in the prepare report and the score table."""
@@ -60,6 +68,7 @@ class Dataset(ABC):
     options: ClassVar[dict[str, Any]] = {}
     split_options: ClassVar[dict[str, Any]] = {}
     published: ClassVar[str] = ""  # where the sizes `published_size` assumes come from
+    factor_source: ClassVar[str] = ""  # where `factors` reads its annotations; empty: the dataset has none
 
     def label_synsets(self) -> list[str] | None:
         """The WordNet id of each label where the classes are ImageNet synsets (the shifted test sets are labelled
@@ -130,6 +139,10 @@ class Dataset(ABC):
         """The class a local cue (the synthetic sticker, stored as each sample's `cue_mask`) is tied to, where the
         dataset has one; None where it does not."""
         return None
+
+    def factors(self, split: str, sample_ids: Sequence[str]) -> Factors:
+        """Which visual factors each sample shows (metrics/factors.py), for an adapter with a `factor_source`."""
+        raise NotImplementedError(f"{type(self).__name__} has no visual-factor annotations")
 
     def background_names(self) -> list[str] | None:
         """Background id -> its name, where the samples record a `background` (what a background region shows)."""

@@ -6,12 +6,13 @@ import csv
 import xml.etree.ElementTree as ET
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from vlm_rationality import open_clip_data
-from vlm_rationality.data.base import DATASET_ADAPTERS
+from vlm_rationality.data import imagenet_x
+from vlm_rationality.data.base import DATASET_ADAPTERS, Factors
 from vlm_rationality.data.files import BadInput, FileDataset, Item, check_boxes, require
 from vlm_rationality.data.transform import boxes_mask
 
@@ -64,7 +65,13 @@ class ImageNet(FileDataset):
             "additionalProperties": {"type": "string"},
             "description": "split name -> folder under root, e.g. {test: val}",
         },
+        "factors_file": {
+            "type": "string",
+            "description": "ImageNet-X annotations in their published JSON-lines format (default: the imagenet-x "
+            "package's validation multi-factor file); the visual-factor table reads them",
+        },
     }
+    factor_source = "ImageNet-X (the imagenet-x package's validation annotations, or option factors_file)"
 
     @classmethod
     def published_classes(cls, entry: dict[str, Any]) -> int | None:
@@ -81,9 +88,11 @@ class ImageNet(FileDataset):
         splits: dict,
         boxes: str | None = None,
         split_folders: dict[str, str] | None = None,
+        factors_file: str | None = None,
         **common: Any,
     ) -> None:
         super().__init__(root, image_size, splits, **common)
+        self.factors_file = Path(factors_file).expanduser() if factors_file else None
         self.boxes_path = Path(boxes).expanduser() if boxes else self.root / "LOC_val_solution.csv"
         self.split_folders = {
             split: (split_folders or {}).get(split, split) for split in self.listed_splits
@@ -128,6 +137,19 @@ class ImageNet(FileDataset):
                 if path.suffix.lower() in IMAGE_SUFFIXES:
                     items.append(Item(f"{folder}/{synset}/{path.name}", label, (synset, path.stem)))
         return items
+
+    def factors(self, split: str, sample_ids: Sequence[str]) -> Factors:
+        """ImageNet-X's factors, matched by the image's file name (they annotate the validation images: another
+        split's images are unannotated, and counted so by the factor table)."""
+        path = self.factors_file or imagenet_x.imagenet_x_file(imagenet_x.VALIDATION_FACTORS)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no ImageNet-X annotations there (datasets.<name>.factors_file)")
+        marked = imagenet_x.read_factors(path)
+        found = [marked.get(Path(sample_id).name) for sample_id in sample_ids]
+        return Factors(
+            np.array([f is not None for f in found], bool),
+            {factor: np.array([f is not None and factor in f for f in found], bool) for factor in imagenet_x.FACTORS},
+        )
 
     def prerendered_name(self, item: Item) -> str:
         return item.sample_id.split("/", 1)[1]  # val/<wnid>/<image>.JPEG -> <wnid>/<image>.JPEG

@@ -10,8 +10,6 @@ are scored on their own classes (`restricted`): the standard protocol keeps the 
 
 from __future__ import annotations
 
-import importlib.util
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,24 +19,9 @@ from vlm_rationality import open_clip_data
 from vlm_rationality.data.base import DATASET_ADAPTERS, Item
 from vlm_rationality.data.files import BadInput, FileDataset
 from vlm_rationality.data.folders import IMAGE_SUFFIXES
+from vlm_rationality.data.imagenet_x import imagenet_synsets
 
 NOT_IN_DATASET = -1
-
-
-def imagenet_x_file(name: str) -> Path:
-    """A file of the annotations the imagenet-x package ships, found without importing the package (its import
-    loads pandas and scipy.stats: two seconds at every DAG build)."""
-    spec = importlib.util.find_spec("imagenet_x")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("imagenet-x is not installed (pip install imagenet-x)")
-    return Path(spec.submodule_search_locations[0], "annotations", name)
-
-
-@cache
-def imagenet_synsets() -> list[str]:
-    """ImageNet-1K's 1000 wnids in the canonical label order, as the imagenet-x package ships them."""
-    text = imagenet_x_file("imagenet_labels.txt").read_text()
-    return [line.split(",", 1)[0].strip() for line in text.splitlines() if line.strip()]
 
 
 class ShiftedImageNet(FileDataset):

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from vlm_rationality.data.base import DATASET_ADAPTERS, STICKER_MISSING, Dataset, Item, Sample
+from vlm_rationality.data.base import DATASET_ADAPTERS, STICKER_MISSING, Dataset, Factors, Item, Sample
 from vlm_rationality.data.twins import Pool, Twins
 
 # In the order classes are taken (`num_classes` takes the first ones). Diamond and hexagon come last: within a
@@ -325,6 +325,9 @@ def make_sample(
 
     caption = _caption(shape, colour, spec.texture_names[background], rng, spec.caption_detail)
     extra.update(caption=caption, background=background, colour=colour)
+    # the draws the visual factors read (data/synthetic.py's `factors`): none is stored in the prepared shards
+    offset = math.hypot(cx - size / 2, cy - size / 2) / size
+    extra.update(rotation=abs(math.degrees(angle)), scale=scale / size, offset=offset)
     return Sample(f"{split}-{index:06d}", label, image_u8, mask, "synthetic", extra)
 
 
@@ -401,6 +404,42 @@ def render_twins(
     return twins, make_sample(spec, split, index, rho, kind, draw_object=False).image, shows
 
 
+# The generator's visual factors, ImageNet-X's names where the meaning is theirs: each marks the third of a split's
+# samples furthest from the typical one along a drawn quantity (strictly beyond its tertile, so a quantity that does
+# not vary marks none), and `background` the samples whose spurious cue points away from their class.
+FACTORS: tuple[str, ...] = ("pose", "smaller", "larger", "position", "low_contrast", "background")
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+def sample_factors(spec: SyntheticSpec, split: str, index: int, rho: float, kind: str) -> dict[str, float]:
+    """What the generator drew for one sample: its rotation (degrees from upright), size (a share of the image side),
+    distance of the object's centre from the image's (a share of the side), object-background luminance contrast,
+    and whether its cue points away from its class (background cue: not its class's texture; sticker: shown on
+    another class, or missing on the sticker's class)."""
+    sample = make_sample(spec, split, index, rho, kind)
+    luminance = sample.image.astype(np.float32) @ LUMINANCE
+    body = sample.mask
+    contrast = abs(float(luminance[body].mean() - luminance[~body].mean())) if body.any() else 0.0
+    if spec.cue == "sticker":
+        away = bool(sample.extra["cue_mask"].any()) != (sample.label == spec.sticker_class)
+    else:
+        away = sample.extra["background"] != spec.own_texture(sample.label)
+    extra = sample.extra
+    return {
+        "rotation": extra["rotation"],
+        "scale": extra["scale"],
+        "offset": extra["offset"],
+        "contrast": contrast,
+        "away": float(away),
+    }
+
+
+def _tertiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """bool [N] twice: strictly below the lower tertile, strictly above the upper one."""
+    low, high = np.quantile(values, [1 / 3, 2 / 3])
+    return values < low, values > high
+
+
 def class_prompts(spec: SyntheticSpec, template: str = PROMPT_TEMPLATE) -> list[str]:
     return [template.format(name=name) for name in spec.class_names]
 
@@ -410,6 +449,7 @@ class SyntheticDataset(Dataset):
     """The generator as a dataset adapter: `splits` maps split name -> {size, rho}."""
 
     extra_columns = ("caption", "background")
+    factor_source = "the generator's own draws (rotation, size, position, contrast, the cue)"
     # The generator's fields are the options (their defaults are SyntheticSpec's; image_size is a common key).
     options = {
         name: {"type": {"int": "integer", "str": "string"}.get(field.type, "number"), "default": field.default}
@@ -528,6 +568,34 @@ class SyntheticDataset(Dataset):
             cue = np.broadcast_to(owner, same.shape)
         images, alone = np.stack([r[0] for r in rendered]), np.stack([r[1] for r in rendered])
         return Twins(images, same, alone, np.zeros_like(masks), np.asarray(cue, np.int64))
+
+    def factors(self, split: str, sample_ids: Sequence[str]) -> Factors:
+        """The generator's factors (FACTORS) of `sample_ids`, each sample regenerated from its seed; the tertiles are
+        those of the samples asked for (a scored split: all of it)."""
+        if not sample_ids:
+            return Factors(np.zeros(0, bool), {factor: np.zeros(0, bool) for factor in FACTORS})
+        entry = self.splits[split]
+        drawn = [
+            sample_factors(
+                self.spec,
+                split,
+                int(sample_id[len(split) + 1 :]),
+                float(entry.get("rho", 0.0)),
+                entry.get("kind", "standard"),
+            )
+            for sample_id in sample_ids
+        ]
+        column = {name: np.array([d[name] for d in drawn], np.float64) for name in drawn[0]}
+        smaller, larger = _tertiles(column["scale"])
+        shows = {
+            "pose": _tertiles(column["rotation"])[1],
+            "smaller": smaller,
+            "larger": larger,
+            "position": _tertiles(column["offset"])[1],
+            "low_contrast": _tertiles(column["contrast"])[0],
+            "background": column["away"] > 0,
+        }
+        return Factors(np.ones(len(drawn), bool), shows)
 
     def load_items(self, split: str, items: Sequence[Item], start: int) -> Iterator[Sample]:
         spec = self.splits[split]

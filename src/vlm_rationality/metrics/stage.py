@@ -1,9 +1,10 @@
-"""The metric stages: Table 2's scores (score), their breakdowns by threshold and class, the validity verdict
-against the twins' truth, and the robustness axes (calibration, OOD detection, shape bias)."""
+"""The metric stages: Table 2's scores (score), their breakdowns by threshold, class and visual factor, the validity
+verdict against the twins' truth, and the robustness axes (calibration, OOD detection, shape bias)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 
 from vlm_rationality.io import config_hash
 from vlm_rationality.metrics.rationality import UNDEFINED_POLICIES
@@ -107,6 +108,53 @@ def _breakdowns(args: argparse.Namespace) -> None:
         f"wrote {args.parquet}, {args.per_class_parquet} (and their CSV), {args.curves}, {args.distributions}, "
         f"{args.per_class}"
     )
+
+
+def _factors_arguments(p: argparse.ArgumentParser) -> None:
+    _bootstrap(p)
+    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--undefined-rma", default="exclude", choices=UNDEFINED_POLICIES, help="as in score")
+    p.add_argument("--agreement", type=float, default=1.0, help="share of twins a grounded prediction survives")
+    p.add_argument(
+        "--datasets",
+        type=json_argument,
+        required=True,
+        help="dataset -> its config narrowed to the scored split (JSON): its adapter reads the factor annotations",
+    )
+    p.add_argument("--split", required=True, help="the scored split")
+    p.add_argument("--twins", nargs="*", default=[], help="twins files: PT* and PT*_cue per factor")
+    _outputs(p, "parquet", "csv", "markdown", "figure")
+    p.add_argument("heatmaps", nargs="+", help="heatmap files (clean ones are read)")
+
+
+def _factors(args: argparse.Namespace) -> None:
+    import pyarrow as pa
+
+    from vlm_rationality.artefacts import FACTORS, write_metrics
+    from vlm_rationality.data import build_dataset
+    from vlm_rationality.io import atomic_path
+    from vlm_rationality.metrics.factors import factors_table
+    from vlm_rationality.report.factors import factors_figure, factors_markdown
+
+    annotate = {
+        name: functools.partial(build_dataset(dataset).factors, args.split) for name, dataset in args.datasets.items()
+    }
+    rows = factors_table(
+        args.heatmaps,
+        args.twins,
+        annotate,
+        args.undefined_rma,
+        args.threshold,
+        args.agreement,
+        args.iterations,
+        args.seed,
+    )
+    settings = [args.iterations, args.seed, args.threshold, args.undefined_rma, args.agreement, args.datasets]
+    write_metrics(pa.Table.from_pylist(rows), args.parquet, args.csv, config_hash(settings), FACTORS)
+    with atomic_path(args.markdown) as tmp:
+        tmp.write_text(factors_markdown(rows))
+    factors_figure(rows, args.figure)
+    print(f"{args.parquet}: {len(rows)} rows")
 
 
 def _validity_arguments(p: argparse.ArgumentParser) -> None:
@@ -215,6 +263,13 @@ STAGES = (
         "method, and accuracy, PT and IR per class (tables and figures)",
         _breakdowns_arguments,
         _breakdowns,
+    ),
+    Stage(
+        "factors",
+        "accuracy, error ratio, PT and IR (and with twins PT*) per visual factor (ImageNet-X's, or the synthetic "
+        "generator's), and factor accuracy against overall accuracy on probit axes",
+        _factors_arguments,
+        _factors,
     ),
     Stage(
         "validity",

@@ -170,6 +170,8 @@ def _section_errors(config: Config, schema: Schema, assumed: list[str] | None, d
             ]
     if clean("robustness", "datasets", "eval_split", "train_split"):
         errors += _robustness_errors(config)
+    if clean("factors", "datasets"):
+        errors += _factor_errors(config)
     errors += environment.errors()
     if clean("datasets", "twins"):
         errors += _dilation_errors(config)
@@ -689,6 +691,23 @@ def twins_pool_error(config: Config, dataset: str, split_size: int | None) -> st
         + (f" to {smallest - 2}" if smallest > 2 else "")
         + ", or choose shard_size and heatmaps.shards_per_job so that every job holds enough"
     )
+
+
+def _factor_errors(config: Config) -> list[str]:
+    """Each dataset the factor table breaks down is configured and has factor annotations."""
+    errors = []
+    for dataset in config.get("factors", {}).get("datasets", []):
+        if dataset not in config["datasets"]:
+            errors.append(f"factors.datasets: {dataset!r} is not a configured dataset: {', '.join(config['datasets'])}")
+            continue
+        adapter = config["datasets"][dataset]["adapter"]
+        if adapter in DATASET_ADAPTERS and not DATASET_ADAPTERS.get(adapter).factor_source:
+            with_factors = [name for name in DATASET_ADAPTERS if DATASET_ADAPTERS.get(name).factor_source]
+            errors.append(
+                f"factors.datasets: {dataset!r} ({adapter}) has no visual-factor annotations; adapters that have "
+                f"them: {', '.join(sorted(with_factors))}"
+            )
+    return errors
 
 
 def _robustness_errors(config: Config) -> list[str]:

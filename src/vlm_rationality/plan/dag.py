@@ -264,6 +264,7 @@ class Dag:
             ("robustness" in config, rules.robustness.output),
             ("discovery" in config, rules.discovery.output),
             ("twins" in config, rules.validity.output),
+            ("factors" in config, rules.factors.output),
         ]
         splits = [config["train_split"], self.eval]
         reports = [

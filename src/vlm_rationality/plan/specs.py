@@ -214,7 +214,7 @@ def prepare_spec(config: Config, dataset: str, split: str) -> Config:
 def parent_synsets(config: Config, dataset: str) -> list[str] | None:
     """The synsets a shifted test set of `dataset` is labelled by: None where they are ImageNet-1K's 1000 in the
     canonical order (the set's adapter knows those); fails where the dataset's classes are not synsets."""
-    from vlm_rationality.data.shifted import imagenet_synsets
+    from vlm_rationality.data.imagenet_x import imagenet_synsets
 
     synsets = build_dataset(prepare_spec(config, dataset, config["eval_split"])).label_synsets()
     if synsets is None:
