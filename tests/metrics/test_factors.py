@@ -9,12 +9,12 @@ import pytest
 
 from tests import fixtures
 from vlm_rationality.data import build_dataset
-from vlm_rationality.data.base import Factors
 from vlm_rationality.data.imagenet_x import FACTORS, VALIDATION_FACTORS, imagenet_x_file, read_factors
 from vlm_rationality.data.synthetic import LUMINANCE, SyntheticSpec, make_sample
 from vlm_rationality.metrics.factors import factor_rows
 from vlm_rationality.metrics.grounding import grounding
 from vlm_rationality.metrics.rationality import rationality
+from vlm_rationality.visual_factors import Factors
 
 
 def imagenet_x_line(file_name: str, label: int, *marked: str) -> str:

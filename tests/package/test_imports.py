@@ -11,7 +11,7 @@ import vlm_rationality
 
 PACKAGE = Path(vlm_rationality.__file__).parent
 # (importing part, what it must not import): `data`, `models` and `metrics` sit below `explain` and `finetune`
-# (`data` and `metrics` side by side: what both read, `masks` and `imagenet16`, sits below them),
+# (`data` and `metrics` side by side: what both read, `masks`, `imagenet16` and `visual_factors`, sits below them),
 # `explain` below `finetune`, `predict` beside `explain` (neither imports the other); the contracts and helpers at
 # the bottom import no stage at all; the planning package reads the dataset and model adapters' declarations (of
 # `models`, only the torch-free `models.adapter` and, through its registry, the adapter files), nothing above.
@@ -31,9 +31,10 @@ FORBIDDEN = {
     "device": STAGES,
     "masks": STAGES,
     "imagenet16": STAGES,
+    "visual_factors": STAGES,
 }
 ALLOWED = {"plan": ("vlm_rationality.models.adapter",)}  # the exceptions to FORBIDDEN
-LIGHT = ("artefacts", "io", "registry", "masks", "imagenet16")  # readable without the ML stack
+LIGHT = ("artefacts", "io", "registry", "masks", "imagenet16", "visual_factors")  # readable without the ML stack
 
 
 def imported_modules(path: Path) -> set[str]:

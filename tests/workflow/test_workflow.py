@@ -1125,7 +1125,8 @@ def test_models_fine_tuned_elsewhere_are_scored_by_one_method_entry_in_each_form
         },
         "ext-run": {"kind": "external", "checkpoint": str(elsewhere / "{model}.safetensors")},
     }
-    config["twins"] = {"masks": ["exact"]}
+    twinned = planned_jobs(snakemake(tmp_path, {**config, "twins": {"masks": ["exact"]}}, "--dry-run"))
+    assert twinned["twins"] == 4 * 2  # twinned like any method: (zs and) the three loaded, two shard groups each
     assert planned_jobs(snakemake(tmp_path, config, "--dry-run"))["finetune"] == 3
     snakemake(tmp_path, config)
 
@@ -1147,12 +1148,11 @@ def test_models_fine_tuned_elsewhere_are_scored_by_one_method_entry_in_each_form
             new, old = after[(external, heatmap)], before[(source, heatmap)]
             for metric in ("accuracy", "prediction_trustworthiness", "inference_reliability"):
                 assert new[metric] == pytest.approx(old[metric], nan_ok=True), (external, heatmap, metric)
-            assert 0 <= new["pt_true"] <= 1 or math.isnan(new["pt_true"])  # twinned like any method
         inputs = json.loads((trained / f"{external}.json").read_text())["inputs"]  # its files hashed, no shard read
         assert {Path(p).name for p in inputs if str(elsewhere) in p} == files[external]
         assert not any("data" in Path(p).parts for p in inputs)
     table = (results / "tables" / "pt_ir.md").read_text()
-    assert table.count("| EXT-PROBE | tiny-clip |") >= 3 and "True prediction trustworthiness" in table
+    assert table.count("| EXT-PROBE | tiny-clip |") >= 3
 
 
 @pytest.mark.parametrize("deleted", ["ft.safetensors", "ft.json"], ids=["checkpoint", "sidecar"])

@@ -10,6 +10,7 @@ import numpy as np
 
 from vlm_rationality.data.twins import Pool, Twins, pasted_twins
 from vlm_rationality.registry import Registry
+from vlm_rationality.visual_factors import Factors
 
 DATASET_ADAPTERS: Registry[type["Dataset"]] = Registry("dataset adapter", ("vlm_rationality.data", "DATASET_ADAPTERS"))
 
@@ -37,14 +38,6 @@ class Item:
     sample_id: str  # on-disk datasets: the image's path relative to the root
     label: int
     annotation: Any  # whatever the adapter needs to build the object mask (JSON-able)
-
-
-@dataclass(frozen=True)
-class Factors:
-    """Visual-factor annotations of some samples, ImageNet-X's way: per factor, whether each sample shows it."""
-
-    annotated: np.ndarray  # bool [N]: the sample has an annotation at all (an unannotated one is in no factor)
-    shows: dict[str, np.ndarray]  # factor -> bool [N]
 
 
 @dataclass

@@ -12,9 +12,10 @@ import numpy as np
 
 from vlm_rationality import open_clip_data
 from vlm_rationality.data import imagenet_x
-from vlm_rationality.data.base import DATASET_ADAPTERS, Factors
+from vlm_rationality.data.base import DATASET_ADAPTERS
 from vlm_rationality.data.files import BadInput, FileDataset, Item, check_boxes, require
 from vlm_rationality.data.transform import boxes_mask
+from vlm_rationality.visual_factors import Factors
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 

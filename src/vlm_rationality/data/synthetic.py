@@ -30,8 +30,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from vlm_rationality.data.base import DATASET_ADAPTERS, STICKER_MISSING, Dataset, Factors, Item, Sample
+from vlm_rationality.data.base import DATASET_ADAPTERS, STICKER_MISSING, Dataset, Item, Sample
 from vlm_rationality.data.twins import Pool, Twins
+from vlm_rationality.visual_factors import Factors
 
 # In the order classes are taken (`num_classes` takes the first ones). Diamond and hexagon come last: within a
 # few degrees of rotation a diamond is a turned square, and at 8-pixel patches a hexagon is nearly a circle.

@@ -21,10 +21,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vlm_rationality.artefacts import HEATMAP_KEYS, NO_PREDICTION, read_heatmaps
-from vlm_rationality.data.base import Factors
 from vlm_rationality.metrics.grounding import COLUMNS, CUE_COLUMNS, grounding
 from vlm_rationality.metrics.rationality import rationality, resolve_undefined
 from vlm_rationality.metrics.score import twin_columns
+from vlm_rationality.visual_factors import Factors
 
 ALL = "all"
 RATIONALE = ("prediction_trustworthiness", "inference_reliability")
