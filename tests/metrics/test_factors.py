@@ -139,3 +139,27 @@ def test_factor_rows_on_a_hand_case():
         assert row["pt_true"] == pytest.approx(truth["pt_true"], nan_ok=True)
     assert by_factor["pose"]["error_ratio"] == pytest.approx(2.5)  # half wrong against a fifth
     assert by_factor["darker"]["pt_true"] == pytest.approx(2 / 3)  # samples 2-4 all right; 3's twins flip it
+
+
+def test_without_twins_the_table_says_so_and_the_figure_is_drawn(tmp_path):
+    from vlm_rationality.report.factors import factors_figure, factors_markdown
+
+    rng = np.random.default_rng(0)
+    ids = np.array([f"s{i}" for i in range(60)], dtype=object)
+    stored = {
+        ("d", "clean", "m", method, "chefer"): {
+            "sample_id": ids,
+            "label": rng.integers(0, 3, 60),
+            "pred": rng.integers(0, 3, 60),
+            "rma": rng.uniform(size=60),
+        }
+        for method in ("zs", "lp", "ft")
+    }
+    shows = {"pose": np.arange(60) % 2 == 0, "smaller": np.arange(60) % 3 == 0}
+    index = {sample: i for i, sample in enumerate(ids)}
+    rows = factor_rows(stored, {"d": (index, Factors(np.ones(60, bool), shows))}, {}, 0.5, 1.0, 100, 0)
+    assert len(rows) == 3 * 3 and all(row["pt_true"] is None for row in rows)
+    text = factors_markdown(rows)
+    assert "| d | m | FT | pose | 30 |" in text and text.count(" | – |") == 9
+    factors_figure(rows, tmp_path / "factors.png")
+    assert (tmp_path / "factors.png").read_bytes()[:4] == b"\x89PNG"

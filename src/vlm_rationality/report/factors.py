@@ -82,9 +82,11 @@ def factors_figure(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> N
     factors = list(dict.fromkeys(r["factor"] for r in rows if r["factor"] != ALL))
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(factors), 1)))
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    shown = [np.zeros(0)]
     for factor, colour in zip(factors, colours):
         found = [(overall[tuple(r[k] for k in CLASSIFIER)], r["accuracy"]) for r in rows if r["factor"] == factor]
         x, y = probit(np.array([f[0] for f in found])), probit(np.array([f[1] for f in found]))
+        shown += [x, y]
         fit = line(x, y)
         left.scatter(x, y, s=14, color=colour, label=f"{factor} (slope {number(fit['slope'])})")
         if math.isfinite(fit["slope"]):
@@ -94,6 +96,11 @@ def factors_figure(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> N
     left.plot(ticks[[0, -1]], ticks[[0, -1]], color="grey", ls="--", lw=0.8)
     left.set_xticks(ticks, [f"{t:g}" for t in PROBIT_TICKS], fontsize=7)
     left.set_yticks(ticks, [f"{t:g}" for t in PROBIT_TICKS], fontsize=7)
+    span = np.concatenate(shown)
+    if span.size:  # the data's range, not the ticks': the factors' lines sit within a few probit tenths
+        low, high = span.min() - 0.3, span.max() + 0.3
+        left.set_xlim(low, high)
+        left.set_ylim(low, high)
     left.set_xlabel("overall accuracy (probit)")
     left.set_ylabel("accuracy on the factor's images (probit)")
     left.legend(fontsize=6, loc="upper left")
