@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests import fixtures
+from vlm_rationality.artefacts import write_heatmap_shard
 from vlm_rationality.data import build_dataset
 from vlm_rationality.data.imagenet_x import FACTORS, VALIDATION_FACTORS, imagenet_x_file, read_factors
 from vlm_rationality.data.synthetic import LUMINANCE, SyntheticSpec, make_sample
@@ -163,3 +164,29 @@ def test_without_twins_the_table_says_so_and_the_figure_is_drawn(tmp_path):
     assert "| d | m | FT | pose | 30 |" in text and text.count(" | – |") == 9
     factors_figure(rows, tmp_path / "factors.png")
     assert (tmp_path / "factors.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_dataset_with_no_annotated_sample_is_refused_naming_it(tmp_path):
+    """ImageNet's eval split read from another folder than ILSVRC2012's val: no image is in ImageNet-X, and an empty
+    table would say nothing about why."""
+    from vlm_rationality.metrics.factors import factors_table
+
+    heatmaps = tmp_path / "shards-0000-0000.parquet"
+    write_heatmap_shard(
+        heatmaps,
+        sample_ids=[f"val/n01440764/ILSVRC2012_val_{k:08d}.JPEG" for k in range(4)],
+        labels=np.zeros(4, int),
+        preds=np.zeros(4, int),
+        logits=np.zeros((4, 2)),
+        heatmaps=np.ones((4, 4)),
+        rma=np.full(4, 0.9, np.float32),
+        rma_status=np.zeros(4, int),
+        explained_class=np.zeros(4, int),
+        cue_rma=np.full(4, np.nan, np.float32),
+        keys={"dataset": "d", "shift": "clean", "model": "m", "method": "zs", "heatmap_method": "chefer"},
+        config_hash="x",
+        meta={"grid_size": [2, 2]},
+    )
+    none = {"d": lambda ids: Factors(np.zeros(len(ids), bool), {"pose": np.zeros(len(ids), bool)})}
+    with pytest.raises(ValueError, match="none of the 4 samples 'd' scores has a factor annotation"):
+        factors_table([heatmaps], [], none, "exclude", 0.5, 1.0, 100, 0)

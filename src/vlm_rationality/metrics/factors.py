@@ -151,4 +151,11 @@ def factors_table(
         for sample in found["sample_id"]:
             samples[key[0]].setdefault(sample, len(samples[key[0]]))
     factors = {dataset: (index, annotate[dataset](list(index))) for dataset, index in samples.items()}
+    for dataset, (index, found) in factors.items():
+        if not found.annotated.any():
+            raise ValueError(
+                f"factors.datasets: none of the {len(index)} samples {dataset!r} scores has a factor annotation "
+                "(ImageNet-X annotates the ILSVRC2012 validation images, by file name): point the dataset's "
+                "factors_file at annotations of these images, or leave it out of factors.datasets"
+            )
     return factor_rows(stored, factors, twin_columns(twins_paths), threshold, agreement, iterations, seed)
