@@ -100,7 +100,9 @@ def test_factor_rows_on_a_hand_case():
     pred = np.array([0, 1, 1, 1, 0, 0])
     rma = np.array([0.9, 0.2, 0.1, 0.8, 0.6, 0.7])
     ids = np.array([f"s{i}" for i in range(6)], dtype=object)
-    stored = {("d", "clean", "m", "ft", "chefer"): {"sample_id": ids, "label": label, "pred": pred, "rma": rma}}
+    stored = {
+        ("d", "clean", "m", "ft", "chefer"): {"sample_id": ids, "label": label, "correct": pred == label, "rma": rma}
+    }
     annotated = np.array([1, 1, 1, 1, 1, 0], bool)
     shows = {"pose": np.array([1, 1, 0, 0, 0, 1], bool), "darker": np.array([0, 0, 1, 1, 1, 0], bool)}
     twin_pred = np.array([[0, 0], [1, 0], [1, 1], [1, 0], [0, 0], [0, 1]])
@@ -151,7 +153,7 @@ def test_without_twins_the_table_says_so_and_the_figure_is_drawn(tmp_path):
         ("d", "clean", "m", method, "chefer"): {
             "sample_id": ids,
             "label": rng.integers(0, 3, 60),
-            "pred": rng.integers(0, 3, 60),
+            "correct": rng.integers(0, 3, 60) == rng.integers(0, 3, 60),
             "rma": rng.uniform(size=60),
         }
         for method in ("zs", "lp", "ft")

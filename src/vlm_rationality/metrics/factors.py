@@ -20,41 +20,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from vlm_rationality.artefacts import HEATMAP_KEYS, NO_PREDICTION, read_heatmaps
+from vlm_rationality.artefacts import HEATMAP_KEYS
 from vlm_rationality.metrics.grounding import COLUMNS, CUE_COLUMNS, grounding
-from vlm_rationality.metrics.rationality import rationality, resolve_undefined
-from vlm_rationality.metrics.score import twin_columns
+from vlm_rationality.metrics.rationality import rationality
+from vlm_rationality.metrics.score import aligned_twins, twin_columns
+from vlm_rationality.metrics.thresholds import stored_rma
 from vlm_rationality.visual_factors import Factors
 
 ALL = "all"
 RATIONALE = ("prediction_trustworthiness", "inference_reliability")
 TRUE = (*COLUMNS, *CUE_COLUMNS)
-
-
-def stored_samples(heatmap_paths: Sequence[str | os.PathLike], undefined_rma: str) -> dict[tuple, dict[str, Any]]:
-    """Key (HEATMAP_KEYS) -> sample ids, labels, predictions and RMA (undefined RMA decided as score decides it) of
-    the clean samples that made a prediction, in file order."""
-    parts: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for path in heatmap_paths:
-        meta, table = read_heatmaps(path, ["sample_id", "label", "pred", "rma", "rma_status"])
-        key = tuple(meta["keys"][k] for k in HEATMAP_KEYS)
-        if meta["keys"]["shift"] != "clean":
-            continue
-        pred = table.column("pred").to_numpy()
-        kept = pred != NO_PREDICTION
-        statuses = np.asarray(table.column("rma_status").to_pylist(), dtype=object)[kept]
-        parts[key].append(
-            {
-                "sample_id": np.asarray(table.column("sample_id").to_pylist(), dtype=object)[kept],
-                "label": table.column("label").to_numpy()[kept],
-                "pred": pred[kept],
-                "rma": resolve_undefined(table.column("rma").to_numpy()[kept], statuses, undefined_rma),
-            }
-        )
-    return {
-        key: {name: np.concatenate([part[name] for part in found]) for name in found[0]}
-        for key, found in sorted(parts.items())
-    }
 
 
 def _true_rationale(
@@ -77,18 +52,6 @@ def _true_rationale(
     return {name: found[name] for name in found if name.startswith(TRUE)}
 
 
-def _aligned_twins(twins: dict[str, Any] | None, sample_ids: np.ndarray) -> dict[str, Any] | None:
-    """The twins columns in the order of `sample_ids`; a scored sample without twins fails naming it."""
-    if twins is None:
-        return None
-    index = {sample: i for i, sample in enumerate(twins["sample_id"])}
-    missing = [sample for sample in sample_ids if sample not in index]
-    if missing:
-        raise ValueError(f"sample {missing[0]!r} (and {len(missing) - 1} more) has heatmaps but no twins")
-    order = np.array([index[sample] for sample in sample_ids], np.int64)
-    return {name: np.asarray(value)[order] for name, value in twins.items() if name != "sample_id"}
-
-
 def _subset(annotations: Factors, order: np.ndarray) -> Factors:
     return Factors(annotations.annotated[order], {name: shows[order] for name, shows in annotations.shows.items()})
 
@@ -108,8 +71,9 @@ def factor_rows(
     for key, found in stored.items():
         index, annotated = factors[key[0]]
         annotations = _subset(annotated, np.array([index[s] for s in found["sample_id"]], np.int64))
-        linked = _aligned_twins(twins.get((key[0], key[2], key[3])), found["sample_id"])
-        correct = found["pred"] == found["label"]
+        mine = twins.get((key[0], key[2], key[3]))
+        linked = aligned_twins(mine, found["sample_id"], "/".join(key)) if mine is not None else None
+        correct = found["correct"]
         overall_error = 1.0 - float(correct[annotations.annotated].mean()) if annotations.annotated.any() else np.nan
         for factor, shows in [(ALL, annotations.annotated), *annotations.shows.items()]:
             members = shows & annotations.annotated
@@ -145,7 +109,11 @@ def factors_table(
 ) -> list[dict[str, Any]]:
     """The factor rows of the clean heatmap files of the datasets in `annotate` (dataset -> a function of sample ids
     that reads their annotations: called once, for every sample any of its classifiers scored)."""
-    stored = {key: found for key, found in stored_samples(heatmap_paths, undefined_rma).items() if key[0] in annotate}
+    stored = {
+        key: found
+        for key, found in stored_rma(heatmap_paths, undefined_rma, sample_ids=True).items()
+        if key[0] in annotate and key[1] == "clean"
+    }
     samples: dict[str, dict[str, int]] = defaultdict(dict)
     for key, found in stored.items():
         for sample in found["sample_id"]:

@@ -174,6 +174,17 @@ def twin_columns(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str, str
     }
 
 
+def aligned_twins(twins: dict[str, Any], sample_ids: Sequence[str], what: str) -> dict[str, Any]:
+    """One classifier's twins columns in the order of `sample_ids`; explained samples without twins fail, naming
+    `what`."""
+    position = {sample_id: i for i, sample_id in enumerate(twins["sample_id"])}
+    missing = [i for i in sample_ids if i not in position]
+    if missing:
+        raise ValueError(f"{what}: {len(missing)} explained samples have no twins (e.g. {missing[0]}); rerun the twins")
+    order = np.asarray([position[i] for i in sample_ids], dtype=np.int64)
+    return {name: values[order] for name, values in twins.items() if name != "sample_id"}
+
+
 def refuse_repeats(sample_ids: Sequence[str], paths: Sequence[str]) -> None:
     """One row per sample: the files of one classifier that hold a sample twice (a file copied over another) are
     refused, naming them."""

@@ -24,21 +24,22 @@ CURVES = ("prediction_trustworthiness", "inference_reliability")
 
 
 def stored_rma(
-    heatmap_paths: Sequence[str | os.PathLike], undefined_rma: str = "exclude"
+    heatmap_paths: Sequence[str | os.PathLike], undefined_rma: str = "exclude", sample_ids: bool = False
 ) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
-    """Key (HEATMAP_KEYS) -> `label`, `correct` and `rma` of the samples that made a prediction, the undefined RMA
-    decided by `undefined_rma` as the score stage decides it."""
+    """Key (HEATMAP_KEYS) -> `label`, `correct` and `rma` (and with `sample_ids` their `sample_id`) of the samples
+    that made a prediction, the undefined RMA decided by `undefined_rma` as the score stage decides it."""
     parts: dict[tuple[str, ...], list[dict[str, np.ndarray]]] = defaultdict(list)
     for path in heatmap_paths:
-        meta, table = read_heatmaps(path, ["label", "pred", "rma", "rma_status"])
+        meta, table = read_heatmaps(path, ["label", "pred", "rma", "rma_status", *(["sample_id"] * sample_ids)])
         pred = table.column("pred").to_numpy()
         kept = pred != NO_PREDICTION
         label = table.column("label").to_numpy()[kept]
         statuses = np.asarray(table.column("rma_status").to_pylist(), dtype=object)[kept]
         rma = resolve_undefined(table.column("rma").to_numpy()[kept], statuses, undefined_rma)
-        parts[tuple(meta["keys"][k] for k in HEATMAP_KEYS)].append(
-            {"label": label, "correct": pred[kept] == label, "rma": rma}
-        )
+        part = {"label": label, "correct": pred[kept] == label, "rma": rma}
+        if sample_ids:
+            part["sample_id"] = np.asarray(table.column("sample_id").to_pylist(), dtype=object)[kept]
+        parts[tuple(meta["keys"][k] for k in HEATMAP_KEYS)].append(part)
     return {
         key: {name: np.concatenate([part[name] for part in found]) for name in found[0]}
         for key, found in sorted(parts.items())

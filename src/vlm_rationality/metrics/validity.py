@@ -37,7 +37,7 @@ from vlm_rationality.metrics.agreement import (
 from vlm_rationality.metrics.beyond_confidence import ConfidenceControl
 from vlm_rationality.metrics.grounding import cue_grounded, grounded_beyond, object_grounded
 from vlm_rationality.metrics.rationality import rationality
-from vlm_rationality.metrics.score import twin_columns
+from vlm_rationality.metrics.score import aligned_twins, twin_columns
 from vlm_rationality.metrics.signals import SIGNALS, Evidence
 from vlm_rationality.registry import declared
 
@@ -93,15 +93,6 @@ def stored_evidence(heatmap_paths: Sequence[str | os.PathLike]) -> dict[tuple, d
         key: {name: values if name == "sample_id" else np.concatenate(values) for name, values in entry.items()}
         for key, entry in found.items()
     }
-
-
-def _aligned(twins: dict[str, Any], sample_ids: Sequence[str], what: str) -> dict[str, Any]:
-    position = {sample_id: i for i, sample_id in enumerate(twins["sample_id"])}
-    missing = [i for i in sample_ids if i not in position]
-    if missing:
-        raise ValueError(f"{what}: {len(missing)} explained samples have no twins (e.g. {missing[0]}); rerun the twins")
-    order = np.asarray([position[i] for i in sample_ids], dtype=np.int64)
-    return {name: values[order] for name, values in twins.items() if name != "sample_id"}
 
 
 def truths(twins: dict[str, Any], reference: dict[str, Any] | None, agreement: float) -> dict[str, np.ndarray]:
@@ -205,9 +196,9 @@ def validity_rows(
         if key[:3] not in twins:
             continue
         what = str(dict(zip(KEYS, key)))
-        mine = _aligned(twins[key[:3]], found["sample_id"], what)
+        mine = aligned_twins(twins[key[:3]], found["sample_id"], what)
         ref_key = (*key[:2], reference)
-        ref = _aligned(twins[ref_key], found["sample_id"], what) if reference and ref_key in twins else None
+        ref = aligned_twins(twins[ref_key], found["sample_id"], what) if reference and ref_key in twins else None
         settings = (variants, threshold, agreement, iterations, seed, first_heatmap[key[:3]] == key[3])
         tasks.append((key, found, mine, ref, settings))
     if workers <= 1 or len(tasks) <= 1:
