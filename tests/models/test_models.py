@@ -4,7 +4,7 @@ import open_clip
 import pytest
 import torch
 
-from vlm_rationality.models import build_classifier, build_model
+from vlm_rationality.models import build_classifier, build_model, model_adapter
 from vlm_rationality.models.checkpoint import load_state_dict, save_state_dict
 
 
@@ -80,6 +80,30 @@ def test_checkpoint_file_reloads_to_identical_outputs(tiny_model, tmp_path, prom
         torch.testing.assert_close(reloaded.encode_text(prompts), tiny_model.encode_text(prompts), rtol=0, atol=0)
     assert reloaded.describe() == {"adapter": "open_clip", "arch": "tiny-vit-32", "pretrained": str(path)}
     assert set(load_state_dict(path)) == set(tiny_model.backbone_state_dict())
+
+
+def test_open_clip_takes_another_input_size_resampling_the_position_embedding_as_open_clip_does(tiny_model, tmp_path):
+    from open_clip.model import resize_pos_embed
+
+    path = tmp_path / "base.safetensors"
+    save_state_dict(tiny_model.backbone_state_dict(), path)  # 4x4 patches at 32 px
+    spec = {"adapter": "open_clip", "arch": "tiny-vit-32", "pretrained": str(path), "image_size": 48}
+    model = build_model(spec).eval()
+    assert model.grid_size == (6, 6) and model.preprocess.image_size == 48
+    assert model.describe() == spec  # what a checkpoint's sidecar rebuilds it from
+    stored = {"visual.positional_embedding": tiny_model.model.visual.positional_embedding.detach().clone()}
+    resize_pos_embed(stored, model.model)  # open_clip's own resampling, applied to the 32-px table
+    pos = model.model.visual.positional_embedding.detach()
+    torch.testing.assert_close(pos, stored["visual.positional_embedding"], rtol=0, atol=0)
+    torch.testing.assert_close(pos[0], tiny_model.model.visual.positional_embedding[0].detach())  # CLS kept
+    with torch.no_grad():
+        assert model.encode_image(_images(model, n=2)).shape == (2, tiny_model.embed_dim)
+    fine_tuned = tmp_path / "at48.safetensors"  # weights saved at 48 reload at 48 as they are
+    save_state_dict(model.backbone_state_dict(), fine_tuned)
+    reloaded = build_model({**spec, "pretrained": str(fine_tuned)}).eval()
+    torch.testing.assert_close(reloaded.model.visual.positional_embedding, model.model.visual.positional_embedding)
+    with pytest.raises(ValueError, match="image_size 50 is not a multiple of tiny-vit-32's patch size 8"):
+        model_adapter({**spec, "image_size": 50}).check()
 
 
 def test_prompt_head_gives_clip_image_text_logits(any_tiny_model, prompts):

@@ -24,7 +24,7 @@ rule finetune:
         # them re-trains nothing (the CLI starts torchrun itself for processes > 1).
         processes=lambda wc: dag.method_entry(wc.method)["processes"],
     params:
-        model=lambda wc: as_json(dag.model_spec(wc.model, wc.method)),
+        model=lambda wc: as_json(dag.model_spec(wc.model, wc.method, wc.dataset)),
         # RaVL's regions file travels in its spec, so the method reads it and its hash is in the sidecar's inputs.
         method=lambda wc: as_json(
             {

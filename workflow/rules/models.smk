@@ -17,7 +17,7 @@ rule pretrain_base:
     resources:
         **dag.sized("pretrain"),
     params:
-        model=lambda wc: as_json({k: v for k, v in dag.model_spec(wc.model).items() if k != "pretrained"}),
+        model=lambda wc: as_json(dag.pretrain_spec(wc.model)),
         train=lambda wc: as_json(config["models"][wc.model]["pretrain"]),
         training_data=as_json(config["training_data"]),
         expect=lambda wc: dag.expected_prepared(

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from vlm_rationality.models.base import VisionLanguageModel
 
 MODEL_ADAPTERS: Registry[type["ModelAdapter"]] = Registry("model adapter", ("vlm_rationality.models", "MODEL_ADAPTERS"))
-# Keys of a model entry that are not the adapter's: the workflow's base pretraining, and the input normalisation
-# every adapter takes (applied by base.build_model).
-COMMON_KEYS = ("adapter", "pretrain", "normalization")
+# Keys of a model entry that are not the adapter's: the workflow's base pretraining, the input normalisation every
+# adapter takes (applied by base.build_model), and whether each dataset is taken at its own size (plan/specs.py
+# turns that into the adapter's `image_size`).
+COMMON_KEYS = ("adapter", "pretrain", "normalization", "input_size")
 
 
 def transformer_parameters(width: int, layers: int, mlp_ratio: float = 4.0) -> int:

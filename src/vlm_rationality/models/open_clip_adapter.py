@@ -53,13 +53,31 @@ def resolve_open_clip_pretrained(arch: str, pretrained: str | os.PathLike | None
 @MODEL_ADAPTERS.register("open_clip")
 class OpenCLIPAdapter(ModelAdapter):
     compiles = True  # open_clip's own attention: its softmax runs under torch.compile
+    options = {
+        "image_size": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "input size, if not the architecture's own (open_clip's force_image_size: the position "
+            "embedding is resampled, bicubic, as the weights load)",
+        },
+    }
+
+    def __init__(self, arch: str, pretrained: str | None = None, *, image_size: int | None = None) -> None:
+        super().__init__(arch, pretrained)
+        self.image_size = image_size
 
     def check(self) -> None:
-        open_clip_data.model_config(self.arch)
+        self.input_size()
         resolve_open_clip_pretrained(self.arch, self.pretrained)
 
     def input_size(self) -> int:
-        size = open_clip_data.model_config(self.arch)["vision_cfg"]["image_size"]
+        vision = open_clip_data.model_config(self.arch)["vision_cfg"]
+        if self.image_size is not None:
+            patch = vision.get("patch_size", 1)
+            if self.image_size % patch:
+                raise ValueError(f"image_size {self.image_size} is not a multiple of {self.arch}'s patch size {patch}")
+            return self.image_size
+        size = vision["image_size"]
         return int(size if isinstance(size, int) else size[0])
 
     def vision_shape(self) -> tuple[int, int, int, int]:
@@ -80,4 +98,4 @@ class OpenCLIPAdapter(ModelAdapter):
     def build(self):
         from vlm_rationality.models.open_clip_model import OpenCLIP
 
-        return OpenCLIP.load(self.arch, resolve_open_clip_pretrained(self.arch, self.pretrained))
+        return OpenCLIP.load(self.arch, resolve_open_clip_pretrained(self.arch, self.pretrained), self.image_size)

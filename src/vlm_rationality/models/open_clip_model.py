@@ -67,7 +67,10 @@ class TokenSubset(nn.Module):
 
 
 class OpenCLIP(VisionLanguageModel):
-    def __init__(self, model: nn.Module, arch: str, pretrained: str | None, name: str | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, arch: str, pretrained: str | None, name: str | None = None, forced: int | None = None
+    ) -> None:
+        """`forced`: the input size it was built at where that is not the architecture's own."""
         super().__init__()
         visual = getattr(model, "visual", None)
         if not isinstance(visual, VisionTransformer):
@@ -83,6 +86,7 @@ class OpenCLIP(VisionLanguageModel):
         self.model = model.eval()
         self.arch = arch
         self.pretrained = pretrained
+        self.forced_size = forced
         self.tokenizer = open_clip.get_tokenizer(name or arch)
         self._token_ids: dict[str, torch.Tensor] = {}
         cfg = get_model_preprocess_cfg(model)
@@ -91,11 +95,12 @@ class OpenCLIP(VisionLanguageModel):
         self.preprocess = Preprocess(int(size), tuple(cfg["mean"]), tuple(cfg["std"]))
 
     @classmethod
-    def load(cls, arch: str, source: str | None) -> "OpenCLIP":
-        """`source`: a pretrained tag of `arch`, a checkpoint file or None (as the adapter resolved it)."""
+    def load(cls, arch: str, source: str | None, image_size: int | None = None) -> "OpenCLIP":
+        """`source`: a pretrained tag of `arch`, a checkpoint file or None (as the adapter resolved it); `image_size`:
+        another input size than the architecture's (open_clip resamples the position embedding as it loads)."""
         name = _open_clip_name(arch)
         try:
-            model = open_clip.create_model(name, pretrained=source)
+            model = open_clip.create_model(name, pretrained=source, force_image_size=image_size)
         except (
             pickle.UnpicklingError
         ) as err:  # torch's message advises weights_only=False, which runs the pickle's code
@@ -110,7 +115,7 @@ class OpenCLIP(VisionLanguageModel):
                 f"could not load open_clip {arch} weights {source!r}: {err}. Without network access, download the "
                 "checkpoint elsewhere and set the model's `pretrained` to the local file"
             ) from err
-        return cls(model, arch, source, name)
+        return cls(model, arch, source, name, image_size)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(images)
@@ -227,4 +232,5 @@ class OpenCLIP(VisionLanguageModel):
         self.model.load_state_dict(state, strict=True)
 
     def describe(self) -> dict[str, Any]:
-        return {"adapter": "open_clip", "arch": self.arch, "pretrained": self.pretrained}
+        described = {"adapter": "open_clip", "arch": self.arch, "pretrained": self.pretrained}
+        return described if self.forced_size is None else {**described, "image_size": self.forced_size}

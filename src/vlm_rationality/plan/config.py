@@ -28,6 +28,7 @@ from vlm_rationality.plan.specs import (
     STIMULI_SPLIT,
     finetune_methods,
     known_size,
+    model_at,
     needs_regions,
     prepare_spec,
     robustness_datasets,
@@ -555,14 +556,34 @@ def _template_problem(template: str) -> str | None:
 
 
 def _input_size_errors(config: Config, model: str) -> list[str]:
-    """Every dataset is prepared once, at its image_size, for every model: each model's input size must match."""
-    size = model_adapter(config["models"][model]).input_size()
+    """Every dataset is prepared once, at its image_size, for every model: each model's input size must match, or
+    the model takes each dataset at its own size (`input_size: dataset`), which its adapter must be able to."""
+    entry = config["models"][model]
+    if entry.get("input_size") == "dataset":
+        return _resampled_size_errors(config, model)
+    size = model_adapter(entry).input_size()
     return [
         f"datasets.{name}.image_size: {dataset['image_size']} is not the input size of model {model!r} ({size}); "
         f"prepare the dataset at {size}"
         for name, dataset in config["datasets"].items()
         if dataset["adapter"] in DATASET_ADAPTERS and dataset["image_size"] != size
     ]
+
+
+def _resampled_size_errors(config: Config, model: str) -> list[str]:
+    entry, key = config["models"][model], f"models.{model}"
+    if "image_size" not in MODEL_ADAPTERS.get(entry["adapter"]).options:
+        return [f"{key}.input_size: the {entry['adapter']} adapter cannot take another input size (no image_size)"]
+    if "image_size" in entry:
+        return [f"{key}: give image_size (one size for every dataset) or input_size: dataset, not both"]
+    errors = []
+    for name, dataset in config["datasets"].items():
+        if dataset["adapter"] in DATASET_ADAPTERS:
+            try:
+                model_adapter(model_at(config, model, name)).input_size()
+            except ValueError as err:
+                errors.append(f"datasets.{name}.image_size: model {model!r} cannot take it: {err}")
+    return errors
 
 
 def check_files(paths: list[str]) -> None:

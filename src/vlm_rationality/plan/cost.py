@@ -105,9 +105,9 @@ def _published(config: Config, dataset: str, split: str, assumed: list[str]) -> 
     return size
 
 
-def _model_mb(config: Config, model: str, batch: int, training: bool) -> int:
-    """Weights (with gradients and two Adam moments when training) and one batch's activations."""
-    entry = config["models"][model]
+def _model_mb(config: Config, model: str, dataset: str, batch: int, training: bool) -> int:
+    """Weights (with gradients and two Adam moments when training) and one batch's activations at `dataset`'s size."""
+    entry = specs.model_at(config, model, dataset)
     weights = model_adapter(entry).approx_parameters() * (16 if training else 4)
     return math.ceil((weights + batch * explain_bytes_per_image(entry)) / MiB)
 
@@ -155,7 +155,10 @@ def _footprint(config: Config, sizes: dict[tuple[str, str], int], stages: dict[s
     for name, model in config["models"].items():
         if "pretrain" in model:
             stage = stages["pretrain"]
-            stage.peak_mb = max(stage.peak_mb, _model_mb(config, name, model["pretrain"]["batch_size"], True))
+            stage.peak_mb = max(
+                stage.peak_mb,
+                _model_mb(config, name, model["pretrain"]["dataset"], model["pretrain"]["batch_size"], True),
+            )
             stage.disk_bytes += model_adapter(model).approx_parameters() * 4
     trained = [method for method in config["methods"] if specs.trains(config, method)]
     batch = cpu_batch(config["heatmaps"]["batch_size"])
@@ -167,11 +170,13 @@ def _footprint(config: Config, sizes: dict[tuple[str, str], int], stages: dict[s
             for method in trained:
                 stages["finetune"].disk_bytes += weights
                 if not specs.loads(config, method):  # loaded, not trained: no training batch
-                    peak = _model_mb(config, model, config["methods"][method]["batch_size"], True)
+                    peak = _model_mb(config, model, dataset, config["methods"][method]["batch_size"], True)
                     stages["finetune"].peak_mb = max(stages["finetune"].peak_mb, peak)
             stage = stages["explain"]
-            stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, batch, False))
-            cells = model_adapter(config["models"][model]).vision_shape()[2] - 1  # the heatmap's patch grid
+            stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, dataset, batch, False))
+            cells = (
+                model_adapter(specs.model_at(config, model, dataset)).vision_shape()[2] - 1
+            )  # the heatmap's patch grid
             stage.disk_bytes += maps * eval_items * (2 * classes + ROW_OVERHEAD + 2 * cells)
             if dataset in specs.robustness_datasets(config):
                 seen = sum(sizes[dataset, s["split"]] for s in specs.prediction_sets(config, dataset))

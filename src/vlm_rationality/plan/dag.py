@@ -119,8 +119,14 @@ class Dag:
     def base_file(self, model: str) -> str:
         return expand(self.rules.pretrain_base.output.weights, model=model)[0]
 
-    def model_spec(self, model: str, method: str | None = None) -> dict:
-        return specs.base_model_spec(self.config, model, self.base_file(model), method)
+    def model_spec(self, model: str, method: str | None = None, dataset: str | None = None) -> dict:
+        """The model a job builds, at `dataset`'s input size where the model takes each dataset at its own."""
+        return specs.base_model_spec(self.config, model, self.base_file(model), method, dataset)
+
+    def pretrain_spec(self, model: str) -> dict:
+        """The model its base is pretrained as: at its pretraining dataset's input size, without weights."""
+        spec = self.model_spec(model, dataset=self.config["models"][model]["pretrain"]["dataset"])
+        return {key: value for key, value in spec.items() if key != "pretrained"}
 
     def base_inputs(self, model: str) -> list[str]:
         """The workflow-pretrained base, where the model has one (else weights come from `pretrained`)."""
@@ -144,7 +150,7 @@ class Dag:
         assign-regions): the model, the class prompts and, for a method that trains, its checkpoint (the rule's
         `weights` input); without one the model's own weights classify with the prompts. A param, so a changed model
         or prompt reruns the job; a changed method reruns its fine-tuning, whose new checkpoint reruns the job."""
-        args = ["--model", as_json(self.model_spec(wildcards.model, wildcards.method))]
+        args = ["--model", as_json(self.model_spec(wildcards.model, wildcards.method, wildcards.dataset))]
         args += ["--prompts", self.class_prompts(wildcards.dataset, wildcards.method)]
         if specs.trains(self.config, wildcards.method):
             args += ["--checkpoint", input.weights[0]]

@@ -174,7 +174,7 @@ def _group(config: dict[str, Any], wc: Any, passes: int = 1, batch_bytes: int = 
 
 
 def explain(config: dict[str, Any], wc: Any, split_images: SplitImages) -> JobSize:
-    per_image = explain_bytes_per_image(config["models"][wc.model])
+    per_image = explain_bytes_per_image(specs.model_at(config, wc.model, wc.dataset))
     return _group(
         config, wc, batch_bytes=explain_batch_bytes(config["heatmaps"]["batch_size"], config["device"], per_image)
     )

@@ -222,10 +222,25 @@ def parent_synsets(config: Config, dataset: str) -> list[str] | None:
     return None if synsets == imagenet_synsets() else synsets
 
 
-def base_model_spec(config: Config, model: str, base_path: str, method: str | None = None) -> Config:
-    """The model config a stage builds from (as a protocol variant `method` sees it): a workflow-pretrained base
-    replaces `pretrained` by its file."""
-    entry = model_entry(config, model, method) if method else config["models"][model]
+def sized_for(config: Config, entry: Config, dataset: str | None) -> Config:
+    """A model entry as it takes `dataset`: under `input_size: dataset`, at the dataset's image_size (the adapter's
+    `image_size`, its position embedding resampled); any other entry, or no dataset, as it is."""
+    if dataset is None or entry.get("input_size") != "dataset":
+        return entry
+    return {**entry, "image_size": config["datasets"][dataset]["image_size"]}
+
+
+def model_at(config: Config, model: str, dataset: str | None) -> Config:
+    """The configured model's entry at `dataset`'s input size (see sized_for)."""
+    return sized_for(config, config["models"][model], dataset)
+
+
+def base_model_spec(
+    config: Config, model: str, base_path: str, method: str | None = None, dataset: str | None = None
+) -> Config:
+    """The model config a stage builds from (as a protocol variant `method` sees it, at `dataset`'s input size): a
+    workflow-pretrained base replaces `pretrained` by its file."""
+    entry = sized_for(config, model_entry(config, model, method) if method else config["models"][model], dataset)
     spec = {key: value for key, value in entry.items() if key != "pretrain"}
     if "pretrain" in entry:
         spec["pretrained"] = base_path
