@@ -244,3 +244,27 @@ def test_training_the_texts_vocabulary_only_ends_where_training_the_whole_table_
     trained = states[1]["token_embedding.weight"]
     assert not torch.equal(trained[~read], initial[~read])  # decayed, a little
     torch.testing.assert_close(trained[~read], initial[~read], rtol=0.01, atol=0)
+
+
+def test_a_continued_pretraining_starts_from_the_other_base_at_its_own_size(tiny_model, tmp_path):
+    """`pretrain.start_from`: the job builds the model from the source's weights (at 48 px here, the 32-px position
+    grid resampled) and trains on; with a negligible learning rate it writes the resampled source back."""
+    from vlm_rationality.data.prepare import prepare_shard, write_item_index
+    from vlm_rationality.finetune.run import pretrain_base
+    from vlm_rationality.models.checkpoint import load_state_dict, save_state_dict
+
+    data = {"adapter": "synthetic", "image_size": 48, "shard_size": 16, "seed": 0, "splits": {"pretrain": {"size": 16}}}
+    write_item_index(data, "pretrain", tmp_path / "items.parquet", "h")
+    prepare_shard(data, "pretrain", 0, tmp_path / "items.parquet", tmp_path / "shard.parquet", "h")
+    source = tmp_path / "source.safetensors"
+    save_state_dict(tiny_model.backbone_state_dict(), source)
+    spec = {"adapter": "open_clip", "arch": "tiny-vit-32", "image_size": 48, "pretrained": str(source)}
+    train = {"lr": 1e-3, "epochs": 1, "batch_size": 8, "weight_decay": 0.1, "seed": 0}
+    resampled = build_model(spec).backbone_state_dict()
+    for lr, name in ((1e-9, "still.safetensors"), (1e-3, "moved.safetensors")):
+        pretrain_base(spec, {**train, "lr": lr}, [str(tmp_path / "shard.parquet")], str(tmp_path / name), "cpu")
+    still, moved = load_state_dict(tmp_path / "still.safetensors"), load_state_dict(tmp_path / "moved.safetensors")
+    assert still["visual.positional_embedding"].shape == (37, 64)  # 6x6 patches and the class token
+    for key, value in resampled.items():
+        torch.testing.assert_close(still[key], value, rtol=0, atol=1e-6, msg=key)
+    assert not torch.equal(moved["visual.positional_embedding"], resampled["visual.positional_embedding"])

@@ -146,7 +146,8 @@ def test_a_file_dataset_is_closed_over_its_own_options(tmp_path):
         ),
         (
             lambda c: c["models"]["tiny-clip"].update(tokenizer="x"),
-            r"models\.tiny-clip\.tokenizer: unknown setting; known: adapter, arch, normalization, pretrain, pretrained",
+            r"models\.tiny-clip\.tokenizer: unknown setting; "
+            r"known: adapter, arch, image_size, input_size, normalization, pretrain, pretrained",
         ),
         (lambda c: c["heatmaps"].update(methods=["lime"]), r"heatmaps\.methods: unknown heatmap method 'lime'"),
         (
@@ -713,6 +714,35 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
             "datasets.tiny-synthetic.image_size: 60 is not the input size of model 'tiny-clip' (32); "
             "prepare the dataset at 32",
         ),
+        (
+            lambda c: (
+                c["models"]["tiny-clip"].update(input_size="dataset"),
+                c["datasets"]["tiny-synthetic"].update(image_size=60),
+            ),
+            "datasets.tiny-synthetic.image_size: model 'tiny-clip' cannot take it: "
+            "image_size 60 is not a multiple of tiny-vit-32's patch size 8",
+        ),
+        (
+            lambda c: c["models"]["tiny-clip"].update(input_size="dataset", image_size=48),
+            "models.tiny-clip: give image_size (one size for every dataset) or input_size: dataset, not both",
+        ),
+        (
+            lambda c: c["models"]["tiny-clip"]["pretrain"].update(start_from="tiny-clop"),
+            "models.tiny-clip.pretrain.start_from: no model 'tiny-clop' in models",
+        ),
+        (
+            lambda c: c["models"]["tiny-clip"]["pretrain"].update(start_from="tiny-clip"),
+            "models.tiny-clip.pretrain.start_from: the models' start_from come back to 'tiny-clip' "
+            "(tiny-clip -> tiny-clip)",
+        ),
+        (
+            lambda c: (
+                c["models"].update(scratch={"adapter": "open_clip", "arch": "tiny-vit-32"}),
+                c["models"]["tiny-clip"]["pretrain"].update(start_from="scratch"),
+            ),
+            "models.tiny-clip.pretrain.start_from: 'scratch' has no weights to start from (neither pretrain nor "
+            "pretrained)",
+        ),
     ],
     ids=[
         "shifts",
@@ -735,6 +765,11 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
         "ensemble-unknown-set",
         "ensemble-not-zs",
         "image-size",
+        "resampled-size",
+        "resampled-and-fixed-size",
+        "start-from-unknown",
+        "start-from-itself",
+        "start-from-no-weights",
     ],
 )
 def test_a_config_that_would_run_to_wrong_numbers_or_a_late_failure_is_refused(change, message):

@@ -183,7 +183,7 @@ def test_plan_prices_the_paper_grid_before_its_data_are_fetched_and_says_what_it
     assert refused.stderr.startswith("config error:\nheatmapz: unknown setting; did you mean heatmaps?")
 
 
-@pytest.mark.parametrize("study", ["twins", "robustness"])
+@pytest.mark.parametrize("study", ["twins", "robustness", "resolution"])
 def test_the_plan_is_the_sum_of_what_the_workflow_s_jobs_ask_for(tmp_path, study):
     """Per model stage, `plan`'s jobs and requested hours equal the count and summed runtime of the rules' jobs in
     a real dry run of the same config."""

@@ -569,6 +569,29 @@ def test_tiny_albef_and_blip_run_every_method_end_to_end(tmp_path, tiny_vocab):
     assert "model.text_encoder.bert.embeddings.word_embeddings.weight" in ft and "model.temp" in ft
 
 
+def test_a_model_taking_each_dataset_at_its_own_size_is_built_at_that_size_by_every_job(tmp_path):
+    """`input_size: dataset`: every job that builds the model (pretraining, fine-tuning, explaining) builds it at the
+    size of the dataset whose shards it reads, so one base pretrained at 32 px is fine-tuned and explained at 48; a
+    second base continues the first's pretraining at 48 (`start_from`), from its file, which it waits for."""
+    config = copy.deepcopy(TEST_CONFIG)
+    config["datasets"]["tiny-48"] = {**config["datasets"]["tiny-synthetic"], "image_size": 48}
+    config["models"]["tiny-clip"]["input_size"] = "dataset"
+    continued = {**config["models"]["tiny-clip"]["pretrain"], "dataset": "tiny-48", "start_from": "tiny-clip"}
+    config["models"]["tiny-clip-48"] = {**config["models"]["tiny-clip"], "pretrain": continued}
+    printed = snakemake(tmp_path, config, "--dry-run", "--printshellcmds").stdout
+    built: dict[tuple[str, str], set[str]] = {}
+    for stage, model, rest in re.findall(r"python -m vlm_rationality (\w+) --model '(\{.*?\})'(.*)", printed):
+        (dataset,) = set(re.findall(r"results/data/([^/]+)/", rest))
+        spec = json.loads(model)
+        assert spec["image_size"] == config["datasets"][dataset]["image_size"], (stage, dataset)
+        built.setdefault((stage, spec.get("pretrained", "")), set()).add(dataset)
+    base, both = "results/models/tiny-clip/base.safetensors", {"tiny-synthetic", "tiny-48"}
+    assert built[("pretrain", "")] == {"tiny-synthetic"} and built[("pretrain", base)] == {"tiny-48"}
+    assert built[("finetune", base)] == built[("explain", base)] == both
+    (job,) = [b for b in printed.split("\n\n") if "rule pretrain_base:" in b and "model=tiny-clip-48" in b]
+    assert base in re.search(r"input: (.*)", job).group(1)
+
+
 @pytest.mark.parametrize("grid", ["paper.yaml", "paper-official.yaml"])
 def test_the_paper_grid_dry_runs_on_fixture_roots(tmp_path, grid):
     from tests import fixtures

@@ -1,9 +1,10 @@
 rule pretrain_base:
     input:
-        lambda wc: dag.shard_files(
+        shards=lambda wc: dag.shard_files(
             config["models"][wc.model]["pretrain"]["dataset"],
             config["models"][wc.model]["pretrain"]["split"],
         ),
+        start=lambda wc: dag.pretrain_inputs(wc.model),
     output:
         weights="results/models/{model}/base.safetensors",
         sidecar="results/models/{model}/base.json",
@@ -27,4 +28,4 @@ rule pretrain_base:
     shell:
         "python -m vlm_rationality pretrain --model {params.model:q} --train {params.train:q}"
         " --training-data {params.training_data:q} --device {params.device} --threads {threads}"
-        " --expect-prepared {params.expect:q} --out {output.weights} {input} > {log} 2>&1"
+        " --expect-prepared {params.expect:q} --out {output.weights} {input.shards} > {log} 2>&1"

@@ -34,10 +34,11 @@ def pretrain_base(
     device: str,
     training_data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Contrastively pretrain `model_spec` from scratch on captioned shards; writes the backbone file.
-    `training_data` (the config's section) decides whether the split is streamed from the shards."""
+    """Contrastively pretrain `model_spec` on captioned shards, from scratch or from the weights its `pretrained`
+    names (a continued pretraining); writes the backbone file. `training_data` (the config's section) decides
+    whether the split is streamed from the shards."""
     dev = resolve_device(device)
-    model = build_model({**model_spec, "pretrained": None}).to(dev)
+    model = build_model(model_spec).to(dev)
     start = time.perf_counter()
     split = load_split(shards, with_captions=True, streaming=_streaming(training_data))
     metrics = pretrain_clip(model, split, train_spec, dev)

@@ -297,7 +297,29 @@ def _model_errors(config: Config, schema: Schema, assumed: list[str] | None = No
                 errors.append(
                     f"{key}.pretrain.split: dataset {pretrain['dataset']!r} has no split {pretrain['split']!r}"
                 )
+            errors += _start_from_errors(config, name)
     return depths, errors
+
+
+def _start_from_errors(config: Config, model: str) -> list[str]:
+    """A pretraining that continues from another model's weights: one of the same architecture that has weights,
+    and no chain of them that comes back to where it began."""
+    key, seen, name = f"models.{model}.pretrain.start_from", [model], model
+    while (start := config["models"][name].get("pretrain", {}).get("start_from")) is not None:
+        source = config["models"].get(start)
+        if source is None:
+            return [f"{key}: no model {start!r} in models"]
+        if start in seen:
+            return [f"{key}: the models' start_from come back to {start!r} ({' -> '.join([*seen, start])})"]
+        if name == model:
+            entry = config["models"][model]
+            if (source.get("adapter"), source.get("arch")) != (entry.get("adapter"), entry.get("arch")):
+                return [f"{key}: {start!r} is {source.get('arch')}, not {entry.get('arch')}: its weights do not fit"]
+            if "pretrain" not in source and source.get("pretrained") in (None, "", "none"):
+                return [f"{key}: {start!r} has no weights to start from (neither pretrain nor pretrained)"]
+        seen.append(start)
+        name = start
+    return []
 
 
 def _method_errors(

@@ -124,9 +124,19 @@ class Dag:
         return specs.base_model_spec(self.config, model, self.base_file(model), method, dataset)
 
     def pretrain_spec(self, model: str) -> dict:
-        """The model its base is pretrained as: at its pretraining dataset's input size, without weights."""
-        spec = self.model_spec(model, dataset=self.config["models"][model]["pretrain"]["dataset"])
-        return {key: value for key, value in spec.items() if key != "pretrained"}
+        """The model its base is pretrained as: at its pretraining dataset's input size, from scratch or from the
+        weights of the model `pretrain.start_from` names."""
+        pretrain = self.config["models"][model]["pretrain"]
+        spec = self.model_spec(model, dataset=pretrain["dataset"])
+        spec.pop("pretrained")
+        if "start_from" in pretrain:
+            spec["pretrained"] = self.model_spec(pretrain["start_from"])["pretrained"]
+        return spec
+
+    def pretrain_inputs(self, model: str) -> list[str]:
+        """The base a continued pretraining starts from, where the workflow makes it."""
+        start = self.config["models"][model]["pretrain"].get("start_from")
+        return self.base_inputs(start) if start is not None else []
 
     def base_inputs(self, model: str) -> list[str]:
         """The workflow-pretrained base, where the model has one (else weights come from `pretrained`)."""
