@@ -139,7 +139,7 @@ def test_the_robustness_table_from_a_predictions_file(tmp_path):
         return (p.cumsum(1) > rng.uniform(size=(len(p), 1))).argmax(1)
 
     val, test = np.arange(3000), np.arange(3000, 6000)
-    cue_logits = np.eye(5)[[0, 1, 2, 0]] * 10  # decisions 0, 1, 2, 0 on shapes 0, 1, 3, 4 over textures 1, 2, 2, 0
+    cue_logits = np.eye(5)[[0, 1, 2, 3]] * 10  # decisions 0, 1, 2, 3 on shapes 0, 1, 3, 4 over textures 1, 2, 2, 0
     ood = np.full((500, 5), -50.0)  # uniform and low: below every ID sample in MSP, MCM, max logit and energy
     sets = {
         "val": (3 * z[val], drawn(val), None),
@@ -180,13 +180,16 @@ def test_the_robustness_table_from_a_predictions_file(tmp_path):
     assert clean["auroc.ood_shape.msp"] == 1.0 and clean["fpr95.ood_shape.msp"] == 0.0
     assert all(clean[f"auroc.ood_shape.{s}"] == 1.0 for s in ("mcm", "energy", "max_logit"))
     assert "auroc.ood_shape.msp" not in noisy  # OOD detection: the clean row only
-    # shape decisions on images 0 and 1, texture decisions on images 2 and 3 (their texture classes 2 and 0)
-    assert (clean["shape_decisions"], clean["texture_decisions"], clean["shape_bias"]) == (2, 2, 0.5)
+    # shape decisions on images 0 and 1, a texture decision on image 2 (its texture class 2), neither on image 3:
+    # the shape bias leaves image 3 out (2 of 3), the cue-conflict accuracy counts it (2 of 4)
+    assert (clean["shape_decisions"], clean["texture_decisions"]) == (2, 1)
+    assert (clean["shape_bias"], clean["cue_conflict_accuracy"]) == (2 / 3, 0.5)
     table = robustness_markdown(rows, ["ood_shape"])
     assert "| d | clean | m | ZS |" in table and "## Shape bias" in table and "| ood_shape |" in table
     for name in ("accuracy", "ece", "ece_ts", "nll", "nll_ts"):  # every test-set metric has its interval
         assert clean[f"{name}_ci_low"] <= clean[name] <= clean[f"{name}_ci_high"], name
-    assert clean["auroc.ood_shape.msp_ci_low"] == 1.0 and 0 <= clean["shape_bias_ci_low"] <= 0.5
+    assert clean["auroc.ood_shape.msp_ci_low"] == 1.0 and 0 <= clean["shape_bias_ci_low"] <= 2 / 3
+    assert 0 <= clean["cue_conflict_accuracy_ci_low"] <= 0.5 <= clean["cue_conflict_accuracy_ci_high"] <= 1
     assert f"| {100 * clean['accuracy']:.1f} [{100 * clean['accuracy_ci_low']:.1f}, " in table
 
 

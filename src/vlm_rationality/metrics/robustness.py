@@ -28,7 +28,7 @@ from vlm_rationality.metrics.robustness_intervals import (
     calibration_replicates,
     interval,
     sample_weights,
-    shape_bias_replicates,
+    cue_conflict_replicates,
 )
 from vlm_rationality.metrics.shape_bias import category_probabilities, shape_bias
 
@@ -164,13 +164,14 @@ def robustness_rows(
                     )
                     decisions = cue_decisions(cue_logits, cue_categories)
                     found = shape_bias(decisions, shapes, textures)
+                    conflicting = found.shape_decisions + found.texture_decisions + found.other_decisions
                     row.update(
                         shape_bias=found.shape_bias,
+                        cue_conflict_accuracy=found.shape_decisions / conflicting if conflicting else math.nan,
                         shape_decisions=found.shape_decisions,
                         texture_decisions=found.texture_decisions,
                     )
                     if len(decisions):
-                        bias = shape_bias_replicates(decisions, shapes, textures, iterations, seed)
-                        _with_intervals(row, {"shape_bias": bias})
+                        _with_intervals(row, cue_conflict_replicates(decisions, shapes, textures, iterations, seed))
             rows.append(row)
     return rows

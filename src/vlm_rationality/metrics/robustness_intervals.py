@@ -55,13 +55,18 @@ def auroc_replicates(id_scores: np.ndarray, ood_scores: np.ndarray, iterations: 
     return weighted_auroc(scores, positive, stratified_weights(positive, iterations, seed))
 
 
-def shape_bias_replicates(
+def cue_conflict_replicates(
     decisions: np.ndarray, shapes: np.ndarray, textures: np.ndarray, iterations: int, seed: int
-) -> np.ndarray:
-    """shape / (shape + texture) decisions over the cue-conflict images under resampled images."""
+) -> dict[str, np.ndarray]:
+    """Under resampled cue-conflict images: the shape bias, shape / (shape + texture) decisions, and the cue-conflict
+    accuracy, shape decisions / conflicting images (the same resamples for both)."""
     conflict = shapes != textures
     shape = (conflict & (decisions == shapes)).astype(np.float64)
     either = shape + (conflict & (decisions == textures))
     weights = sample_weights(len(decisions), iterations, seed)
+    shapes_drawn = (weights * shape[:, None]).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (weights * shape[:, None]).sum(axis=0) / (weights * either[:, None]).sum(axis=0)
+        return {
+            "shape_bias": shapes_drawn / (weights * either[:, None]).sum(axis=0),
+            "cue_conflict_accuracy": shapes_drawn / (weights * conflict[:, None]).sum(axis=0),
+        }

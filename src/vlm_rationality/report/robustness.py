@@ -82,14 +82,16 @@ def robustness_markdown(
             "",
             "## Shape bias on cue-conflict images (shape / (shape + texture) decisions, %)",
             "",
-            "| dataset | model | method | shape bias | shape | texture |",
-            "|---|---|---|---|---|---|",
+            "Cue-conflict accuracy: shape decisions / cue-conflict images, %.",
+            "",
+            "| dataset | model | method | shape bias | cue-conflict accuracy | shape | texture |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in clean:
             if "shape_bias" in r:
                 lines.append(
                     f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {_ci(r, 'shape_bias', True)} "
-                    f"| {r['shape_decisions']} | {r['texture_decisions']} |"
+                    f"| {_ci(r, 'cue_conflict_accuracy', True)} | {r['shape_decisions']} | {r['texture_decisions']} |"
                 )
     return "\n".join(lines + _id_ood_section(id_ood)) + "\n"
 
