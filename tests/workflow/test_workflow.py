@@ -851,7 +851,7 @@ def test_robustness_predicts_logits_only_and_writes_its_table(run, tmp_path):
         assert 0 <= row["auroc.textures.mcm"] <= 1 and 0 <= row["fpr95.ood.energy"] <= 1
         assert 0 <= row["auroc.photos.msp"] <= 1 and row["n_skipped.photos"] == 1 and row["n_skipped"] == 0
         assert row["shape_decisions"] + row["texture_decisions"] <= 40
-        assert row["cue_conflict_accuracy"] == row["shape_decisions"] / 40  # every cue image's texture is another class's
+        assert row["cue_conflict_accuracy"] == row["shape_decisions"] / 40  # each cue image: two classes
     assert "## Shape bias" in (results / "tables" / "robustness.md").read_text()
     lines = {r["metric"]: r for r in pq.read_table(results / "metrics" / "id_ood.parquet").to_pylist()}
     assert read_metadata(results / "metrics" / "id_ood.parquet")["schema"] == "id-ood/1"

@@ -26,9 +26,9 @@ from vlm_rationality.metrics.ood import SCORES, auroc, fpr_at_tpr, mcm
 from vlm_rationality.metrics.robustness_intervals import (
     auroc_replicates,
     calibration_replicates,
+    cue_conflict_replicates,
     interval,
     sample_weights,
-    cue_conflict_replicates,
 )
 from vlm_rationality.metrics.shape_bias import category_probabilities, shape_bias
 
