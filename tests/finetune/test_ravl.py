@@ -298,3 +298,43 @@ def test_upsampling_balances_the_groups_stage_1_implies(shards):
     config.update(regions=str(path), spurious_clusters=1)
     classifier, metrics = build_method(config).fit(model, prompts, split, torch.device("cpu"))
     assert classifier.kind == "linear" and math.isfinite(metrics["train_loss"]) and metrics["steps"] == 4
+
+
+def test_the_summed_loss_at_weight_w_is_the_averaged_loss_at_the_weight_it_implies(shards):
+    """AdamW does not see a global scale of the loss, so the paper's summed form, w·L_CLIP + (1 − w)·Σ_batch, is the
+    averaged form at w_eff = w / (w + (1 − w)·B) (B the batch size): the same training, up to AdamW's ε, which only
+    acts where a gradient is float noise (the attention's key bias, which the softmax cancels). At w 0.8 and batch 64
+    that is w_eff 0.06: the image-level objective all but dropped."""
+    from vlm_rationality.finetune.base import batch_images, build_method
+    from vlm_rationality.finetune.data import load_split
+    from vlm_rationality.models import build_model
+
+    shard, path, _ = shards  # 32 images, batches of 8: every batch full
+    split = load_split([shard])
+    prompts = [f"a photo of a {name}" for name in ("circle", "square", "triangle", "star")]
+    base = {
+        "kind": "ravl",
+        "mitigates": "ft",
+        "lr": 1e-3,
+        "epochs": 2,
+        "batch_size": 8,
+        "seed": 0,
+        "regions": str(path),
+    }
+    loss = {"temperature": 0.07, "spurious_clusters": 1, "denominator": "classes", "view": "roi", "ablate": []}
+
+    def embeddings(weight: float, reduction: str) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
+        config = {**base, "region_loss": {**loss, "weight": weight, "reduction": reduction}}
+        build_method(config).fit(model, prompts, split, torch.device("cpu"))
+        with torch.no_grad():
+            return model.encode_image(batch_images(model, split, torch.arange(len(split)), torch.device("cpu")))
+
+    summed, implied, averaged = (
+        embeddings(0.8, "sum"),
+        embeddings(0.8 / (0.8 + 0.2 * 8), "mean"),
+        embeddings(0.8, "mean"),
+    )
+    gap, apart = float((summed - implied).abs().max()), float((summed - averaged).abs().max())
+    assert gap < 1e-4 and apart > 1000 * gap  # the same training at the implied weight, another at the same weight
