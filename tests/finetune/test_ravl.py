@@ -194,6 +194,21 @@ def test_split_regions_pad_images_and_mark_the_chosen_clusters_spurious(shards):
         SplitRegions.read(str(path), [*split.sample_ids, "stranger"], 1)
 
 
+def _ravl_config(regions, **region_loss) -> dict:
+    """A two-epoch RaVL on the `shards` fixture (batches of 8) with the paper's region terms, `region_loss` set."""
+    loss = {"temperature": 0.07, "spurious_clusters": 1, "denominator": "classes", "ablate": [], **region_loss}
+    return {
+        "kind": "ravl",
+        "mitigates": "ft",
+        "lr": 1e-3,
+        "epochs": 2,
+        "batch_size": 8,
+        "seed": 0,
+        "regions": str(regions),
+        "region_loss": loss,
+    }
+
+
 @pytest.mark.parametrize("view", ["crop", "in_place", "roi"])
 def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts(shards, view):
     from vlm_rationality.finetune.base import build_method
@@ -208,24 +223,7 @@ def test_ravl_trains_the_image_tower_only_and_classifies_with_the_frozen_prompts
     text_before = {k: v.clone() for k, v in model.model.named_parameters() if not k.startswith("visual.")}
     image_before = [p.detach().clone() for p in model.image_parameters()]
     head_before = prompt_head(model, prompts).weight.detach().clone()
-    config = {
-        "kind": "ravl",
-        "mitigates": "ft",
-        "lr": 1e-3,
-        "epochs": 2,
-        "batch_size": 8,
-        "seed": 0,
-        "regions": str(path),
-        "region_loss": {
-            "weight": 0.8,
-            "temperature": 0.07,
-            "spurious_clusters": 1,
-            "denominator": "classes",
-            "view": view,
-            "reduction": "sum",
-            "ablate": [],
-        },
-    }
+    config = _ravl_config(path, weight=0.8, view=view, reduction="sum")
     classifier, metrics = build_method(config).fit(model, prompts, load_split([shard]), torch.device("cpu"))
     assert classifier.kind == "prompt" and math.isfinite(metrics["train_loss"]) and metrics["steps"] == 8
     assert metrics["spurious_region_share"] == pytest.approx(table["cluster"].count(1) / len(table["cluster"]))
@@ -312,21 +310,11 @@ def test_the_summed_loss_at_weight_w_is_the_averaged_loss_at_the_weight_it_impli
     shard, path, _ = shards  # 32 images, batches of 8: every batch full
     split = load_split([shard])
     prompts = [f"a photo of a {name}" for name in ("circle", "square", "triangle", "star")]
-    base = {
-        "kind": "ravl",
-        "mitigates": "ft",
-        "lr": 1e-3,
-        "epochs": 2,
-        "batch_size": 8,
-        "seed": 0,
-        "regions": str(path),
-    }
-    loss = {"temperature": 0.07, "spurious_clusters": 1, "denominator": "classes", "view": "roi", "ablate": []}
 
     def embeddings(weight: float, reduction: str) -> torch.Tensor:
         torch.manual_seed(0)
         model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
-        config = {**base, "region_loss": {**loss, "weight": weight, "reduction": reduction}}
+        config = _ravl_config(path, weight=weight, view="roi", reduction=reduction)
         build_method(config).fit(model, prompts, split, torch.device("cpu"))
         with torch.no_grad():
             return model.encode_image(batch_images(model, split, torch.arange(len(split)), torch.device("cpu")))

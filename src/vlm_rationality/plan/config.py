@@ -303,23 +303,27 @@ def _model_errors(config: Config, schema: Schema, assumed: list[str] | None = No
 
 def _start_from_errors(config: Config, model: str) -> list[str]:
     """A pretraining that continues from another model's weights: one of the same architecture that has weights,
-    and no chain of them that comes back to where it began."""
-    key, seen, name = f"models.{model}.pretrain.start_from", [model], model
-    while (start := config["models"][name].get("pretrain", {}).get("start_from")) is not None:
-        source = config["models"].get(start)
-        if source is None:
-            return [f"{key}: no model {start!r} in models"]
-        if start in seen:
-            return [f"{key}: the models' start_from come back to {start!r} ({' -> '.join([*seen, start])})"]
-        if name == model:
-            entry = config["models"][model]
-            if (source.get("adapter"), source.get("arch")) != (entry.get("adapter"), entry.get("arch")):
-                return [f"{key}: {start!r} is {source.get('arch')}, not {entry.get('arch')}: its weights do not fit"]
-            if "pretrain" not in source and source.get("pretrained") in (None, "", "none"):
-                return [f"{key}: {start!r} has no weights to start from (neither pretrain nor pretrained)"]
-        seen.append(start)
-        name = start
-    return []
+    and no chain of them that comes back to where it began (a model further down the chain is checked as its own)."""
+    key, entry = f"models.{model}.pretrain.start_from", config["models"][model]
+    start = entry["pretrain"].get("start_from")
+    if start is None:
+        return []
+    source = config["models"].get(start)
+    if source is None:
+        return [f"{key}: no model {start!r} in models"]
+    if (source.get("adapter"), source.get("arch")) != (entry.get("adapter"), entry.get("arch")):
+        return [f"{key}: {start!r} is {source.get('arch')}, not {entry.get('arch')}: its weights do not fit"]
+    if "pretrain" not in source and source.get("pretrained") in (None, "", "none"):
+        return [f"{key}: {start!r} has no weights to start from (neither pretrain nor pretrained)"]
+    chain = [model]
+    while start is not None and start not in chain:
+        chain.append(start)
+        start = config["models"].get(start, {}).get("pretrain", {}).get("start_from")
+    return (
+        []
+        if start is None
+        else [f"{key}: the models' start_from come back to {start!r} ({' -> '.join([*chain, start])})"]
+    )
 
 
 def _method_errors(

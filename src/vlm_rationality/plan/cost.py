@@ -174,9 +174,8 @@ def _footprint(config: Config, sizes: dict[tuple[str, str], int], stages: dict[s
                     stages["finetune"].peak_mb = max(stages["finetune"].peak_mb, peak)
             stage = stages["explain"]
             stage.peak_mb = max(stage.peak_mb, _model_mb(config, model, dataset, batch, False))
-            cells = (
-                model_adapter(specs.model_at(config, model, dataset)).vision_shape()[2] - 1
-            )  # the heatmap's patch grid
+            # the heatmap's patch grid at this dataset's size
+            cells = model_adapter(specs.model_at(config, model, dataset)).vision_shape()[2] - 1
             stage.disk_bytes += maps * eval_items * (2 * classes + ROW_OVERHEAD + 2 * cells)
             if dataset in specs.robustness_datasets(config):
                 seen = sum(sizes[dataset, s["split"]] for s in specs.prediction_sets(config, dataset))
