@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _prepared_paths(args: argparse.Namespace) -> list[str]:
     """The prepared shards a model stage reads: its positional shards, or discover's and assign's lists, or
-    predict's sets."""
+    predict's sets, and a fine-tuning method's validation split."""
     paths = list(getattr(args, "shards", None) or []) + list(getattr(args, "discovered", None) or [])
+    paths += (getattr(args, "method", None) or {}).get("validation", [])
     return paths + [path for entry in getattr(args, "sets", None) or [] for path in entry["shards"]]
 
 

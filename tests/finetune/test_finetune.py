@@ -268,3 +268,49 @@ def test_a_continued_pretraining_starts_from_the_other_base_at_its_own_size(tiny
     for key, value in resampled.items():
         torch.testing.assert_close(still[key], value, rtol=0, atol=1e-6, msg=key)
     assert not torch.equal(moved["visual.positional_embedding"], resampled["visual.positional_embedding"])
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
+    """Scores 0.2, 0.6, 0.6, 0.5 with patience 2: epoch 2 is best (a tie keeps the earlier), training stops after
+    epoch 4, and the parameter is put back to where it stood after epoch 2."""
+    from vlm_rationality.finetune.loop import Selection, TrainSettings, fit
+
+    weight = torch.nn.Parameter(torch.tensor([4.0]))
+    split = TrainingSplit(
+        torch.zeros(4, 1, 1, 3, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), None, list("abcd")
+    )
+    scores, seen = iter([0.2, 0.6, 0.6, 0.5, 0.9, 0.9]), []
+
+    def score() -> float:
+        seen.append(weight.item())
+        return next(scores)
+
+    settings = TrainSettings(lr=0.1, epochs=6, batch_size=2, optimizer="sgd")
+    metrics = fit([weight], lambda index: ((weight**2).sum(), None), split, settings, select=Selection(score, 2))
+    assert metrics["epochs"] == 4 and metrics["best_epoch"] == 2 and metrics["validation"] == [0.2, 0.6, 0.6, 0.5]
+    assert len(set(seen)) == 4 and float(weight) == seen[1]
+
+
+def test_a_method_with_early_stopping_keeps_the_epoch_best_on_its_validation_split(tmp_path, prompts):
+    """FT selects on a held-out split's shards: the classifier it returns scores, on that split, the best of the
+    epochs it recorded."""
+    from tests import fixtures
+    from vlm_rationality.finetune.base import accuracy
+    from vlm_rationality.finetune.data import load_split
+
+    spec = SyntheticSpec(image_size=32)
+    train = fixtures.prepared_shard(tmp_path / "train.parquet", list(generate(spec, "train", 48, rho=0.9)))
+    val = fixtures.prepared_shard(tmp_path / "val.parquet", list(generate(spec, "val", 40, rho=0.9)))
+    config = {"kind": "ft", "lr": 3e-3, "epochs": 5, "batch_size": 16, "head_init": "prompts"}
+    config["early_stopping"] = {"split": "val", "patience": 2}
+    torch.manual_seed(0)
+    model = build_model({"arch": "tiny-vit-32"})
+    with pytest.raises(KeyError, match="early_stopping needs `validation`"):
+        build_method(config).fit(model, prompts, load_split([train]), torch.device("cpu"))
+    classifier, metrics = build_method({**config, "validation": [str(val)]}).fit(
+        model, prompts, load_split([train]), torch.device("cpu")
+    )
+    scores = metrics["validation"]
+    assert len(scores) == metrics["epochs"] and metrics["best_epoch"] == scores.index(max(scores)) + 1
+    assert len(set(scores)) > 1  # the epochs differ, so keeping the best is a choice
+    assert accuracy(classifier, load_split([val]), torch.device("cpu")) == max(scores)

@@ -275,13 +275,13 @@ def test_upsampling_balances_the_groups_stage_1_implies(shards):
     from vlm_rationality.models import build_model
 
     labels, flagged = torch.tensor([0, 0, 0, 1, 1, 1]), torch.tensor([True, False, False, False, False, False])
-    assert group_weights(labels, flagged).tolist() == pytest.approx([1, 1 / 2, 1 / 2, 1 / 3, 1 / 3, 1 / 3])
+    assert group_weights(labels * 2 + flagged.long()).tolist() == pytest.approx([1, 1 / 2, 1 / 2, 1 / 3, 1 / 3, 1 / 3])
     shard, path, _ = shards
     split = load_split([shard])
     flagged = SplitRegions.read(str(path), split.sample_ids, 1).spurious.any(1)
     groups = split.labels * 2 + flagged.long()
     assert len(groups.unique()) > 2  # the fixture holds groups of different sizes
-    weights = group_weights(split.labels, flagged)
+    weights = group_weights(groups)
     generator = torch.Generator().manual_seed(0)
     drawn = torch.cat([torch.cat(list(split.batches(8, generator, weights))) for _ in range(300)])
     share = torch.bincount(groups[drawn], minlength=int(groups.max()) + 1).double() / len(drawn)
@@ -326,3 +326,64 @@ def test_the_summed_loss_at_weight_w_is_the_averaged_loss_at_the_weight_it_impli
     )
     gap, apart = float((summed - implied).abs().max()), float((summed - averaged).abs().max())
     assert gap < 1e-4 and apart > 1000 * gap  # the same training at the implied weight, another at the same weight
+
+
+def test_group_dro_weights_follow_the_update_rule_by_hand():
+    """Sagawa et al.'s online update, step by step: q_g ← q_g·exp(η·L_g) over the batch's group means (0 for a group
+    the batch lacks), normalised; the loss is Σ q_g·L_g with the updated q."""
+    from vlm_rationality.finetune.vl_gdro import GroupDRO
+
+    dro = GroupDRO(groups=3, step_size=0.5)
+    losses, groups = torch.tensor([1.0, 3.0, 4.0, 0.5]), torch.tensor([0, 0, 1, 1])
+    means = [2.0, 2.25, 0.0]  # group 2 is not in the batch
+    raw = [math.exp(0.5 * m) / 3 for m in means]
+    q = [r / sum(raw) for r in raw]
+    loss = dro(losses, groups)
+    assert dro.q.tolist() == pytest.approx(q)
+    assert float(loss) == pytest.approx(sum(a * b for a, b in zip(q, means)))
+    dro(torch.tensor([2.0]), torch.tensor([2]))
+    raw = [q[0], q[1], q[2] * math.exp(0.5 * 2.0)]
+    assert dro.q.tolist() == pytest.approx([r / sum(raw) for r in raw])
+    (grad,) = torch.autograd.grad(dro(losses.requires_grad_(True), groups), losses)
+    assert grad[0] == grad[1] == pytest.approx(float(dro.q[0]) / 2)  # each sample: its group's weight / its size
+
+
+def _vl_config(kind: str, regions, **options) -> dict:
+    config = {"kind": kind, "lr": 1e-3, "epochs": 2, "batch_size": 8, "seed": 0, **options}
+    return {**config, "mitigates": "ft", "regions": str(regions), "spurious_clusters": 1} if kind != "vl-ft" else config
+
+
+def test_the_papers_baselines_train_the_image_tower_on_the_clip_objective(shards):
+    """vl-ft is RaVL without its region terms (the same weights as ravl at λ 1); the upsampled, ERM and GDRO
+    variants each change it in one place, and keep the text tower frozen."""
+    from vlm_rationality.finetune.base import build_method
+    from vlm_rationality.finetune.data import load_split
+    from vlm_rationality.models import build_model
+
+    shard, path, _ = shards
+    split = load_split([shard])
+    prompts = [f"a photo of a {name}" for name in ("circle", "square", "triangle", "star")]
+    trained = {}
+    for name, config in {
+        "ravl λ 1": _ravl_config(path, weight=1.0, view="crop", reduction="sum"),
+        "vl-ft": _vl_config("vl-ft", path),
+        "vl-upsample": _vl_config("vl-upsample", path),
+        "vl-erm": _vl_config("vl-erm", path, weight=0.8),
+        "vl-gdro": _vl_config("vl-gdro", path, weight=0.8, step_size=0.01),
+    }.items():
+        torch.manual_seed(0)
+        model = build_model({"adapter": "open_clip", "arch": "tiny-vit-32"})
+        text_before = [p.detach().clone() for n, p in model.model.named_parameters() if not n.startswith("visual.")]
+        classifier, metrics = build_method(config).fit(model, prompts, split, torch.device("cpu"))
+        text_after = [p for n, p in model.model.named_parameters() if not n.startswith("visual.")]
+        assert classifier.kind == "prompt" and math.isfinite(metrics["train_loss"]) and metrics["steps"] == 8
+        assert all(torch.equal(a, b) for a, b in zip(text_before, text_after)), name
+        trained[name] = [p.detach().clone() for p in model.image_parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(trained["ravl λ 1"], trained["vl-ft"]))
+    for name in ("vl-upsample", "vl-erm", "vl-gdro"):
+        assert any(not torch.equal(a, b) for a, b in zip(trained["vl-ft"], trained[name])), name
+    assert any(not torch.equal(a, b) for a, b in zip(trained["vl-erm"], trained["vl-gdro"]))
+    with pytest.raises(KeyError, match="vl-gdro needs `regions`"):
+        build_method(
+            {k: v for k, v in _vl_config("vl-gdro", path, weight=0.8, step_size=0.01).items() if k != "regions"}
+        ).fit(build_model({"adapter": "open_clip", "arch": "tiny-vit-32"}), prompts, split, torch.device("cpu"))

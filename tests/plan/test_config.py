@@ -688,6 +688,19 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
             "methods.ft.mitigates: unknown setting",
         ),
         (
+            lambda c: c["methods"]["lp"].update(early_stopping={"split": "val"}),
+            "methods.lp.early_stopping: unknown setting",
+        ),
+        (
+            lambda c: c["methods"]["ft"].update(early_stopping={"split": "val"}),
+            "methods.ft.early_stopping.split: dataset 'tiny-synthetic' has no split 'val'; add it to "
+            "datasets.tiny-synthetic.splits",
+        ),
+        (
+            lambda c: c["methods"]["ft"].update(early_stopping={"split": c["eval_split"]}),
+            "methods.ft.early_stopping.split: 'test' is the split that is scored; select on a held-out one",
+        ),
+        (
             lambda c: c.update(prompt_template="a photo of a {name} in {other}"),
             "prompt_template: 'a photo of a {name} in {other}' cannot be filled in (the placeholder {other}); "
             "only a plain {name} is a placeholder (no format spec or conversion), write a literal brace as {{ or }}",
@@ -758,6 +771,9 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
         "zs-seed",
         "zs-processes",
         "ft-mitigates",
+        "lp-early-stopping",
+        "early-stopping-split-missing",
+        "early-stopping-on-the-scored-split",
         "prompt-placeholder",
         "prompt-no-name",
         "prompt-format-spec",
@@ -789,7 +805,7 @@ def test_schema_and_registry_errors_are_reported_at_once():
         "score.treshold: unknown setting; did you mean threshold?",
         "models.tiny-clip.adapter: unknown model adapter 'clap'; known: albef, blip, open_clip",
         "methods.ft.kind: unknown method 'fullft'; "
-        "known: clip_adapter, coop, external, flcp, ft, lp, ravl, upsample, zs",
+        "known: clip_adapter, coop, external, flcp, ft, lp, ravl, upsample, vl-erm, vl-ft, vl-gdro, vl-upsample, zs",
         "heatmaps.methods: unknown heatmap method 'lime'; known: chefer, gradcam, rollout",
     ]
 

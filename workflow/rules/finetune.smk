@@ -4,6 +4,7 @@ rule finetune:
         shards=lambda wc: [] if specs.loads(config, wc.method) else dag.shard_files(wc.dataset, config["train_split"]),
         base=lambda wc: dag.base_inputs(wc.model),
         regions=dag.training_regions,
+        validation=dag.validation_shards,
         loaded=lambda wc: list(dag.loaded_files(wc).values()),
     output:
         weights="results/checkpoints/{dataset}/{model}/{method}.safetensors",
@@ -30,12 +31,13 @@ rule finetune:
             {
                 **specs.finetune_spec(config, wc.method),
                 **{"regions": path for path in dag.training_regions(wc)},
+                **({"validation": dag.validation_shards(wc)} if dag.validation_split(wc.method) else {}),
                 **dag.loaded_files(wc),
             }
         ),
         prompts=lambda wc: dag.class_prompts(wc.dataset),
         training_data=as_json(config["training_data"]),
-        expect=lambda wc: dag.expected_prepared(wc.dataset, [config["train_split"]]),
+        expect=lambda wc: dag.expected_prepared(wc.dataset, [config["train_split"], *dag.validation_split(wc.method)]),
         device=config["device"],
     shell:
         "python -m vlm_rationality finetune --model {params.model:q} --method {params.method:q}"

@@ -8,9 +8,9 @@ from typing import Any, Sequence
 import torch
 
 from vlm_rationality.finetune.augment import random_resized_crop_flip
-from vlm_rationality.finetune.data import TrainingSplit
+from vlm_rationality.finetune.data import TrainingSplit, load_split
 from vlm_rationality.finetune.distributed import gather, share
-from vlm_rationality.finetune.loop import TrainSettings
+from vlm_rationality.finetune.loop import Selection, TrainSettings
 from vlm_rationality.models.base import VisionLanguageModel
 from vlm_rationality.models.heads import HeadKind, ImageClassifier
 from vlm_rationality.registry import Registry
@@ -26,6 +26,7 @@ class Method(ABC):
     # be augmented per step.
     # `loads=True`: the classifier is loaded from files (`files=[...]`, options that name them), not trained: it has a
     # checkpoint like a trained method, no training settings, and reads no training split.
+    # `selects=True`: the method takes `early_stopping` (model selection on a held-out split, `Method.selection`).
     head: HeadKind
     trains: bool
     frozen_features: bool = False
@@ -46,6 +47,23 @@ class Method(ABC):
         self, model: VisionLanguageModel, prompts: Sequence[str], split: TrainingSplit, device: torch.device
     ) -> tuple[ImageClassifier, dict[str, float]]:
         """Fine-tune `model` (in place) and return its classifier with the final training metrics."""
+
+    def selection(self, classifier: ImageClassifier, device: torch.device) -> Selection | None:
+        """With `early_stopping`, the classifier's accuracy on the held-out split after every epoch, best kept.
+
+        Accuracy, because the paper (RaVL, Appendix D.2) stops early without naming its metric, and a method that is
+        given no group labels (RaVL's premise: Stage 1 finds them) can only select on what every label says; the
+        split's shards come as `validation` (the workflow's finetune rule adds them)."""
+        stop = self.config.get("early_stopping")
+        if not stop:
+            return None
+        if "validation" not in self.config:
+            raise KeyError(
+                f"early_stopping needs `validation`: the shards of split {stop['split']!r} "
+                "(the finetune rule adds them)"
+            )
+        held_out = load_split(self.config["validation"])
+        return Selection(lambda: accuracy(classifier, held_out, device), stop["patience"])
 
 
 def build_method(config: dict[str, Any]) -> Method:
@@ -71,3 +89,16 @@ def embed_split(model: VisionLanguageModel, split: TrainingSplit, device: torch.
     """Every image embedding of the split [N, D], in chunks of 256; each rank encodes its share of a chunk and all
     ranks then hold every embedding (the frozen-feature methods extract them once)."""
     return torch.cat([encode_batch(model, split, index, device) for index in torch.arange(len(split)).split(256)])
+
+
+@torch.no_grad()
+def accuracy(classifier: ImageClassifier, split: TrainingSplit, device: torch.device) -> float:
+    """The classifier's accuracy on a split (in eval mode; the mode it was in is restored)."""
+    mode = classifier.model.training
+    classifier.eval()
+    correct = 0
+    for index in torch.arange(len(split)).split(256):
+        logits = classifier(batch_images(classifier.model, split, index, device))
+        correct += int((logits.argmax(1).cpu() == split.labels[index]).sum())
+    classifier.train(mode)
+    return correct / len(split)

@@ -11,7 +11,7 @@ from vlm_rationality.finetune.loop import fit
 from vlm_rationality.models.heads import build_classifier
 
 
-@FINETUNE_METHODS.register("ft", trains=True, head="linear")
+@FINETUNE_METHODS.register("ft", trains=True, head="linear", selects=True)
 class FullFineTune(Method):
     """Image encoder and linear head trained with cross-entropy; the text tower stays frozen."""
 
@@ -38,5 +38,5 @@ class FullFineTune(Method):
             target = labels[index.to(device)]
             return F.cross_entropy(logits, target), int((logits.argmax(1) == target).sum())
 
-        metrics = fit(trained, step, split, self.settings, weights=weights)
+        metrics = fit(trained, step, split, self.settings, weights=weights, select=self.selection(classifier, device))
         return classifier.eval(), metrics

@@ -1,4 +1,5 @@
-"""The one training loop every method uses: seeded shuffling, AdamW or SGD, warm-up + cosine decay."""
+"""The one training loop every method uses: seeded shuffling, AdamW or SGD, warm-up + cosine decay, and optionally
+model selection on held-out data with early stopping."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 # Linear warm-up over the first steps, then cosine decay: transformers trained from scratch without warm-up
 # can stay stuck at the uniform-prediction loss (seen on the tiny synthetic CLIP at lr 3e-3).
 WARMUP_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Model selection: `score()` (higher is better, e.g. accuracy on a validation split) after every epoch; training
+    stops once `patience` epochs in a row have not beaten the best, and the best epoch's parameters are restored."""
+
+    score: Callable[[], float]
+    patience: int
 
 
 @dataclass(frozen=True)
@@ -87,12 +97,14 @@ def fit(
     what: str = "train",
     weights: torch.Tensor | None = None,
     untouched: Sequence[torch.Tensor] = (),
-) -> dict[str, float]:
+    select: Selection | None = None,
+) -> dict[str, Any]:
     """Train `parameters` with `step` over `split`; returns the last epoch's mean loss and accuracy. Progress
     (epoch, running loss and accuracy, images/s, ETA) goes to the job log as `what`. `weights`: draw each epoch's
     samples with replacement in proportion to them (TrainingSplit.batches), instead of a shuffle. `untouched`:
     rows of trained parameters that no step reads (`text_vocabulary`); they get each step's weight decay at the
-    end, as the optimizer would have given them step by step."""
+    end, as the optimizer would have given them step by step. `select`: score every epoch, stop early and keep the
+    best epoch (`epochs` is then the most it may run; the cosine decay spans it, as when the paper stops early)."""
     optimizer = make_optimizer(parameters, settings)
     steps = settings.epochs * math.ceil(len(split) / settings.batch_size)
     warmup = max(1, int(WARMUP_FRACTION * steps))
@@ -104,6 +116,7 @@ def fit(
     progress = Progress(what, settings.epochs * len(split), enabled=rank == 0)
     device_type = parameters[0].device.type if parameters else "cpu"
     decays: list[float] = []
+    selection = _Best(select.patience) if select is not None else None
     for epoch in range(settings.epochs):
         total_loss, total_correct, seen, counted = 0.0, 0, 0, True
         for index in split.batches(settings.batch_size, generator, weights):
@@ -129,14 +142,46 @@ def fit(
             )
         if not math.isfinite(total_loss):
             raise FloatingPointError(f"training diverged in epoch {epoch} (loss {total_loss}); lower the lr")
+        if select is not None and not selection.record(select.score(), parameters, len(decays)):
+            break
     progress.close()
-    _decay(untouched, decays)
-    return {
+    metrics = {
         "train_loss": total_loss / seen,
         "train_accuracy": total_correct / seen if counted else None,
-        "epochs": settings.epochs,
-        "steps": steps,
+        "epochs": epoch + 1,
+        "steps": len(decays),
     }
+    if select is not None:
+        decays = decays[: selection.restore(parameters)]
+        metrics.update(selection.summary())
+    _decay(untouched, decays)
+    return metrics
+
+
+class _Best:
+    """The best epoch so far: its score, a copy of the trained parameters and how many steps had been taken."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience, self.scores = patience, []
+        self.epoch, self.steps, self.state = -1, 0, []
+
+    def record(self, score: float, parameters: Sequence[nn.Parameter], steps: int) -> bool:
+        """Keep this epoch if it beats every earlier one (ties keep the earlier); False once it is time to stop."""
+        self.scores.append(float(score))
+        if self.epoch < 0 or score > self.scores[self.epoch]:
+            self.epoch, self.steps = len(self.scores) - 1, steps
+            self.state = [p.detach().clone() for p in parameters]
+        return len(self.scores) - 1 - self.epoch < self.patience
+
+    @torch.no_grad()
+    def restore(self, parameters: Sequence[nn.Parameter]) -> int:
+        """Put the best epoch's parameters back; returns the steps taken up to it."""
+        for parameter, kept in zip(parameters, self.state):
+            parameter.copy_(kept)
+        return self.steps
+
+    def summary(self) -> dict[str, Any]:
+        return {"best_epoch": self.epoch + 1, "validation": self.scores}
 
 
 @torch.no_grad()

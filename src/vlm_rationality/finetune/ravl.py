@@ -97,6 +97,7 @@ VIEWS = {"crop": crops, "in_place": in_place}  # pixel views; `roi` reads the pa
     trains=True,
     head="prompt",
     regions=True,
+    selects=True,
     options={
         "region_loss": {
             "type": "object",
@@ -155,6 +156,7 @@ class RegionAwareFineTune(Method):
         trained = model.image_parameters()
         for parameter in trained:
             parameter.requires_grad_(True)
+        classifier = build_classifier(model, "prompt", prompts)  # the frozen texts: the same before as after
         model.train()
         labels = split.labels.to(device)
 
@@ -181,10 +183,10 @@ class RegionAwareFineTune(Method):
             correct = int(((F.normalize(image, dim=-1) @ text.T).argmax(1) == target).sum())
             return loss, correct
 
-        metrics = fit(trained, step, split, self.settings)
+        metrics = fit(trained, step, split, self.settings, select=self.selection(classifier, device))
         metrics["spurious_region_share"] = float(regions.spurious.sum() / regions.valid.sum())
         model.eval().requires_grad_(False)
-        return build_classifier(model, "prompt", prompts), metrics
+        return classifier.eval(), metrics
 
     def _encode(
         self, model, split, regions: SplitRegions, index: torch.Tensor, device

@@ -80,7 +80,11 @@ def finetune(
         split = None if method.loads else load_split(shards, streaming=_streaming(training_data))
         classifier, metrics = method.fit(model, prompts, split, dev)
         inputs = _input_hashes(
-            [*shards, *(method_spec[key] for key in ("regions", *method.files) if key in method_spec)]
+            [
+                *shards,
+                *method_spec.get("validation", []),
+                *(method_spec[key] for key in ("regions", *method.files) if key in method_spec),
+            ]
         )
         if model_spec.get("pretrained") and Path(model_spec["pretrained"]).is_file():
             inputs.update(_input_hashes([model_spec["pretrained"]]))

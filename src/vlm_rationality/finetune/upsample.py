@@ -15,9 +15,20 @@ from vlm_rationality.finetune.ft import FullFineTune
 from vlm_rationality.finetune.ravl import SplitRegions
 
 
-def group_weights(labels: torch.Tensor, flagged: torch.Tensor) -> torch.Tensor:
-    """1 / the size of each sample's (label, flagged) group: every non-empty group weighs the same in total."""
-    groups = labels * 2 + flagged.long()
+def region_groups(config: dict, split) -> torch.Tensor:
+    """Each training sample's Stage 1 group, 2·class + (whether it holds a region of the spurious candidates), read
+    from the training regions file the method's config names (`regions`)."""
+    if "regions" not in config:
+        raise KeyError(
+            f"{config['kind']} needs `regions`: the training regions file of the method it mitigates "
+            "(the workflow's assign_regions rule writes it)"
+        )
+    regions = SplitRegions.read(config["regions"], split.sample_ids, config["spurious_clusters"])
+    return split.labels * 2 + regions.spurious.any(1).long()
+
+
+def group_weights(groups: torch.Tensor) -> torch.Tensor:
+    """1 / the size of each sample's group: every non-empty group weighs the same in total."""
     counts = torch.bincount(groups)
     return 1.0 / counts[groups].double()
 
@@ -27,6 +38,7 @@ def group_weights(labels: torch.Tensor, flagged: torch.Tensor) -> torch.Tensor:
     trains=True,
     head="linear",
     regions=True,
+    selects=True,
     options={
         "spurious_clusters": {
             "type": "integer",
@@ -40,10 +52,4 @@ class UpsampledFineTune(FullFineTune):
     """FT with a sampler that balances the (class, spurious region present) groups of the discovery it mitigates."""
 
     def sample_weights(self, split) -> torch.Tensor:
-        if "regions" not in self.config:
-            raise KeyError(
-                "upsample needs `regions`: the training regions file of the method it mitigates "
-                "(the workflow's assign_regions rule writes it)"
-            )
-        regions = SplitRegions.read(self.config["regions"], split.sample_ids, self.config["spurious_clusters"])
-        return group_weights(split.labels, regions.spurious.any(1))
+        return group_weights(region_groups(self.config, split))

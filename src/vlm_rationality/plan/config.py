@@ -194,13 +194,16 @@ def _section_errors(config: Config, schema: Schema, assumed: list[str] | None, d
 def _method_schema(schema: Schema, facts: dict[str, Any]) -> Schema:
     """The schema's method entry closed over the options (and required keys) the method's kind declares at
     registration (`register("ravl", options={...}, required=[...])` in vlm_rationality/finetune/<kind>.py); a kind
-    that trains on a discovery's regions (`regions=True`) takes `mitigates`, the method whose discovery it reads."""
+    that trains on a discovery's regions (`regions=True`) takes `mitigates`, the method whose discovery it reads; one
+    that selects its epoch (`selects=True`) takes `early_stopping`."""
     entry = copy.deepcopy(schema["properties"]["methods"]["additionalProperties"])
     entry["properties"].update(facts.get("options", {}))
     entry["required"] = [*entry["required"], *facts.get("required", [])]
     if facts.get("regions"):
         entry["properties"]["mitigates"] = schema["definitions"]["mitigates"]
         entry["required"].append("mitigates")
+    if facts.get("selects"):
+        entry["properties"]["early_stopping"] = schema["definitions"]["early_stopping"]
     if facts["trains"] and not facts.get("loads"):
         entry["required"] += TRAINING_REQUIRED
     entry["unevaluatedProperties"] = False
@@ -326,6 +329,22 @@ def _start_from_errors(config: Config, model: str) -> list[str]:
     )
 
 
+def _early_stopping_errors(config: Config, key: str, split: str) -> list[str]:
+    """The split a method selects its epoch on is held out: neither the one it trains on nor the one it is scored on,
+    and every dataset has it."""
+    if split in (config["train_split"], config["eval_split"]):
+        role = "trained on" if split == config["train_split"] else "scored"
+        return [
+            f"{key}.early_stopping.split: {split!r} is the split that is {role}; select on a held-out one (synthetic: "
+            "a split of the training rho; on disk: one carved from the training split)"
+        ]
+    return [
+        f"{key}.early_stopping.split: dataset {name!r} has no split {split!r}; add it to datasets.{name}.splits"
+        for name, dataset in config["datasets"].items()
+        if split not in dataset.get("splits", {})
+    ]
+
+
 def _method_errors(
     config: Config, schema: Schema, depths: dict[str, int], assumed: list[str] | None = None
 ) -> list[str]:
@@ -354,6 +373,8 @@ def _method_errors(
             ]
         if facts.get("loads"):
             errors += _loaded_errors(config, key, method, facts.get("files", []), assumed)
+        if method.get("early_stopping"):
+            errors += _early_stopping_errors(config, key, method["early_stopping"]["split"])
         if method["augment"] and (not facts["trains"] or facts.get("frozen_features")):
             errors.append(
                 f"{key}.augment: {method['kind']} trains no image tower (it "

@@ -59,6 +59,7 @@ def _splits(config: Config, dataset: str) -> set[str]:
         splits |= {entry["split"] for entry in specs.prediction_sets(config, dataset)}
     if "discovery" in config:
         splits.add(config["discovery"]["split"])
+    splits |= {entry["early_stopping"]["split"] for entry in config["methods"].values() if entry.get("early_stopping")}
     return splits
 
 

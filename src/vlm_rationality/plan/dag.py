@@ -223,6 +223,16 @@ class Dag:
         spec so the job reads them and hashes them into the sidecar."""
         return specs.loaded_files(self.config, wildcards.method, wildcards.dataset, wildcards.model)
 
+    def validation_split(self, method: str) -> list[str]:
+        """The split a method selects its epoch on (`early_stopping.split`), if it does."""
+        stop = self.method_entry(method).get("early_stopping")
+        return [stop["split"]] if stop else []
+
+    def validation_shards(self, wildcards) -> list[str]:
+        """A method's held-out shards for early stopping: inputs of its finetune job, and in its spec."""
+        splits = self.validation_split(wildcards.method)
+        return [path for split in splits for path in self.shard_files(wildcards.dataset, split)]
+
     def training_regions(self, wildcards) -> list[str]:
         """A RaVL method's input: the training split's regions assigned to the clusters discovered on the method it
         mitigates (its `mitigates`; so discovery on that model runs before this fine-tuning job)."""
