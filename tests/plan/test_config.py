@@ -701,6 +701,10 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
             "methods.ft.early_stopping.split: 'test' is the split that is scored; select on a held-out one",
         ),
         (
+            lambda c: c.update(replicates={"reference": "vl-erm"}),
+            "replicates.reference: no method 'vl-erm'; use one of flcp, ft, lp, zs",
+        ),
+        (
             lambda c: c.update(prompt_template="a photo of a {name} in {other}"),
             "prompt_template: 'a photo of a {name} in {other}' cannot be filled in (the placeholder {other}); "
             "only a plain {name} is a placeholder (no format spec or conversion), write a literal brace as {{ or }}",
@@ -774,6 +778,7 @@ def test_nan_and_inf_are_refused_at_every_numeric_key():
         "lp-early-stopping",
         "early-stopping-split-missing",
         "early-stopping-on-the-scored-split",
+        "replicates-reference",
         "prompt-placeholder",
         "prompt-no-name",
         "prompt-format-spec",

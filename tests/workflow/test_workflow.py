@@ -985,17 +985,17 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
         assert png.read_bytes()[:4] == b"\x89PNG"
     assert "| tiny-synthetic | tiny-clip | FT |" in (results / "tables" / "discovery.md").read_text()
 
-    # RaVL's Stage 2 on FT's discovery: the training regions are assigned to FT's clusters, then ravl fine-tunes
-    config["methods"]["ravl"] = {
-        "kind": "ravl",
-        "mitigates": "ft",
-        "lr": 1e-4,
-        "epochs": 1,
-        "batch_size": 20,
-        "seed": 0,
-    }
+    # RaVL's Stage 2 on FT's discovery: the training regions are assigned to FT's clusters, then ravl and its group
+    # DRO baseline fine-tune, two seeds each, selecting their epoch on a held-out split; the outcomes over runs
+    stage2 = {"mitigates": "ft", "lr": 1e-4, "epochs": 3, "batch_size": 20, "seed": [0, 1]}
+    stage2["early_stopping"] = {"split": "val", "patience": 1}
+    config["methods"]["ravl"] = {"kind": "ravl", **stage2}
+    config["methods"]["vl-gdro"] = {"kind": "vl-gdro", **stage2}
+    config["datasets"]["tiny-synthetic"]["splits"]["val"] = {"size": 16, "rho": 0.9}
+    config["replicates"] = {"reference": "vl-gdro"}
     planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
-    assert planned["assign_regions"] == 1 and planned["finetune"] == 1 and "discover" not in planned
+    assert planned["assign_regions"] == 1 and planned["finetune"] == 4 and "discover" not in planned
+    assert planned["prepare"] == 1 and planned["replicates"] == 1  # the held-out split's one shard
     snakemake(tmp_path, config)
     assigned = results / "regions" / "tiny-synthetic" / "train" / "tiny-clip" / "ft.parquet"
     meta = read_metadata(assigned)
@@ -1010,13 +1010,22 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
     }
     assert set(regions["sample_id"]) == train and set(regions["cluster"]) <= set(range(rows["ft"]["k"]))
     assert meta["summary"]["n_regions"] == len(regions["sample_id"])
-    sidecar = json.loads((results / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "ravl.json").read_text())
+    sidecar = json.loads((results / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "ravl.seed=1.json").read_text())
     assert sidecar["method"]["regions"] == "results/regions/tiny-synthetic/train/tiny-clip/ft.parquet"
     assert (
         sidecar["method"]["region_loss"]["weight"] == 0.8 and str(assigned.relative_to(tmp_path)) in sidecar["inputs"]
     )
+    held_out = ["results/data/tiny-synthetic/val/shard-0000.parquet"]
+    assert sidecar["method"]["validation"] == held_out and held_out[0] in sidecar["inputs"]
+    metrics = sidecar["metrics"]
+    assert 1 <= metrics["best_epoch"] <= metrics["epochs"] <= 3 and len(metrics["validation"]) == metrics["epochs"]
     scored = {r["method"] for r in pq.read_table(results / "metrics" / "rationality.parquet").to_pylist()}
-    assert "ravl" in scored
+    assert {"ravl.seed=0", "ravl.seed=1", "vl-gdro.seed=0", "vl-gdro.seed=1"} <= scored
+    replicates = {
+        (r["method"], r["metric"]): r for r in pacsv.read_csv(results / "tables" / "replicates.csv").to_pylist()
+    }
+    assert replicates["ravl", "accuracy"]["runs"] == 2 and replicates["ravl", "accuracy"]["paired_runs"] == 2
+    assert "Minus VL-GDRO" in (results / "tables" / "replicates.md").read_text()
 
 
 def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_what_reads_the_twins(run, tmp_path):

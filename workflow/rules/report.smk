@@ -336,3 +336,32 @@ rule factors:
         " --undefined-rma {params.undefined} --threshold {params.threshold} --agreement {params.agreement}"
         " --datasets {params.datasets:q} --split {params.split} {params.twins} --parquet {output.parquet}"
         " --csv {output.csv} --markdown {output.markdown} --figure {output.figure} {input.heatmaps} > {log} 2>&1"
+
+
+# Outcomes over runs (the `replicates` section): each method over bases x seeds, and against a reference.
+rule replicates:
+    input:
+        score=lambda wc: rules.score.output.parquet,
+        twins=lambda wc: rules.validity.output.parquet if "twins" in config else [],
+    output:
+        markdown=report(
+            "results/tables/replicates.md",
+            caption="../report/replicates.rst",
+            category="2. Tables (report)",
+            labels={"table": "outcomes over bases and seeds", "format": "Markdown"},
+        ),
+        csv="results/tables/replicates.csv",
+    log:
+        "results/logs/replicates.log",
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **dag.sized("report"),
+    params:
+        reference=lambda wc: config.get("replicates", {}).get("reference", ""),
+        twins=lambda wc, input: f"--twins {input.twins}" if input.twins else "",
+    shell:
+        "python -m vlm_rationality replicates --metrics {input.score} {params.twins} --reference {params.reference:q}"
+        " --markdown {output.markdown} --csv {output.csv} > {log} 2>&1"

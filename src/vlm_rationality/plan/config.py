@@ -37,7 +37,7 @@ from vlm_rationality.plan.specs import (
     trains,
 )
 from vlm_rationality.plan.sweep import LABEL as SWEEP_LABEL
-from vlm_rationality.plan.sweep import SweepError, expand
+from vlm_rationality.plan.sweep import SweepError, expand, family
 from vlm_rationality.registry import declared
 
 Config = dict[str, Any]
@@ -188,7 +188,18 @@ def _section_errors(config: Config, schema: Schema, assumed: list[str] | None, d
         errors += _ravl_errors(config)
     if clean("twins", "datasets", "heatmaps"):
         errors += _twins_errors(config)
+    if clean("replicates", "methods"):
+        errors += _replicates_errors(config)
     return errors
+
+
+def _replicates_errors(config: Config) -> list[str]:
+    """The reference of the outcomes over runs is a configured method (its name before `.seed=`)."""
+    reference = config.get("replicates", {}).get("reference")
+    known = sorted({family(name) for name in config["methods"]})
+    if reference is None or reference in known:
+        return []
+    return [f"replicates.reference: no method {reference!r}; use one of {', '.join(known)}"]
 
 
 def _method_schema(schema: Schema, facts: dict[str, Any]) -> Schema:

@@ -291,6 +291,7 @@ class Dag:
             ("discovery" in config, rules.discovery.output),
             ("twins" in config, rules.validity.output),
             ("factors" in config, rules.factors.output),
+            ("replicates" in config, rules.replicates.output),
         ]
         splits = [config["train_split"], self.eval]
         reports = [

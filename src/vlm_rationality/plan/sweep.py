@@ -41,6 +41,14 @@ def value_text(value: Any) -> str:
     return text
 
 
+SEED = re.compile(r"\.seed=-?\d+(?=\.|$)")  # a seed variant's part of its name
+
+
+def family(method: str) -> str:
+    """`vl-erm.seed=2` -> `vl-erm`: the method a seed variant replicates (a method without one is its own)."""
+    return SEED.sub("", method)
+
+
 def variant_name(method: str, values: Entry) -> str:
     return ".".join([method, *(f"{key}={value_text(value)}" for key, value in values.items())])
 

@@ -173,6 +173,32 @@ def _sensitivity(args: argparse.Namespace) -> None:
     print(f"wrote {args.markdown} and {args.csv}: {table.num_rows} rows")
 
 
+def _replicates_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", required=True, help="the score table (Parquet)")
+    p.add_argument("--twins", default=None, help="the validity table (Parquet), for the twins' sticker gap")
+    p.add_argument("--reference", default="", help="the method the others are compared with (none: no differences)")
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--csv", required=True)
+
+
+def _replicates(args: argparse.Namespace) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from vlm_rationality.artefacts import VALIDITY, read_metrics
+    from vlm_rationality.io import atomic_path
+    from vlm_rationality.report.replicates import replicate_table, replicates_markdown
+
+    twins = read_metrics(args.twins, VALIDITY) if args.twins else []
+    reference = args.reference or None
+    table = replicate_table(read_metrics(args.metrics), twins, reference)
+    with atomic_path(args.markdown) as tmp:
+        tmp.write_text(replicates_markdown(table, reference))
+    with atomic_path(args.csv) as tmp:
+        pacsv.write_csv(pa.Table.from_pylist(table), tmp)
+    print(f"wrote {args.markdown} and {args.csv}: {len(table)} rows")
+
+
 def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path")
     p.add_argument("--rows", type=int, default=5)
@@ -238,6 +264,12 @@ STAGES = (
         "how far each official-code choice, alone, moves accuracy, PT and IR (protocol.py)",
         _sensitivity_arguments,
         _sensitivity,
+    ),
+    Stage(
+        "replicates",
+        "outcomes over runs: each method over bases x seeds (mean, t-interval) and against a reference, paired",
+        _replicates_arguments,
+        _replicates,
     ),
     Stage(
         "inspect",
