@@ -51,7 +51,9 @@ def test_runs_pair_on_base_and_seed_and_the_twins_gap_joins_its_classifier():
         {"dataset": "d", "model": m, "method": f"a.seed={s}", "bg_gap": 0.05} for m in ("b0", "b1") for s in (0, 1)
     ]
     twins = twins[1:] + [{"dataset": "d", "model": "b1", "method": "r.seed=0", "bg_gap": 0.2}]
-    table = {(r["shift"], r["method"], r["metric"]): r for r in replicate_table(rows, twins, "r")}
+    found = replicate_table(rows, twins, "r")
+    assert len({tuple(r) for r in found}) == 1  # every row has every column, paired or not (one CSV schema)
+    table = {(r["shift"], r["method"], r["metric"]): r for r in found}
     worst = table["clean", "a", "acc_worst_group"]
     assert worst["runs"] == 4 and worst["mean"] == pytest.approx(41.0)
     assert worst["diff"] == pytest.approx(10.0) and worst["diff_positive"] == 4 and worst["paired_runs"] == 4
@@ -62,7 +64,7 @@ def test_runs_pair_on_base_and_seed_and_the_twins_gap_joins_its_classifier():
     assert gap["runs"] == 3 and gap["mean"] == pytest.approx(5.0)
     assert gap["paired_runs"] == 1 and gap["diff"] == pytest.approx(-15.0) and math.isnan(gap["diff_ci_low"])
     assert ("clean", "a", "epsilon_1") not in table  # no value in any run: no row
-    assert table["clean", "zs", "accuracy"]["runs"] == 1 and "diff" not in table["clean", "zs", "accuracy"]
+    assert table["clean", "zs", "accuracy"]["runs"] == 1 and table["clean", "zs", "accuracy"]["diff"] is None
     assert table["noise-3", "a", "accuracy"]["runs"] == 1 and ("noise-3", "a", "bg_gap") not in table
     text = replicates_markdown(list(table.values()), "r")
     assert "| A | 4 | 81.0 [" in text and "**10.0 [10.0, 10.0]** (4/4)" in text and "| -15.0 (0/1) |" in text

@@ -63,7 +63,7 @@ def _seed(method: str) -> str:
 def replicate_table(rows: Sequence[Row], twins_rows: Sequence[Row], reference: str | None) -> list[Row]:
     """One row per (dataset, shift, heatmap method, family, metric): the runs' mean and t-interval in points, and
     against `reference` (paired on base and seed: only the runs both have) the mean difference, its t-interval and
-    how many runs it is positive in."""
+    how many runs it is positive in (None without a paired run)."""
     found = runs(rows, twins_rows)
     out = []
     for (dataset, shift, heatmap, name), mine in sorted(found.items()):
@@ -84,6 +84,7 @@ def replicate_table(rows: Sequence[Row], twins_rows: Sequence[Row], reference: s
                 "ci_low": low,
                 "ci_high": high,
                 "reference": reference if theirs else None,
+                **dict.fromkeys(("paired_runs", "diff", "diff_ci_low", "diff_ci_high", "diff_positive")),
             }
             both = [run for run in values if _known(theirs.get(run, {}).get(metric))]
             paired = [values[run] - 100 * theirs[run][metric] for run in both]
@@ -142,11 +143,11 @@ def replicates_markdown(table: Sequence[Row], reference: str | None) -> str:
                 _points(m["mean"], m["ci_low"], m["ci_high"]) if (m := by_metric.get(k)) else "–" for k in METRICS
             ]
             lines.append(f"| {display_name(method)} | {n} | " + " | ".join(values) + " |")
-        paired = {m: by for m, by in cells.items() if any("diff" in r for r in by.values())}
+        paired = {m: by for m, by in cells.items() if any(r["diff"] is not None for r in by.values())}
         if paired:
             lines += ["", f"Minus {display_name(reference)} (paired runs; runs where positive):", "", header, rule]
             for method, by_metric in paired.items():
-                n = max(r.get("paired_runs", 0) for r in by_metric.values())
+                n = max(r["paired_runs"] or 0 for r in by_metric.values())
                 lines.append(
                     f"| {display_name(method)} | {n} | "
                     + " | ".join(_difference(by_metric.get(k)) for k in METRICS)
@@ -156,7 +157,7 @@ def replicates_markdown(table: Sequence[Row], reference: str | None) -> str:
 
 
 def _difference(row: Row | None) -> str:
-    if row is None or "diff" not in row:
+    if row is None or row["diff"] is None:
         return "–"
     text = _points(row["diff"], row["diff_ci_low"], row["diff_ci_high"])
     excludes = not math.isnan(row["diff_ci_low"]) and (row["diff_ci_low"] > 0 or row["diff_ci_high"] < 0)
