@@ -272,7 +272,7 @@ def test_a_continued_pretraining_starts_from_the_other_base_at_its_own_size(tiny
 
 def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
     """Scores 0.2, 0.6, 0.6, 0.5 with patience 2: epoch 2 is best (a tie keeps the earlier), training stops after
-    epoch 4, and the parameter is put back to where it stood after epoch 2."""
+    epoch 4, and the parameter is put back to where it stood after epoch 2; never before the warm-up is over."""
     from vlm_rationality.finetune.loop import Selection, TrainSettings, fit
 
     weight = torch.nn.Parameter(torch.tensor([4.0]))
@@ -289,6 +289,13 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
     metrics = fit([weight], lambda index: ((weight**2).sum(), None), split, settings, select=Selection(score, 2))
     assert metrics["epochs"] == 4 and metrics["best_epoch"] == 2 and metrics["validation"] == [0.2, 0.6, 0.6, 0.5]
     assert len(set(seen)) == 4 and float(weight) == seen[1]
+    # 30 epochs of one step: the warm-up spans 3 steps, so patience 1 cannot stop training before epoch 3
+    falling = iter([0.5, 0.4, 0.3, 0.2, 0.1])
+    settings = TrainSettings(lr=0.1, epochs=30, batch_size=4, optimizer="sgd")
+    metrics = fit(
+        [weight], lambda index: ((weight**2).sum(), None), split, settings, select=Selection(falling.__next__, 1)
+    )
+    assert metrics["epochs"] == 3 and metrics["best_epoch"] == 1
 
 
 def test_a_method_with_early_stopping_keeps_the_epoch_best_on_its_validation_split(tmp_path, prompts):

@@ -28,7 +28,8 @@ WARMUP_FRACTION = 0.1
 @dataclass(frozen=True)
 class Selection:
     """Model selection: `score()` (higher is better, e.g. accuracy on a validation split) after every epoch; training
-    stops once `patience` epochs in a row have not beaten the best, and the best epoch's parameters are restored."""
+    stops once `patience` epochs in a row have not beaten the best (and the warm-up is over), and the best epoch's
+    parameters are restored."""
 
     score: Callable[[], float]
     patience: int
@@ -142,7 +143,13 @@ def fit(
             )
         if not math.isfinite(total_loss):
             raise FloatingPointError(f"training diverged in epoch {epoch} (loss {total_loss}); lower the lr")
-        if select is not None and not selection.record(select.score(), parameters, len(decays)):
+        # Never before the warm-up is over: at the paper's lr 5e-5 the first epochs barely move a model, and a flat,
+        # noisy validation score would otherwise stop it there (seen: two of three seeds stopped after 6 epochs).
+        if (
+            select is not None
+            and not selection.record(select.score(), parameters, len(decays))
+            and len(decays) >= warmup
+        ):
             break
     progress.close()
     metrics = {
