@@ -298,26 +298,45 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
     assert metrics["epochs"] == 3 and metrics["best_epoch"] == 1
 
 
-def test_a_method_with_early_stopping_keeps_the_epoch_best_on_its_validation_split(tmp_path, prompts):
+def test_a_method_with_early_stopping_keeps_the_epoch_best_on_its_validation_split(tmp_path):
     """FT selects on a held-out split's shards: the classifier it returns scores, on that split, the best of the
-    epochs it recorded."""
+    epochs it recorded: its accuracy, or the accuracy of its worst (class, own background present) group."""
     from tests import fixtures
-    from vlm_rationality.finetune.base import accuracy
+    from vlm_rationality.data.synthetic import class_prompts
+    from vlm_rationality.finetune.base import correct
     from vlm_rationality.finetune.data import load_split
+    from vlm_rationality.metrics.groups import cue_present, worst_group
 
-    spec = SyntheticSpec(image_size=32)
+    spec = SyntheticSpec(image_size=32, num_classes=2, num_textures=2)  # 4 (class, own background) groups
+    prompts = class_prompts(spec)
     train = fixtures.prepared_shard(tmp_path / "train.parquet", list(generate(spec, "train", 48, rho=0.9)))
-    val = fixtures.prepared_shard(tmp_path / "val.parquet", list(generate(spec, "val", 40, rho=0.9)))
-    config = {"kind": "ft", "lr": 3e-3, "epochs": 5, "batch_size": 16, "head_init": "prompts"}
-    config["early_stopping"] = {"split": "val", "patience": 2}
-    torch.manual_seed(0)
-    model = build_model({"arch": "tiny-vit-32"})
-    with pytest.raises(KeyError, match="early_stopping needs `validation`"):
-        build_method(config).fit(model, prompts, load_split([train]), torch.device("cpu"))
-    classifier, metrics = build_method({**config, "validation": [str(val)]}).fit(
-        model, prompts, load_split([train]), torch.device("cpu")
-    )
-    scores = metrics["validation"]
-    assert len(scores) == metrics["epochs"] and metrics["best_epoch"] == scores.index(max(scores)) + 1
-    assert len(set(scores)) > 1  # the epochs differ, so keeping the best is a choice
-    assert accuracy(classifier, load_split([val]), torch.device("cpu")) == max(scores)
+    held_out = list(generate(spec, "val", 160, rho=0.5))
+    backgrounds = [s.extra["background"] for s in held_out]
+    val = fixtures.prepared_shard(tmp_path / "val.parquet", held_out, extra={"background": backgrounds})
+    tied = [spec.own_texture(label) for label in range(spec.num_classes)]
+    labels = np.array([s.label for s in held_out])
+    present = cue_present(labels, np.array(backgrounds), tied)
+    scores_of = {
+        "accuracy": lambda hits: float(hits.mean()),
+        "worst_group": lambda hits: worst_group(hits, labels, present)["acc_worst_group"],
+    }
+    for metric, score in scores_of.items():
+        config = {"kind": "ft", "lr": 3e-3, "epochs": 5, "batch_size": 16, "head_init": "prompts"}
+        config["early_stopping"] = {"split": "val", "patience": 2, "metric": metric}
+        torch.manual_seed(0)
+        model = build_model({"arch": "tiny-vit-32"})
+        if metric == "accuracy":
+            with pytest.raises(KeyError, match="early_stopping needs `validation`"):
+                build_method(config).fit(model, prompts, load_split([train]), torch.device("cpu"))
+        config.update(validation=[str(val)], validation_groups={"tied": tied})
+        classifier, metrics = build_method(config).fit(model, prompts, load_split([train]), torch.device("cpu"))
+        scores = metrics["validation"]
+        assert len(scores) == metrics["epochs"] and metrics["best_epoch"] == scores.index(max(scores)) + 1
+        hits = correct(classifier, load_split([val]), torch.device("cpu"))
+        assert score(hits) == max(scores), metric
+        if metric == "accuracy":
+            assert len(set(scores)) > 1  # the epochs differ, so keeping the best is a choice
+        else:  # the four (class, own background) groups, counted here from the samples themselves
+            own = np.array([s.extra["background"] == spec.own_texture(s.label) for s in held_out])
+            groups = [hits[(labels == y) & (own == cue)] for y in (0, 1) for cue in (False, True)]
+            assert all(len(g) for g in groups) and max(scores) == min(g.mean() for g in groups)

@@ -991,6 +991,7 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
     stage2["early_stopping"] = {"split": "val", "patience": 1}
     config["methods"]["ravl"] = {"kind": "ravl", **stage2}
     config["methods"]["vl-gdro"] = {"kind": "vl-gdro", **stage2}
+    config["methods"]["vl-gdro"]["early_stopping"] = {"split": "val", "patience": 1, "metric": "worst_group"}
     config["datasets"]["tiny-synthetic"]["splits"]["val"] = {"size": 16, "rho": 0.9}
     config["replicates"] = {"reference": "vl-gdro"}
     planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
@@ -1019,6 +1020,10 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
     assert sidecar["method"]["validation"] == held_out and held_out[0] in sidecar["inputs"]
     metrics = sidecar["metrics"]
     assert 1 <= metrics["best_epoch"] <= metrics["epochs"] <= 3 and len(metrics["validation"]) == metrics["epochs"]
+    gdro = json.loads((results / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "vl-gdro.seed=0.json").read_text())
+    assert (
+        gdro["method"]["validation_groups"] == {"tied": list(range(8))} and "validation_groups" not in sidecar["method"]
+    )
     scored = {r["method"] for r in pq.read_table(results / "metrics" / "rationality.parquet").to_pylist()}
     assert {"ravl.seed=0", "ravl.seed=1", "vl-gdro.seed=0", "vl-gdro.seed=1"} <= scored
     replicates = {

@@ -31,7 +31,7 @@ rule finetune:
             {
                 **specs.finetune_spec(config, wc.method),
                 **{"regions": path for path in dag.training_regions(wc)},
-                **({"validation": dag.validation_shards(wc)} if dag.validation_split(wc.method) else {}),
+                **dag.validation_spec(wc),
                 **dag.loaded_files(wc),
             }
         ),

@@ -5,12 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
+from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.finetune.augment import random_resized_crop_flip
 from vlm_rationality.finetune.data import TrainingSplit, load_split
 from vlm_rationality.finetune.distributed import gather, share
 from vlm_rationality.finetune.loop import Selection, TrainSettings
+from vlm_rationality.metrics.groups import cue_present, worst_group
 from vlm_rationality.models.base import VisionLanguageModel
 from vlm_rationality.models.heads import HeadKind, ImageClassifier
 from vlm_rationality.registry import Registry
@@ -49,11 +52,14 @@ class Method(ABC):
         """Fine-tune `model` (in place) and return its classifier with the final training metrics."""
 
     def selection(self, classifier: ImageClassifier, device: torch.device) -> Selection | None:
-        """With `early_stopping`, the classifier's accuracy on the held-out split after every epoch, best kept.
+        """With `early_stopping`, a score of the classifier on the held-out split after every epoch, best kept: its
+        accuracy, or its worst (class, cue present) group's accuracy (`metric: worst_group`).
 
-        Accuracy, because the paper (RaVL, Appendix D.2) stops early without naming its metric, and a method that is
-        given no group labels (RaVL's premise: Stage 1 finds them) can only select on what every label says; the
-        split's shards come as `validation` (the workflow's finetune rule adds them)."""
+        The paper (RaVL, Appendix D.2) stops early without naming its metric. Accuracy needs only the labels, but on a
+        held-out split as spurious as the training split it rewards the shortcut: the group-balanced methods' best
+        epoch was their first. Worst-group accuracy is group robustness's convention (Sagawa et al., whose group DRO
+        the paper's VL-GDRO is), read from the split's true cue (`validation_groups`: the dataset's tie, as the score
+        table's worst group). The split's shards come as `validation` (the workflow's finetune rule adds both)."""
         stop = self.config.get("early_stopping")
         if not stop:
             return None
@@ -63,7 +69,14 @@ class Method(ABC):
                 "(the finetune rule adds them)"
             )
         held_out = load_split(self.config["validation"])
-        return Selection(lambda: accuracy(classifier, held_out, device), stop["patience"])
+        if stop.get("metric", "accuracy") == "accuracy":
+            return Selection(lambda: float(correct(classifier, held_out, device).mean()), stop["patience"])
+        present = held_out_cue(self.config["validation"], held_out, self.config["validation_groups"])
+        labels = held_out.labels.numpy()
+        return Selection(
+            lambda: worst_group(correct(classifier, held_out, device), labels, present)["acc_worst_group"],
+            stop["patience"],
+        )
 
 
 def build_method(config: dict[str, Any]) -> Method:
@@ -92,13 +105,23 @@ def embed_split(model: VisionLanguageModel, split: TrainingSplit, device: torch.
 
 
 @torch.no_grad()
-def accuracy(classifier: ImageClassifier, split: TrainingSplit, device: torch.device) -> float:
-    """The classifier's accuracy on a split (in eval mode; the mode it was in is restored)."""
+def correct(classifier: ImageClassifier, split: TrainingSplit, device: torch.device) -> np.ndarray:
+    """bool [N]: which of a split's samples the classifier gets right (in eval mode; its mode is restored)."""
     mode = classifier.model.training
     classifier.eval()
-    correct = 0
+    hits = []
     for index in torch.arange(len(split)).split(256):
         logits = classifier(batch_images(classifier.model, split, index, device))
-        correct += int((logits.argmax(1).cpu() == split.labels[index]).sum())
+        hits.append((logits.argmax(1).cpu() == split.labels[index]).numpy())
     classifier.train(mode)
-    return correct / len(split)
+    return np.concatenate(hits)
+
+
+def held_out_cue(paths: Sequence[str], split: TrainingSplit, tie: dict[str, Any]) -> np.ndarray:
+    """bool [N]: whether each sample of the held-out split shows its cue (its class's own background, or the
+    sticker), from its shards, as the score table reads it (metrics/score.py)."""
+    found: dict[str, Any] = {}
+    for path in paths:
+        found.update(PreparedShard(path).backgrounds() if "tied" in tie else PreparedShard(path).cue_present())
+    values = np.asarray([found[sample_id] for sample_id in split.sample_ids])
+    return cue_present(split.labels.numpy(), values, tie["tied"]) if "tied" in tie else values.astype(bool)

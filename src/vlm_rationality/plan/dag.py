@@ -233,6 +233,23 @@ class Dag:
         splits = self.validation_split(wildcards.method)
         return [path for split in splits for path in self.shard_files(wildcards.dataset, split)]
 
+    def validation_spec(self, wildcards) -> dict:
+        """What a method's spec adds for early stopping: the held-out shards and, to select on the worst group, the
+        dataset's cue tie (the score table's groups)."""
+        stop = self.method_entry(wildcards.method).get("early_stopping")
+        if not stop:
+            return {}
+        spec = {"validation": self.validation_shards(wildcards)}
+        if stop.get("metric") == "worst_group":
+            tie = specs.cue_tie(self.config, wildcards.dataset)
+            if tie is None:
+                raise ValueError(
+                    f"methods.{wildcards.method}.early_stopping.metric: worst_group needs a cue tied to the classes, "
+                    f"and dataset {wildcards.dataset!r} records none; select on accuracy"
+                )
+            spec["validation_groups"] = tie
+        return spec
+
     def training_regions(self, wildcards) -> list[str]:
         """A RaVL method's input: the training split's regions assigned to the clusters discovered on the method it
         mitigates (its `mitigates`; so discovery on that model runs before this fine-tuning job)."""
