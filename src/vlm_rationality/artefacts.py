@@ -639,8 +639,8 @@ def write_metrics(
         pacsv.write_csv(table, tmp)
 
 
-def read_metrics(path: str | os.PathLike, schema: str = METRICS) -> list[dict[str, Any]]:
-    check_schema(path, schema)
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    check_schema(path, METRICS)
     with reading(path):
         return read_table(path).to_pylist()
 

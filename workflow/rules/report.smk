@@ -341,8 +341,7 @@ rule factors:
 # Outcomes over runs (the `replicates` section): each method over bases x seeds, and against a reference.
 rule replicates:
     input:
-        score=lambda wc: rules.score.output.parquet,
-        twins=lambda wc: rules.validity.output.parquet if "twins" in config else [],
+        lambda wc: rules.score.output.parquet,
     output:
         markdown=report(
             "results/tables/replicates.md",
@@ -361,7 +360,6 @@ rule replicates:
         **dag.sized("report"),
     params:
         reference=lambda wc: config.get("replicates", {}).get("reference", ""),
-        twins=lambda wc, input: f"--twins {input.twins}" if input.twins else "",
     shell:
-        "python -m vlm_rationality replicates --metrics {input.score} {params.twins} --reference {params.reference:q}"
+        "python -m vlm_rationality replicates --metrics {input} --reference {params.reference:q}"
         " --markdown {output.markdown} --csv {output.csv} > {log} 2>&1"

@@ -3,8 +3,9 @@
 method (the same base, the same seed) with its own t-interval, so that a reader sees which differences exclude zero.
 
 A bootstrap interval of one run says how much its test split could move the number; it says nothing of the next
-seed or the next base. Here the unit is the run. The sticker gap comes from the twins (metrics/grounding.py's
-BG-gap: on the tied class's samples, accuracy on the twins that show the sticker minus on those that do not).
+seed or the next base. Here the unit is the run. The sticker gap and PT* come from the twins, where the config has
+them (the score table's `bg_gap`, metrics/grounding.py: on the samples of the sticker's class, accuracy on the twins
+that show the sticker minus on those that do not).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ METRICS = {
     "epsilon_2": "ε2",
     "bg_gap": "sticker gap (twins)",
     "prediction_trustworthiness": "PT",
+    "pt_true_cue": "PT*",
 }
 LEVEL = 0.95
 
@@ -42,16 +44,12 @@ def interval(values: Sequence[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def runs(rows: Sequence[Row], twins_rows: Sequence[Row] = ()) -> dict[tuple, dict[tuple[str, str], Row]]:
-    """(dataset, shift, heatmap method, family) -> {(model, seed): the run's metrics}; the twins' sticker gap
-    joins each clean row of its classifier."""
-    gaps = {(r["dataset"], r["model"], r["method"]): r.get("bg_gap") for r in twins_rows}
+def runs(rows: Sequence[Row]) -> dict[tuple, dict[tuple[str, str], Row]]:
+    """(dataset, shift, heatmap method, family) -> {(model, seed): the run's metrics}."""
     found: dict[tuple, dict[tuple[str, str], Row]] = defaultdict(dict)
     for r in rows:
-        values = {name: r.get(name) for name in METRICS}
-        values["bg_gap"] = gaps.get((r["dataset"], r["model"], r["method"])) if r["shift"] == "clean" else None
         key = (r["dataset"], r["shift"], r["heatmap_method"], family(r["method"]))
-        found[key][r["model"], _seed(r["method"])] = values
+        found[key][r["model"], _seed(r["method"])] = {name: r.get(name) for name in METRICS}
     return dict(found)
 
 
@@ -60,11 +58,11 @@ def _seed(method: str) -> str:
     return match.group(0)[len(".seed=") :] if match else ""
 
 
-def replicate_table(rows: Sequence[Row], twins_rows: Sequence[Row], reference: str | None) -> list[Row]:
+def replicate_table(rows: Sequence[Row], reference: str | None) -> list[Row]:
     """One row per (dataset, shift, heatmap method, family, metric): the runs' mean and t-interval in points, and
     against `reference` (paired on base and seed: only the runs both have) the mean difference, its t-interval and
     how many runs it is positive in (None without a paired run)."""
-    found = runs(rows, twins_rows)
+    found = runs(rows)
     out = []
     for (dataset, shift, heatmap, name), mine in sorted(found.items()):
         theirs = found.get((dataset, shift, heatmap, reference), {}) if reference and name != reference else {}

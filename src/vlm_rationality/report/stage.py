@@ -175,7 +175,6 @@ def _sensitivity(args: argparse.Namespace) -> None:
 
 def _replicates_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", required=True, help="the score table (Parquet)")
-    p.add_argument("--twins", default=None, help="the validity table (Parquet), for the twins' sticker gap")
     p.add_argument("--reference", default="", help="the method the others are compared with (none: no differences)")
     p.add_argument("--markdown", required=True)
     p.add_argument("--csv", required=True)
@@ -185,13 +184,12 @@ def _replicates(args: argparse.Namespace) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from vlm_rationality.artefacts import VALIDITY, read_metrics
+    from vlm_rationality.artefacts import read_metrics
     from vlm_rationality.io import atomic_path
     from vlm_rationality.report.replicates import replicate_table, replicates_markdown
 
-    twins = read_metrics(args.twins, VALIDITY) if args.twins else []
     reference = args.reference or None
-    table = replicate_table(read_metrics(args.metrics), twins, reference)
+    table = replicate_table(read_metrics(args.metrics), reference)
     with atomic_path(args.markdown) as tmp:
         tmp.write_text(replicates_markdown(table, reference))
     with atomic_path(args.csv) as tmp:
