@@ -329,6 +329,13 @@ def test_a_method_with_early_stopping_keeps_the_epoch_best_on_its_validation_spl
             with pytest.raises(KeyError, match="early_stopping needs `validation`"):
                 build_method(config).fit(model, prompts, load_split([train]), torch.device("cpu"))
         config.update(validation=[str(val)], validation_groups={"tied": tied})
+        if metric == "worst_group":  # a split as spurious as the training split: its minority groups are too small
+            spurious = list(generate(spec, "val-0.9", 40, rho=0.9))
+            small = fixtures.prepared_shard(
+                tmp_path / "small.parquet", spurious, extra={"background": [s.extra["background"] for s in spurious]}
+            )
+            with pytest.raises(ValueError, match=r"split 'val' has \d+ \(class, cue present\) groups under 10 samples"):
+                build_method({**config, "validation": [str(small)]}).selection(None, torch.device("cpu"))
         classifier, metrics = build_method(config).fit(model, prompts, load_split([train]), torch.device("cpu"))
         scores = metrics["validation"]
         assert len(scores) == metrics["epochs"] and metrics["best_epoch"] == scores.index(max(scores)) + 1
