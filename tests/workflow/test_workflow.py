@@ -992,11 +992,12 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
     config["methods"]["ravl"] = {"kind": "ravl", **stage2}
     config["methods"]["vl-gdro"] = {"kind": "vl-gdro", **stage2}
     config["methods"]["vl-gdro"]["early_stopping"] = {"split": "val", "patience": 1, "metric": "worst_group"}
-    config["datasets"]["tiny-synthetic"]["splits"]["val"] = {"size": 16, "rho": 0.9}
+    # every (class, own background) group of the held-out split 14+ images, so its worst group can be selected on
+    config["datasets"]["tiny-synthetic"]["splits"]["val"] = {"size": 320, "rho": 0.5}
     config["replicates"] = {"reference": "vl-gdro"}
     planned = planned_jobs(snakemake(tmp_path, config, "--dry-run"))
     assert planned["assign_regions"] == 1 and planned["finetune"] == 4 and "discover" not in planned
-    assert planned["prepare"] == 1 and planned["replicates"] == 1  # the held-out split's one shard
+    assert planned["prepare"] == 8 and planned["replicates"] == 1  # the held-out split's shards
     snakemake(tmp_path, config)
     assigned = results / "regions" / "tiny-synthetic" / "train" / "tiny-clip" / "ft.parquet"
     meta = read_metadata(assigned)
@@ -1016,8 +1017,8 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
     assert (
         sidecar["method"]["region_loss"]["weight"] == 0.8 and str(assigned.relative_to(tmp_path)) in sidecar["inputs"]
     )
-    held_out = ["results/data/tiny-synthetic/val/shard-0000.parquet"]
-    assert sidecar["method"]["validation"] == held_out and held_out[0] in sidecar["inputs"]
+    held_out = [f"results/data/tiny-synthetic/val/shard-{i:04d}.parquet" for i in range(8)]
+    assert sidecar["method"]["validation"] == held_out and set(held_out) <= set(sidecar["inputs"])
     metrics = sidecar["metrics"]
     assert 1 <= metrics["best_epoch"] <= metrics["epochs"] <= 3 and len(metrics["validation"]) == metrics["epochs"]
     gdro = json.loads((results / "checkpoints" / "tiny-synthetic" / "tiny-clip" / "vl-gdro.seed=0.json").read_text())
