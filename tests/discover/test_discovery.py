@@ -142,6 +142,43 @@ def test_the_random_baseline_expects_the_spurious_share_as_ten_random_regions_fi
     assert random_precision_at(few) == pytest.approx(few.mean() * 0.6) and random_precision_at(np.zeros(0)) == 0.0
 
 
+def test_george_reads_the_failing_subclass_of_a_class_and_the_class_its_images_are_taken_for():
+    from vlm_rationality.discover.george import MIN_SLICE, george_slice
+
+    # Five directions: two objects, a shared background, a sticker, a second background. Class 0 has 24 images, its
+    # object and one more region each: 12 with the sticker (all mistaken for class 1), 12 with the background (right).
+    # Class 1 has 24 images, its object and the second background, all right.
+    rng = np.random.default_rng(0)
+    directions = np.eye(5)
+
+    def region(d: int) -> np.ndarray:
+        v = directions[d] + rng.normal(0, 0.01, 5)
+        return v / np.linalg.norm(v)
+
+    embeddings, region_image, labels, predictions = [], [], [], []
+    for image in range(48):
+        y = int(image >= 24)
+        sticker = y == 0 and image % 2 == 0
+        for d in (y, 3 if sticker else 2 if y == 0 else 4):
+            embeddings.append(region(d))
+            region_image.append(image)
+        labels.append(y)
+        predictions.append(1 if sticker else y)
+    embeddings, region_image = np.array(embeddings), np.array(region_image)
+    labels, predictions = np.array(labels), np.array(predictions)
+    found = george_slice(embeddings, region_image, labels, predictions)
+    sticker_regions = [r for r in range(len(embeddings)) if embeddings[r].argmax() == 3]
+    assert found is not None and found.label == 0 and found.accuracy == 0.0 and found.tied_class == 1
+    assert sorted(found.ranked.tolist()) == sticker_regions  # the sticker's regions, and only they
+    similarity = embeddings[found.ranked] @ embeddings[found.ranked[0]]
+    assert np.all(np.diff(similarity) <= 1e-12) and len(found.ranked) >= MIN_SLICE  # by similarity to the medoid
+    # all right: the slice is the lowest-accuracy cluster still (accuracy 1), tied to no class
+    right = george_slice(embeddings, region_image, labels, labels)
+    assert right is not None and right.accuracy == 1.0 and right.tied_class is None
+    # no class with more regions than George's largest K: no slice
+    assert george_slice(embeddings[:8], region_image[:8], labels[:4], predictions[:4]) is None
+
+
 def test_zero_shot_scores_soften_cosines_by_007():
     text = np.array([[2**-0.5, 2**-0.5], [0.0, 1.0]])
     scores = zero_shot_scores(np.array([[1.0, 0.0]]), text)
@@ -199,13 +236,14 @@ def test_discovery_on_a_real_shard_gives_regions_true_to_the_masks_and_names_the
     ranked = sorted(r for r in regions["rank"] if r >= 0)
     assert ranked == list(range(row["top_cluster_size"])) and len(crops) == min(20, row["top_cluster_size"])
     assert row["precision_at_10"] is None or 0 <= row["precision_at_10"] <= 1
+    assert 0 <= row["george_precision_at_10"] <= 1 and row["george_class"] in (0, 1)  # George's slice, same regions
     assert row["n_grid_images"] == 0 and row["n_regions"] == 12 + 3 * 12 - row["n_background_short"]
     maskless = tmp_path / "maskless" / "shard-0000.parquet"  # no object known: a 3 x 3 grid per image
     maskless.parent.mkdir()
     fixtures.prepared_shard(maskless, samples, masks=np.zeros((12, 32, 32), bool))
     row, regions, _, _ = discover(classifier, [str(maskless)], None, settings, torch.device("cpu"), 8, "tiny")
     assert row["n_grid_images"] == 12 and set(regions["kind"]) == {"grid"} and row["n_regions"] == 12 * 9
-    assert row["precision_at_10"] is None  # the dataset knows no cue
+    assert row["precision_at_10"] is None and row["george_precision_at_10"] is None  # the dataset knows no cue
     few = tmp_path / "few" / "shard-0000.parquet"  # 4 images, their object boxes only: 4 regions, K up to 9
     few.parent.mkdir()
     fixtures.prepared_shard(few, samples[:4])

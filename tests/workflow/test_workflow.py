@@ -972,6 +972,7 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
         assert row["n_images"] == 48 and 16 <= row["k"] < 40 and -1 <= row["silhouette"] <= 1
         random = row["random_precision_at_10"]  # Random's expectation: the share of all regions that show the cue
         assert (random is None) == (row["top_cluster"] is None) and (random is None or 0 <= random <= 1)
+        assert 0 <= row["george_precision_at_10"] <= 1 and row["george_class"] in range(8)  # the image-level baseline
         regions = pq.read_table(
             results / "discovery" / "tiny-synthetic" / "tiny-clip" / f"{method}.parquet"
         ).to_pylist()
@@ -983,7 +984,8 @@ def test_discovery_clusters_the_scored_split_regions_and_writes_its_table_and_gr
         assert sorted(r["rank"] for r in regions if r["rank"] >= 0) == list(range(row["top_cluster_size"]))
         png = results / "figures" / "discovery" / "tiny-synthetic" / "tiny-clip" / f"{method}.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
-    assert "| tiny-synthetic | tiny-clip | FT |" in (results / "tables" / "discovery.md").read_text()
+    table = (results / "tables" / "discovery.md").read_text()
+    assert "| tiny-synthetic | tiny-clip | FT |" in table and "George Precision@10 (%)" in table
 
     # RaVL's Stage 2 on FT's discovery: the training regions are assigned to FT's clusters, then ravl and its group
     # DRO baseline fine-tune, two seeds each, selecting their epoch on a held-out split; the outcomes over runs

@@ -3,8 +3,9 @@
 Each prepared image gives its regions (regions.py), the method's classifier embeds the images and their regions
 (embed.py), the regions are clustered (clusters.py) and the clusters weighed by how the classifier's errors follow
 them (identify.py). Written: one discovery row (the chosen K and silhouette, the candidates, the top cluster's size
-and the class it is tied to, Precision@10 where the dataset knows its cue), the region table (box, what the region
-shows, cluster, rank in the top cluster) and a PNG grid of the top cluster's first regions.
+and the class it is tied to, Precision@10 where the dataset knows its cue, beside Random's and George's, george.py),
+the region table (box, what the region shows, cluster, rank in the top cluster) and a PNG grid of the top cluster's
+first regions.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from vlm_rationality.artefacts import PreparedShard
 from vlm_rationality.data.shards import batches_under_shift, shared_columns
 from vlm_rationality.discover.clusters import cluster_regions, k_range
 from vlm_rationality.discover.embed import class_embeddings, crops, embed
+from vlm_rationality.discover.george import george_slice
 from vlm_rationality.discover.identify import (
     identify,
     precision_at,
@@ -208,6 +210,7 @@ def discover(
         row["spurious_feature"] = cue["tied"][tied_class] if "tied" in cue and tied_class is not None else None
         row["precision_at_10"] = precision_at(shows[ranked].astype(int) if top else None, 1)
         row["random_precision_at_10"] = random_precision_at(shows) if top else None
+    row.update(_george(seen, image_scores, cue, settings))
     row.update(_accuracies(seen, image_scores, region_scores, cue))
     clusters = {
         "medoids": [int(m) for m in clustering.medoids],
@@ -215,6 +218,36 @@ def discover(
     }
     top_regions = [(regions["sample_id"][r], tuple(regions["box"][r])) for r in ranked[:20]]
     return row, regions, clusters, cut_regions(shards, top_regions)
+
+
+def _george(
+    seen: EmbeddedRegions, image_scores: np.ndarray, cue: dict[str, Any] | None, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """George's failure slice (george.py) on the same regions and scores: its class, accuracy and the class it is
+    read as tied to, and its Precision@10 counted as RaVL's (0 where no class has a slice)."""
+    found = george_slice(
+        seen.region_embedding,
+        np.array(seen.regions["image"], int),
+        seen.labels,
+        image_scores.argmax(1),
+        settings["seed"],
+        settings.get("max_regions"),
+    )
+    out: dict[str, Any] = {
+        "george_class": found.label if found else None,
+        "george_accuracy": found.accuracy if found else None,
+        "george_tied_class": found.tied_class if found else None,
+        "george_precision_at_10": None,
+    }
+    if cue is not None:
+        shows = np.array(
+            [
+                shows_cue(k, f, cue, found.tied_class if found else None)
+                for k, f in zip(seen.regions["kind"], seen.regions["feature"])
+            ]
+        )
+        out["george_precision_at_10"] = precision_at(shows[found.ranked].astype(int) if found else None, 1)
+    return out
 
 
 def _accuracies(

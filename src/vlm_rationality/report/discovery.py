@@ -46,31 +46,37 @@ def discovery_markdown(rows: Sequence[dict[str, Any]], class_names: dict[str, li
         "(influence",
         ">= 0.25, gaps of both signs) with the largest performance gap G_c; Precision@10 (%) counts its first ten",
         "regions that show the cue tied to the class it is tied to (that class's own background, or the sticker);",
-        "Random is the expected Precision@10 of ten regions drawn from all of them (the share that shows it).",
+        "Random is the expected Precision@10 of ten regions drawn from all of them (the share that shows it);",
+        "George is the image-level baseline on the same regions: per class, the cluster its images fail most in",
+        "(its class -> the class they are taken for, and its Precision@10 counted alike).",
         "Accuracy (%) of the same images and of their object regions alone, overall / in the worst (class, cue",
         "present) group.",
         "",
         "| dataset | model | method | regions | K | silhouette | candidates | top cluster size | G_c | H_c "
-        "| tied class | background share of top 10 (%) | Precision@10 / Random (%) | image acc. / worst group "
-        "| region acc. / worst group |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| tied class | background share of top 10 (%) | Precision@10 / Random (%) | George slice | George "
+        "Precision@10 (%) | image acc. / worst group | region acc. / worst group |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         names = class_names.get(r["dataset"], [])
-        tied = (
+        tied = _class_name(r["tied_class"], names)
+        george = (
             "–"
-            if r["tied_class"] is None
-            else names[r["tied_class"]]
-            if r["tied_class"] < len(names)
-            else str(r["tied_class"])
+            if r.get("george_class") is None
+            else f"{_class_name(r['george_class'], names)} -> {_class_name(r['george_tied_class'], names)}"
         )
         lines.append(
             f"| {r['dataset']} | {r['model']} | {display_name(r['method'])} | {r['n_regions']} | {r['k']} | "
             f"{number(r['silhouette'])} | {r['n_candidates']} | {r['top_cluster_size']} | {number(r['top_gap'])} | "
             f"{number(r['top_influence'])} | {tied} | {number(r['top10_background_share'], True)} | "
             f"{number(r['precision_at_10'], True)} / {number(r.get('random_precision_at_10'), True)} | "
+            f"{george} | {number(r.get('george_precision_at_10'), True)} | "
             f"{number(r.get('image_accuracy'), True)} / "
             f"{number(r.get('image_acc_worst_group'), True)} | {number(r.get('region_accuracy'), True)} / "
             f"{number(r.get('region_acc_worst_group'), True)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _class_name(label: int | None, names: Sequence[str]) -> str:
+    return "–" if label is None else names[label] if label < len(names) else str(label)
