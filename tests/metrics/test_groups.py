@@ -102,6 +102,19 @@ def test_sticker_effect_is_ravls_epsilons_by_hand():
     assert np.isnan(alone["epsilon_2"]) and alone["epsilon_2_class"] is None
 
 
+def test_region_accuracy_is_the_object_alone_overall_and_in_its_worst_group_by_hand():
+    from vlm_rationality.metrics.groups import NO_REGION, region_accuracy
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    present = np.array([1, 1, 0, 0, 1, 1, 0, 0], bool)
+    object_pred = np.array([0, 0, 0, 1, 1, -1, 1, 1])  # (0, absent) 1/2; (1, present) 1/2, one with no prediction
+    assert region_accuracy(labels, object_pred, present) == {
+        "region_accuracy": pytest.approx(6 / 8),
+        "region_acc_worst_group": pytest.approx(0.5),
+    }
+    assert region_accuracy(labels[:0], object_pred[:0], present[:0]) == NO_REGION
+
+
 def test_cramers_v_by_hand():
     from vlm_rationality.metrics.groups import cramers_v
 

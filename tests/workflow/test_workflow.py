@@ -1058,6 +1058,7 @@ def test_twins_add_the_true_rationale_and_a_changed_twins_setting_reruns_only_wh
         assert 0 <= row["n_object_grounded"] <= row["n"] == 48
         assert row["pt_true_ci_low"] <= row["pt_true"] <= row["pt_true_ci_high"] or math.isnan(row["pt_true"])
         assert 0 <= row["acc_background_alone"] <= 1 and row["twins_agreement"] == 1.0
+        assert 0 <= row["region_acc_worst_group"] <= row["region_accuracy"] <= 1  # the object alone, RaVL's region
     twins = pq.read_table(results / "twins" / "tiny-synthetic" / "tiny-clip" / "ft" / "shards-0000-0000.parquet")
     assert (
         read_metadata(results / "twins" / "tiny-synthetic" / "tiny-clip" / "ft" / "shards-0000-0000.parquet")["schema"]

@@ -49,6 +49,19 @@ def worst_group(correct: np.ndarray, labels: np.ndarray, present: np.ndarray) ->
 
 
 NO_STICKER: dict[str, Any] = {"epsilon_1": None, "epsilon_2": None, "epsilon_2_class": None}
+NO_REGION: dict[str, Any] = {"region_accuracy": None, "region_acc_worst_group": None}
+
+
+def region_accuracy(labels: np.ndarray, object_pred: np.ndarray, present: np.ndarray) -> dict[str, Any]:
+    """RaVL's region-level accuracy, overall and in the worst (class, cue present) group: the object classified
+    without its context. RaVL classifies the object's box crop; here the object alone is the twins job's (every
+    background pixel, the sticker's included, painted the background's mean colour, at full size), so the groups
+    still split by whether the image carried the cue and differ only by what the classifier made of the object."""
+    correct = np.asarray(object_pred) == np.asarray(labels)  # NO_PREDICTION (-1) never equals a label
+    if not len(correct):
+        return dict(NO_REGION)
+    worst = worst_group(correct, np.asarray(labels), np.asarray(present, bool))
+    return {"region_accuracy": float(correct.mean()), "region_acc_worst_group": worst["acc_worst_group"]}
 
 
 def sticker_effect(correct: np.ndarray, labels: np.ndarray, present: np.ndarray, tied_class: int) -> dict[str, Any]:

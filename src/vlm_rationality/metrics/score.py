@@ -21,7 +21,15 @@ from vlm_rationality.artefacts import (
 )
 from vlm_rationality.metrics.cue import cue_reliance
 from vlm_rationality.metrics.grounding import NO_GROUNDING, grounding
-from vlm_rationality.metrics.groups import NO_GROUPS, NO_STICKER, cue_present, sticker_effect, worst_group
+from vlm_rationality.metrics.groups import (
+    NO_GROUPS,
+    NO_REGION,
+    NO_STICKER,
+    cue_present,
+    region_accuracy,
+    sticker_effect,
+    worst_group,
+)
 from vlm_rationality.metrics.rationality import rationality, resolve_undefined
 
 log = logging.getLogger(__name__)
@@ -46,7 +54,8 @@ def score_table(
     the worst-group accuracy (metrics/groups.py) and, for the sticker, ε1/ε2, the other datasets' rows nulls.
     `twins`: twins files (predict/twins.py); with any, every row gets the true rationale
     (metrics/grounding.py: PT*, IR*, background-alone accuracy, BG-gap) of its (dataset, model, method) on the clean
-    data, at `agreement`, and nulls where it has none (a shifted row, a pair without twins)."""
+    data, at `agreement`, and nulls where it has none (a shifted row, a pair without twins); with `groups` as well,
+    RaVL's region-level accuracy and worst group from the twins' object alone (metrics/groups.py)."""
     sweeps, groups = sweeps or {}, groups or {}
     cues = {  # dataset -> sample_id -> its background (a background cue) or whether it carries the sticker
         dataset: {
@@ -96,9 +105,12 @@ def score_table(
             ids = np.asarray(table.column("sample_id").to_pylist(), dtype=object)[predicted]
             found = np.asarray([cues[row["dataset"]][i] for i in ids])
             row.update(_group_columns(groups[row["dataset"]], found, labels, correct))
+        row.update(NO_REGION)
         if twins:
             found = truth.get((row["dataset"], row["model"], row["method"])) if row["shift"] == "clean" else None
             row.update(NO_GROUNDING if found is None else _grounding_columns(found, agreement, iterations, seed))
+            if found is not None and row["dataset"] in groups:
+                row.update(_region_columns(groups[row["dataset"]], found, cues[row["dataset"]]))
         row["threshold"] = threshold
         row["undefined_rma"] = undefined_rma
         if sweeps:
@@ -135,6 +147,14 @@ def _group_columns(group: dict[str, Any], found: np.ndarray, labels: np.ndarray,
     if "sticker" in group:
         columns.update(sticker_effect(correct, labels, present, group["sticker"]))
     return columns
+
+
+def _region_columns(group: dict[str, Any], found: dict[str, Any], cues: dict[str, Any]) -> dict[str, Any]:
+    """RaVL's region-level accuracy and worst group from the twins' predictions on the object alone."""
+    labels = np.asarray(found["label"])
+    seen = np.asarray([cues[i] for i in found["sample_id"]])
+    present = cue_present(labels, seen, group["tied"]) if "tied" in group else seen.astype(bool)
+    return region_accuracy(labels, found["object_pred"], present)
 
 
 def _grounding_columns(found: dict[str, Any], agreement: float, iterations: int, seed: int) -> dict[str, Any]:

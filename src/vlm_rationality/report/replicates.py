@@ -3,9 +3,10 @@
 method (the same base, the same seed) with its own t-interval, so that a reader sees which differences exclude zero.
 
 A bootstrap interval of one run says how much its test split could move the number; it says nothing of the next
-seed or the next base. Here the unit is the run. The sticker gap and PT* come from the twins, where the config has
-them (the score table's `bg_gap`, metrics/grounding.py: on the samples of the sticker's class, accuracy on the twins
-that show the sticker minus on those that do not).
+seed or the next base. Here the unit is the run. The sticker gap, PT* and the region-level accuracies come from the
+twins, where the config has them (the score table's `bg_gap`, metrics/grounding.py: on the samples of the sticker's
+class, accuracy on the twins that show the sticker minus on those that do not; `region_*`: the object alone,
+metrics/groups.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ Row = dict[str, Any]
 METRICS = {
     "accuracy": "accuracy",
     "acc_worst_group": "worst group",
+    "region_accuracy": "region accuracy",
+    "region_acc_worst_group": "region worst group",
     "epsilon_1": "ε1",
     "epsilon_2": "ε2",
     "bg_gap": "sticker gap (twins)",
