@@ -288,7 +288,7 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
     settings = TrainSettings(lr=0.1, epochs=6, batch_size=2, optimizer="sgd")
     metrics = fit([weight], lambda index: ((weight**2).sum(), None), split, settings, select=Selection(score, 2))
     assert metrics["epochs"] == 4 and metrics["best_epoch"] == 2 and metrics["validation"] == [0.2, 0.6, 0.6, 0.5]
-    assert len(set(seen)) == 4 and float(weight) == seen[1]
+    assert len(set(seen)) == 4 and weight.item() == seen[1]
     # 30 epochs of one step: the warm-up spans 3 steps, so patience 1 cannot stop training before epoch 3
     falling = iter([0.5, 0.4, 0.3, 0.2, 0.1])
     settings = TrainSettings(lr=0.1, epochs=30, batch_size=4, optimizer="sgd")
