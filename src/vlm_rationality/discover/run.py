@@ -67,6 +67,11 @@ def shows_cue(kind: str, feature: int | None, cue: dict[str, Any] | None, tied_c
     return kind == STICKER and tied_class == cue["sticker"]
 
 
+def regions_showing_cue(regions: dict[str, list], cue: dict[str, Any], tied_class: int | None) -> np.ndarray:
+    """bool [regions]: `shows_cue` of every region of a region table, for one ranking's tied class."""
+    return np.array([shows_cue(k, f, cue, tied_class) for k, f in zip(regions["kind"], regions["feature"])], bool)
+
+
 @dataclass
 class EmbeddedRegions:
     """A split's regions as the classifier sees them: the region table's columns and the embeddings."""
@@ -205,7 +210,7 @@ def discover(
     row["random_precision_at_10"] = None
     if cue is not None:
         tied_class = top.tied_class if top else None
-        shows = np.array([shows_cue(k, f, cue, tied_class) for k, f in zip(regions["kind"], regions["feature"])])
+        shows = regions_showing_cue(regions, cue, tied_class)
         row["spurious_kind"] = BACKGROUND if "tied" in cue else STICKER
         row["spurious_feature"] = cue["tied"][tied_class] if "tied" in cue and tied_class is not None else None
         row["precision_at_10"] = precision_at(shows[ranked].astype(int) if top else None, 1)
@@ -240,12 +245,7 @@ def _george(
         "george_precision_at_10": None,
     }
     if cue is not None:
-        shows = np.array(
-            [
-                shows_cue(k, f, cue, found.tied_class if found else None)
-                for k, f in zip(seen.regions["kind"], seen.regions["feature"])
-            ]
-        )
+        shows = regions_showing_cue(seen.regions, cue, found.tied_class if found else None)
         out["george_precision_at_10"] = precision_at(shows[found.ranked].astype(int) if found else None, 1)
     return out
 

@@ -142,7 +142,7 @@ def _heatmaps_by_key(paths: Sequence[str | os.PathLike]) -> tuple[dict, dict, di
 
 def _group_columns(group: dict[str, Any], found: np.ndarray, labels: np.ndarray, correct: np.ndarray) -> dict:
     """Worst-group accuracy (and, for a sticker, ε1/ε2) from each sample's background or sticker (`found`)."""
-    present = cue_present(labels, found, group["tied"]) if "tied" in group else found.astype(bool)
+    present = _present(group, found, labels)
     columns = worst_group(correct, labels, present)
     if "sticker" in group:
         columns.update(sticker_effect(correct, labels, present, group["sticker"]))
@@ -152,9 +152,13 @@ def _group_columns(group: dict[str, Any], found: np.ndarray, labels: np.ndarray,
 def _region_columns(group: dict[str, Any], found: dict[str, Any], cues: dict[str, Any]) -> dict[str, Any]:
     """RaVL's region-level accuracy and worst group from the twins' predictions on the object alone."""
     labels = np.asarray(found["label"])
-    seen = np.asarray([cues[i] for i in found["sample_id"]])
-    present = cue_present(labels, seen, group["tied"]) if "tied" in group else seen.astype(bool)
+    present = _present(group, np.asarray([cues[i] for i in found["sample_id"]]), labels)
     return region_accuracy(labels, found["object_pred"], present)
+
+
+def _present(group: dict[str, Any], found: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Whether each sample shows its class's tied background, or carries the sticker."""
+    return cue_present(labels, found, group["tied"]) if "tied" in group else found.astype(bool)
 
 
 def _grounding_columns(found: dict[str, Any], agreement: float, iterations: int, seed: int) -> dict[str, Any]:
